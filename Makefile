@@ -1,0 +1,101 @@
+# The single entry point. `make up` runs the system, `make test` runs every check.
+# Node.js and pnpm are provisioned into .tools/ (versions in versions.env); servers run from
+# deploy/local/ as plain processes on 127.0.0.1; downloads are cached in ~/.cache/context-service.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+NODE := .tools/bin/node
+DEPS_STAMP := node_modules/.deps-stamp
+PROTO_DEPS := .tools/proto-deps/.stamp
+GEN_DIR := libs/proto/src/gen
+PACKAGE_JSONS := package.json $(wildcard libs/*/package.json services/*/package.json test/package.json bench/package.json)
+
+.PHONY: help
+help: ## Lists the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+# --- toolchain and dependencies ------------------------------------------------------------------
+
+$(NODE): versions.env scripts/toolchain.sh
+	@scripts/toolchain.sh >/dev/null
+	@touch $@
+
+$(DEPS_STAMP): $(NODE) pnpm-lock.yaml $(PACKAGE_JSONS)
+	@pnpm install --frozen-lockfile --reporter=append-only
+	@touch $@
+
+$(PROTO_DEPS): versions.env scripts/proto-deps.sh
+	@scripts/proto-deps.sh
+	@touch $@
+
+.PHONY: toolchain deps
+toolchain: $(NODE) ## Provisions Node.js and pnpm (pinned in versions.env) into .tools/
+deps: $(DEPS_STAMP) $(PROTO_DEPS) ## Installs the workspace's packages
+
+# --- protobuf -------------------------------------------------------------------------------------
+
+.PHONY: generate check-generated breaking
+generate: deps ## Regenerates libs/proto/src/gen from proto/
+	@rm -rf $(GEN_DIR)
+	@buf generate
+
+check-generated: generate ## Fails when the committed generated code is not what proto/ generates
+	@if ! git diff --quiet -- $(GEN_DIR) || [ -n "$$(git ls-files --others --exclude-standard -- $(GEN_DIR))" ]; then \
+	  git status --short -- $(GEN_DIR); \
+	  echo "libs/proto/src/gen is stale: run 'make generate' and commit the result" >&2; exit 1; \
+	fi
+
+breaking: deps ## Fails on wire-breaking changes to proto/ since the previous commit
+	@scripts/buf-breaking.sh
+
+# --- checks -----------------------------------------------------------------------------------------
+
+.PHONY: lint typecheck test test-unit test-int test-e2e
+lint: deps ## Biome (lint + format) and buf lint
+	@biome ci .
+	@buf lint
+
+typecheck: deps ## tsc over the whole workspace
+	@tsc -p tsconfig.json
+
+test: check-generated lint typecheck breaking ## Every check: generated code, lint, types, buf breaking, all test suites
+	@vitest run
+
+test-unit: deps ## Unit tests only (no servers)
+	@vitest run --project unit
+
+test-int: deps ## Integration tests only (starts its own servers)
+	@vitest run --project integration
+
+test-e2e: deps ## End-to-end tests only (starts its own servers)
+	@vitest run --project e2e
+
+# --- running the system -------------------------------------------------------------------------------
+
+.PHONY: up down status bench
+up: deps ## Starts NATS, Valkey, Neo4j and the services on 127.0.0.1 (detached), runs the demo, prints where things listen
+	@if [ "$${LOCAL_SERVERS:-1}" != 0 ]; then deploy/local/stack.sh up; fi
+	@deploy/local/services.sh start
+	@bin/ctx demo
+	@$(MAKE) status
+	@echo
+	@echo "Call it:   grpcurl -plaintext -import-path proto -import-path .tools/proto-deps \\"
+	@echo "             -proto context/v1/command_service.proto \\"
+	@echo "             -d '{\"story_id\":\"s-1\",\"title\":\"My story\"}' 127.0.0.1:50051 context.v1.ContextCommandService/CreateContext"
+	@echo "Stop it:   make down   (data stays in .stack/local)"
+
+down: ## Stops what `make up` started, by pid; data is kept in .stack/local
+	@deploy/local/services.sh stop
+	@deploy/local/stack.sh down
+
+status: ## Shows what is running and where
+	@deploy/local/stack.sh status || true
+	@deploy/local/services.sh status || true
+
+bench: deps ## Benchmarks (see docs/BENCHMARKS.md)
+	@echo "No benchmarks exist yet."

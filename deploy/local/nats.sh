@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# NATS server with JetStream, pinned in versions.env, built from the Go module proxy into CACHE_DIR.
+# Usage: deploy/local/nats.sh install|start|stop|status
+# Env: NATS_PORT (4222), NATS_MONITOR_PORT (8222), STACK_DIR, CACHE_DIR.
+LOG_TAG=nats
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+NATS_PORT="${NATS_PORT:-4222}"
+NATS_MONITOR_PORT="${NATS_MONITOR_PORT:-8222}"
+NATS_BIN="$CACHE_DIR/nats-server-$NATS_SERVER_VERSION/bin/nats-server"
+
+install() {
+  [[ -x $NATS_BIN ]] && return 0
+  command -v go >/dev/null || die "go is needed to build nats-server $NATS_SERVER_VERSION"
+  log "building nats-server $NATS_SERVER_VERSION with go install (once, cached in $CACHE_DIR)"
+  GOBIN="$(dirname "$NATS_BIN")" GOFLAGS=-mod=mod \
+    go install "github.com/nats-io/nats-server/v2@v$NATS_SERVER_VERSION"
+}
+
+healthy() { curl -fsS "http://$BIND_HOST:$NATS_MONITOR_PORT/healthz?js-enabled-only=true" >/dev/null; }
+
+start() {
+  install
+  if is_running nats; then
+    log "already running (pid $(cat "$(pid_file nats)"))"
+    return 0
+  fi
+  local store="$STACK_DIR/data/nats"
+  mkdir -p "$store"
+  start_bg nats "$NATS_BIN" -a "$BIND_HOST" -p "$NATS_PORT" \
+    -m "$NATS_MONITOR_PORT" -js -sd "$store" -n "ctx-local-$NATS_PORT"
+  if ! wait_for "nats on $NATS_PORT" 30 healthy; then
+    tail -n 40 "$(log_file nats)" >&2
+    exit 1
+  fi
+  log "ready on nats://$BIND_HOST:$NATS_PORT (monitoring http://$BIND_HOST:$NATS_MONITOR_PORT)"
+}
+
+status() {
+  if is_running nats && healthy; then
+    echo "nats     running  nats://$BIND_HOST:$NATS_PORT"
+  else
+    echo "nats     stopped"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop_pid nats ;;
+  status) status ;;
+  *) die "usage: $0 install|start|stop|status" ;;
+esac

@@ -1,0 +1,108 @@
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+
+import org.neo4j.configuration.GraphDatabaseInternalSettings;
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.HttpConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.dbms.api.DatabaseManagementService;
+import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
+import org.neo4j.io.ByteUnit;
+
+/**
+ * Runs an embedded Neo4j community server for local development and tests, so that no
+ * Neo4j distribution (nor Docker) is needed: deploy/local/neo4j.sh resolves the jars
+ * with Maven and starts this class.
+ *
+ * Usage: java Launcher <home-dir>   (or env NEO4J_DATA_DIR)
+ * Env:   NEO4J_BOLT_PORT  Bolt port on 127.0.0.1, default 7687
+ *        NEO4J_AUTH       "none" (default) or "neo4j/<password>"
+ *
+ * Prints "neo4j ready: bolt://..." once Bolt accepts queries; SIGTERM stops it cleanly.
+ */
+public final class Launcher {
+    private static final String HOST = "127.0.0.1";
+
+    public static void main(String[] args) throws InterruptedException {
+        String home = args.length > 0 ? args[0] : env("NEO4J_DATA_DIR", "");
+        if (home.isBlank()) {
+            fail("usage: Launcher <home-dir> (or set NEO4J_DATA_DIR)");
+        }
+        int port = Integer.parseInt(env("NEO4J_BOLT_PORT", "7687"));
+        String auth = env("NEO4J_AUTH", "none");
+        String password = null;
+        if (auth.startsWith("neo4j/")) {
+            password = auth.substring("neo4j/".length());
+        } else if (!auth.equals("none")) {
+            fail("NEO4J_AUTH must be 'none' or 'neo4j/<password>'");
+        }
+
+        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(Path.of(home).toAbsolutePath())
+                // Only Bolt, and only on loopback: nothing listens on other interfaces.
+                .setConfig(GraphDatabaseSettings.default_listen_address, new SocketAddress(HOST))
+                .setConfig(GraphDatabaseSettings.default_advertised_address, new SocketAddress(HOST))
+                .setConfig(BoltConnector.enabled, true)
+                .setConfig(BoltConnector.listen_address, new SocketAddress(HOST, port))
+                .setConfig(BoltConnector.advertised_address, new SocketAddress(HOST, port))
+                .setConfig(HttpConnector.enabled, false)
+                .setConfig(GraphDatabaseSettings.auth_enabled, password != null)
+                // Small footprint for dev and CI machines (2 cores, a few GB of RAM).
+                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(256))
+                .setConfig(GraphDatabaseSettings.keep_logical_logs, "2 files")
+                .setConfig(GraphDatabaseSettings.logical_log_rotation_threshold, ByteUnit.mebiBytes(16))
+                .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
+                // Bolt's Netty event loops otherwise idle through a quiet period on shutdown
+                // (twice, after the stores are already flushed); a local stop needs none.
+                .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
+                // No anonymous usage reports from developer machines and CI.
+                .setConfig(GraphDatabaseSettings.udc_enabled, false)
+                .build();
+
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            System.out.println("neo4j stopping");
+            dbms.shutdown();
+            System.out.println("neo4j stopped");
+            stopped.countDown();
+        }, "neo4j-shutdown"));
+
+        try {
+            if (password != null) {
+                setPassword(dbms, password);
+            }
+        } catch (RuntimeException e) {
+            System.err.println("neo4j launcher: could not set the password: " + e.getMessage());
+            System.exit(1); // runs the shutdown hook
+        }
+        System.out.println("neo4j ready: bolt://" + HOST + ":" + port + " (auth " + (password == null ? "none" : "neo4j") + ")");
+        stopped.await();
+    }
+
+    /**
+     * Embedded mode has no `neo4j-admin dbms set-initial-password`, so the password of the
+     * built-in user is set through the system database, before anyone is told we are ready.
+     */
+    private static void setPassword(DatabaseManagementService dbms, String password) {
+        try {
+            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $password CHANGE NOT REQUIRED", Map.of("password", password));
+        } catch (RuntimeException e) {
+            // A restart with an unchanged password: Neo4j refuses to "change" it to itself.
+            if (!String.valueOf(e.getMessage()).contains("Old password and new password cannot be the same")) {
+                throw e;
+            }
+        }
+    }
+
+    private static String env(String name, String fallback) {
+        String value = System.getenv(name);
+        return value == null || value.isBlank() ? fallback : value;
+    }
+
+    private static void fail(String message) {
+        System.err.println("neo4j launcher: " + message);
+        System.exit(2);
+    }
+}

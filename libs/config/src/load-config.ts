@@ -1,0 +1,74 @@
+import { z } from "zod";
+import { ConfigError } from "./config-error.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Reads and validates configuration from environment variables. The schema's keys are the variable
+ * names; an empty variable counts as unset, so defaults apply. Throws one ConfigError naming every bad
+ * variable, so a service fails fast at start-up instead of at first use.
+ */
+export function loadConfig<S extends z.ZodObject>(schema: S, env: Env = process.env): z.infer<S> {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") input[key] = value;
+  }
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  throw new ConfigError(
+    parsed.error.issues.map((issue) => ({
+      variable: String(issue.path[0] ?? "(root)"),
+      message: issue.message,
+    })),
+  );
+}
+
+/** Field builders for environment variables (all strings on the way in). */
+export const env = {
+  /** A TCP port number. */
+  port: (defaultPort: number) => z.coerce.number().int().min(0).max(65535).default(defaultPort),
+  /** A positive whole number. */
+  int: (defaultValue: number) => z.coerce.number().int().positive().default(defaultValue),
+  /** A URL with one of the given schemes. */
+  url: (defaultUrl: string, schemes: readonly string[]) =>
+    z
+      .string()
+      .refine((v) => URL.canParse(v) && schemes.includes(new URL(v).protocol.slice(0, -1)), {
+        message: `must be a URL with scheme ${schemes.join(" or ")}`,
+      })
+      .default(defaultUrl),
+  /** true/false, 1/0, yes/no. */
+  bool: (defaultValue: boolean) =>
+    z
+      .enum(["true", "false", "1", "0", "yes", "no"], { message: "must be true or false" })
+      .transform((v) => v === "true" || v === "1" || v === "yes")
+      .default(defaultValue),
+  /** A host:port address to listen on. */
+  listen: (defaultAddress: string) =>
+    z
+      .string()
+      .regex(/^[^:\s]+:\d{1,5}$/, { message: "must be host:port" })
+      .transform((v) => {
+        const at = v.lastIndexOf(":");
+        return { host: v.slice(0, at), port: Number(v.slice(at + 1)) };
+      })
+      .default(() => {
+        const at = defaultAddress.lastIndexOf(":");
+        return { host: defaultAddress.slice(0, at), port: Number(defaultAddress.slice(at + 1)) };
+      }),
+  logLevel: () =>
+    z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+} as const;
+
+/** Where the stores of the local stack listen; every service reads these. */
+export const storesSchema = z.object({
+  NATS_URL: env.url("nats://127.0.0.1:4222", ["nats", "tls"]),
+  VALKEY_URL: env.url("redis://127.0.0.1:6379", ["redis", "rediss", "valkey"]),
+  NEO4J_URL: env.url("bolt://127.0.0.1:7687", ["bolt", "neo4j", "bolt+s", "neo4j+s"]),
+  NEO4J_USER: z.string().default("neo4j"),
+  NEO4J_PASSWORD: z.string().default(""),
+  LOG_LEVEL: env.logLevel(),
+});
+
+export type StoresConfig = z.infer<typeof storesSchema>;

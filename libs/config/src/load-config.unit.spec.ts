@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { type ConfigError, env, isConfigError, loadConfig, storesSchema } from "./index.ts";
+
+describe("loadConfig", () => {
+  it("applies defaults when variables are unset or empty", () => {
+    const config = loadConfig(storesSchema, { NATS_URL: "" });
+    expect(config.NATS_URL).toBe("nats://127.0.0.1:4222");
+    expect(config.LOG_LEVEL).toBe("info");
+  });
+
+  it("parses ports, booleans and listen addresses", () => {
+    const schema = z.object({
+      PORT: env.port(1),
+      ON: env.bool(false),
+      LISTEN: env.listen("127.0.0.1:50051"),
+    });
+    expect(loadConfig(schema, { PORT: "8080", ON: "yes", LISTEN: "0.0.0.0:9" })).toEqual({
+      PORT: 8080,
+      ON: true,
+      LISTEN: { host: "0.0.0.0", port: 9 },
+    });
+    expect(loadConfig(schema, {}).LISTEN).toEqual({ host: "127.0.0.1", port: 50051 });
+  });
+
+  it("fails naming every bad variable", () => {
+    const schema = z.object({ PORT: env.port(1), NATS_URL: storesSchema.shape.NATS_URL });
+    let error: unknown;
+    try {
+      loadConfig(schema, { PORT: "70000", NATS_URL: "http://x" });
+    } catch (e) {
+      error = e;
+    }
+    expect(isConfigError(error)).toBe(true);
+    const problems = (error as ConfigError).problems.map((p) => p.variable);
+    expect(problems).toEqual(["PORT", "NATS_URL"]);
+    expect((error as Error).message).toMatch(/PORT: .*; NATS_URL: must be a URL with scheme nats/);
+  });
+});

@@ -1,0 +1,64 @@
+import type { ContextEvent } from "@ctx/proto";
+import type { StreamVersion } from "./stream-version.ts";
+
+/**
+ * What happened, without the envelope: the `payload` oneof of the stored `ContextEvent`, exactly as
+ * protobuf-es generates it. `decide` emits these and the event store wraps them, so no mapping layer
+ * sits between the domain and the wire.
+ */
+export type ContextEventData = Exclude<ContextEvent["payload"], { case: undefined }>;
+
+/**
+ * An event with the envelope fields the domain needs: its position and time. The rest of the
+ * envelope (ids, hashes, correlation) is the event store's business.
+ */
+export interface DomainEvent {
+  readonly version: StreamVersion;
+  readonly occurredAt: Date;
+  readonly data: ContextEventData;
+}
+
+/**
+ * The name of each event type: the proto message name, used as the last subject token
+ * (`context.events.{story_id}.{event_type}`) and as the envelope's `event_type`. Stable forever,
+ * since stored subjects carry it.
+ */
+export const ContextEventType = {
+  ContextCreated: "ContextCreated",
+  DecisionAdded: "DecisionAdded",
+  DecisionSuperseded: "DecisionSuperseded",
+  SubtaskAdded: "SubtaskAdded",
+  SubtaskUpdated: "SubtaskUpdated",
+  SubtaskDependencyAdded: "SubtaskDependencyAdded",
+  ContextArchived: "ContextArchived",
+} as const;
+export type ContextEventType = (typeof ContextEventType)[keyof typeof ContextEventType];
+
+const eventTypeByCase: Readonly<Record<ContextEventData["case"], ContextEventType>> = {
+  contextCreated: ContextEventType.ContextCreated,
+  decisionAdded: ContextEventType.DecisionAdded,
+  decisionSuperseded: ContextEventType.DecisionSuperseded,
+  subtaskAdded: ContextEventType.SubtaskAdded,
+  subtaskUpdated: ContextEventType.SubtaskUpdated,
+  subtaskDependencyAdded: ContextEventType.SubtaskDependencyAdded,
+  contextArchived: ContextEventType.ContextArchived,
+};
+
+/** The event type of a payload, for its subject and envelope. */
+export function eventTypeOf(data: ContextEventData): ContextEventType {
+  return eventTypeByCase[data.case];
+}
+
+/**
+ * The schema version each event type is written with today. Writers stamp it into the envelope;
+ * readers upcast older events to it before `evolve` sees them.
+ */
+export const currentSchemaVersion: Readonly<Record<ContextEventType, number>> = Object.freeze({
+  ContextCreated: 1,
+  DecisionAdded: 1,
+  DecisionSuperseded: 1,
+  SubtaskAdded: 1,
+  SubtaskUpdated: 1,
+  SubtaskDependencyAdded: 1,
+  ContextArchived: 1,
+});

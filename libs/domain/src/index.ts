@@ -1,0 +1,30 @@
+// The decider of a story's context: what a command means, and what the story is after its events.
+export type { Command } from "./command.ts";
+// For sibling libs (event store, upcasters, snapshots): the event vocabulary and the proto mapping.
+export type { ContextEventData, DomainEvent } from "./context-event.ts";
+export { ContextEventType, currentSchemaVersion, eventTypeOf } from "./context-event.ts";
+export { fromContextMessage, toContextMessage } from "./context-message.ts";
+export type { ContextState, DecisionState, SubtaskState } from "./context-state.ts";
+export { ContextLifecycle, initialState } from "./context-state.ts";
+export { decide, decideAll } from "./decide.ts";
+export type { EntityKind } from "./domain-error.ts";
+export {
+  DomainError,
+  DomainRule,
+  EntityAlreadyExistsError,
+  EntityNotFoundError,
+  isDomainError,
+  isEntityAlreadyExistsError,
+  isEntityNotFoundError,
+  isRuleViolationError,
+  isStoryAlreadyExistsError,
+  isStoryNotFoundError,
+  RuleViolationError,
+  StoryAlreadyExistsError,
+  StoryNotFoundError,
+} from "./domain-error.ts";
+export { evolve, evolveAll, fold } from "./evolve.ts";
+export type { StoryId } from "./story-id.ts";
+export { storyId } from "./story-id.ts";
+export type { StreamVersion } from "./stream-version.ts";
+export { streamVersion } from "./stream-version.ts";

@@ -1,0 +1,354 @@
+import { create } from "@bufbuild/protobuf";
+import { type ContextEventData, storyId, streamVersion } from "@ctx/domain";
+import { DecisionAddedSchema, SubtaskAddedSchema } from "@ctx/proto";
+import { stack, uniqueName } from "@ctx/test-support";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ConcurrencyError,
+  createEventStore,
+  type EventStore,
+  type EventStreamSettings,
+  ExpectedVersion,
+  isConcurrencyError,
+  provisionEventStream,
+  verifyChain,
+} from "./index.ts";
+
+const created = (title = "A story"): ContextEventData => ({
+  case: "contextCreated",
+  value: { $typeName: "context.v1.ContextCreated", title, description: "" },
+});
+const subtask = (id: string): ContextEventData => ({
+  case: "subtaskAdded",
+  value: create(SubtaskAddedSchema, { subtaskId: id, title: `Subtask ${id}` }),
+});
+const decision = (id: string): ContextEventData => ({
+  case: "decisionAdded",
+  value: create(DecisionAddedSchema, { decisionId: id, title: `Decision ${id}`, madeBy: "ana" }),
+});
+
+let nc: NatsConnection;
+let settings: EventStreamSettings;
+let store: EventStore;
+
+beforeAll(async () => {
+  nc = await connect({ servers: stack().natsUrl });
+  const name = uniqueName("EVENTS");
+  settings = {
+    stream: name,
+    subjectPrefix: name.toLowerCase(),
+    replicas: 1,
+    duplicateWindowMs: 60_000,
+  };
+  await provisionEventStream(await jetstreamManager(nc), settings);
+  store = createEventStore(nc, { names: settings });
+});
+
+afterAll(async () => {
+  await (await jetstreamManager(nc)).streams.delete(settings.stream);
+  await nc.close();
+});
+
+const newStory = () => storyId(uniqueName("story"));
+
+describe("provisionEventStream", () => {
+  it("is idempotent and applies changed settings", async () => {
+    const jsm = await jetstreamManager(nc);
+    const again = await provisionEventStream(jsm, settings);
+    expect(again.config.subjects).toEqual([`${settings.subjectPrefix}.>`]);
+    expect(again.config.compression).toBe("s2");
+    expect(again.config.allow_atomic).toBe(true);
+    expect(again.config.allow_direct).toBe(true);
+    const changed = await provisionEventStream(jsm, { ...settings, duplicateWindowMs: 30_000 });
+    expect(changed.config.duplicate_window).toBe(30_000 * 1_000_000);
+    await provisionEventStream(jsm, settings);
+  });
+});
+
+describe("append and read", () => {
+  it("appends one event and reads it back with its envelope", async () => {
+    const story = newStory();
+    const result = await store.append(story, [{ data: created() }], ExpectedVersion.NoStory, {
+      commandId: "cmd-1",
+      correlationId: "corr-1",
+      causationId: "cause-1",
+    });
+    expect(result.version).toBe(1);
+    const [event] = await store.read(story);
+    expect(event?.version).toBe(1);
+    expect(event?.eventType).toBe("ContextCreated");
+    expect(event?.envelope.commandId).toBe("cmd-1");
+    expect(event?.envelope.correlationId).toBe("corr-1");
+    expect(event?.envelope.causationId).toBe("cause-1");
+    expect(event?.eventId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+    expect(verifyChain((await store.read(story)).map((e) => e.envelope))).toEqual({
+      intact: true,
+      events: 1,
+    });
+  });
+
+  it("appends several events atomically and chains their hashes", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    const result = await store.append(
+      story,
+      [{ data: subtask("s1") }, { data: subtask("s2") }, { data: decision("d1") }],
+      streamVersion(1),
+    );
+    expect(result.version).toBe(4);
+    expect(result.events.map((e) => e.version)).toEqual([2, 3, 4]);
+    const events = await store.read(story);
+    expect(events.map((e) => e.eventType)).toEqual([
+      "ContextCreated",
+      "SubtaskAdded",
+      "SubtaskAdded",
+      "DecisionAdded",
+    ]);
+    expect(events.map((e) => e.envelope.commandEventIndex)).toEqual([0, 0, 1, 2]);
+    expect(verifyChain(events.map((e) => e.envelope))).toEqual({ intact: true, events: 4 });
+  });
+
+  it("reads a range of versions and up to a time", async () => {
+    const story = newStory();
+    const t0 = new Date("2026-01-01T00:00:00Z");
+    const at = (minutes: number) => new Date(t0.getTime() + minutes * 60_000);
+    await store.append(
+      story,
+      [
+        { data: created(), occurredAt: at(0) },
+        { data: subtask("a"), occurredAt: at(1) },
+        { data: subtask("b"), occurredAt: at(2) },
+        { data: subtask("c"), occurredAt: at(3) },
+      ],
+      ExpectedVersion.NoStory,
+    );
+    const range = await store.read(story, { fromVersion: 2, toVersion: 3 });
+    expect(range.map((e) => e.version)).toEqual([2, 3]);
+    const until = await store.read(story, { untilTime: at(1.5) });
+    expect(until.map((e) => e.version)).toEqual([1, 2]);
+    expect(await store.read(newStory())).toEqual([]);
+    await expect(store.read(newStory(), { mustExist: true })).rejects.toThrow(/does not exist/);
+  });
+
+  it("reads stories longer than one direct-get batch", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    const events = Array.from({ length: 1200 }, (_, i) => ({ data: subtask(`s${i}`) }));
+    for (let i = 0; i < events.length; i += 100) {
+      await store.append(story, events.slice(i, i + 100), streamVersion(1 + i));
+    }
+    const read = await store.read(story);
+    expect(read.length).toBe(1201);
+    expect(read.map((e) => e.version)).toEqual(Array.from({ length: 1201 }, (_, i) => i + 1));
+    expect(verifyChain(read.map((e) => e.envelope)).intact).toBe(true);
+  });
+});
+
+describe("story-wide optimistic concurrency (checked by the server)", () => {
+  it("rejects a stale single-event append with expected and actual version", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    await store.append(story, [{ data: subtask("a") }], streamVersion(1));
+    const stale = store.append(story, [{ data: subtask("b") }], streamVersion(1));
+    await expect(stale).rejects.toBeInstanceOf(ConcurrencyError);
+    await expect(stale).rejects.toMatchObject({ expectedVersion: 1, actualVersion: 2 });
+  });
+
+  it("rejects a stale multi-event append as a whole", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    // A second writer remembers version 1; the first moves the story to version 2. The second's
+    // batch reaches the server expecting version 1, and the server refuses all of it.
+    const other = createEventStore(nc, { names: settings });
+    await other.head(story);
+    await store.append(story, [{ data: subtask("a") }], streamVersion(1));
+    const stale = other.append(
+      story,
+      [{ data: subtask("p") }, { data: subtask("q") }],
+      streamVersion(1),
+    );
+    await expect(stale).rejects.toMatchObject({
+      name: "ConcurrencyError",
+      expectedVersion: 1,
+      actualVersion: 2,
+    });
+    const events = await store.read(story);
+    expect(events.map((e) => e.version)).toEqual([1, 2]);
+    expect(verifyChain(events.map((e) => e.envelope)).intact).toBe(true);
+  });
+
+  it("appends at the end with ExpectedVersion.Any, even from a stale writer", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    const other = createEventStore(nc, { names: settings });
+    await other.head(story);
+    await store.append(story, [{ data: subtask("a") }], streamVersion(1));
+    const result = await other.append(
+      story,
+      [{ data: subtask("b") }, { data: subtask("c") }],
+      ExpectedVersion.Any,
+    );
+    expect(result.events.map((e) => e.version)).toEqual([3, 4]);
+    expect(verifyChain((await store.read(story)).map((e) => e.envelope)).intact).toBe(true);
+  });
+
+  it("the story must not exist for expected version 0", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    await expect(
+      store.append(story, [{ data: created() }], ExpectedVersion.NoStory),
+    ).rejects.toMatchObject({
+      expectedVersion: 0,
+      actualVersion: 1,
+    });
+  });
+
+  it("lets exactly one of N parallel writers win each version: no lost update, no gap", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    const writers = 8;
+    const perWriter = 15;
+    let conflicts = 0;
+    // Each writer has its own connection and store, like separate command-service pods.
+    const connections = await Promise.all(
+      Array.from({ length: writers }, () => connect({ servers: stack().natsUrl })),
+    );
+    try {
+      await Promise.all(
+        connections.map(async (conn, w) => {
+          const mine = createEventStore(conn, { names: settings });
+          for (let i = 0; i < perWriter; i++) {
+            for (;;) {
+              const version = (await mine.head(story))?.version ?? streamVersion(0);
+              try {
+                await mine.append(story, [{ data: subtask(`w${w}-${i}`) }], version);
+                break;
+              } catch (e) {
+                if (!isConcurrencyError(e)) throw e;
+                conflicts += 1;
+              }
+            }
+          }
+        }),
+      );
+    } finally {
+      await Promise.all(connections.map((c) => c.close()));
+    }
+    const events = await store.read(story);
+    expect(events.length).toBe(1 + writers * perWriter);
+    expect(events.map((e) => e.version)).toEqual(events.map((_, i) => i + 1));
+    const ids = events.flatMap((e) =>
+      e.data.case === "subtaskAdded" ? [e.data.value.subtaskId] : [],
+    );
+    expect(new Set(ids).size).toBe(writers * perWriter);
+    expect(verifyChain(events.map((e) => e.envelope)).intact).toBe(true);
+    expect(conflicts).toBeGreaterThan(0);
+  });
+});
+
+describe("deduplication", () => {
+  it("a re-sent single event is stored once", async () => {
+    const story = newStory();
+    const event = { data: created(), eventId: uniqueName("evt"), occurredAt: new Date() };
+    await store.append(story, [event], ExpectedVersion.NoStory);
+    const again = await createEventStore(nc, { names: settings }).append(
+      story,
+      [event],
+      ExpectedVersion.Any,
+    );
+    expect(again.deduplicated).toBe(true);
+    expect(again.version).toBe(1);
+    expect((await store.read(story)).length).toBe(1);
+  });
+
+  it("a re-sent batch is stored once", async () => {
+    const story = newStory();
+    const batch = [
+      { data: created(), eventId: uniqueName("evt") },
+      { data: subtask("a"), eventId: uniqueName("evt") },
+    ];
+    await store.append(story, batch, ExpectedVersion.NoStory);
+    const again = await createEventStore(nc, { names: settings }).append(
+      story,
+      batch,
+      ExpectedVersion.Any,
+    );
+    expect(again.deduplicated).toBe(true);
+    expect(again.version).toBe(2);
+    expect((await store.read(story)).length).toBe(2);
+  });
+});
+
+describe("atomicity", () => {
+  it("a connection killed in the middle of a multi-event append leaves none of its events", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    const dying = await connect({ servers: stack().natsUrl });
+    let published = 0;
+    // A real connection that dies after the third message of the batch has left the client.
+    const publish = dying.publish.bind(dying);
+    dying.publish = (subject, payload, options) => {
+      publish(subject, payload, options);
+      published += 1;
+      if (published === 3) void dying.close();
+    };
+    const events = Array.from({ length: 10 }, (_, i) => ({ data: subtask(`lost-${i}`) }));
+    await expect(
+      createEventStore(dying, { names: settings }).append(story, events, streamVersion(1)),
+    ).rejects.toThrow();
+    expect(published).toBe(3);
+    const after = await store.read(story);
+    expect(after.map((e) => e.version)).toEqual([1]);
+    // The story is still writable at the version the dead command expected.
+    const next = await store.append(story, [{ data: subtask("next") }], streamVersion(1));
+    expect(next.version).toBe(2);
+  });
+});
+
+describe("tamper evidence", () => {
+  it("detects an altered, removed or reordered event", async () => {
+    const story = newStory();
+    await store.append(
+      story,
+      [{ data: created() }, { data: decision("d1") }, { data: subtask("a") }],
+      ExpectedVersion.NoStory,
+    );
+    const envelopes = (await store.read(story)).map((e) => e.envelope);
+    expect(verifyChain(envelopes).intact).toBe(true);
+
+    const altered = envelopes.map((e) => ({ ...e }));
+    const second = altered[1];
+    if (second?.payload.case === "decisionAdded") {
+      second.payload = {
+        case: "decisionAdded",
+        value: { ...second.payload.value, rationale: "rewritten history" },
+      };
+    }
+    expect(verifyChain(altered)).toMatchObject({ intact: false, version: 2 });
+    expect(verifyChain([envelopes[0], envelopes[2]] as never)).toMatchObject({
+      intact: false,
+      version: 3,
+    });
+    expect(verifyChain([envelopes[1], envelopes[0]] as never)).toMatchObject({ intact: false });
+  });
+});
+
+describe("readAll", () => {
+  it("replays the stream in order from a sequence", async () => {
+    const story = newStory();
+    const { events } = await store.append(
+      story,
+      [{ data: created() }, { data: subtask("a") }],
+      ExpectedVersion.NoStory,
+    );
+    const from = Number(events[0]?.sequence);
+    const replayed = [];
+    for await (const e of store.readAll({ fromSequence: from })) replayed.push(e);
+    expect(replayed[0]?.sequence).toBe(from);
+    expect(replayed.filter((e) => e.storyId === story).map((e) => e.version)).toEqual([1, 2]);
+    const sequences = replayed.map((e) => Number(e.sequence));
+    expect(sequences).toEqual([...sequences].sort((a, b) => a - b));
+  });
+});

@@ -1,0 +1,539 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  type ContextEventData,
+  currentSchemaVersion,
+  eventTypeOf,
+  type StoryId,
+  type StreamVersion,
+  streamVersion,
+} from "@ctx/domain";
+import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import {
+  DeliverPolicy,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  type StoredMsg,
+} from "@nats-io/jetstream";
+import { headers, type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import { v7 as uuidv7 } from "uuid";
+import { decodeEvent, type RecordedEvent, type StreamSequence, streamSequence } from "./codec.ts";
+import {
+  ConcurrencyError,
+  CorruptEventError,
+  EventStoreUnavailableError,
+  StoryNotFoundError,
+} from "./errors.ts";
+import {
+  defaultEventStreamNames,
+  type EventStreamNames,
+  eventSubject,
+  storySubjects,
+} from "./event-stream.ts";
+import { eventHash } from "./hash-chain.ts";
+
+/** An event to append; id and time are assigned when absent. */
+export interface NewEvent {
+  readonly data: ContextEventData;
+  /** Time-ordered unique id; a UUIDv7 is generated when absent. */
+  readonly eventId?: string;
+  readonly occurredAt?: Date;
+}
+
+/** Who and what caused an append; copied into every envelope. */
+export interface AppendMetadata {
+  readonly commandId?: string;
+  readonly correlationId?: string;
+  readonly causationId?: string;
+}
+
+/**
+ * The version the story must be at for an append to go through, checked by the JetStream server:
+ * a number (0: the story must not exist yet), or `ExpectedVersion.Any` to append at the end whatever
+ * the version (the store still orders and chains events correctly under concurrency).
+ */
+export type ExpectedVersion = StreamVersion | "any";
+export const ExpectedVersion = {
+  Any: "any",
+  NoStory: streamVersion(0),
+} as const;
+
+export interface AppendResult {
+  /** The story's version after the append. */
+  readonly version: StreamVersion;
+  readonly events: readonly RecordedEvent[];
+  /** True when the server already held these events (a re-sent append) and stored nothing new. */
+  readonly deduplicated: boolean;
+}
+
+export interface ReadOptions {
+  /** First version to return (default 1). */
+  readonly fromVersion?: number;
+  /** Last version to return (default: the latest). */
+  readonly toVersion?: number;
+  /** Only events that occurred at or before this time. */
+  readonly untilTime?: Date;
+  /** Throw StoryNotFoundError instead of returning no events for a story that does not exist. */
+  readonly mustExist?: boolean;
+  /**
+   * Skip the stream up to this sequence: a reader that already holds the story up to a known event
+   * (a cache, a snapshot) reads only what came after it.
+   */
+  readonly afterSequence?: number;
+}
+
+export interface ReadAllOptions {
+  /** First stream sequence to deliver (default 1). */
+  readonly fromSequence?: number;
+  /** Last stream sequence to deliver (default: the stream's last sequence when the replay starts). */
+  readonly toSequence?: number;
+}
+
+/** Where a story's history ends: what the next append must chain onto. */
+export interface StoryHead {
+  readonly version: StreamVersion;
+  readonly sequence: StreamSequence;
+  readonly hash: Uint8Array;
+}
+
+/** The event store: one JetStream stream, one subject per event, stories as subject filters. */
+export interface EventStore {
+  readonly names: EventStreamNames;
+  /**
+   * Appends events to a story, all of them or none (one atomic batch when there are several), checked
+   * against the expected version by the server. Throws ConcurrencyError on a conflict.
+   */
+  append(
+    storyId: StoryId,
+    events: readonly NewEvent[],
+    expected: ExpectedVersion,
+    metadata?: AppendMetadata,
+  ): Promise<AppendResult>;
+  /** A story's events in version order. */
+  read(storyId: StoryId, options?: ReadOptions): Promise<readonly RecordedEvent[]>;
+  /** Every event of the stream in stream order, for replays and rebuilds. */
+  readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent>;
+  /** The story's last event, or undefined when the story does not exist. */
+  head(storyId: StoryId): Promise<StoryHead | undefined>;
+}
+
+export interface EventStoreOptions {
+  readonly names?: EventStreamNames;
+  /** Publish and read timeout in milliseconds (default 5 s). */
+  readonly timeoutMs?: number;
+  /** Heads of this many stories are remembered, so hot stories append without a lookup. */
+  readonly headCacheSize?: number;
+  /** Attempts of an `ExpectedVersion.Any` append that keeps losing races (default 10). */
+  readonly maxAnyRetries?: number;
+}
+
+interface BatchReply {
+  readonly error?: { readonly err_code?: number; readonly description?: string };
+  readonly seq?: number;
+  readonly count?: number;
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+const BATCH_DUPLICATE_MSG_ID = 10201;
+const READ_BATCH = 512;
+const EMPTY = new Uint8Array(0);
+
+/** Creates an event store over a NATS connection. The stream must exist (see provisionEventStream). */
+export function createEventStore(nc: NatsConnection, options: EventStoreOptions = {}): EventStore {
+  return new JetStreamEventStore(nc, options);
+}
+
+class JetStreamEventStore implements EventStore {
+  readonly names: EventStreamNames;
+  readonly #nc: NatsConnection;
+  readonly #js: JetStreamClient;
+  #jsm: Promise<JetStreamManager> | undefined;
+  readonly #timeout: number;
+  readonly #heads = new Map<StoryId, StoryHead>();
+  readonly #headCacheSize: number;
+  readonly #maxAnyRetries: number;
+
+  constructor(nc: NatsConnection, options: EventStoreOptions) {
+    this.#nc = nc;
+    this.names = options.names ?? defaultEventStreamNames;
+    this.#timeout = options.timeoutMs ?? 5_000;
+    this.#js = jetstream(nc, { timeout: this.#timeout });
+    this.#headCacheSize = options.headCacheSize ?? 10_000;
+    this.#maxAnyRetries = options.maxAnyRetries ?? 10;
+  }
+
+  #manager(): Promise<JetStreamManager> {
+    this.#jsm ??= this.#js.jetstreamManager(false);
+    return this.#jsm;
+  }
+
+  async append(
+    storyId: StoryId,
+    events: readonly NewEvent[],
+    expected: ExpectedVersion,
+    metadata: AppendMetadata = {},
+  ): Promise<AppendResult> {
+    if (events.length === 0) {
+      const head = await this.head(storyId);
+      const version = head?.version ?? streamVersion(0);
+      if (expected !== "any" && expected !== version) {
+        throw new ConcurrencyError(storyId, expected, version);
+      }
+      return { version, events: [], deduplicated: false };
+    }
+    const stamped = events.map((e) => ({
+      data: e.data,
+      eventId: e.eventId ?? uuidv7(),
+      occurredAt: e.occurredAt ?? new Date(),
+    }));
+    for (let attempt = 1; ; attempt++) {
+      let head = this.#heads.get(storyId) ?? (await this.#fetchHead(storyId));
+      if (expected !== "any" && (head?.version ?? 0) !== expected) {
+        // The cached head may be stale; only the server's answer counts.
+        head = await this.#fetchHead(storyId);
+        const actual = head?.version ?? streamVersion(0);
+        if (actual !== expected) throw new ConcurrencyError(storyId, expected, actual);
+      }
+      const envelopes = this.#envelopes(storyId, head, stamped, metadata);
+      try {
+        return await this.#publish(storyId, head, envelopes);
+      } catch (e) {
+        if (!(e instanceof WrongLastSequence)) throw e;
+        this.#heads.delete(storyId);
+        const actual = (await this.#fetchHead(storyId))?.version ?? streamVersion(0);
+        if (expected !== "any" || attempt >= this.#maxAnyRetries) {
+          throw new ConcurrencyError(
+            storyId,
+            expected === "any" ? (head?.version ?? streamVersion(0)) : expected,
+            actual,
+            {
+              cause: e,
+            },
+          );
+        }
+      }
+    }
+  }
+
+  #envelopes(
+    storyId: StoryId,
+    head: StoryHead | undefined,
+    events: readonly { data: ContextEventData; eventId: string; occurredAt: Date }[],
+    metadata: AppendMetadata,
+  ): ContextEvent[] {
+    let prevHash = head?.hash ?? EMPTY;
+    let version = head?.version ?? 0;
+    return events.map((event, index) => {
+      const eventType = eventTypeOf(event.data);
+      version += 1;
+      const envelope = create(ContextEventSchema, {
+        eventId: event.eventId,
+        storyId,
+        version,
+        occurredAt: timestampFromDate(event.occurredAt),
+        eventType,
+        schemaVersion: currentSchemaVersion[eventType],
+        correlationId: metadata.correlationId ?? "",
+        causationId: metadata.causationId ?? "",
+        commandId: metadata.commandId ?? "",
+        commandEventIndex: index,
+        prevHash,
+        payload: event.data,
+      });
+      envelope.hash = eventHash(envelope);
+      prevHash = envelope.hash;
+      return envelope;
+    });
+  }
+
+  async #publish(
+    storyId: StoryId,
+    head: StoryHead | undefined,
+    envelopes: readonly ContextEvent[],
+  ): Promise<AppendResult> {
+    const expectedSequence = head?.sequence ?? 0;
+    const messages = envelopes.map((envelope) => ({
+      envelope,
+      subject: eventSubject(this.names, storyId, envelope.eventType),
+      bytes: toBinary(ContextEventSchema, envelope),
+    }));
+    // A publish whose ack timed out may have been stored: re-send the same bytes. The server drops
+    // the duplicate (single event: by Nats-Msg-Id; batch: error 10201, then checked against the head).
+    let outcome: { lastSequence: number; deduplicated: boolean } | undefined;
+    for (let attempt = 1; outcome === undefined; attempt++) {
+      try {
+        outcome = await this.#publishOnce(storyId, expectedSequence, messages);
+      } catch (e) {
+        const timedOut =
+          e instanceof EventStoreUnavailableError && e.cause instanceof natsErrors.TimeoutError;
+        if (!timedOut || attempt >= 3) throw e;
+      }
+    }
+    const { lastSequence, deduplicated } = outcome;
+    const first = lastSequence - messages.length + 1;
+    // A re-sent append returns what the server stored the first time, not what was re-sent.
+    const recorded = deduplicated
+      ? await this.#storedEvents(first, lastSequence)
+      : messages.map((m, i) => decodeEvent(m.bytes, first + i));
+    const last = recorded[recorded.length - 1] as RecordedEvent;
+    this.#remember(storyId, {
+      version: last.version,
+      sequence: streamSequence(lastSequence),
+      hash: last.envelope.hash,
+    });
+    return { version: last.version, events: recorded, deduplicated };
+  }
+
+  async #publishOnce(
+    storyId: StoryId,
+    expectedSequence: number,
+    messages: readonly { envelope: ContextEvent; subject: string; bytes: Uint8Array }[],
+  ): Promise<{ lastSequence: number; deduplicated: boolean }> {
+    if (messages.length > 1) return this.#publishBatch(storyId, expectedSequence, messages);
+    const [only] = messages as [(typeof messages)[0]];
+    const ack = await this.#guard(() =>
+      this.#js.publish(only.subject, only.bytes, {
+        msgID: only.envelope.eventId,
+        expect: {
+          lastSubjectSequence: expectedSequence,
+          lastSubjectSequenceSubject: storySubjects(this.names, storyId),
+        },
+      }),
+    );
+    return { lastSequence: ack.seq, deduplicated: ack.duplicate };
+  }
+
+  /**
+   * JetStream atomic batch publish (server ≥ 2.12): every message but the last is published without
+   * waiting; the last commits the batch and gets the one ack. The server applies the story-wide
+   * expectation of the first message to the whole batch: all stored, or none.
+   * (nats.js 3.4's Batch.add/commit drop msgID and expectations, and hide the server's error code.)
+   */
+  async #publishBatch(
+    storyId: StoryId,
+    expectedSequence: number,
+    messages: readonly { envelope: ContextEvent; subject: string; bytes: Uint8Array }[],
+  ): Promise<{ lastSequence: number; deduplicated: boolean }> {
+    const batchId = uuidv7();
+    const last = messages.length - 1;
+    const reply = await this.#guard(async () => {
+      for (let i = 0; i < last; i++) {
+        const m = messages[i] as (typeof messages)[0];
+        this.#nc.publish(m.subject, m.bytes, {
+          headers: this.#batchHeaders(batchId, i, m, storyId, expectedSequence),
+        });
+      }
+      const m = messages[last] as (typeof messages)[0];
+      const h = this.#batchHeaders(batchId, last, m, storyId, expectedSequence);
+      h.set("Nats-Batch-Commit", "1");
+      const msg = await this.#nc.request(m.subject, m.bytes, {
+        headers: h,
+        timeout: this.#timeout,
+      });
+      return msg.json<BatchReply>();
+    });
+    const code = reply.error?.err_code;
+    if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
+    if (code === BATCH_DUPLICATE_MSG_ID) {
+      // The batch was sent before (its ack was lost): the events are stored if the story's head is ours.
+      const head = await this.#fetchHead(storyId);
+      const lastId = messages[last]?.envelope.eventId;
+      const stored = head && (await this.#eventIdAt(head.sequence)) === lastId;
+      if (stored) return { lastSequence: head.sequence, deduplicated: true };
+      throw new WrongLastSequence(reply.error?.description ?? "duplicate message id");
+    }
+    if (reply.error) {
+      throw new Error(`JetStream rejected the batch: ${reply.error.description} (${code})`);
+    }
+    if (reply.count !== messages.length || reply.seq === undefined) {
+      throw new Error(`JetStream stored ${reply.count} of ${messages.length} events of a batch`);
+    }
+    return { lastSequence: reply.seq, deduplicated: false };
+  }
+
+  #batchHeaders(
+    batchId: string,
+    index: number,
+    message: { envelope: ContextEvent },
+    storyId: StoryId,
+    expectedSequence: number,
+  ) {
+    const h = headers();
+    h.set("Nats-Batch-Id", batchId);
+    h.set("Nats-Batch-Sequence", String(index + 1));
+    h.set("Nats-Msg-Id", message.envelope.eventId);
+    if (index === 0) {
+      h.set("Nats-Expected-Last-Subject-Sequence", String(expectedSequence));
+      h.set("Nats-Expected-Last-Subject-Sequence-Subject", storySubjects(this.names, storyId));
+    }
+    return h;
+  }
+
+  async #storedEvents(first: number, last: number): Promise<RecordedEvent[]> {
+    const jsm = await this.#manager();
+    const events: RecordedEvent[] = [];
+    for (let seq = first; seq <= last; seq++) {
+      const msg = await this.#guard(() => jsm.direct.getMessage(this.names.stream, { seq }));
+      if (!msg) throw new CorruptEventError(seq, "acknowledged but missing");
+      events.push(decodeEvent(msg.data, msg.seq));
+    }
+    return events;
+  }
+
+  async #eventIdAt(sequence: number): Promise<string | undefined> {
+    const jsm = await this.#manager();
+    const msg = await jsm.direct.getMessage(this.names.stream, { seq: sequence });
+    return msg ? decodeEvent(msg.data, msg.seq).eventId : undefined;
+  }
+
+  /** Runs a NATS call; wrong-last-sequence becomes WrongLastSequence, outages EventStoreUnavailableError. */
+  async #guard<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) {
+        throw new WrongLastSequence(e.message, { cause: e });
+      }
+      if (isOutage(e)) {
+        throw new EventStoreUnavailableError(`JetStream is unavailable: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+      throw e;
+    }
+  }
+
+  #remember(storyId: StoryId, head: StoryHead): void {
+    this.#heads.delete(storyId);
+    this.#heads.set(storyId, head);
+    if (this.#heads.size > this.#headCacheSize) {
+      const oldest = this.#heads.keys().next().value;
+      if (oldest !== undefined) this.#heads.delete(oldest);
+    }
+  }
+
+  async #fetchHead(storyId: StoryId): Promise<StoryHead | undefined> {
+    const jsm = await this.#manager();
+    const msg = await this.#guard(() =>
+      jsm.direct
+        .getMessage(this.names.stream, { last_by_subj: storySubjects(this.names, storyId) })
+        .catch((e: unknown) => {
+          if (isNotFound(e)) return null;
+          throw e;
+        }),
+    );
+    if (!msg) {
+      this.#heads.delete(storyId);
+      return undefined;
+    }
+    const event = decodeEvent(msg.data, msg.seq);
+    const head = { version: event.version, sequence: event.sequence, hash: event.envelope.hash };
+    this.#remember(storyId, head);
+    return head;
+  }
+
+  head(storyId: StoryId): Promise<StoryHead | undefined> {
+    return this.#fetchHead(storyId);
+  }
+
+  async read(storyId: StoryId, options: ReadOptions = {}): Promise<readonly RecordedEvent[]> {
+    const jsm = await this.#manager();
+    const from = options.fromVersion ?? 1;
+    const to = options.toVersion ?? Number.POSITIVE_INFINITY;
+    const until = options.untilTime?.getTime() ?? Number.POSITIVE_INFINITY;
+    const events: RecordedEvent[] = [];
+    let nextSequence = (options.afterSequence ?? 0) + 1;
+    let last: RecordedEvent | undefined;
+    let reachedEnd = false;
+    reading: for (;;) {
+      const batch = await this.#guard(async () => {
+        const it = await jsm.direct.getBatch(this.names.stream, {
+          seq: nextSequence,
+          batch: READ_BATCH,
+          next_by_subj: storySubjects(this.names, storyId),
+        });
+        const out: StoredMsg[] = [];
+        try {
+          for await (const m of it) out.push(m);
+        } catch (e) {
+          // "no message found" is how the server says the story has nothing (more) after `seq`.
+          if (!isNotFound(e)) throw e;
+        }
+        return out;
+      });
+      for (const msg of batch) {
+        const event = decodeEvent(msg.data, msg.seq);
+        last = event;
+        if (event.version > to || event.occurredAt.getTime() > until) break reading;
+        if (event.version >= from) events.push(event);
+        nextSequence = msg.seq + 1;
+      }
+      if (batch.length < READ_BATCH) {
+        reachedEnd = true;
+        break;
+      }
+    }
+    if (reachedEnd && last) {
+      this.#remember(storyId, {
+        version: last.version,
+        sequence: last.sequence,
+        hash: last.envelope.hash,
+      });
+    }
+    if (options.mustExist && last === undefined && options.afterSequence === undefined) {
+      throw new StoryNotFoundError(storyId);
+    }
+    return events;
+  }
+
+  async *readAll(options: ReadAllOptions = {}): AsyncIterable<RecordedEvent> {
+    const jsm = await this.#manager();
+    const info = await this.#guard(() => jsm.streams.info(this.names.stream));
+    const from = Math.max(options.fromSequence ?? 1, info.state.first_seq);
+    const to = Math.min(options.toSequence ?? info.state.last_seq, info.state.last_seq);
+    if (info.state.messages === 0 || from > to) return;
+    const consumer = await this.#guard(() =>
+      this.#js.consumers.get(this.names.stream, {
+        filter_subjects: [`${this.names.subjectPrefix}.>`],
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: from,
+      }),
+    );
+    const messages = await consumer.consume({ max_messages: 1024 });
+    try {
+      for await (const msg of messages) {
+        if (msg.seq > to) break;
+        yield decodeEvent(msg.data, msg.seq);
+        if (msg.seq >= to || msg.info.pending === 0) break;
+      }
+    } finally {
+      await messages.close();
+    }
+  }
+}
+
+/** Internal: the server's wrong-last-sequence answer, turned into a ConcurrencyError by append. */
+class WrongLastSequence extends Error {
+  override name = "WrongLastSequence";
+}
+
+/** JetStream's 404 answers (direct get of a missing message), status or API error alike. */
+function isNotFound(e: unknown): boolean {
+  if (e instanceof JetStreamApiError) return e.status === 404;
+  return (
+    e instanceof Error &&
+    e.name === "JetStreamStatusError" &&
+    (e as { code?: unknown }).code === 404
+  );
+}
+
+function isOutage(e: unknown): boolean {
+  return (
+    e instanceof natsErrors.TimeoutError ||
+    e instanceof natsErrors.ClosedConnectionError ||
+    e instanceof natsErrors.NoRespondersError ||
+    (e instanceof natsErrors.RequestError && e.isNoResponders())
+  );
+}

@@ -1,0 +1,12 @@
+export type { Correlation } from "./correlation.ts";
+// For sibling libs and tests.
+export { correlationHeaders, correlationInterceptor, correlationOf } from "./correlation.ts";
+export type { ErrorClassifier } from "./error-edge.ts";
+export { errorInterceptor } from "./error-edge.ts";
+export type { HealthRegistry } from "./health.ts";
+export { createHealthRegistry, registerHealthService, ServingStatus } from "./health.ts";
+export { metricsInterceptor } from "./metrics.ts";
+export type { OpsServer, OpsServerOptions } from "./ops-server.ts";
+export { startOpsServer } from "./ops-server.ts";
+export type { RpcServer, RpcServerOptions } from "./rpc-server.ts";
+export { startRpcServer } from "./rpc-server.ts";

@@ -1,0 +1,103 @@
+import type { Logger } from "@ctx/config";
+import { createEventStore, type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
+import { ContextCommandService } from "@ctx/proto";
+import { createHealthRegistry, ServingStatus, startOpsServer, startRpcServer } from "@ctx/rpc";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import type { CommandConfig } from "./config.ts";
+import { createCommandHandler } from "./handling/command-handler.ts";
+import { classifyCommandError } from "./rpc/classify-error.ts";
+import { registerCommandService } from "./rpc/command-service.ts";
+
+export interface CommandApp {
+  readonly rpcPort: number;
+  readonly opsPort: number;
+  /** Graceful stop: not ready, finish calls in flight, drain NATS. */
+  stop(): Promise<void>;
+}
+
+/** Starts the command service: NATS, the event stream, the gRPC server and the ops endpoints. */
+export async function startCommandApp(config: CommandConfig, logger: Logger): Promise<CommandApp> {
+  const nc = await connect({
+    servers: config.NATS_URL,
+    name: "context-command-service",
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+  });
+  const settings: EventStreamSettings = {
+    stream: config.EVENT_STREAM,
+    subjectPrefix: config.EVENT_SUBJECT_PREFIX,
+    replicas: config.EVENT_STREAM_REPLICAS,
+    duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
+  };
+  await provisionEventStream(await jetstreamManager(nc), settings);
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const appendSeconds = new Histogram({
+    name: "event_store_append_seconds",
+    help: "Time to append a command's events to JetStream (server-acknowledged)",
+    labelNames: ["events"],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const store = createEventStore(nc, { names: settings });
+  const handler = createCommandHandler(store, {
+    cacheSize: config.STORY_CACHE_SIZE,
+    onAppend: (seconds, events) =>
+      appendSeconds.observe({ events: events > 1 ? "many" : "one" }, seconds),
+  });
+
+  const health = createHealthRegistry([ContextCommandService.typeName]);
+  let draining = false;
+  let natsUp = true;
+  const updateHealth = () =>
+    health.setAll(!draining && natsUp ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") natsUp = false;
+      if (status.type === "reconnect") natsUp = true;
+      logger.info({ nats: status.type }, "NATS connection status");
+      updateHealth();
+    }
+  })();
+
+  const rpc = await startRpcServer({
+    host: config.COMMAND_LISTEN.host,
+    port: config.COMMAND_LISTEN.port,
+    routes: (router) => registerCommandService(router, handler),
+    classify: classifyCommandError,
+    logger,
+    health,
+    registry,
+  });
+  const ops = await startOpsServer({
+    host: config.COMMAND_OPS_LISTEN.host,
+    port: config.COMMAND_OPS_LISTEN.port,
+    registry,
+    ready: () => !draining && natsUp,
+  });
+  updateHealth();
+  logger.info(
+    {
+      grpc: `${config.COMMAND_LISTEN.host}:${rpc.port}`,
+      ops: `${config.COMMAND_OPS_LISTEN.host}:${ops.port}`,
+      stream: settings.stream,
+    },
+    "command service ready",
+  );
+
+  return {
+    rpcPort: rpc.port,
+    opsPort: ops.port,
+    async stop() {
+      draining = true;
+      updateHealth();
+      await rpc.close(config.SHUTDOWN_GRACE_MS);
+      await ops.close();
+      await nc.drain();
+      logger.info("command service stopped");
+    },
+  };
+}

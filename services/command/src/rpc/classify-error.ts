@@ -1,0 +1,36 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  isEntityAlreadyExistsError,
+  isEntityNotFoundError,
+  isRuleViolationError,
+  isStoryAlreadyExistsError,
+  isStoryNotFoundError,
+} from "@ctx/domain";
+import { isConcurrencyError, isEventStoreUnavailableError } from "@ctx/event-store";
+import type { ErrorClassifier } from "@ctx/rpc";
+
+/** The command side's errors as gRPC status codes (the only place this mapping is made). */
+export const classifyCommandError: ErrorClassifier = (e) => {
+  if (isConcurrencyError(e)) {
+    return new ConnectError(e.message, Code.Aborted, {
+      "x-expected-version": String(e.expectedVersion),
+      "x-actual-version": String(e.actualVersion),
+    });
+  }
+  if (isStoryNotFoundError(e) || isEntityNotFoundError(e)) {
+    return new ConnectError(e.message, Code.NotFound);
+  }
+  if (isStoryAlreadyExistsError(e) || isEntityAlreadyExistsError(e)) {
+    return new ConnectError(e.message, Code.AlreadyExists);
+  }
+  if (isRuleViolationError(e)) {
+    return new ConnectError(e.message, Code.FailedPrecondition, { "x-rule": e.rule });
+  }
+  if (isEventStoreUnavailableError(e)) {
+    return new ConnectError(`${e.message}; retry later`, Code.Unavailable);
+  }
+  if (e instanceof DOMException && (e.name === "AbortError" || e.name === "TimeoutError")) {
+    return new ConnectError("the call was cancelled or its deadline passed", Code.DeadlineExceeded);
+  }
+  return undefined;
+};

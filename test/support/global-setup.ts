@@ -1,0 +1,56 @@
+import type { TestProject } from "vitest/node";
+import { startContainerStack } from "./container-stack.ts";
+import type { StackEndpoints } from "./endpoints.ts";
+import { type RunningStack, startLocalStack } from "./local-stack.ts";
+
+/**
+ * One set of real servers per test run, shared by every project that needs them:
+ * - TEST_NATS_URL, TEST_VALKEY_URL and TEST_NEO4J_URL set: those servers are used as they are;
+ * - TEST_STACK=containers: testcontainers (needs a Docker engine);
+ * - otherwise: the deploy/local processes on free ports, stopped at the end.
+ */
+interface Shared {
+  stack: Promise<RunningStack>;
+  users: number;
+}
+const key = Symbol.for("context-service.test-stack");
+const registry = globalThis as unknown as Record<symbol, Shared | undefined>;
+
+function fromEnvironment(): RunningStack | undefined {
+  const { TEST_NATS_URL, TEST_VALKEY_URL, TEST_NEO4J_URL } = process.env;
+  if (!TEST_NATS_URL || !TEST_VALKEY_URL || !TEST_NEO4J_URL) return undefined;
+  const endpoints: StackEndpoints = {
+    natsUrl: TEST_NATS_URL,
+    valkeyUrl: TEST_VALKEY_URL,
+    neo4jUrl: TEST_NEO4J_URL,
+    neo4jUser: process.env.TEST_NEO4J_USER ?? "neo4j",
+    neo4jPassword: process.env.TEST_NEO4J_PASSWORD ?? "",
+  };
+  return { endpoints, stop: async () => undefined };
+}
+
+function start(): Promise<RunningStack> {
+  const given = fromEnvironment();
+  if (given) return Promise.resolve(given);
+  return process.env.TEST_STACK === "containers" ? startContainerStack() : startLocalStack();
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let shared = registry[key];
+  if (!shared) {
+    shared = { stack: start(), users: 0 };
+    registry[key] = shared;
+  }
+  shared.users += 1;
+  const stack = await shared.stack;
+  project.provide("stack", stack.endpoints);
+  return async () => {
+    const current = registry[key];
+    if (!current) return;
+    current.users -= 1;
+    if (current.users === 0) {
+      registry[key] = undefined;
+      await stack.stop();
+    }
+  };
+}

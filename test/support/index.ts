@@ -1,0 +1,12 @@
+import { inject } from "vitest";
+import type { StackEndpoints } from "./endpoints.ts";
+
+export type { StackEndpoints } from "./endpoints.ts";
+export type { EventuallyOptions } from "./eventually.ts";
+export { eventually } from "./eventually.ts";
+export { uniqueName } from "./unique-name.ts";
+
+/** The servers of this test run (from the global setup). */
+export function stack(): StackEndpoints {
+  return inject("stack");
+}

@@ -1,0 +1,112 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import type { StackEndpoints } from "./endpoints.ts";
+
+const run = promisify(execFile);
+const repoRoot = resolve(import.meta.dirname, "../..");
+const stackScript = join(repoRoot, "deploy/local/stack.sh");
+const testStacksDir = join(repoRoot, ".stack/test");
+
+export interface RunningStack {
+  readonly endpoints: StackEndpoints;
+  stop(): Promise<void>;
+}
+
+/** A port nobody listens on right now (the OS picks it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function stackScriptRun(action: "up" | "down", env: Record<string, string>): Promise<void> {
+  try {
+    await run("bash", [stackScript, action], {
+      env: { ...process.env, ...env },
+      timeout: 600_000,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+  } catch (e) {
+    const err = e as { stderr?: string; stdout?: string };
+    throw new Error(
+      `deploy/local/stack.sh ${action} failed:\n${err.stderr ?? ""}${err.stdout ?? ""}`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+/**
+ * Stops the servers of earlier test runs that died without tearing down (their owner process is
+ * gone), and removes their data, so a killed run never breaks the next one.
+ */
+export async function reapAbandonedStacks(): Promise<void> {
+  if (!existsSync(testStacksDir)) return;
+  for (const name of readdirSync(testStacksDir)) {
+    const dir = join(testStacksDir, name);
+    const ownerFile = join(dir, "owner.pid");
+    const owner = existsSync(ownerFile) ? Number(readFileSync(ownerFile, "utf8")) : 0;
+    if (owner > 0 && isAlive(owner)) continue;
+    await stackScriptRun("down", { STACK_DIR: dir }).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Starts NATS, Valkey and Neo4j from deploy/local on free ports, in a folder of their own. */
+export async function startLocalStack(): Promise<RunningStack> {
+  await reapAbandonedStacks();
+  const dir = join(testStacksDir, `${process.pid}-${Date.now().toString(36)}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "owner.pid"), String(process.pid));
+  const ports = {
+    NATS_PORT: await freePort(),
+    NATS_MONITOR_PORT: await freePort(),
+    VALKEY_PORT: await freePort(),
+    NEO4J_BOLT_PORT: await freePort(),
+  };
+  const env = {
+    STACK_DIR: dir,
+    NEO4J_AUTH: "none",
+    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+  };
+  const stop = async () => {
+    await stackScriptRun("down", env);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await stackScriptRun("up", env);
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
+  }
+  return {
+    endpoints: {
+      natsUrl: `nats://127.0.0.1:${ports.NATS_PORT}`,
+      valkeyUrl: `redis://127.0.0.1:${ports.VALKEY_PORT}`,
+      neo4jUrl: `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}`,
+      neo4jUser: "neo4j",
+      neo4jPassword: "",
+    },
+    stop,
+  };
+}
