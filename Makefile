@@ -57,7 +57,7 @@ breaking: deps ## Fails on wire-breaking changes to proto/ since the previous co
 
 .PHONY: lint typecheck test test-unit test-int test-e2e
 lint: deps ## Biome (lint + format) and buf lint
-	@biome ci .
+	@biome ci --colors=off .
 	@buf lint
 
 typecheck: deps ## tsc over the whole workspace
