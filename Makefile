@@ -97,5 +97,9 @@ status: ## Shows what is running and where
 	@deploy/local/stack.sh status || true
 	@deploy/local/services.sh status || true
 
-bench: deps ## Benchmarks (see docs/BENCHMARKS.md)
-	@echo "No benchmarks exist yet."
+# Each benchmark is a script under bench/ that starts its own servers on free ports, prints a table and
+# writes bench/results/<name>.json; they run one after another, in this order.
+BENCHES := bench/write-side.ts
+
+bench: deps ## Benchmarks, one script after another (see docs/BENCHMARKS.md)
+	@for b in $(BENCHES); do echo "== $$b"; node "$$b"; done

@@ -13,5 +13,13 @@ if [[ -z $(git ls-tree -d "$against" proto) ]]; then
   echo "[buf-breaking] $against has no proto/; skipped" >&2
   exit 0
 fi
-buf breaking proto --against ".git#ref=$against,subdir=proto"
+# The earlier protos import third-party ones that are not in git (.tools/proto-deps): build the
+# earlier image from its proto/ and buf.yaml plus today's third-party protos.
+old=$(mktemp -d)
+trap 'rm -rf "$old"' EXIT
+git archive "$against" proto buf.yaml | tar -x -C "$old"
+mkdir -p "$old/.tools" && cp -R .tools/proto-deps "$old/.tools/"
+(cd "$old" && buf build -o image.binpb)
+buf build -o "$old/new.binpb"
+buf breaking "$old/new.binpb" --against "$old/image.binpb"
 echo "[buf-breaking] proto/ is wire-compatible with $against" >&2

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The context services as local processes (Node from .tools/), detached, logs in the stack folder.
 # Usage: deploy/local/services.sh start|stop|status
-# Env: STACK_DIR, NATS_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551).
+# Env: STACK_DIR, NATS_PORT, VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
+#      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564).
 LOG_TAG=services
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -9,6 +10,18 @@ NODE="$REPO_ROOT/.tools/bin/node"
 NATS_PORT="${NATS_PORT:-4222}"
 COMMAND_PORT="${COMMAND_PORT:-50051}"
 COMMAND_OPS_PORT="${COMMAND_OPS_PORT:-9551}"
+QUERY_PORT="${QUERY_PORT:-50052}"
+QUERY_OPS_PORT="${QUERY_OPS_PORT:-9552}"
+VALKEY_PORT="${VALKEY_PORT:-6379}"
+NEO4J_BOLT_PORT="${NEO4J_BOLT_PORT:-7687}"
+PROJECTOR_OPS_PORT_BASE="${PROJECTOR_OPS_PORT_BASE:-9561}"
+# Two replicas per read model, as a StatefulSet would run them: name, projection, ops port.
+PROJECTORS=(
+  "projector-neo4j-0 neo4j $((PROJECTOR_OPS_PORT_BASE + 0))"
+  "projector-neo4j-1 neo4j $((PROJECTOR_OPS_PORT_BASE + 1))"
+  "projector-valkey-0 valkey $((PROJECTOR_OPS_PORT_BASE + 2))"
+  "projector-valkey-1 valkey $((PROJECTOR_OPS_PORT_BASE + 3))"
+)
 
 ready() { curl -fsS "http://$BIND_HOST:$1/readyz" >/dev/null; }
 
@@ -20,7 +33,8 @@ start_service() {
     log "$name already running (pid $(cat "$(pid_file "$name")"))"
     return 0
   fi
-  start_bg "$name" env NATS_URL="nats://$BIND_HOST:$NATS_PORT" "$@" "$NODE" "$REPO_ROOT/$entry"
+  start_bg "$name" env NATS_URL="nats://$BIND_HOST:$NATS_PORT" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
+    NEO4J_URL="bolt://$BIND_HOST:$NEO4J_BOLT_PORT" "$@" "$NODE" "$REPO_ROOT/$entry"
   if ! wait_for "$name" 60 ready "$ops_port"; then
     tail -n 40 "$(log_file "$name")" >&2
     exit 1
@@ -32,17 +46,47 @@ case "${1:-}" in
     [[ -x $NODE ]] || die "Node is not provisioned; run 'make deps' first"
     start_service command "$COMMAND_OPS_PORT" services/command/src/main.ts \
       COMMAND_LISTEN="$BIND_HOST:$COMMAND_PORT" COMMAND_OPS_LISTEN="$BIND_HOST:$COMMAND_OPS_PORT"
+    start_service query "$QUERY_OPS_PORT" services/query/src/main.ts \
+      QUERY_LISTEN="$BIND_HOST:$QUERY_PORT" QUERY_OPS_LISTEN="$BIND_HOST:$QUERY_OPS_PORT"
+    for p in "${PROJECTORS[@]}"; do
+      read -r name projection port <<<"$p"
+      start_service "$name" "$port" services/projector/src/main.ts PROJECTION="$projection" \
+        PROJECTOR_REPLICA_ID="$name" PROJECTOR_OPS_LISTEN="$BIND_HOST:$port"
+    done
     ;;
   stop)
+    for p in "${PROJECTORS[@]}"; do
+      read -r name _ _ <<<"$p"
+      stop_pid "$name" &
+    done
+    stop_pid query &
     stop_pid command
+    wait
     ;;
   status)
+    rc=0
     if is_running command && ready "$COMMAND_OPS_PORT"; then
       echo "command  running  grpc://$BIND_HOST:$COMMAND_PORT (ops http://$BIND_HOST:$COMMAND_OPS_PORT)"
     else
       echo "command  stopped"
-      exit 1
+      rc=1
     fi
+    if is_running query && ready "$QUERY_OPS_PORT"; then
+      echo "query    running  grpc://$BIND_HOST:$QUERY_PORT (ops http://$BIND_HOST:$QUERY_OPS_PORT; reflection on)"
+    else
+      echo "query    stopped"
+      rc=1
+    fi
+    for p in "${PROJECTORS[@]}"; do
+      read -r name _ port <<<"$p"
+      if is_running "$name" && ready "$port"; then
+        echo "$name  running  (ops http://$BIND_HOST:$port)"
+      else
+        echo "$name  stopped"
+        rc=1
+      fi
+    done
+    exit $rc
     ;;
   *) die "usage: $0 start|stop|status" ;;
 esac

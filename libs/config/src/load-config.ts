@@ -72,3 +72,30 @@ export const storesSchema = z.object({
 });
 
 export type StoresConfig = z.infer<typeof storesSchema>;
+
+/** The event stream every service and the ctx CLI agree on. */
+export const eventStreamSchema = z.object({
+  EVENT_STREAM: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("CONTEXT_EVENTS"),
+  EVENT_SUBJECT_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
+    .default("context.events"),
+  /** Story partitions of the stream (fixed once the stream exists). */
+  EVENT_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(16),
+  EVENT_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  EVENT_DUPLICATE_WINDOW_MS: env.int(120_000),
+  /** Where projections park the events they cannot apply. */
+  PARKED_STREAM: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("CONTEXT_PARKED"),
+  PARKED_SUBJECT_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
+    .default("context.parked"),
+});
+
+export type EventStreamConfig = z.infer<typeof eventStreamSchema>;

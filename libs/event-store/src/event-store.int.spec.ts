@@ -39,6 +39,7 @@ beforeAll(async () => {
   settings = {
     stream: name,
     subjectPrefix: name.toLowerCase(),
+    partitions: 4,
     replicas: 1,
     duplicateWindowMs: 60_000,
   };
@@ -57,7 +58,10 @@ describe("provisionEventStream", () => {
   it("is idempotent and applies changed settings", async () => {
     const jsm = await jetstreamManager(nc);
     const again = await provisionEventStream(jsm, settings);
-    expect(again.config.subjects).toEqual([`${settings.subjectPrefix}.>`]);
+    expect(again.config.subjects).toEqual([`${settings.subjectPrefix}.*.*`]);
+    await expect(provisionEventStream(jsm, { ...settings, partitions: 8 })).rejects.toThrow(
+      /partition count of a live stream cannot change/,
+    );
     expect(again.config.compression).toBe("s2");
     expect(again.config.allow_atomic).toBe(true);
     expect(again.config.allow_direct).toBe(true);
@@ -290,6 +294,7 @@ describe("atomicity", () => {
     // A real connection that dies after the third message of the batch has left the client.
     const publish = dying.publish.bind(dying);
     dying.publish = (subject, payload, options) => {
+      if (published >= 3) throw new Error("connection lost");
       publish(subject, payload, options);
       published += 1;
       if (published === 3) void dying.close();

@@ -30,6 +30,7 @@ import {
   defaultEventStreamNames,
   type EventStreamNames,
   eventSubject,
+  parseStoredSubject,
   storySubjects,
 } from "./event-stream.ts";
 import { eventHash } from "./hash-chain.ts";
@@ -113,8 +114,8 @@ export interface EventStore {
   ): Promise<AppendResult>;
   /** A story's events in version order. */
   read(storyId: StoryId, options?: ReadOptions): Promise<readonly RecordedEvent[]>;
-  /** Every event of the stream in stream order, for replays and rebuilds. */
-  readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent>;
+  /** Every event of the stream in stream order, with its partition, for replays and rebuilds. */
+  readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent & { readonly partition: number }>;
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
 }
@@ -154,6 +155,7 @@ class JetStreamEventStore implements EventStore {
   readonly #heads = new Map<StoryId, StoryHead>();
   readonly #headCacheSize: number;
   readonly #maxAnyRetries: number;
+  #connected = true;
 
   constructor(nc: NatsConnection, options: EventStoreOptions) {
     this.#nc = nc;
@@ -162,6 +164,14 @@ class JetStreamEventStore implements EventStore {
     this.#js = jetstream(nc, { timeout: this.#timeout });
     this.#headCacheSize = options.headCacheSize ?? 10_000;
     this.#maxAnyRetries = options.maxAnyRetries ?? 10;
+    // While the connection is down, calls fail at once (UNAVAILABLE) instead of each waiting for
+    // its timeout in the client's reconnect buffer.
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === "disconnect") this.#connected = false;
+        if (status.type === "reconnect") this.#connected = true;
+      }
+    })().catch(() => undefined);
   }
 
   #manager(): Promise<JetStreamManager> {
@@ -268,7 +278,7 @@ class JetStreamEventStore implements EventStore {
       } catch (e) {
         const timedOut =
           e instanceof EventStoreUnavailableError && e.cause instanceof natsErrors.TimeoutError;
-        if (!timedOut || attempt >= 3) throw e;
+        if (!timedOut || !this.#connected || attempt >= 3) throw e;
       }
     }
     const { lastSequence, deduplicated } = outcome;
@@ -390,6 +400,9 @@ class JetStreamEventStore implements EventStore {
 
   /** Runs a NATS call; wrong-last-sequence becomes WrongLastSequence, outages EventStoreUnavailableError. */
   async #guard<T>(call: () => Promise<T>): Promise<T> {
+    if (!this.#connected || this.#nc.isClosed()) {
+      throw new EventStoreUnavailableError("JetStream is unavailable: not connected to NATS");
+    }
     try {
       return await call();
     } catch (e) {
@@ -488,7 +501,9 @@ class JetStreamEventStore implements EventStore {
     return events;
   }
 
-  async *readAll(options: ReadAllOptions = {}): AsyncIterable<RecordedEvent> {
+  async *readAll(
+    options: ReadAllOptions = {},
+  ): AsyncIterable<RecordedEvent & { readonly partition: number }> {
     const jsm = await this.#manager();
     const info = await this.#guard(() => jsm.streams.info(this.names.stream));
     const from = Math.max(options.fromSequence ?? 1, info.state.first_seq);
@@ -505,7 +520,10 @@ class JetStreamEventStore implements EventStore {
     try {
       for await (const msg of messages) {
         if (msg.seq > to) break;
-        yield decodeEvent(msg.data, msg.seq);
+        yield {
+          ...decodeEvent(msg.data, msg.seq),
+          partition: parseStoredSubject(this.names, msg.subject).partition,
+        };
         if (msg.seq >= to || msg.info.pending === 0) break;
       }
     } finally {

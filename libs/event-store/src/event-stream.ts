@@ -7,13 +7,22 @@ import {
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 
-/** Where events live: the stream and its subject prefix (`{prefix}.{story_id}.{event_type}`). */
+/**
+ * Where events live: the stream and its subject prefix. Events are published to
+ * `{prefix}.{story_id}.{event_type}`; the stream stores them as `{prefix}.{partition}.{story_id}.{event_type}`,
+ * the partition token added by a subject transform, so consumers can split stories among replicas.
+ */
 export interface EventStreamNames {
   readonly stream: string;
   readonly subjectPrefix: string;
 }
 
 export interface EventStreamSettings extends EventStreamNames {
+  /**
+   * Number of story partitions (the token the stream adds to every subject). Fixed for the life of
+   * the stream: changing it would move stories between partitions and break per-story order.
+   */
+  readonly partitions: number;
   /** JetStream replicas: 1 locally, 3 in Kubernetes. */
   readonly replicas: number;
   /** How long JetStream remembers Nats-Msg-Ids to drop a re-sent event. */
@@ -27,31 +36,51 @@ export const defaultEventStreamNames: EventStreamNames = {
 
 export const defaultEventStreamSettings: EventStreamSettings = {
   ...defaultEventStreamNames,
+  partitions: 16,
   replicas: 1,
   duplicateWindowMs: 2 * 60_000,
 };
 
-/** Subject of one event of a story. */
+/** Subject an event of a story is published to. */
 export function eventSubject(names: EventStreamNames, storyId: string, eventType: string): string {
   return `${names.subjectPrefix}.${storyId}.${eventType}`;
 }
 
-/** Filter subject matching every event of one story. */
+/** Filter matching every stored event of one story, whatever its partition. */
 export function storySubjects(names: EventStreamNames, storyId: string): string {
-  return `${names.subjectPrefix}.${storyId}.>`;
+  return `${names.subjectPrefix}.*.${storyId}.>`;
 }
 
-/** The story id of an event subject. */
-export function storyIdOfSubject(names: EventStreamNames, subject: string): string {
-  const rest = subject.slice(names.subjectPrefix.length + 1);
-  return rest.slice(0, rest.indexOf("."));
+/** Filter matching every stored event of one partition. */
+export function partitionSubjects(names: EventStreamNames, partition: number): string {
+  return `${names.subjectPrefix}.${partition}.>`;
+}
+
+/** The partition and story id of a stored event subject (`{prefix}.{partition}.{story}.{type}`). */
+export function parseStoredSubject(
+  names: EventStreamNames,
+  subject: string,
+): { readonly partition: number; readonly storyId: string; readonly eventType: string } {
+  const [partition = "", storyId = "", eventType = ""] = subject
+    .slice(names.subjectPrefix.length + 1)
+    .split(".");
+  return { partition: Number(partition), storyId, eventType };
+}
+
+function partitionTransform(settings: EventStreamSettings) {
+  const p = settings.subjectPrefix;
+  return {
+    src: `${p}.*.*`,
+    dest: `${p}.{{partition(${settings.partitions},1)}}.{{wildcard(1)}}.{{wildcard(2)}}`,
+  };
 }
 
 function desiredConfig(settings: EventStreamSettings): Partial<StreamConfig> & { name: string } {
   return {
     name: settings.stream,
     description: "Context events: the source of truth of the context service",
-    subjects: [`${settings.subjectPrefix}.>`],
+    subjects: [`${settings.subjectPrefix}.*.*`],
+    subject_transform: partitionTransform(settings),
     storage: StorageType.File,
     compression: StoreCompression.S2,
     num_replicas: settings.replicas,
@@ -88,6 +117,11 @@ export async function provisionEventStream(
     );
   }
   const current = existing.config;
+  if (current.subject_transform?.dest !== desired.subject_transform?.dest) {
+    throw new Error(
+      `stream ${settings.stream} partitions stories as ${current.subject_transform?.dest ?? "(none)"}, not ${desired.subject_transform?.dest}: the partition count of a live stream cannot change`,
+    );
+  }
   const same =
     current.num_replicas === desired.num_replicas &&
     current.duplicate_window === desired.duplicate_window &&

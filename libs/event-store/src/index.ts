@@ -28,8 +28,9 @@ export {
   defaultEventStreamNames,
   defaultEventStreamSettings,
   eventSubject,
+  parseStoredSubject,
+  partitionSubjects,
   provisionEventStream,
-  storyIdOfSubject,
   storySubjects,
 } from "./event-stream.ts";
 export type { ChainVerdict } from "./hash-chain.ts";

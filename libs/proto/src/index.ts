@@ -3,3 +3,4 @@
 export * from "./gen/context/v1/command_service_pb.js";
 export * from "./gen/context/v1/context_pb.js";
 export * from "./gen/context/v1/events_pb.js";
+export * from "./gen/context/v1/query_service_pb.js";

@@ -1,4 +1,9 @@
-import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import {
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { v7 as uuidv7 } from "uuid";
 
 /** Request headers that carry the ids tying a call to the events and logs it causes. */
@@ -30,9 +35,16 @@ export function correlationInterceptor(): Interceptor {
       causationId: clean(req.header.get(correlationHeaders.causationId)) ?? "",
     };
     req.contextValues.set(correlationKey, correlation);
-    const res = await next(req);
-    res.header.set(correlationHeaders.correlationId, correlation.correlationId);
-    return res;
+    try {
+      const res = await next(req);
+      res.header.set(correlationHeaders.correlationId, correlation.correlationId);
+      return res;
+    } catch (e) {
+      // A failed call is the one whose logs are looked for: echo the id with the error too.
+      const error = ConnectError.from(e);
+      error.metadata.set(correlationHeaders.correlationId, correlation.correlationId);
+      throw error;
+    }
   };
 }
 

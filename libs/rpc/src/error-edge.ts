@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "@ctx/config";
-import { correlationHeaders } from "./correlation.ts";
+import { correlationOf } from "./correlation.ts";
 
 /**
  * Turns an error a service threw into the ConnectError its callers should see, or returns undefined
@@ -18,7 +18,8 @@ export function errorInterceptor(classify: ErrorClassifier, logger: Logger): Int
       if (e instanceof ConnectError) throw e;
       const known = classify(e);
       if (known) throw known;
-      const correlationId = req.header.get(correlationHeaders.correlationId) ?? undefined;
+      // The call's effective id (the one generated when the caller sent none, echoed back to it).
+      const { correlationId } = correlationOf({ values: req.contextValues });
       logger.error({ err: e, method: req.method.name, correlationId }, "unexpected error");
       throw new ConnectError(
         "internal error; the server log has the details",

@@ -8,5 +8,7 @@ export { createHealthRegistry, registerHealthService, ServingStatus } from "./he
 export { metricsInterceptor } from "./metrics.ts";
 export type { OpsServer, OpsServerOptions } from "./ops-server.ts";
 export { startOpsServer } from "./ops-server.ts";
+export type { Reflection } from "./reflection.ts";
+export { createReflection, registerReflectionService } from "./reflection.ts";
 export type { RpcServer, RpcServerOptions } from "./rpc-server.ts";
 export { startRpcServer } from "./rpc-server.ts";

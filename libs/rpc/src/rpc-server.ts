@@ -1,7 +1,7 @@
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import type { Logger } from "@ctx/config";
 import type { Registry } from "prom-client";
@@ -9,6 +9,8 @@ import { correlationInterceptor } from "./correlation.ts";
 import { type ErrorClassifier, errorInterceptor } from "./error-edge.ts";
 import { type HealthRegistry, registerHealthService } from "./health.ts";
 import { metricsInterceptor } from "./metrics.ts";
+import { createNodeAdapter } from "./node-adapter.ts";
+import { registerReflectionService } from "./reflection.ts";
 
 export interface RpcServerOptions {
   readonly host: string;
@@ -21,6 +23,8 @@ export interface RpcServerOptions {
   readonly registry: Registry;
   /** Extra interceptors, run inside the standard ones. */
   readonly interceptors?: readonly Interceptor[];
+  /** Services to describe through gRPC server reflection (none: reflection is not served). */
+  readonly reflection?: readonly DescService[];
 }
 
 export interface RpcServer {
@@ -32,12 +36,15 @@ export interface RpcServer {
 /**
  * A Connect server on Node's http2 (cleartext, like most in-cluster gRPC) answering gRPC, gRPC-Web and
  * Connect. Every call goes through, outermost first: metrics, correlation ids, the error edge, and
- * protovalidate request validation (INVALID_ARGUMENT with the violations). grpc.health.v1 is built in.
+ * protovalidate request validation (INVALID_ARGUMENT with the violations). grpc.health.v1 is built in,
+ * and gRPC server reflection when `reflection` names the services to describe.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
-  const handler = connectNodeAdapter({
+  const handler = createNodeAdapter({
+    logger: options.logger,
     routes: (router) => {
       registerHealthService(router, options.health);
+      if (options.reflection) registerReflectionService(router, options.reflection);
       options.routes(router);
     },
     interceptors: [

@@ -28,6 +28,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   const settings: EventStreamSettings = {
     stream: config.EVENT_STREAM,
     subjectPrefix: config.EVENT_SUBJECT_PREFIX,
+    partitions: config.EVENT_PARTITIONS,
     replicas: config.EVENT_STREAM_REPLICAS,
     duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
   };
@@ -71,6 +72,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     logger,
     health,
     registry,
+    reflection: [ContextCommandService],
   });
   const ops = await startOpsServer({
     host: config.COMMAND_OPS_LISTEN.host,

@@ -1,23 +1,13 @@
-import { env, loadConfig, storesSchema } from "@ctx/config";
+import { env, eventStreamSchema, loadConfig, storesSchema } from "@ctx/config";
 import { z } from "zod";
 
-export const commandConfigSchema = z.object({
+export const commandConfigSchema = eventStreamSchema.extend({
   NATS_URL: storesSchema.shape.NATS_URL,
   LOG_LEVEL: storesSchema.shape.LOG_LEVEL,
   /** gRPC / gRPC-Web / Connect listen address. */
   COMMAND_LISTEN: env.listen("127.0.0.1:50051"),
   /** /healthz, /readyz and /metrics. */
   COMMAND_OPS_LISTEN: env.listen("127.0.0.1:9551"),
-  EVENT_STREAM: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/)
-    .default("CONTEXT_EVENTS"),
-  EVENT_SUBJECT_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
-    .default("context.events"),
-  EVENT_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
-  EVENT_DUPLICATE_WINDOW_MS: env.int(120_000),
   /** Stories whose state the service keeps in memory. */
   STORY_CACHE_SIZE: z.coerce.number().int().min(0).default(10_000),
   /** How long a stopping service lets calls in flight finish. */

@@ -1,6 +1,10 @@
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { loadConfig } from "@ctx/config";
+import type { StoryId } from "@ctx/domain";
+import { openReadModel, readModelKinds } from "@ctx/projector-service";
 import { type CommandResult, ContextCommandService, SubtaskStatus } from "@ctx/proto";
+import { ctxConfigSchema } from "./ctx-env.ts";
 
 type Commands = Client<typeof ContextCommandService>;
 
@@ -8,16 +12,22 @@ type Commands = Client<typeof ContextCommandService>;
  * Tells a short story through the command service: a context with decisions, subtasks and a
  * dependency. Every step has a command id, so running it again appends nothing new.
  */
-export async function runDemo(commandUrl: string, storyId: string, print: (line: string) => void) {
+export async function runDemo(
+  commandUrl: string,
+  storyId: string,
+  print: (line: string) => void,
+): Promise<number> {
   const client: Commands = createClient(
     ContextCommandService,
     createGrpcTransport({ baseUrl: commandUrl }),
   );
+  let version = 0;
   const step = async (
     what: string,
     call: () => Promise<{ result?: CommandResult | undefined }>,
   ) => {
     const { result } = await call();
+    version = result?.version ?? version;
     print(`  v${result?.version ?? "?"}  ${what}${result?.deduplicated ? "  (already done)" : ""}`);
   };
   print(`story ${storyId} via ${commandUrl}`);
@@ -103,4 +113,35 @@ export async function runDemo(commandUrl: string, storyId: string, print: (line:
       ],
     }),
   );
+  return version;
+}
+
+/** Waits until the projectors have put the story, at that version, into both read models. */
+export async function waitForReadModels(
+  storyId: string,
+  version: number,
+  print: (line: string) => void,
+): Promise<void> {
+  const config = loadConfig(ctxConfigSchema);
+  for (const kind of readModelKinds) {
+    const model = openReadModel(kind, config);
+    try {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const generation = await model.projection.activeGeneration();
+        const held = await model.projection.readContext(generation, storyId as StoryId);
+        if (held && held.version >= version) {
+          print(
+            `  ${kind} read model holds the story at v${held.version} (generation ${generation})`,
+          );
+          break;
+        }
+        if (Date.now() > deadline)
+          throw new Error(`${kind} read model did not reach v${version} in 30 s`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      await model.close();
+    }
+  }
 }

@@ -1,10 +1,16 @@
+import { printContextAtTwoTimes } from "@ctx/query-service";
 import { Command } from "commander";
-import { runDemo } from "./demo.ts";
+import { parkedDiscard, parkedList, parkedReplay } from "./commands/parked.ts";
+import { projectionsStatus, rebuildProjections } from "./commands/projections.ts";
+import { provisionStreams } from "./commands/streams.ts";
+import { runDemo, waitForReadModels } from "./demo.ts";
 
-// `bin/ctx` — the operator CLI. Each command prints what it does; errors exit non-zero with a message.
+// `bin/ctx`, the operator CLI. Connection settings come from the same environment variables as the
+// services (NATS_URL, VALKEY_URL, NEO4J_URL, EVENT_STREAM, ...); see docs/OPERATIONS.md.
+const print = (line: string) => console.log(line);
 const program = new Command()
   .name("ctx")
-  .description("Operate the context service: demo data, and more as the service grows")
+  .description("Operate the context service: streams, projections, parked events, demo data")
   .showHelpAfterError();
 
 program
@@ -15,10 +21,66 @@ program
     "command service address",
     process.env.COMMAND_URL ?? "http://127.0.0.1:50051",
   )
+  .option(
+    "--query-url <url>",
+    "query service address",
+    process.env.QUERY_URL ?? "http://127.0.0.1:50052",
+  )
   .option("--story <id>", "story id", "demo-checkout")
-  .action(async (options: { commandUrl: string; story: string }) => {
-    await runDemo(options.commandUrl, options.story, (line) => console.log(line));
+  .action(async (options: { commandUrl: string; queryUrl: string; story: string }) => {
+    const version = await runDemo(options.commandUrl, options.story, print);
+    await waitForReadModels(options.story, version, print);
+    await printContextAtTwoTimes(options.queryUrl, options.story, print);
   });
+
+const streams = program.command("streams").description("the JetStream streams");
+streams
+  .command("provision")
+  .description("create or update the event stream and the parked stream (idempotent)")
+  .action(() => provisionStreams(print));
+
+const projections = program
+  .command("projections")
+  .description("the read models built from the stream");
+projections
+  .command("status")
+  .description("position, lag, owner and parked count per projection and partition")
+  .action(() => projectionsStatus(print));
+projections
+  .command("rebuild")
+  .description(
+    "replay the stream into a new generation beside the live one, then switch readers (zero downtime)",
+  )
+  .argument("<projection>", "neo4j, valkey or all")
+  .option("--story <id>", "rebuild one story in place instead")
+  .option("--batch-size <n>", "events per write", (v) => Number.parseInt(v, 10))
+  .action((which: string, options: { story?: string; batchSize?: number }) =>
+    rebuildProjections(which, options, print),
+  );
+
+const parked = program.command("parked").description("events a projection could not apply");
+parked
+  .command("list")
+  .option("--projection <name>", "neo4j or valkey")
+  .description("list parked events with their reason")
+  .action((options: { projection?: string }) => parkedList(options.projection, print));
+parked
+  .command("replay")
+  .option("--projection <name>", "neo4j, valkey or all", "all")
+  .option("--story <id>", "only this story")
+  .description(
+    "rebuild the stories of parked events from the stream; clears the entries that now apply",
+  )
+  .action((options: { projection?: string; story?: string }) => parkedReplay(options, print));
+parked
+  .command("discard")
+  .argument("[ids...]", "ids from `ctx parked list`")
+  .option("--all", "every parked event (of --projection, if given)")
+  .option("--projection <name>", "neo4j or valkey")
+  .description("forget parked events (their stories stay stale until rebuilt)")
+  .action((ids: string[], options: { all?: boolean; projection?: string }) =>
+    parkedDiscard(ids, options, print),
+  );
 
 try {
   await program.parseAsync();

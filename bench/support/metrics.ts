@@ -1,0 +1,43 @@
+/** Sum and count of a Prometheus histogram (or summary), over the series whose labels match. */
+export interface SumCount {
+  readonly sum: number;
+  readonly count: number;
+}
+
+/**
+ * One read of a Prometheus text endpoint. Read everything a phase needs from one scrape: collecting
+ * resets some metrics (prom-client's event-loop lag restarts at every collect).
+ */
+export async function scrape(url: string): Promise<string> {
+  return (await fetch(url)).text();
+}
+
+/**
+ * `{name}_sum` and `{name}_count` of a histogram, adding up the series whose label text contains
+ * every one of `labels` (e.g. `method="AddSubtask"`).
+ */
+export function histogram(text: string, name: string, labels: readonly string[] = []): SumCount {
+  let sum = 0;
+  let count = 0;
+  for (const line of text.split("\n")) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!match) continue;
+    const [, metric, labelText = "", value] = match;
+    if (!labels.every((l) => labelText.includes(l))) continue;
+    if (metric === `${name}_sum`) sum += Number(value);
+    if (metric === `${name}_count`) count += Number(value);
+  }
+  return { sum, count };
+}
+
+/** The value of a gauge (its first series); NaN when absent. */
+export function gauge(text: string, name: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+/** Mean in milliseconds of what a histogram observed (in seconds) between two scrapes. */
+export function meanMs(before: SumCount, after: SumCount): number {
+  const count = after.count - before.count;
+  return count > 0 ? ((after.sum - before.sum) / count) * 1000 : Number.NaN;
+}

@@ -1,0 +1,649 @@
+// The write-side benchmark: appends through the command service (gRPC, a separate process) against a
+// bare JetStream publisher with the same payloads and story-wide expectations, plus the cost of reading
+// a story with batched direct gets versus an ordered consumer. Run it with `make bench`.
+//
+// Env: BENCH_STORIES (10000), BENCH_SECONDS (10, per measured phase), BENCH_WARMUP_SECONDS (2),
+//      BENCH_LEVELS ("1,16,256"), BENCH_PROFILE=1 (the command service writes a .cpuprofile to
+//      bench/results/profiles/ when it stops).
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { type ContextEventData, type StoryId, storyId } from "@ctx/domain";
+import {
+  createEventStore,
+  decodeEvent,
+  defaultEventStreamNames,
+  defaultEventStreamSettings,
+  type EventStore,
+  type EventStreamNames,
+  ExpectedVersion,
+  eventHash,
+  eventSubject,
+  provisionEventStream,
+  storySubjects,
+} from "@ctx/event-store";
+import {
+  ContextCommandService,
+  ContextCreatedSchema,
+  ContextEventSchema,
+  SubtaskAddedSchema,
+} from "@ctx/proto";
+import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { v7 as uuidv7 } from "uuid";
+import { type CpuShares, measureCpu } from "./support/cpu.ts";
+import { closedLoop, type LoadResult, StoryPicker } from "./support/load.ts";
+import { gauge, histogram, meanMs, scrape } from "./support/metrics.ts";
+import { type BenchStack, onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
+import { fmt, type LatencySummary, summarize, table } from "./support/stats.ts";
+
+const settings = {
+  stories: envNumber("BENCH_STORIES", 10_000),
+  seconds: envNumber("BENCH_SECONDS", 10),
+  warmupSeconds: envNumber("BENCH_WARMUP_SECONDS", 2),
+  levels: (process.env.BENCH_LEVELS ?? "1,16,256").split(",").map(Number),
+  /** Calls in flight per HTTP/2 connection to the command service, at most (connections ≤ 4). */
+  callsPerConnection: 64,
+  setupConcurrency: 64,
+  readSizes: [10, 100, 1000],
+  profile: process.env.BENCH_PROFILE === "1",
+};
+const resultsDir = join(repoRoot, "bench/results");
+const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
+const serviceNames = defaultEventStreamNames;
+
+type Commands = Client<typeof ContextCommandService>;
+
+interface Phase extends LoadResult {
+  readonly cpuPercent: CpuShares;
+  /** Event-loop delay of this (client) process during the phase, ms: a lagging client adds latency. */
+  readonly benchLoopLagMs: { readonly p99: number; readonly max: number };
+}
+
+interface Level {
+  readonly concurrency: number;
+  readonly connections: number;
+  readonly commandService: Phase;
+  readonly rawJetStream: Phase;
+  /** The same publish with one pre-encoded envelope: what nats.js and JetStream cost alone. */
+  readonly rawPreEncoded: Phase;
+  /** Command service rate / raw rate (envelope built per event, like the service does). */
+  readonly ratio: number;
+  /** Means from the service's own histograms over the phase (warm-up included), in ms. */
+  readonly serviceSideMs: {
+    readonly handling: number;
+    readonly append: number;
+    /** Event-loop delay of the service over the phase (prom-client resets it at every scrape). */
+    readonly loopLagP99: number;
+    readonly loopLagMax: number;
+  };
+}
+
+interface ReadStrategies {
+  readonly events: number;
+  readonly reads: number;
+  readonly directGetMs: LatencySummary;
+  readonly orderedConsumerMs: LatencySummary;
+}
+
+function envNumber(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+}
+
+const log = (line: string) => console.error(line);
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const machine = describeMachine();
+  log(
+    `write-side bench: ${settings.stories} stories, ${settings.seconds}s per phase, levels ${settings.levels.join("/")}`,
+  );
+  log(
+    `machine: ${machine.cpus}× ${machine.cpuModel}, load average ${machine.loadAverage1m} (1 min)`,
+  );
+  if (machine.loadAverage1m > machine.cpus / 4) {
+    log("warning: the machine is busy; figures will be low (see the 'other' CPU column)");
+  }
+
+  const stack = await startBenchStack();
+  const sessions: Http2SessionManager[] = [];
+  let nc: NatsConnection | undefined;
+  const shutdown = onShutdown(async () => {
+    for (const s of sessions) s.abort();
+    await nc?.close().catch(() => undefined);
+    await stack.stop();
+  });
+  try {
+    if (settings.profile) {
+      rmSync(join(resultsDir, "profiles"), { recursive: true, force: true });
+      mkdirSync(join(resultsDir, "profiles"), { recursive: true });
+    }
+    await stack.startCommandService(
+      settings.profile
+        ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${join(resultsDir, "profiles")}`] }
+        : {},
+    );
+    log(`servers: NATS ${stack.natsUrl}, command service ${stack.commandUrl} (in ${stack.dir})`);
+    nc = await connect({ servers: stack.natsUrl, name: "bench-write-side" });
+    const js = jetstream(nc, { timeout: 10_000 });
+    await provisionEventStream(await jetstreamManager(nc), {
+      ...defaultEventStreamSettings,
+      ...rawNames,
+    });
+    const natsVersion = await natsServerVersion(stack);
+
+    const maxConnections = Math.max(
+      ...settings.levels.map((c) => connectionsFor(c)),
+      connectionsFor(settings.setupConcurrency),
+    );
+    const clients: Commands[] = [];
+    for (let i = 0; i < maxConnections; i++) {
+      const sessionManager = new Http2SessionManager(stack.commandUrl);
+      sessions.push(sessionManager);
+      clients.push(
+        createClient(
+          ContextCommandService,
+          createGrpcTransport({ baseUrl: stack.commandUrl, sessionManager }),
+        ),
+      );
+    }
+
+    const ids = Array.from(
+      { length: settings.stories },
+      (_, i) => `s${String(i).padStart(6, "0")}`,
+    );
+    const service = commandServiceWriter(clients, ids);
+    const raw = rawWriter(js, ids);
+    const cpuPids = () => ({ service: stack.pids().command, nats: stack.pids().nats });
+
+    log("setup: creating the stories (CreateContext through the service; ContextCreated raw)…");
+    const setupService = await withCpu(cpuPids(), () =>
+      closedLoop({
+        concurrency: settings.setupConcurrency,
+        count: settings.stories,
+        call: (worker, index) => service.create(worker, index),
+      }),
+    );
+    const setupRaw = await withCpu(cpuPids(), () =>
+      closedLoop({
+        concurrency: settings.setupConcurrency,
+        count: settings.stories,
+        call: (_, index) => raw.create(index),
+      }),
+    );
+    if (setupService.errors > 0 || setupRaw.errors > 0) {
+      throw new Error(
+        `setup failed: ${[...setupService.errorSamples, ...setupRaw.errorSamples].join("; ")}`,
+      );
+    }
+    const store = createEventStore(nc, { names: serviceNames, timeoutMs: 10_000 });
+    await writeReadStories(store);
+
+    const levels: Level[] = [];
+    for (const concurrency of settings.levels) {
+      const connections = connectionsFor(concurrency);
+      const window = {
+        concurrency,
+        warmupMs: settings.warmupSeconds * 1000,
+        durationMs: settings.seconds * 1000,
+      };
+      log(`${concurrency} in flight: raw JetStream publish…`);
+      const rawPhase = await withCpu(cpuPids(), () =>
+        closedLoop({ ...window, call: () => raw.append() }),
+      );
+      const rawPreEncoded = await withCpu(cpuPids(), () =>
+        closedLoop({ ...window, call: () => raw.appendPreEncoded() }),
+      );
+      log(`${concurrency} in flight: command service over gRPC (${connections} connection(s))…`);
+      const before = await scrape(stack.commandMetricsUrl);
+      const servicePhase = await withCpu(cpuPids(), () =>
+        closedLoop({ ...window, call: (worker) => service.append(worker % connections) }),
+      );
+      const after = await scrape(stack.commandMetricsUrl);
+      const handling = ["rpc_server_handling_seconds", ['method="AddSubtask"']] as const;
+      const append = ["event_store_append_seconds", ['events="one"']] as const;
+      levels.push({
+        concurrency,
+        connections,
+        commandService: servicePhase,
+        rawJetStream: rawPhase,
+        rawPreEncoded,
+        ratio: servicePhase.perSecond / rawPhase.perSecond,
+        serviceSideMs: {
+          handling: meanMs(histogram(before, ...handling), histogram(after, ...handling)),
+          append: meanMs(histogram(before, ...append), histogram(after, ...append)),
+          loopLagP99: gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000,
+          loopLagMax: gauge(after, "nodejs_eventloop_lag_max_seconds") * 1000,
+        },
+      });
+    }
+
+    log("reads: batched direct get (store.read) versus an ordered consumer…");
+    const reads: ReadStrategies[] = [];
+    for (const events of settings.readSizes) reads.push(await compareReads(store, js, events));
+
+    const results = {
+      bench: "write-side",
+      startedAt: started.toISOString(),
+      git: gitState(),
+      machine: { ...machine, natsServer: natsVersion },
+      settings,
+      setup: { commandService: setupService, rawJetStream: setupRaw },
+      levels,
+      reads,
+    };
+    mkdirSync(resultsDir, { recursive: true });
+    writeFileSync(join(resultsDir, "write-side.json"), `${JSON.stringify(results, null, 2)}\n`);
+    console.log(report(results));
+    console.log(`\nJSON: bench/results/write-side.json`);
+  } finally {
+    await shutdown();
+  }
+  if (settings.profile) {
+    const dir = join(resultsDir, "profiles");
+    for (const f of readdirSync(dir))
+      console.log(`CPU profile of the command service: ${join(dir, f)}`);
+  }
+}
+
+/** The command service path: CreateContext for setup, AddSubtask without expected_version measured. */
+function commandServiceWriter(clients: readonly Commands[], ids: readonly string[]) {
+  const picker = new StoryPicker(ids.length);
+  let subtask = 0;
+  const clientOf = (i: number) => clients[i % clients.length] as Commands;
+  return {
+    async create(worker: number, index: number): Promise<void> {
+      await clientOf(worker).createContext({
+        storyId: ids[index] as string,
+        title: `Benchmark story ${index}`,
+        description: "A story of the write-side benchmark",
+      });
+    },
+    append(connection: number): Promise<unknown> {
+      return picker.with((story) => {
+        const n = subtask++;
+        return clientOf(connection).addSubtask({
+          storyId: ids[story] as string,
+          subtaskId: `t${n}`,
+          title: `Benchmark subtask ${n}`,
+        });
+      });
+    },
+  };
+}
+
+/**
+ * The baseline: what the command service does to JetStream, minus everything else. One NATS
+ * connection; the same envelope (UUIDv7 ids, hash chain) and subject; the story-wide expectation
+ * headers with the story's last sequence tracked client-side; Nats-Msg-Id for deduplication.
+ */
+function rawWriter(js: JetStreamClient, ids: readonly string[]) {
+  const heads: { sequence: number; version: number; hash: Uint8Array }[] = ids.map(() => ({
+    sequence: 0,
+    version: 0,
+    hash: new Uint8Array(0),
+  }));
+  const picker = new StoryPicker(ids.length);
+  let subtask = 0;
+
+  async function publish(story: number, data: ContextEventData): Promise<void> {
+    const head = heads[story] as (typeof heads)[0];
+    const id = ids[story] as string;
+    const envelope = create(ContextEventSchema, {
+      eventId: uuidv7(),
+      storyId: id,
+      version: head.version + 1,
+      occurredAt: timestampFromDate(new Date()),
+      eventType: data.case === "contextCreated" ? "ContextCreated" : "SubtaskAdded",
+      schemaVersion: 1,
+      correlationId: uuidv7(),
+      commandId: uuidv7(),
+      commandEventIndex: 0,
+      prevHash: head.hash,
+      payload: data,
+    });
+    envelope.hash = eventHash(envelope);
+    const ack = await js.publish(
+      eventSubject(rawNames, id, envelope.eventType),
+      toBinary(ContextEventSchema, envelope),
+      {
+        msgID: envelope.eventId,
+        expect: {
+          lastSubjectSequence: head.sequence,
+          lastSubjectSequenceSubject: storySubjects(rawNames, id),
+        },
+      },
+    );
+    heads[story] = { sequence: ack.seq, version: envelope.version, hash: envelope.hash };
+  }
+
+  // One envelope of the same shape and size, encoded once; only the message id changes.
+  const preEncoded = toBinary(
+    ContextEventSchema,
+    create(ContextEventSchema, {
+      eventId: uuidv7(),
+      storyId: ids[0] as string,
+      version: 2,
+      occurredAt: timestampFromDate(new Date()),
+      eventType: "SubtaskAdded",
+      schemaVersion: 1,
+      correlationId: uuidv7(),
+      commandId: uuidv7(),
+      prevHash: new Uint8Array(32),
+      hash: new Uint8Array(32),
+      payload: {
+        case: "subtaskAdded",
+        value: create(SubtaskAddedSchema, {
+          subtaskId: "t100000",
+          title: "Benchmark subtask 100000",
+        }),
+      },
+    }),
+  );
+  const run = uuidv7();
+
+  return {
+    create(index: number): Promise<void> {
+      return publish(index, {
+        case: "contextCreated",
+        value: create(ContextCreatedSchema, {
+          title: `Benchmark story ${index}`,
+          description: "A story of the write-side benchmark",
+        }),
+      });
+    },
+    append(): Promise<void> {
+      return picker.with((story) => {
+        const n = subtask++;
+        return publish(story, {
+          case: "subtaskAdded",
+          value: create(SubtaskAddedSchema, {
+            subtaskId: `t${n}`,
+            title: `Benchmark subtask ${n}`,
+          }),
+        });
+      });
+    },
+    /** Same subject, headers and size, without building an envelope per event. */
+    appendPreEncoded(): Promise<void> {
+      return picker.with(async (story) => {
+        const n = subtask++;
+        const id = ids[story] as string;
+        const head = heads[story] as (typeof heads)[0];
+        const ack = await js.publish(eventSubject(rawNames, id, "SubtaskAdded"), preEncoded, {
+          msgID: `${run}-${n}`,
+          expect: {
+            lastSubjectSequence: head.sequence,
+            lastSubjectSequenceSubject: storySubjects(rawNames, id),
+          },
+        });
+        heads[story] = { ...head, sequence: ack.seq };
+      });
+    },
+  };
+}
+
+/**
+ * Stories of 10, 100 and 1,000 events in the command service's stream, their events interleaved with
+ * each other and with 4 filler events per round (other stories), so a story is scattered over the
+ * stream as in real use; the measured write phases then add their events after them.
+ */
+async function writeReadStories(store: EventStore): Promise<void> {
+  const largest = Math.max(...settings.readSizes);
+  const versions = new Map<string, number>();
+  const append = (id: string) => {
+    const version = (versions.get(id) ?? 0) + 1;
+    versions.set(id, version);
+    const data: ContextEventData =
+      version === 1
+        ? { case: "contextCreated", value: create(ContextCreatedSchema, { title: id }) }
+        : {
+            case: "subtaskAdded",
+            value: create(SubtaskAddedSchema, {
+              subtaskId: `t${version}`,
+              title: `Subtask ${version}`,
+            }),
+          };
+    return store.append(storyId(id), [{ data }], ExpectedVersion.Any);
+  };
+  for (let round = 0; round < largest; round++) {
+    const writes: Promise<unknown>[] = [];
+    for (const size of settings.readSizes) {
+      if (round % (largest / size) === 0) writes.push(append(`rd-${size}`));
+    }
+    for (let f = 0; f < 4; f++) writes.push(append(`fill-${(round * 4 + f) % 500}`));
+    await Promise.all(writes);
+  }
+}
+
+/** Reads one story again and again with both strategies, alternating, and summarizes each. */
+async function compareReads(
+  store: EventStore,
+  js: JetStreamClient,
+  events: number,
+): Promise<ReadStrategies> {
+  const id = storyId(`rd-${events}`);
+  const reads = events >= 1000 ? 100 : 300;
+  const direct: number[] = [];
+  const ordered: number[] = [];
+  for (let i = -10; i < reads; i++) {
+    // Negative rounds warm up both paths (connections, JIT) and are not recorded.
+    const t0 = performance.now();
+    const viaDirect = (await store.read(id)).length;
+    const t1 = performance.now();
+    const { count: viaOrdered, cleanup } = await readWithOrderedConsumer(js, id);
+    const t2 = performance.now();
+    await cleanup();
+    if (viaDirect !== events || viaOrdered !== events) {
+      throw new Error(`read ${viaDirect} / ${viaOrdered} events of ${id}, expected ${events}`);
+    }
+    if (i < 0) continue;
+    direct.push(t1 - t0);
+    ordered.push(t2 - t1);
+  }
+  return {
+    events,
+    reads,
+    directGetMs: summarize(direct),
+    orderedConsumerMs: summarize(ordered),
+  };
+}
+
+/**
+ * A story through an ordered consumer filtered on the story's subjects, consumed until nothing is
+ * pending, each message decoded like store.read does. `cleanup` deletes the consumer (not timed):
+ * left alone, nats.js's ordered consumers linger on the server for their 5-minute inactive threshold.
+ */
+async function readWithOrderedConsumer(
+  js: JetStreamClient,
+  id: StoryId,
+): Promise<{ count: number; cleanup: () => Promise<void> }> {
+  const consumer = await js.consumers.get(serviceNames.stream, {
+    filter_subjects: [storySubjects(serviceNames, id)],
+  });
+  const messages = await consumer.consume({ max_messages: 1024 });
+  let count = 0;
+  try {
+    for await (const msg of messages) {
+      decodeEvent(msg.data, msg.seq);
+      count++;
+      if (msg.info.pending === 0) break;
+    }
+  } finally {
+    await messages.close();
+  }
+  const cleanup = async () => {
+    await consumer.delete().catch(() => undefined);
+  };
+  return { count, cleanup };
+}
+
+function connectionsFor(concurrency: number): number {
+  return Math.min(4, Math.ceil(concurrency / settings.callsPerConnection));
+}
+
+async function withCpu(
+  pids: Readonly<Record<string, number | undefined>>,
+  phase: () => Promise<LoadResult>,
+): Promise<Phase> {
+  const done = measureCpu(pids, ["service"]);
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  const result = await phase();
+  lag.disable();
+  return {
+    ...result,
+    cpuPercent: done(),
+    benchLoopLagMs: { p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
+  };
+}
+
+function describeMachine() {
+  const cpus = os.cpus();
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: cpus[0]?.model ?? "unknown",
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    loadAverage1m: Math.round((os.loadavg()[0] ?? 0) * 100) / 100,
+  };
+}
+
+async function natsServerVersion(stack: BenchStack): Promise<string> {
+  try {
+    const varz = (await (await fetch(`${stack.natsMonitorUrl}/varz`)).json()) as {
+      version?: string;
+    };
+    return varz.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+function gitState(): { commit: string; dirty: boolean } {
+  try {
+    const git = (...args: string[]) =>
+      execFileSync("git", args, { cwd: repoRoot, encoding: "utf8" }).trim();
+    return {
+      commit: git("rev-parse", "--short", "HEAD"),
+      dirty: git("status", "--porcelain") !== "",
+    };
+  } catch {
+    return { commit: "unknown", dirty: true };
+  }
+}
+
+function report(r: {
+  machine: ReturnType<typeof describeMachine> & { natsServer: string };
+  setup: { commandService: Phase; rawJetStream: Phase };
+  levels: readonly Level[];
+  reads: readonly ReadStrategies[];
+}): string {
+  const cpu = (p: Phase) => {
+    const c = (k: string) => fmt(p.cpuPercent[k] ?? Number.NaN, 0);
+    return `${c("bench")} / ${c("service")} (${c("serviceMain")}) / ${c("nats")} / ${c("other")}`;
+  };
+  const row = (label: string, p: Phase, conns: string) => [
+    label,
+    conns,
+    fmt(p.perSecond, 0),
+    fmt(p.latencyMs.p50, 2),
+    fmt(p.latencyMs.p99, 2),
+    fmt(p.latencyMs.max, 1),
+    String(p.errors),
+    cpu(p),
+  ];
+  const m = r.machine;
+  const lines = [
+    "",
+    `Write side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
+    `Client (this process), command service and NATS share the machine's ${m.cpus} cores.`,
+    `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call.`,
+    "",
+    table(
+      [
+        "",
+        "conns",
+        "calls/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "CPU %: bench / service (main thread) / nats / other",
+      ],
+      [
+        row("setup: CreateContext via service (64 in flight)", r.setup.commandService, "1"),
+        row("setup: ContextCreated raw publish (64 in flight)", r.setup.rawJetStream, "1"),
+      ],
+    ),
+    "",
+    table(
+      [
+        "in flight / path",
+        "conns",
+        "appends/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "CPU %: bench / service (main thread) / nats / other",
+      ],
+      r.levels.flatMap((l) => [
+        row(`${l.concurrency} · command service (gRPC)`, l.commandService, String(l.connections)),
+        row(`${l.concurrency} · raw publish, envelope per event`, l.rawJetStream, "1 (NATS)"),
+        row(`${l.concurrency} · raw publish, pre-encoded`, l.rawPreEncoded, "1 (NATS)"),
+      ]),
+    ),
+    "",
+    table(
+      [
+        "in flight",
+        "service / raw",
+        "mean ms: client sees",
+        "service handles",
+        "of which append",
+        "raw publish",
+        "loop lag p99 ms: service",
+        "bench",
+      ],
+      r.levels.map((l) => [
+        String(l.concurrency),
+        `${fmt(l.ratio * 100, 0)} %`,
+        fmt(l.commandService.latencyMs.mean, 2),
+        fmt(l.serviceSideMs.handling, 2),
+        fmt(l.serviceSideMs.append, 2),
+        fmt(l.rawJetStream.latencyMs.mean, 2),
+        fmt(l.serviceSideMs.loopLagP99, 1),
+        fmt(l.commandService.benchLoopLagMs.p99, 1),
+      ]),
+    ),
+    "",
+    table(
+      ["story events", "reads", "direct get p50 ms", "p99 ms", "ordered consumer p50 ms", "p99 ms"],
+      r.reads.map((x) => [
+        String(x.events),
+        String(x.reads),
+        fmt(x.directGetMs.p50, 2),
+        fmt(x.directGetMs.p99, 2),
+        fmt(x.orderedConsumerMs.p50, 2),
+        fmt(x.orderedConsumerMs.p99, 2),
+      ]),
+    ),
+  ];
+  const errors = [
+    ...r.levels.flatMap((l) => [...l.commandService.errorSamples, ...l.rawJetStream.errorSamples]),
+  ];
+  if (errors.length > 0) lines.push("", "Errors seen:", ...errors.map((e) => `  ${e}`));
+  return lines.join("\n");
+}
+
+await main();

@@ -1,0 +1,281 @@
+import { toBinary } from "@bufbuild/protobuf";
+import type { Logger } from "@ctx/config";
+import { type StoryId, streamVersion } from "@ctx/domain";
+import type { EventStore, RecordedEvent } from "@ctx/event-store";
+import { ContextEventSchema } from "@ctx/proto";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import {
+  BrokenCircuitError,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  ExponentialBackoff,
+  handleType,
+  retry,
+  wrap,
+} from "cockatiel";
+import type { ProjectorMetrics } from "./metrics.ts";
+import { type ParkingNames, park } from "./parking.ts";
+import {
+  isVersionConflictError,
+  type Projection,
+  StoreUnavailableError,
+  type StoryEvents,
+} from "./projection.ts";
+
+/** Turns a stored event into its current shape (upcasting); may yield several events, or none. */
+export type Upcast = (event: RecordedEvent) => readonly RecordedEvent[];
+
+/** Back-off on read-model outages. */
+export interface BackoffSettings {
+  /** First retry delay (default 100 ms); doubles, with jitter, up to maxDelayMs. */
+  readonly initialDelayMs?: number;
+  /** Longest wait between two retries (default 10 s). */
+  readonly maxDelayMs?: number;
+  /** How long the circuit stays open after 5 failures in a row (default 5 s). */
+  readonly halfOpenAfterMs?: number;
+}
+
+export interface BatchApplierOptions {
+  readonly projection: Projection;
+  readonly store: EventStore;
+  readonly js: JetStreamClient;
+  readonly parking: ParkingNames;
+  readonly upcast: Upcast;
+  readonly logger: Logger;
+  readonly metrics: ProjectorMetrics;
+  readonly backoff?: BackoffSettings;
+}
+
+/** Decoded events of a batch, by story in stream order, and the stories whose events could not be read. */
+export interface DecodedBatch {
+  readonly byStory: ReadonlyMap<StoryId, readonly RecordedEvent[]>;
+  readonly poisoned: ReadonlySet<StoryId>;
+}
+
+/**
+ * Applies batches of events to a projection the way live projection and rebuilds both need: only
+ * each story's next events (version guard; gaps filled from the stream, never applied out of order),
+ * outages retried with back-off behind a circuit breaker, and an event the model refuses parked with
+ * its reason while its story is marked stale and every other story goes on.
+ */
+export class BatchApplier {
+  readonly #o: BatchApplierOptions;
+  readonly #log: Logger;
+  readonly #label: { projection: string };
+  readonly #resilient;
+
+  constructor(options: BatchApplierOptions) {
+    this.#o = options;
+    this.#log = options.logger;
+    this.#label = { projection: options.projection.name };
+    // Outages of the read model: retry forever with exponential back-off and jitter; after five
+    // failures in a row the circuit opens and calls wait without touching the store for a while.
+    const backoff = options.backoff ?? {};
+    const breaker = circuitBreaker(handleType(StoreUnavailableError), {
+      halfOpenAfter: backoff.halfOpenAfterMs ?? 5_000,
+      breaker: new ConsecutiveBreaker(5),
+    });
+    const retries = retry(handleType(StoreUnavailableError).orType(BrokenCircuitError), {
+      maxAttempts: Number.POSITIVE_INFINITY,
+      backoff: new ExponentialBackoff({
+        initialDelay: backoff.initialDelayMs ?? 100,
+        maxDelay: backoff.maxDelayMs ?? 10_000,
+      }),
+    });
+    retries.onRetry(({ delay }) => {
+      this.#o.metrics.storeErrors.inc(this.#label);
+      this.#log.warn({ delay }, "read model unavailable; retrying");
+    });
+    this.#resilient = wrap(retries, breaker);
+  }
+
+  /** The upcaster chain this applier uses. */
+  upcast(event: RecordedEvent): readonly RecordedEvent[] {
+    return this.#o.upcast(event);
+  }
+
+  /** Runs a read-model call with back-off on outages. */
+  call<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#resilient.execute(fn);
+  }
+
+  /**
+   * Applies a decoded batch to one partition of a generation and moves its checkpoint from
+   * `previousCheckpoint` to `checkpoint`. Returns once every event is applied, skipped or parked.
+   */
+  async applyBatch(
+    generation: number,
+    partition: number,
+    batch: DecodedBatch,
+    previousCheckpoint: number,
+    checkpoint: number,
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const stories = await this.#pending(generation, batch);
+      try {
+        await this.#apply(generation, partition, stories, previousCheckpoint, checkpoint);
+        break;
+      } catch (e) {
+        if (!isVersionConflictError(e) || attempt >= 5) throw e;
+        this.#log.warn({ err: e }, "version conflict; re-reading positions");
+      }
+    }
+    for (const story of batch.poisoned) {
+      await this.call(() =>
+        this.#o.projection.markStale(generation, story, "an event of the story is parked"),
+      );
+    }
+  }
+
+  /** Parks a message that could not even be decoded or upcast. */
+  async parkRaw(
+    storyId: string,
+    sequence: number,
+    eventType: string,
+    data: Uint8Array,
+    error: unknown,
+  ): Promise<void> {
+    await this.#park(storyId, 0, sequence, eventType, data, error);
+  }
+
+  /** For each story, the events the model does not hold yet, from exactly its version + 1. */
+  async #pending(generation: number, { byStory, poisoned }: DecodedBatch): Promise<StoryEvents[]> {
+    const { projection, store, metrics } = this.#o;
+    const ids = [...byStory.keys()];
+    const positions = await this.call(() => projection.positions(generation, ids));
+    const result: StoryEvents[] = [];
+    for (const [storyId, events] of byStory) {
+      const position = positions.get(storyId) ?? { version: streamVersion(0), stale: false };
+      if (position.stale || poisoned.has(storyId)) {
+        // A stale story waits for a rebuild or a parked replay; applying more would hide the gap.
+        metrics.skipped.inc(this.#label, events.length);
+        continue;
+      }
+      const seen = new Set<number>();
+      let pending = events.filter((e) => {
+        if (e.version <= position.version || seen.has(e.version)) return false;
+        seen.add(e.version);
+        return true;
+      });
+      metrics.skipped.inc(this.#label, events.length - pending.length);
+      const first = pending[0];
+      if (!first) continue;
+      if (first.version > position.version + 1) {
+        // Never apply out of order: fetch what is missing from the stream.
+        const missing = await store.read(storyId, {
+          fromVersion: position.version + 1,
+          toVersion: first.version - 1,
+        });
+        pending = [...missing.flatMap((e) => this.#o.upcast(e)), ...pending];
+      }
+      pending.forEach((e, i) => {
+        if (e.version !== position.version + 1 + i) {
+          throw new Error(
+            `story ${storyId}: version ${e.version} where ${position.version + 1 + i} was expected; the stream lacks events`,
+          );
+        }
+      });
+      result.push({ storyId, expectedVersion: position.version, events: pending });
+    }
+    return result;
+  }
+
+  /** Applies the batch; if the model refuses it, finds the poison event, parks it and goes on. */
+  async #apply(
+    generation: number,
+    partition: number,
+    stories: readonly StoryEvents[],
+    previousCheckpoint: number,
+    checkpoint: number,
+  ): Promise<void> {
+    const { projection, metrics } = this.#o;
+    const count = (list: readonly StoryEvents[]) => list.reduce((n, s) => n + s.events.length, 0);
+    try {
+      await this.call(() => projection.apply({ generation, partition, checkpoint, stories }));
+      metrics.applied.inc(this.#label, count(stories));
+      return;
+    } catch (e) {
+      if (isVersionConflictError(e) || stories.length === 0) throw e;
+      this.#log.warn({ err: e }, "batch refused; applying story by story to find the poison event");
+    }
+    for (const story of stories) {
+      try {
+        await this.call(() =>
+          projection.apply({
+            generation,
+            partition,
+            checkpoint: previousCheckpoint,
+            stories: [story],
+          }),
+        );
+        metrics.applied.inc(this.#label, story.events.length);
+      } catch (e) {
+        if (isVersionConflictError(e)) throw e;
+        await this.#isolate(generation, partition, previousCheckpoint, story);
+      }
+    }
+    await this.call(() => projection.apply({ generation, partition, checkpoint, stories: [] }));
+  }
+
+  /** Applies one story's events one by one; the first the model refuses is parked, the story marked stale. */
+  async #isolate(
+    generation: number,
+    partition: number,
+    checkpoint: number,
+    story: StoryEvents,
+  ): Promise<void> {
+    const { projection, metrics } = this.#o;
+    let version = story.expectedVersion;
+    for (const event of story.events) {
+      try {
+        await this.call(() =>
+          projection.apply({
+            generation,
+            partition,
+            checkpoint,
+            stories: [{ storyId: story.storyId, expectedVersion: version, events: [event] }],
+          }),
+        );
+        metrics.applied.inc(this.#label);
+        version = event.version;
+      } catch (e) {
+        if (isVersionConflictError(e)) throw e;
+        const bytes = toBinary(ContextEventSchema, event.envelope);
+        await this.#park(story.storyId, event.version, event.sequence, event.eventType, bytes, e);
+        await this.call(() =>
+          projection.markStale(generation, story.storyId, `event ${event.version} is parked`),
+        );
+        metrics.skipped.inc(
+          this.#label,
+          story.events.length - (event.version - story.expectedVersion),
+        );
+        return;
+      }
+    }
+  }
+
+  async #park(
+    storyId: string,
+    version: number,
+    sequence: number,
+    eventType: string,
+    data: Uint8Array,
+    error: unknown,
+  ): Promise<void> {
+    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    this.#log.error(
+      { storyId, version, sequence, reason },
+      "parking an event the projection cannot apply",
+    );
+    await park(this.#o.js, this.#o.parking, {
+      projection: this.#o.projection.name,
+      storyId,
+      version,
+      originalSequence: sequence,
+      eventType,
+      reason,
+      data,
+    });
+    this.#o.metrics.parked.inc(this.#label);
+  }
+}

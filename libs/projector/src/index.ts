@@ -1,0 +1,25 @@
+export type { BackoffSettings, DecodedBatch, Upcast } from "./batch-applier.ts";
+export { BatchApplier } from "./batch-applier.ts";
+export type { ParkedEvent, ParkingNames, ParkRequest } from "./parking.ts";
+export {
+  defaultParkingNames,
+  listParked,
+  park,
+  provisionParking,
+  removeParked,
+} from "./parking.ts";
+export type { PartitionLeases, PartitionLeasesOptions } from "./partition-leases.ts";
+export { createPartitionLeases, desiredOwner, leaseBucket } from "./partition-leases.ts";
+// For sibling libs and the ctx CLI.
+export { consumerName } from "./partition-worker.ts";
+export type { Projection, ProjectionBatch, StoryEvents, StoryPosition } from "./projection.ts";
+export {
+  isStoreUnavailableError,
+  isVersionConflictError,
+  StoreUnavailableError,
+  VersionConflictError,
+} from "./projection.ts";
+export type { PartitionStatus, Projector, ProjectorOptions } from "./projector.ts";
+export { createProjector, leaseGroup } from "./projector.ts";
+export type { RebuildOptions, RebuildProgress, RebuildResult } from "./rebuild.ts";
+export { rebuildProjection, rebuildStory } from "./rebuild.ts";

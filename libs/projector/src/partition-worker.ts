@@ -1,0 +1,271 @@
+import type { Logger } from "@ctx/config";
+import type { StoryId } from "@ctx/domain";
+import {
+  decodeEvent,
+  type EventStore,
+  type EventStreamNames,
+  parseStoredSubject,
+  partitionSubjects,
+  type RecordedEvent,
+} from "@ctx/event-store";
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+import { type BackoffSettings, BatchApplier, type Upcast } from "./batch-applier.ts";
+import type { ProjectorMetrics } from "./metrics.ts";
+import type { ParkingNames } from "./parking.ts";
+import type { Projection } from "./projection.ts";
+
+export interface PartitionWorkerOptions {
+  readonly partition: number;
+  readonly projection: Projection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly names: EventStreamNames;
+  readonly store: EventStore;
+  readonly parking: ParkingNames;
+  readonly upcast: Upcast;
+  readonly logger: Logger;
+  readonly metrics: ProjectorMetrics;
+  readonly batchSize: number;
+  /** False once this replica's lease of the partition is no longer valid: stop writing. */
+  readonly holds: () => boolean;
+  /** How often the active generation is re-read (a rebuild may have switched it). */
+  readonly generationCheckMs?: number;
+  readonly backoff?: BackoffSettings;
+}
+
+const ACK_WAIT_MS = 30_000;
+
+/** The durable consumer of one partition of one projection. */
+export function consumerName(projection: string, partition: number): string {
+  return `${projection}_p${partition}`;
+}
+
+/**
+ * Projects one partition: pulls its events in stream order from a durable consumer, applies them to
+ * the read model in batches, and acknowledges them only after the write.
+ */
+export class PartitionWorker {
+  readonly #o: PartitionWorkerOptions;
+  readonly #log: Logger;
+  readonly #label: { projection: string };
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #messages: ConsumerMessages | undefined;
+  readonly #queue: JsMsg[] = [];
+  #wake: (() => void) | undefined;
+  #generation = 0;
+  #generationCheckedAt = 0;
+  #checkpoint = 0;
+  #ackFloorValue = 0;
+  #ackFloorAt = 0;
+  readonly #applier: BatchApplier;
+
+  constructor(options: PartitionWorkerOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ partition: options.partition });
+    this.#label = { projection: options.projection.name };
+    this.#applier = new BatchApplier({ ...options, logger: this.#log });
+  }
+
+  /** Starts consuming; returns at once. */
+  start(): void {
+    this.#loop = this.#run().catch((e: unknown) => {
+      this.#log.error({ err: e }, "partition worker failed");
+    });
+  }
+
+  /** Finishes the batch in hand, hands the rest back to the server, and stops. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wake?.();
+    await this.#messages?.close().catch(() => undefined);
+    await this.#loop;
+    for (const m of this.#queue.splice(0)) m.nak();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        await this.#open();
+        if (this.#stopped) return;
+        await this.#consume();
+      } catch (e) {
+        if (this.#stopped) return;
+        this.#log.warn({ err: e }, "partition worker error; restarting its consumer");
+        await this.#closeMessages();
+        await sleep(1_000);
+      }
+    }
+  }
+
+  /** Which generation to write, and a consumer positioned just after that generation's checkpoint. */
+  async #open(): Promise<void> {
+    const { projection, partition, jsm, names } = this.#o;
+    // Only the holder of a valid lease may reposition the partition's consumer.
+    while (!this.#o.holds()) {
+      if (this.#stopped) return;
+      await sleep(100);
+    }
+    this.#generation = await this.#call(() => projection.activeGeneration());
+    this.#generationCheckedAt = Date.now();
+    this.#checkpoint = await this.#call(() => projection.checkpoint(this.#generation, partition));
+    this.#ackFloorValue = this.#checkpoint;
+    this.#ackFloorAt = 0;
+    const name = consumerName(projection.name, partition);
+    const info = await jsm.consumers.info(names.stream, name).catch(() => undefined);
+    // The model, not the consumer, says what is applied: a consumer that is ahead of the model (a
+    // restored backup, a new generation) or still holds unacknowledged messages of an earlier owner
+    // starts again right after the model's checkpoint, so events arrive in stream order.
+    const reusable =
+      info !== undefined &&
+      info.ack_floor.stream_seq === this.#checkpoint &&
+      info.num_ack_pending === 0 &&
+      info.num_redelivered === 0;
+    if (!reusable) {
+      if (info) await jsm.consumers.delete(names.stream, name).catch(() => undefined);
+      await jsm.consumers.add(names.stream, {
+        durable_name: name,
+        description: `${projection.name} projector, partition ${partition}`,
+        filter_subject: partitionSubjects(names, partition),
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(ACK_WAIT_MS),
+        max_deliver: -1,
+        max_ack_pending: 20_000,
+        ...(this.#checkpoint > 0
+          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#checkpoint + 1 }
+          : { deliver_policy: DeliverPolicy.All }),
+      });
+      this.#log.info(
+        { generation: this.#generation, from: this.#checkpoint + 1 },
+        "consumer positioned",
+      );
+    }
+    const consumer: Consumer = await this.#o.js.consumers.get(names.stream, name);
+    this.#messages = await consumer.consume({ max_messages: this.#o.batchSize * 2 });
+    const messages = this.#messages;
+    void (async () => {
+      try {
+        for await (const m of messages) {
+          this.#queue.push(m);
+          this.#wake?.();
+        }
+      } finally {
+        // The server ended the subscription (e.g. the consumer was recreated): reopen it.
+        if (this.#messages === messages) this.#messages = undefined;
+        this.#wake?.();
+      }
+    })().catch((e: unknown) => this.#log.warn({ err: e }, "consume loop ended"));
+  }
+
+  async #closeMessages(): Promise<void> {
+    await this.#messages?.close().catch(() => undefined);
+    this.#messages = undefined;
+    for (const m of this.#queue.splice(0)) m.nak();
+  }
+
+  async #consume(): Promise<void> {
+    const { projection, generationCheckMs = 2_000 } = this.#o;
+    while (!this.#stopped) {
+      if (this.#queue.length === 0) {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          setTimeout(resolve, 500);
+        });
+        this.#wake = undefined;
+      }
+      if (this.#stopped) return;
+      if (Date.now() - this.#generationCheckedAt > generationCheckMs) {
+        const active = await this.#call(() => projection.activeGeneration());
+        this.#generationCheckedAt = Date.now();
+        if (active !== this.#generation) {
+          this.#log.info({ from: this.#generation, to: active }, "active generation changed");
+          await this.#closeMessages();
+          return; // #run reopens on the new generation
+        }
+      }
+      if (this.#messages === undefined) return;
+      if (this.#queue.length === 0) continue;
+      if (!this.#o.holds()) {
+        // The lease lapsed (e.g. a long pause): write nothing until it is renewed or released.
+        await sleep(100);
+        continue;
+      }
+      const batch = this.#queue.splice(0, this.#o.batchSize);
+      await this.#project(batch);
+    }
+  }
+
+  #call<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#applier.call(fn);
+  }
+
+  /** The consumer's ack floor, asked of the server at most every half second. */
+  async #ackFloor(): Promise<number> {
+    if (Date.now() - this.#ackFloorAt > 500) {
+      this.#ackFloorAt = Date.now();
+      const { jsm, names, projection, partition } = this.#o;
+      const info = await jsm.consumers
+        .info(names.stream, consumerName(projection.name, partition))
+        .catch(() => undefined);
+      if (info) this.#ackFloorValue = info.ack_floor.stream_seq;
+    }
+    return this.#ackFloorValue;
+  }
+
+  async #project(batch: JsMsg[]): Promise<void> {
+    const started = performance.now();
+    const { names, metrics, partition } = this.#o;
+    // Keep the messages ours while a long outage makes us wait.
+    const keepAlive = setInterval(() => {
+      for (const m of batch) m.working();
+    }, ACK_WAIT_MS / 3);
+    try {
+      const byStory = new Map<StoryId, RecordedEvent[]>();
+      const poisoned = new Set<StoryId>();
+      for (const msg of batch) {
+        const subject = parseStoredSubject(names, msg.subject);
+        try {
+          for (const event of this.#o.upcast(decodeEvent(msg.data, msg.seq))) {
+            const list = byStory.get(event.storyId) ?? [];
+            list.push(event);
+            byStory.set(event.storyId, list);
+          }
+        } catch (e) {
+          await this.#applier.parkRaw(subject.storyId, msg.seq, subject.eventType, msg.data, e);
+          poisoned.add(subject.storyId as StoryId);
+        }
+      }
+      // The checkpoint must never pass an event that is not applied. Deliveries can come out of
+      // order (redeliveries, a dead replica's pull that got messages), so the highest sequence of
+      // the batch is no bound; the consumer's ack floor is: every event at or below it was
+      // acknowledged, hence applied. It lags a little, which only means a little replay.
+      const checkpoint = Math.max(this.#checkpoint, await this.#ackFloor());
+      await this.#applier.applyBatch(
+        this.#generation,
+        partition,
+        { byStory, poisoned },
+        this.#checkpoint,
+        checkpoint,
+      );
+      this.#checkpoint = checkpoint;
+      for (const m of batch) m.ack();
+      metrics.batchSize.observe(this.#label, batch.length);
+      metrics.batchSeconds.observe(this.#label, (performance.now() - started) / 1000);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

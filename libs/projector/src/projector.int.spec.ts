@@ -1,0 +1,213 @@
+import { createLogger } from "@ctx/config";
+import {
+  type ContextEventData,
+  fold,
+  type StoryId,
+  storyId,
+  streamVersion,
+  toContextMessage,
+} from "@ctx/domain";
+import {
+  createEventStore,
+  type EventStore,
+  type EventStreamSettings,
+  ExpectedVersion,
+  provisionEventStream,
+} from "@ctx/event-store";
+import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createProjector, listParked, type ParkingNames, type Projector } from "./index.ts";
+import { MemoryProjection } from "./testing/index.ts";
+
+const logger = createLogger({ name: "projector-test", level: "silent" });
+let nc: NatsConnection;
+let settings: EventStreamSettings;
+let parking: ParkingNames;
+let store: EventStore;
+const running: Projector[] = [];
+
+beforeAll(async () => {
+  nc = await connect({ servers: stack().natsUrl });
+  const name = uniqueName("PROJ");
+  settings = {
+    stream: name,
+    subjectPrefix: name.toLowerCase(),
+    partitions: 8,
+    replicas: 1,
+    duplicateWindowMs: 60_000,
+  };
+  parking = { stream: `${name}_PARKED`, subjectPrefix: `${name.toLowerCase()}_parked` };
+  await provisionEventStream(await jetstreamManager(nc), settings);
+  store = createEventStore(nc, { names: settings });
+});
+
+afterAll(async () => {
+  await Promise.all(running.map((p) => p.stop()));
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.delete(settings.stream).catch(() => undefined);
+  await jsm.streams.delete(parking.stream).catch(() => undefined);
+  await nc.close();
+});
+
+const created = (): ContextEventData => ({
+  case: "contextCreated",
+  value: { $typeName: "context.v1.ContextCreated", title: "t", description: "" },
+});
+const subtask = (id: string): ContextEventData => ({
+  case: "subtaskAdded",
+  value: { $typeName: "context.v1.SubtaskAdded", subtaskId: id, title: id, dependsOn: [] },
+});
+
+async function writeStories(
+  prefix: string,
+  stories: number,
+  eventsEach: number,
+): Promise<StoryId[]> {
+  const ids = Array.from({ length: stories }, (_, i) => storyId(`${prefix}-${i}`));
+  await Promise.all(
+    ids.map(async (id) => {
+      await store.append(id, [{ data: created() }], ExpectedVersion.NoStory);
+      for (let v = 1; v < eventsEach; v++)
+        await store.append(id, [{ data: subtask(`s${v}`) }], streamVersion(v));
+    }),
+  );
+  return ids;
+}
+
+async function startReplica(projection: MemoryProjection, replicaId: string): Promise<Projector> {
+  const conn = await connect({ servers: stack().natsUrl });
+  const projector = createProjector({
+    nc: conn,
+    names: settings,
+    partitions: settings.partitions,
+    projection,
+    replicaId,
+    logger,
+    registry: new Registry(),
+    parking,
+    batchSize: 50,
+    heartbeatMs: 200,
+    leaseTtlMs: 1_500,
+    backoff: { initialDelayMs: 50, maxDelayMs: 500, halfOpenAfterMs: 500 },
+  });
+  await projector.start();
+  running.push(projector);
+  const stop = projector.stop.bind(projector);
+  projector.stop = async () => {
+    await stop();
+    await conn.close();
+  };
+  return projector;
+}
+
+async function expectModelEqualsFold(projection: MemoryProjection, ids: readonly StoryId[]) {
+  for (const id of ids) {
+    const read = await projection.readContext(projection.active, id);
+    const events = await store.read(id);
+    expect(read?.version).toBe(events.length);
+    expect(read?.context).toEqual(toContextMessage(fold(id, events)));
+  }
+}
+
+describe("projector runtime (real NATS, in-memory model)", () => {
+  it("projects every story in order, and a restarted replica resumes where the model is", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const ids = await writeStories(uniqueName("a"), 20, 5);
+    const replica = await startReplica(projection, "r1");
+    await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 20_000 });
+    for (const id of ids) {
+      const versions = projection.applied.filter((a) => a.storyId === id).map((a) => a.version);
+      expect(versions).toEqual([1, 2, 3, 4, 5]);
+    }
+    await replica.stop();
+    const more = await writeStories(uniqueName("b"), 5, 3);
+    await startReplica(projection, "r1");
+    await eventually(() => expectModelEqualsFold(projection, [...ids, ...more]), {
+      timeout: 20_000,
+    });
+  });
+
+  it("splits partitions among replicas, moves them off a stopped one, and rebalances on join", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const r1 = await startReplica(projection, "ra");
+    const r2 = await startReplica(projection, "rb");
+    const r3 = await startReplica(projection, "rc");
+    const all = () => [...r1.owned(), ...r2.owned(), ...r3.owned()].sort((a, b) => a - b);
+    await eventually(
+      () => {
+        expect(all()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+        expect(r1.owned().length * r2.owned().length * r3.owned().length).toBeGreaterThan(0);
+      },
+      { timeout: 15_000 },
+    );
+    const ids = await writeStories(uniqueName("c"), 30, 3);
+    await r2.stop();
+    await eventually(
+      () =>
+        expect([...r1.owned(), ...r3.owned()].sort((a, b) => a - b)).toEqual([
+          0, 1, 2, 3, 4, 5, 6, 7,
+        ]),
+      {
+        timeout: 15_000,
+      },
+    );
+    const r4 = await startReplica(projection, "rd");
+    await eventually(() => expect(r4.owned().length).toBeGreaterThan(0), { timeout: 15_000 });
+    await eventually(
+      () =>
+        expect([...r1.owned(), ...r3.owned(), ...r4.owned()].sort((a, b) => a - b)).toEqual([
+          0, 1, 2, 3, 4, 5, 6, 7,
+        ]),
+      { timeout: 15_000 },
+    );
+    await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 20_000 });
+    await Promise.all([r1.stop(), r3.stop(), r4.stop()]);
+  });
+
+  it("parks a poison event with its reason, marks the story stale and goes on with the others", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const prefix = uniqueName("p");
+    const ids = await writeStories(prefix, 4, 3);
+    const [victim] = ids as [StoryId];
+    const events = await store.read(victim);
+    projection.poison.add(events[1]?.eventId as string);
+    // An undecodable message in the middle of the stream, too.
+    const js = jetstream(nc);
+    await js.publish(
+      `${settings.subjectPrefix}.${prefix}-garbage.SubtaskAdded`,
+      new Uint8Array([1, 2, 3, 255]),
+    );
+    const replica = await startReplica(projection, "rp");
+    await eventually(
+      async () => {
+        const parked = await listParked(await jetstreamManager(nc), parking, projection.name);
+        expect(parked.map((p) => p.storyId).sort()).toEqual([`${prefix}-garbage`, victim].sort());
+        const poison = parked.find((p) => p.storyId === victim);
+        expect(poison?.version).toBe(2);
+        expect(poison?.reason).toMatch(/cannot apply event/);
+        expect(poison?.originalSequence).toBe(events[1]?.sequence);
+      },
+      { timeout: 20_000 },
+    );
+    await eventually(() => expectModelEqualsFold(projection, ids.slice(1)), { timeout: 20_000 });
+    const victimModel = await projection.readContext(projection.active, victim);
+    expect(victimModel?.stale).toBe(true);
+    expect(victimModel?.version).toBe(1);
+    await replica.stop();
+  });
+
+  it("waits out a read-model outage with back-off, losing nothing", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    projection.down = true;
+    const replica = await startReplica(projection, "ro");
+    const ids = await writeStories(uniqueName("o"), 10, 4);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(projection.applied.length).toBe(0);
+    projection.down = false;
+    await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 30_000 });
+    await replica.stop();
+  });
+});

@@ -1,0 +1,178 @@
+import type { Logger } from "@ctx/config";
+import { createEventStore, type EventStreamNames, partitionSubjects } from "@ctx/event-store";
+import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Registry } from "prom-client";
+import type { BackoffSettings, Upcast } from "./batch-applier.ts";
+import { createProjectorMetrics } from "./metrics.ts";
+import { defaultParkingNames, type ParkingNames, provisionParking } from "./parking.ts";
+import { createPartitionLeases, type PartitionLeases } from "./partition-leases.ts";
+import { consumerName, PartitionWorker } from "./partition-worker.ts";
+import type { Projection } from "./projection.ts";
+
+/** The lease group of a projection of a stream: projectors of different streams never meet. */
+export function leaseGroup(stream: string, projection: string): string {
+  return `${stream}_${projection}`;
+}
+
+export interface ProjectorOptions {
+  readonly nc: NatsConnection;
+  readonly names: EventStreamNames;
+  /** Partitions of the event stream (EventStreamSettings.partitions). */
+  readonly partitions: number;
+  readonly projection: Projection;
+  /** Stable identity of this replica: the StatefulSet pod name in Kubernetes, HOSTNAME locally. */
+  readonly replicaId: string;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  /** Events per read-model write (default 500). */
+  readonly batchSize?: number;
+  readonly parking?: ParkingNames;
+  /** Upcaster chain applied to every event before projection (default: none). */
+  readonly upcast?: Upcast;
+  readonly heartbeatMs?: number;
+  readonly leaseTtlMs?: number;
+  readonly backoff?: BackoffSettings;
+}
+
+export interface PartitionStatus {
+  readonly partition: number;
+  /** Events of the partition not applied yet. */
+  readonly pending: number;
+  /** Stream sequence of the last acknowledged event. */
+  readonly ackFloor: number;
+}
+
+export interface Projector {
+  start(): Promise<void>;
+  /** Hands every partition back (finishing the batch in hand) and stops. */
+  stop(): Promise<void>;
+  /** Partitions this replica holds now. */
+  owned(): readonly number[];
+  /** Started and holding its leases' heartbeat. */
+  ready(): boolean;
+  status(): Promise<readonly PartitionStatus[]>;
+}
+
+/**
+ * A projector replica: takes its share of the stream's partitions (leases in NATS KV), runs one
+ * worker per partition it holds, and reports lag. Run several replicas with distinct ids: partitions
+ * spread over them, move away from a dead one within about a lease TTL, and rebalance when one joins.
+ */
+export function createProjector(options: ProjectorOptions): Projector {
+  const metrics = createProjectorMetrics(options.registry);
+  const label = { projection: options.projection.name };
+  const logger = options.logger.child({
+    projection: options.projection.name,
+    replica: options.replicaId,
+  });
+  const js = jetstream(options.nc);
+  const store = createEventStore(options.nc, { names: options.names });
+  const workers = new Map<number, PartitionWorker>();
+  let jsm: JetStreamManager | undefined;
+  let leases: PartitionLeases | undefined;
+  let lagTimer: NodeJS.Timeout | undefined;
+  let started = false;
+
+  async function pollLag(): Promise<void> {
+    const manager = jsm as JetStreamManager;
+    for (const partition of workers.keys()) {
+      const info = await manager.consumers
+        .info(options.names.stream, consumerName(options.projection.name, partition))
+        .catch(() => undefined);
+      if (!info) continue;
+      const labels = { ...label, partition: String(partition) };
+      const pending = info.num_pending + info.num_ack_pending;
+      metrics.lagEvents.set(labels, pending);
+      let age = 0;
+      if (pending > 0) {
+        const oldest = await manager.direct
+          .getMessage(options.names.stream, {
+            seq: info.ack_floor.stream_seq + 1,
+            next_by_subj: partitionSubjects(options.names, partition),
+          })
+          .catch(() => null);
+        if (oldest) age = Math.max(0, (Date.now() - oldest.time.getTime()) / 1000);
+      }
+      metrics.lagSeconds.set(labels, age);
+    }
+    metrics.partitionsOwned.set(label, workers.size);
+  }
+
+  return {
+    async start() {
+      jsm = await js.jetstreamManager();
+      const parking = options.parking ?? defaultParkingNames;
+      await provisionParking(jsm, parking);
+      await options.projection.init();
+      const manager = jsm;
+      leases = createPartitionLeases(options.nc, {
+        group: leaseGroup(options.names.stream, options.projection.name),
+        replicaId: options.replicaId,
+        partitions: options.partitions,
+        logger,
+        ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
+        ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}),
+        onAcquired: (partition) => {
+          const worker = new PartitionWorker({
+            partition,
+            projection: options.projection,
+            js,
+            jsm: manager,
+            names: options.names,
+            store,
+            parking,
+            upcast: options.upcast ?? ((e) => [e]),
+            logger,
+            metrics,
+            batchSize: options.batchSize ?? 500,
+            holds: () => leases?.holds(partition) ?? false,
+            ...(options.backoff ? { backoff: options.backoff } : {}),
+          });
+          workers.set(partition, worker);
+          worker.start();
+        },
+        onReleased: async (partition) => {
+          const worker = workers.get(partition);
+          workers.delete(partition);
+          await worker?.stop();
+        },
+      });
+      await leases.start();
+      started = true;
+      lagTimer = setInterval(() => {
+        pollLag().catch((e: unknown) => logger.debug({ err: e }, "lag poll failed"));
+      }, 5_000);
+      logger.info({ partitions: options.partitions }, "projector started");
+    },
+    async stop() {
+      started = false;
+      if (lagTimer) clearInterval(lagTimer);
+      await leases?.stop();
+      await Promise.all([...workers.values()].map((w) => w.stop()));
+      workers.clear();
+      logger.info("projector stopped");
+    },
+    owned() {
+      return [...workers.keys()].sort((a, b) => a - b);
+    },
+    ready() {
+      return started;
+    },
+    async status() {
+      const manager = jsm as JetStreamManager;
+      const out: PartitionStatus[] = [];
+      for (const partition of [...workers.keys()].sort((a, b) => a - b)) {
+        const info = await manager.consumers
+          .info(options.names.stream, consumerName(options.projection.name, partition))
+          .catch(() => undefined);
+        out.push({
+          partition,
+          pending: info ? info.num_pending + info.num_ack_pending : 0,
+          ackFloor: info?.ack_floor.stream_seq ?? 0,
+        });
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,177 @@
+import type { Logger } from "@ctx/config";
+import { fold, type StoryId } from "@ctx/domain";
+import type { EventStore, RecordedEvent } from "@ctx/event-store";
+import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Registry } from "prom-client";
+import { BatchApplier, type Upcast } from "./batch-applier.ts";
+import { createProjectorMetrics } from "./metrics.ts";
+import { defaultParkingNames, type ParkingNames } from "./parking.ts";
+import type { Projection } from "./projection.ts";
+
+export interface RebuildProgress {
+  readonly generation: number;
+  /** Stream sequence reached. */
+  readonly sequence: number;
+  /** The stream's last sequence as last seen (grows while writers append). */
+  readonly head: number;
+  readonly events: number;
+}
+
+export interface RebuildOptions {
+  readonly nc: NatsConnection;
+  readonly store: EventStore;
+  readonly partitions: number;
+  readonly projection: Projection;
+  readonly logger: Logger;
+  readonly upcast?: Upcast;
+  readonly parking?: ParkingNames;
+  /** Events per read-model write (default 1000). */
+  readonly batchSize?: number;
+  /** Ctrl-C: stop after the current batch; the live generation is untouched and the rebuild resumable. */
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: RebuildProgress) => void;
+  /** How long readers may keep using the old generation after the switch before it is deleted. */
+  readonly dropDelayMs?: number;
+}
+
+export interface RebuildResult {
+  readonly generation: number;
+  readonly previousGeneration: number;
+  readonly events: number;
+  /** False when interrupted: the new generation stays, unswitched, to be resumed. */
+  readonly switched: boolean;
+}
+
+/**
+ * Zero-downtime rebuild of a read model: replays the stream from the start into a new generation
+ * beside the live one (readers keep using the live one), catches up with the head, switches readers
+ * to the new generation in one step, then deletes the old one. Live projectors notice the switch and
+ * continue from the new generation's checkpoints. An interrupted rebuild resumes where it stopped:
+ * the new generation's checkpoints say how far it got.
+ */
+export async function rebuildProjection(options: RebuildOptions): Promise<RebuildResult> {
+  const { projection, store, partitions, logger } = options;
+  const batchSize = options.batchSize ?? 1_000;
+  await projection.init();
+  const live = await projection.activeGeneration();
+  const existing = await projection.generations();
+  const unfinished = existing.filter((g) => g > live);
+  const generation =
+    unfinished.length > 0 ? Math.max(...unfinished) : Math.max(live, ...existing) + 1;
+  // Where an interrupted rebuild got to: the progress mark written after every complete batch (a
+  // partition with no events since would drag the partitions' own minimum back).
+  const progressMark = partitions;
+  const from = await projection.checkpoint(generation, progressMark);
+  logger.info({ generation, live, resumeAfter: from }, "rebuilding");
+
+  const applier = new BatchApplier({
+    projection,
+    store,
+    js: jetstream(options.nc),
+    parking: options.parking ?? defaultParkingNames,
+    upcast: options.upcast ?? ((e) => [e]),
+    logger,
+    metrics: createProjectorMetrics(new Registry()),
+  });
+  const jsm: JetStreamManager = await jetstream(options.nc).jetstreamManager();
+  const lastSequence = async () => (await jsm.streams.info(store.names.stream)).state.last_seq;
+
+  const checkpoints = new Map<number, number>();
+  let events = 0;
+  let position = from;
+  let head = await lastSequence();
+  const flush = async (batch: (RecordedEvent & { partition: number })[]) => {
+    const byPartition = new Map<number, (RecordedEvent & { partition: number })[]>();
+    for (const e of batch)
+      byPartition.set(e.partition, [...(byPartition.get(e.partition) ?? []), e]);
+    // The replay runs in stream order: after this batch, each partition it touched is complete up
+    // to the batch's last sequence.
+    const last = (batch[batch.length - 1] as RecordedEvent).sequence;
+    for (const [partition, list] of byPartition) {
+      const byStory = new Map<StoryId, RecordedEvent[]>();
+      for (const e of list.flatMap((x) => applier.upcast(x))) {
+        byStory.set(e.storyId, [...(byStory.get(e.storyId) ?? []), e]);
+      }
+      const previous = checkpoints.get(partition) ?? from;
+      await applier.applyBatch(
+        generation,
+        partition,
+        { byStory, poisoned: new Set() },
+        previous,
+        last,
+      );
+      checkpoints.set(partition, last);
+    }
+    await applier.applyBatch(
+      generation,
+      progressMark,
+      { byStory: new Map(), poisoned: new Set() },
+      from,
+      last,
+    );
+    events += batch.length;
+    position = last;
+    options.onProgress?.({ generation, sequence: position, head, events });
+  };
+
+  // Replay until caught up: a pass reads to the head as it was when the pass began; new events
+  // appended meanwhile are read by the next pass, until a pass finds (almost) nothing new.
+  for (;;) {
+    let batch: (RecordedEvent & { partition: number })[] = [];
+    let passEvents = 0;
+    for await (const event of store.readAll({ fromSequence: position + 1, toSequence: head })) {
+      batch.push(event);
+      passEvents += 1;
+      if (batch.length >= batchSize) {
+        await flush(batch);
+        batch = [];
+        if (options.signal?.aborted) break;
+      }
+    }
+    if (batch.length > 0 && !options.signal?.aborted) await flush(batch);
+    if (options.signal?.aborted) {
+      logger.warn({ generation, position }, "rebuild interrupted; run it again to resume");
+      return { generation, previousGeneration: live, events, switched: false };
+    }
+    const newHead = await lastSequence();
+    if (newHead === head || passEvents < batchSize) {
+      head = newHead;
+      break;
+    }
+    head = newHead;
+  }
+  // Every partition is complete up to where the replay got: that is where live projectors resume.
+  for (let p = 0; p < partitions; p++) {
+    await applier.applyBatch(
+      generation,
+      p,
+      { byStory: new Map(), poisoned: new Set() },
+      from,
+      position,
+    );
+  }
+  await projection.activateGeneration(generation);
+  logger.info({ generation, previous: live, events }, "readers switched to the rebuilt generation");
+  await new Promise((r) => setTimeout(r, options.dropDelayMs ?? 2_000));
+  for (const g of await projection.generations()) {
+    if (g !== generation) await projection.dropGeneration(g);
+  }
+  return { generation, previousGeneration: live, events, switched: true };
+}
+
+/**
+ * Rebuilds one story in the live generation from its events (also how a parked event is replayed):
+ * the story's data is replaced by the fold of its whole history, and its stale flag cleared.
+ */
+export async function rebuildStory(
+  projection: Projection,
+  store: EventStore,
+  storyId: StoryId,
+  upcast: Upcast = (e) => [e],
+): Promise<{ version: number }> {
+  const events = (await store.read(storyId, { mustExist: true })).flatMap(upcast);
+  const state = fold(storyId, events);
+  await projection.replaceStory(await projection.activeGeneration(), state);
+  return { version: state.version };
+}

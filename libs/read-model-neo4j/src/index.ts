@@ -1,0 +1,10 @@
+// The graph read model: a Projection for the projector runtime, and the queries readers ask of it.
+export type {
+  GraphReader,
+  RelatedSubtask,
+  StoryGraph,
+  StoryGraphEdge,
+} from "./neo4j-graph-reader.ts";
+export { createNeo4jGraphReader, GraphEdgeType } from "./neo4j-graph-reader.ts";
+export type { Neo4jReadModelOptions } from "./neo4j-projection.ts";
+export { createNeo4jProjection } from "./neo4j-projection.ts";

@@ -1,0 +1,51 @@
+import { StoreUnavailableError } from "@ctx/projector";
+import neo4j from "neo4j-driver";
+
+// Socket errors that mean "the server is not there (now)", wherever they appear in a cause chain.
+const networkCodes = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+
+/**
+ * True for an error that says Neo4j cannot be reached or cannot serve right now: the driver's
+ * ServiceUnavailable and SessionExpired, any error the driver classes as retryable (transient
+ * errors such as deadlocks or a database that is starting, which outlived the driver's own
+ * retries), and socket errors.
+ */
+export function isNeo4jUnavailable(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; depth += 1) {
+    if (e instanceof neo4j.Neo4jError) {
+      if (e.code === neo4j.error.SERVICE_UNAVAILABLE || e.code === neo4j.error.SESSION_EXPIRED) {
+        return true;
+      }
+      if (neo4j.isRetryableError(e)) return true;
+    }
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && networkCodes.has(code)) return true;
+    e = e.cause;
+  }
+  return false;
+}
+
+/** Runs `work`, turning an outage into StoreUnavailableError (with the driver's error as cause). */
+export async function unavailableAsStoreError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    if (isNeo4jUnavailable(e)) {
+      throw new StoreUnavailableError(
+        `Neo4j is unavailable: ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,84 @@
+import { createHash } from "node:crypto";
+import type { Valkey } from "iovalkey";
+
+/** A Lua script, addressed by its SHA-1 once the server has it. */
+export interface ValkeyScript {
+  readonly name: string;
+  readonly lua: string;
+  readonly sha: string;
+}
+
+export function valkeyScript(name: string, lua: string): ValkeyScript {
+  return { name, lua, sha: createHash("sha1").update(lua).digest("hex") };
+}
+
+/** One call of a script: its keys and arguments. */
+export interface ScriptCall {
+  readonly script: ValkeyScript;
+  readonly keys: readonly string[];
+  readonly args: readonly (string | Buffer | number)[];
+}
+
+/** A reply with bulk strings as Buffers (contexts are binary). */
+export type ScriptReply = Buffer | number | null | readonly ScriptReply[];
+
+/** Puts the scripts into the server's script cache, so that the first EVALSHA finds them. */
+export async function loadScripts(valkey: Valkey, scripts: readonly ValkeyScript[]): Promise<void> {
+  const pipeline = valkey.pipeline();
+  for (const s of scripts) pipeline.script("LOAD", s.lua);
+  for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+}
+
+/**
+ * Runs script calls in one pipeline (one round trip) with EVALSHA. Calls the server answers
+ * NOSCRIPT (restarted, failed over, SCRIPT FLUSH) are sent again with EVAL, which also caches the
+ * script: one more round trip, only then. Returns the replies in call order, or throws the first
+ * error of a call.
+ *
+ * The calls are independent: a retried call runs after the others, so a later call must not rely
+ * on an earlier one having run (the checkpoint script checks the stories' versions for this reason).
+ */
+export async function runScripts(
+  valkey: Valkey,
+  calls: readonly ScriptCall[],
+): Promise<ScriptReply[]> {
+  const results = await send(valkey, calls, "evalsha");
+  const missing = results.flatMap((r, i) => (isNoScript(r[0]) ? [i] : []));
+  if (missing.length > 0) {
+    const retried = await send(
+      valkey,
+      missing.map((i) => calls[i] as ScriptCall),
+      "eval",
+    );
+    missing.forEach((i, j) => {
+      results[i] = retried[j] as Result;
+    });
+  }
+  return results.map(([error, reply]) => {
+    if (error) throw error;
+    return reply as ScriptReply;
+  });
+}
+
+type Result = [error: Error | null, reply: unknown];
+
+async function send(
+  valkey: Valkey,
+  calls: readonly ScriptCall[],
+  command: "evalsha" | "eval",
+): Promise<Result[]> {
+  const pipeline = valkey.pipeline();
+  for (const { script, keys, args } of calls) {
+    const body = command === "evalsha" ? script.sha : script.lua;
+    pipeline.callBuffer(command, body, keys.length, ...keys, ...args);
+  }
+  const results = await pipeline.exec();
+  if (results === null || results.length !== calls.length) {
+    throw new Error(`Valkey answered ${results?.length ?? "no"} of ${calls.length} script calls`);
+  }
+  return results;
+}
+
+function isNoScript(error: Error | null): boolean {
+  return error?.message.startsWith("NOSCRIPT") ?? false;
+}

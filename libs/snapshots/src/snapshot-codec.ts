@@ -1,0 +1,112 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  type ContextState,
+  fromContextMessage,
+  type StoryId,
+  streamVersion,
+  toContextMessage,
+} from "@ctx/domain";
+import { type ContextSnapshot, ContextSnapshotSchema } from "@ctx/proto";
+
+/**
+ * The shape of `context.v1.ContextSnapshot` this code writes and reads. A reader ignores snapshots
+ * of any other schema version: a newer writer's snapshot may mean something this code cannot tell,
+ * and an older one may have been folded by rules that have changed since. Raise it whenever the
+ * meaning of a stored snapshot changes (a new field in `Context`, a changed `evolve` rule); readers
+ * then fold from the events until the snapshotter has written snapshots of the new version.
+ */
+export const currentSnapshotSchemaVersion = 1;
+
+/** A snapshot decoded into the state it holds and where in the stream reading resumes. */
+export interface LoadedSnapshot {
+  readonly state: ContextState;
+  /** Stream sequence of the last event folded into the snapshot. */
+  readonly eventSequence: number;
+}
+
+/**
+ * The snapshot of a state whose last event sits at `eventSequence` in the event stream.
+ *
+ * @throws RangeError for a state without events (there is nothing to snapshot).
+ */
+export function toSnapshot(state: ContextState, eventSequence: number): ContextSnapshot {
+  if (state.version === 0 || state.updatedAt === undefined) {
+    throw new RangeError(`story ${state.storyId} has no events: there is nothing to snapshot`);
+  }
+  return create(ContextSnapshotSchema, {
+    context: toContextMessage(state),
+    version: state.version,
+    occurredAt: timestampFromDate(state.updatedAt),
+    eventSequence: BigInt(eventSequence),
+    schemaVersion: currentSnapshotSchemaVersion,
+  });
+}
+
+export function encodeSnapshot(snapshot: ContextSnapshot): Uint8Array {
+  return toBinary(ContextSnapshotSchema, snapshot);
+}
+
+/**
+ * Decodes a stored snapshot of `storyId`; undefined for anything that must not be used: bytes that
+ * are not a snapshot, a schema version this code does not know, a snapshot of another story, or one
+ * without the fields a reader resumes from.
+ */
+export function decodeSnapshot(storyId: StoryId, bytes: Uint8Array): ContextSnapshot | undefined {
+  let snapshot: ContextSnapshot;
+  try {
+    snapshot = fromBinary(ContextSnapshotSchema, bytes);
+  } catch {
+    return undefined;
+  }
+  const usable =
+    snapshot.schemaVersion === currentSnapshotSchemaVersion &&
+    snapshot.context?.storyId === storyId &&
+    snapshot.version > 0 &&
+    snapshot.occurredAt !== undefined &&
+    snapshot.eventSequence > 0n;
+  return usable ? snapshot : undefined;
+}
+
+/**
+ * The state a snapshot holds; undefined when the context in it cannot be read by this code (a
+ * status it does not know).
+ */
+export function loadSnapshot(snapshot: ContextSnapshot): LoadedSnapshot | undefined {
+  if (snapshot.context === undefined || snapshot.occurredAt === undefined) return undefined;
+  try {
+    return {
+      state: fromContextMessage(
+        snapshot.context,
+        streamVersion(snapshot.version),
+        timestampDate(snapshot.occurredAt),
+      ),
+      eventSequence: Number(snapshot.eventSequence),
+    };
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
+  }
+}
+
+/** When the last event folded into a snapshot occurred, in ms since the epoch. */
+export function snapshotTime(snapshot: ContextSnapshot): number {
+  return snapshot.occurredAt === undefined
+    ? Number.NaN
+    : timestampDate(snapshot.occurredAt).getTime();
+}
+
+/**
+ * The versions at which a snapshot for a read up to `version` is looked for, best first:
+ * floor(version / interval) * interval and the `fallbacks` multiples below it (the snapshotter may
+ * not have written the newest yet), never 0.
+ */
+export function candidateVersions(version: number, interval: number, fallbacks = 2): number[] {
+  if (!Number.isSafeInteger(interval) || interval < 1) {
+    throw new RangeError(`invalid snapshot interval ${interval}: expected a positive integer`);
+  }
+  const best = Math.floor(version / interval) * interval;
+  const out: number[] = [];
+  for (let v = best; v > 0 && out.length <= fallbacks; v -= interval) out.push(v);
+  return out;
+}

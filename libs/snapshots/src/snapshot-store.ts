@@ -1,0 +1,218 @@
+import type { StoryId } from "@ctx/domain";
+import type { ContextSnapshot } from "@ctx/proto";
+import {
+  type DirectLastFor,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  type StoredMsg,
+} from "@nats-io/jetstream";
+import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import { SnapshotStoreUnavailableError } from "./errors.ts";
+import {
+  candidateVersions,
+  decodeSnapshot,
+  encodeSnapshot,
+  snapshotTime,
+} from "./snapshot-codec.ts";
+import { type SnapshotStreamNames, timelineSubject, versionSubject } from "./snapshot-stream.ts";
+
+/**
+ * Snapshots of story states in a JetStream stream (see the package README for the layout). A
+ * snapshot is only ever an optimisation: every lookup may answer undefined, and readers then fold
+ * from the first event.
+ *
+ * Errors: SnapshotStoreUnavailableError when NATS cannot be reached.
+ */
+export interface SnapshotStore {
+  readonly names: SnapshotStreamNames;
+  /** Snapshots are taken at the versions that are multiples of this. */
+  readonly interval: number;
+  /**
+   * Stores a snapshot on its version subject and on the story's timeline. Idempotent: returns false,
+   * and stores nothing, when the version subject already holds a snapshot.
+   */
+  write(snapshot: ContextSnapshot): Promise<boolean>;
+  /**
+   * The newest usable snapshot at or before `version`: the one at floor(version / interval) *
+   * interval, else one of the two multiples below it, else undefined. One direct get.
+   */
+  atOrBeforeVersion(storyId: StoryId, version: number): Promise<ContextSnapshot | undefined>;
+  /**
+   * The newest usable snapshot stored at or before `time` whose last event occurred at or before
+   * `time`. One direct get in the usual case; a few more when the newest ones are stamped after
+   * `time` (a writer's clock ahead of the server's); undefined after three tries.
+   */
+  atOrBeforeTime(storyId: StoryId, time: Date): Promise<ContextSnapshot | undefined>;
+  /** The story's snapshot stored last (normally its newest), for the current state. One direct get. */
+  latest(storyId: StoryId): Promise<ContextSnapshot | undefined>;
+}
+
+export interface SnapshotStoreOptions {
+  /** Snapshots are taken every this many versions (the snapshotter and readers must agree). */
+  readonly interval: number;
+  /** Publish and lookup timeout in milliseconds (default 5 s). */
+  readonly timeoutMs?: number;
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+const TIMELINE_TRIES = 3;
+
+/** A snapshot store over a NATS connection; the stream must exist (see provisionSnapshotStream). */
+export function createSnapshotStore(
+  nc: NatsConnection,
+  names: SnapshotStreamNames,
+  options: SnapshotStoreOptions,
+): SnapshotStore {
+  candidateVersions(0, options.interval); // validates the interval
+  return new JetStreamSnapshotStore(nc, names, options);
+}
+
+class JetStreamSnapshotStore implements SnapshotStore {
+  readonly names: SnapshotStreamNames;
+  readonly interval: number;
+  readonly #js: JetStreamClient;
+  #jsm: Promise<JetStreamManager> | undefined;
+
+  constructor(nc: NatsConnection, names: SnapshotStreamNames, options: SnapshotStoreOptions) {
+    this.names = names;
+    this.interval = options.interval;
+    this.#js = jetstream(nc, { timeout: options.timeoutMs ?? 5_000 });
+  }
+
+  #manager(): Promise<JetStreamManager> {
+    this.#jsm ??= this.#js.jetstreamManager(false);
+    return this.#jsm;
+  }
+
+  async write(snapshot: ContextSnapshot): Promise<boolean> {
+    const storyId = snapshot.context?.storyId ?? "";
+    const version = snapshot.version;
+    const atVersion = versionSubject(this.names, storyId, version);
+    const jsm = await this.#manager();
+    // The version subject is written last: when it holds the snapshot, so does the timeline.
+    const existing = await guard(() =>
+      jsm.direct
+        .getMessage(this.names.stream, { last_by_subj: atVersion })
+        .catch((e: unknown) => (isNotFound(e) ? null : Promise.reject(e))),
+    );
+    if (existing) return false;
+    const bytes = encodeSnapshot(snapshot);
+    await guard(() =>
+      this.#js.publish(timelineSubject(this.names, storyId), bytes, {
+        msgID: `${storyId}.at.${version}`,
+      }),
+    );
+    try {
+      const ack = await guard(() =>
+        this.#js.publish(atVersion, bytes, {
+          msgID: `${storyId}.v${version}`,
+          expect: { lastSubjectSequence: 0 },
+        }),
+      );
+      return !ack.duplicate;
+    } catch (e) {
+      // Another snapshotter stored this version first: the same state, so nothing is lost.
+      if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) return false;
+      throw e;
+    }
+  }
+
+  async atOrBeforeVersion(storyId: StoryId, version: number): Promise<ContextSnapshot | undefined> {
+    const candidates = candidateVersions(version, this.interval);
+    if (candidates.length === 0) return undefined;
+    const messages = await this.#lastFor({
+      multi_last: candidates.map((v) => versionSubject(this.names, storyId, v)),
+    });
+    let best: ContextSnapshot | undefined;
+    for (const msg of messages) {
+      const snapshot = decodeSnapshot(storyId, msg.data);
+      if (snapshot && snapshot.version <= version && snapshot.version > (best?.version ?? 0)) {
+        best = snapshot;
+      }
+    }
+    return best;
+  }
+
+  atOrBeforeTime(storyId: StoryId, time: Date): Promise<ContextSnapshot | undefined> {
+    return this.#newestOnTimeline(storyId, time);
+  }
+
+  latest(storyId: StoryId): Promise<ContextSnapshot | undefined> {
+    return this.#newestOnTimeline(storyId, undefined);
+  }
+
+  /**
+   * The newest usable snapshot of the story's timeline stored at or before `time` (any time when
+   * undefined) whose last event occurred by then, going back at most a few snapshots.
+   */
+  async #newestOnTimeline(storyId: StoryId, time: Date | undefined) {
+    const subject = timelineSubject(this.names, storyId);
+    let bound: Pick<DirectLastFor, "up_to_time" | "up_to_seq"> =
+      time === undefined ? {} : { up_to_time: time };
+    for (let tries = 0; tries < TIMELINE_TRIES; tries++) {
+      const [msg] = await this.#lastFor({ multi_last: [subject], ...bound });
+      if (msg === undefined) return undefined;
+      const snapshot = decodeSnapshot(storyId, msg.data);
+      // Stored by `time`, but its events may be stamped later (a writer's clock ahead of the
+      // server's): then an older snapshot is needed. An unusable one (another schema) is skipped.
+      if (snapshot && (time === undefined || snapshotTime(snapshot) <= time.getTime())) {
+        return snapshot;
+      }
+      if (msg.seq <= 1) return undefined;
+      bound = { up_to_seq: msg.seq - 1 };
+    }
+    return undefined;
+  }
+
+  /** The last message of each subject (within the bound): one batched direct get. */
+  async #lastFor(request: DirectLastFor): Promise<StoredMsg[]> {
+    const jsm = await this.#manager();
+    return guard(async () => {
+      const out: StoredMsg[] = [];
+      try {
+        for await (const msg of await jsm.direct.getLastMessagesFor(this.names.stream, request)) {
+          out.push(msg);
+        }
+      } catch (e) {
+        if (!isNotFound(e)) throw e;
+      }
+      return out;
+    });
+  }
+}
+
+/** Runs a NATS call, turning an outage into SnapshotStoreUnavailableError. */
+async function guard<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if (isOutage(e)) {
+      throw new SnapshotStoreUnavailableError(
+        `the snapshot stream is unavailable: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+/** JetStream's 404 answers (nothing stored on the subject), status or API error alike. */
+function isNotFound(e: unknown): boolean {
+  if (e instanceof JetStreamApiError) return e.status === 404;
+  return (
+    e instanceof Error &&
+    e.name === "JetStreamStatusError" &&
+    (e as { code?: unknown }).code === 404
+  );
+}
+
+function isOutage(e: unknown): boolean {
+  return (
+    e instanceof natsErrors.TimeoutError ||
+    e instanceof natsErrors.ClosedConnectionError ||
+    e instanceof natsErrors.NoRespondersError ||
+    (e instanceof natsErrors.RequestError && e.isNoResponders())
+  );
+}

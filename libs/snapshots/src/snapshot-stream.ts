@@ -1,0 +1,96 @@
+import {
+  type JetStreamManager,
+  StorageType,
+  StoreCompression,
+  type StreamConfig,
+  type StreamInfo,
+} from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+
+/**
+ * Where snapshots live. Each snapshot is stored twice: on `{prefix}.{story}.v{version}` (one message
+ * per subject, for lookups by version) and on `{prefix}.{story}.at` (the story's snapshot history in
+ * the order they were stored, for lookups by time).
+ */
+export interface SnapshotStreamNames {
+  readonly stream: string;
+  readonly subjectPrefix: string;
+}
+
+export interface SnapshotStreamSettings extends SnapshotStreamNames {
+  /** JetStream replicas: 1 locally, 3 in a cluster. */
+  readonly replicas: number;
+  /** How long JetStream remembers Nats-Msg-Ids to drop a snapshot written twice. */
+  readonly duplicateWindowMs: number;
+}
+
+export const defaultSnapshotStreamNames: SnapshotStreamNames = {
+  stream: "CONTEXT_SNAPSHOTS",
+  subjectPrefix: "context.snapshots",
+};
+
+export const defaultSnapshotStreamSettings: SnapshotStreamSettings = {
+  ...defaultSnapshotStreamNames,
+  replicas: 1,
+  duplicateWindowMs: 2 * 60_000,
+};
+
+/** The subject holding a story's snapshot at one version (at most one message). */
+export function versionSubject(names: SnapshotStreamNames, storyId: string, version: number) {
+  return `${names.subjectPrefix}.${storyId}.v${version}`;
+}
+
+/** The subject holding every snapshot of a story, in the order they were stored. */
+export function timelineSubject(names: SnapshotStreamNames, storyId: string) {
+  return `${names.subjectPrefix}.${storyId}.at`;
+}
+
+function desiredConfig(settings: SnapshotStreamSettings): Partial<StreamConfig> & { name: string } {
+  return {
+    name: settings.stream,
+    description: "Snapshots of story states: a cache of CONTEXT_EVENTS for temporal queries",
+    subjects: [`${settings.subjectPrefix}.*.*`],
+    storage: StorageType.File,
+    compression: StoreCompression.S2,
+    num_replicas: settings.replicas,
+    duplicate_window: nanos(settings.duplicateWindowMs),
+    // Lookups are direct gets (last by subject, multi-last up to a time): no consumer per query.
+    allow_direct: true,
+    // Snapshots are derived data: they may be purged (e.g. after a schema change) and rewritten.
+    deny_delete: false,
+    deny_purge: false,
+    max_age: 0,
+    max_msgs: -1,
+    max_bytes: -1,
+  };
+}
+
+/**
+ * Creates the snapshot stream, or brings an existing one to the given settings. Idempotent: the
+ * query service runs it at every start.
+ */
+export async function provisionSnapshotStream(
+  jsm: JetStreamManager,
+  settings: SnapshotStreamSettings = defaultSnapshotStreamSettings,
+): Promise<StreamInfo> {
+  const desired = desiredConfig(settings);
+  const existing = await jsm.streams.info(settings.stream).catch((e: unknown) => {
+    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
+    throw e;
+  });
+  if (!existing) return jsm.streams.add(desired);
+  const current = existing.config;
+  if (current.storage !== desired.storage) {
+    throw new Error(
+      `stream ${settings.stream} uses ${current.storage} storage, not ${desired.storage}; delete it (snapshots are rebuilt from the events)`,
+    );
+  }
+  const same =
+    current.num_replicas === desired.num_replicas &&
+    current.duplicate_window === desired.duplicate_window &&
+    current.compression === desired.compression &&
+    current.allow_direct === desired.allow_direct &&
+    JSON.stringify(current.subjects) === JSON.stringify(desired.subjects);
+  if (same) return existing;
+  return jsm.streams.update(settings.stream, { ...current, ...desired });
+}

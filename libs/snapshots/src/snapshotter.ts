@@ -1,0 +1,208 @@
+import type { Logger } from "@ctx/config";
+import { decodeEvent, type EventStore, isEventStoreUnavailableError } from "@ctx/event-store";
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+} from "@nats-io/jetstream";
+import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { isSnapshotStoreUnavailableError } from "./errors.ts";
+import { toSnapshot } from "./snapshot-codec.ts";
+import type { SnapshotStore } from "./snapshot-store.ts";
+import { createTemporalReader, type TemporalReader, type Upcast } from "./temporal-reader.ts";
+
+export interface SnapshotterOptions {
+  readonly nc: NatsConnection;
+  /** The event store whose stream is snapshotted. */
+  readonly store: EventStore;
+  readonly snapshots: SnapshotStore;
+  /** Snapshot every this many versions (default: the snapshot store's interval, which readers use). */
+  readonly interval?: number;
+  readonly logger: Logger;
+  /** Durable consumer name on the event stream (default `snapshotter`); replicas share it. */
+  readonly consumerName?: string;
+  readonly upcast?: Upcast;
+  /** Registers `snapshots_written_total` and `snapshotter_lag_events` when given. */
+  readonly registry?: Registry;
+}
+
+export interface Snapshotter {
+  /**
+   * Starts writing snapshots from the durable consumer (created when missing, resumed otherwise);
+   * returns at once. Until the event stream exists, it retries every second.
+   */
+  start(): Promise<void>;
+  /** Finishes the event in hand and stops; unacknowledged events are redelivered later. */
+  stop(): Promise<void>;
+  /** Events of the stream the snapshotter has not finished with yet. */
+  lag(): Promise<number>;
+}
+
+const ACK_WAIT_MS = 30_000;
+const RETRY_DELAY_MS = 1_000;
+
+/**
+ * Writes a snapshot of every story at every `interval`-th version, off the command path: a durable
+ * JetStream consumer over every event subject reads each event once; for an event whose version
+ * is a multiple of the interval it folds the previous snapshot and the events after it into the
+ * state at that version, stores the snapshot, and only then acknowledges the event. Idempotent (a
+ * redelivered event finds its snapshot stored and writes nothing), so several replicas may share
+ * the consumer.
+ */
+export function createSnapshotter(options: SnapshotterOptions): Snapshotter {
+  return new JetStreamSnapshotter(options);
+}
+
+class JetStreamSnapshotter implements Snapshotter {
+  readonly #o: SnapshotterOptions;
+  readonly #name: string;
+  readonly #interval: number;
+  readonly #reader: TemporalReader;
+  readonly #written: Counter | undefined;
+  #jsm: JetStreamManager | undefined;
+  #messages: ConsumerMessages | undefined;
+  #loop: Promise<void> | undefined;
+  #stopped = false;
+  #wakeRetry: (() => void) | undefined;
+
+  constructor(options: SnapshotterOptions) {
+    this.#o = options;
+    this.#name = options.consumerName ?? "snapshotter";
+    this.#interval = options.interval ?? options.snapshots.interval;
+    if (!Number.isSafeInteger(this.#interval) || this.#interval < 1) {
+      throw new RangeError(`invalid snapshot interval ${this.#interval}`);
+    }
+    this.#reader = createTemporalReader({
+      nc: options.nc,
+      store: options.store,
+      snapshots: options.snapshots,
+      logger: options.logger,
+      ...(options.upcast ? { upcast: options.upcast } : {}),
+    });
+    if (options.registry) {
+      this.#written = new Counter({
+        name: "snapshots_written_total",
+        help: "Snapshots stored by the snapshotter",
+        registers: [options.registry],
+      });
+      const lag = () => this.lag();
+      new Gauge({
+        name: "snapshotter_lag_events",
+        help: "Events the snapshotter has not processed yet",
+        registers: [options.registry],
+        async collect() {
+          this.set(await lag().catch(() => -1));
+        },
+      });
+    }
+  }
+
+  async start(): Promise<void> {
+    this.#stopped = false;
+    this.#jsm = await jetstream(this.#o.nc).jetstreamManager();
+    this.#loop = this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#wakeRetry?.();
+    await this.#messages?.close().catch(() => undefined);
+    await this.#loop;
+  }
+
+  async lag(): Promise<number> {
+    const jsm = this.#jsm ?? (await jetstream(this.#o.nc).jetstreamManager());
+    const info = await jsm.consumers.info(this.#o.store.names.stream, this.#name);
+    return info.num_pending + info.num_ack_pending;
+  }
+
+  async #ensureConsumer(jsm: JetStreamManager): Promise<void> {
+    const { stream, subjectPrefix } = this.#o.store.names;
+    const exists = await jsm.consumers.info(stream, this.#name).catch(() => undefined);
+    if (exists) return;
+    await jsm.consumers.add(stream, {
+      durable_name: this.#name,
+      description: `snapshots every ${this.#interval} versions into ${this.#o.snapshots.names.stream}`,
+      filter_subject: `${subjectPrefix}.>`,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(ACK_WAIT_MS),
+      max_deliver: -1,
+      max_ack_pending: 1_000,
+      deliver_policy: DeliverPolicy.All,
+    });
+  }
+
+  async #run(): Promise<void> {
+    const { logger, store } = this.#o;
+    let lastFailure: string | undefined;
+    while (!this.#stopped) {
+      try {
+        const jsm = this.#jsm as JetStreamManager;
+        await this.#ensureConsumer(jsm);
+        const consumer = await jetstream(this.#o.nc).consumers.get(store.names.stream, this.#name);
+        this.#messages = await consumer.consume({ max_messages: 512 });
+        lastFailure = undefined;
+        for await (const msg of this.#messages) {
+          await this.#handle(msg);
+          if (this.#stopped) break;
+        }
+      } catch (e) {
+        if (this.#stopped) return;
+        // Once per kind of failure (e.g. the event stream does not exist yet), not every second.
+        const reason = e instanceof Error ? e.message : String(e);
+        const log = reason === lastFailure ? logger.debug.bind(logger) : logger.warn.bind(logger);
+        log({ err: e }, "snapshotter consumer failed; restarting it");
+        lastFailure = reason;
+      }
+      await this.#messages?.close().catch(() => undefined);
+      this.#messages = undefined;
+      if (!this.#stopped) await this.#pause(RETRY_DELAY_MS);
+    }
+  }
+
+  async #handle(msg: JsMsg): Promise<void> {
+    const { logger, snapshots } = this.#o;
+    let storyId: string | undefined;
+    try {
+      const event = decodeEvent(msg.data, msg.seq);
+      storyId = event.storyId;
+      if (event.version % this.#interval !== 0) {
+        msg.ack();
+        return;
+      }
+      const point = await this.#reader.atVersion(event.storyId, event.version);
+      if (point.state.version !== event.version) {
+        // The stream no longer holds this version of the story (never expected): nothing to store.
+        logger.warn(
+          { storyId, version: event.version, found: point.state.version },
+          "snapshotter could not fold a story up to an event it received; skipped",
+        );
+      } else if (await snapshots.write(toSnapshot(point.state, point.sequence))) {
+        this.#written?.inc();
+      }
+      msg.ack();
+    } catch (e) {
+      if (isEventStoreUnavailableError(e) || isSnapshotStoreUnavailableError(e)) {
+        msg.nak(RETRY_DELAY_MS);
+        return;
+      }
+      // A corrupt event or any other fault: snapshots are an optimisation, so skip, never stall.
+      logger.error({ err: e, storyId, sequence: msg.seq }, "snapshotter skipped an event");
+      msg.term(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wakeRetry = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}

@@ -1,0 +1,290 @@
+import { createLogger } from "@ctx/config";
+import {
+  type ContextEventData,
+  type ContextState,
+  fold,
+  type StoryId,
+  storyId,
+  streamVersion,
+} from "@ctx/domain";
+import { eventData } from "@ctx/domain/testing";
+import {
+  createEventStore,
+  type EventStore,
+  type EventStreamSettings,
+  ExpectedVersion,
+  provisionEventStream,
+  type RecordedEvent,
+} from "@ctx/event-store";
+import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import fc from "fast-check";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createSnapshotStore,
+  createSnapshotter,
+  createTemporalReader,
+  type PointInTime,
+  provisionSnapshotStream,
+  type SnapshotStore,
+  type SnapshotStreamNames,
+  type Snapshotter,
+  type TemporalReader,
+  toSnapshot,
+} from "./index.ts";
+import { storyHistories } from "./testing/index.ts";
+
+// The temporal reader against the fold of the same events: with snapshots every 3 versions (the
+// snapshotter run to completion) and without, at every version, at every event's time and between.
+
+const INTERVAL = 3;
+const logger = createLogger({ name: "temporal-reader-int", level: "silent", pretty: false });
+
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let events: EventStreamSettings;
+let snapshotNames: SnapshotStreamNames;
+let store: EventStore;
+let snapshots: SnapshotStore;
+let snapshotter: Snapshotter;
+let withSnapshots: TemporalReader;
+let withoutSnapshots: TemporalReader;
+let consumerName: string;
+
+beforeAll(async () => {
+  nc = await connect({ servers: stack().natsUrl });
+  jsm = await jetstreamManager(nc);
+  const name = uniqueName("TEMPORAL");
+  events = {
+    stream: name,
+    subjectPrefix: name.toLowerCase(),
+    partitions: 4,
+    replicas: 1,
+    duplicateWindowMs: 60_000,
+  };
+  snapshotNames = { stream: `${name}_SNAP`, subjectPrefix: `${name.toLowerCase()}_snap` };
+  await provisionEventStream(jsm, events);
+  await provisionSnapshotStream(jsm, { ...snapshotNames, replicas: 1, duplicateWindowMs: 60_000 });
+  store = createEventStore(nc, { names: events });
+  snapshots = createSnapshotStore(nc, snapshotNames, { interval: INTERVAL });
+  consumerName = uniqueName("snapshotter");
+  snapshotter = createSnapshotter({ nc, store, snapshots, logger, consumerName });
+  await snapshotter.start();
+  withSnapshots = createTemporalReader({ nc, store, snapshots, logger });
+  withoutSnapshots = createTemporalReader({ nc, store, logger });
+});
+
+afterAll(async () => {
+  await snapshotter?.stop();
+  await jsm?.streams.delete(events.stream).catch(() => undefined);
+  await jsm?.streams.delete(snapshotNames.stream).catch(() => undefined);
+  await nc?.close();
+});
+
+const newStory = () => storyId(uniqueName("story"));
+
+/** Appends a history, each event stamped at least 2 ms after the previous one and near now. */
+async function append(
+  story: StoryId,
+  appends: readonly (readonly ContextEventData[])[],
+): Promise<RecordedEvent[]> {
+  const out: RecordedEvent[] = [];
+  let last = 0;
+  for (const group of appends) {
+    const stamped = group.map((data) => {
+      last = Math.max(Date.now(), last + 2);
+      return { data, occurredAt: new Date(last) };
+    });
+    const result = await store.append(story, stamped, ExpectedVersion.Any);
+    out.push(...result.events);
+  }
+  return out;
+}
+
+const caughtUp = () =>
+  eventually(async () => expect(await snapshotter.lag()).toBe(0), { timeout: 30_000 });
+
+/** The fold of the history's longest prefix of events that occurred at or before `t`. */
+function expectedAt(story: StoryId, history: readonly RecordedEvent[], t: number): ContextState {
+  const end = history.findIndex((e) => e.occurredAt.getTime() > t);
+  return fold(story, end < 0 ? history : history.slice(0, end));
+}
+
+const used = { atTime: 0, atVersion: 0, current: 0 };
+const count = (kind: keyof typeof used, point: PointInTime) => {
+  if (point.snapshotVersion > 0) used[kind] += 1;
+  return point;
+};
+
+describe("temporal reader", () => {
+  it("equals the fold of the events up to every version and time, with and without snapshots", async () => {
+    await fc.assert(
+      fc.asyncProperty(storyHistories({ maxEvents: 30 }), async (appends) => {
+        const story = newStory();
+        const history = await append(story, appends);
+        await caughtUp();
+        const times = history.map((e) => e.occurredAt.getTime());
+        const first = times[0] as number;
+        const probes = [first - 1, ...times.flatMap((t) => [t, t + 1]), Date.now() + 3_600_000];
+        for (const reader of [withSnapshots, withoutSnapshots]) {
+          const snapshotted = reader === withSnapshots;
+          for (const t of probes) {
+            const point = await reader.atTime(story, new Date(t));
+            if (snapshotted) count("atTime", point);
+            expect(point.state).toEqual(expectedAt(story, history, t));
+          }
+          for (let v = 1; v <= history.length; v++) {
+            const point = await reader.atVersion(story, v);
+            if (snapshotted) count("atVersion", point);
+            expect(point.state).toEqual(fold(story, history.slice(0, v)));
+            expect(point.sequence).toBe(history[v - 1]?.sequence);
+          }
+          const now = await reader.current(story);
+          if (snapshotted) count("current", now);
+          expect(now.state).toEqual(fold(story, history));
+          expect((await reader.atVersion(story, history.length + 5)).state.version).toBe(
+            history.length,
+          );
+        }
+      }),
+      { numRuns: 12 },
+    );
+    // The snapshots were really used, for every kind of read.
+    expect(used.atTime).toBeGreaterThan(0);
+    expect(used.atVersion).toBeGreaterThan(0);
+    expect(used.current).toBeGreaterThan(0);
+  });
+
+  it("reads any range of events, from a given position, a snapshot or the start", async () => {
+    const story = newStory();
+    const history = await append(
+      story,
+      Array.from({ length: 20 }, (_, i) =>
+        i === 0 ? [eventData.contextCreated()] : [eventData.subtaskAdded({ subtaskId: `s${i}` })],
+      ),
+    );
+    await caughtUp();
+    const versions = (events: readonly RecordedEvent[]) => events.map((e) => e.version);
+    const at = (v: number) => history[v - 1] as RecordedEvent;
+    for (const reader of [withSnapshots, withoutSnapshots]) {
+      expect(versions(await reader.events(story, { fromVersion: 1 }))).toEqual(versions(history));
+      expect(versions(await reader.events(story, { fromVersion: 8, toVersion: 11 }))).toEqual([
+        8, 9, 10, 11,
+      ]);
+      const after = { sequence: at(12).sequence, version: 12 };
+      expect(
+        versions(await reader.events(story, { fromVersion: 13, toVersion: 14, after })),
+      ).toEqual([13, 14]);
+      // A position that does not match the stream is only a lost shortcut.
+      const wrong = { sequence: at(15).sequence, version: 12 };
+      expect(
+        versions(await reader.events(story, { fromVersion: 13, toVersion: 14, after: wrong })),
+      ).toEqual([13, 14]);
+      const untilTime = at(5).occurredAt;
+      expect(versions(await reader.events(story, { fromVersion: 4, untilTime }))).toEqual([4, 5]);
+      expect(await reader.events(story, { fromVersion: 9, toVersion: 8 })).toEqual([]);
+      expect(await reader.events(story, { fromVersion: 21 })).toEqual([]);
+    }
+  });
+
+  it("knows no state of a story that does not exist", async () => {
+    const story = newStory();
+    for (const reader of [withSnapshots, withoutSnapshots]) {
+      expect((await reader.current(story)).state.version).toBe(0);
+      expect((await reader.atVersion(story, 10)).state.version).toBe(0);
+      expect((await reader.atTime(story, new Date())).state.version).toBe(0);
+    }
+  });
+
+  it("never uses a snapshot that does not match the event stream", async () => {
+    const story = newStory();
+    const other = newStory();
+    const data = [
+      eventData.contextCreated({ title: "real" }),
+      eventData.subtaskAdded({ subtaskId: "a" }),
+      eventData.subtaskAdded({ subtaskId: "b" }),
+      eventData.subtaskAdded({ subtaskId: "c" }),
+    ];
+    const otherEvents = await append(other, [[eventData.contextCreated({ title: "other" })]]);
+    // A forged state at version 3, pointing at another story's event, written before the real one.
+    const forged = fold(story, [
+      { version: streamVersion(1), occurredAt: new Date(), data: eventData.contextCreated() },
+      { version: streamVersion(2), occurredAt: new Date(), data: eventData.contextArchived() },
+      {
+        version: streamVersion(3),
+        occurredAt: otherEvents[0]?.occurredAt ?? new Date(),
+        data: eventData.contextArchived(),
+      },
+    ]);
+    await snapshots.write(toSnapshot(forged, otherEvents[0]?.sequence ?? 1));
+    const history = await append(story, [data]);
+    await caughtUp();
+
+    const point = await withSnapshots.atVersion(story, 4);
+    expect(point.snapshotVersion).toBe(0);
+    expect(point.state).toEqual(fold(story, history));
+    const atTime = await withSnapshots.atTime(story, new Date(Date.now() + 1_000));
+    expect(atTime.state).toEqual(fold(story, history));
+  });
+
+  it("aborts a read when its signal is aborted", async () => {
+    const signal = AbortSignal.abort(new Error("cancelled"));
+    await expect(withSnapshots.current(newStory(), { signal })).rejects.toThrow("cancelled");
+  });
+});
+
+describe("snapshotter", () => {
+  it("stores one snapshot per multiple of the interval, and nothing again on a replay", async () => {
+    const story = newStory();
+    const history = await append(
+      story,
+      Array.from({ length: 10 }, (_, i) =>
+        i === 0 ? [eventData.contextCreated()] : [eventData.subtaskAdded({ subtaskId: `s${i}` })],
+      ),
+    );
+    await caughtUp();
+    for (const v of [3, 6, 9]) {
+      const snapshot = await snapshots.atOrBeforeVersion(story, v);
+      expect(snapshot?.version).toBe(v);
+      expect(Number(snapshot?.eventSequence)).toBe(history[v - 1]?.sequence);
+    }
+    expect((await snapshots.latest(story))?.version).toBe(9);
+
+    // A second snapshotter replays the whole stream from the start: everything is already there.
+    const registry = new Registry();
+    const replay = createSnapshotter({
+      nc,
+      store,
+      snapshots,
+      logger,
+      registry,
+      consumerName: uniqueName("replay"),
+    });
+    await replay.start();
+    try {
+      await eventually(async () => expect(await replay.lag()).toBe(0), { timeout: 30_000 });
+      const written = await registry.getSingleMetricAsString("snapshots_written_total");
+      expect(written).toMatch(/snapshots_written_total 0$/m);
+    } finally {
+      await replay.stop();
+    }
+  });
+
+  it("resumes after a restart where it stopped", async () => {
+    await snapshotter.stop();
+    const story = newStory();
+    await append(
+      story,
+      Array.from({ length: 6 }, (_, i) =>
+        i === 0 ? [eventData.contextCreated()] : [eventData.subtaskAdded({ subtaskId: `s${i}` })],
+      ),
+    );
+    expect(await snapshotter.lag()).toBeGreaterThanOrEqual(6);
+    snapshotter = createSnapshotter({ nc, store, snapshots, logger, consumerName });
+    await snapshotter.start();
+    await caughtUp();
+    expect((await snapshots.latest(story))?.version).toBe(6);
+  });
+});

@@ -1,0 +1,283 @@
+import type { Logger } from "@ctx/config";
+import { type ContextState, evolveAll, fold, type StoryId } from "@ctx/domain";
+import {
+  decodeEvent,
+  type EventStore,
+  EventStoreUnavailableError,
+  type ReadOptions,
+  type RecordedEvent,
+  storySubjects,
+} from "@ctx/event-store";
+import type { ContextSnapshot } from "@ctx/proto";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
+import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import { loadSnapshot, snapshotTime } from "./snapshot-codec.ts";
+import type { SnapshotStore } from "./snapshot-store.ts";
+
+/** Turns a stored event into its current shape (upcasting); may yield several events, or none. */
+export type Upcast = (event: RecordedEvent) => readonly RecordedEvent[];
+
+/** A story as it was at some point of its history, and how that answer was computed. */
+export interface PointInTime {
+  /** The story at that point; version 0 (lifecycle `absent`) when it had no event yet. */
+  readonly state: ContextState;
+  /** Stream sequence of the last event folded in (0 when none): where a reader resumes. */
+  readonly sequence: number;
+  /** Version of the snapshot the fold started from; 0 when it started from the first event. */
+  readonly snapshotVersion: number;
+  /** Events read from the stream and folded on top of the snapshot (or of nothing). */
+  readonly eventsFolded: number;
+}
+
+/** Where one event of a story sits in the stream. */
+export interface EventPosition {
+  readonly sequence: number;
+  readonly version: number;
+}
+
+/** Some of a story's events: from a version, up to a version or a time. */
+export interface EventRange {
+  /** First version (at least 1). */
+  readonly fromVersion: number;
+  readonly toVersion?: number;
+  /** Only events that occurred at or before this time (and none after the first that did not). */
+  readonly untilTime?: Date;
+  /** Where version `fromVersion - 1` sits, when the caller knows (a page token, a point in time). */
+  readonly after?: EventPosition;
+}
+
+export interface TemporalReadOptions {
+  /** Aborts between the steps of a read (a cancelled call or a passed deadline). */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * A story at any version or time: the nearest snapshot at or before the point, then the events
+ * after it up to the point, folded with the domain's `evolveAll` (the rules the command side
+ * decides with). Errors are the event store's and the snapshot store's (unavailable, corrupt
+ * event); a snapshot that does not match the stream is ignored, never used.
+ */
+export interface TemporalReader {
+  /**
+   * The story right after `version`; the current state when it has fewer versions (compare
+   * `state.version` with the one asked for).
+   */
+  atVersion(storyId: StoryId, version: number, options?: TemporalReadOptions): Promise<PointInTime>;
+  /**
+   * The story after every event that occurred at or before `time` (its longest history prefix
+   * whose events all occurred by then); version 0 before its first event, the current state for a
+   * time in the future.
+   */
+  atTime(storyId: StoryId, time: Date, options?: TemporalReadOptions): Promise<PointInTime>;
+  /** The story after its last event. */
+  current(storyId: StoryId, options?: TemporalReadOptions): Promise<PointInTime>;
+  /**
+   * A story's events in a range, upcast. Reading starts at the position given in the range, else at
+   * a snapshot's event before the range, else at the story's first event; a position that does not
+   * match the stream is ignored.
+   */
+  events(
+    storyId: StoryId,
+    range: EventRange,
+    options?: TemporalReadOptions,
+  ): Promise<readonly RecordedEvent[]>;
+}
+
+export interface TemporalReaderOptions {
+  readonly nc: NatsConnection;
+  readonly store: EventStore;
+  /** Absent: every read folds from the story's first event. */
+  readonly snapshots?: SnapshotStore;
+  /** Upcaster chain applied to every event read (default: none). */
+  readonly upcast?: Upcast;
+  readonly logger?: Logger;
+}
+
+/** A temporal reader over the event store, with snapshots when a snapshot store is given. */
+export function createTemporalReader(options: TemporalReaderOptions): TemporalReader {
+  return new SnapshotTemporalReader(options);
+}
+
+type Bound = Pick<ReadOptions, "toVersion" | "untilTime">;
+
+class SnapshotTemporalReader implements TemporalReader {
+  readonly #o: TemporalReaderOptions;
+  #jsm: Promise<JetStreamManager> | undefined;
+
+  constructor(options: TemporalReaderOptions) {
+    this.#o = options;
+  }
+
+  async atVersion(
+    storyId: StoryId,
+    version: number,
+    options: TemporalReadOptions = {},
+  ): Promise<PointInTime> {
+    const snapshot = await this.#o.snapshots?.atOrBeforeVersion(storyId, version);
+    return this.#foldFrom(storyId, snapshot, { toVersion: version }, options.signal);
+  }
+
+  async atTime(
+    storyId: StoryId,
+    time: Date,
+    options: TemporalReadOptions = {},
+  ): Promise<PointInTime> {
+    const snapshot = await this.#snapshotAtTime(storyId, time);
+    return this.#foldFrom(storyId, snapshot, { untilTime: time }, options.signal);
+  }
+
+  async current(storyId: StoryId, options: TemporalReadOptions = {}): Promise<PointInTime> {
+    const snapshot = await this.#o.snapshots?.latest(storyId);
+    // No upper bound: every event stored after the snapshot is folded in.
+    return this.#foldFrom(storyId, snapshot, {}, options.signal);
+  }
+
+  async events(
+    storyId: StoryId,
+    range: EventRange,
+    options: TemporalReadOptions = {},
+  ): Promise<readonly RecordedEvent[]> {
+    const { store, snapshots } = this.#o;
+    const { fromVersion } = range;
+    const bound: Bound = {
+      ...(range.toVersion !== undefined ? { toVersion: range.toVersion } : {}),
+      ...(range.untilTime !== undefined ? { untilTime: range.untilTime } : {}),
+    };
+    if (range.toVersion !== undefined && range.toVersion < fromVersion) return [];
+    const anchors = async function* () {
+      if (range.after !== undefined && range.after.version === fromVersion - 1) yield range.after;
+      if (snapshots === undefined || fromVersion <= 1) return;
+      const snapshot = await snapshots.atOrBeforeVersion(storyId, fromVersion - 1);
+      if (snapshot !== undefined) {
+        yield { sequence: Number(snapshot.eventSequence), version: snapshot.version };
+      }
+    };
+    if (fromVersion > 1) {
+      for await (const anchor of anchors()) {
+        options.signal?.throwIfAborted();
+        const events = await store.read(storyId, { ...bound, afterSequence: anchor.sequence - 1 });
+        const [first, ...after] = events;
+        if (first?.sequence === anchor.sequence && first.version === anchor.version) {
+          return this.#upcast(after.filter((e) => e.version >= fromVersion));
+        }
+      }
+    }
+    options.signal?.throwIfAborted();
+    return this.#upcast(await store.read(storyId, { ...bound, fromVersion }));
+  }
+
+  /**
+   * The best snapshot for a time. The timeline lookup finds the newest snapshot *stored* by then,
+   * which misses snapshots written late (a snapshotter catching up, a backfill); so the version of
+   * the story's last event stored by then is asked for at the same time, and the snapshot at that
+   * version used when it is newer. Either is used only if its last event occurred by `time`.
+   */
+  async #snapshotAtTime(storyId: StoryId, time: Date): Promise<ContextSnapshot | undefined> {
+    const { snapshots } = this.#o;
+    if (snapshots === undefined) return undefined;
+    const [byTime, storedBy] = await Promise.all([
+      snapshots.atOrBeforeTime(storyId, time),
+      this.#versionStoredBy(storyId, time),
+    ]);
+    let best = byTime;
+    const reachable = Math.floor(storedBy / snapshots.interval) * snapshots.interval;
+    if (reachable > (best?.version ?? 0)) {
+      const byVersion = await snapshots.atOrBeforeVersion(storyId, storedBy);
+      if (
+        byVersion !== undefined &&
+        byVersion.version > (best?.version ?? 0) &&
+        snapshotTime(byVersion) <= time.getTime()
+      ) {
+        best = byVersion;
+      }
+    }
+    return best;
+  }
+
+  /** Version of the story's last event stored at or before `time` (0: none), one direct get. */
+  async #versionStoredBy(storyId: StoryId, time: Date): Promise<number> {
+    this.#jsm ??= jetstreamManager(this.#o.nc);
+    const { names } = this.#o.store;
+    let version = 0;
+    try {
+      const jsm = await this.#jsm;
+      const messages = await jsm.direct.getLastMessagesFor(names.stream, {
+        multi_last: [storySubjects(names, storyId)],
+        up_to_time: time,
+      });
+      // One message per event type of the story: the last of each.
+      for await (const msg of messages) {
+        version = Math.max(version, decodeEvent(msg.data, msg.seq).version);
+      }
+    } catch (e) {
+      if (isOutage(e)) {
+        throw new EventStoreUnavailableError(`JetStream is unavailable: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+      // Only a hint: without it the timeline lookup alone decides.
+      this.#o.logger?.debug({ err: e, storyId }, "no version hint for a time lookup");
+    }
+    return version;
+  }
+
+  async #foldFrom(
+    storyId: StoryId,
+    snapshot: ContextSnapshot | undefined,
+    bound: Bound,
+    signal: AbortSignal | undefined,
+  ): Promise<PointInTime> {
+    signal?.throwIfAborted();
+    const { store } = this.#o;
+    const loaded = snapshot === undefined ? undefined : loadSnapshot(snapshot);
+    if (loaded !== undefined) {
+      // Read from the snapshot's own event: it proves the snapshot belongs to this stream.
+      const events = await store.read(storyId, {
+        ...bound,
+        afterSequence: loaded.eventSequence - 1,
+      });
+      signal?.throwIfAborted();
+      const [first, ...after] = events;
+      if (
+        first !== undefined &&
+        first.sequence === loaded.eventSequence &&
+        first.version === loaded.state.version &&
+        first.occurredAt.getTime() === loaded.state.updatedAt?.getTime()
+      ) {
+        const last = after[after.length - 1] ?? first;
+        return {
+          state: evolveAll(loaded.state, this.#upcast(after)),
+          sequence: last.sequence,
+          snapshotVersion: loaded.state.version,
+          eventsFolded: after.length,
+        };
+      }
+      this.#o.logger?.warn(
+        { storyId, snapshotVersion: loaded.state.version, sequence: loaded.eventSequence },
+        "snapshot does not match the event stream; folding from the first event",
+      );
+    }
+    const events = await store.read(storyId, bound);
+    signal?.throwIfAborted();
+    return {
+      state: fold(storyId, this.#upcast(events)),
+      sequence: events[events.length - 1]?.sequence ?? 0,
+      snapshotVersion: 0,
+      eventsFolded: events.length,
+    };
+  }
+
+  #upcast(events: readonly RecordedEvent[]): readonly RecordedEvent[] {
+    const { upcast } = this.#o;
+    return upcast === undefined ? events : events.flatMap(upcast);
+  }
+}
+
+function isOutage(e: unknown): boolean {
+  return (
+    e instanceof natsErrors.TimeoutError ||
+    e instanceof natsErrors.ClosedConnectionError ||
+    e instanceof natsErrors.NoRespondersError ||
+    (e instanceof natsErrors.RequestError && e.isNoResponders())
+  );
+}

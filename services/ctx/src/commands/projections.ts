@@ -1,0 +1,166 @@
+import { createLogger } from "@ctx/config";
+import { storyId } from "@ctx/domain";
+import { createEventStore } from "@ctx/event-store";
+import {
+  consumerName,
+  leaseBucket,
+  leaseGroup,
+  listParked,
+  type RebuildProgress,
+  rebuildProjection,
+  rebuildStory,
+} from "@ctx/projector";
+import { openReadModel, type ReadModelKind, readModelKinds } from "@ctx/projector-service";
+import { Kvm } from "@nats-io/kv";
+import { SingleBar } from "cli-progress";
+import { type CtxEnv, table, withCtxEnv } from "../ctx-env.ts";
+
+export function parseProjections(which: string): readonly ReadModelKind[] {
+  if (which === "all") return readModelKinds;
+  if ((readModelKinds as readonly string[]).includes(which)) return [which as ReadModelKind];
+  throw new Error(`unknown projection "${which}": use ${readModelKinds.join(", ")} or all`);
+}
+
+async function leaseOwners(env: CtxEnv, kind: string): Promise<Map<number, string>> {
+  const owners = new Map<number, string>();
+  const kv = await new Kvm(env.nc)
+    .open(leaseBucket(leaseGroup(env.names.stream, kind)))
+    .catch(() => undefined);
+  if (!kv) return owners;
+  for await (const key of await kv.keys("leases.*")) {
+    const entry = await kv.get(key);
+    if (entry && entry.operation === "PUT")
+      owners.set(Number(key.slice("leases.".length)), entry.string());
+  }
+  return owners;
+}
+
+/** `ctx projections status`: per projection and partition: owner, position, lag; parked counts. */
+export async function projectionsStatus(print: (line: string) => void): Promise<void> {
+  await withCtxEnv(async (env) => {
+    const stream = await env.jsm.streams.info(env.names.stream);
+    print(
+      `${env.names.stream}: ${stream.state.messages} events, last sequence ${stream.state.last_seq}`,
+    );
+    for (const kind of readModelKinds) {
+      const model = openReadModel(kind, env.config);
+      try {
+        const generation = await model.projection.activeGeneration();
+        const owners = await leaseOwners(env, kind);
+        const parked = await listParked(env.jsm, env.parking, kind);
+        const rows: (string | number)[][] = [
+          ["partition", "replica", "checkpoint", "ack floor", "pending"],
+        ];
+        let lag = 0;
+        for (let p = 0; p < env.config.EVENT_PARTITIONS; p++) {
+          const info = await env.jsm.consumers
+            .info(env.names.stream, consumerName(kind, p))
+            .catch(() => undefined);
+          const pending = info ? info.num_pending + info.num_ack_pending : 0;
+          lag += pending;
+          rows.push([
+            p,
+            owners.get(p) ?? "-",
+            await model.projection.checkpoint(generation, p),
+            info?.ack_floor.stream_seq ?? "-",
+            info ? pending : "-",
+          ]);
+        }
+        print("");
+        print(
+          `${kind}: generation ${generation}, lag ${lag} events, parked ${parked.length}, replicas ${new Set(owners.values()).size}`,
+        );
+        print(table(rows));
+      } catch (e) {
+        print(`${kind}: unavailable (${(e as Error).message})`);
+      } finally {
+        await model.close();
+      }
+    }
+  });
+}
+
+/** `ctx projections rebuild <which> [--story S]`. */
+export async function rebuildProjections(
+  which: string,
+  options: { story?: string; batchSize?: number },
+  print: (line: string) => void,
+): Promise<void> {
+  const kinds = parseProjections(which);
+  await withCtxEnv(async (env) => {
+    const store = createEventStore(env.nc, { names: env.names });
+    for (const kind of kinds) {
+      const model = openReadModel(kind, env.config);
+      try {
+        if (options.story) {
+          const { version } = await rebuildStory(model.projection, store, storyId(options.story));
+          print(`${kind}: story ${options.story} rebuilt at version ${version}`);
+          continue;
+        }
+        await rebuildOne(env, kind, model.projection, store, options.batchSize ?? 1_000, print);
+      } finally {
+        await model.close();
+      }
+    }
+  });
+}
+
+async function rebuildOne(
+  env: CtxEnv,
+  kind: ReadModelKind,
+  projection: Parameters<typeof rebuildProjection>[0]["projection"],
+  store: Parameters<typeof rebuildProjection>[0]["store"],
+  batchSize: number,
+  print: (line: string) => void,
+): Promise<void> {
+  const abort = new AbortController();
+  const onSigint = () => {
+    print(`\n${kind}: interrupting after the current batch; the live generation stays untouched`);
+    abort.abort();
+  };
+  process.once("SIGINT", onSigint);
+  const tty = process.stderr.isTTY === true;
+  const bar = tty
+    ? new SingleBar({
+        format: `${kind} [{bar}] {percentage}% | {value}/{total} seq | {rate} ev/s | ETA {eta_formatted}`,
+        hideCursor: true,
+      })
+    : undefined;
+  const started = Date.now();
+  let lastLine = 0;
+  const progress = (p: RebuildProgress) => {
+    const rate = Math.round(p.events / Math.max(0.001, (Date.now() - started) / 1000));
+    if (bar) {
+      if (bar.getTotal() !== p.head) bar.setTotal(p.head);
+      bar.update(p.sequence, { rate });
+    } else if (Date.now() - lastLine > 2_000) {
+      lastLine = Date.now();
+      print(`${kind}: generation ${p.generation}: ${p.sequence}/${p.head} (${rate} events/s)`);
+    }
+  };
+  try {
+    bar?.start(1, 0, { rate: 0 });
+    const result = await rebuildProjection({
+      nc: env.nc,
+      store,
+      partitions: env.config.EVENT_PARTITIONS,
+      projection,
+      parking: env.parking,
+      logger: createLogger({ name: "ctx", level: "warn" }),
+      batchSize,
+      signal: abort.signal,
+      onProgress: progress,
+    });
+    bar?.stop();
+    const seconds = ((Date.now() - started) / 1000).toFixed(1);
+    print(
+      result.switched
+        ? `${kind}: rebuilt generation ${result.generation} (${result.events} events in ${seconds} s); readers switched from generation ${result.previousGeneration}, which is deleted`
+        : `${kind}: rebuild of generation ${result.generation} interrupted after ${result.events} events; run it again to resume`,
+    );
+    if (!result.switched) process.exitCode = 130;
+  } finally {
+    bar?.stop();
+    process.removeListener("SIGINT", onSigint);
+  }
+}

@@ -1,0 +1,63 @@
+import { eventStreamSchema, loadConfig } from "@ctx/config";
+import type { EventStreamNames } from "@ctx/event-store";
+import type { ParkingNames } from "@ctx/projector";
+import { readModelSchema } from "@ctx/projector-service";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { z } from "zod";
+
+/** ctx reads the same environment variables as the services (see docs/OPERATIONS.md). */
+export const ctxConfigSchema = eventStreamSchema.extend(readModelSchema.shape);
+export type CtxConfig = z.infer<typeof ctxConfigSchema>;
+
+export interface CtxEnv {
+  readonly config: CtxConfig;
+  readonly nc: NatsConnection;
+  readonly jsm: JetStreamManager;
+  readonly names: EventStreamNames;
+  readonly parking: ParkingNames;
+  close(): Promise<void>;
+}
+
+export async function openCtxEnv(): Promise<CtxEnv> {
+  const config = loadConfig(ctxConfigSchema);
+  const nc = await connect({ servers: config.NATS_URL, name: "ctx", timeout: 5_000 }).catch(
+    (e: unknown) => {
+      throw new Error(
+        `cannot reach NATS at ${config.NATS_URL} (set NATS_URL): ${(e as Error).message}`,
+      );
+    },
+  );
+  return {
+    config,
+    nc,
+    jsm: await jetstreamManager(nc),
+    names: { stream: config.EVENT_STREAM, subjectPrefix: config.EVENT_SUBJECT_PREFIX },
+    parking: { stream: config.PARKED_STREAM, subjectPrefix: config.PARKED_SUBJECT_PREFIX },
+    close: () => nc.drain(),
+  };
+}
+
+/** Runs a command with the environment open, closing it whatever happens. */
+export async function withCtxEnv<T>(run: (env: CtxEnv) => Promise<T>): Promise<T> {
+  const env = await openCtxEnv();
+  try {
+    return await run(env);
+  } finally {
+    await env.close();
+  }
+}
+
+/** A plain text table: the first row is the header. */
+export function table(rows: readonly (readonly (string | number)[])[]): string {
+  const cells = rows.map((r) => r.map(String));
+  const widths = cells[0]?.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length))) ?? [];
+  return cells
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}

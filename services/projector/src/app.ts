@@ -1,0 +1,78 @@
+import type { Logger } from "@ctx/config";
+import type { EventStreamNames } from "@ctx/event-store";
+import { createProjector, type ParkingNames } from "@ctx/projector";
+import { startOpsServer } from "@ctx/rpc";
+import { connect } from "@nats-io/transport-node";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import type { ProjectorConfig } from "./config.ts";
+import { openReadModel } from "./read-models.ts";
+
+export interface ProjectorApp {
+  readonly opsPort: number;
+  owned(): readonly number[];
+  stop(): Promise<void>;
+}
+
+/** One projector replica: NATS, its read model, the projector runtime and the ops endpoints. */
+export async function startProjectorApp(
+  config: ProjectorConfig,
+  logger: Logger,
+): Promise<ProjectorApp> {
+  const nc = await connect({
+    servers: config.NATS_URL,
+    name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}`,
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+  });
+  const names: EventStreamNames = {
+    stream: config.EVENT_STREAM,
+    subjectPrefix: config.EVENT_SUBJECT_PREFIX,
+  };
+  const parking: ParkingNames = {
+    stream: config.PARKED_STREAM,
+    subjectPrefix: config.PARKED_SUBJECT_PREFIX,
+  };
+  const model = openReadModel(config.PROJECTION, config);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const projector = createProjector({
+    nc,
+    names,
+    partitions: config.EVENT_PARTITIONS,
+    projection: model.projection,
+    replicaId: config.PROJECTOR_REPLICA_ID,
+    logger,
+    registry,
+    parking,
+    batchSize: config.PROJECTOR_BATCH_SIZE,
+    leaseTtlMs: config.PROJECTOR_LEASE_TTL_MS,
+  });
+  let natsUp = true;
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") natsUp = false;
+      if (status.type === "reconnect") natsUp = true;
+    }
+  })();
+  await projector.start();
+  const ops = await startOpsServer({
+    host: config.PROJECTOR_OPS_LISTEN.host,
+    port: config.PROJECTOR_OPS_LISTEN.port,
+    registry,
+    ready: () => natsUp && projector.ready(),
+  });
+  logger.info(
+    { projection: config.PROJECTION, replica: config.PROJECTOR_REPLICA_ID, ops: ops.port },
+    "projector ready",
+  );
+  return {
+    opsPort: ops.port,
+    owned: () => projector.owned(),
+    async stop() {
+      await projector.stop();
+      await ops.close();
+      await model.close();
+      await nc.drain();
+    },
+  };
+}

@@ -1,0 +1,39 @@
+import { hostname } from "node:os";
+import { env, eventStreamSchema, loadConfig, storesSchema } from "@ctx/config";
+import { z } from "zod";
+
+export const readModelKinds = ["neo4j", "valkey"] as const;
+export type ReadModelKind = (typeof readModelKinds)[number];
+
+/** Where the read models live; shared by the projector service and the ctx CLI. */
+export const readModelSchema = storesSchema.extend({
+  NEO4J_DATABASE: z.string().optional(),
+  /** Key prefix in Valkey, namespace in Neo4j: lets several deployments share one store. */
+  READ_MODEL_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("ctx"),
+});
+
+export const projectorConfigSchema = eventStreamSchema.extend(readModelSchema.shape).extend({
+  /** The read model this replica projects into. */
+  PROJECTION: z.enum(readModelKinds, { message: `must be one of ${readModelKinds.join(", ")}` }),
+  /** Stable identity: the StatefulSet pod name in Kubernetes; HOSTNAME (or the host name) locally. */
+  PROJECTOR_REPLICA_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/)
+    .default(() => process.env.HOSTNAME || hostname()),
+  /** /healthz, /readyz and /metrics. */
+  PROJECTOR_OPS_LISTEN: env.listen("127.0.0.1:9561"),
+  PROJECTOR_BATCH_SIZE: env.int(500),
+  /** A replica that stops renewing its leases loses its partitions after this long. */
+  PROJECTOR_LEASE_TTL_MS: env.int(5_000),
+});
+
+export type ProjectorConfig = z.infer<typeof projectorConfigSchema>;
+
+export function loadProjectorConfig(
+  source: Readonly<Record<string, string | undefined>> = process.env,
+): ProjectorConfig {
+  return loadConfig(projectorConfigSchema, source);
+}

@@ -1,0 +1,178 @@
+import type { Logger } from "@ctx/config";
+import { createEventStore, type EventStreamNames } from "@ctx/event-store";
+import { ContextQueryService } from "@ctx/proto";
+import { createNeo4jGraphReader } from "@ctx/read-model-neo4j";
+import { createValkeyClient, createValkeyContextReader } from "@ctx/read-model-valkey";
+import { createHealthRegistry, ServingStatus, startOpsServer, startRpcServer } from "@ctx/rpc";
+import {
+  createSnapshotStore,
+  createSnapshotter,
+  createTemporalReader,
+  provisionSnapshotStream,
+  type SnapshotStore,
+  type Snapshotter,
+} from "@ctx/snapshots";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import neo4j from "neo4j-driver";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import type { QueryConfig } from "./config.ts";
+import { createContextQueries } from "./context/context-queries.ts";
+import { createQueryMetrics } from "./query-metrics.ts";
+import { classifyQueryError } from "./rpc/classify-error.ts";
+import { registerQueryService } from "./rpc/query-service.ts";
+import { streamErrorInterceptor } from "./rpc/stream-errors.ts";
+
+export interface QueryApp {
+  readonly rpcPort: number;
+  readonly opsPort: number;
+  /** The snapshotter of this process (SNAPSHOTTER=on), e.g. for tests to wait until it caught up. */
+  readonly snapshotter: Snapshotter | undefined;
+  /** Graceful stop: not ready, watches end, calls in flight finish, stores closed. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the query service: NATS (events, snapshots), Valkey (current contexts), Neo4j (graph
+ * questions), the snapshotter when enabled, the gRPC server and the ops endpoints.
+ */
+export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
+  const nc = await connect({
+    servers: config.NATS_URL,
+    name: "context-query-service",
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+  });
+  const names: EventStreamNames = {
+    stream: config.EVENT_STREAM,
+    subjectPrefix: config.EVENT_SUBJECT_PREFIX,
+  };
+  const store = createEventStore(nc, { names });
+  let snapshots: SnapshotStore | undefined;
+  if (config.SNAPSHOTS || config.SNAPSHOTTER) {
+    const snapshotNames = {
+      stream: config.SNAPSHOT_STREAM,
+      subjectPrefix: config.SNAPSHOT_SUBJECT_PREFIX,
+    };
+    await provisionSnapshotStream(await jetstreamManager(nc), {
+      ...snapshotNames,
+      replicas: config.EVENT_STREAM_REPLICAS,
+      duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
+    });
+    snapshots = createSnapshotStore(nc, snapshotNames, { interval: config.SNAPSHOT_INTERVAL });
+  }
+  const reader = createTemporalReader({
+    nc,
+    store,
+    logger,
+    ...(config.SNAPSHOTS && snapshots ? { snapshots } : {}),
+  });
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const snapshotter =
+    config.SNAPSHOTTER && snapshots
+      ? createSnapshotter({
+          nc,
+          store,
+          snapshots,
+          logger: logger.child({ component: "snapshotter" }),
+          consumerName: config.SNAPSHOTTER_CONSUMER,
+          registry,
+        })
+      : undefined;
+  await snapshotter?.start();
+
+  const valkey = createValkeyClient(config.VALKEY_URL);
+  valkey.on("error", (e: unknown) => logger.debug({ err: e }, "Valkey connection error"));
+  const driver = neo4j.driver(
+    config.NEO4J_URL,
+    neo4j.auth.basic(config.NEO4J_USER, config.NEO4J_PASSWORD),
+    {
+      connectionAcquisitionTimeout: 5_000,
+      connectionTimeout: 3_000,
+      maxTransactionRetryTime: 1_000,
+    },
+  );
+  const namespace = config.READ_MODEL_NAMESPACE;
+  const graph = createNeo4jGraphReader(driver, {
+    namespace,
+    ...(config.NEO4J_DATABASE ? { database: config.NEO4J_DATABASE } : {}),
+  });
+  const contexts = createContextQueries({
+    reader,
+    store,
+    cache: createValkeyContextReader(valkey, { keyPrefix: namespace }),
+    metrics: createQueryMetrics(registry),
+    logger,
+  });
+
+  const health = createHealthRegistry([ContextQueryService.typeName]);
+  const stopping = new AbortController();
+  let natsUp = true;
+  const updateHealth = () =>
+    health.setAll(
+      !stopping.signal.aborted && natsUp ? ServingStatus.SERVING : ServingStatus.NOT_SERVING,
+    );
+  void (async () => {
+    for await (const status of nc.status()) {
+      if (status.type === "disconnect") natsUp = false;
+      if (status.type === "reconnect") natsUp = true;
+      logger.info({ nats: status.type }, "NATS connection status");
+      updateHealth();
+    }
+  })();
+
+  const rpc = await startRpcServer({
+    host: config.QUERY_LISTEN.host,
+    port: config.QUERY_LISTEN.port,
+    routes: (router) =>
+      registerQueryService(router, {
+        contexts,
+        reader,
+        store,
+        graph,
+        watch: { nc, store, reader, stopping: stopping.signal },
+      }),
+    classify: classifyQueryError,
+    logger,
+    health,
+    registry,
+    interceptors: [streamErrorInterceptor(classifyQueryError, logger)],
+    reflection: [ContextQueryService],
+  });
+  const ops = await startOpsServer({
+    host: config.QUERY_OPS_LISTEN.host,
+    port: config.QUERY_OPS_LISTEN.port,
+    registry,
+    ready: () => !stopping.signal.aborted && natsUp,
+  });
+  updateHealth();
+  logger.info(
+    {
+      grpc: `${config.QUERY_LISTEN.host}:${rpc.port}`,
+      ops: `${config.QUERY_OPS_LISTEN.host}:${ops.port}`,
+      stream: names.stream,
+      snapshots: config.SNAPSHOTS ? config.SNAPSHOT_INTERVAL : "off",
+      snapshotter: snapshotter !== undefined,
+    },
+    "query service ready",
+  );
+
+  return {
+    rpcPort: rpc.port,
+    opsPort: ops.port,
+    snapshotter,
+    async stop() {
+      stopping.abort();
+      updateHealth();
+      await rpc.close(config.SHUTDOWN_GRACE_MS);
+      await ops.close();
+      await snapshotter?.stop();
+      await valkey.quit().catch(() => valkey.disconnect());
+      await driver.close();
+      await nc.drain();
+      logger.info("query service stopped");
+    },
+  };
+}

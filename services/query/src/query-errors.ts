@@ -1,0 +1,94 @@
+import type { StoryId } from "@ctx/domain";
+
+/** Base of the errors the query service throws; each becomes one status code (rpc/classify-error). */
+export class QueryError extends Error {
+  override name = "QueryError";
+}
+
+/** The story has no events, or none at or before the point asked about (NOT_FOUND). */
+export class UnknownStoryError extends QueryError {
+  override name = "UnknownStoryError";
+  readonly storyId: StoryId;
+
+  constructor(
+    storyId: StoryId,
+    message = `story ${storyId} does not exist`,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.storyId = storyId;
+  }
+}
+
+/** A decision or subtask the read model does not know in that story (NOT_FOUND). */
+export class UnknownEntityError extends QueryError {
+  override name = "UnknownEntityError";
+  readonly storyId: StoryId;
+  readonly kind: "decision" | "subtask";
+  readonly entityId: string;
+
+  constructor(storyId: StoryId, kind: "decision" | "subtask", entityId: string) {
+    super(`${kind} ${entityId} of story ${storyId} is not in the graph read model`);
+    this.storyId = storyId;
+    this.kind = kind;
+    this.entityId = entityId;
+  }
+}
+
+/** A version past the story's current one (OUT_OF_RANGE: it may exist later). */
+export class VersionOutOfRangeError extends QueryError {
+  override name = "VersionOutOfRangeError";
+  readonly storyId: StoryId;
+  readonly version: number;
+  readonly currentVersion: number;
+
+  constructor(storyId: StoryId, version: number, currentVersion: number) {
+    super(
+      `story ${storyId} is at version ${currentVersion}; version ${version} does not exist yet`,
+    );
+    this.storyId = storyId;
+    this.version = version;
+    this.currentVersion = currentVersion;
+  }
+}
+
+/** A request that passes field validation but makes no sense (INVALID_ARGUMENT). */
+export class InvalidQueryError extends QueryError {
+  override name = "InvalidQueryError";
+  /** The request field at fault. */
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super(message);
+    this.field = field;
+  }
+}
+
+export function isQueryError(e: unknown): e is QueryError {
+  return e instanceof QueryError;
+}
+export function isUnknownStoryError(e: unknown): e is UnknownStoryError {
+  return e instanceof UnknownStoryError;
+}
+export function isUnknownEntityError(e: unknown): e is UnknownEntityError {
+  return e instanceof UnknownEntityError;
+}
+export function isVersionOutOfRangeError(e: unknown): e is VersionOutOfRangeError {
+  return e instanceof VersionOutOfRangeError;
+}
+export function isInvalidQueryError(e: unknown): e is InvalidQueryError {
+  return e instanceof InvalidQueryError;
+}
+
+/** The service is stopping: long-lived calls (WatchContext) end, to be retried elsewhere (UNAVAILABLE). */
+export class ShuttingDownError extends QueryError {
+  override name = "ShuttingDownError";
+
+  constructor() {
+    super("the query service is shutting down; call again");
+  }
+}
+
+export function isShuttingDownError(e: unknown): e is ShuttingDownError {
+  return e instanceof ShuttingDownError;
+}

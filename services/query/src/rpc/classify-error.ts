@@ -1,0 +1,47 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  isCorruptEventError,
+  isEventStoreUnavailableError,
+  isStoryNotFoundError,
+} from "@ctx/event-store";
+import { isStoreUnavailableError } from "@ctx/projector";
+import type { ErrorClassifier } from "@ctx/rpc";
+import { isSnapshotStoreUnavailableError } from "@ctx/snapshots";
+import {
+  isInvalidQueryError,
+  isShuttingDownError,
+  isUnknownEntityError,
+  isUnknownStoryError,
+  isVersionOutOfRangeError,
+} from "../query-errors.ts";
+
+/** The query side's errors as gRPC status codes (the only place this mapping is made). */
+export const classifyQueryError: ErrorClassifier = (e) => {
+  if (isUnknownStoryError(e) || isUnknownEntityError(e) || isStoryNotFoundError(e)) {
+    return new ConnectError(e.message, Code.NotFound);
+  }
+  if (isVersionOutOfRangeError(e)) {
+    return new ConnectError(e.message, Code.OutOfRange, {
+      "x-current-version": String(e.currentVersion),
+    });
+  }
+  if (isInvalidQueryError(e)) {
+    return new ConnectError(e.message, Code.InvalidArgument, { "x-field": e.field });
+  }
+  if (isShuttingDownError(e)) return new ConnectError(e.message, Code.Unavailable);
+  if (
+    isEventStoreUnavailableError(e) ||
+    isSnapshotStoreUnavailableError(e) ||
+    isStoreUnavailableError(e)
+  ) {
+    return new ConnectError(`${e.message}; retry later`, Code.Unavailable);
+  }
+  if (isCorruptEventError(e)) {
+    // The stream holds a message that is not an event: nothing a retry or the caller can fix.
+    return new ConnectError(e.message, Code.DataLoss);
+  }
+  if (e instanceof DOMException && (e.name === "AbortError" || e.name === "TimeoutError")) {
+    return new ConnectError("the call was cancelled or its deadline passed", Code.DeadlineExceeded);
+  }
+  return undefined;
+};
