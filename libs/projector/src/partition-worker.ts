@@ -193,7 +193,10 @@ export class PartitionWorker {
         }
       }
       if (this.#messages === undefined) return;
-      if (this.#queue.length === 0) continue;
+      if (this.#queue.length === 0) {
+        await this.#advanceIdleCheckpoint();
+        continue;
+      }
       if (!this.#o.holds()) {
         // The lease lapsed (e.g. a long pause): write nothing until it is renewed or released.
         await sleep(100);
@@ -206,6 +209,18 @@ export class PartitionWorker {
 
   #call<T>(fn: () => Promise<T>): Promise<T> {
     return this.#applier.call(fn);
+  }
+
+  /** When idle, moves the stored checkpoint up to the ack floor, so a restart replays nothing. */
+  async #advanceIdleCheckpoint(): Promise<void> {
+    if (!this.#o.holds()) return;
+    const floor = await this.#ackFloor();
+    if (floor <= this.#checkpoint) return;
+    const { projection, partition } = this.#o;
+    await this.#call(() =>
+      projection.apply({ generation: this.#generation, partition, checkpoint: floor, stories: [] }),
+    );
+    this.#checkpoint = floor;
   }
 
   /** The consumer's ack floor, asked of the server at most every half second. */
