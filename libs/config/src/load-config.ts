@@ -38,12 +38,26 @@ export const env = {
         message: `must be a URL with scheme ${schemes.join(" or ")}`,
       })
       .default(defaultUrl),
-  /** true/false, 1/0, yes/no. */
+  /** true/false, on/off, 1/0, yes/no. */
   bool: (defaultValue: boolean) =>
     z
-      .enum(["true", "false", "1", "0", "yes", "no"], { message: "must be true or false" })
-      .transform((v) => v === "true" || v === "1" || v === "yes")
+      .enum(["true", "false", "on", "off", "1", "0", "yes", "no"], {
+        message: "must be true or false (or on/off)",
+      })
+      .transform((v) => v === "true" || v === "on" || v === "1" || v === "yes")
       .default(defaultValue),
+  /** A JetStream stream, consumer or key name: letters, digits, '_' and '-'. */
+  name: (defaultName: string) =>
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/, { message: "must be letters, digits, _ or -" })
+      .default(defaultName),
+  /** A NATS subject prefix: dot-separated tokens without wildcards. */
+  subjectPrefix: (defaultPrefix: string) =>
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, { message: "must be dot-separated tokens" })
+      .default(defaultPrefix),
   /** A host:port address to listen on. */
   listen: (defaultAddress: string) =>
     z
@@ -75,27 +89,24 @@ export type StoresConfig = z.infer<typeof storesSchema>;
 
 /** The event stream every service and the ctx CLI agree on. */
 export const eventStreamSchema = z.object({
-  EVENT_STREAM: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/)
-    .default("CONTEXT_EVENTS"),
-  EVENT_SUBJECT_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
-    .default("context.events"),
+  EVENT_STREAM: env.name("CONTEXT_EVENTS"),
+  EVENT_SUBJECT_PREFIX: env.subjectPrefix("context.events"),
   /** Story partitions of the stream (fixed once the stream exists). */
   EVENT_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(16),
   EVENT_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   EVENT_DUPLICATE_WINDOW_MS: env.int(120_000),
   /** Where projections park the events they cannot apply. */
-  PARKED_STREAM: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/)
-    .default("CONTEXT_PARKED"),
-  PARKED_SUBJECT_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/)
-    .default("context.parked"),
+  PARKED_STREAM: env.name("CONTEXT_PARKED"),
+  PARKED_SUBJECT_PREFIX: env.subjectPrefix("context.parked"),
 });
 
 export type EventStreamConfig = z.infer<typeof eventStreamSchema>;
+
+/** Where the read models live: the projectors write them, the query service and ctx read them. */
+export const readModelSchema = storesSchema.extend({
+  NEO4J_DATABASE: z.string().optional(),
+  /** Key prefix in Valkey, namespace in Neo4j: lets several deployments share one store. */
+  READ_MODEL_NAMESPACE: env.name("ctx"),
+});
+
+export type ReadModelConfig = z.infer<typeof readModelSchema>;

@@ -1,7 +1,7 @@
-import { eventStreamSchema, loadConfig } from "@ctx/config";
+import { eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
 import type { EventStreamNames } from "@ctx/event-store";
 import type { ParkingNames } from "@ctx/projector";
-import { readModelSchema } from "@ctx/projector-service";
+
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { z } from "zod";

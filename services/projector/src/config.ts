@@ -1,19 +1,9 @@
 import { hostname } from "node:os";
-import { env, eventStreamSchema, loadConfig, storesSchema } from "@ctx/config";
+import { env, eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
 import { z } from "zod";
 
 export const readModelKinds = ["neo4j", "valkey"] as const;
 export type ReadModelKind = (typeof readModelKinds)[number];
-
-/** Where the read models live; shared by the projector service and the ctx CLI. */
-export const readModelSchema = storesSchema.extend({
-  NEO4J_DATABASE: z.string().optional(),
-  /** Key prefix in Valkey, namespace in Neo4j: lets several deployments share one store. */
-  READ_MODEL_NAMESPACE: z
-    .string()
-    .regex(/^[A-Za-z0-9_-]+$/)
-    .default("ctx"),
-});
 
 export const projectorConfigSchema = eventStreamSchema.extend(readModelSchema.shape).extend({
   /** The read model this replica projects into. */
