@@ -77,7 +77,7 @@ test-e2e: deps ## End-to-end tests only (starts its own servers)
 
 # --- running the system -------------------------------------------------------------------------------
 
-.PHONY: up down status bench
+.PHONY: up down reset status bench
 up: deps ## Starts NATS, Valkey, Neo4j and the services on 127.0.0.1 (detached), runs the demo, prints where things listen
 	@if [ "$${LOCAL_SERVERS:-1}" != 0 ]; then deploy/local/stack.sh up; fi
 	@deploy/local/services.sh start
@@ -87,11 +87,14 @@ up: deps ## Starts NATS, Valkey, Neo4j and the services on 127.0.0.1 (detached),
 	@echo "Call it:   grpcurl -plaintext -import-path proto -import-path .tools/proto-deps \\"
 	@echo "             -proto context/v1/command_service.proto \\"
 	@echo "             -d '{\"story_id\":\"s-1\",\"title\":\"My story\"}' 127.0.0.1:50051 context.v1.ContextCommandService/CreateContext"
-	@echo "Stop it:   make down   (data stays in .stack/local)"
+	@echo "Stop it:   make down   (data stays in .stack/local; make reset deletes it)"
 
 down: ## Stops what `make up` started, by pid; data is kept in .stack/local
 	@deploy/local/services.sh stop
 	@deploy/local/stack.sh down
+
+reset: down ## Stops the local stack and deletes its data (.stack/local): the next make up starts empty
+	@rm -rf .stack/local
 
 status: ## Shows what is running and where
 	@deploy/local/stack.sh status || true
@@ -99,7 +102,7 @@ status: ## Shows what is running and where
 
 # Each benchmark is a script under bench/ that starts its own servers on free ports, prints a table and
 # writes bench/results/<name>.json; they run one after another, in this order.
-BENCHES := bench/write-side.ts
+BENCHES := bench/write-side.ts bench/query-side.ts bench/upcasting.ts
 
 bench: deps ## Benchmarks, one script after another (see docs/BENCHMARKS.md)
 	@for b in $(BENCHES); do echo "== $$b"; node "$$b"; done

@@ -4,13 +4,16 @@
 //
 // Env: BENCH_STORIES (10000), BENCH_SECONDS (10, per measured phase), BENCH_WARMUP_SECONDS (2),
 //      BENCH_LEVELS ("1,16,256"), BENCH_PROFILE=1 (the command service writes a .cpuprofile to
-//      bench/results/profiles/ when it stops).
+//      bench/results/profiles/ when it stops), BENCH_CLIENT ("connect": connect-node's gRPC client;
+//      "h2": a minimal gRPC client on node:http2 for the measured AddSubtask calls, which costs the
+//      shared cores less; see h2Client).
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import * as http2 from "node:http2";
 import os from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -29,6 +32,7 @@ import {
   storySubjects,
 } from "@ctx/event-store";
 import {
+  AddSubtaskRequestSchema,
   ContextCommandService,
   ContextCreatedSchema,
   ContextEventSchema,
@@ -53,6 +57,7 @@ const settings = {
   setupConcurrency: 64,
   readSizes: [10, 100, 1000],
   profile: process.env.BENCH_PROFILE === "1",
+  client: clientKind(process.env.BENCH_CLIENT ?? "connect"),
 };
 const resultsDir = join(repoRoot, "bench/results");
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
@@ -92,6 +97,11 @@ interface ReadStrategies {
   readonly orderedConsumerMs: LatencySummary;
 }
 
+function clientKind(value: string): "connect" | "h2" {
+  if (value !== "connect" && value !== "h2") throw new Error("BENCH_CLIENT must be connect or h2");
+  return value;
+}
+
 function envNumber(name: string, fallback: number): number {
   const value = Number(process.env[name] ?? fallback);
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
@@ -104,7 +114,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const machine = describeMachine();
   log(
-    `write-side bench: ${settings.stories} stories, ${settings.seconds}s per phase, levels ${settings.levels.join("/")}`,
+    `write-side bench: ${settings.stories} stories, ${settings.seconds}s per phase, levels ${settings.levels.join("/")}, ${settings.client} client`,
   );
   log(
     `machine: ${machine.cpus}× ${machine.cpuModel}, load average ${machine.loadAverage1m} (1 min)`,
@@ -115,9 +125,11 @@ async function main(): Promise<void> {
 
   const stack = await startBenchStack();
   const sessions: Http2SessionManager[] = [];
+  const h2Sessions: http2.ClientHttp2Session[] = [];
   let nc: NatsConnection | undefined;
   const shutdown = onShutdown(async () => {
     for (const s of sessions) s.abort();
+    for (const s of h2Sessions) s.destroy();
     await nc?.close().catch(() => undefined);
     await stack.stop();
   });
@@ -160,7 +172,16 @@ async function main(): Promise<void> {
       { length: settings.stories },
       (_, i) => `s${String(i).padStart(6, "0")}`,
     );
-    const service = commandServiceWriter(clients, ids);
+    const h2Clients: H2Client[] = [];
+    if (settings.client === "h2") {
+      for (let i = 0; i < maxConnections; i++) {
+        const session = http2.connect(stack.commandUrl);
+        session.on("error", () => undefined);
+        h2Sessions.push(session);
+        h2Clients.push(h2Client(session));
+      }
+    }
+    const service = commandServiceWriter(clients, ids, h2Clients);
     const raw = rawWriter(js, ids);
     const cpuPids = () => ({ service: stack.pids().command, nats: stack.pids().nats });
 
@@ -254,11 +275,20 @@ async function main(): Promise<void> {
   }
 }
 
-/** The command service path: CreateContext for setup, AddSubtask without expected_version measured. */
-function commandServiceWriter(clients: readonly Commands[], ids: readonly string[]) {
+/**
+ * The command service path: CreateContext for setup, AddSubtask without expected_version measured
+ * (through the minimal HTTP/2 client instead of connect-node's when `h2Clients` are given).
+ */
+function commandServiceWriter(
+  clients: readonly Commands[],
+  ids: readonly string[],
+  h2Clients: readonly H2Client[] = [],
+) {
   const picker = new StoryPicker(ids.length);
   let subtask = 0;
   const clientOf = (i: number) => clients[i % clients.length] as Commands;
+  const addSubtask = ContextCommandService.method.addSubtask;
+  const addSubtaskPath = `/${ContextCommandService.typeName}/${addSubtask.name}`;
   return {
     async create(worker: number, index: number): Promise<void> {
       await clientOf(worker).createContext({
@@ -268,13 +298,78 @@ function commandServiceWriter(clients: readonly Commands[], ids: readonly string
       });
     },
     append(connection: number): Promise<unknown> {
-      return picker.with((story) => {
+      return picker.with(async (story) => {
         const n = subtask++;
-        return clientOf(connection).addSubtask({
+        const request = {
           storyId: ids[story] as string,
           subtaskId: `t${n}`,
           title: `Benchmark subtask ${n}`,
+        };
+        const h2 = h2Clients[connection % Math.max(1, h2Clients.length)];
+        if (h2 === undefined) return clientOf(connection).addSubtask(request);
+        const reply = await h2.unary(
+          addSubtaskPath,
+          toBinary(AddSubtaskRequestSchema, create(AddSubtaskRequestSchema, request)),
+        );
+        return fromBinary(addSubtask.output, reply);
+      });
+    },
+  };
+}
+
+interface H2Client {
+  /** One unary gRPC call: the request message's bytes in, the response message's bytes out. */
+  unary(path: string, message: Uint8Array): Promise<Uint8Array>;
+}
+
+/**
+ * A minimal gRPC client on one node:http2 session: a POST with the length-prefixed message, the
+ * response message from the body and the status from `grpc-status` (trailers, or headers for a
+ * trailers-only answer); anything but 0 fails the call. No compression, deadlines or retries: the
+ * same calls on the wire as connect-node's client makes, for a fraction of its CPU, so that on a
+ * shared machine the client takes less of the cores the service and NATS need.
+ */
+function h2Client(session: http2.ClientHttp2Session): H2Client {
+  return {
+    unary(path, message) {
+      return new Promise((resolve, reject) => {
+        const frame = Buffer.allocUnsafe(5 + message.byteLength);
+        frame[0] = 0;
+        frame.writeUInt32BE(message.byteLength, 1);
+        frame.set(message, 5);
+        const req = session.request({
+          ":method": "POST",
+          ":path": path,
+          "content-type": "application/grpc+proto",
+          te: "trailers",
         });
+        const chunks: Buffer[] = [];
+        let status: string | undefined;
+        let statusMessage = "";
+        const take = (h: http2.IncomingHttpHeaders) => {
+          const s = h["grpc-status"];
+          if (typeof s === "string") {
+            status = s;
+            statusMessage = decodeURIComponent(String(h["grpc-message"] ?? ""));
+          }
+        };
+        req.on("response", take);
+        req.on("trailers", take);
+        req.on("data", (chunk: Buffer) => chunks.push(chunk));
+        req.on("error", reject);
+        req.on("close", () => {
+          if (status !== "0") {
+            reject(new Error(`gRPC status ${status ?? "missing"}: ${statusMessage}`));
+            return;
+          }
+          const body = Buffer.concat(chunks);
+          if (body.byteLength < 5 || body[0] !== 0) {
+            reject(new Error("gRPC response without an uncompressed message"));
+            return;
+          }
+          resolve(body.subarray(5, 5 + body.readUInt32BE(1)));
+        });
+        req.end(frame);
       });
     },
   };
@@ -566,7 +661,7 @@ function report(r: {
   const lines = [
     "",
     `Write side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
-    `Client (this process), command service and NATS share the machine's ${m.cpus} cores.`,
+    `Client (this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}), command service and NATS share the machine's ${m.cpus} cores.`,
     `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call.`,
     "",
     table(

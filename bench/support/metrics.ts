@@ -41,3 +41,50 @@ export function meanMs(before: SumCount, after: SumCount): number {
   const count = after.count - before.count;
   return count > 0 ? ((after.sum - before.sum) / count) * 1000 : Number.NaN;
 }
+
+/**
+ * The cumulative bucket counts of a histogram (`le` in seconds → observations at or below it),
+ * adding up the series whose label text contains every one of `labels`.
+ */
+export function buckets(
+  text: string,
+  name: string,
+  labels: readonly string[] = [],
+): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}_bucket{`)) continue;
+    const match = /^[^{]+\{([^}]*)\}\s+(\S+)/.exec(line);
+    if (!match) continue;
+    const [, labelText = "", value] = match;
+    if (!labels.every((l) => labelText.includes(l))) continue;
+    const le = /le="([^"]+)"/.exec(labelText)?.[1];
+    if (le === undefined) continue;
+    const bound = le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + Number(value));
+  }
+  return out;
+}
+
+/**
+ * What a histogram observed between two scrapes, as the share of observations at or below each
+ * bucket bound (bounds in milliseconds), and the smallest bound that holds 99 % of them: a p99 known
+ * only to the histogram's resolution.
+ */
+export function bucketShares(
+  before: Map<number, number>,
+  after: Map<number, number>,
+): {
+  readonly shares: readonly { readonly ms: number; readonly share: number }[];
+  readonly p99AtMostMs: number;
+} {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total =
+    (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  const shares = bounds.map((b) => ({
+    ms: b * 1000,
+    share: total > 0 ? ((after.get(b) ?? 0) - (before.get(b) ?? 0)) / total : Number.NaN,
+  }));
+  const p99 = shares.find((s) => s.share >= 0.99);
+  return { shares, p99AtMostMs: p99?.ms ?? Number.NaN };
+}

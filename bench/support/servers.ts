@@ -17,23 +17,66 @@ const run = promisify(execFile);
 export const repoRoot = resolve(import.meta.dirname, "../..");
 const benchStacksDir = join(repoRoot, ".stack/bench");
 
+/** A Node service a bench started as a child process (see BenchStack.startService). */
+export interface BenchService {
+  readonly name: string;
+  /** Base URL of its gRPC port (http://127.0.0.1:port), when it has one. */
+  readonly url: string;
+  /** Its ops server: /readyz, /metrics. */
+  readonly opsUrl: string;
+  readonly metricsUrl: string;
+  readonly pid: number;
+  /** Stops it (TERM, then KILL after 30 s). */
+  stop(): Promise<void>;
+}
+
+export interface BenchServiceOptions {
+  /** The entry point, relative to the repo root (e.g. `services/query/src/main.ts`). */
+  readonly entry: string;
+  /** Variable that gets the gRPC listen address (e.g. `QUERY_LISTEN`); none for a service without one. */
+  readonly listenVariable?: string;
+  /** Variable that gets the ops listen address (e.g. `QUERY_OPS_LISTEN`). */
+  readonly opsListenVariable: string;
+  /** More configuration; NATS_URL and VALKEY_URL of the stack are set already. */
+  readonly env?: Readonly<Record<string, string>>;
+  readonly nodeArgs?: readonly string[];
+}
+
 /** The servers of one bench run: its own NATS and command service, on free ports, in its own folder. */
 export interface BenchStack {
   readonly dir: string;
   readonly natsUrl: string;
   readonly natsMonitorUrl: string;
+  /** Valkey's URL, when the stack was started with `valkey: true`. */
+  readonly valkeyUrl: string | undefined;
+  /** Neo4j's Bolt URL (no auth), when the stack was started with `neo4j: true`. */
+  readonly neo4jUrl: string | undefined;
   /** Base URL of the command service's gRPC port, once started. */
   readonly commandUrl: string;
   /** The command service's Prometheus metrics. */
   readonly commandMetricsUrl: string;
-  /** Pids of the server processes, for CPU accounting. */
-  pids(): { readonly nats?: number; readonly command?: number };
+  /**
+   * Pids of the server processes, for CPU accounting: nats, command, valkey and the services started
+   * with startService, by name.
+   */
+  pids(): {
+    readonly nats?: number;
+    readonly command?: number;
+    readonly [name: string]: number | undefined;
+  };
   /**
    * Starts `node services/command/src/main.ts` as a child process of its own (so client and service
    * never share an event loop), configured by environment like deploy/local/services.sh does it.
    */
   startCommandService(options?: { readonly nodeArgs?: readonly string[] }): Promise<void>;
-  /** Stops what this run started (by pid) and deletes the folder. Safe to call more than once. */
+  /**
+   * Starts another Node service (`node <entry>`) as a child process of its own, on free ports, named
+   * `name` in the run folder (pid, log); it is stopped with the stack. Resolves once /readyz answers.
+   */
+  startService(
+    name: string,
+    options: BenchServiceOptions,
+  ): Promise<BenchService> /** Stops what this run started (by pid) and deletes the folder. Safe to call more than once. */;
   stop(): Promise<void>;
 }
 
@@ -114,6 +157,56 @@ async function waitUntilReady(url: string, timeoutMs: number, alive: () => boole
   }
 }
 
+/** The pid files of servers started by the deploy/local scripts, not by a bench. */
+const serverPidFiles = new Set(["nats.pid", "valkey.pid"]);
+
+/** Stops the Node services of a run folder (every pid file but the servers'), in parallel. */
+async function stopServices(dir: string): Promise<void> {
+  const run = join(dir, "run");
+  if (!existsSync(run)) return;
+  await Promise.all(
+    readdirSync(run)
+      .filter((f) => f.endsWith(".pid") && !serverPidFiles.has(f))
+      .map((f) => stopPid(join(run, f))),
+  );
+}
+
+/**
+ * Spawns `node <entry>` detached (its own process group: Ctrl-C reaches the bench only, which then
+ * stops it in order), output to log/<name>.log, pid in run/<name>.pid; resolves once `readyUrl`
+ * answers 200.
+ */
+async function spawnService(
+  dir: string,
+  name: string,
+  args: readonly string[],
+  env: Readonly<Record<string, string>>,
+  readyUrl: string,
+): Promise<number> {
+  const logFile = join(dir, `log/${name}.log`);
+  mkdirSync(join(dir, "log"), { recursive: true });
+  mkdirSync(join(dir, "run"), { recursive: true });
+  const out = openSync(logFile, "a");
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", out, out],
+    detached: true,
+  });
+  closeSync(out);
+  let exited = false;
+  child.once("exit", () => {
+    exited = true;
+  });
+  writeFileSync(join(dir, `run/${name}.pid`), String(child.pid));
+  try {
+    await waitUntilReady(readyUrl, 60_000, () => !exited);
+  } catch (e) {
+    const tail = readFileSync(logFile, "utf8").split("\n").slice(-40).join("\n");
+    throw new Error(`the ${name} service did not start:\n${tail}`, { cause: e });
+  }
+  return child.pid as number;
+}
+
 /** Stops the servers of earlier bench runs whose owner died (killed -9, crashed) and deletes their data. */
 async function reapAbandonedRuns(): Promise<void> {
   if (!existsSync(benchStacksDir)) return;
@@ -121,17 +214,23 @@ async function reapAbandonedRuns(): Promise<void> {
     const dir = join(benchStacksDir, name);
     const owner = readPid(join(dir, "owner.pid"));
     if (owner !== undefined && isAlive(owner)) continue;
-    await stopPid(join(dir, "run/command.pid"));
+    await stopServices(dir);
     await script("nats.sh", "stop", { STACK_DIR: dir }).catch(() => undefined);
+    await script("valkey.sh", "stop", { STACK_DIR: dir }).catch(() => undefined);
+    await script("neo4j.sh", "stop", { STACK_DIR: dir }).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 /**
- * Starts NATS (only NATS: the write side needs nothing else) with deploy/local/nats.sh on free ports,
- * in `.stack/bench/<run>`. Never touches the stack of `make up` (.stack/local) or of the tests.
+ * Starts NATS with deploy/local/nats.sh (and Valkey with deploy/local/valkey.sh when `valkey` is set,
+ * Neo4j with deploy/local/neo4j.sh, without auth, when `neo4j` is set)
+ * on free ports, in `.stack/bench/<run>`. Never touches the stack of `make up` (.stack/local) or of
+ * the tests.
  */
-export async function startBenchStack(): Promise<BenchStack> {
+export async function startBenchStack(
+  options: { readonly valkey?: boolean; readonly neo4j?: boolean } = {},
+): Promise<BenchStack> {
   await reapAbandonedRuns();
   const dir = join(benchStacksDir, `${process.pid}-${Date.now().toString(36)}`);
   mkdirSync(dir, { recursive: true });
@@ -141,70 +240,97 @@ export async function startBenchStack(): Promise<BenchStack> {
     NATS_MONITOR_PORT: await freePort(),
     COMMAND_PORT: await freePort(),
     COMMAND_OPS_PORT: await freePort(),
+    VALKEY_PORT: options.valkey ? await freePort() : 0,
+    NEO4J_BOLT_PORT: options.neo4j ? await freePort() : 0,
   };
   const env: Record<string, string> = {
     STACK_DIR: dir,
     NATS_PORT: String(ports.NATS_PORT),
     NATS_MONITOR_PORT: String(ports.NATS_MONITOR_PORT),
+    ...(options.valkey ? { VALKEY_PORT: String(ports.VALKEY_PORT) } : {}),
+    ...(options.neo4j
+      ? { NEO4J_BOLT_PORT: String(ports.NEO4J_BOLT_PORT), NEO4J_AUTH: "none" }
+      : {}),
   };
   const natsUrl = `nats://127.0.0.1:${ports.NATS_PORT}`;
-  const commandPidFile = join(dir, "run/command.pid");
+  const valkeyUrl = options.valkey ? `redis://127.0.0.1:${ports.VALKEY_PORT}` : undefined;
+  const neo4jUrl = options.neo4j ? `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}` : undefined;
+  const services = new Map<string, BenchService>();
   let stopped: Promise<void> | undefined;
   const stack: BenchStack = {
     dir,
     natsUrl,
     natsMonitorUrl: `http://127.0.0.1:${ports.NATS_MONITOR_PORT}`,
+    valkeyUrl,
+    neo4jUrl,
     commandUrl: `http://127.0.0.1:${ports.COMMAND_PORT}`,
     commandMetricsUrl: `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/metrics`,
     pids: () => {
-      const nats = readPid(join(dir, "run/nats.pid"));
-      const command = readPid(commandPidFile);
-      return {
-        ...(nats !== undefined ? { nats } : {}),
-        ...(command !== undefined ? { command } : {}),
-      };
+      const out: Record<string, number> = {};
+      for (const name of ["nats", "valkey", "neo4j", "command", ...services.keys()]) {
+        const pid = readPid(join(dir, `run/${name}.pid`));
+        if (pid !== undefined) out[name] = pid;
+      }
+      return out;
     },
     async startCommandService(options = {}) {
-      const logFile = join(dir, "log/command.log");
-      mkdirSync(join(dir, "log"), { recursive: true });
-      mkdirSync(join(dir, "run"), { recursive: true });
-      const out = openSync(logFile, "a");
-      const child = spawn(
-        process.execPath,
+      await spawnService(
+        dir,
+        "command",
         [...(options.nodeArgs ?? []), join(repoRoot, "services/command/src/main.ts")],
         {
-          env: {
-            ...process.env,
-            NATS_URL: natsUrl,
-            COMMAND_LISTEN: `127.0.0.1:${ports.COMMAND_PORT}`,
-            COMMAND_OPS_LISTEN: `127.0.0.1:${ports.COMMAND_OPS_PORT}`,
-          },
-          stdio: ["ignore", out, out],
-          // Its own process group: Ctrl-C reaches the bench only, which then stops it in order.
-          detached: true,
+          NATS_URL: natsUrl,
+          COMMAND_LISTEN: `127.0.0.1:${ports.COMMAND_PORT}`,
+          COMMAND_OPS_LISTEN: `127.0.0.1:${ports.COMMAND_OPS_PORT}`,
         },
+        `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/readyz`,
       );
-      closeSync(out);
-      let exited = false;
-      child.once("exit", () => {
-        exited = true;
-      });
-      writeFileSync(commandPidFile, String(child.pid));
-      try {
-        await waitUntilReady(
-          `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/readyz`,
-          60_000,
-          () => !exited,
-        );
-      } catch (e) {
-        const tail = readFileSync(logFile, "utf8").split("\n").slice(-40).join("\n");
-        throw new Error(`the command service did not start:\n${tail}`, { cause: e });
+    },
+    async startService(name, o) {
+      if (services.has(name) || ["nats", "valkey", "command"].includes(name)) {
+        throw new Error(`a service named ${name} is running already`);
       }
+      const port = o.listenVariable ? await freePort() : 0;
+      const opsPort = await freePort();
+      const pid = await spawnService(
+        dir,
+        name,
+        [...(o.nodeArgs ?? []), join(repoRoot, o.entry)],
+        {
+          NATS_URL: natsUrl,
+          ...(valkeyUrl ? { VALKEY_URL: valkeyUrl } : {}),
+          ...(neo4jUrl ? { NEO4J_URL: neo4jUrl } : {}),
+          ...(o.listenVariable ? { [o.listenVariable]: `127.0.0.1:${port}` } : {}),
+          [o.opsListenVariable]: `127.0.0.1:${opsPort}`,
+          ...o.env,
+        },
+        `http://127.0.0.1:${opsPort}/readyz`,
+      );
+      const opsUrl = `http://127.0.0.1:${opsPort}`;
+      const service: BenchService = {
+        name,
+        url: `http://127.0.0.1:${port}`,
+        opsUrl,
+        metricsUrl: `${opsUrl}/metrics`,
+        pid,
+        async stop() {
+          await stopPid(join(dir, `run/${name}.pid`));
+          services.delete(name);
+        },
+      };
+      services.set(name, service);
+      return service;
     },
     stop() {
       stopped ??= (async () => {
-        await stopPid(commandPidFile);
+        await stopServices(dir);
         await script("nats.sh", "stop", env).catch((e: unknown) => console.error(e));
+        if (options.valkey) {
+          await script("valkey.sh", "stop", env).catch((e: unknown) => console.error(e));
+        }
+        if (options.neo4j) {
+          await script("neo4j.sh", "stop", env).catch((e: unknown) => console.error(e));
+        }
         rmSync(dir, { recursive: true, force: true });
       })();
       return stopped;
@@ -212,6 +338,8 @@ export async function startBenchStack(): Promise<BenchStack> {
   };
   try {
     await script("nats.sh", "start", env);
+    if (options.valkey) await script("valkey.sh", "start", env);
+    if (options.neo4j) await script("neo4j.sh", "start", env);
   } catch (e) {
     await stack.stop();
     throw e;

@@ -4,6 +4,8 @@ import type { StackEndpoints } from "./endpoints.ts";
 export type { StackEndpoints } from "./endpoints.ts";
 export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
+export type { Neo4jServer } from "./neo4j-server.ts";
+export { startNeo4jServer } from "./neo4j-server.ts";
 export { uniqueName } from "./unique-name.ts";
 
 /** The servers of this test run (from the global setup). */

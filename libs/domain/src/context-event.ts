@@ -9,13 +9,22 @@ import type { StreamVersion } from "./stream-version.ts";
 export type ContextEventData = Exclude<ContextEvent["payload"], { case: undefined }>;
 
 /**
+ * What readers see of a stored event that an upcaster drops on purpose: its version still counts
+ * (versions are positions in the story's history), but nothing changes. An empty payload oneof.
+ */
+export interface DroppedEventData {
+  readonly case: undefined;
+  readonly value?: undefined;
+}
+
+/**
  * An event with the envelope fields the domain needs: its position and time. The rest of the
  * envelope (ids, hashes, correlation) is the event store's business.
  */
 export interface DomainEvent {
   readonly version: StreamVersion;
   readonly occurredAt: Date;
-  readonly data: ContextEventData;
+  readonly data: ContextEventData | DroppedEventData;
 }
 
 /**
@@ -44,6 +53,17 @@ const eventTypeByCase: Readonly<Record<ContextEventData["case"], ContextEventTyp
   contextArchived: ContextEventType.ContextArchived,
 };
 
+const caseByEventType = Object.fromEntries(
+  Object.entries(eventTypeByCase).map(([c, type]) => [type, c]),
+) as Readonly<Record<ContextEventType, ContextEventData["case"]>>;
+
+/** The payload case of an event type: the inverse of `eventTypeOf`; undefined for unknown names. */
+export function payloadCaseOf(type: string): ContextEventData["case"] | undefined {
+  return Object.hasOwn(caseByEventType, type)
+    ? caseByEventType[type as ContextEventType]
+    : undefined;
+}
+
 /** The event type of a payload, for its subject and envelope. */
 export function eventTypeOf(data: ContextEventData): ContextEventType {
   return eventTypeByCase[data.case];
@@ -55,10 +75,12 @@ export function eventTypeOf(data: ContextEventData): ContextEventType {
  */
 export const currentSchemaVersion: Readonly<Record<ContextEventType, number>> = Object.freeze({
   ContextCreated: 1,
-  DecisionAdded: 1,
+  // v1: one free-text `alternative`, no `made_by` (context.legacy.v1.DecisionAdded).
+  DecisionAdded: 2,
   DecisionSuperseded: 1,
   SubtaskAdded: 1,
-  SubtaskUpdated: 1,
+  // v1: free-text status, no assignee (context.legacy.v1.SubtaskUpdated).
+  SubtaskUpdated: 2,
   SubtaskDependencyAdded: 1,
   ContextArchived: 1,
 });

@@ -4,6 +4,7 @@ import {
   ContextEventType,
   currentSchemaVersion,
   eventTypeOf,
+  payloadCaseOf,
 } from "./index.ts";
 import { eventData } from "./testing/index.ts";
 
@@ -35,10 +36,21 @@ describe("eventTypeOf", () => {
 });
 
 describe("currentSchemaVersion", () => {
-  it("has a version for every event type, 1 until the first upcaster", () => {
-    expect(currentSchemaVersion).toEqual(
-      Object.fromEntries(Object.values(ContextEventType).map((type) => [type, 1])),
-    );
+  it("has a version for every event type: 2 for the two types that evolved, 1 for the others", () => {
+    expect(currentSchemaVersion).toEqual({
+      ...Object.fromEntries(Object.values(ContextEventType).map((type) => [type, 1])),
+      DecisionAdded: 2,
+      SubtaskUpdated: 2,
+    });
+  });
+
+  it("maps every event type back to its payload case", () => {
+    for (const type of Object.values(ContextEventType)) {
+      const c = payloadCaseOf(type);
+      expect(c && eventTypeOf({ case: c } as ContextEventData)).toBe(type);
+    }
+    expect(payloadCaseOf("NoSuchEvent")).toBeUndefined();
+    expect(payloadCaseOf("toString")).toBeUndefined();
   });
 
   it("cannot be changed at run time", () => {

@@ -88,9 +88,13 @@ export function decideAll(commands: readonly Command[], state: ContextState): Ev
   const all: ContextEventData[] = [];
   const occurredAt = state.updatedAt ?? new Date(0);
   let current = state;
-  for (const command of commands) {
-    for (const data of decide(command, current)) {
-      all.push(data);
+  const last = commands.length - 1;
+  for (let i = 0; i <= last; i++) {
+    const events = decide(commands[i] as Command, current);
+    all.push(...events);
+    // The last command's events need not be applied: nothing is decided after them.
+    if (i === last) break;
+    for (const data of events) {
       current = evolve(current, { version: streamVersion(current.version + 1), occurredAt, data });
     }
   }

@@ -162,6 +162,9 @@ function apply(draft: Draft, event: DomainEvent): void {
     case "contextArchived":
       draft.lifecycle = ContextLifecycle.Archived;
       return;
+    case undefined:
+      // A stored event its upcaster drops: its version counts, it changes nothing else.
+      return;
     default:
       // A payload case this code does not know yet: the version still counts, the content is skipped.
       data satisfies never;

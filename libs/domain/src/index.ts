@@ -1,8 +1,13 @@
 // The decider of a story's context: what a command means, and what the story is after its events.
 export type { Command } from "./command.ts";
 // For sibling libs (event store, upcasters, snapshots): the event vocabulary and the proto mapping.
-export type { ContextEventData, DomainEvent } from "./context-event.ts";
-export { ContextEventType, currentSchemaVersion, eventTypeOf } from "./context-event.ts";
+export type { ContextEventData, DomainEvent, DroppedEventData } from "./context-event.ts";
+export {
+  ContextEventType,
+  currentSchemaVersion,
+  eventTypeOf,
+  payloadCaseOf,
+} from "./context-event.ts";
 export { fromContextMessage, toContextMessage } from "./context-message.ts";
 export type { ContextState, DecisionState, SubtaskState } from "./context-state.ts";
 export { ContextLifecycle, initialState } from "./context-state.ts";

@@ -53,6 +53,21 @@ export class CorruptEventError extends EventStoreError {
   }
 }
 
+/**
+ * A stored event decodes but cannot be brought to its current shape: no upcaster chain reads its
+ * (type, schema version), e.g. it was written by a newer release, or an upcaster refused its
+ * payload. Readers never guess: a projector parks it, a query answers with an error.
+ */
+export class UnreadableEventError extends EventStoreError {
+  override name = "UnreadableEventError";
+  readonly sequence: number;
+
+  constructor(sequence: number, reason: string, options?: ErrorOptions) {
+    super(`stream message ${sequence} cannot be read in its current shape: ${reason}`, options);
+    this.sequence = sequence;
+  }
+}
+
 /** NATS or JetStream cannot be reached or did not answer in time; retrying later may succeed. */
 export class EventStoreUnavailableError extends EventStoreError {
   override name = "EventStoreUnavailableError";
@@ -72,4 +87,8 @@ export function isCorruptEventError(e: unknown): e is CorruptEventError {
 }
 export function isEventStoreUnavailableError(e: unknown): e is EventStoreUnavailableError {
   return e instanceof EventStoreUnavailableError;
+}
+
+export function isUnreadableEventError(e: unknown): e is UnreadableEventError {
+  return e instanceof UnreadableEventError;
 }

@@ -148,6 +148,45 @@ describe("append and read", () => {
     expect(read.map((e) => e.version)).toEqual(Array.from({ length: 1201 }, (_, i) => i + 1));
     expect(verifyChain(read.map((e) => e.envelope)).intact).toBe(true);
   });
+
+  it("reads a range from a known position, sized to it or to a hint, and still returns every event within the bounds", async () => {
+    const story = newStory();
+    const t0 = new Date("2026-01-01T00:00:00Z").getTime();
+    // Version v occurred at t0 + v minutes.
+    const at = (v: number) => new Date(t0 + v * 60_000);
+    await store.append(
+      story,
+      Array.from({ length: 40 }, (_, i) => ({
+        data: i === 0 ? created() : subtask(`s${i}`),
+        occurredAt: at(i + 1),
+      })),
+      ExpectedVersion.NoStory,
+    );
+    const all = await store.read(story);
+    const sequenceOf = (v: number) => (all[v - 1]?.sequence ?? 0) as number;
+    const versions = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, i) => from + i);
+    const read = async (options: Parameters<EventStore["read"]>[1]) =>
+      (await store.read(story, options)).map((e) => e.version);
+
+    // The position of `fromVersion`: one request of exactly the range.
+    expect(
+      await read({ afterSequence: sequenceOf(10) - 1, fromVersion: 10, toVersion: 30 }),
+    ).toEqual(versions(10, 30));
+    // A position before `fromVersion`: the sized request falls short and the read goes on.
+    expect(
+      await read({ afterSequence: sequenceOf(3) - 1, fromVersion: 10, toVersion: 30 }),
+    ).toEqual(versions(10, 30));
+    // Hints smaller and larger than the answer change nothing but the requests.
+    for (const sizeHint of [1, 3, 1000]) {
+      expect(await read({ untilTime: at(35), sizeHint })).toEqual(versions(1, 35));
+      expect(await read({ afterSequence: sequenceOf(20) - 1, sizeHint })).toEqual(versions(20, 40));
+    }
+    expect(await read({ fromVersion: 39, toVersion: 60 })).toEqual([39, 40]);
+    expect(await read({ afterSequence: sequenceOf(40), fromVersion: 41, toVersion: 45 })).toEqual(
+      [],
+    );
+  });
 });
 
 describe("story-wide optimistic concurrency (checked by the server)", () => {

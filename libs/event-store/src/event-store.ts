@@ -1,5 +1,5 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type ContextEventData,
   currentSchemaVersion,
@@ -10,6 +10,7 @@ import {
 } from "@ctx/domain";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import {
+  type ApiError,
   DeliverPolicy,
   JetStreamApiError,
   type JetStreamClient,
@@ -18,8 +19,16 @@ import {
   type StoredMsg,
 } from "@nats-io/jetstream";
 import { headers, type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
-import { v7 as uuidv7 } from "uuid";
-import { decodeEvent, type RecordedEvent, type StreamSequence, streamSequence } from "./codec.ts";
+import { type AckPublisher, createAckPublisher, type OutgoingMessage } from "./ack-publisher.ts";
+import {
+  contextEventUpcaster,
+  decodeStoredEvent,
+  type EventUpcaster,
+  type RecordedEvent,
+  type StoredEvent,
+  type StreamSequence,
+  streamSequence,
+} from "./codec.ts";
 import {
   ConcurrencyError,
   CorruptEventError,
@@ -33,7 +42,8 @@ import {
   parseStoredSubject,
   storySubjects,
 } from "./event-stream.ts";
-import { eventHash } from "./hash-chain.ts";
+import { encodeWithHash } from "./hash-chain.ts";
+import { uuidv7 } from "./uuid-v7.ts";
 
 /** An event to append; id and time are assigned when absent. */
 export interface NewEvent {
@@ -80,9 +90,17 @@ export interface ReadOptions {
   readonly mustExist?: boolean;
   /**
    * Skip the stream up to this sequence: a reader that already holds the story up to a known event
-   * (a cache, a snapshot) reads only what came after it.
+   * (a cache, a snapshot) reads only what came after it. Give `fromVersion` too (the version of the
+   * first event after it) when `toVersion` is set: the read then asks the server for that range
+   * alone instead of a full batch.
    */
   readonly afterSequence?: number;
+  /**
+   * How many events the read probably returns, when the caller knows better than the bounds say
+   * (from a snapshot: about one snapshot interval). It only sizes the first request to the server;
+   * the read still returns every event within the bounds.
+   */
+  readonly sizeHint?: number;
 }
 
 export interface ReadAllOptions {
@@ -102,6 +120,8 @@ export interface StoryHead {
 /** The event store: one JetStream stream, one subject per event, stories as subject filters. */
 export interface EventStore {
   readonly names: EventStreamNames;
+  /** How this store's readers bring stored events to their current shape. */
+  readonly upcaster: EventUpcaster;
   /**
    * Appends events to a story, all of them or none (one atomic batch when there are several), checked
    * against the expected version by the server. Throws ConcurrencyError on a conflict.
@@ -112,10 +132,19 @@ export interface EventStore {
     expected: ExpectedVersion,
     metadata?: AppendMetadata,
   ): Promise<AppendResult>;
-  /** A story's events in version order. */
+  /** A story's events in version order, upcast to their current shape. */
   read(storyId: StoryId, options?: ReadOptions): Promise<readonly RecordedEvent[]>;
-  /** Every event of the stream in stream order, with its partition, for replays and rebuilds. */
+  /** A story's events as stored, not upcast (`ctx events upcast --dry-run` shows both). */
+  readStored(storyId: StoryId, options?: ReadOptions): Promise<readonly StoredEvent[]>;
+  /** Every event of the stream in stream order, upcast, with its partition, for replays and rebuilds. */
   readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent & { readonly partition: number }>;
+  /**
+   * Every event of the stream in stream order as stored, not upcast: for tools that report what the
+   * stream holds (`ctx events stats`).
+   */
+  readAllStored(
+    options?: ReadAllOptions,
+  ): AsyncIterable<StoredEvent & { readonly partition: number }>;
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
 }
@@ -128,12 +157,23 @@ export interface EventStoreOptions {
   readonly headCacheSize?: number;
   /** Attempts of an `ExpectedVersion.Any` append that keeps losing races (default 10). */
   readonly maxAnyRetries?: number;
+  /** Upcasting of what this store reads (default: the product's chains). */
+  readonly upcaster?: EventUpcaster;
 }
 
-interface BatchReply {
-  readonly error?: { readonly err_code?: number; readonly description?: string };
+/** JetStream's answer to a publish: an ack (a batch's has `count`), or an error. */
+interface PublishReply {
+  readonly error?: ApiError;
   readonly seq?: number;
+  readonly duplicate?: boolean;
   readonly count?: number;
+}
+
+/** An envelope ready to publish: encoded (hash included) and addressed. */
+interface Outgoing {
+  readonly envelope: ContextEvent;
+  readonly subject: string;
+  readonly bytes: Uint8Array;
 }
 
 const WRONG_LAST_SEQUENCE = 10071;
@@ -148,8 +188,10 @@ export function createEventStore(nc: NatsConnection, options: EventStoreOptions 
 
 class JetStreamEventStore implements EventStore {
   readonly names: EventStreamNames;
+  readonly upcaster: EventUpcaster;
   readonly #nc: NatsConnection;
   readonly #js: JetStreamClient;
+  readonly #acks: AckPublisher;
   #jsm: Promise<JetStreamManager> | undefined;
   readonly #timeout: number;
   readonly #heads = new Map<StoryId, StoryHead>();
@@ -160,8 +202,10 @@ class JetStreamEventStore implements EventStore {
   constructor(nc: NatsConnection, options: EventStoreOptions) {
     this.#nc = nc;
     this.names = options.names ?? defaultEventStreamNames;
+    this.upcaster = options.upcaster ?? contextEventUpcaster;
     this.#timeout = options.timeoutMs ?? 5_000;
     this.#js = jetstream(nc, { timeout: this.#timeout });
+    this.#acks = createAckPublisher(nc, this.#timeout);
     this.#headCacheSize = options.headCacheSize ?? 10_000;
     this.#maxAnyRetries = options.maxAnyRetries ?? 10;
     // While the connection is down, calls fail at once (UNAVAILABLE) instead of each waiting for
@@ -206,9 +250,9 @@ class JetStreamEventStore implements EventStore {
         const actual = head?.version ?? streamVersion(0);
         if (actual !== expected) throw new ConcurrencyError(storyId, expected, actual);
       }
-      const envelopes = this.#envelopes(storyId, head, stamped, metadata);
+      const outgoing = this.#envelopes(storyId, head, stamped, metadata);
       try {
-        return await this.#publish(storyId, head, envelopes);
+        return await this.#publish(storyId, head, outgoing);
       } catch (e) {
         if (!(e instanceof WrongLastSequence)) throw e;
         this.#heads.delete(storyId);
@@ -232,7 +276,7 @@ class JetStreamEventStore implements EventStore {
     head: StoryHead | undefined,
     events: readonly { data: ContextEventData; eventId: string; occurredAt: Date }[],
     metadata: AppendMetadata,
-  ): ContextEvent[] {
+  ): Outgoing[] {
     let prevHash = head?.hash ?? EMPTY;
     let version = head?.version ?? 0;
     return events.map((event, index) => {
@@ -252,23 +296,18 @@ class JetStreamEventStore implements EventStore {
         prevHash,
         payload: event.data,
       });
-      envelope.hash = eventHash(envelope);
+      const bytes = encodeWithHash(envelope);
       prevHash = envelope.hash;
-      return envelope;
+      return { envelope, subject: eventSubject(this.names, storyId, eventType), bytes };
     });
   }
 
   async #publish(
     storyId: StoryId,
     head: StoryHead | undefined,
-    envelopes: readonly ContextEvent[],
+    messages: readonly Outgoing[],
   ): Promise<AppendResult> {
     const expectedSequence = head?.sequence ?? 0;
-    const messages = envelopes.map((envelope) => ({
-      envelope,
-      subject: eventSubject(this.names, storyId, envelope.eventType),
-      bytes: toBinary(ContextEventSchema, envelope),
-    }));
     // A publish whose ack timed out may have been stored: re-send the same bytes. The server drops
     // the duplicate (single event: by Nats-Msg-Id; batch: error 10201, then checked against the head).
     let outcome: { lastSequence: number; deduplicated: boolean } | undefined;
@@ -286,7 +325,7 @@ class JetStreamEventStore implements EventStore {
     // A re-sent append returns what the server stored the first time, not what was re-sent.
     const recorded = deduplicated
       ? await this.#storedEvents(first, lastSequence)
-      : messages.map((m, i) => decodeEvent(m.bytes, first + i));
+      : messages.flatMap((m, i) => this.#written(m, first + i));
     const last = recorded[recorded.length - 1] as RecordedEvent;
     this.#remember(storyId, {
       version: last.version,
@@ -296,23 +335,57 @@ class JetStreamEventStore implements EventStore {
     return { version: last.version, events: recorded, deduplicated };
   }
 
+  /**
+   * An event this store just wrote, as its readers will see it: built from the envelope instead of
+   * decoding the bytes again (what is written is current; anything else goes through the upcaster).
+   */
+  #written(m: Outgoing, sequence: number): readonly RecordedEvent[] {
+    const { envelope } = m;
+    const shape = { type: envelope.eventType, version: envelope.schemaVersion };
+    if (!this.upcaster.registry.isCurrent(shape) || !envelope.occurredAt) {
+      return this.upcaster.decode(m.bytes, sequence);
+    }
+    return [
+      {
+        sequence: streamSequence(sequence),
+        storyId: envelope.storyId as StoryId,
+        version: streamVersion(envelope.version),
+        eventId: envelope.eventId,
+        eventType: envelope.eventType,
+        schemaVersion: envelope.schemaVersion,
+        occurredAt: timestampDate(envelope.occurredAt),
+        data: envelope.payload as ContextEventData,
+        envelope,
+      },
+    ];
+  }
+
   async #publishOnce(
     storyId: StoryId,
     expectedSequence: number,
-    messages: readonly { envelope: ContextEvent; subject: string; bytes: Uint8Array }[],
+    messages: readonly Outgoing[],
   ): Promise<{ lastSequence: number; deduplicated: boolean }> {
     if (messages.length > 1) return this.#publishBatch(storyId, expectedSequence, messages);
-    const [only] = messages as [(typeof messages)[0]];
-    const ack = await this.#guard(() =>
-      this.#js.publish(only.subject, only.bytes, {
-        msgID: only.envelope.eventId,
-        expect: {
-          lastSubjectSequence: expectedSequence,
-          lastSubjectSequenceSubject: storySubjects(this.names, storyId),
-        },
-      }),
-    );
-    return { lastSequence: ack.seq, deduplicated: ack.duplicate };
+    const [only] = messages as [Outgoing];
+    const h = headers();
+    h.set("Nats-Msg-Id", only.envelope.eventId);
+    h.set("Nats-Expected-Last-Subject-Sequence", String(expectedSequence));
+    h.set("Nats-Expected-Last-Subject-Sequence-Subject", storySubjects(this.names, storyId));
+    const ack = await this.#request([{ subject: only.subject, data: only.bytes, headers: h }]);
+    if (ack.error) {
+      if (ack.error.err_code === WRONG_LAST_SEQUENCE) {
+        throw new WrongLastSequence(ack.error.description);
+      }
+      throw new JetStreamApiError(ack.error);
+    }
+    if (ack.seq === undefined)
+      throw new Error("JetStream acknowledged a publish without a sequence");
+    return { lastSequence: ack.seq, deduplicated: ack.duplicate === true };
+  }
+
+  /** Publishes through the ack publisher (one socket write per turn) and parses the reply. */
+  #request(messages: readonly OutgoingMessage[]): Promise<PublishReply> {
+    return this.#guard(async () => (await this.#acks.request(messages)).json<PublishReply>());
   }
 
   /**
@@ -324,26 +397,17 @@ class JetStreamEventStore implements EventStore {
   async #publishBatch(
     storyId: StoryId,
     expectedSequence: number,
-    messages: readonly { envelope: ContextEvent; subject: string; bytes: Uint8Array }[],
+    messages: readonly Outgoing[],
   ): Promise<{ lastSequence: number; deduplicated: boolean }> {
     const batchId = uuidv7();
     const last = messages.length - 1;
-    const reply = await this.#guard(async () => {
-      for (let i = 0; i < last; i++) {
-        const m = messages[i] as (typeof messages)[0];
-        this.#nc.publish(m.subject, m.bytes, {
-          headers: this.#batchHeaders(batchId, i, m, storyId, expectedSequence),
-        });
-      }
-      const m = messages[last] as (typeof messages)[0];
-      const h = this.#batchHeaders(batchId, last, m, storyId, expectedSequence);
-      h.set("Nats-Batch-Commit", "1");
-      const msg = await this.#nc.request(m.subject, m.bytes, {
-        headers: h,
-        timeout: this.#timeout,
-      });
-      return msg.json<BatchReply>();
-    });
+    const reply = await this.#request(
+      messages.map((m, i) => {
+        const h = this.#batchHeaders(batchId, i, m, storyId, expectedSequence);
+        if (i === last) h.set("Nats-Batch-Commit", "1");
+        return { subject: m.subject, data: m.bytes, headers: h };
+      }),
+    );
     const code = reply.error?.err_code;
     if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
     if (code === BATCH_DUPLICATE_MSG_ID) {
@@ -387,7 +451,7 @@ class JetStreamEventStore implements EventStore {
     for (let seq = first; seq <= last; seq++) {
       const msg = await this.#guard(() => jsm.direct.getMessage(this.names.stream, { seq }));
       if (!msg) throw new CorruptEventError(seq, "acknowledged but missing");
-      events.push(decodeEvent(msg.data, msg.seq));
+      events.push(...this.upcaster.decode(msg.data, msg.seq));
     }
     return events;
   }
@@ -395,7 +459,7 @@ class JetStreamEventStore implements EventStore {
   async #eventIdAt(sequence: number): Promise<string | undefined> {
     const jsm = await this.#manager();
     const msg = await jsm.direct.getMessage(this.names.stream, { seq: sequence });
-    return msg ? decodeEvent(msg.data, msg.seq).eventId : undefined;
+    return msg ? decodeStoredEvent(msg.data, msg.seq).eventId : undefined;
   }
 
   /** Runs a NATS call; wrong-last-sequence becomes WrongLastSequence, outages EventStoreUnavailableError. */
@@ -441,7 +505,7 @@ class JetStreamEventStore implements EventStore {
       this.#heads.delete(storyId);
       return undefined;
     }
-    const event = decodeEvent(msg.data, msg.seq);
+    const event = decodeStoredEvent(msg.data, msg.seq);
     const head = { version: event.version, sequence: event.sequence, hash: event.envelope.hash };
     this.#remember(storyId, head);
     return head;
@@ -452,19 +516,37 @@ class JetStreamEventStore implements EventStore {
   }
 
   async read(storyId: StoryId, options: ReadOptions = {}): Promise<readonly RecordedEvent[]> {
+    const stored = await this.readStored(storyId, options);
+    const events: RecordedEvent[] = [];
+    for (const event of stored) events.push(...this.upcaster.upcast(event));
+    return events;
+  }
+
+  async readStored(storyId: StoryId, options: ReadOptions = {}): Promise<readonly StoredEvent[]> {
     const jsm = await this.#manager();
     const from = options.fromVersion ?? 1;
     const to = options.toVersion ?? Number.POSITIVE_INFINITY;
     const until = options.untilTime?.getTime() ?? Number.POSITIVE_INFINITY;
-    const events: RecordedEvent[] = [];
+    const events: StoredEvent[] = [];
     let nextSequence = (options.afterSequence ?? 0) + 1;
-    let last: RecordedEvent | undefined;
+    // Each event asked for costs the server a lookup and a message, so a bounded read asks for its
+    // range alone: versions are gapless, so reading from the story's start up to `to` takes `to`
+    // events, and from a known position (afterSequence at fromVersion) `to - from + 1`.
+    let size = READ_BATCH;
+    if (Number.isFinite(to)) {
+      const first = options.afterSequence === undefined ? 1 : from;
+      size = Math.min(READ_BATCH, Math.max(1, to - first + 1));
+    }
+    if (options.sizeHint !== undefined && options.sizeHint >= 1) {
+      size = Math.min(size, Math.ceil(options.sizeHint));
+    }
+    let last: StoredEvent | undefined;
     let reachedEnd = false;
     reading: for (;;) {
       const batch = await this.#guard(async () => {
         const it = await jsm.direct.getBatch(this.names.stream, {
           seq: nextSequence,
-          batch: READ_BATCH,
+          batch: size,
           next_by_subj: storySubjects(this.names, storyId),
         });
         const out: StoredMsg[] = [];
@@ -477,16 +559,20 @@ class JetStreamEventStore implements EventStore {
         return out;
       });
       for (const msg of batch) {
-        const event = decodeEvent(msg.data, msg.seq);
+        const event = decodeStoredEvent(msg.data, msg.seq);
         last = event;
         if (event.version > to || event.occurredAt.getTime() > until) break reading;
         if (event.version >= from) events.push(event);
         nextSequence = msg.seq + 1;
       }
-      if (batch.length < READ_BATCH) {
+      if (batch.length < size) {
         reachedEnd = true;
         break;
       }
+      // The range is complete: asking whether the story goes on would cost another request.
+      if (last !== undefined && last.version >= to) break;
+      // The story goes on past a sized request: grow towards full batches.
+      size = Math.min(READ_BATCH, size * 4);
     }
     if (reachedEnd && last) {
       this.#remember(storyId, {
@@ -504,6 +590,15 @@ class JetStreamEventStore implements EventStore {
   async *readAll(
     options: ReadAllOptions = {},
   ): AsyncIterable<RecordedEvent & { readonly partition: number }> {
+    for await (const stored of this.readAllStored(options)) {
+      const { partition } = stored;
+      for (const event of this.upcaster.upcast(stored)) yield { ...event, partition };
+    }
+  }
+
+  async *readAllStored(
+    options: ReadAllOptions = {},
+  ): AsyncIterable<StoredEvent & { readonly partition: number }> {
     const jsm = await this.#manager();
     const info = await this.#guard(() => jsm.streams.info(this.names.stream));
     const from = Math.max(options.fromSequence ?? 1, info.state.first_seq);
@@ -520,10 +615,8 @@ class JetStreamEventStore implements EventStore {
     try {
       for await (const msg of messages) {
         if (msg.seq > to) break;
-        yield {
-          ...decodeEvent(msg.data, msg.seq),
-          partition: parseStoredSubject(this.names, msg.subject).partition,
-        };
+        const { partition } = parseStoredSubject(this.names, msg.subject);
+        yield { ...decodeStoredEvent(msg.data, msg.seq), partition };
         if (msg.seq >= to || msg.info.pending === 0) break;
       }
     } finally {

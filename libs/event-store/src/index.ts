@@ -1,5 +1,19 @@
-export type { RecordedEvent, StreamSequence } from "./codec.ts";
-export { decodeEvent, streamSequence } from "./codec.ts";
+export type {
+  EventUpcaster,
+  EventUpcasterOptions,
+  RecordedEvent,
+  StoredEvent,
+  StreamSequence,
+} from "./codec.ts";
+export {
+  contextEventUpcaster,
+  createEventUpcaster,
+  currentEnvelope,
+  decodeEvent,
+  decodeStoredEvent,
+  followsOn,
+  streamSequence,
+} from "./codec.ts";
 export {
   ConcurrencyError,
   CorruptEventError,
@@ -10,7 +24,9 @@ export {
   isEventStoreError,
   isEventStoreUnavailableError,
   isStoryNotFoundError,
+  isUnreadableEventError,
   StoryNotFoundError,
+  UnreadableEventError,
 } from "./errors.ts";
 export type {
   AppendMetadata,
@@ -35,3 +51,12 @@ export {
 } from "./event-stream.ts";
 export type { ChainVerdict } from "./hash-chain.ts";
 export { eventHash, verifyChain } from "./hash-chain.ts";
+export {
+  contextUpcasters,
+  decisionAddedV1,
+  legacyPayloadSchemas,
+  subtaskStatusOfV1,
+  subtaskUpdatedV1,
+} from "./upcasting/context-upcasters.ts";
+// For sibling libs and services: ids made like the store's event ids.
+export { uuidv7 } from "./uuid-v7.ts";

@@ -1,7 +1,7 @@
 import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
 import { type StoryId, streamVersion } from "@ctx/domain";
-import type { EventStore, RecordedEvent } from "@ctx/event-store";
+import { type EventStore, followsOn, type RecordedEvent } from "@ctx/event-store";
 import { ContextEventSchema } from "@ctx/proto";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import {
@@ -22,9 +22,6 @@ import {
   type StoryEvents,
 } from "./projection.ts";
 
-/** Turns a stored event into its current shape (upcasting); may yield several events, or none. */
-export type Upcast = (event: RecordedEvent) => readonly RecordedEvent[];
-
 /** Back-off on read-model outages. */
 export interface BackoffSettings {
   /** First retry delay (default 100 ms); doubles, with jitter, up to maxDelayMs. */
@@ -40,7 +37,6 @@ export interface BatchApplierOptions {
   readonly store: EventStore;
   readonly js: JetStreamClient;
   readonly parking: ParkingNames;
-  readonly upcast: Upcast;
   readonly logger: Logger;
   readonly metrics: ProjectorMetrics;
   readonly backoff?: BackoffSettings;
@@ -89,11 +85,6 @@ export class BatchApplier {
     this.#resilient = wrap(retries, breaker);
   }
 
-  /** The upcaster chain this applier uses. */
-  upcast(event: RecordedEvent): readonly RecordedEvent[] {
-    return this.#o.upcast(event);
-  }
-
   /** Runs a read-model call with back-off on outages. */
   call<T>(fn: () => Promise<T>): Promise<T> {
     return this.#resilient.execute(fn);
@@ -127,15 +118,16 @@ export class BatchApplier {
     }
   }
 
-  /** Parks a message that could not even be decoded or upcast. */
+  /** Parks a message that could not be decoded or upcast (version 0 when not even decodable). */
   async parkRaw(
     storyId: string,
     sequence: number,
     eventType: string,
     data: Uint8Array,
     error: unknown,
+    version = 0,
   ): Promise<void> {
-    await this.#park(storyId, 0, sequence, eventType, data, error);
+    await this.#park(storyId, version, sequence, eventType, data, error);
   }
 
   /** For each story, the events the model does not hold yet, from exactly its version + 1. */
@@ -151,10 +143,12 @@ export class BatchApplier {
         metrics.skipped.inc(this.#label, events.length);
         continue;
       }
-      const seen = new Set<number>();
+      // Redelivered duplicates go; the parts of a split stored event share its version.
+      const seen = new Set<string>();
       let pending = events.filter((e) => {
-        if (e.version <= position.version || seen.has(e.version)) return false;
-        seen.add(e.version);
+        const id = `${e.version}:${e.part ?? 0}`;
+        if (e.version <= position.version || seen.has(id)) return false;
+        seen.add(id);
         return true;
       });
       metrics.skipped.inc(this.#label, events.length - pending.length);
@@ -166,15 +160,17 @@ export class BatchApplier {
           fromVersion: position.version + 1,
           toVersion: first.version - 1,
         });
-        pending = [...missing.flatMap((e) => this.#o.upcast(e)), ...pending];
+        pending = [...missing, ...pending];
       }
-      pending.forEach((e, i) => {
-        if (e.version !== position.version + 1 + i) {
+      let at: number = position.version;
+      for (const e of pending) {
+        if (!followsOn(at, e)) {
           throw new Error(
-            `story ${storyId}: version ${e.version} where ${position.version + 1 + i} was expected; the stream lacks events`,
+            `story ${storyId}: version ${e.version} where ${at + 1} was expected; the stream lacks events`,
           );
         }
-      });
+        at = e.version;
+      }
       result.push({ storyId, expectedVersion: position.version, events: pending });
     }
     return result;
@@ -226,18 +222,28 @@ export class BatchApplier {
   ): Promise<void> {
     const { projection, metrics } = this.#o;
     let version = story.expectedVersion;
-    for (const event of story.events) {
+    // One stored event at a time: the parts of a split event are applied (or parked) together.
+    const stored: RecordedEvent[][] = [];
+    for (const e of story.events) {
+      const last = stored[stored.length - 1];
+      if (last && last[0]?.version === e.version) last.push(e);
+      else stored.push([e]);
+    }
+    let done = 0;
+    for (const parts of stored) {
+      const event = parts[0] as RecordedEvent;
       try {
         await this.call(() =>
           projection.apply({
             generation,
             partition,
             checkpoint,
-            stories: [{ storyId: story.storyId, expectedVersion: version, events: [event] }],
+            stories: [{ storyId: story.storyId, expectedVersion: version, events: parts }],
           }),
         );
-        metrics.applied.inc(this.#label);
+        metrics.applied.inc(this.#label, parts.length);
         version = event.version;
+        done += parts.length;
       } catch (e) {
         if (isVersionConflictError(e)) throw e;
         const bytes = toBinary(ContextEventSchema, event.envelope);
@@ -245,10 +251,7 @@ export class BatchApplier {
         await this.call(() =>
           projection.markStale(generation, story.storyId, `event ${event.version} is parked`),
         );
-        metrics.skipped.inc(
-          this.#label,
-          story.events.length - (event.version - story.expectedVersion),
-        );
+        metrics.skipped.inc(this.#label, story.events.length - done);
         return;
       }
     }

@@ -1,4 +1,4 @@
-export type { BackoffSettings, DecodedBatch, Upcast } from "./batch-applier.ts";
+export type { BackoffSettings, DecodedBatch } from "./batch-applier.ts";
 export { BatchApplier } from "./batch-applier.ts";
 export type { ParkedEvent, ParkingNames, ParkRequest } from "./parking.ts";
 export {

@@ -1,7 +1,7 @@
 import type { Logger } from "@ctx/config";
 import type { StoryId } from "@ctx/domain";
 import {
-  decodeEvent,
+  decodeStoredEvent,
   type EventStore,
   type EventStreamNames,
   parseStoredSubject,
@@ -18,7 +18,7 @@ import {
   type JsMsg,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { type BackoffSettings, BatchApplier, type Upcast } from "./batch-applier.ts";
+import { type BackoffSettings, BatchApplier } from "./batch-applier.ts";
 import type { ProjectorMetrics } from "./metrics.ts";
 import type { ParkingNames } from "./parking.ts";
 import type { Projection } from "./projection.ts";
@@ -31,7 +31,6 @@ export interface PartitionWorkerOptions {
   readonly names: EventStreamNames;
   readonly store: EventStore;
   readonly parking: ParkingNames;
-  readonly upcast: Upcast;
   readonly logger: Logger;
   readonly metrics: ProjectorMetrics;
   readonly batchSize: number;
@@ -125,8 +124,10 @@ export class PartitionWorker {
     // The model, not the consumer, says what is applied: a consumer that is ahead of the model (a
     // restored backup, a new generation) or still holds unacknowledged messages of an earlier owner
     // starts again right after the model's checkpoint, so events arrive in stream order.
+    // (A consumer of an older release, acknowledging message by message, is replaced the same way.)
     const reusable =
       info !== undefined &&
+      info.config.ack_policy === AckPolicy.All &&
       info.ack_floor.stream_seq === this.#checkpoint &&
       info.num_ack_pending === 0 &&
       info.num_redelivered === 0;
@@ -136,7 +137,9 @@ export class PartitionWorker {
         durable_name: name,
         description: `${projection.name} projector, partition ${partition}`,
         filter_subject: partitionSubjects(names, partition),
-        ack_policy: AckPolicy.Explicit,
+        // One ack per batch: acknowledging a message acknowledges every one delivered before it,
+        // and this worker applies its deliveries strictly in the order they came.
+        ack_policy: AckPolicy.All,
         ack_wait: nanos(ACK_WAIT_MS),
         max_deliver: -1,
         max_ack_pending: 20_000,
@@ -249,13 +252,21 @@ export class PartitionWorker {
       for (const msg of batch) {
         const subject = parseStoredSubject(names, msg.subject);
         try {
-          for (const event of this.#o.upcast(decodeEvent(msg.data, msg.seq))) {
+          // Decoded and upcast by the store's upcaster: the model only sees current shapes.
+          for (const event of this.#o.store.upcaster.decode(msg.data, msg.seq)) {
             const list = byStory.get(event.storyId) ?? [];
             list.push(event);
             byStory.set(event.storyId, list);
           }
         } catch (e) {
-          await this.#applier.parkRaw(subject.storyId, msg.seq, subject.eventType, msg.data, e);
+          await this.#applier.parkRaw(
+            subject.storyId,
+            msg.seq,
+            subject.eventType,
+            msg.data,
+            e,
+            storedVersion(msg.data, msg.seq),
+          );
           poisoned.add(subject.storyId as StoryId);
         }
       }
@@ -272,7 +283,9 @@ export class PartitionWorker {
         checkpoint,
       );
       this.#checkpoint = checkpoint;
-      for (const m of batch) m.ack();
+      // The batch is the oldest deliveries of the queue, all applied now, as is every batch before
+      // it: acknowledging its last delivery acknowledges them all (AckPolicy.All).
+      batch[batch.length - 1]?.ack();
       metrics.batchSize.observe(this.#label, batch.length);
       metrics.batchSeconds.observe(this.#label, (performance.now() - started) / 1000);
     } finally {
@@ -283,4 +296,13 @@ export class PartitionWorker {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The version of a stored message that decodes but cannot be upcast; 0 when it does not decode. */
+function storedVersion(bytes: Uint8Array, sequence: number): number {
+  try {
+    return decodeStoredEvent(bytes, sequence).version;
+  } catch {
+    return 0;
+  }
 }

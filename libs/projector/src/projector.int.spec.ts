@@ -1,3 +1,4 @@
+import { create } from "@bufbuild/protobuf";
 import { createLogger } from "@ctx/config";
 import {
   type ContextEventData,
@@ -14,6 +15,8 @@ import {
   ExpectedVersion,
   provisionEventStream,
 } from "@ctx/event-store";
+import { appendAsWritten, type WrittenEvent } from "@ctx/event-store/testing";
+import { legacyV1 } from "@ctx/proto";
 import { eventually, stack, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -196,6 +199,41 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     const victimModel = await projection.readContext(projection.active, victim);
     expect(victimModel?.stale).toBe(true);
     expect(victimModel?.version).toBe(1);
+    await replica.stop();
+  });
+
+  it("parks an event no upcaster can read, marks its story stale and goes on with the others", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const ids = await writeStories(uniqueName("u"), 3, 2);
+    const [victim] = ids as [StoryId];
+    // A release of schema v1 wrote a status word the v1 → v2 mapping does not know, then a readable one.
+    const v1 = (status: string): WrittenEvent => ({
+      eventType: "SubtaskUpdated",
+      schemaVersion: 1,
+      payloadSchema: legacyV1.SubtaskUpdatedSchema,
+      payload: create(legacyV1.SubtaskUpdatedSchema, { subtaskId: "s1", status }),
+      occurredAt: new Date(),
+    });
+    await appendAsWritten(nc, store, victim, [v1("maybe later"), v1("done")]);
+    const sequenceOfBad = (await store.readStored(victim))[2]?.sequence;
+    const replica = await startReplica(projection, "ru");
+    await eventually(
+      async () => {
+        const parked = await listParked(await jetstreamManager(nc), parking, projection.name);
+        const entry = parked.find((p) => p.storyId === victim);
+        expect(entry?.version).toBe(3);
+        expect(entry?.originalSequence).toBe(sequenceOfBad);
+        expect(entry?.reason).toMatch(
+          /UnreadableEventError: .*cannot upcast SubtaskUpdated v1: .*unknown v1 subtask status "maybe later"/,
+        );
+      },
+      { timeout: 20_000 },
+    );
+    await eventually(() => expectModelEqualsFold(projection, ids.slice(1)), { timeout: 20_000 });
+    const victimModel = await projection.readContext(projection.active, victim);
+    expect(victimModel?.stale).toBe(true);
+    // Never past the parked event (how far before it depends on the batch it came in).
+    expect(victimModel?.version ?? 0).toBeLessThan(3);
     await replica.stop();
   });
 

@@ -3,7 +3,7 @@ import { createEventStore, type EventStreamNames, partitionSubjects } from "@ctx
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Registry } from "prom-client";
-import type { BackoffSettings, Upcast } from "./batch-applier.ts";
+import type { BackoffSettings } from "./batch-applier.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames, provisionParking } from "./parking.ts";
 import { createPartitionLeases, type PartitionLeases } from "./partition-leases.ts";
@@ -28,8 +28,6 @@ export interface ProjectorOptions {
   /** Events per read-model write (default 500). */
   readonly batchSize?: number;
   readonly parking?: ParkingNames;
-  /** Upcaster chain applied to every event before projection (default: none). */
-  readonly upcast?: Upcast;
   readonly heartbeatMs?: number;
   readonly leaseTtlMs?: number;
   readonly backoff?: BackoffSettings;
@@ -122,7 +120,6 @@ export function createProjector(options: ProjectorOptions): Projector {
             names: options.names,
             store,
             parking,
-            upcast: options.upcast ?? ((e) => [e]),
             logger,
             metrics,
             batchSize: options.batchSize ?? 500,

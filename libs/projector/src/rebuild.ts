@@ -1,10 +1,12 @@
+import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
 import { fold, type StoryId } from "@ctx/domain";
-import type { EventStore, RecordedEvent } from "@ctx/event-store";
+import type { EventStore, RecordedEvent, StoredEvent } from "@ctx/event-store";
+import { ContextEventSchema } from "@ctx/proto";
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
-import { BatchApplier, type Upcast } from "./batch-applier.ts";
+import { BatchApplier } from "./batch-applier.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames } from "./parking.ts";
 import type { Projection } from "./projection.ts";
@@ -24,7 +26,6 @@ export interface RebuildOptions {
   readonly partitions: number;
   readonly projection: Projection;
   readonly logger: Logger;
-  readonly upcast?: Upcast;
   readonly parking?: ParkingNames;
   /** Events per read-model write (default 1000). */
   readonly batchSize?: number;
@@ -70,7 +71,6 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     store,
     js: jetstream(options.nc),
     parking: options.parking ?? defaultParkingNames,
-    upcast: options.upcast ?? ((e) => [e]),
     logger,
     metrics: createProjectorMetrics(new Registry()),
   });
@@ -81,26 +81,44 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   let events = 0;
   let position = from;
   let head = await lastSequence();
-  const flush = async (batch: (RecordedEvent & { partition: number })[]) => {
-    const byPartition = new Map<number, (RecordedEvent & { partition: number })[]>();
-    for (const e of batch)
-      byPartition.set(e.partition, [...(byPartition.get(e.partition) ?? []), e]);
+  const flush = async (batch: (StoredEvent & { partition: number })[]) => {
+    const byPartition = new Map<number, (StoredEvent & { partition: number })[]>();
+    for (const e of batch) {
+      const list = byPartition.get(e.partition);
+      if (list) list.push(e);
+      else byPartition.set(e.partition, [e]);
+    }
     // The replay runs in stream order: after this batch, each partition it touched is complete up
     // to the batch's last sequence.
-    const last = (batch[batch.length - 1] as RecordedEvent).sequence;
+    const last = (batch[batch.length - 1] as StoredEvent).sequence;
     for (const [partition, list] of byPartition) {
       const byStory = new Map<StoryId, RecordedEvent[]>();
-      for (const e of list.flatMap((x) => applier.upcast(x))) {
-        byStory.set(e.storyId, [...(byStory.get(e.storyId) ?? []), e]);
+      const poisoned = new Set<StoryId>();
+      for (const stored of list) {
+        // Upcast with the store's upcaster (the one every reader uses); an event no chain can
+        // read is parked and its story marked stale, as live projection does.
+        let events: readonly RecordedEvent[];
+        try {
+          events = store.upcaster.upcast(stored);
+        } catch (e) {
+          const bytes = toBinary(ContextEventSchema, stored.envelope);
+          await applier.parkRaw(
+            stored.storyId,
+            stored.sequence,
+            stored.eventType,
+            bytes,
+            e,
+            stored.version,
+          );
+          poisoned.add(stored.storyId);
+          continue;
+        }
+        const story = byStory.get(stored.storyId);
+        if (story) story.push(...events);
+        else byStory.set(stored.storyId, [...events]);
       }
       const previous = checkpoints.get(partition) ?? from;
-      await applier.applyBatch(
-        generation,
-        partition,
-        { byStory, poisoned: new Set() },
-        previous,
-        last,
-      );
+      await applier.applyBatch(generation, partition, { byStory, poisoned }, previous, last);
       checkpoints.set(partition, last);
     }
     await applier.applyBatch(
@@ -118,9 +136,10 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
   // Replay until caught up: a pass reads to the head as it was when the pass began; new events
   // appended meanwhile are read by the next pass, until a pass finds (almost) nothing new.
   for (;;) {
-    let batch: (RecordedEvent & { partition: number })[] = [];
+    let batch: (StoredEvent & { partition: number })[] = [];
     let passEvents = 0;
-    for await (const event of store.readAll({ fromSequence: position + 1, toSequence: head })) {
+    const range = { fromSequence: position + 1, toSequence: head };
+    for await (const event of store.readAllStored(range)) {
       batch.push(event);
       passEvents += 1;
       if (batch.length >= batchSize) {
@@ -168,9 +187,8 @@ export async function rebuildStory(
   projection: Projection,
   store: EventStore,
   storyId: StoryId,
-  upcast: Upcast = (e) => [e],
 ): Promise<{ version: number }> {
-  const events = (await store.read(storyId, { mustExist: true })).flatMap(upcast);
+  const events = await store.read(storyId, { mustExist: true });
   const state = fold(storyId, events);
   await projection.replaceStory(await projection.activeGeneration(), state);
   return { version: state.version };

@@ -14,11 +14,16 @@ const networkCodes = new Set([
   "ETIMEDOUT",
 ]);
 
+// The pool's own give-up carries no code (N/A), only this message: no connection could be opened or
+// freed in `connectionAcquisitionTimeout`. A frozen server (GC pause, stopped VM) looks like this, as
+// TCP still connects but Bolt never answers; so does a pool exhausted by slow queries.
+const acquisitionTimedOut = /^Connection acquisition timed out\b/;
+
 /**
  * True for an error that says Neo4j cannot be reached or cannot serve right now: the driver's
  * ServiceUnavailable and SessionExpired, any error the driver classes as retryable (transient
  * errors such as deadlocks or a database that is starting, which outlived the driver's own
- * retries), and socket errors.
+ * retries), a connection acquisition that timed out, and socket errors.
  */
 export function isNeo4jUnavailable(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; depth += 1) {
@@ -27,6 +32,7 @@ export function isNeo4jUnavailable(error: unknown): boolean {
         return true;
       }
       if (neo4j.isRetryableError(e)) return true;
+      if (acquisitionTimedOut.test(e.message)) return true;
     }
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && networkCodes.has(code)) return true;

@@ -1,4 +1,5 @@
 import { ContextLifecycle, type ContextState } from "@ctx/domain";
+import { followsOn } from "@ctx/event-store";
 import type { StoryEvents } from "@ctx/projector";
 import {
   ContextStatus,
@@ -151,7 +152,7 @@ function planStory(keys: GenerationKeys, story: StoryEvents, plan: MutablePlan):
   let updatedAt: number | null = null;
 
   for (const event of events) {
-    if (event.storyId !== storyId || event.version !== version + 1) {
+    if (event.storyId !== storyId || !followsOn(version, event)) {
       throw new RangeError(
         `story ${storyId}: expected version ${version + 1}, got ${event.storyId} version ${event.version}`,
       );
@@ -261,6 +262,9 @@ function planStory(keys: GenerationKeys, story: StoryEvents, plan: MutablePlan):
         }
         break;
       }
+      case undefined:
+        // A stored event its upcaster drops: the version counts, nothing else changes.
+        break;
       default:
         // A payload case this code does not know yet: the version still counts (as in evolve).
         data satisfies never;

@@ -5,6 +5,12 @@ import { type SubtaskStatus, SubtaskStatusSchema } from "@ctx/proto";
 export interface ValkeyReadModelOptions {
   /** Prefix of every key (default `ctx`), so several read models can share one server. */
   readonly keyPrefix?: string;
+  /**
+   * States of this many recently written stories are kept in memory by the projection, so a batch
+   * reads and decodes only stories it has not just written (default 10,000; 0 turns it off). Never
+   * trusted for correctness: every write is still guarded by the stored version.
+   */
+  readonly stateCacheSize?: number;
 }
 
 /** The prefix of every key when none is given. */

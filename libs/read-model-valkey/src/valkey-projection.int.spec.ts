@@ -47,6 +47,44 @@ function fromStart(story: StoryId, events: readonly RecordedEvent[]): StoryEvent
   return { storyId: story, expectedVersion: streamVersion(0), events };
 }
 
+describe("Valkey projection's cache of story states", () => {
+  it("never lets a state it remembers hide another writer's newer version", async () => {
+    const keyPrefix = uniqueName("cache");
+    const [a, b] = [
+      createValkeyProjection(client(), { keyPrefix }),
+      createValkeyProjection(client(), { keyPrefix }),
+    ] as [Projection, Projection];
+    await a.init();
+    const story = newStory();
+    const events = history(story, [
+      created(),
+      subtask("x"),
+      moved("x", SubtaskStatus.DONE),
+      subtask("y"),
+    ]);
+    const at = (expected: number, from: number, to: number): ProjectionBatch => ({
+      generation: 1,
+      partition: 0,
+      checkpoint: 0,
+      stories: [
+        {
+          storyId: story,
+          expectedVersion: streamVersion(expected),
+          events: events.slice(from, to),
+        },
+      ],
+    });
+    await a.apply(at(0, 0, 2)); // a remembers version 2
+    await b.apply(at(2, 2, 3)); // b moves the story to version 3 behind a's back
+    const stale = await a.apply(at(2, 2, 3)).catch((e: unknown) => e);
+    expect(isVersionConflictError(stale)).toBe(true);
+    await a.apply(at(3, 3, 4));
+    const read = await a.readContext(1, story);
+    expect(read?.version).toBe(4);
+    expect(read?.context).toEqual(expectedContext(story, events));
+  });
+});
+
 describe("Valkey projection", () => {
   const prefix = uniqueName("projection");
   let valkey: Valkey;

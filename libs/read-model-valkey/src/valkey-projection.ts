@@ -7,6 +7,7 @@ import {
   type StreamVersion,
   streamVersion,
 } from "@ctx/domain";
+import { followsOn } from "@ctx/event-store";
 import {
   type Projection,
   type ProjectionBatch,
@@ -51,17 +52,42 @@ export function createValkeyProjection(
   options: ValkeyReadModelOptions = {},
 ): Projection {
   assertFailsFast(valkey);
-  return new ValkeyProjection(valkey, keyLayout(options.keyPrefix ?? defaultKeyPrefix));
+  return new ValkeyProjection(
+    valkey,
+    keyLayout(options.keyPrefix ?? defaultKeyPrefix),
+    options.stateCacheSize ?? 10_000,
+  );
 }
 
 class ValkeyProjection implements Projection {
   readonly name = "valkey";
   readonly #valkey: Valkey;
   readonly #keys: KeyLayout;
+  // The state of each story as this projection last wrote it, by generation and story, oldest first.
+  // A story's state at a version is the fold of the stream up to it, whoever wrote it, so an entry
+  // at the version a batch expects is that story's state; the write script still checks the version.
+  readonly #states = new Map<string, ContextState>();
+  readonly #stateCacheSize: number;
 
-  constructor(valkey: Valkey, keys: KeyLayout) {
+  constructor(valkey: Valkey, keys: KeyLayout, stateCacheSize: number) {
     this.#valkey = valkey;
     this.#keys = keys;
+    this.#stateCacheSize = stateCacheSize;
+  }
+
+  #remember(generation: number, state: ContextState): void {
+    if (this.#stateCacheSize <= 0) return;
+    const key = `${generation}\u0000${state.storyId}`;
+    this.#states.delete(key);
+    this.#states.set(key, state);
+    if (this.#states.size > this.#stateCacheSize) {
+      const oldest = this.#states.keys().next().value;
+      if (oldest !== undefined) this.#states.delete(oldest);
+    }
+  }
+
+  #forget(generation: number, storyId: StoryId): void {
+    this.#states.delete(`${generation}\u0000${storyId}`);
   }
 
   init(): Promise<void> {
@@ -115,36 +141,53 @@ class ValkeyProjection implements Projection {
     const stories = batch.stories.filter((s) => s.events.length > 0);
     checkStories(stories);
 
-    const stored = await this.#call("reading stories", () =>
-      this.#readStories(
-        keys,
-        stories.map((s) => s.storyId),
-      ),
-    );
+    // Stories this projection wrote last at the expected version need no read.
+    const befores = new Map<StoryId, ContextState>();
+    for (const story of stories) {
+      const cached = this.#states.get(`${batch.generation}\u0000${story.storyId}`);
+      if (cached?.version === story.expectedVersion) befores.set(story.storyId, cached);
+    }
+    const byId = new Map(stories.map((s) => [s.storyId, s]));
+    const unread = stories.filter((s) => !befores.has(s.storyId)).map((s) => s.storyId);
+    const stored = await this.#call("reading stories", () => this.#readStories(keys, unread));
 
     const conflicts: Conflict[] = [];
-    const writes: ScriptCall[] = [];
-    const written: StoryEvents[] = [];
-    stories.forEach((story, i) => {
+    unread.forEach((id, i) => {
       const current = stored[i];
+      const story = byId.get(id) as StoryEvents;
       const version = current?.version ?? 0;
-      if (version !== story.expectedVersion) {
-        conflicts.push({ story, version });
-        return;
-      }
-      const before = stateOf(story.storyId, current);
+      if (version !== story.expectedVersion) conflicts.push({ story, version });
+      else befores.set(id, stateOf(id, current));
+    });
+    const writes: ScriptCall[] = [];
+    const written: { story: StoryEvents; state: ContextState }[] = [];
+    for (const story of stories) {
+      const before = befores.get(story.storyId);
+      if (before === undefined) continue;
       const state = evolveAll(before, story.events);
       writes.push(this.#writeStory(keys, state, before));
-      written.push(story);
-    });
+      written.push({ story, state });
+    }
     // Last, and checked on the server: only a batch the model holds whole moves the checkpoint.
     writes.push(this.#writeCheckpoint(keys, batch, stories));
 
-    const replies = await this.#call("writing stories", () => runScripts(this.#valkey, writes));
-    written.forEach((story, i) => {
+    let replies: readonly unknown[];
+    try {
+      replies = await this.#call("writing stories", () => runScripts(this.#valkey, writes));
+    } catch (e) {
+      // Whether any of it was written is unknown: read these stories again next time.
+      for (const { story } of written) this.#forget(batch.generation, story.storyId);
+      throw e;
+    }
+    written.forEach(({ story, state }, i) => {
       const [held, version] = replies[i] as readonly ScriptReply[];
-      if (held !== 1) conflicts.push({ story, version: Number(String(version)) });
+      if (held === 1) this.#remember(batch.generation, state);
+      else {
+        this.#forget(batch.generation, story.storyId);
+        conflicts.push({ story, version: Number(String(version)) });
+      }
     });
+    for (const c of conflicts) this.#forget(batch.generation, c.story.storyId);
     if (conflicts.length > 0) throw conflictError(batch.generation, conflicts);
   }
 
@@ -162,6 +205,7 @@ class ValkeyProjection implements Projection {
 
   async markStale(generation: number, storyId: StoryId, reason: string): Promise<void> {
     const keys = this.#keys.generation(generation);
+    this.#forget(generation, storyId);
     await this.#call("marking a story stale", () =>
       this.#valkey
         .multi()
@@ -174,6 +218,7 @@ class ValkeyProjection implements Projection {
   async replaceStory(generation: number, state: ContextState): Promise<void> {
     const keys = this.#keys.generation(generation);
     const write = this.#writeStory(keys, state, undefined);
+    this.#forget(generation, state.storyId);
     await this.#call("replacing a story", async () => {
       await this.#valkey.sadd(this.#keys.generations, String(generation));
       await runScripts(this.#valkey, [write]);
@@ -182,6 +227,9 @@ class ValkeyProjection implements Projection {
 
   async dropGeneration(generation: number): Promise<void> {
     const { pattern } = this.#keys.generation(generation);
+    for (const key of [...this.#states.keys()]) {
+      if (key.startsWith(`${generation}\u0000`)) this.#states.delete(key);
+    }
     await this.#call("dropping a generation", async () => {
       let cursor = "0";
       do {
@@ -264,7 +312,8 @@ class ValkeyProjection implements Projection {
         batch.partition,
         batch.checkpoint,
         batch.generation,
-        ...stories.map((s) => s.expectedVersion + s.events.length),
+        // The version each story reaches: its last event's (parts of a split event share one).
+        ...stories.map((s) => s.events[s.events.length - 1]?.version ?? s.expectedVersion),
       ],
     };
   }
@@ -320,13 +369,15 @@ function checkStories(stories: readonly StoryEvents[]): void {
   for (const { storyId, expectedVersion, events } of stories) {
     if (seen.has(storyId)) throw new RangeError(`story ${storyId} appears twice in one batch`);
     seen.add(storyId);
-    events.forEach((event, i) => {
-      if (event.storyId !== storyId || event.version !== expectedVersion + 1 + i) {
+    let at: number = expectedVersion;
+    for (const event of events) {
+      if (event.storyId !== storyId || !followsOn(at, event)) {
         throw new RangeError(
-          `event ${event.eventId} (story ${event.storyId}, version ${event.version}) does not follow version ${expectedVersion + i} of story ${storyId}`,
+          `event ${event.eventId} (story ${event.storyId}, version ${event.version}) does not follow version ${at} of story ${storyId}`,
         );
       }
-    });
+      at = event.version;
+    }
   }
 }
 

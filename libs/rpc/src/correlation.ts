@@ -4,7 +4,7 @@ import {
   type HandlerContext,
   type Interceptor,
 } from "@connectrpc/connect";
-import { v7 as uuidv7 } from "uuid";
+import { uuidv7 } from "./uuid-v7.ts";
 
 /** Request headers that carry the ids tying a call to the events and logs it causes. */
 export const correlationHeaders = {

@@ -55,7 +55,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       ...(options.interceptors ?? []),
     ],
   });
-  const server = http2.createServer(handler);
+  const server = http2.createServer();
+  server.on("stream", handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);

@@ -33,6 +33,5 @@ export type {
   TemporalReader,
   TemporalReaderOptions,
   TemporalReadOptions,
-  Upcast,
 } from "./temporal-reader.ts";
 export { createTemporalReader } from "./temporal-reader.ts";

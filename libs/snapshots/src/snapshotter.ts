@@ -1,5 +1,5 @@
 import type { Logger } from "@ctx/config";
-import { decodeEvent, type EventStore, isEventStoreUnavailableError } from "@ctx/event-store";
+import { decodeStoredEvent, type EventStore, isEventStoreUnavailableError } from "@ctx/event-store";
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -13,7 +13,7 @@ import { Counter, Gauge, type Registry } from "prom-client";
 import { isSnapshotStoreUnavailableError } from "./errors.ts";
 import { toSnapshot } from "./snapshot-codec.ts";
 import type { SnapshotStore } from "./snapshot-store.ts";
-import { createTemporalReader, type TemporalReader, type Upcast } from "./temporal-reader.ts";
+import { createTemporalReader, type TemporalReader } from "./temporal-reader.ts";
 
 export interface SnapshotterOptions {
   readonly nc: NatsConnection;
@@ -25,7 +25,6 @@ export interface SnapshotterOptions {
   readonly logger: Logger;
   /** Durable consumer name on the event stream (default `snapshotter`); replicas share it. */
   readonly consumerName?: string;
-  readonly upcast?: Upcast;
   /** Registers `snapshots_written_total` and `snapshotter_lag_events` when given. */
   readonly registry?: Registry;
 }
@@ -81,7 +80,6 @@ class JetStreamSnapshotter implements Snapshotter {
       store: options.store,
       snapshots: options.snapshots,
       logger: options.logger,
-      ...(options.upcast ? { upcast: options.upcast } : {}),
     });
     if (options.registry) {
       this.#written = new Counter({
@@ -168,7 +166,8 @@ class JetStreamSnapshotter implements Snapshotter {
     const { logger, snapshots } = this.#o;
     let storyId: string | undefined;
     try {
-      const event = decodeEvent(msg.data, msg.seq);
+      // Only the position matters here; the reader below upcasts what it folds.
+      const event = decodeStoredEvent(msg.data, msg.seq);
       storyId = event.storyId;
       if (event.version % this.#interval !== 0) {
         msg.ack();

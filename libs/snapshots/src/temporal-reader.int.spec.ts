@@ -229,6 +229,53 @@ describe("temporal reader", () => {
     expect(atTime.state).toEqual(fold(story, history));
   });
 
+  it("folds every event that occurred by a time, also those stored after it (past the read's size hint)", async () => {
+    const story = newStory();
+    const early = await append(
+      story,
+      Array.from({ length: 10 }, (_, i) =>
+        i === 0 ? [eventData.contextCreated()] : [eventData.subtaskAdded({ subtaskId: `e${i}` })],
+      ),
+    );
+    await caughtUp();
+    // Stamped before `t` but stored after it (appends in flight at `t`, a backfill): the version
+    // stored by `t` (10) under-counts what occurred by then (30), so the first read falls short.
+    const t = (early[early.length - 1] as RecordedEvent).occurredAt.getTime() + 100;
+    await new Promise((resolve) => setTimeout(resolve, t + 5 - Date.now()));
+    const late = await store.append(
+      story,
+      Array.from({ length: 20 }, (_, i) => ({
+        data: eventData.subtaskAdded({ subtaskId: `l${i}` }),
+        occurredAt: new Date(t - 50 + i),
+      })),
+      ExpectedVersion.Any,
+    );
+    await caughtUp();
+    const history = [...early, ...late.events];
+    for (const reader of [withSnapshots, withoutSnapshots]) {
+      const point = await reader.atTime(story, new Date(t));
+      expect(point.state).toEqual(fold(story, history));
+      expect(point.sequence).toBe(history[history.length - 1]?.sequence);
+    }
+    // Backfilled history stamped long before anything was stored: no snapshot and no version
+    // stored by then, yet every event that occurred by then is folded.
+    const backfilled = newStory();
+    const past = Date.now() - 3_600_000;
+    const old = await store.append(
+      backfilled,
+      Array.from({ length: 25 }, (_, i) => ({
+        data: i === 0 ? eventData.contextCreated() : eventData.subtaskAdded({ subtaskId: `b${i}` }),
+        occurredAt: new Date(past + i),
+      })),
+      ExpectedVersion.NoStory,
+    );
+    await caughtUp();
+    for (const reader of [withSnapshots, withoutSnapshots]) {
+      const point = await reader.atTime(backfilled, new Date(past + 20));
+      expect(point.state).toEqual(fold(backfilled, old.events.slice(0, 21)));
+    }
+  });
+
   it("aborts a read when its signal is aborted", async () => {
     const signal = AbortSignal.abort(new Error("cancelled"));
     await expect(withSnapshots.current(newStory(), { signal })).rejects.toThrow("cancelled");

@@ -1,7 +1,7 @@
 import type { Logger } from "@ctx/config";
 import { type ContextState, evolveAll, fold, type StoryId } from "@ctx/domain";
 import {
-  decodeEvent,
+  decodeStoredEvent,
   type EventStore,
   EventStoreUnavailableError,
   type ReadOptions,
@@ -13,9 +13,6 @@ import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
 import { loadSnapshot, snapshotTime } from "./snapshot-codec.ts";
 import type { SnapshotStore } from "./snapshot-store.ts";
-
-/** Turns a stored event into its current shape (upcasting); may yield several events, or none. */
-export type Upcast = (event: RecordedEvent) => readonly RecordedEvent[];
 
 /** A story as it was at some point of its history, and how that answer was computed. */
 export interface PointInTime {
@@ -88,8 +85,6 @@ export interface TemporalReaderOptions {
   readonly store: EventStore;
   /** Absent: every read folds from the story's first event. */
   readonly snapshots?: SnapshotStore;
-  /** Upcaster chain applied to every event read (default: none). */
-  readonly upcast?: Upcast;
   readonly logger?: Logger;
 }
 
@@ -99,6 +94,12 @@ export function createTemporalReader(options: TemporalReaderOptions): TemporalRe
 }
 
 type Bound = Pick<ReadOptions, "toVersion" | "untilTime">;
+
+/**
+ * Events that may have occurred by a time but been stored after it (appends in flight then): a
+ * read sized from the version stored by that time asks for this many more.
+ */
+const IN_FLIGHT_EVENTS = 8;
 
 class SnapshotTemporalReader implements TemporalReader {
   readonly #o: TemporalReaderOptions;
@@ -122,8 +123,8 @@ class SnapshotTemporalReader implements TemporalReader {
     time: Date,
     options: TemporalReadOptions = {},
   ): Promise<PointInTime> {
-    const snapshot = await this.#snapshotAtTime(storyId, time);
-    return this.#foldFrom(storyId, snapshot, { untilTime: time }, options.signal);
+    const { snapshot, storedBy } = await this.#snapshotAtTime(storyId, time);
+    return this.#foldFrom(storyId, snapshot, { untilTime: time }, options.signal, storedBy);
   }
 
   async current(storyId: StoryId, options: TemporalReadOptions = {}): Promise<PointInTime> {
@@ -171,10 +172,14 @@ class SnapshotTemporalReader implements TemporalReader {
    * which misses snapshots written late (a snapshotter catching up, a backfill); so the version of
    * the story's last event stored by then is asked for at the same time, and the snapshot at that
    * version used when it is newer. Either is used only if its last event occurred by `time`.
+   * That version (`storedBy`) also tells the fold about how many events to read.
    */
-  async #snapshotAtTime(storyId: StoryId, time: Date): Promise<ContextSnapshot | undefined> {
+  async #snapshotAtTime(
+    storyId: StoryId,
+    time: Date,
+  ): Promise<{ snapshot: ContextSnapshot | undefined; storedBy: number | undefined }> {
     const { snapshots } = this.#o;
-    if (snapshots === undefined) return undefined;
+    if (snapshots === undefined) return { snapshot: undefined, storedBy: undefined };
     const [byTime, storedBy] = await Promise.all([
       snapshots.atOrBeforeTime(storyId, time),
       this.#versionStoredBy(storyId, time),
@@ -191,7 +196,7 @@ class SnapshotTemporalReader implements TemporalReader {
         best = byVersion;
       }
     }
-    return best;
+    return { snapshot: best, storedBy };
   }
 
   /** Version of the story's last event stored at or before `time` (0: none), one direct get. */
@@ -207,7 +212,7 @@ class SnapshotTemporalReader implements TemporalReader {
       });
       // One message per event type of the story: the last of each.
       for await (const msg of messages) {
-        version = Math.max(version, decodeEvent(msg.data, msg.seq).version);
+        version = Math.max(version, decodeStoredEvent(msg.data, msg.seq).version);
       }
     } catch (e) {
       if (isOutage(e)) {
@@ -226,15 +231,30 @@ class SnapshotTemporalReader implements TemporalReader {
     snapshot: ContextSnapshot | undefined,
     bound: Bound,
     signal: AbortSignal | undefined,
+    /** About the last version within the bound, when known (the version stored by a time). */
+    expectedVersion?: number,
   ): Promise<PointInTime> {
     signal?.throwIfAborted();
-    const { store } = this.#o;
+    const { store, snapshots } = this.#o;
+    // How many events a read from `from` probably returns, when the bound does not say: the
+    // server then looks up and sends about those instead of a full batch (the read still returns
+    // everything within the bound). Events that occurred by a time may be stored a little later.
+    const sizeHint = (from: number): Pick<ReadOptions, "sizeHint"> => {
+      if (bound.toVersion !== undefined) return {};
+      if (expectedVersion !== undefined) {
+        return { sizeHint: Math.max(0, expectedVersion - from + 1) + IN_FLIGHT_EVENTS };
+      }
+      // From a snapshot, the events up to the next one.
+      return from > 1 && snapshots ? { sizeHint: snapshots.interval + 1 } : {};
+    };
     const loaded = snapshot === undefined ? undefined : loadSnapshot(snapshot);
     if (loaded !== undefined) {
       // Read from the snapshot's own event: it proves the snapshot belongs to this stream.
       const events = await store.read(storyId, {
         ...bound,
         afterSequence: loaded.eventSequence - 1,
+        fromVersion: loaded.state.version,
+        ...sizeHint(loaded.state.version),
       });
       signal?.throwIfAborted();
       const [first, ...after] = events;
@@ -257,7 +277,7 @@ class SnapshotTemporalReader implements TemporalReader {
         "snapshot does not match the event stream; folding from the first event",
       );
     }
-    const events = await store.read(storyId, bound);
+    const events = await store.read(storyId, { ...bound, ...sizeHint(1) });
     signal?.throwIfAborted();
     return {
       state: fold(storyId, this.#upcast(events)),
@@ -267,9 +287,9 @@ class SnapshotTemporalReader implements TemporalReader {
     };
   }
 
+  // The store upcasts what it reads (every reader shares its upcaster): nothing is left to do.
   #upcast(events: readonly RecordedEvent[]): readonly RecordedEvent[] {
-    const { upcast } = this.#o;
-    return upcast === undefined ? events : events.flatMap(upcast);
+    return events;
   }
 }
 

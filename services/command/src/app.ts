@@ -24,6 +24,8 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     name: "context-command-service",
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
+    // nats.js otherwise builds two Errors per request up front, only for their stack traces.
+    noAsyncTraces: true,
   });
   const settings: EventStreamSettings = {
     stream: config.EVENT_STREAM,

@@ -1,4 +1,4 @@
-import { storyId } from "@ctx/domain";
+import { currentSchemaVersion, storyId } from "@ctx/domain";
 import { type RecordedEvent, verifyChain } from "@ctx/event-store";
 import { stack, uniqueName } from "@ctx/test-support";
 import { status } from "@grpc/grpc-js";
@@ -145,7 +145,14 @@ describe("every RPC", () => {
     // Each response names exactly the events its call stored, in order.
     expect(stored.map((e) => e.eventId)).toEqual(results.flatMap((r) => r.result.event_ids));
     expect(results.every((r) => !r.result.deduplicated)).toBe(true);
-    expect(stored.every((e) => e.storyId === story && e.schemaVersion === 1)).toBe(true);
+    expect(
+      stored.every(
+        (e) =>
+          e.storyId === story &&
+          e.schemaVersion ===
+            currentSchemaVersion[e.eventType as keyof typeof currentSchemaVersion],
+      ),
+    ).toBe(true);
     expect(verifyChain(stored.map((e) => e.envelope))).toEqual({ intact: true, events: 13 });
 
     const payloads = stored.map((e) => e.data.value);

@@ -1,9 +1,11 @@
 import { printContextAtTwoTimes } from "@ctx/query-service";
 import { Command } from "commander";
+import { eventStats, upcastDryRun } from "./commands/events.ts";
 import { parkedDiscard, parkedList, parkedReplay } from "./commands/parked.ts";
 import { projectionsStatus, rebuildProjections } from "./commands/projections.ts";
 import { provisionStreams } from "./commands/streams.ts";
 import { runDemo, waitForReadModels } from "./demo.ts";
+import { writeLegacyDemo } from "./legacy-demo.ts";
 
 // `bin/ctx`, the operator CLI. Connection settings come from the same environment variables as the
 // services (NATS_URL, VALKEY_URL, NEO4J_URL, EVENT_STREAM, ...); see docs/OPERATIONS.md.
@@ -27,11 +29,24 @@ program
     process.env.QUERY_URL ?? "http://127.0.0.1:50052",
   )
   .option("--story <id>", "story id", "demo-checkout")
-  .action(async (options: { commandUrl: string; queryUrl: string; story: string }) => {
-    const version = await runDemo(options.commandUrl, options.story, print);
-    await waitForReadModels(options.story, version, print);
-    await printContextAtTwoTimes(options.queryUrl, options.story, print);
-  });
+  .option(
+    "--legacy-story <id>",
+    "also leave a story as a schema-v1 release wrote it (see ctx events)",
+    "demo-legacy-invoices",
+  )
+  .action(
+    async (options: {
+      commandUrl: string;
+      queryUrl: string;
+      story: string;
+      legacyStory: string;
+    }) => {
+      const version = await runDemo(options.commandUrl, options.story, print);
+      await waitForReadModels(options.story, version, print);
+      await printContextAtTwoTimes(options.queryUrl, options.story, print);
+      await writeLegacyDemo(options.legacyStory, print);
+    },
+  );
 
 const streams = program.command("streams").description("the JetStream streams");
 streams
@@ -57,6 +72,18 @@ projections
   .action((which: string, options: { story?: string; batchSize?: number }) =>
     rebuildProjections(which, options, print),
   );
+
+const events = program.command("events").description("the stored events and their schema versions");
+events
+  .command("stats")
+  .description("events per (type, schema version) in the stream, and how each is read today")
+  .action(() => eventStats(print));
+events
+  .command("upcast")
+  .description("a story's events as stored and as upcast, side by side (never rewrites anything)")
+  .requiredOption("--story <id>", "story id")
+  .option("--dry-run", "show, do not write (the only mode: stored events are never rewritten)")
+  .action((options: { story: string; dryRun?: boolean }) => upcastDryRun(options, print));
 
 const parked = program.command("parked").description("events a projection could not apply");
 parked

@@ -12,8 +12,8 @@ import {
   type EventStore,
   isConcurrencyError,
   type RecordedEvent,
+  uuidv7,
 } from "@ctx/event-store";
-import { v7 as uuidv7 } from "uuid";
 import { type LoadedStory, StoryCache } from "./story-cache.ts";
 
 export interface CommandRequest {

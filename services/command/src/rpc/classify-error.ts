@@ -6,7 +6,12 @@ import {
   isStoryAlreadyExistsError,
   isStoryNotFoundError,
 } from "@ctx/domain";
-import { isConcurrencyError, isEventStoreUnavailableError } from "@ctx/event-store";
+import {
+  isConcurrencyError,
+  isCorruptEventError,
+  isEventStoreUnavailableError,
+  isUnreadableEventError,
+} from "@ctx/event-store";
 import type { ErrorClassifier } from "@ctx/rpc";
 
 /** The command side's errors as gRPC status codes (the only place this mapping is made). */
@@ -28,6 +33,14 @@ export const classifyCommandError: ErrorClassifier = (e) => {
   }
   if (isEventStoreUnavailableError(e)) {
     return new ConnectError(`${e.message}; retry later`, Code.Unavailable);
+  }
+  if (isUnreadableEventError(e)) {
+    // The story holds an event this release cannot read (no upcaster for its schema version):
+    // deciding on a guessed history would be wrong; an upcaster has to be deployed first.
+    return new ConnectError(e.message, Code.FailedPrecondition);
+  }
+  if (isCorruptEventError(e)) {
+    return new ConnectError(e.message, Code.DataLoss);
   }
   if (e instanceof DOMException && (e.name === "AbortError" || e.name === "TimeoutError")) {
     return new ConnectError("the call was cancelled or its deadline passed", Code.DeadlineExceeded);

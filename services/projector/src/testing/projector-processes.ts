@@ -13,6 +13,13 @@ export interface ProjectorProcess {
   /** SIGTERM: the graceful stop. */
   stop(): Promise<void>;
   output(): string;
+  /**
+   * Port of the replica's ops server (`/metrics`), known once it logged "projector ready": only
+   * with LOG_LEVEL at info or below.
+   */
+  opsPort(): number | undefined;
+  /** The sum of every sample of a Prometheus metric of the replica (`/metrics`). */
+  metric(name: string): Promise<number>;
 }
 
 export function spawnProjector(env: Record<string, string>, replicaId: string): ProjectorProcess {
@@ -27,8 +34,14 @@ export function spawnProjector(env: Record<string, string>, replicaId: string): 
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
+  let opsPort: number | undefined;
+  let pendingLine = "";
   child.stdout?.on("data", (d: Buffer) => {
     out = (out + d.toString()).slice(-20_000);
+    if (opsPort !== undefined) return;
+    const lines = (pendingLine + d.toString()).split("\n");
+    pendingLine = lines.pop() ?? "";
+    for (const line of lines) opsPort ??= readyOpsPort(line);
   });
   child.stderr?.on("data", (d: Buffer) => {
     out = (out + d.toString()).slice(-20_000);
@@ -44,7 +57,35 @@ export function spawnProjector(env: Record<string, string>, replicaId: string): 
     kill: () => end("SIGKILL"),
     stop: () => end("SIGTERM"),
     output: () => out,
+    opsPort: () => opsPort,
+    async metric(name) {
+      if (opsPort === undefined) throw new Error(`${replicaId} has not logged its ops port yet`);
+      const response = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
+      return sumOfSamples(await response.text(), name);
+    },
   };
+}
+
+/** The ops port in the "projector ready" log line (JSON, as pino writes it off a terminal). */
+function readyOpsPort(line: string): number | undefined {
+  if (!line.includes('"projector ready"')) return undefined;
+  try {
+    const { ops } = JSON.parse(line) as { ops?: unknown };
+    return typeof ops === "number" ? ops : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sums the samples of one metric in the Prometheus text format, whatever their labels. */
+export function sumOfSamples(text: string, name: string): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#")) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (match?.[1] === name) sum += Number(match[2]);
+  }
+  return sum;
 }
 
 /** Waits until a condition holds, with a generous timeout for loaded 2-core machines. */

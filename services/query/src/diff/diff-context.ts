@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { evolveAll, initialState, type StoryId } from "@ctx/domain";
-import type { EventStore } from "@ctx/event-store";
+import { currentEnvelope, type EventStore } from "@ctx/event-store";
 import {
   type ContextPoint,
   type DiffContextRequest,
@@ -73,7 +73,7 @@ export async function diffContext(
     fromVersion: start.state.version,
     toVersion: end.version,
     ...diffContexts(start.state, end),
-    events: events.map((e) => e.envelope),
+    events: events.filter((e) => e.data.case !== undefined).map(currentEnvelope),
   });
 }
 

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { StoryId } from "@ctx/domain";
-import type { EventStore } from "@ctx/event-store";
+import { currentEnvelope, type EventStore } from "@ctx/event-store";
 import type { ListEventsRequest, ListEventsResponse } from "@ctx/proto";
 import { ListEventsResponseSchema } from "@ctx/proto";
 import type { TemporalReader } from "@ctx/snapshots";
@@ -11,7 +11,8 @@ import { decodePageToken, encodePageToken } from "./page-token.ts";
 export const defaultPageSize = 100;
 
 /**
- * One page of a story's events (envelopes as stored, upcast). Pages are version ranges: the token
+ * One page of a story's events, upcast (envelopes in their current shape; events an upcaster drops
+ * are left out). Pages are version ranges: the token
  * names the next page's first version and where the event before it sits in the stream, so paging
  * through a long story reads each event once.
  */
@@ -39,12 +40,16 @@ export async function listEvents(
     { signal },
   );
   const page = events.slice(0, pageSize);
+  // A page never ends inside the parts of one split stored event.
+  while (page.length > 1 && events[page.length]?.version === page[page.length - 1]?.version) {
+    page.pop();
+  }
   const last = page[page.length - 1];
   if (last === undefined && (await store.head(storyId)) === undefined) {
     throw new UnknownStoryError(storyId);
   }
   return create(ListEventsResponseSchema, {
-    events: page.map((e) => e.envelope),
+    events: page.filter((e) => e.data.case !== undefined).map(currentEnvelope),
     nextPageToken:
       events.length > pageSize && last !== undefined
         ? encodePageToken({

@@ -3,6 +3,7 @@ import {
   isCorruptEventError,
   isEventStoreUnavailableError,
   isStoryNotFoundError,
+  isUnreadableEventError,
 } from "@ctx/event-store";
 import { isStoreUnavailableError } from "@ctx/projector";
 import type { ErrorClassifier } from "@ctx/rpc";
@@ -39,6 +40,11 @@ export const classifyQueryError: ErrorClassifier = (e) => {
   if (isCorruptEventError(e)) {
     // The stream holds a message that is not an event: nothing a retry or the caller can fix.
     return new ConnectError(e.message, Code.DataLoss);
+  }
+  if (isUnreadableEventError(e)) {
+    // An event this release cannot bring to its current shape (no upcaster reads its version, or
+    // one refused it): the story cannot be answered until an upcaster is deployed; never guessed.
+    return new ConnectError(e.message, Code.FailedPrecondition);
   }
   if (e instanceof DOMException && (e.name === "AbortError" || e.name === "TimeoutError")) {
     return new ConnectError("the call was cancelled or its deadline passed", Code.DeadlineExceeded);

@@ -5,6 +5,7 @@ import {
   CorruptEventError,
   EventStoreUnavailableError,
   StoryNotFoundError,
+  UnreadableEventError,
 } from "@ctx/event-store";
 import { StoreUnavailableError } from "@ctx/projector";
 import { SnapshotStoreUnavailableError } from "@ctx/snapshots";
@@ -32,6 +33,7 @@ describe("query error classification", () => {
     [new SnapshotStoreUnavailableError("NATS down"), Code.Unavailable],
     [new StoreUnavailableError("Valkey down"), Code.Unavailable],
     [new CorruptEventError(7, "undecodable protobuf"), Code.DataLoss],
+    [new UnreadableEventError(7, "cannot upcast SubtaskUpdated v3"), Code.FailedPrecondition],
     [new DOMException("too late", "TimeoutError"), Code.DeadlineExceeded],
   ])("%s → %s", (error, code) => {
     expect(classifyQueryError(error)?.code).toBe(code);

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { type ContextState, evolve, type StoryId } from "@ctx/domain";
-import { decodeEvent, type EventStore, type RecordedEvent, storySubjects } from "@ctx/event-store";
+import { type EventStore, type RecordedEvent, storySubjects } from "@ctx/event-store";
 import { type WatchContextResponse, WatchContextResponseSchema } from "@ctx/proto";
-import type { TemporalReader, Upcast } from "@ctx/snapshots";
+import type { TemporalReader } from "@ctx/snapshots";
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { streamResponse } from "../context/context-response.ts";
@@ -12,7 +12,6 @@ export interface WatchOptions {
   readonly nc: NatsConnection;
   readonly store: EventStore;
   readonly reader: TemporalReader;
-  readonly upcast?: Upcast;
   /** Aborted when the service stops: every watch then ends with UNAVAILABLE. */
   readonly stopping: AbortSignal;
 }
@@ -34,9 +33,12 @@ export async function* watchContext(
   let state: ContextState = start.state;
   let sequence = start.sequence;
   const answer = () => create(WatchContextResponseSchema, { state: streamResponse(state) });
-  const apply = (event: RecordedEvent) => {
-    for (const e of o.upcast ? o.upcast(event) : [event]) state = evolve(state, e);
-    sequence = event.sequence;
+  // One stored event (all the parts an upcaster split it into), already upcast by the store.
+  const apply = (parts: readonly RecordedEvent[]) => {
+    for (const e of parts) {
+      state = evolve(state, e);
+      sequence = e.sequence;
+    }
   };
   yield answer();
 
@@ -53,8 +55,9 @@ export async function* watchContext(
   try {
     if (signal.aborted) close();
     for await (const msg of messages) {
-      const event = decodeEvent(msg.data, msg.seq);
-      if (event.version <= state.version) continue;
+      const parts = o.store.upcaster.decode(msg.data, msg.seq);
+      const event = parts[0];
+      if (event === undefined || event.version <= state.version) continue;
       if (event.version > state.version + 1) {
         // Never expected from an ordered consumer; if it happens, read what is missing.
         const missing = await o.reader.events(storyId, {
@@ -68,7 +71,7 @@ export async function* watchContext(
           yield answer();
         }
       }
-      apply(event);
+      apply(parts);
       yield answer();
     }
   } finally {

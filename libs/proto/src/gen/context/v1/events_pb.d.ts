@@ -174,7 +174,7 @@ export declare type ContextCreated = Message<"context.v1.ContextCreated"> & {
 export declare const ContextCreatedSchema: GenMessage<ContextCreated>;
 
 /**
- * A decision was taken.
+ * A decision was taken. Schema version 2; version 1 is context.legacy.v1.DecisionAdded.
  *
  * @generated from message context.v1.DecisionAdded
  */
@@ -269,6 +269,7 @@ export declare const SubtaskAddedSchema: GenMessage<SubtaskAdded>;
 
 /**
  * A subtask's status or assignee changed; carries both values as they are after the change.
+ * Schema version 2; version 1 is context.legacy.v1.SubtaskUpdated.
  *
  * @generated from message context.v1.SubtaskUpdated
  */

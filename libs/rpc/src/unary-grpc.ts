@@ -1,0 +1,242 @@
+import type * as http2 from "node:http2";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createHandlerContext,
+  type HandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+} from "@connectrpc/connect";
+import type { Compression } from "@connectrpc/connect/protocol";
+import {
+  encodeEnvelope,
+  envelopeCompress,
+  invokeUnaryImplementation,
+  validateUniversalHandlerOptions,
+} from "@connectrpc/connect/protocol";
+import {
+  contentTypeProto,
+  grpcStatusOk,
+  parseContentType,
+  parseTimeout,
+  setTrailerStatus,
+} from "@connectrpc/connect/protocol-grpc";
+
+/** A unary method as the router registered it: its implementation and descriptor. */
+export type UnaryImplSpec = MethodImplSpec & { readonly kind: "unary" };
+
+export interface UnaryGrpcOptions {
+  readonly interceptors: readonly Interceptor[];
+  readonly acceptCompression: readonly Compression[];
+}
+
+/**
+ * Serves unary gRPC calls with binary (protobuf) messages and an uncompressed request, the calls
+ * services take most, without Connect's streaming pipeline: Connect serves every call, unary ones
+ * too, as a chain of async iterables (split, decompress, parse, invoke, serialize, compress, join),
+ * which costs more CPU than the handler behind it, and aborts each finished call's signal with a
+ * fresh DOMException, twice.
+ *
+ * The call still goes through Connect's own pieces: its handler context (deadline from
+ * grpc-timeout), its interceptors (`invokeUnaryImplementation`), its error trailers
+ * (`setTrailerStatus`) and response compression. `accepts` says which requests it serves; the rest
+ * (gRPC with JSON or a compressed request, gRPC-Web, Connect) go to Connect's handler.
+ */
+export function createUnaryGrpc(options: UnaryGrpcOptions) {
+  const opt = validateUniversalHandlerOptions({
+    interceptors: [...options.interceptors],
+    acceptCompression: [...options.acceptCompression],
+  });
+  // A finished call's signal is aborted with this one reason: nothing listens any more.
+  const completed = new ConnectError("the call has completed", Code.Canceled);
+
+  return {
+    /** Whether this request is one the fast path serves (the method is unary). */
+    accepts(headers: http2.IncomingHttpHeaders): boolean {
+      if (headers[":method"] !== "POST") return false;
+      const type = parseContentType(headers["content-type"] ?? null);
+      if (type === undefined || !type.binary) return false;
+      const encoding = headers["grpc-encoding"];
+      return encoding === undefined || encoding === "identity";
+    },
+
+    async serve(
+      spec: UnaryImplSpec,
+      stream: http2.ServerHttp2Stream,
+      header: Headers,
+      url: string,
+      signal: AbortSignal,
+      /** Called once the response is decided, before it is written. */
+      finish: () => void,
+    ): Promise<void> {
+      const timeout = parseTimeout(header.get("grpc-timeout"), opt.maxTimeoutMs);
+      const context = createHandlerContext({
+        ...spec,
+        service: spec.method.parent,
+        requestMethod: "POST",
+        protocolName: "grpc",
+        ...(timeout.timeoutMs !== undefined ? { timeoutMs: timeout.timeoutMs } : {}),
+        requestSignal: signal,
+        requestHeader: header,
+        url,
+        responseHeader: { "content-type": contentTypeProto },
+        responseTrailer: { "grpc-status": grpcStatusOk },
+      });
+      const compression = negotiateResponseCompression(
+        opt.acceptCompression,
+        header.get("grpc-accept-encoding"),
+      );
+      if (compression) context.responseHeader.set("grpc-encoding", compression.name);
+      let frame: Uint8Array | undefined;
+      try {
+        if (timeout.error) throw timeout.error;
+        const input = parse(spec, unwrap(await readBody(stream, opt.readMaxBytes), spec));
+        const output = await invokeUnaryImplementation(spec, context, input, opt.interceptors);
+        const data = toBinary(spec.method.output, output);
+        if (data.byteLength > opt.writeMaxBytes) {
+          throw new ConnectError(
+            `message size ${data.byteLength} is larger than configured writeMaxBytes ${opt.writeMaxBytes}`,
+            Code.ResourceExhausted,
+          );
+        }
+        const env = await envelopeCompress({ flags: 0, data }, compression, opt.compressMinBytes);
+        frame = encodeEnvelope(env.flags, env.data);
+      } catch (e) {
+        setTrailerStatus(context.responseTrailer, errorOf(e));
+      } finally {
+        context.abort(completed);
+      }
+      finish();
+      respond(stream, context, frame);
+    },
+  };
+}
+
+/** Connect's response compression choice: the first of the caller's accepted encodings we have. */
+function negotiateResponseCompression(
+  available: readonly Compression[],
+  accepted: string | null,
+): Compression | null {
+  if (accepted === null || accepted === "") return null;
+  for (const name of accepted.split(",")) {
+    const found = available.find((c) => c.name === name.trim());
+    if (found) return found;
+  }
+  return null;
+}
+
+/** What the call ends with, as Connect reports it. */
+function errorOf(e: unknown): ConnectError {
+  if (e instanceof ConnectError) return e;
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+}
+
+/**
+ * The request message. Bytes that are no valid message are the caller's error: INVALID_ARGUMENT
+ * (Connect says INTERNAL, which the adapter corrects on its own path).
+ */
+function parse(spec: UnaryImplSpec, bytes: Uint8Array) {
+  try {
+    return fromBinary(spec.method.input, bytes);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    throw new ConnectError(
+      `invalid request message: parse binary: ${message}`,
+      Code.InvalidArgument,
+    );
+  }
+}
+
+/** The one uncompressed message of a unary request body. */
+function unwrap(body: Uint8Array, spec: UnaryImplSpec): Uint8Array {
+  if (body.byteLength < 5) {
+    throw new ConnectError(
+      body.byteLength === 0
+        ? `protocol error: missing input message for unary method`
+        : "protocol error: premature end of stream",
+      body.byteLength === 0 ? Code.Unimplemented : Code.InvalidArgument,
+    );
+  }
+  const flags = body[0] as number;
+  if ((flags & 0b01) !== 0) {
+    throw new ConnectError(
+      `protocol error: received compressed message for ${spec.method.name} without grpc-encoding`,
+      Code.Internal,
+    );
+  }
+  const length = new DataView(body.buffer, body.byteOffset + 1, 4).getUint32(0);
+  if (5 + length > body.byteLength) {
+    throw new ConnectError("protocol error: premature end of stream", Code.InvalidArgument);
+  }
+  if (5 + length < body.byteLength) {
+    throw new ConnectError(
+      "protocol error: received extra input message for unary method",
+      Code.Unimplemented,
+    );
+  }
+  return body.subarray(5, 5 + length);
+}
+
+/** The whole request body (a unary request is one small message). */
+function readBody(stream: http2.ServerHttp2Stream, maxBytes: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        done(
+          new ConnectError(
+            `message size is larger than configured readMaxBytes ${maxBytes}`,
+            Code.ResourceExhausted,
+          ),
+        );
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onClose = () => done(new ConnectError("the client closed the call", Code.Canceled));
+    const done = (e?: ConnectError) => {
+      stream.off("data", onData);
+      stream.off("end", onEnd);
+      stream.off("close", onClose);
+      if (e) reject(e);
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    };
+    stream.on("data", onData);
+    stream.once("end", onEnd);
+    stream.once("close", onClose);
+  });
+}
+
+/** Headers, then the message (when the call succeeded), then the status in the trailers. */
+function respond(
+  stream: http2.ServerHttp2Stream,
+  context: HandlerContext,
+  frame: Uint8Array | undefined,
+): void {
+  if (stream.destroyed) return;
+  const head = toNodeHeaders(context.responseHeader);
+  head[":status"] = 200;
+  stream.respond(head, { waitForTrailers: true });
+  stream.once("wantTrailers", () => {
+    if (!stream.destroyed) stream.sendTrailers(toNodeHeaders(context.responseTrailer));
+  });
+  if (frame) stream.end(frame);
+  else stream.end();
+}
+
+type NodeHeaders = Record<string, string | string[] | number>;
+
+export function toNodeHeaders(header: Headers | undefined): NodeHeaders {
+  const out: NodeHeaders = {};
+  header?.forEach((value, name) => {
+    out[name] = value;
+  });
+  // Headers joins repeated values but set-cookie, which must stay separate.
+  const cookies = header?.getSetCookie() ?? [];
+  if (cookies.length > 0) out["set-cookie"] = cookies;
+  return out;
+}
