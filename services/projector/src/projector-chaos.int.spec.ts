@@ -7,7 +7,6 @@ import {
   provisionEventStream,
 } from "@ctx/event-store";
 import { consumerName, listParked, type ParkingNames } from "@ctx/projector";
-import { recorded } from "@ctx/projector/testing";
 import { stack, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -15,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ReadModelKind } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
 import { type ProjectorProcess, settle, spawnProjector } from "./testing/projector-processes.ts";
+import { loadEvents } from "./testing/story-load.ts";
 
 // The read models equal the fold of the stream after a 20,000-event load during which projector
 // replicas are SIGKILLed at random points, a poison message sits in the middle, and redeliveries
@@ -93,43 +93,7 @@ function start(kind: ReadModelKind, index: number): void {
   replicas.set(id, spawnProjector({ ...env, PROJECTION: kind }, id));
 }
 
-const events = (story: StoryId, from: number, count: number) =>
-  Array.from({ length: count }, (_, i) => {
-    const version = from + i;
-    const { data } = recorded(
-      story,
-      version,
-      version === 1
-        ? {
-            case: "contextCreated",
-            value: {
-              $typeName: "context.v1.ContextCreated",
-              title: `story ${story}`,
-              description: "",
-            },
-          }
-        : version % 3 === 0
-          ? {
-              case: "subtaskUpdated",
-              value: {
-                $typeName: "context.v1.SubtaskUpdated",
-                subtaskId: `t${version - 1}`,
-                status: 2,
-                assignee: `dev${version % 7}`,
-              },
-            }
-          : {
-              case: "subtaskAdded",
-              value: {
-                $typeName: "context.v1.SubtaskAdded",
-                subtaskId: `t${version}`,
-                title: `task ${version}`,
-                dependsOn: version > 4 ? [`t${version - 3}`] : [],
-              },
-            },
-    );
-    return { data };
-  });
+const events = loadEvents;
 
 async function expectModelsEqualFold(ids: readonly StoryId[]): Promise<void> {
   for (const kind of ["valkey", "neo4j"] as const) {
