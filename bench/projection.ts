@@ -22,9 +22,15 @@ import {
   partitionSubjects,
   provisionEventStream,
 } from "@ctx/event-store";
-import { consumerName } from "@ctx/projector";
+import { partitionConsumers } from "@ctx/projector";
 import { ContextEventSchema, SubtaskStatus } from "@ctx/proto";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  type ConsumerInfo,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { v7 as uuidv7 } from "uuid";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
@@ -269,10 +275,11 @@ async function caughtUp(nc: NatsConnection, projection: string, total: number): 
   for (;;) {
     let left = 0;
     let ready = 0;
+    const consumers = await partitionConsumers(jsm, names.stream, projection).catch(
+      () => new Map<number, ConsumerInfo>(),
+    );
     for (let p = 0; p < names.partitions; p++) {
-      const info = await jsm.consumers
-        .info(names.stream, consumerName(projection, p))
-        .catch(() => undefined);
+      const info = consumers.get(p);
       if (!info) {
         left += total / names.partitions;
         continue;

@@ -151,6 +151,8 @@ export class BatchApplier {
         seen.add(id);
         return true;
       });
+      // Redeliveries can come after later events: apply in version order whatever the arrival.
+      pending.sort((a, b) => a.version - b.version || (a.part ?? 0) - (b.part ?? 0));
       metrics.skipped.inc(this.#label, events.length - pending.length);
       const first = pending[0];
       if (!first) continue;

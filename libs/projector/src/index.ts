@@ -11,7 +11,7 @@ export {
 export type { PartitionLeases, PartitionLeasesOptions } from "./partition-leases.ts";
 export { createPartitionLeases, desiredOwner, leaseBucket } from "./partition-leases.ts";
 // For sibling libs and the ctx CLI.
-export { consumerName } from "./partition-worker.ts";
+export { consumerPrefix, partitionConsumers } from "./partition-worker.ts";
 export type { Projection, ProjectionBatch, StoryEvents, StoryPosition } from "./projection.ts";
 export {
   isStoreUnavailableError,

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Logger } from "@ctx/config";
 import type { StoryId } from "@ctx/domain";
 import {
@@ -11,8 +12,11 @@ import {
 import {
   AckPolicy,
   type Consumer,
+  type ConsumerInfo,
   type ConsumerMessages,
   DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
@@ -43,9 +47,38 @@ export interface PartitionWorkerOptions {
 
 const ACK_WAIT_MS = 30_000;
 
-/** The durable consumer of one partition of one projection. */
-export function consumerName(projection: string, partition: number): string {
-  return `${projection}_p${partition}`;
+/**
+ * The names of a partition's consumers start with this. Each tenure of a partition (each time a
+ * worker takes it up) gets a consumer of its own, `{prefix}{tenure}`, and deletes the earlier ones.
+ */
+export function consumerPrefix(projection: string, partition: number): string {
+  return `${projection}_p${partition}_`;
+}
+
+/** A new consumer name for a tenure of the partition: time-ordered, unique. */
+function tenureConsumerName(projection: string, partition: number): string {
+  return `${consumerPrefix(projection, partition)}${Date.now().toString(36)}${randomBytes(3).toString("hex")}`;
+}
+
+/**
+ * The current consumer of each partition of a projection (the newest tenure's), by partition: for
+ * status, lag and tools. A partition nobody has taken up yet has none.
+ */
+export async function partitionConsumers(
+  jsm: JetStreamManager,
+  stream: string,
+  projection: string,
+): Promise<Map<number, ConsumerInfo>> {
+  const found = new Map<number, ConsumerInfo>();
+  const pattern = new RegExp(`^${projection.replace(/[^A-Za-z0-9]/g, "\\$&")}_p(\\d+)_[0-9a-z]+$`);
+  for await (const info of jsm.consumers.list(stream)) {
+    const match = pattern.exec(info.name);
+    if (!match) continue;
+    const partition = Number(match[1]);
+    const other = found.get(partition);
+    if (other === undefined || info.name > other.name) found.set(partition, info);
+  }
+  return found;
 }
 
 /**
@@ -66,6 +99,7 @@ export class PartitionWorker {
   #checkpoint = 0;
   #ackFloorValue = 0;
   #ackFloorAt = 0;
+  #consumer = "";
   readonly #applier: BatchApplier;
 
   constructor(options: PartitionWorkerOptions) {
@@ -73,6 +107,11 @@ export class PartitionWorker {
     this.#log = options.logger.child({ partition: options.partition });
     this.#label = { projection: options.projection.name };
     this.#applier = new BatchApplier({ ...options, logger: this.#log });
+  }
+
+  /** The consumer of the current tenure (empty before the first opening). */
+  get consumer(): string {
+    return this.#consumer;
   }
 
   /** Starts consuming; returns at once. */
@@ -119,39 +158,50 @@ export class PartitionWorker {
     this.#checkpoint = await this.#call(() => projection.checkpoint(this.#generation, partition));
     this.#ackFloorValue = this.#checkpoint;
     this.#ackFloorAt = 0;
-    const name = consumerName(projection.name, partition);
-    const info = await jsm.consumers.info(names.stream, name).catch(() => undefined);
-    // The model, not the consumer, says what is applied: a consumer that is ahead of the model (a
-    // restored backup, a new generation) or still holds unacknowledged messages of an earlier owner
-    // starts again right after the model's checkpoint, so events arrive in stream order.
-    // (A consumer of an older release, acknowledging message by message, is replaced the same way.)
-    const reusable =
-      info !== undefined &&
-      info.config.ack_policy === AckPolicy.All &&
-      info.ack_floor.stream_seq === this.#checkpoint &&
-      info.num_ack_pending === 0 &&
-      info.num_redelivered === 0;
-    if (!reusable) {
-      if (info) await jsm.consumers.delete(names.stream, name).catch(() => undefined);
-      await jsm.consumers.add(names.stream, {
-        durable_name: name,
-        description: `${projection.name} projector, partition ${partition}`,
-        filter_subject: partitionSubjects(names, partition),
-        // One ack per batch: acknowledging a message acknowledges every one delivered before it,
-        // and this worker applies its deliveries strictly in the order they came.
-        ack_policy: AckPolicy.All,
-        ack_wait: nanos(ACK_WAIT_MS),
-        max_deliver: -1,
-        max_ack_pending: 20_000,
-        ...(this.#checkpoint > 0
-          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#checkpoint + 1 }
-          : { deliver_policy: DeliverPolicy.All }),
-      });
-      this.#log.info(
-        { generation: this.#generation, from: this.#checkpoint + 1 },
-        "consumer positioned",
-      );
+    // Every opening is a new tenure with a fresh consumer of its own, starting right after the
+    // model's checkpoint. The model, not the consumer, says what is applied; and acknowledgements
+    // are cumulative (AckPolicy.All), which is only safe while this worker is its consumer's one
+    // and only client. An earlier consumer of the partition may hold deliveries of an earlier owner
+    // (killed, or alive after its lease lapsed and still pulling) or of this worker's previous
+    // subscription: acknowledging a later event on it would acknowledge those unapplied ones too.
+    // So earlier consumers are deleted, and no earlier client can pull from this one, which has a
+    // name they never knew. The events between the checkpoint and the old ack floor are delivered
+    // again and skipped by the version guard.
+    const prefix = consumerPrefix(projection.name, partition);
+    const earlier: string[] = [];
+    for await (const existing of jsm.consumers.list(names.stream)) {
+      // (An older release's consumer had the partition's name alone.)
+      if (existing.name.startsWith(prefix) || existing.name === prefix.slice(0, -1)) {
+        earlier.push(existing.name);
+      }
     }
+    for (const old of earlier) {
+      // Only "not found" is fine (someone else deleted it first).
+      await jsm.consumers.delete(names.stream, old).catch((e: unknown) => {
+        if (!(e instanceof JetStreamApiError && e.code === JetStreamApiCodes.ConsumerNotFound))
+          throw e;
+      });
+    }
+    const name = tenureConsumerName(projection.name, partition);
+    this.#consumer = name;
+    await jsm.consumers.add(names.stream, {
+      durable_name: name,
+      description: `${projection.name} projector, partition ${partition}`,
+      filter_subject: partitionSubjects(names, partition),
+      // One ack per batch: acknowledging a message acknowledges every one delivered before it, and
+      // this worker applies its deliveries strictly in the order they came.
+      ack_policy: AckPolicy.All,
+      ack_wait: nanos(ACK_WAIT_MS),
+      max_deliver: -1,
+      max_ack_pending: 20_000,
+      ...(this.#checkpoint > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#checkpoint + 1 }
+        : { deliver_policy: DeliverPolicy.All }),
+    });
+    this.#log.info(
+      { generation: this.#generation, from: this.#checkpoint + 1 },
+      "consumer positioned",
+    );
     const consumer: Consumer = await this.#o.js.consumers.get(names.stream, name);
     this.#messages = await consumer.consume({ max_messages: this.#o.batchSize * 2 });
     const messages = this.#messages;
@@ -201,9 +251,10 @@ export class PartitionWorker {
         continue;
       }
       if (!this.#o.holds()) {
-        // The lease lapsed (e.g. a long pause): write nothing until it is renewed or released.
-        await sleep(100);
-        continue;
+        // The lease lapsed (e.g. a long pause): write nothing, hand the deliveries back, and start
+        // a new tenure with a fresh consumer once the lease is ours again (#open waits for it).
+        await this.#closeMessages();
+        return;
       }
       const batch = this.#queue.splice(0, this.#o.batchSize);
       await this.#project(batch);
@@ -230,10 +281,8 @@ export class PartitionWorker {
   async #ackFloor(): Promise<number> {
     if (Date.now() - this.#ackFloorAt > 500) {
       this.#ackFloorAt = Date.now();
-      const { jsm, names, projection, partition } = this.#o;
-      const info = await jsm.consumers
-        .info(names.stream, consumerName(projection.name, partition))
-        .catch(() => undefined);
+      const { jsm, names } = this.#o;
+      const info = await jsm.consumers.info(names.stream, this.#consumer).catch(() => undefined);
       if (info) this.#ackFloorValue = info.ack_floor.stream_seq;
     }
     return this.#ackFloorValue;

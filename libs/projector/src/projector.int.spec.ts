@@ -22,7 +22,13 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createProjector, listParked, type ParkingNames, type Projector } from "./index.ts";
+import {
+  createProjector,
+  listParked,
+  type ParkingNames,
+  type Projector,
+  partitionConsumers,
+} from "./index.ts";
 import { MemoryProjection } from "./testing/index.ts";
 
 const logger = createLogger({ name: "projector-test", level: "silent" });
@@ -131,6 +137,42 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     await eventually(() => expectModelEqualsFold(projection, [...ids, ...more]), {
       timeout: 20_000,
     });
+  });
+
+  it("loses nothing to an earlier owner that still pulls from the partition's consumer", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const r1 = await startReplica(projection, "rz1");
+    const first = await writeStories(uniqueName("z"), 16, 2);
+    await eventually(() => expectModelEqualsFold(projection, first), { timeout: 20_000 });
+    // A zombie: a client of the old owner's consumers that goes on pulling and never acknowledges
+    // (an owner whose lease lapsed in a long pause, or a subscription a worker gave up on).
+    const zombieConnection = await connect({ servers: stack().natsUrl });
+    const zombieJs = jetstream(zombieConnection);
+    const consumers = await partitionConsumers(
+      await jetstreamManager(nc),
+      settings.stream,
+      projection.name,
+    );
+    expect([...consumers.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    let stolen = 0;
+    for (const info of consumers.values()) {
+      const messages = await (await zombieJs.consumers.get(settings.stream, info.name)).consume({
+        max_messages: 100,
+      });
+      void (async () => {
+        for await (const _ of messages) stolen += 1;
+      })();
+    }
+    await r1.stop();
+    await startReplica(projection, "rz2");
+    // One event per story: an event the zombie took would be acknowledged by the new owner's
+    // later acknowledgements and never come back.
+    const second = await writeStories(uniqueName("z"), 200, 1);
+    await eventually(() => expectModelEqualsFold(projection, [...first, ...second]), {
+      timeout: 30_000,
+    });
+    expect(stolen).toBe(0);
+    await zombieConnection.close();
   });
 
   it("splits partitions among replicas, moves them off a stopped one, and rebalances on join", async () => {

@@ -7,7 +7,7 @@ import type { BackoffSettings } from "./batch-applier.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames, provisionParking } from "./parking.ts";
 import { createPartitionLeases, type PartitionLeases } from "./partition-leases.ts";
-import { consumerName, PartitionWorker } from "./partition-worker.ts";
+import { PartitionWorker } from "./partition-worker.ts";
 import type { Projection } from "./projection.ts";
 
 /** The lease group of a projection of a stream: projectors of different streams never meet. */
@@ -74,9 +74,10 @@ export function createProjector(options: ProjectorOptions): Projector {
 
   async function pollLag(): Promise<void> {
     const manager = jsm as JetStreamManager;
-    for (const partition of workers.keys()) {
+    for (const [partition, worker] of workers) {
+      if (worker.consumer === "") continue;
       const info = await manager.consumers
-        .info(options.names.stream, consumerName(options.projection.name, partition))
+        .info(options.names.stream, worker.consumer)
         .catch(() => undefined);
       if (!info) continue;
       const labels = { ...label, partition: String(partition) };
@@ -159,10 +160,13 @@ export function createProjector(options: ProjectorOptions): Projector {
     async status() {
       const manager = jsm as JetStreamManager;
       const out: PartitionStatus[] = [];
-      for (const partition of [...workers.keys()].sort((a, b) => a - b)) {
-        const info = await manager.consumers
-          .info(options.names.stream, consumerName(options.projection.name, partition))
-          .catch(() => undefined);
+      for (const [partition, worker] of [...workers].sort(([a], [b]) => a - b)) {
+        const info =
+          worker.consumer === ""
+            ? undefined
+            : await manager.consumers
+                .info(options.names.stream, worker.consumer)
+                .catch(() => undefined);
         out.push({
           partition,
           pending: info ? info.num_pending + info.num_ack_pending : 0,

@@ -7,11 +7,11 @@ import {
   provisionEventStream,
 } from "@ctx/event-store";
 import {
-  consumerName,
   leaseBucket,
   leaseGroup,
   listParked,
   type ParkingNames,
+  partitionConsumers,
 } from "@ctx/projector";
 import {
   eventually,
@@ -117,10 +117,9 @@ afterAll(async () => {
 /** Where each consumer stands and what each replica logged, for a failure that needs explaining. */
 async function printDiagnostics(): Promise<void> {
   const jsm = await jetstreamManager(nc);
+  const consumers = await partitionConsumers(jsm, settings.stream, "neo4j");
   for (let p = 0; p < settings.partitions; p++) {
-    const info = await jsm.consumers
-      .info(settings.stream, consumerName("neo4j", p))
-      .catch(() => undefined);
+    const info = consumers.get(p);
     console.error(
       `neo4j p${p}: ack floor ${info?.ack_floor.stream_seq} pending ${info?.num_pending} ack-pending ${info?.num_ack_pending}`,
     );
@@ -157,12 +156,17 @@ describe("projectors through a Neo4j outage", () => {
       replicas.push(spawnProjector(env, `neo4j-outage-${i}`));
     }
     // All replicas up, and the partitions shared among them, before the load.
-    await settle(async () => {
-      for (const r of replicas) expect(r.opsPort(), r.replicaId).toBeDefined();
-      let owned = 0;
-      for (const r of replicas) owned += await r.metric("projector_partitions_owned");
-      expect(owned).toBe(PARTITIONS);
-    }, 120_000);
+    try {
+      await settle(async () => {
+        for (const r of replicas) expect(r.opsPort(), r.replicaId).toBeDefined();
+        let owned = 0;
+        for (const r of replicas) owned += await r.metric("projector_partitions_owned");
+        expect(owned).toBe(PARTITIONS);
+      }, 120_000);
+    } catch (e) {
+      await printDiagnostics();
+      throw e;
+    }
 
     const ids = Array.from({ length: STORIES }, (_, i) => storyId(`${namespace}-s${i}`));
     const total = STORIES * EVENTS_PER_STORY;

@@ -6,7 +6,7 @@ import {
   ExpectedVersion,
   provisionEventStream,
 } from "@ctx/event-store";
-import { consumerName, listParked, type ParkingNames } from "@ctx/projector";
+import { listParked, type ParkingNames, partitionConsumers } from "@ctx/projector";
 import { stack, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -116,10 +116,9 @@ async function expectModelsEqualFold(ids: readonly StoryId[]): Promise<void> {
 async function printDiagnostics(): Promise<void> {
   const jsm = await jetstreamManager(nc);
   for (const kind of ["valkey", "neo4j"] as const) {
+    const consumers = await partitionConsumers(jsm, settings.stream, kind);
     for (let p = 0; p < settings.partitions; p++) {
-      const info = await jsm.consumers
-        .info(settings.stream, consumerName(kind, p))
-        .catch(() => undefined);
+      const info = consumers.get(p);
       console.error(
         `${kind} p${p}: ack floor ${info?.ack_floor.stream_seq} pending ${info?.num_pending} ack-pending ${info?.num_ack_pending} waiting ${info?.num_waiting}`,
       );

@@ -2,10 +2,10 @@ import { createLogger } from "@ctx/config";
 import { storyId } from "@ctx/domain";
 import { createEventStore } from "@ctx/event-store";
 import {
-  consumerName,
   leaseBucket,
   leaseGroup,
   listParked,
+  partitionConsumers,
   type RebuildProgress,
   rebuildProjection,
   rebuildStory,
@@ -52,10 +52,9 @@ export async function projectionsStatus(print: (line: string) => void): Promise<
           ["partition", "replica", "checkpoint", "ack floor", "pending"],
         ];
         let lag = 0;
+        const consumers = await partitionConsumers(env.jsm, env.names.stream, kind);
         for (let p = 0; p < env.config.EVENT_PARTITIONS; p++) {
-          const info = await env.jsm.consumers
-            .info(env.names.stream, consumerName(kind, p))
-            .catch(() => undefined);
+          const info = consumers.get(p);
           const pending = info ? info.num_pending + info.num_ack_pending : 0;
           lag += pending;
           rows.push([
