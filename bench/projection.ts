@@ -6,7 +6,8 @@
 //
 // Env: BENCH_PROJECTION_EVENTS (1000000), BENCH_PROJECTION_STORIES (10000),
 //      BENCH_PROJECTION_MODELS ("valkey,neo4j"), BENCH_PROJECTION_REBUILD (1; 0 skips it),
-//      PROJECTOR_BATCH_SIZE (the service's default when unset).
+//      PROJECTOR_BATCH_SIZE (the service's default when unset), BENCH_PROFILE=1 (each projector
+//      writes a .cpuprofile to bench/results/profiles/projection/).
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -47,11 +48,13 @@ const settings = {
   )[],
   rebuild: process.env.BENCH_PROJECTION_REBUILD !== "0",
   batchSize: process.env.PROJECTOR_BATCH_SIZE,
+  profile: process.env.BENCH_PROFILE === "1",
   publishWindow: 2_000,
   rawBatch: 500,
 };
 const names = defaultEventStreamSettings;
 const resultsDir = join(repoRoot, "bench/results");
+const profilesDir = join(resultsDir, "profiles/projection");
 
 function envNumber(name: string, fallback: number): number {
   const value = Number(process.env[name]);
@@ -314,6 +317,9 @@ async function project(
   const service = await stack.startService(`projector-${model}`, {
     entry: "services/projector/src/main.ts",
     opsListenVariable: "PROJECTOR_OPS_LISTEN",
+    ...(settings.profile
+      ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${join(profilesDir, model)}`] }
+      : {}),
     env: {
       PROJECTION: model,
       PROJECTOR_REPLICA_ID: `${model}-0`,

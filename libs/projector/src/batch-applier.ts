@@ -20,7 +20,11 @@ import {
   type Projection,
   StoreUnavailableError,
   type StoryEvents,
+  type StoryPosition,
 } from "./projection.ts";
+
+/** Beyond this many remembered story versions, an applier starts remembering afresh. */
+const MAX_KNOWN_STORIES = 200_000;
 
 /** Back-off on read-model outages. */
 export interface BackoffSettings {
@@ -59,6 +63,12 @@ export class BatchApplier {
   readonly #log: Logger;
   readonly #label: { projection: string };
   readonly #resilient;
+  // The version each story has in the model since this applier last wrote it whole, so a batch
+  // asks the model only for the stories it does not know: a partition has one writer at a time.
+  // Never trusted blindly: the model checks every write's expected version, and a conflict makes
+  // the next attempt ask the model. Stories written story by story (a poison event) or marked
+  // stale are forgotten.
+  readonly #known = new Map<string, number>();
 
   constructor(options: BatchApplierOptions) {
     this.#o = options;
@@ -102,15 +112,22 @@ export class BatchApplier {
     checkpoint: number,
   ): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const stories = await this.#pending(generation, batch);
+      // After a conflict, ask the model itself: what this applier remembers may be out of date.
+      const stories = await this.#pending(generation, batch, attempt === 1);
+      let whole = false;
       try {
-        await this.#apply(generation, partition, stories, previousCheckpoint, checkpoint);
-        break;
+        whole = await this.#apply(generation, partition, stories, previousCheckpoint, checkpoint);
       } catch (e) {
+        this.#forget(generation, batch.byStory.keys());
         if (!isVersionConflictError(e) || attempt >= 5) throw e;
         this.#log.warn({ err: e }, "version conflict; re-reading positions");
+        continue;
       }
+      if (whole) this.#remember(generation, stories);
+      else this.#forget(generation, batch.byStory.keys());
+      break;
     }
+    this.#forget(generation, batch.poisoned);
     for (const story of batch.poisoned) {
       await this.call(() =>
         this.#o.projection.markStale(generation, story, "an event of the story is parked"),
@@ -130,14 +147,45 @@ export class BatchApplier {
     await this.#park(storyId, version, sequence, eventType, data, error);
   }
 
+  #knownKey(generation: number, storyId: StoryId): string {
+    return `${generation}\u0000${storyId}`;
+  }
+
+  /** Stories written whole by the last batch: the model holds their last event now, not stale. */
+  #remember(generation: number, stories: readonly StoryEvents[]): void {
+    if (this.#known.size > MAX_KNOWN_STORIES) this.#known.clear();
+    for (const { storyId, events } of stories) {
+      const last = events[events.length - 1];
+      if (last) this.#known.set(this.#knownKey(generation, storyId), last.version);
+    }
+  }
+
+  #forget(generation: number, storyIds: Iterable<StoryId>): void {
+    for (const id of storyIds) this.#known.delete(this.#knownKey(generation, id));
+  }
+
   /** For each story, the events the model does not hold yet, from exactly its version + 1. */
-  async #pending(generation: number, { byStory, poisoned }: DecodedBatch): Promise<StoryEvents[]> {
+  async #pending(
+    generation: number,
+    { byStory, poisoned }: DecodedBatch,
+    useKnown: boolean,
+  ): Promise<StoryEvents[]> {
     const { projection, store, metrics } = this.#o;
-    const ids = [...byStory.keys()];
-    const positions = await this.call(() => projection.positions(generation, ids));
+    const known = new Map<StoryId, StoryPosition>();
+    const unknown: StoryId[] = [];
+    for (const id of byStory.keys()) {
+      const version = useKnown ? this.#known.get(this.#knownKey(generation, id)) : undefined;
+      if (version === undefined) unknown.push(id);
+      else known.set(id, { version: streamVersion(version), stale: false });
+    }
+    const positions =
+      unknown.length > 0
+        ? await this.call(() => projection.positions(generation, unknown))
+        : new Map<StoryId, StoryPosition>();
     const result: StoryEvents[] = [];
     for (const [storyId, events] of byStory) {
-      const position = positions.get(storyId) ?? { version: streamVersion(0), stale: false };
+      const position = known.get(storyId) ??
+        positions.get(storyId) ?? { version: streamVersion(0), stale: false };
       if (position.stale || poisoned.has(storyId)) {
         // A stale story waits for a rebuild or a parked replay; applying more would hide the gap.
         metrics.skipped.inc(this.#label, events.length);
@@ -178,20 +226,23 @@ export class BatchApplier {
     return result;
   }
 
-  /** Applies the batch; if the model refuses it, finds the poison event, parks it and goes on. */
+  /**
+   * Applies the batch; if the model refuses it, finds the poison event, parks it and goes on.
+   * Resolves true when the batch went in whole, false when it was applied story by story.
+   */
   async #apply(
     generation: number,
     partition: number,
     stories: readonly StoryEvents[],
     previousCheckpoint: number,
     checkpoint: number,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { projection, metrics } = this.#o;
     const count = (list: readonly StoryEvents[]) => list.reduce((n, s) => n + s.events.length, 0);
     try {
       await this.call(() => projection.apply({ generation, partition, checkpoint, stories }));
       metrics.applied.inc(this.#label, count(stories));
-      return;
+      return true;
     } catch (e) {
       if (isVersionConflictError(e) || stories.length === 0) throw e;
       this.#log.warn({ err: e }, "batch refused; applying story by story to find the poison event");
@@ -213,6 +264,7 @@ export class BatchApplier {
       }
     }
     await this.call(() => projection.apply({ generation, partition, checkpoint, stories: [] }));
+    return false;
   }
 
   /** Applies one story's events one by one; the first the model refuses is parked, the story marked stale. */

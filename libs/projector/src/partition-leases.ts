@@ -109,9 +109,14 @@ export function createPartitionLeases(
     const members = await liveMembers(bucket);
     const me_ = memberKey.slice("members.".length);
     if (!members.includes(me_)) members.push(me_);
-    for (let p = 0; p < options.partitions; p++) {
+    // Every partition at once: done one after another, a slow round trip per lease (a busy server,
+    // a busy event loop) adds up, and a heartbeat taking longer than the TTL loses leases it meant
+    // to renew.
+    const partitions = Array.from({ length: options.partitions }, (_, p) => p);
+    await Promise.all(partitions.map((p) => step(bucket, desiredOwner(members, p) === me_, p)));
+
+    async function step(bucket: KV, should: boolean, p: number): Promise<void> {
       if (stopped) return;
-      const should = desiredOwner(members, p) === me_;
       const lease = held.get(p);
       if (lease && !should) {
         await release(bucket, p, "rebalance: another replica should own it");

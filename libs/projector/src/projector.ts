@@ -17,6 +17,12 @@ export function leaseGroup(stream: string, projection: string): string {
 
 export interface ProjectorOptions {
   readonly nc: NatsConnection;
+  /**
+   * The connection for the lease heartbeat (default `nc`). Give it one of its own: on a shared
+   * connection a heartbeat's replies queue behind the events the server is delivering, and a long
+   * backlog can hold them past the lease TTL.
+   */
+  readonly leaseConnection?: NatsConnection;
   readonly names: EventStreamNames;
   /** Partitions of the event stream (EventStreamSettings.partitions). */
   readonly partitions: number;
@@ -25,7 +31,7 @@ export interface ProjectorOptions {
   readonly replicaId: string;
   readonly logger: Logger;
   readonly registry: Registry;
-  /** Events per read-model write (default 500). */
+  /** Most events per read-model write (default 2000). */
   readonly batchSize?: number;
   readonly parking?: ParkingNames;
   readonly heartbeatMs?: number;
@@ -105,7 +111,7 @@ export function createProjector(options: ProjectorOptions): Projector {
       await provisionParking(jsm, parking);
       await options.projection.init();
       const manager = jsm;
-      leases = createPartitionLeases(options.nc, {
+      leases = createPartitionLeases(options.leaseConnection ?? options.nc, {
         group: leaseGroup(options.names.stream, options.projection.name),
         replicaId: options.replicaId,
         partitions: options.partitions,
@@ -123,7 +129,7 @@ export function createProjector(options: ProjectorOptions): Projector {
             parking,
             logger,
             metrics,
-            batchSize: options.batchSize ?? 500,
+            batchSize: options.batchSize ?? 2_000,
             holds: () => leases?.holds(partition) ?? false,
             ...(options.backoff ? { backoff: options.backoff } : {}),
           });

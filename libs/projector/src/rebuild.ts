@@ -27,7 +27,7 @@ export interface RebuildOptions {
   readonly projection: Projection;
   readonly logger: Logger;
   readonly parking?: ParkingNames;
-  /** Events per read-model write (default 1000). */
+  /** Events read per write round (default DEFAULT_REBUILD_BATCH); each partition's share is one write. */
   readonly batchSize?: number;
   /** Ctrl-C: stop after the current batch; the live generation is untouched and the rebuild resumable. */
   readonly signal?: AbortSignal;
@@ -45,6 +45,26 @@ export interface RebuildResult {
 }
 
 /**
+ * Events read per write round of a rebuild. Each partition's share is one write, so with 16
+ * partitions about a thousand events each: a model pays per write and per story written, and a
+ * story's events of one write cost about what one of them does.
+ */
+export const DEFAULT_REBUILD_BATCH = 16_000;
+
+/** Runs `fn` over `items`, at most `limit` at a time; rejects with the first failure. */
+async function forEachConcurrently<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+}
+
+/**
  * Zero-downtime rebuild of a read model: replays the stream from the start into a new generation
  * beside the live one (readers keep using the live one), catches up with the head, switches readers
  * to the new generation in one step, then deletes the old one. Live projectors notice the switch and
@@ -53,7 +73,7 @@ export interface RebuildResult {
  */
 export async function rebuildProjection(options: RebuildOptions): Promise<RebuildResult> {
   const { projection, store, partitions, logger } = options;
-  const batchSize = options.batchSize ?? 1_000;
+  const batchSize = options.batchSize ?? DEFAULT_REBUILD_BATCH;
   await projection.init();
   const live = await projection.activeGeneration();
   const existing = await projection.generations();
@@ -91,7 +111,8 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     // The replay runs in stream order: after this batch, each partition it touched is complete up
     // to the batch's last sequence.
     const last = (batch[batch.length - 1] as StoredEvent).sequence;
-    for (const [partition, list] of byPartition) {
+    // Two partitions at a time: the store works on one write while this process prepares the next.
+    await forEachConcurrently([...byPartition], 2, async ([partition, list]) => {
       const byStory = new Map<StoryId, RecordedEvent[]>();
       const poisoned = new Set<StoryId>();
       for (const stored of list) {
@@ -120,7 +141,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       const previous = checkpoints.get(partition) ?? from;
       await applier.applyBatch(generation, partition, { byStory, poisoned }, previous, last);
       checkpoints.set(partition, last);
-    }
+    });
     await applier.applyBatch(
       generation,
       progressMark,
@@ -139,15 +160,24 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     let batch: (StoredEvent & { partition: number })[] = [];
     let passEvents = 0;
     const range = { fromSequence: position + 1, toSequence: head };
+    // The next batch is read while the previous one is written; writes stay one after another.
+    let writing: Promise<void> | undefined;
+    const write = async (full: (StoredEvent & { partition: number })[]) => {
+      await writing;
+      if (options.signal?.aborted) return; // interrupted: what is read but not written is dropped
+      writing = flush(full);
+      writing.catch(() => undefined); // awaited before the next write, and at the end
+    };
     for await (const event of store.readAllStored(range)) {
       batch.push(event);
       passEvents += 1;
       if (batch.length >= batchSize) {
-        await flush(batch);
+        await write(batch);
         batch = [];
         if (options.signal?.aborted) break;
       }
     }
+    await writing;
     if (batch.length > 0 && !options.signal?.aborted) await flush(batch);
     if (options.signal?.aborted) {
       logger.warn({ generation, position }, "rebuild interrupted; run it again to resume");

@@ -68,7 +68,9 @@ projections
   )
   .argument("<projection>", "neo4j, valkey or all")
   .option("--story <id>", "rebuild one story in place instead")
-  .option("--batch-size <n>", "events per write", (v) => Number.parseInt(v, 10))
+  .option("--batch-size <n>", "events read per write round (default 16000)", (v) =>
+    Number.parseInt(v, 10),
+  )
   .action((which: string, options: { story?: string; batchSize?: number }) =>
     rebuildProjections(which, options, print),
   );

@@ -24,6 +24,13 @@ export async function startProjectorApp(
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
   });
+  // The lease heartbeat gets a connection of its own, so its replies never wait behind deliveries.
+  const leaseConnection = await connect({
+    servers: config.NATS_URL,
+    name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}-leases`,
+    waitOnFirstConnect: true,
+    maxReconnectAttempts: -1,
+  });
   const names: EventStreamNames = {
     stream: config.EVENT_STREAM,
     subjectPrefix: config.EVENT_SUBJECT_PREFIX,
@@ -37,6 +44,7 @@ export async function startProjectorApp(
   collectDefaultMetrics({ register: registry });
   const projector = createProjector({
     nc,
+    leaseConnection,
     names,
     partitions: config.EVENT_PARTITIONS,
     projection: model.projection,
@@ -73,6 +81,7 @@ export async function startProjectorApp(
       await ops.close();
       await model.close();
       await nc.drain();
+      await leaseConnection.drain();
     },
   };
 }

@@ -15,7 +15,7 @@ export const projectorConfigSchema = eventStreamSchema.extend(readModelSchema.sh
     .default(() => process.env.HOSTNAME || hostname()),
   /** /healthz, /readyz and /metrics. */
   PROJECTOR_OPS_LISTEN: env.listen("127.0.0.1:9561"),
-  PROJECTOR_BATCH_SIZE: env.int(500),
+  PROJECTOR_BATCH_SIZE: env.int(2_000),
   /** A replica that stops renewing its leases loses its partitions after this long. */
   PROJECTOR_LEASE_TTL_MS: env.int(5_000),
 });

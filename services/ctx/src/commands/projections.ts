@@ -96,7 +96,7 @@ export async function rebuildProjections(
           print(`${kind}: story ${options.story} rebuilt at version ${version}`);
           continue;
         }
-        await rebuildOne(env, kind, model.projection, store, options.batchSize ?? 1_000, print);
+        await rebuildOne(env, kind, model.projection, store, options.batchSize, print);
       } finally {
         await model.close();
       }
@@ -109,7 +109,7 @@ async function rebuildOne(
   kind: ReadModelKind,
   projection: Parameters<typeof rebuildProjection>[0]["projection"],
   store: Parameters<typeof rebuildProjection>[0]["store"],
-  batchSize: number,
+  batchSize: number | undefined,
   print: (line: string) => void,
 ): Promise<void> {
   const abort = new AbortController();
@@ -146,7 +146,7 @@ async function rebuildOne(
       projection,
       parking: env.parking,
       logger: createLogger({ name: "ctx", level: "warn" }),
-      batchSize,
+      ...(batchSize === undefined ? {} : { batchSize }),
       signal: abort.signal,
       onProgress: progress,
     });
