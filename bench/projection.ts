@@ -13,13 +13,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/domain";
 import {
   defaultEventStreamSettings,
   eventHash,
-  eventSubject,
   partitionSubjects,
   provisionEventStream,
 } from "@ctx/event-store";
@@ -35,6 +34,7 @@ import {
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { v7 as uuidv7 } from "uuid";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
+import { fillInterleaved } from "./support/fill.ts";
 import { type BenchStack, onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
 import { fmt, table } from "./support/stats.ts";
 
@@ -182,48 +182,33 @@ function eventOf(v: number): ContextEventData {
   }
 }
 
-/** Fills CONTEXT_EVENTS version by version across the stories, so stories interleave as they do live. */
-async function fill(nc: NatsConnection): Promise<{ events: number; seconds: number }> {
-  const js = jetstream(nc);
-  const perStory = Math.ceil(settings.events / settings.stories);
-  const prev = new Map<number, Uint8Array>();
-  const inFlight = new Set<Promise<unknown>>();
-  const started = performance.now();
+/** Fills CONTEXT_EVENTS with the stories' histories, interleaved as they are live. */
+function fill(nc: NatsConnection): Promise<{ events: number; seconds: number }> {
   const t0 = Date.now() - settings.events;
-  let written = 0;
-  for (let version = 1; version <= perStory && written < settings.events; version++) {
-    const data = eventOf(version);
-    const eventType = eventTypeOf(data);
-    for (let s = 0; s < settings.stories && written < settings.events; s++) {
-      const storyId = `story-${s}`;
+  return fillInterleaved(nc, names, {
+    events: settings.events,
+    stories: settings.stories,
+    publishWindow: settings.publishWindow,
+    envelope(s, version, prevHash, written) {
+      const data = eventOf(version);
+      const eventType = eventTypeOf(data);
       const envelope = create(ContextEventSchema, {
         eventId: uuidv7(),
-        storyId,
+        storyId: `story-${s}`,
         version,
         occurredAt: timestampFromDate(new Date(t0 + written)),
         eventType,
         schemaVersion: currentSchemaVersion[eventType],
-        prevHash: prev.get(s) ?? new Uint8Array(0),
+        prevHash,
         payload: data,
       });
       envelope.hash = eventHash(envelope);
-      prev.set(s, envelope.hash);
-      const p = js.publish(
-        eventSubject(names, storyId, eventType),
-        toBinary(ContextEventSchema, envelope),
-        {
-          msgID: envelope.eventId,
-        },
-      );
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-      if (inFlight.size >= settings.publishWindow) await Promise.race(inFlight);
-      written += 1;
+      return envelope;
+    },
+    onProgress(written) {
       if (written % 100_000 === 0) console.log(`  filled ${written} events`);
-    }
-  }
-  await Promise.all(inFlight);
-  return { events: written, seconds: (performance.now() - started) / 1000 };
+    },
+  });
 }
 
 /** The raw rate: every partition consumed by a durable consumer, in batches, one ack per batch. */

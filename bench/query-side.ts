@@ -8,9 +8,7 @@
 //      BENCH_QUERY_RATE (1000: GetContext calls a second), BENCH_QUERY_STORIES (1000 small stories
 //      beside the measured ones), BENCH_PROFILE=1 (both query services write a .cpuprofile to
 //      bench/results/profiles/query-side/ when they stop).
-import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -37,7 +35,7 @@ import { ContextQueryService, ContextSource, SubtaskStatus } from "@ctx/proto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
-import { closedLoop, type LoadResult } from "./support/load.ts";
+import { closedLoop } from "./support/load.ts";
 import {
   bucketShares,
   buckets,
@@ -48,6 +46,13 @@ import {
   scrape,
 } from "./support/metrics.ts";
 import { type OpenLoopResult, openLoop } from "./support/open-loop.ts";
+import {
+  describeMachine,
+  gitState,
+  natsServerVersion,
+  type Phase,
+  withCpu,
+} from "./support/run-info.ts";
 import {
   type BenchService,
   type BenchStack,
@@ -90,11 +95,6 @@ interface WrittenStory {
   readonly id: string;
   readonly occurredAt: number[];
   state: ContextState;
-}
-
-interface Phase extends LoadResult {
-  readonly cpuPercent: CpuShares;
-  readonly benchLoopLagMs: { readonly p99: number; readonly max: number };
 }
 
 interface TemporalPhase {
@@ -498,7 +498,7 @@ async function temporalPhase(
     }
   };
   const before = await scrape(service.metricsUrl);
-  const result = await withCpu(cpuPids(stack, service, projector), () =>
+  const result = await withCpu(cpuPids(stack, service, projector), ["query"], () =>
     closedLoop({
       concurrency,
       warmupMs: settings.warmupSeconds * 1000,
@@ -598,58 +598,6 @@ function snapshotGain(phases: readonly TemporalPhase[]) {
         },
       ];
     });
-}
-
-async function withCpu(
-  pids: Readonly<Record<string, number | undefined>>,
-  phase: () => Promise<LoadResult>,
-): Promise<Phase> {
-  const done = measureCpu(pids, ["query"]);
-  const lag = monitorEventLoopDelay({ resolution: 10 });
-  lag.enable();
-  const result = await phase();
-  lag.disable();
-  return {
-    ...result,
-    cpuPercent: done(),
-    benchLoopLagMs: { p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
-  };
-}
-
-function describeMachine() {
-  const cpus = os.cpus();
-  return {
-    cpus: os.availableParallelism(),
-    cpuModel: cpus[0]?.model ?? "unknown",
-    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    kernel: `${os.type()} ${os.release()}`,
-    node: process.version,
-    loadAverage1m: Math.round((os.loadavg()[0] ?? 0) * 100) / 100,
-  };
-}
-
-async function natsServerVersion(stack: BenchStack): Promise<string> {
-  try {
-    const varz = (await (await fetch(`${stack.natsMonitorUrl}/varz`)).json()) as {
-      version?: string;
-    };
-    return varz.version ?? "unknown";
-  } catch {
-    return "unknown";
-  }
-}
-
-function gitState(): { commit: string; dirty: boolean } {
-  try {
-    const git = (...args: string[]) =>
-      execFileSync("git", args, { cwd: repoRoot, encoding: "utf8" }).trim();
-    return {
-      commit: git("rev-parse", "--short", "HEAD"),
-      dirty: git("status", "--porcelain") !== "",
-    };
-  } catch {
-    return { commit: "unknown", dirty: true };
-  }
 }
 
 function report(r: {

@@ -7,27 +7,21 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { create, type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
+import { create, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { type ContextState, evolve, initialState, type StoryId } from "@ctx/domain";
 import {
   createEventStore,
   decodeEvent,
   type EventStore,
   type EventStreamSettings,
-  eventSubject,
   provisionEventStream,
 } from "@ctx/event-store";
 import { envelopeAsWritten } from "@ctx/event-store/testing";
-import {
-  ContextEventSchema,
-  DecisionAddedSchema,
-  legacyV1,
-  SubtaskStatus,
-  SubtaskUpdatedSchema,
-} from "@ctx/proto";
+import { DecisionAddedSchema, legacyV1, SubtaskStatus, SubtaskUpdatedSchema } from "@ctx/proto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
+import { fillInterleaved } from "./support/fill.ts";
 import { onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
 import { fmt, table } from "./support/stats.ts";
 
@@ -121,43 +115,24 @@ async function fill(
   names: EventStreamSettings,
   v: "v1" | "v2",
 ): Promise<number> {
-  const js = jetstream(nc);
-  const perStory = Math.ceil(settings.events / settings.stories);
   const t0 = Date.UTC(2026, 0, 1);
-  const started = performance.now();
-  const inFlight = new Set<Promise<unknown>>();
-  let written = 0;
-  const prev = new Map<number, Uint8Array>();
-  // Version by version across all stories, so stories interleave in the stream as they do live.
-  for (let version = 1; version <= perStory && written < settings.events; version++) {
-    for (let s = 0; s < settings.stories && written < settings.events; s++) {
-      const story = `story-${s}`;
+  const { events, seconds } = await fillInterleaved(nc, names, {
+    events: settings.events,
+    stories: settings.stories,
+    publishWindow: settings.publishWindow,
+    envelope(s, version, prevHash) {
       const { eventType, schema, payload } = payloadOf(v, version - 1);
-      const envelope = envelopeAsWritten(story, version, prev.get(s) ?? new Uint8Array(0), {
+      return envelopeAsWritten(`story-${s}`, version, prevHash, {
         eventType,
         schemaVersion: v === "v1" ? 1 : 2,
         payloadSchema: schema,
         payload,
         occurredAt: new Date(t0 + version * 60_000 + s),
       });
-      prev.set(s, envelope.hash);
-      const p = js.publish(
-        eventSubject(names, story, eventType),
-        toBinary(ContextEventSchema, envelope),
-        {
-          msgID: envelope.eventId,
-        },
-      );
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-      if (inFlight.size >= settings.publishWindow) await Promise.race(inFlight);
-      written += 1;
-    }
-  }
-  await Promise.all(inFlight);
-  const seconds = (performance.now() - started) / 1000;
-  console.log(`  filled ${names.stream}: ${written} events in ${fmt(seconds)} s`);
-  return written;
+    },
+  });
+  console.log(`  filled ${names.stream}: ${events} events in ${fmt(seconds)} s`);
+  return events;
 }
 
 interface Replay {

@@ -7,12 +7,9 @@
 //      bench/results/profiles/ when it stops), BENCH_CLIENT ("connect": connect-node's gRPC client;
 //      "h2": a minimal gRPC client on node:http2 for the measured AddSubtask calls, which costs the
 //      shared cores less; see h2Client).
-import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
-import os from "node:os";
 import { join } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient } from "@connectrpc/connect";
@@ -41,10 +38,16 @@ import {
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { v7 as uuidv7 } from "uuid";
-import { type CpuShares, measureCpu } from "./support/cpu.ts";
-import { closedLoop, type LoadResult, StoryPicker } from "./support/load.ts";
+import { closedLoop, StoryPicker } from "./support/load.ts";
 import { gauge, histogram, meanMs, scrape } from "./support/metrics.ts";
-import { type BenchStack, onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
+import {
+  describeMachine,
+  gitState,
+  natsServerVersion,
+  type Phase,
+  withCpu,
+} from "./support/run-info.ts";
+import { onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
 import { fmt, type LatencySummary, summarize, table } from "./support/stats.ts";
 
 const settings = {
@@ -64,12 +67,6 @@ const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.
 const serviceNames = defaultEventStreamNames;
 
 type Commands = Client<typeof ContextCommandService>;
-
-interface Phase extends LoadResult {
-  readonly cpuPercent: CpuShares;
-  /** Event-loop delay of this (client) process during the phase, ms: a lagging client adds latency. */
-  readonly benchLoopLagMs: { readonly p99: number; readonly max: number };
-}
 
 interface Level {
   readonly concurrency: number;
@@ -186,14 +183,14 @@ async function main(): Promise<void> {
     const cpuPids = () => ({ service: stack.pids().command, nats: stack.pids().nats });
 
     log("setup: creating the stories (CreateContext through the service; ContextCreated raw)…");
-    const setupService = await withCpu(cpuPids(), () =>
+    const setupService = await withCpu(cpuPids(), ["service"], () =>
       closedLoop({
         concurrency: settings.setupConcurrency,
         count: settings.stories,
         call: (worker, index) => service.create(worker, index),
       }),
     );
-    const setupRaw = await withCpu(cpuPids(), () =>
+    const setupRaw = await withCpu(cpuPids(), ["service"], () =>
       closedLoop({
         concurrency: settings.setupConcurrency,
         count: settings.stories,
@@ -217,15 +214,15 @@ async function main(): Promise<void> {
         durationMs: settings.seconds * 1000,
       };
       log(`${concurrency} in flight: raw JetStream publish…`);
-      const rawPhase = await withCpu(cpuPids(), () =>
+      const rawPhase = await withCpu(cpuPids(), ["service"], () =>
         closedLoop({ ...window, call: () => raw.append() }),
       );
-      const rawPreEncoded = await withCpu(cpuPids(), () =>
+      const rawPreEncoded = await withCpu(cpuPids(), ["service"], () =>
         closedLoop({ ...window, call: () => raw.appendPreEncoded() }),
       );
       log(`${concurrency} in flight: command service over gRPC (${connections} connection(s))…`);
       const before = await scrape(stack.commandMetricsUrl);
-      const servicePhase = await withCpu(cpuPids(), () =>
+      const servicePhase = await withCpu(cpuPids(), ["service"], () =>
         closedLoop({ ...window, call: (worker) => service.append(worker % connections) }),
       );
       const after = await scrape(stack.commandMetricsUrl);
@@ -583,58 +580,6 @@ async function readWithOrderedConsumer(
 
 function connectionsFor(concurrency: number): number {
   return Math.min(4, Math.ceil(concurrency / settings.callsPerConnection));
-}
-
-async function withCpu(
-  pids: Readonly<Record<string, number | undefined>>,
-  phase: () => Promise<LoadResult>,
-): Promise<Phase> {
-  const done = measureCpu(pids, ["service"]);
-  const lag = monitorEventLoopDelay({ resolution: 10 });
-  lag.enable();
-  const result = await phase();
-  lag.disable();
-  return {
-    ...result,
-    cpuPercent: done(),
-    benchLoopLagMs: { p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
-  };
-}
-
-function describeMachine() {
-  const cpus = os.cpus();
-  return {
-    cpus: os.availableParallelism(),
-    cpuModel: cpus[0]?.model ?? "unknown",
-    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    kernel: `${os.type()} ${os.release()}`,
-    node: process.version,
-    loadAverage1m: Math.round((os.loadavg()[0] ?? 0) * 100) / 100,
-  };
-}
-
-async function natsServerVersion(stack: BenchStack): Promise<string> {
-  try {
-    const varz = (await (await fetch(`${stack.natsMonitorUrl}/varz`)).json()) as {
-      version?: string;
-    };
-    return varz.version ?? "unknown";
-  } catch {
-    return "unknown";
-  }
-}
-
-function gitState(): { commit: string; dirty: boolean } {
-  try {
-    const git = (...args: string[]) =>
-      execFileSync("git", args, { cwd: repoRoot, encoding: "utf8" }).trim();
-    return {
-      commit: git("rev-parse", "--short", "HEAD"),
-      dirty: git("status", "--porcelain") !== "",
-    };
-  } catch {
-    return { commit: "unknown", dirty: true };
-  }
 }
 
 function report(r: {
