@@ -4,7 +4,6 @@ import {
   type EventStore,
   type EventStreamSettings,
   ExpectedVersion,
-  provisionEventStream,
 } from "@ctx/event-store";
 import {
   leaseBucket,
@@ -24,7 +23,13 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type OpenReadModel, openReadModel } from "./read-models.ts";
-import { type ProjectorProcess, settle, spawnProjector } from "./testing/projector-processes.ts";
+import {
+  type ProjectorProcess,
+  projectorEnv,
+  provisionTestStreams,
+  settle,
+  spawnProjector,
+} from "./testing/projector-processes.ts";
 import { expectModelEqualsFold, loadEvents } from "./testing/story-load.ts";
 
 // The Neo4j read model equals the fold of the stream after its server is stopped and started again
@@ -58,35 +63,20 @@ const replicas: ProjectorProcess[] = [];
 beforeAll(async () => {
   neo4jServer = await startNeo4jServer();
   nc = await connect({ servers: stack().natsUrl });
-  const name = uniqueName("OUTAGE");
-  settings = {
-    stream: name,
-    subjectPrefix: name.toLowerCase(),
-    partitions: PARTITIONS,
-    replicas: 1,
-    duplicateWindowMs: 60_000,
-  };
-  parking = { stream: `${name}_PARKED`, subjectPrefix: `${name.toLowerCase()}_parked` };
+  const streams = await provisionTestStreams(nc, "OUTAGE", PARTITIONS);
+  ({ settings, parking } = streams);
   namespace = uniqueName("outage");
-  await provisionEventStream(await jetstreamManager(nc), settings);
   store = createEventStore(nc, { names: settings });
-  env = {
-    NATS_URL: stack().natsUrl,
-    VALKEY_URL: stack().valkeyUrl,
-    NEO4J_URL: neo4jServer.url,
-    NEO4J_USER: neo4jServer.user,
-    NEO4J_PASSWORD: neo4jServer.password,
-    READ_MODEL_NAMESPACE: namespace,
-    EVENT_STREAM: settings.stream,
-    EVENT_SUBJECT_PREFIX: settings.subjectPrefix,
-    EVENT_PARTITIONS: String(settings.partitions),
-    PARKED_STREAM: parking.stream,
-    PARKED_SUBJECT_PREFIX: parking.subjectPrefix,
-    PROJECTOR_BATCH_SIZE: "100",
-    PROJECTION: "neo4j",
-    // Info: the "projector ready" line names the ops port, where the test reads the metrics.
-    LOG_LEVEL: "info",
-  };
+  env = projectorEnv(
+    streams,
+    { valkeyUrl: stack().valkeyUrl, neo4j: neo4jServer, namespace },
+    {
+      PROJECTOR_BATCH_SIZE: "100",
+      PROJECTION: "neo4j",
+      // Info: the "projector ready" line names the ops port, where the test reads the metrics.
+      LOG_LEVEL: "info",
+    },
+  );
   model = openReadModel("neo4j", {
     VALKEY_URL: stack().valkeyUrl,
     NEO4J_URL: neo4jServer.url,

@@ -4,7 +4,6 @@ import {
   type EventStore,
   type EventStreamSettings,
   ExpectedVersion,
-  provisionEventStream,
 } from "@ctx/event-store";
 import { listParked, type ParkingNames, partitionConsumers } from "@ctx/projector";
 import { stack, uniqueName } from "@ctx/test-support";
@@ -13,7 +12,13 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ReadModelKind } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
-import { type ProjectorProcess, settle, spawnProjector } from "./testing/projector-processes.ts";
+import {
+  type ProjectorProcess,
+  projectorEnv,
+  provisionTestStreams,
+  settle,
+  spawnProjector,
+} from "./testing/projector-processes.ts";
 import { loadEvents } from "./testing/story-load.ts";
 
 // The read models equal the fold of the stream after a 20,000-event load during which projector
@@ -34,34 +39,17 @@ const replicas = new Map<string, ProjectorProcess>();
 
 beforeAll(async () => {
   nc = await connect({ servers: stack().natsUrl });
-  const name = uniqueName("CHAOS");
-  settings = {
-    stream: name,
-    subjectPrefix: name.toLowerCase(),
-    partitions: 8,
-    replicas: 1,
-    duplicateWindowMs: 60_000,
-  };
-  parking = { stream: `${name}_PARKED`, subjectPrefix: `${name.toLowerCase()}_parked` };
+  const streams = await provisionTestStreams(nc, "CHAOS", 8);
+  ({ settings, parking } = streams);
   namespace = uniqueName("chaos");
-  await provisionEventStream(await jetstreamManager(nc), settings);
   store = createEventStore(nc, { names: settings });
   const s = stack();
-  env = {
-    NATS_URL: s.natsUrl,
-    VALKEY_URL: s.valkeyUrl,
-    NEO4J_URL: s.neo4jUrl,
-    NEO4J_USER: s.neo4jUser,
-    NEO4J_PASSWORD: s.neo4jPassword,
-    READ_MODEL_NAMESPACE: namespace,
-    EVENT_STREAM: settings.stream,
-    EVENT_SUBJECT_PREFIX: settings.subjectPrefix,
-    EVENT_PARTITIONS: String(settings.partitions),
-    PARKED_STREAM: parking.stream,
-    PARKED_SUBJECT_PREFIX: parking.subjectPrefix,
-    PROJECTOR_LEASE_TTL_MS: "2000",
-    PROJECTOR_BATCH_SIZE: "200",
-  };
+  const neo4j = { url: s.neo4jUrl, user: s.neo4jUser, password: s.neo4jPassword };
+  env = projectorEnv(
+    streams,
+    { valkeyUrl: s.valkeyUrl, neo4j, namespace },
+    { PROJECTOR_LEASE_TTL_MS: "2000", PROJECTOR_BATCH_SIZE: "200" },
+  );
 }, 60_000);
 
 afterAll(async () => {

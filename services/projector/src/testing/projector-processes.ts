@@ -1,6 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { resolve } from "node:path";
-import { eventually } from "@ctx/test-support";
+import { type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
+import type { ParkingNames } from "@ctx/projector";
+import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 
 const entry = resolve(import.meta.dirname, "../main.ts");
 
@@ -91,3 +95,52 @@ export function sumOfSamples(text: string, name: string): number {
 /** Waits until a condition holds, with a generous timeout for loaded 2-core machines. */
 export const settle = <T>(check: () => T | Promise<T>, timeout = 120_000) =>
   eventually(check, { timeout, interval: 250 });
+
+/** A test's own event stream and parking stream, named after `prefix`, provisioned. */
+export async function provisionTestStreams(
+  nc: NatsConnection,
+  prefix: string,
+  partitions: number,
+): Promise<{ settings: EventStreamSettings; parking: ParkingNames }> {
+  const name = uniqueName(prefix);
+  const settings: EventStreamSettings = {
+    stream: name,
+    subjectPrefix: name.toLowerCase(),
+    partitions,
+    replicas: 1,
+    duplicateWindowMs: 60_000,
+  };
+  const parking = { stream: `${name}_PARKED`, subjectPrefix: `${name.toLowerCase()}_parked` };
+  await provisionEventStream(await jetstreamManager(nc), settings);
+  return { settings, parking };
+}
+
+/** Where a Neo4j server is, for a replica's environment. */
+export interface Neo4jAt {
+  readonly url: string;
+  readonly user: string;
+  readonly password: string;
+}
+
+/** The environment of projector replicas on those streams; `more` adds or overrides settings. */
+export function projectorEnv(
+  streams: { settings: EventStreamSettings; parking: ParkingNames },
+  at: { valkeyUrl: string; neo4j: Neo4jAt; namespace: string },
+  more: Record<string, string> = {},
+): Record<string, string> {
+  const { settings, parking } = streams;
+  return {
+    NATS_URL: stack().natsUrl,
+    VALKEY_URL: at.valkeyUrl,
+    NEO4J_URL: at.neo4j.url,
+    NEO4J_USER: at.neo4j.user,
+    NEO4J_PASSWORD: at.neo4j.password,
+    READ_MODEL_NAMESPACE: at.namespace,
+    EVENT_STREAM: settings.stream,
+    EVENT_SUBJECT_PREFIX: settings.subjectPrefix,
+    EVENT_PARTITIONS: String(settings.partitions),
+    PARKED_STREAM: parking.stream,
+    PARKED_SUBJECT_PREFIX: parking.subjectPrefix,
+    ...more,
+  };
+}
