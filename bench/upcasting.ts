@@ -2,7 +2,7 @@
 // DecisionAdded and SubtaskUpdated) against the replay of the same history stored in v2, which needs
 // none, in the same run. Run it with `make bench`.
 //
-// Env: BENCH_UPCAST_EVENTS (1000000), BENCH_UPCAST_STORIES (10000), BENCH_UPCAST_ROUNDS (3: replays
+// Env: BENCH_UPCAST_EVENTS (1000000), BENCH_UPCAST_STORIES (10000), BENCH_UPCAST_ROUNDS (5: replays
 //      per stream, alternating), BENCH_UPCAST_DECODE_SAMPLE (100000: messages of the CPU-only loop).
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -28,7 +28,7 @@ import { fmt, table } from "./support/stats.ts";
 const settings = {
   events: envNumber("BENCH_UPCAST_EVENTS", 1_000_000),
   stories: envNumber("BENCH_UPCAST_STORIES", 10_000),
-  rounds: envNumber("BENCH_UPCAST_ROUNDS", 3),
+  rounds: envNumber("BENCH_UPCAST_ROUNDS", 5),
   decodeSample: envNumber("BENCH_UPCAST_DECODE_SAMPLE", 100_000),
   publishWindow: 2_000,
 };

@@ -9,7 +9,12 @@ import {
   storyId,
   streamVersion,
 } from "@ctx/domain";
-import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import {
+  type ContextEvent,
+  type ContextEventFrame,
+  ContextEventFrameSchema,
+  ContextEventSchema,
+} from "@ctx/proto";
 import { isUpcastError, type UpcasterRegistry, type VersionedEvent } from "@ctx/upcasting";
 import { CorruptEventError, UnreadableEventError } from "./errors.ts";
 import { contextUpcasters, legacyPayloadSchemas } from "./upcasting/context-upcasters.ts";
@@ -72,87 +77,177 @@ export function followsOn(
 
 type LegacySchemas = Readonly<Record<string, Readonly<Record<number, DescMessage>>>>;
 
-/** Decodes and checks an envelope. @throws CorruptEventError */
-function decodeEnvelope(bytes: Uint8Array, sequence: number): ContextEvent {
-  let envelope: ContextEvent;
+/** A checked frame: a payload is present. */
+type Frame = ContextEventFrame & {
+  readonly payload: { readonly case: ContextEventData["case"]; readonly value: Uint8Array };
+};
+
+/**
+ * Decodes and checks an envelope, leaving its payload encoded: a reader then decodes the payload
+ * once, with the message of the schema version it was written with.
+ * @throws CorruptEventError
+ */
+function decodeFrame(bytes: Uint8Array, sequence: number): Frame {
+  let frame: ContextEventFrame;
   try {
-    envelope = fromBinary(ContextEventSchema, bytes);
+    frame = fromBinary(ContextEventFrameSchema, bytes);
   } catch (e) {
     throw new CorruptEventError(sequence, "undecodable protobuf", { cause: e });
   }
-  if (envelope.payload.case === undefined) throw new CorruptEventError(sequence, "no payload");
-  if (!envelope.occurredAt) throw new CorruptEventError(sequence, "no occurred_at");
-  if (envelope.storyId === "" || envelope.version < 1) {
+  if (frame.payload.case === undefined) throw new CorruptEventError(sequence, "no payload");
+  if (!frame.occurredAt) throw new CorruptEventError(sequence, "no occurred_at");
+  if (frame.storyId === "" || frame.version < 1) {
     throw new CorruptEventError(sequence, "no story id or version");
   }
-  return envelope;
+  return frame as Frame;
+}
+
+/** A payload's bytes decoded with `schema`. @throws CorruptEventError */
+function decodePayload(schema: DescMessage, bytes: Uint8Array, sequence: number): Message {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (e) {
+    throw new CorruptEventError(sequence, `undecodable ${schema.typeName} payload`, { cause: e });
+  }
+}
+
+/** Today's message of a payload field. */
+function currentPayloadSchema(c: ContextEventData["case"]): DescMessage {
+  return ContextEventSchema.field[c].message as DescMessage;
 }
 
 /**
- * The payload bytes of an envelope, as written: the payload field's bytes, found by walking the
- * envelope's top-level fields (no decoding, no re-encoding); undefined when the field is absent.
- * @throws RangeError on truncated bytes.
+ * The envelope of a frame whose payload is in today's schema: what decoding the stored bytes as
+ * a ContextEvent gives, unknown fields included (so it encodes back to the stored bytes).
  */
-export function payloadBytes(bytes: Uint8Array, fieldNumber: number): Uint8Array | undefined {
-  let pos = 0;
-  const varint = () => {
-    let value = 0;
-    for (let shift = 0; ; shift += 7) {
-      if (pos >= bytes.length) throw new RangeError("truncated varint");
-      const b = bytes[pos++] as number;
-      value += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return value;
-      if (shift > 63) throw new RangeError("varint too long");
-    }
+function envelopeOf(frame: Frame, payload: Message): ContextEvent {
+  const envelope: ContextEvent = {
+    $typeName: ContextEventSchema.typeName,
+    eventId: frame.eventId,
+    storyId: frame.storyId,
+    version: frame.version,
+    occurredAt: frame.occurredAt,
+    eventType: frame.eventType,
+    schemaVersion: frame.schemaVersion,
+    correlationId: frame.correlationId,
+    causationId: frame.causationId,
+    commandId: frame.commandId,
+    commandEventIndex: frame.commandEventIndex,
+    prevHash: frame.prevHash,
+    hash: frame.hash,
+    payload: { case: frame.payload.case, value: payload } as ContextEvent["payload"],
   };
-  let found: Uint8Array | undefined;
-  while (pos < bytes.length) {
-    const tag = varint();
-    const wireType = tag % 8;
-    const number = Math.floor(tag / 8);
-    if (wireType === 0) varint();
-    else if (wireType === 1) pos += 8;
-    else if (wireType === 5) pos += 4;
-    else if (wireType === 2) {
-      const length = varint();
-      if (number === fieldNumber) found = bytes.subarray(pos, pos + length);
-      pos += length;
-    } else throw new RangeError(`unexpected wire type ${wireType} at the envelope's top level`);
-    if (pos > bytes.length) throw new RangeError("truncated field");
-  }
-  return found;
+  if (frame.$unknown) envelope.$unknown = frame.$unknown;
+  return envelope;
 }
 
 function storedOf(
-  envelope: ContextEvent,
+  frame: Frame,
   bytes: Uint8Array,
   sequence: number,
   legacySchemas: LegacySchemas,
 ): StoredEvent {
-  const data = envelope.payload as ContextEventData;
-  // The envelope decoded the payload with today's message; an older schema's bytes are read
-  // again, straight from the stored bytes, with the message they were written with.
-  const legacy = legacySchemas[envelope.eventType]?.[envelope.schemaVersion];
-  let payload: Message = data.value;
-  if (legacy) {
-    try {
-      const field = ContextEventSchema.field[data.case];
-      payload = fromBinary(legacy, payloadBytes(bytes, field.number) ?? new Uint8Array(0));
-    } catch (e) {
-      throw new CorruptEventError(sequence, `undecodable ${legacy.typeName} payload`, { cause: e });
-    }
-  }
-  return {
+  const position: Position = {
     sequence: streamSequence(sequence),
-    storyId: storyId(envelope.storyId),
-    version: streamVersion(envelope.version),
-    eventId: envelope.eventId,
-    eventType: envelope.eventType,
-    schemaVersion: envelope.schemaVersion,
-    occurredAt: timestampDate(envelope.occurredAt as Timestamp),
-    payload,
-    envelope,
+    storyId: storyId(frame.storyId),
+    version: streamVersion(frame.version),
+    eventId: frame.eventId,
+    eventType: frame.eventType,
+    schemaVersion: frame.schemaVersion,
+    occurredAt: timestampDate(frame.occurredAt as Timestamp),
   };
+  const legacy = legacySchemas[frame.eventType]?.[frame.schemaVersion];
+  if (!legacy) {
+    // Today's schema (or a version no legacy message describes: read with today's message, and
+    // the upcaster refuses it).
+    const payload = decodePayload(
+      currentPayloadSchema(frame.payload.case),
+      frame.payload.value,
+      sequence,
+    );
+    return { ...position, payload, envelope: envelopeOf(frame, payload) };
+  }
+  return new LegacyStoredEvent(
+    position,
+    decodePayload(legacy, frame.payload.value, sequence),
+    bytes,
+  );
+}
+
+type Position = Omit<StoredEvent, "payload" | "envelope">;
+
+/**
+ * A stored event of an older schema: its payload decoded once, with the message it was written
+ * with. Its envelope as a ContextEvent (today's payload message carrying the old fields as unknown
+ * ones) is decoded only when asked for: hash checks and parking do, replays and projections do
+ * not. A class, so the lazy envelope costs no closure per event; being a getter, it is not copied
+ * by a spread (read it explicitly).
+ */
+class LegacyStoredEvent implements StoredEvent {
+  readonly sequence: StreamSequence;
+  readonly storyId: StoryId;
+  readonly version: StreamVersion;
+  readonly eventId: string;
+  readonly eventType: string;
+  readonly schemaVersion: number;
+  readonly occurredAt: Date;
+  readonly payload: Message;
+  readonly #bytes: Uint8Array;
+  #envelope: ContextEvent | undefined;
+
+  constructor(position: Position, payload: Message, bytes: Uint8Array) {
+    this.sequence = position.sequence;
+    this.storyId = position.storyId;
+    this.version = position.version;
+    this.eventId = position.eventId;
+    this.eventType = position.eventType;
+    this.schemaVersion = position.schemaVersion;
+    this.occurredAt = position.occurredAt;
+    this.payload = payload;
+    this.#bytes = bytes;
+  }
+
+  get envelope(): ContextEvent {
+    this.#envelope ??= fromBinary(ContextEventSchema, this.#bytes);
+    return this.#envelope;
+  }
+}
+
+/** An upcast event of a LegacyStoredEvent: its envelope is the stored one's, read when asked for. */
+class UpcastEvent implements RecordedEvent {
+  readonly sequence: StreamSequence;
+  readonly storyId: StoryId;
+  readonly version: StreamVersion;
+  readonly eventId: string;
+  readonly occurredAt: Date;
+  readonly eventType: string;
+  readonly schemaVersion: number;
+  readonly data: RecordedEvent["data"];
+  declare readonly part?: number;
+  readonly #stored: StoredEvent;
+
+  constructor(
+    stored: StoredEvent,
+    eventType: string,
+    schemaVersion: number,
+    data: RecordedEvent["data"],
+    part: number | undefined,
+  ) {
+    this.eventType = eventType;
+    this.schemaVersion = schemaVersion;
+    this.data = data;
+    this.sequence = stored.sequence;
+    this.storyId = stored.storyId;
+    this.version = stored.version;
+    this.eventId = stored.eventId;
+    this.occurredAt = stored.occurredAt;
+    this.#stored = stored;
+    if (part !== undefined) Object.assign(this, { part });
+  }
+
+  get envelope(): ContextEvent {
+    return this.#stored.envelope;
+  }
 }
 
 /**
@@ -164,7 +259,7 @@ export function decodeStoredEvent(
   sequence: number,
   legacySchemas: LegacySchemas = legacyPayloadSchemas,
 ): StoredEvent {
-  return storedOf(decodeEnvelope(bytes, sequence), bytes, sequence, legacySchemas);
+  return storedOf(decodeFrame(bytes, sequence), bytes, sequence, legacySchemas);
 }
 
 /**
@@ -195,25 +290,30 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
   const legacySchemas = options.legacySchemas ?? legacyPayloadSchemas;
   const { current } = registry;
 
-  // Today's shape: the envelope's own payload, one object, no copies (the common case).
+  // An event at the stored one's position. The stored envelope is shared when it is decoded
+  // already, and read from the stored event when asked for when not (a legacy one).
   const asIs = (
-    p: EventPosition,
+    p: StoredEvent,
     eventType: string,
     schemaVersion: number,
     data: RecordedEvent["data"],
     part?: number,
-  ): RecordedEvent => ({
-    sequence: p.sequence,
-    storyId: p.storyId,
-    version: p.version,
-    eventId: p.eventId,
-    occurredAt: p.occurredAt,
-    envelope: p.envelope,
-    eventType,
-    schemaVersion,
-    data,
-    ...(part === undefined ? {} : { part }),
-  });
+  ): RecordedEvent => {
+    if (p instanceof LegacyStoredEvent)
+      return new UpcastEvent(p, eventType, schemaVersion, data, part);
+    return {
+      sequence: p.sequence,
+      storyId: p.storyId,
+      version: p.version,
+      eventId: p.eventId,
+      occurredAt: p.occurredAt,
+      envelope: p.envelope,
+      eventType,
+      schemaVersion,
+      data,
+      ...(part === undefined ? {} : { part }),
+    };
+  };
 
   const upcast = (stored: StoredEvent): readonly RecordedEvent[] => {
     const { eventType, schemaVersion } = stored;
@@ -249,23 +349,28 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
     registry,
     upcast,
     decode(bytes, sequence) {
-      const envelope = decodeEnvelope(bytes, sequence);
-      if (current.get(envelope.eventType) === envelope.schemaVersion) {
+      const frame = decodeFrame(bytes, sequence);
+      if (current.get(frame.eventType) === frame.schemaVersion) {
+        const c = frame.payload.case;
+        const envelope = envelopeOf(
+          frame,
+          decodePayload(currentPayloadSchema(c), frame.payload.value, sequence),
+        );
         return [
           {
             sequence: streamSequence(sequence),
-            storyId: storyId(envelope.storyId),
-            version: streamVersion(envelope.version),
-            eventId: envelope.eventId,
-            occurredAt: timestampDate(envelope.occurredAt as Timestamp),
+            storyId: storyId(frame.storyId),
+            version: streamVersion(frame.version),
+            eventId: frame.eventId,
+            occurredAt: timestampDate(frame.occurredAt as Timestamp),
             envelope,
-            eventType: envelope.eventType,
-            schemaVersion: envelope.schemaVersion,
+            eventType: frame.eventType,
+            schemaVersion: frame.schemaVersion,
             data: envelope.payload as ContextEventData,
           },
         ];
       }
-      return upcast(storedOf(envelope, bytes, sequence, legacySchemas));
+      return upcast(storedOf(frame, bytes, sequence, legacySchemas));
     },
   };
 }

@@ -592,7 +592,8 @@ class JetStreamEventStore implements EventStore {
   ): AsyncIterable<RecordedEvent & { readonly partition: number }> {
     for await (const stored of this.readAllStored(options)) {
       const { partition } = stored;
-      for (const event of this.upcaster.upcast(stored)) yield { ...event, partition };
+      // Object.assign, not a spread: a spread would read (decode) a legacy event's envelope.
+      for (const event of this.upcaster.upcast(stored)) yield Object.assign(event, { partition });
     }
   }
 
@@ -616,7 +617,7 @@ class JetStreamEventStore implements EventStore {
       for await (const msg of messages) {
         if (msg.seq > to) break;
         const { partition } = parseStoredSubject(this.names, msg.subject);
-        yield { ...decodeStoredEvent(msg.data, msg.seq), partition };
+        yield Object.assign(decodeStoredEvent(msg.data, msg.seq), { partition });
         if (msg.seq >= to || msg.info.pending === 0) break;
       }
     } finally {

@@ -151,6 +151,130 @@ export declare type ContextEvent = Message<"context.v1.ContextEvent"> & {
 export declare const ContextEventSchema: GenMessage<ContextEvent>;
 
 /**
+ * ContextEvent as a reader first decodes it: the same fields under the same numbers, with the
+ * payload kept as its encoded bytes. Payloads of older schema versions are then decoded once, with
+ * the message they were written with (context.legacy.v1), instead of first being misread as
+ * today's message. Never written: ContextEvent describes what is stored. Keep the two in step (a
+ * unit test compares them).
+ *
+ * @generated from message context.v1.ContextEventFrame
+ */
+export declare type ContextEventFrame = Message<"context.v1.ContextEventFrame"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: string story_id = 2;
+   */
+  storyId: string;
+
+  /**
+   * @generated from field: uint32 version = 3;
+   */
+  version: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 4;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string event_type = 5;
+   */
+  eventType: string;
+
+  /**
+   * @generated from field: uint32 schema_version = 6;
+   */
+  schemaVersion: number;
+
+  /**
+   * @generated from field: string correlation_id = 7;
+   */
+  correlationId: string;
+
+  /**
+   * @generated from field: string causation_id = 8;
+   */
+  causationId: string;
+
+  /**
+   * @generated from field: string command_id = 9;
+   */
+  commandId: string;
+
+  /**
+   * @generated from field: uint32 command_event_index = 10;
+   */
+  commandEventIndex: number;
+
+  /**
+   * @generated from field: bytes prev_hash = 11;
+   */
+  prevHash: Uint8Array;
+
+  /**
+   * @generated from field: bytes hash = 12;
+   */
+  hash: Uint8Array;
+
+  /**
+   * @generated from oneof context.v1.ContextEventFrame.payload
+   */
+  payload: {
+    /**
+     * @generated from field: bytes context_created = 20;
+     */
+    value: Uint8Array;
+    case: "contextCreated";
+  } | {
+    /**
+     * @generated from field: bytes decision_added = 21;
+     */
+    value: Uint8Array;
+    case: "decisionAdded";
+  } | {
+    /**
+     * @generated from field: bytes decision_superseded = 22;
+     */
+    value: Uint8Array;
+    case: "decisionSuperseded";
+  } | {
+    /**
+     * @generated from field: bytes subtask_added = 23;
+     */
+    value: Uint8Array;
+    case: "subtaskAdded";
+  } | {
+    /**
+     * @generated from field: bytes subtask_updated = 24;
+     */
+    value: Uint8Array;
+    case: "subtaskUpdated";
+  } | {
+    /**
+     * @generated from field: bytes subtask_dependency_added = 25;
+     */
+    value: Uint8Array;
+    case: "subtaskDependencyAdded";
+  } | {
+    /**
+     * @generated from field: bytes context_archived = 26;
+     */
+    value: Uint8Array;
+    case: "contextArchived";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message context.v1.ContextEventFrame.
+ * Use `create(ContextEventFrameSchema)` to create a new message.
+ */
+export declare const ContextEventFrameSchema: GenMessage<ContextEventFrame>;
+
+/**
  * A story's context was opened.
  *
  * @generated from message context.v1.ContextCreated

@@ -1,0 +1,148 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ContextEventType } from "@ctx/domain";
+import {
+  ContextEventFrameSchema,
+  ContextEventSchema,
+  DecisionAddedSchema,
+  legacyV1,
+  SubtaskStatus,
+  SubtaskUpdatedSchema,
+} from "@ctx/proto";
+import { describe, expect, it } from "vitest";
+import {
+  CorruptEventError,
+  contextEventUpcaster,
+  decodeEvent,
+  decodeStoredEvent,
+  eventHash,
+} from "./index.ts";
+import { envelopeAsWritten, type WrittenEvent } from "./testing/index.ts";
+
+const at = new Date("2026-03-04T05:06:07.000Z");
+
+function written(event: Omit<WrittenEvent, "occurredAt">): Uint8Array {
+  const envelope = envelopeAsWritten("s-1", 3, new Uint8Array(32).fill(7), {
+    ...event,
+    occurredAt: at,
+  });
+  envelope.correlationId = "corr-1";
+  envelope.commandId = "cmd-1";
+  envelope.hash = eventHash(envelope);
+  return toBinary(ContextEventSchema, envelope);
+}
+
+const current = written({
+  eventType: ContextEventType.SubtaskUpdated,
+  schemaVersion: 2,
+  payloadSchema: SubtaskUpdatedSchema,
+  payload: create(SubtaskUpdatedSchema, {
+    subtaskId: "t-1",
+    status: SubtaskStatus.BLOCKED,
+    assignee: "ana",
+  }),
+});
+
+const legacy = written({
+  eventType: ContextEventType.DecisionAdded,
+  schemaVersion: 1,
+  payloadSchema: legacyV1.DecisionAddedSchema,
+  payload: create(legacyV1.DecisionAddedSchema, {
+    decisionId: "d-1",
+    title: "Use NATS",
+    alternative: "Kafka",
+  }),
+});
+
+/** The bytes with one more top-level field (number 15, a varint), as a newer writer might add. */
+const withUnknownField = (bytes: Uint8Array) => new Uint8Array([...bytes, 15 << 3, 42]);
+
+describe("ContextEventFrame", () => {
+  it("has every field of ContextEvent under the same number, with the payloads left as bytes", () => {
+    const frame = ContextEventFrameSchema.fields.map((f) => [f.number, f.name, f.oneof?.name]);
+    const envelope = ContextEventSchema.fields.map((f) => [f.number, f.name, f.oneof?.name]);
+    expect(frame).toEqual(envelope);
+    for (const f of ContextEventSchema.fields) {
+      const twin = ContextEventFrameSchema.fields.find((g) => g.number === f.number);
+      if (f.oneof?.name === "payload") {
+        expect(twin?.fieldKind === "scalar" && twin.scalar).toBe(12); // ScalarType.BYTES
+      } else {
+        expect([twin?.fieldKind, twin?.message?.typeName, twin?.scalar]).toEqual([
+          f.fieldKind,
+          f.message?.typeName,
+          f.scalar,
+        ]);
+      }
+    }
+  });
+});
+
+describe("decoding a stored event", () => {
+  it("given current bytes, then the envelope is what decoding them as a ContextEvent gives", () => {
+    const [event] = decodeEvent(current, 9);
+    expect(event?.envelope).toEqual(fromBinary(ContextEventSchema, current));
+    expect(event?.data).toEqual(fromBinary(ContextEventSchema, current).payload);
+    expect(toBinary(ContextEventSchema, event?.envelope ?? create(ContextEventSchema))).toEqual(
+      current,
+    );
+    expect(decodeStoredEvent(current, 9).envelope).toEqual(event?.envelope);
+  });
+
+  it("given a top-level field this release does not know, then the envelope keeps it and still verifies", () => {
+    const bytes = withUnknownField(current);
+    const [event] = decodeEvent(bytes, 9);
+    expect(event && toBinary(ContextEventSchema, event.envelope)).toEqual(bytes);
+  });
+
+  it("given legacy bytes, then the payload is decoded with its own message and the envelope on demand", () => {
+    const stored = decodeStoredEvent(legacy, 9);
+    expect(stored.payload).toEqual(
+      create(legacyV1.DecisionAddedSchema, {
+        decisionId: "d-1",
+        title: "Use NATS",
+        alternative: "Kafka",
+      }),
+    );
+    expect(stored.envelope).toEqual(fromBinary(ContextEventSchema, legacy));
+    expect(stored.envelope).toBe(stored.envelope);
+    expect(toBinary(ContextEventSchema, stored.envelope)).toEqual(legacy);
+    expect(Buffer.from(eventHash(stored.envelope))).toEqual(Buffer.from(stored.envelope.hash));
+  });
+
+  it("given legacy bytes, then the upcast event carries the stored envelope and the current payload", () => {
+    const stored = decodeStoredEvent(legacy, 9);
+    const [event, ...more] = contextEventUpcaster.upcast(stored);
+    expect(more).toEqual([]);
+    expect(event?.envelope).toBe(stored.envelope);
+    expect(event).toMatchObject({
+      sequence: 9,
+      version: 3,
+      schemaVersion: 2,
+      eventId: stored.eventId,
+    });
+    expect(event?.data).toEqual({
+      case: "decisionAdded",
+      value: create(DecisionAddedSchema, {
+        decisionId: "d-1",
+        title: "Use NATS",
+        alternatives: ["Kafka"],
+      }),
+    });
+    expect(event && "part" in event).toBe(false);
+  });
+
+  it("given payload bytes that are no message, then it is a CorruptEventError naming the payload", () => {
+    // DecisionAdded (field 21), length 2, then a field-1 string that claims 5 bytes.
+    const frame = create(ContextEventFrameSchema, {
+      ...fromBinary(ContextEventFrameSchema, legacy),
+      payload: { case: "decisionAdded", value: new Uint8Array([0x0a, 0x05]) },
+    });
+    const bytes = toBinary(ContextEventFrameSchema, frame);
+    expect(() => decodeEvent(bytes, 9)).toThrow(CorruptEventError);
+    expect(() => decodeEvent(bytes, 9)).toThrow(/context\.legacy\.v1\.DecisionAdded payload/);
+    const asCurrent = toBinary(
+      ContextEventFrameSchema,
+      create(ContextEventFrameSchema, { ...frame, schemaVersion: 2 }),
+    );
+    expect(() => decodeEvent(asCurrent, 9)).toThrow(/context\.v1\.DecisionAdded payload/);
+  });
+});
