@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import {
   type Context,
   ContextSchema,
@@ -28,28 +28,105 @@ export function toContextMessage(state: ContextState): Context {
     title: state.title,
     description: state.description,
     status: contextStatusOf(state.lifecycle),
-    decisions: Array.from(state.decisions.values(), (d) =>
-      create(DecisionSchema, {
-        decisionId: d.decisionId,
-        title: d.title,
-        rationale: d.rationale,
-        madeBy: d.madeBy,
-        alternatives: [...d.alternatives],
-        status: d.status,
-        affectsSubtaskIds: [...d.affectsSubtaskIds],
-        supersededByDecisionId: d.supersededByDecisionId,
-      }),
-    ),
-    subtasks: Array.from(state.subtasks.values(), (s) =>
-      create(SubtaskSchema, {
-        subtaskId: s.subtaskId,
-        title: s.title,
-        status: s.status,
-        assignee: s.assignee,
-        dependsOn: [...s.dependsOn],
-      }),
-    ),
+    decisions: Array.from(state.decisions.values(), toDecisionMessage),
+    subtasks: Array.from(state.subtasks.values(), toSubtaskMessage),
   });
+}
+
+function toDecisionMessage(d: DecisionState): Decision {
+  return create(DecisionSchema, {
+    decisionId: d.decisionId,
+    title: d.title,
+    rationale: d.rationale,
+    madeBy: d.madeBy,
+    alternatives: [...d.alternatives],
+    status: d.status,
+    affectsSubtaskIds: [...d.affectsSubtaskIds],
+    supersededByDecisionId: d.supersededByDecisionId,
+  });
+}
+
+function toSubtaskMessage(s: SubtaskState): Subtask {
+  return create(SubtaskSchema, {
+    subtaskId: s.subtaskId,
+    title: s.title,
+    status: s.status,
+    assignee: s.assignee,
+    dependsOn: [...s.dependsOn],
+  });
+}
+
+// The encoded message of each decision and subtask state, by identity: states are immutable and
+// evolve keeps the entries an event does not touch, so a story's next state re-encodes only what
+// changed. Weak: entries of states nobody holds any more go with them.
+const encodedEntries = new WeakMap<DecisionState | SubtaskState, Uint8Array>();
+
+function encodedEntry<T extends DecisionState | SubtaskState>(
+  entry: T,
+  encode: (entry: T) => Uint8Array,
+): Uint8Array {
+  let bytes = encodedEntries.get(entry);
+  if (bytes === undefined) {
+    bytes = encode(entry);
+    encodedEntries.set(entry, bytes);
+  }
+  return bytes;
+}
+
+const encodeDecision = (d: DecisionState) => toBinary(DecisionSchema, toDecisionMessage(d));
+const encodeSubtask = (s: SubtaskState) => toBinary(SubtaskSchema, toSubtaskMessage(s));
+
+// Tags of the repeated message fields (wire type 2: length-delimited); one byte each.
+const decisionsTag = (ContextSchema.field.decisions.number << 3) | 2;
+const subtasksTag = (ContextSchema.field.subtasks.number << 3) | 2;
+if (decisionsTag > 0x7f || subtasksTag > 0x7f) throw new Error("Context field numbers above 15");
+
+/**
+ * The binary `Context` of a state: the same bytes as `toBinary(ContextSchema,
+ * toContextMessage(state))`, built from the encoded decisions and subtasks of earlier states where
+ * they did not change (a read model re-encodes a story's whole context on every write).
+ */
+export function encodeContextState(state: ContextState): Uint8Array {
+  const head = toBinary(
+    ContextSchema,
+    create(ContextSchema, {
+      storyId: state.storyId,
+      title: state.title,
+      description: state.description,
+      status: contextStatusOf(state.lifecycle),
+    }),
+  );
+  const decisions = Array.from(state.decisions.values(), (d) => encodedEntry(d, encodeDecision));
+  const subtasks = Array.from(state.subtasks.values(), (s) => encodedEntry(s, encodeSubtask));
+  let size = head.length;
+  for (const bytes of decisions) size += 1 + varintSize(bytes.length) + bytes.length;
+  for (const bytes of subtasks) size += 1 + varintSize(bytes.length) + bytes.length;
+  const out = new Uint8Array(size);
+  out.set(head, 0);
+  let at = head.length;
+  // A repeated message field is each element's tag, length and bytes, in order: fields in number
+  // order after the scalar ones, as protobuf-es writes them.
+  const field = (tag: number, bytes: Uint8Array) => {
+    out[at++] = tag;
+    for (let n = bytes.length; ; n >>>= 7) {
+      if (n < 0x80) {
+        out[at++] = n;
+        break;
+      }
+      out[at++] = (n & 0x7f) | 0x80;
+    }
+    out.set(bytes, at);
+    at += bytes.length;
+  };
+  for (const bytes of decisions) field(decisionsTag, bytes);
+  for (const bytes of subtasks) field(subtasksTag, bytes);
+  return out;
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  for (let v = n >>> 7; v > 0; v >>>= 7) size += 1;
+  return size;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { create, equals } from "@bufbuild/protobuf";
+import { create, equals, toBinary } from "@bufbuild/protobuf";
 import {
   ContextSchema,
   ContextStatus,
@@ -10,6 +10,8 @@ import {
 import { describe, expect, it } from "vitest";
 import {
   type ContextState,
+  encodeContextState,
+  evolve,
   fold,
   fromContextMessage,
   initialState,
@@ -107,6 +109,27 @@ describe("toContextMessage", () => {
     message.decisions[0]?.alternatives.push("x");
     expect(populated.subtasks.get("a")?.dependsOn).toEqual(["z"]);
     expect(populated.decisions.get("d2")?.alternatives).toEqual(["Adyen"]);
+  });
+});
+
+describe("encodeContextState", () => {
+  it("gives the bytes of the state's Context message, long fields and reused entries included", () => {
+    const long = "x".repeat(20_000); // lengths of two and three varint bytes
+    const before = fold(story, [
+      ...domainEvents([
+        eventData.contextCreated({ title: "T", description: long }),
+        eventData.decisionAdded({ decisionId: "d1", title: "D", rationale: long.slice(0, 300) }),
+        eventData.subtaskAdded({ subtaskId: "a", title: long }),
+      ]),
+    ]);
+    const after = evolve(before, {
+      version: streamVersion(4),
+      occurredAt: new Date(4_000),
+      data: eventData.subtaskAdded({ subtaskId: "b", title: "B", dependsOn: ["a"] }),
+    });
+    for (const state of [initialState(story), populated, before, after, before]) {
+      expect(encodeContextState(state)).toEqual(toBinary(ContextSchema, toContextMessage(state)));
+    }
   });
 });
 

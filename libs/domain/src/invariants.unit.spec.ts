@@ -1,4 +1,5 @@
-import { SubtaskStatus } from "@ctx/proto";
+import { toBinary } from "@bufbuild/protobuf";
+import { ContextSchema, SubtaskStatus } from "@ctx/proto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -10,6 +11,7 @@ import {
   DomainRule,
   decide,
   decideAll,
+  encodeContextState,
   evolve,
   fold,
   fromContextMessage,
@@ -234,6 +236,22 @@ describe("invariants over random command sequences", () => {
         expect(decideAll(run(cmds).accepted, initialState(story))).toEqual(
           events.map((e) => e.data),
         );
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it("encode every state of a run to the bytes of its Context message", () => {
+    fc.assert(
+      fc.property(commands, (cmds) => {
+        // One event at a time, as a read model evolves a story: states share unchanged entries.
+        let state = initialState(story);
+        for (const event of run(cmds).events) {
+          state = evolve(state, event);
+          expect(encodeContextState(state)).toEqual(
+            toBinary(ContextSchema, toContextMessage(state)),
+          );
+        }
       }),
       { numRuns: 100 },
     );

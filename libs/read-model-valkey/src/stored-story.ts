@@ -1,6 +1,7 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import {
   type ContextState,
+  encodeContextState,
   initialState,
   type StoryId,
   type StreamVersion,
@@ -54,6 +55,6 @@ export function decodeStoredStory(
 
 /** The context of a state as stored: the binary context.v1.Context, once per write. */
 export function encodeContext(state: ContextState): Buffer {
-  const bytes = toBinary(ContextSchema, toContextMessage(state));
+  const bytes = encodeContextState(state);
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
