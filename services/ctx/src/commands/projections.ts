@@ -12,7 +12,7 @@ import {
 } from "@ctx/projector";
 import { openReadModel, type ReadModelKind, readModelKinds } from "@ctx/projector-service";
 import { Kvm } from "@nats-io/kv";
-import { SingleBar } from "cli-progress";
+import { MultiBar } from "cli-progress";
 import { type CtxEnv, table, withCtxEnv } from "../ctx-env.ts";
 
 export function parseProjections(which: string): readonly ReadModelKind[] {
@@ -79,7 +79,11 @@ export async function projectionsStatus(print: (line: string) => void): Promise<
   });
 }
 
-/** `ctx projections rebuild <which> [--story S]`. */
+/**
+ * `ctx projections rebuild <which> [--story S]`. With several models (`all`), they are rebuilt at
+ * once, each replaying the stream on its own consumer: they wait on different stores, so together
+ * they take about as long as the slower one, not the sum.
+ */
 export async function rebuildProjections(
   which: string,
   options: { story?: string; batchSize?: number },
@@ -88,57 +92,61 @@ export async function rebuildProjections(
   const kinds = parseProjections(which);
   await withCtxEnv(async (env) => {
     const store = createEventStore(env.nc, { names: env.names });
-    for (const kind of kinds) {
-      const model = openReadModel(kind, env.config);
-      try {
-        if (options.story) {
+    const models = kinds.map((kind) => ({ kind, model: openReadModel(kind, env.config) }));
+    try {
+      if (options.story) {
+        for (const { kind, model } of models) {
           const { version } = await rebuildStory(model.projection, store, storyId(options.story));
           print(`${kind}: story ${options.story} rebuilt at version ${version}`);
-          continue;
         }
-        await rebuildOne(env, kind, model.projection, store, options.batchSize, print);
-      } finally {
-        await model.close();
+        return;
       }
+      await rebuildAll(env, models, store, options.batchSize, print);
+    } finally {
+      await Promise.all(models.map(({ model }) => model.close()));
     }
   });
 }
 
-async function rebuildOne(
+type Projection = Parameters<typeof rebuildProjection>[0]["projection"];
+
+async function rebuildAll(
   env: CtxEnv,
-  kind: ReadModelKind,
-  projection: Parameters<typeof rebuildProjection>[0]["projection"],
+  models: readonly { kind: ReadModelKind; model: { projection: Projection } }[],
   store: Parameters<typeof rebuildProjection>[0]["store"],
   batchSize: number | undefined,
   print: (line: string) => void,
 ): Promise<void> {
+  // Ctrl-C: every rebuild stops after its current batch; live generations stay untouched.
   const abort = new AbortController();
   const onSigint = () => {
-    print(`\n${kind}: interrupting after the current batch; the live generation stays untouched`);
+    print("\ninterrupting after the current batches; the live generations stay untouched");
     abort.abort();
   };
   process.once("SIGINT", onSigint);
-  const tty = process.stderr.isTTY === true;
-  const bar = tty
-    ? new SingleBar({
-        format: `${kind} [{bar}] {percentage}% | {value}/{total} seq | {rate} ev/s | ETA {eta_formatted}`,
-        hideCursor: true,
-      })
-    : undefined;
+  const bars =
+    process.stderr.isTTY === true
+      ? new MultiBar({
+          format:
+            "{kind} [{bar}] {percentage}% | {value}/{total} seq | {rate} ev/s | ETA {eta_formatted}",
+          hideCursor: true,
+          clearOnComplete: false,
+        })
+      : undefined;
   const started = Date.now();
-  let lastLine = 0;
-  const progress = (p: RebuildProgress) => {
-    const rate = Math.round(p.events / Math.max(0.001, (Date.now() - started) / 1000));
-    if (bar) {
-      if (bar.getTotal() !== p.head) bar.setTotal(p.head);
-      bar.update(p.sequence, { rate });
-    } else if (Date.now() - lastLine > 2_000) {
-      lastLine = Date.now();
-      print(`${kind}: generation ${p.generation}: ${p.sequence}/${p.head} (${rate} events/s)`);
-    }
-  };
-  try {
-    bar?.start(1, 0, { rate: 0 });
+  const rebuildOne = async (kind: ReadModelKind, projection: Projection) => {
+    const bar = bars?.create(1, 0, { kind: kind.padEnd(6), rate: 0 });
+    let lastLine = 0;
+    const progress = (p: RebuildProgress) => {
+      const rate = Math.round(p.events / Math.max(0.001, (Date.now() - started) / 1000));
+      if (bar) {
+        if (bar.getTotal() !== p.head) bar.setTotal(p.head);
+        bar.update(p.sequence, { rate });
+      } else if (Date.now() - lastLine > 2_000) {
+        lastLine = Date.now();
+        print(`${kind}: generation ${p.generation}: ${p.sequence}/${p.head} (${rate} events/s)`);
+      }
+    };
     const result = await rebuildProjection({
       nc: env.nc,
       store,
@@ -150,16 +158,29 @@ async function rebuildOne(
       signal: abort.signal,
       onProgress: progress,
     });
-    bar?.stop();
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    print(
-      result.switched
-        ? `${kind}: rebuilt generation ${result.generation} (${result.events} events in ${seconds} s); readers switched from generation ${result.previousGeneration}, which is deleted`
-        : `${kind}: rebuild of generation ${result.generation} interrupted after ${result.events} events; run it again to resume`,
+    return result.switched
+      ? `${kind}: rebuilt generation ${result.generation} (${result.events} events in ${seconds} s); readers switched from generation ${result.previousGeneration}, which is deleted`
+      : `${kind}: rebuild of generation ${result.generation} interrupted after ${result.events} events; run it again to resume`;
+  };
+  try {
+    const outcomes = await Promise.allSettled(
+      models.map(({ kind, model }) => rebuildOne(kind, model.projection)),
     );
-    if (!result.switched) process.exitCode = 130;
+    bars?.stop();
+    let failure: unknown;
+    outcomes.forEach((outcome, i) => {
+      const kind = models[i]?.kind;
+      if (outcome.status === "fulfilled") print(outcome.value);
+      else {
+        print(`${kind}: rebuild failed: ${(outcome.reason as Error).message}`);
+        failure ??= outcome.reason;
+      }
+    });
+    if (failure !== undefined) throw failure;
+    if (abort.signal.aborted) process.exitCode = 130;
   } finally {
-    bar?.stop();
+    bars?.stop();
     process.removeListener("SIGINT", onSigint);
   }
 }
