@@ -6,7 +6,7 @@
 #   deploy/local/neo4j.sh install|start|stop|status
 #
 # Env: NEO4J_BOLT_PORT (7687), NEO4J_AUTH ("none" or "neo4j/<password>"), NEO4J_HEAP (1g),
-#      STACK_DIR, CACHE_DIR (see common.sh).
+#      NEO4J_PAGECACHE (512m), STACK_DIR, CACHE_DIR (see common.sh).
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -28,9 +28,10 @@ START_TIMEOUT=120
 # (DirectByteBuffer) and its native file access into java.io/sun.nio.ch (file descriptors):
 # without these opens it warns and falls back to slower paths. java.lang and java.util are
 # not needed by anything seen so far; they are opened as a cheap precaution against code
-# paths (procedures, plugins) that reflect into them. A set -Xms silences Neo4j's heap warning.
+# paths (procedures, plugins) that reflect into them. The heap is fixed at its size (-Xms =
+# -Xmx), as neo4j.conf advises: a heap that grows under the first load collects again and again.
 JVM_OPTS=(
-  -Xms256m "-Xmx$NEO4J_HEAP"
+  "-Xms$NEO4J_HEAP" "-Xmx$NEO4J_HEAP"
   -XX:+UseG1GC -XX:-OmitStackTraceInFastThrow -XX:+DisableExplicitGC
   --add-opens=java.base/java.lang=ALL-UNNAMED
   --add-opens=java.base/java.io=ALL-UNNAMED

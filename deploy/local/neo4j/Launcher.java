@@ -19,6 +19,7 @@ import org.neo4j.io.ByteUnit;
  * Usage: java Launcher <home-dir>   (or env NEO4J_DATA_DIR)
  * Env:   NEO4J_BOLT_PORT  Bolt port on 127.0.0.1, default 7687
  *        NEO4J_AUTH       "none" (default) or "neo4j/<password>"
+ *        NEO4J_PAGECACHE  page cache size, e.g. "512m" (default) or "2g"
  *
  * Prints "neo4j ready: bolt://..." once Bolt accepts queries; SIGTERM stops it cleanly.
  */
@@ -48,8 +49,9 @@ public final class Launcher {
                 .setConfig(BoltConnector.advertised_address, new SocketAddress(HOST, port))
                 .setConfig(HttpConnector.enabled, false)
                 .setConfig(GraphDatabaseSettings.auth_enabled, password != null)
-                // Small footprint for dev and CI machines (2 cores, a few GB of RAM).
-                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(256))
+                // Sized for dev and CI machines; the store files of a million events (two
+                // generations during a rebuild) fit in the default, so writes do not wait on reads.
+                .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.parse(env("NEO4J_PAGECACHE", "512m")))
                 .setConfig(GraphDatabaseSettings.keep_logical_logs, "2 files")
                 .setConfig(GraphDatabaseSettings.logical_log_rotation_threshold, ByteUnit.mebiBytes(16))
                 .setConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
