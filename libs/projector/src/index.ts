@@ -20,6 +20,6 @@ export {
   VersionConflictError,
 } from "./projection.ts";
 export type { PartitionStatus, Projector, ProjectorOptions } from "./projector.ts";
-export { createProjector, leaseGroup } from "./projector.ts";
+export { createProjector, DEFAULT_BATCH_SIZE, leaseGroup } from "./projector.ts";
 export type { RebuildOptions, RebuildProgress, RebuildResult } from "./rebuild.ts";
 export { rebuildProjection, rebuildStory } from "./rebuild.ts";

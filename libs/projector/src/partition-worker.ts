@@ -38,6 +38,8 @@ export interface PartitionWorkerOptions {
   readonly logger: Logger;
   readonly metrics: ProjectorMetrics;
   readonly batchSize: number;
+  /** Limits the batches written at once, over all partitions (absent: no limit). */
+  readonly writeSlots?: { execute<T>(fn: () => Promise<T>): Promise<T> };
   /** False once this replica's lease of the partition is no longer valid: stop writing. */
   readonly holds: () => boolean;
   /** How often the active generation is re-read (a rebuild may have switched it). */
@@ -45,7 +47,10 @@ export interface PartitionWorkerOptions {
   readonly backoff?: BackoffSettings;
 }
 
-const ACK_WAIT_MS = 30_000;
+// Long enough for the deliveries buffered behind the batch in hand to wait for it, also when
+// partitions take turns to write (ProjectorOptions.writeConcurrency). A redelivery only costs a
+// skip: each tenure has a consumer of its own, and the version guard drops what is applied.
+const ACK_WAIT_MS = 120_000;
 
 /**
  * The names of a partition's consumers start with this. Each tenure of a partition (each time a
@@ -193,7 +198,8 @@ export class PartitionWorker {
       ack_policy: AckPolicy.All,
       ack_wait: nanos(ACK_WAIT_MS),
       max_deliver: -1,
-      max_ack_pending: 20_000,
+      // The batch in hand and the one buffered ahead, with room to spare.
+      max_ack_pending: Math.max(20_000, 3 * this.#o.batchSize),
       ...(this.#checkpoint > 0
         ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.#checkpoint + 1 }
         : { deliver_policy: DeliverPolicy.All }),
@@ -295,7 +301,7 @@ export class PartitionWorker {
   async #project(batch: JsMsg[]): Promise<void> {
     const started = performance.now();
     const { names, metrics, partition } = this.#o;
-    // Keep the messages ours while a long outage makes us wait.
+    // Keep the messages ours while a long outage, or other partitions' writes, make us wait.
     const keepAlive = setInterval(() => {
       for (const m of batch) m.working();
     }, ACK_WAIT_MS / 3);
@@ -328,13 +334,15 @@ export class PartitionWorker {
       // the batch is no bound; the consumer's ack floor is: every event at or below it was
       // acknowledged, hence applied. It lags a little, which only means a little replay.
       const checkpoint = Math.max(this.#checkpoint, await this.#ackFloor());
-      await this.#applier.applyBatch(
-        this.#generation,
-        partition,
-        { byStory, poisoned },
-        this.#checkpoint,
-        checkpoint,
-      );
+      const write = () =>
+        this.#applier.applyBatch(
+          this.#generation,
+          partition,
+          { byStory, poisoned },
+          this.#checkpoint,
+          checkpoint,
+        );
+      await (this.#o.writeSlots ? this.#o.writeSlots.execute(write) : write());
       this.#checkpoint = checkpoint;
       // The batch is the oldest deliveries of the queue, all applied now, as is every batch before
       // it: acknowledging its last delivery acknowledges them all (AckPolicy.All).

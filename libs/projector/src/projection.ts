@@ -42,6 +42,12 @@ export interface ProjectionBatch {
 export interface Projection {
   /** Short name: `neo4j`, `valkey`. Names consumers, leases and parked entries. */
   readonly name: string;
+  /**
+   * How many batches the store takes well at once; absent: as many as there are partitions. A
+   * store that works on each transaction with threads of its own (Neo4j) does more with a few large
+   * batches than with one per partition, and the batches of waiting partitions grow meanwhile.
+   */
+  readonly writeConcurrency?: number;
   /** Creates constraints, indexes, scripts. Idempotent. */
   init(): Promise<void>;
   /** The generation readers use, and live projectors write to. */

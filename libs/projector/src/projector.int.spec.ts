@@ -139,6 +139,32 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     });
   });
 
+  it("writes no more batches at once than the model takes, and still projects everything", async () => {
+    const projection = Object.assign(new MemoryProjection(uniqueName("m")), {
+      writeConcurrency: 1,
+    });
+    let writing = 0;
+    let most = 0;
+    let batches = 0;
+    const apply = projection.apply.bind(projection);
+    projection.apply = async (batch) => {
+      writing += 1;
+      most = Math.max(most, writing);
+      try {
+        await new Promise((r) => setTimeout(r, 10)); // long enough for partitions to overlap
+        return await apply(batch);
+      } finally {
+        writing -= 1;
+        batches += 1;
+      }
+    };
+    const ids = await writeStories(uniqueName("w"), 30, 4);
+    await startReplica(projection, "r1");
+    await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 20_000 });
+    expect(batches).toBeGreaterThan(settings.partitions);
+    expect(most).toBe(1);
+  });
+
   it("loses nothing to an earlier owner that still pulls from the partition's consumer", async () => {
     const projection = new MemoryProjection(uniqueName("m"));
     const r1 = await startReplica(projection, "rz1");

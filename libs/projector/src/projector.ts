@@ -2,6 +2,7 @@ import type { Logger } from "@ctx/config";
 import { createEventStore, type EventStreamNames, partitionSubjects } from "@ctx/event-store";
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { bulkhead } from "cockatiel";
 import type { Registry } from "prom-client";
 import type { BackoffSettings } from "./batch-applier.ts";
 import { createProjectorMetrics } from "./metrics.ts";
@@ -31,8 +32,10 @@ export interface ProjectorOptions {
   readonly replicaId: string;
   readonly logger: Logger;
   readonly registry: Registry;
-  /** Most events per read-model write (default 2000). */
+  /** Most events per read-model write (default DEFAULT_BATCH_SIZE). */
   readonly batchSize?: number;
+  /** Batches written at once, over all partitions (default: the projection's writeConcurrency). */
+  readonly writeConcurrency?: number;
   readonly parking?: ParkingNames;
   readonly heartbeatMs?: number;
   readonly leaseTtlMs?: number;
@@ -63,6 +66,13 @@ export interface Projector {
  * worker per partition it holds, and reports lag. Run several replicas with distinct ids: partitions
  * spread over them, move away from a dead one within about a lease TTL, and rebalance when one joins.
  */
+/**
+ * Most events per read-model write, by default. A batch takes what has arrived, up to this: large
+ * batches only form from a backlog (a start, a rebuild's catch-up, an outage), where a story's
+ * events of one batch cost a model little more than one of them.
+ */
+export const DEFAULT_BATCH_SIZE = 8_000;
+
 export function createProjector(options: ProjectorOptions): Projector {
   const metrics = createProjectorMetrics(options.registry);
   const label = { projection: options.projection.name };
@@ -73,6 +83,11 @@ export function createProjector(options: ProjectorOptions): Projector {
   const js = jetstream(options.nc);
   const store = createEventStore(options.nc, { names: options.names });
   const workers = new Map<number, PartitionWorker>();
+  // Batches written at once, over all partitions; partitions beyond it wait their turn (their next
+  // batch grows meanwhile).
+  const concurrency = options.writeConcurrency ?? options.projection.writeConcurrency;
+  const writeSlots =
+    concurrency === undefined ? undefined : bulkhead(concurrency, Number.MAX_SAFE_INTEGER);
   let jsm: JetStreamManager | undefined;
   let leases: PartitionLeases | undefined;
   let lagTimer: NodeJS.Timeout | undefined;
@@ -129,7 +144,8 @@ export function createProjector(options: ProjectorOptions): Projector {
             parking,
             logger,
             metrics,
-            batchSize: options.batchSize ?? 2_000,
+            batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+            ...(writeSlots ? { writeSlots } : {}),
             holds: () => leases?.holds(partition) ?? false,
             ...(options.backoff ? { backoff: options.backoff } : {}),
           });

@@ -46,10 +46,10 @@ export interface RebuildResult {
 
 /**
  * Events read per write round of a rebuild. Each partition's share is one write, so with 16
- * partitions about a thousand events each: a model pays per write and per story written, and a
- * story's events of one write cost about what one of them does.
+ * partitions about 4,000 events each: a model pays per write and per story written, and a story's
+ * events of one write cost about what one of them does. (A round is held in memory: some 64 MB.)
  */
-export const DEFAULT_REBUILD_BATCH = 16_000;
+export const DEFAULT_REBUILD_BATCH = 64_000;
 
 /** Runs `fn` over `items`, at most `limit` at a time; rejects with the first failure. */
 async function forEachConcurrently<T>(

@@ -143,6 +143,9 @@ export function createNeo4jProjection(
 
   return {
     name: "neo4j",
+    // Measured on 2 cores (16 partitions, 5,000 stories, 16 events per story and batch): 2 or 4
+    // batches at a time applied 16,000-21,000 events/s once warm, 16 at a time 9,000-12,000.
+    writeConcurrency: 2,
 
     async init() {
       await unavailableAsStoreError(async () => {

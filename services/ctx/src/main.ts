@@ -68,7 +68,7 @@ projections
   )
   .argument("<projection>", "neo4j, valkey or all")
   .option("--story <id>", "rebuild one story in place instead")
-  .option("--batch-size <n>", "events read per write round (default 16000)", (v) =>
+  .option("--batch-size <n>", "events read per write round (default 64000)", (v) =>
     Number.parseInt(v, 10),
   )
   .action((which: string, options: { story?: string; batchSize?: number }) =>

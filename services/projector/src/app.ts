@@ -53,6 +53,9 @@ export async function startProjectorApp(
     registry,
     parking,
     batchSize: config.PROJECTOR_BATCH_SIZE,
+    ...(config.PROJECTOR_WRITE_CONCURRENCY === undefined
+      ? {}
+      : { writeConcurrency: config.PROJECTOR_WRITE_CONCURRENCY }),
     leaseTtlMs: config.PROJECTOR_LEASE_TTL_MS,
   });
   let natsUp = true;

@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { env, eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
+import { DEFAULT_BATCH_SIZE } from "@ctx/projector";
 import { z } from "zod";
 
 export const readModelKinds = ["neo4j", "valkey"] as const;
@@ -15,7 +16,10 @@ export const projectorConfigSchema = eventStreamSchema.extend(readModelSchema.sh
     .default(() => process.env.HOSTNAME || hostname()),
   /** /healthz, /readyz and /metrics. */
   PROJECTOR_OPS_LISTEN: env.listen("127.0.0.1:9561"),
-  PROJECTOR_BATCH_SIZE: env.int(2_000),
+  /** Most events per read-model write. */
+  PROJECTOR_BATCH_SIZE: env.int(DEFAULT_BATCH_SIZE),
+  /** Batches written at once over all partitions (default: what the read model asks for). */
+  PROJECTOR_WRITE_CONCURRENCY: z.coerce.number().int().positive().optional(),
   /** A replica that stops renewing its leases loses its partitions after this long. */
   PROJECTOR_LEASE_TTL_MS: env.int(5_000),
 });
