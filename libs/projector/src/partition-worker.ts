@@ -51,6 +51,8 @@ export interface PartitionWorkerOptions {
 // partitions take turns to write (ProjectorOptions.writeConcurrency). A redelivery only costs a
 // skip: each tenure has a consumer of its own, and the version guard drops what is applied.
 const ACK_WAIT_MS = 120_000;
+/** Most deliveries asked for by one pull. */
+const PULL_SIZE = 1_000;
 
 /**
  * The names of a partition's consumers start with this. Each tenure of a partition (each time a
@@ -99,6 +101,7 @@ export class PartitionWorker {
   #messages: ConsumerMessages | undefined;
   readonly #queue: JsMsg[] = [];
   #wake: (() => void) | undefined;
+  #room: (() => void) | undefined;
   #generation = 0;
   #generationCheckedAt = 0;
   #checkpoint = 0;
@@ -130,6 +133,7 @@ export class PartitionWorker {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#wake?.();
+    this.#room?.();
     await this.#messages?.close().catch(() => undefined);
     await this.#loop;
     for (const m of this.#queue.splice(0)) m.nak();
@@ -209,15 +213,30 @@ export class PartitionWorker {
       "consumer positioned",
     );
     const consumer: Consumer = await this.#o.js.consumers.get(names.stream, name);
-    // One batch ahead, not more: what the server pushes waits in this process's socket, in front of
-    // every other reply on the connection, and is redelivered if it waits past the ack wait.
-    this.#messages = await consumer.consume({ max_messages: this.#o.batchSize });
+    // Bounded buffering: the batch in hand, at most one batch queued behind it, and pulls of at
+    // most PULL_SIZE in flight. What the server sends waits in this process's socket, in front of
+    // every other reply on the connection; 16 partitions pulling freely from a backlog overflowed
+    // the server's 64 MB per-client buffer, and the server cut the connection (slow consumer).
+    this.#messages = await consumer.consume({
+      max_messages: Math.min(this.#o.batchSize, PULL_SIZE),
+    });
     const messages = this.#messages;
     void (async () => {
       try {
         for await (const m of messages) {
           this.#queue.push(m);
           this.#wake?.();
+          // A full batch is waiting: take no more deliveries (so pull no more) until it is taken.
+          while (
+            this.#queue.length >= this.#o.batchSize &&
+            this.#messages === messages &&
+            !this.#stopped
+          ) {
+            await new Promise<void>((resolve) => {
+              this.#room = resolve;
+            });
+            this.#room = undefined;
+          }
         }
       } finally {
         // The server ended the subscription (e.g. the consumer was recreated): reopen it.
@@ -228,8 +247,10 @@ export class PartitionWorker {
   }
 
   async #closeMessages(): Promise<void> {
-    await this.#messages?.close().catch(() => undefined);
+    const messages = this.#messages;
     this.#messages = undefined;
+    this.#room?.();
+    await messages?.close().catch(() => undefined);
     for (const m of this.#queue.splice(0)) m.nak();
   }
 
@@ -267,6 +288,7 @@ export class PartitionWorker {
         continue;
       }
       const batch = this.#queue.splice(0, this.#o.batchSize);
+      this.#room?.();
       await this.#project(batch);
     }
   }

@@ -86,7 +86,11 @@ async function writeStories(
   return ids;
 }
 
-async function startReplica(projection: MemoryProjection, replicaId: string): Promise<Projector> {
+async function startReplica(
+  projection: MemoryProjection,
+  replicaId: string,
+  batchSize = 50,
+): Promise<Projector> {
   const conn = await connect({ servers: stack().natsUrl });
   const projector = createProjector({
     nc: conn,
@@ -97,7 +101,7 @@ async function startReplica(projection: MemoryProjection, replicaId: string): Pr
     logger,
     registry: new Registry(),
     parking,
-    batchSize: 50,
+    batchSize,
     heartbeatMs: 200,
     leaseTtlMs: 1_500,
     backoff: { initialDelayMs: 50, maxDelayMs: 500, halfOpenAfterMs: 500 },
@@ -163,6 +167,39 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 20_000 });
     expect(batches).toBeGreaterThan(settings.partitions);
     expect(most).toBe(1);
+  });
+
+  it("holds at most a batch in hand and one queued per partition, however long the backlog", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const apply = projection.apply.bind(projection);
+    projection.apply = async (batch) => {
+      await gate; // a model that does not answer: the backlog stays in the stream
+      return apply(batch);
+    };
+    const ids = await writeStories(uniqueName("b"), 80, 10);
+    const batch = 10;
+    await startReplica(projection, "r1", batch);
+    const jsm = await jetstreamManager(nc);
+    const deliveredNotAcked = async () => {
+      const consumers = await partitionConsumers(jsm, settings.stream, projection.name);
+      return [...consumers.values()].map((c) => c.num_ack_pending);
+    };
+    // Every partition takes up its backlog (about 100 events each) and waits on the model.
+    await eventually(
+      async () => expect((await deliveredNotAcked()).filter((n) => n > 0)).toHaveLength(8),
+      { timeout: 10_000 },
+    );
+    await new Promise((r) => setTimeout(r, 1_000));
+    for (const pending of await deliveredNotAcked()) {
+      // The batch in hand, one queued, and one pull in flight.
+      expect(pending).toBeLessThanOrEqual(3 * batch);
+    }
+    release();
+    await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 20_000 });
   });
 
   it("loses nothing to an earlier owner that still pulls from the partition's consumer", async () => {

@@ -71,7 +71,7 @@ export interface Projector {
  * batches only form from a backlog (a start, a rebuild's catch-up, an outage), where a story's
  * events of one batch cost a model little more than one of them.
  */
-export const DEFAULT_BATCH_SIZE = 8_000;
+export const DEFAULT_BATCH_SIZE = 4_000;
 
 export function createProjector(options: ProjectorOptions): Projector {
   const metrics = createProjectorMetrics(options.registry);
