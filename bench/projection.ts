@@ -313,9 +313,11 @@ async function project(
   const service = await stack.startService(`projector-${model}`, {
     entry: "services/projector/src/main.ts",
     opsListenVariable: "PROJECTOR_OPS_LISTEN",
-    ...(settings.profile
-      ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${join(profilesDir, model)}`] }
-      : {}),
+    // As deploy/local/services.sh starts projectors.
+    nodeArgs: [
+      "--max-semi-space-size=64",
+      ...(settings.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profilesDir, model)}`] : []),
+    ],
     env: {
       PROJECTION: model,
       PROJECTOR_REPLICA_ID: `${model}-0`,

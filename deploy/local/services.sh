@@ -50,8 +50,12 @@ case "${1:-}" in
       QUERY_LISTEN="$BIND_HOST:$QUERY_PORT" QUERY_OPS_LISTEN="$BIND_HOST:$QUERY_OPS_PORT"
     for p in "${PROJECTORS[@]}"; do
       read -r name projection port <<<"$p"
+      # A larger young generation: projecting allocates heavily and briefly per event; with
+      # V8's default semi-space the Valkey projector spent 22 % of its CPU collecting
+      # (docs/BENCHMARKS.md, projection).
       start_service "$name" "$port" services/projector/src/main.ts PROJECTION="$projection" \
-        PROJECTOR_REPLICA_ID="$name" PROJECTOR_OPS_LISTEN="$BIND_HOST:$port"
+        PROJECTOR_REPLICA_ID="$name" PROJECTOR_OPS_LISTEN="$BIND_HOST:$port" \
+        NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--max-semi-space-size=64"
     done
     ;;
   stop)
