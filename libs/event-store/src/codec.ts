@@ -165,7 +165,7 @@ function storedOf(
       frame.payload.value,
       sequence,
     );
-    return { ...position, payload, envelope: envelopeOf(frame, payload) };
+    return Object.assign(position, { payload, envelope: envelopeOf(frame, payload) });
   }
   return new LegacyStoredEvent(
     position,
@@ -301,7 +301,7 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
   ): RecordedEvent => {
     if (p instanceof LegacyStoredEvent)
       return new UpcastEvent(p, eventType, schemaVersion, data, part);
-    return {
+    const event: RecordedEvent = {
       sequence: p.sequence,
       storyId: p.storyId,
       version: p.version,
@@ -311,8 +311,8 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
       eventType,
       schemaVersion,
       data,
-      ...(part === undefined ? {} : { part }),
     };
+    return part === undefined ? event : Object.assign(event, { part });
   };
 
   const upcast = (stored: StoredEvent): readonly RecordedEvent[] => {
