@@ -23,6 +23,9 @@ import {
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
 
+/** The shortest grpc-timeout a call can be held to; Node's timers have millisecond resolution. */
+const minTimeoutMs = 1;
+
 /** A unary method as the router registered it: its implementation and descriptor. */
 export type UnaryImplSpec = MethodImplSpec & { readonly kind: "unary" };
 
@@ -91,6 +94,14 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
       let frame: Uint8Array | undefined;
       try {
         if (timeout.error) throw timeout.error;
+        if (timeout.timeoutMs !== undefined && timeout.timeoutMs < minTimeoutMs) {
+          // Node's timers count whole milliseconds: a shorter deadline would fire only after a
+          // call that may already have done its work. It has passed before any work could start.
+          throw new ConnectError(
+            `deadline of ${timeout.timeoutMs} ms is shorter than the server can keep (${minTimeoutMs} ms)`,
+            Code.DeadlineExceeded,
+          );
+        }
         const input = parse(spec, unwrap(await readBody(stream, opt.readMaxBytes), spec));
         const output = await invokeUnaryImplementation(spec, context, input, opt.interceptors);
         const data = toBinary(spec.method.output, output);

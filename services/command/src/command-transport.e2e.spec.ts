@@ -117,12 +117,14 @@ describe("deadlines", () => {
   });
 
   it("answers DEADLINE_EXCEEDED itself when the grpc-timeout it got is too short", async () => {
-    const story = newStory();
-    const body = encodeCreateContext({ story_id: story, title: "T" });
-    const reply = await rawGrpc(h.address, createContextPath, body, { "grpc-timeout": "1n" });
-    expect(reply.status, reply.message).toBe(String(status.DEADLINE_EXCEEDED));
-    // The deadline passed while the story was read, so the handler gave up before appending.
-    expect(await h.store.read(storyId(story))).toHaveLength(0);
+    for (const timeout of ["1n", "999u"]) {
+      const story = newStory();
+      const body = encodeCreateContext({ story_id: story, title: "T" });
+      const reply = await rawGrpc(h.address, createContextPath, body, { "grpc-timeout": timeout });
+      expect(reply.status, `${timeout}: ${reply.message}`).toBe(String(status.DEADLINE_EXCEEDED));
+      // A deadline under a millisecond has passed before the handler could start: nothing appended.
+      expect(await h.store.read(storyId(story))).toHaveLength(0);
+    }
     await stillServes();
   });
 });
