@@ -9,7 +9,7 @@
 //      PROJECTOR_BATCH_SIZE (the service's default when unset), BENCH_PROFILE=1 (each projector
 //      writes a .cpuprofile to bench/results/profiles/projection/).
 import { execFile } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -35,6 +35,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { v7 as uuidv7 } from "uuid";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { fillInterleaved } from "./support/fill.ts";
+import { histogram, scrape } from "./support/metrics.ts";
 import { type BenchStack, onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
 import { fmt, table } from "./support/stats.ts";
 
@@ -299,6 +300,11 @@ interface ModelRun {
   readonly eventsPerSecond: number;
   /** The rate over the second half of the events: the model warm (a fresh JVM is slow at first). */
   readonly secondHalfEventsPerSecond: number | undefined;
+  /** Mean events per read-model write (`projector_batch_size`): how much each write carries. */
+  readonly meanBatchSize: number;
+  /** Partition leases the projector lost, and slow-consumer cuts nats-server logged, in the phase. */
+  readonly leasesLost: number;
+  readonly slowConsumers: number;
   readonly cpu: CpuShares;
 }
 
@@ -325,6 +331,7 @@ async function project(
       ...(settings.batchSize ? { PROJECTOR_BATCH_SIZE: settings.batchSize } : {}),
     },
   });
+  const slowConsumersBefore = countLines(stack, "nats", /Slow Consumer/i);
   const stopCpu = measureCpu({
     bench: process.pid,
     nats: stack.pids().nats,
@@ -334,12 +341,17 @@ async function project(
   const halfway = await caughtUp(nc, model, total);
   const ended = performance.now();
   const seconds = (ended - started) / 1000;
+  const batches = histogram(await scrape(service.metricsUrl), "projector_batch_size");
+  const slowConsumers = countLines(stack, "nats", /Slow Consumer/i) - slowConsumersBefore;
   return {
     model,
     seconds,
     eventsPerSecond: total / seconds,
     secondHalfEventsPerSecond:
       halfway === undefined ? undefined : total / 2 / ((ended - halfway) / 1000),
+    meanBatchSize: batches.count > 0 ? batches.sum / batches.count : Number.NaN,
+    leasesLost: countLines(stack, `projector-${model}`, /lease lost/),
+    slowConsumers,
     cpu: stopCpu(),
   };
 }
@@ -384,7 +396,7 @@ async function main(): Promise<void> {
       const r = await project(nc, stack, model, filled.events);
       runs.push(r);
       console.log(
-        `  ${model}: ${fmt(r.seconds)} s, ${Math.round(r.eventsPerSecond)} events/s (second half: ${Math.round(r.secondHalfEventsPerSecond ?? Number.NaN)} events/s)`,
+        `  ${model}: ${fmt(r.seconds)} s, ${Math.round(r.eventsPerSecond)} events/s (second half: ${Math.round(r.secondHalfEventsPerSecond ?? Number.NaN)} events/s), ${Math.round(r.meanBatchSize)} events per write on average, ${r.leasesLost} leases lost, ${r.slowConsumers} slow-consumer cuts`,
       );
     }
     const rebuild = settings.rebuild ? await rebuildAll(stack) : undefined;
@@ -448,6 +460,15 @@ async function main(): Promise<void> {
     await nc.close();
     await teardown();
   }
+}
+
+/** Lines of a server's or service's log in the bench stack that match. */
+function countLines(stack: BenchStack, log: string, pattern: RegExp): number {
+  const file = join(stack.dir, "log", `${log}.log`);
+  if (!existsSync(file)) return 0;
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => pattern.test(line)).length;
 }
 
 function cpuLine(cpu: CpuShares): string {

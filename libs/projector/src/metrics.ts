@@ -32,7 +32,7 @@ export function createProjectorMetrics(registry: Registry): ProjectorMetrics {
       name: "projector_batch_size",
       help: "Events per read-model write",
       labelNames: ["projection"],
-      buckets: [1, 5, 10, 50, 100, 250, 500, 1000, 2000],
+      buckets: [1, 5, 10, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000],
       registers,
     }),
     batchSeconds: new Histogram({
