@@ -56,70 +56,173 @@ function toSubtaskMessage(s: SubtaskState): Subtask {
   });
 }
 
-// The encoded message of each decision and subtask state, by identity: states are immutable and
-// evolve keeps the entries an event does not touch, so a story's next state re-encodes only what
-// changed. Weak: entries of states nobody holds any more go with them.
-const encodedEntries = new WeakMap<DecisionState | SubtaskState, Uint8Array>();
-
-function encodedEntry<T extends DecisionState | SubtaskState>(
-  entry: T,
-  encode: (entry: T) => Uint8Array,
-): Uint8Array {
-  let bytes = encodedEntries.get(entry);
-  if (bytes === undefined) {
-    bytes = encode(entry);
-    encodedEntries.set(entry, bytes);
-  }
-  return bytes;
+/**
+ * A state's binary `Context`, and where each of its parts lies in it, so that the encoding of a
+ * later state of the same story can copy what did not change.
+ */
+export interface EncodedContext {
+  readonly state: ContextState;
+  /** The same bytes as `toBinary(ContextSchema, toContextMessage(state))`. */
+  readonly bytes: Uint8Array;
+  /** End of the scalar fields (story id, title, description, status) in `bytes`. */
+  readonly headEnd: number;
+  readonly decisions: EncodedEntries<DecisionState>;
+  readonly subtasks: EncodedEntries<SubtaskState>;
 }
 
-const encodeDecision = (d: DecisionState) => toBinary(DecisionSchema, toDecisionMessage(d));
-const encodeSubtask = (s: SubtaskState) => toBinary(SubtaskSchema, toSubtaskMessage(s));
+/** A repeated field's entries in map order, and their bounds in the bytes (tag and length included). */
+export interface EncodedEntries<T> {
+  readonly values: readonly T[];
+  /** `values.length + 1` offsets: entry i spans `[offsets[i], offsets[i + 1])`. */
+  readonly offsets: readonly number[];
+}
 
 // Tags of the repeated message fields (wire type 2: length-delimited); one byte each.
 const decisionsTag = (ContextSchema.field.decisions.number << 3) | 2;
 const subtasksTag = (ContextSchema.field.subtasks.number << 3) | 2;
 if (decisionsTag > 0x7f || subtasksTag > 0x7f) throw new Error("Context field numbers above 15");
 
+const encodeDecision = (d: DecisionState) => toBinary(DecisionSchema, toDecisionMessage(d));
+const encodeSubtask = (s: SubtaskState) => toBinary(SubtaskSchema, toSubtaskMessage(s));
+
 /**
  * The binary `Context` of a state: the same bytes as `toBinary(ContextSchema,
- * toContextMessage(state))`, built from the encoded decisions and subtasks of earlier states where
- * they did not change (a read model re-encodes a story's whole context on every write).
+ * toContextMessage(state))`. A read model re-encodes a story's whole context on every write; given
+ * the encoding of an earlier state of the same story, this copies the bytes of every part that is
+ * still the same object (states are immutable, and evolve keeps the decisions and subtasks an event
+ * does not touch) and encodes only the others.
  */
-export function encodeContextState(state: ContextState): Uint8Array {
-  const head = toBinary(
-    ContextSchema,
-    create(ContextSchema, {
-      storyId: state.storyId,
-      title: state.title,
-      description: state.description,
-      status: contextStatusOf(state.lifecycle),
-    }),
-  );
-  const decisions = Array.from(state.decisions.values(), (d) => encodedEntry(d, encodeDecision));
-  const subtasks = Array.from(state.subtasks.values(), (s) => encodedEntry(s, encodeSubtask));
-  let size = head.length;
-  for (const bytes of decisions) size += 1 + varintSize(bytes.length) + bytes.length;
-  for (const bytes of subtasks) size += 1 + varintSize(bytes.length) + bytes.length;
-  const out = new Uint8Array(size);
-  out.set(head, 0);
-  let at = head.length;
+export function encodeContextState(state: ContextState, previous?: EncodedContext): EncodedContext {
+  const before = previous?.state.storyId === state.storyId ? previous : undefined;
+  const parts = new Parts(before?.bytes);
+  if (
+    before !== undefined &&
+    before.state.title === state.title &&
+    before.state.description === state.description &&
+    before.state.lifecycle === state.lifecycle
+  ) {
+    parts.copy(0, before.headEnd);
+  } else {
+    parts.add(
+      toBinary(
+        ContextSchema,
+        create(ContextSchema, {
+          storyId: state.storyId,
+          title: state.title,
+          description: state.description,
+          status: contextStatusOf(state.lifecycle),
+        }),
+      ),
+    );
+  }
+  const headEnd = parts.size;
   // A repeated message field is each element's tag, length and bytes, in order: fields in number
   // order after the scalar ones, as protobuf-es writes them.
-  const field = (tag: number, bytes: Uint8Array) => {
-    out[at++] = tag;
-    for (let n = bytes.length; ; n >>>= 7) {
-      if (n < 0x80) {
-        out[at++] = n;
-        break;
-      }
-      out[at++] = (n & 0x7f) | 0x80;
+  const decisions = parts.entries(
+    state.decisions,
+    before?.state.decisions,
+    before?.decisions,
+    decisionsTag,
+    encodeDecision,
+  );
+  const subtasks = parts.entries(
+    state.subtasks,
+    before?.state.subtasks,
+    before?.subtasks,
+    subtasksTag,
+    encodeSubtask,
+  );
+  return { state, bytes: parts.join(), headEnd, decisions, subtasks };
+}
+
+/** The pieces of a new encoding: ranges of the previous one, and fresh bytes. */
+class Parts {
+  readonly #previous: Uint8Array | undefined;
+  // A range of the previous bytes as [start, end], or fresh bytes.
+  readonly #pieces: (readonly [number, number] | Uint8Array)[] = [];
+  size = 0;
+
+  constructor(previous: Uint8Array | undefined) {
+    this.#previous = previous;
+  }
+
+  /** Bytes of the previous encoding; joined to the range before it when they follow on. */
+  copy(start: number, end: number): void {
+    const last = this.#pieces[this.#pieces.length - 1];
+    if (last !== undefined && !(last instanceof Uint8Array) && last[1] === start) {
+      this.#pieces[this.#pieces.length - 1] = [last[0], end];
+    } else {
+      this.#pieces.push([start, end]);
     }
-    out.set(bytes, at);
-    at += bytes.length;
-  };
-  for (const bytes of decisions) field(decisionsTag, bytes);
-  for (const bytes of subtasks) field(subtasksTag, bytes);
+    this.size += end - start;
+  }
+
+  add(bytes: Uint8Array): void {
+    this.#pieces.push(bytes);
+    this.size += bytes.length;
+  }
+
+  /** A repeated field: each entry copied when the previous encoding holds it, else encoded. */
+  entries<T>(
+    map: ReadonlyMap<string, T>,
+    previousMap: ReadonlyMap<string, T> | undefined,
+    previous: EncodedEntries<T> | undefined,
+    tag: number,
+    encode: (entry: T) => Uint8Array,
+  ): EncodedEntries<T> {
+    const base = this.size;
+    if (previous !== undefined && map === previousMap) {
+      // The same map: the same entries, one range.
+      const first = previous.offsets[0] as number;
+      const last = previous.offsets[previous.offsets.length - 1] as number;
+      this.copy(first, last);
+      return { values: previous.values, offsets: previous.offsets.map((o) => o - first + base) };
+    }
+    const values: T[] = [];
+    const offsets: number[] = [base];
+    let i = 0;
+    for (const value of map.values()) {
+      if (previous !== undefined && previous.values[i] === value) {
+        this.copy(previous.offsets[i] as number, previous.offsets[i + 1] as number);
+      } else {
+        this.add(entryBytes(tag, encode(value)));
+      }
+      values.push(value);
+      offsets.push(this.size);
+      i += 1;
+    }
+    return { values, offsets };
+  }
+
+  join(): Uint8Array {
+    const out = new Uint8Array(this.size);
+    let at = 0;
+    for (const piece of this.#pieces) {
+      if (piece instanceof Uint8Array) {
+        out.set(piece, at);
+        at += piece.length;
+      } else {
+        out.set((this.#previous as Uint8Array).subarray(piece[0], piece[1]), at);
+        at += piece[1] - piece[0];
+      }
+    }
+    return out;
+  }
+}
+
+/** One element of a repeated message field: tag, length, message. */
+function entryBytes(tag: number, message: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + varintSize(message.length) + message.length);
+  let at = 0;
+  out[at++] = tag;
+  for (let n = message.length; ; n >>>= 7) {
+    if (n < 0x80) {
+      out[at++] = n;
+      break;
+    }
+    out[at++] = (n & 0x7f) | 0x80;
+  }
+  out.set(message, at);
   return out;
 }
 

@@ -9,6 +9,7 @@ import {
 } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
 import {
+  type ContextEventData,
   type ContextState,
   encodeContextState,
   evolve,
@@ -113,22 +114,52 @@ describe("toContextMessage", () => {
 });
 
 describe("encodeContextState", () => {
-  it("gives the bytes of the state's Context message, long fields and reused entries included", () => {
-    const long = "x".repeat(20_000); // lengths of two and three varint bytes
-    const before = fold(story, [
-      ...domainEvents([
-        eventData.contextCreated({ title: "T", description: long }),
-        eventData.decisionAdded({ decisionId: "d1", title: "D", rationale: long.slice(0, 300) }),
-        eventData.subtaskAdded({ subtaskId: "a", title: long }),
-      ]),
-    ]);
-    const after = evolve(before, {
-      version: streamVersion(4),
-      occurredAt: new Date(4_000),
-      data: eventData.subtaskAdded({ subtaskId: "b", title: "B", dependsOn: ["a"] }),
-    });
-    for (const state of [initialState(story), populated, before, after, before]) {
-      expect(encodeContextState(state)).toEqual(toBinary(ContextSchema, toContextMessage(state)));
+  const long = "x".repeat(20_000); // lengths of two and three varint bytes
+  const before = fold(story, [
+    ...domainEvents([
+      eventData.contextCreated({ title: "T", description: long }),
+      eventData.decisionAdded({ decisionId: "d1", title: "D", rationale: long.slice(0, 300) }),
+      eventData.subtaskAdded({ subtaskId: "a", title: long }),
+      eventData.subtaskAdded({ subtaskId: "c", title: "C" }),
+    ]),
+  ]);
+  const next = (state: ContextState, data: ContextEventData) =>
+    evolve(state, { version: streamVersion(state.version + 1), occurredAt: new Date(9), data });
+  const bytesOf = (state: ContextState) => toBinary(ContextSchema, toContextMessage(state));
+
+  it("gives the bytes of the state's Context message, long fields included", () => {
+    for (const state of [initialState(story), populated, before]) {
+      expect(encodeContextState(state).bytes).toEqual(bytesOf(state));
+    }
+  });
+
+  it("gives the same bytes from the encoding of an earlier state, whatever changed", () => {
+    const added = next(before, eventData.subtaskAdded({ subtaskId: "b", title: "B" }));
+    const middle = next(added, eventData.subtaskUpdated({ subtaskId: "a", assignee: "ada" }));
+    const renamed = { ...middle, title: "T2" };
+    const archived = next(middle, eventData.contextArchived());
+    const superseded = next(
+      next(archived, eventData.decisionAdded({ decisionId: "d2", title: "D2" })),
+      eventData.decisionSuperseded({ decisionId: "d1", supersededByDecisionId: "d2" }),
+    );
+    const reloaded = fromContextMessage(toContextMessage(middle), middle.version, undefined);
+    const cases: [string, ContextState, ContextState][] = [
+      ["an entry appended", before, added],
+      ["an entry in the middle changed", added, middle],
+      ["the title changed", middle, renamed],
+      ["the status changed", middle, archived],
+      ["a decision added and another superseded", archived, superseded],
+      ["nothing changed", superseded, superseded],
+      ["later states encoded from an earlier one's encoding", superseded, before],
+      ["a state with equal but fresh entries", middle, reloaded],
+      ["another story", populated, middle],
+    ];
+    for (const [what, from, to] of cases) {
+      const encoded = encodeContextState(to, encodeContextState(from));
+      expect(encoded.bytes, what).toEqual(bytesOf(to));
+      // And the encoding is as good a start for the next one.
+      const again = encodeContextState(superseded, encoded);
+      expect(again.bytes, `${what}, then on`).toEqual(bytesOf(superseded));
     }
   });
 });

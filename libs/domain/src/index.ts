@@ -8,6 +8,7 @@ export {
   eventTypeOf,
   payloadCaseOf,
 } from "./context-event.ts";
+export type { EncodedContext, EncodedEntries } from "./context-message.ts";
 export { encodeContextState, fromContextMessage, toContextMessage } from "./context-message.ts";
 export type { ContextState, DecisionState, SubtaskState } from "./context-state.ts";
 export { ContextLifecycle, initialState } from "./context-state.ts";

@@ -1,7 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import {
-  type ContextState,
-  encodeContextState,
+  type EncodedContext,
   initialState,
   type StoryId,
   type StreamVersion,
@@ -53,8 +52,8 @@ export function decodeStoredStory(
   }
 }
 
-/** The context of a state as stored: the binary context.v1.Context, once per write. */
-export function encodeContext(state: ContextState): Buffer {
-  const bytes = encodeContextState(state);
+/** A stored context as a Buffer (what iovalkey sends as is), without copying it. */
+export function contextBuffer(encoded: EncodedContext): Buffer {
+  const { bytes } = encoded;
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

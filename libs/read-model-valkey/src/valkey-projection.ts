@@ -1,5 +1,7 @@
 import {
   type ContextState,
+  type EncodedContext,
+  encodeContextState,
   evolveAll,
   fromContextMessage,
   initialState,
@@ -29,7 +31,7 @@ import {
   type ValkeyReadModelOptions,
 } from "./key-layout.ts";
 import { allScripts, checkpointScript, writeStoryScript } from "./read-model-scripts.ts";
-import { decodeStoredStory, encodeContext, type StoredStory, storyFields } from "./stored-story.ts";
+import { contextBuffer, decodeStoredStory, type StoredStory, storyFields } from "./stored-story.ts";
 import { toStoreError } from "./to-store-error.ts";
 import { assertFailsFast } from "./valkey-client.ts";
 import { loadScripts, runScripts, type ScriptCall, type ScriptReply } from "./valkey-script.ts";
@@ -63,10 +65,11 @@ class ValkeyProjection implements Projection {
   readonly name = "valkey";
   readonly #valkey: Valkey;
   readonly #keys: KeyLayout;
-  // The state of each story as this projection last wrote it, by generation and story, oldest first.
-  // A story's state at a version is the fold of the stream up to it, whoever wrote it, so an entry
-  // at the version a batch expects is that story's state; the write script still checks the version.
-  readonly #states = new Map<string, ContextState>();
+  // The state of each story as this projection last wrote it, with its encoding (the next write of
+  // the story copies the unchanged parts), by generation and story, oldest first. A story's state
+  // at a version is the fold of the stream up to it, whoever wrote it, so an entry at the version a
+  // batch expects is that story's state; the write script still checks the version.
+  readonly #states = new Map<string, EncodedContext>();
   readonly #stateCacheSize: number;
 
   constructor(valkey: Valkey, keys: KeyLayout, stateCacheSize: number) {
@@ -75,11 +78,11 @@ class ValkeyProjection implements Projection {
     this.#stateCacheSize = stateCacheSize;
   }
 
-  #remember(generation: number, state: ContextState): void {
+  #remember(generation: number, encoded: EncodedContext): void {
     if (this.#stateCacheSize <= 0) return;
-    const key = `${generation}\u0000${state.storyId}`;
+    const key = `${generation}\u0000${encoded.state.storyId}`;
     this.#states.delete(key);
-    this.#states.set(key, state);
+    this.#states.set(key, encoded);
     if (this.#states.size > this.#stateCacheSize) {
       const oldest = this.#states.keys().next().value;
       if (oldest !== undefined) this.#states.delete(oldest);
@@ -143,9 +146,13 @@ class ValkeyProjection implements Projection {
 
     // Stories this projection wrote last at the expected version need no read.
     const befores = new Map<StoryId, ContextState>();
+    const encodings = new Map<StoryId, EncodedContext>();
     for (const story of stories) {
       const cached = this.#states.get(`${batch.generation}\u0000${story.storyId}`);
-      if (cached?.version === story.expectedVersion) befores.set(story.storyId, cached);
+      if (cached?.state.version === story.expectedVersion) {
+        befores.set(story.storyId, cached.state);
+        encodings.set(story.storyId, cached);
+      }
     }
     const byId = new Map(stories.map((s) => [s.storyId, s]));
     const unread = stories.filter((s) => !befores.has(s.storyId)).map((s) => s.storyId);
@@ -160,13 +167,14 @@ class ValkeyProjection implements Projection {
       else befores.set(id, stateOf(id, current));
     });
     const writes: ScriptCall[] = [];
-    const written: { story: StoryEvents; state: ContextState }[] = [];
+    const written: { story: StoryEvents; encoded: EncodedContext }[] = [];
     for (const story of stories) {
       const before = befores.get(story.storyId);
       if (before === undefined) continue;
       const state = evolveAll(before, story.events);
-      writes.push(this.#writeStory(keys, state, before));
-      written.push({ story, state });
+      const encoded = encodeContextState(state, encodings.get(story.storyId));
+      writes.push(this.#writeStory(keys, encoded, before));
+      written.push({ story, encoded });
     }
     // Last, and checked on the server: only a batch the model holds whole moves the checkpoint.
     writes.push(this.#writeCheckpoint(keys, batch, stories));
@@ -179,9 +187,9 @@ class ValkeyProjection implements Projection {
       for (const { story } of written) this.#forget(batch.generation, story.storyId);
       throw e;
     }
-    written.forEach(({ story, state }, i) => {
+    written.forEach(({ story, encoded }, i) => {
       const [held, version] = replies[i] as readonly ScriptReply[];
-      if (held === 1) this.#remember(batch.generation, state);
+      if (held === 1) this.#remember(batch.generation, encoded);
       else {
         this.#forget(batch.generation, story.storyId);
         conflicts.push({ story, version: Number(String(version)) });
@@ -217,7 +225,7 @@ class ValkeyProjection implements Projection {
 
   async replaceStory(generation: number, state: ContextState): Promise<void> {
     const keys = this.#keys.generation(generation);
-    const write = this.#writeStory(keys, state, undefined);
+    const write = this.#writeStory(keys, encodeContextState(state), undefined);
     this.#forget(generation, state.storyId);
     await this.#call("replacing a story", async () => {
       await this.#valkey.sadd(this.#keys.generations, String(generation));
@@ -277,9 +285,10 @@ class ValkeyProjection implements Projection {
   /** The write of a state over `before` (what the guard expects), or over anything (a replacement). */
   #writeStory(
     keys: GenerationKeys,
-    state: ContextState,
+    encoded: EncodedContext,
     before: ContextState | undefined,
   ): ScriptCall {
+    const { state } = encoded;
     const id = state.storyId;
     const moves = subtaskMoves(before, state);
     const statusKeys =
@@ -292,7 +301,7 @@ class ValkeyProjection implements Projection {
       args: [
         before?.version ?? "",
         state.version,
-        encodeContext(state),
+        contextBuffer(encoded),
         state.updatedAt?.getTime() ?? "",
         id,
         ...moves,
