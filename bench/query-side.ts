@@ -7,11 +7,14 @@
 //      ("10,1000,10000"), BENCH_QUERY_LEVELS ("1,8": GetContextAtTime calls in flight),
 //      BENCH_QUERY_RATE (1000: GetContext calls a second), BENCH_QUERY_STORIES (1000 small stories
 //      beside the measured ones), BENCH_PROFILE=1 (both query services write a .cpuprofile to
-//      bench/results/profiles/query-side/ when they stop).
+//      bench/results/profiles/query-side/ when they stop), BENCH_CLIENT ("h2": the measured calls
+//      through a minimal gRPC client on node:http2; "connect": through connect-node's client).
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import * as http2 from "node:http2";
 import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -31,10 +34,19 @@ import {
   type EventStore,
   provisionEventStream,
 } from "@ctx/event-store";
-import { ContextQueryService, ContextSource, SubtaskStatus } from "@ctx/proto";
+import {
+  ContextQueryService,
+  ContextSource,
+  GetContextAtTimeRequestSchema,
+  GetContextRequestSchema,
+  type GetContextResponse,
+  GetContextResponseSchema,
+  SubtaskStatus,
+} from "@ctx/proto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
+import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop } from "./support/load.ts";
 import {
   bucketShares,
@@ -84,11 +96,59 @@ const settings = {
   /** Which measurements to make: GetContextAtTime ("temporal"), GetContext ("current"). */
   phases: (process.env.BENCH_QUERY_PHASES ?? "temporal,current").split(","),
   profile: process.env.BENCH_PROFILE === "1",
+  /**
+   * The client of the measured calls: "h2", a minimal gRPC client on node:http2 (the default: it
+   * takes less of the cores the service and NATS share with it), or "connect", connect-node's.
+   */
+  client: clientKind(process.env.BENCH_CLIENT ?? "h2"),
 };
 const resultsDir = join(repoRoot, "bench/results");
 const profilesDir = join(resultsDir, "profiles/query-side");
 
 type Queries = Client<typeof ContextQueryService>;
+
+/** The measured calls, through one client or the other (`settings.client`). */
+interface MeasuredCalls {
+  getContext(storyId: string): Promise<GetContextResponse>;
+  getContextAtTime(storyId: string, ms: number): Promise<GetContextResponse>;
+}
+
+function clientKind(value: string): "connect" | "h2" {
+  if (value !== "connect" && value !== "h2") throw new Error("BENCH_CLIENT must be connect or h2");
+  return value;
+}
+
+function measuredCalls(client: Queries, h2: H2Client | undefined): MeasuredCalls {
+  if (h2 === undefined) {
+    return {
+      getContext: (id) => client.getContext({ storyId: id }),
+      getContextAtTime: (id, ms) =>
+        client.getContextAtTime({ storyId: id, timestamp: timestampFromMs(ms) }),
+    };
+  }
+  const method = (name: string) => `/${ContextQueryService.typeName}/${name}`;
+  return {
+    getContext: async (id) =>
+      fromBinary(
+        GetContextResponseSchema,
+        await h2.unary(
+          method("GetContext"),
+          toBinary(GetContextRequestSchema, create(GetContextRequestSchema, { storyId: id })),
+        ),
+      ),
+    getContextAtTime: async (id, ms) =>
+      fromBinary(
+        GetContextResponseSchema,
+        await h2.unary(
+          method("GetContextAtTime"),
+          toBinary(
+            GetContextAtTimeRequestSchema,
+            create(GetContextAtTimeRequestSchema, { storyId: id, timestamp: timestampFromMs(ms) }),
+          ),
+        ),
+      ),
+  };
+}
 
 /** A story the bench wrote: its id and when each of its versions occurred (index = version - 1). */
 interface WrittenStory {
@@ -161,9 +221,11 @@ async function main(): Promise<void> {
 
   const stack = await startBenchStack({ valkey: true });
   const sessions: Http2SessionManager[] = [];
+  const h2Sessions: http2.ClientHttp2Session[] = [];
   let nc: NatsConnection | undefined;
   const shutdown = onShutdown(async () => {
     for (const s of sessions) s.abort();
+    for (const s of h2Sessions) s.destroy();
     await nc?.close().catch(() => undefined);
     await stack.stop();
   });
@@ -218,6 +280,12 @@ async function main(): Promise<void> {
       );
     };
     const client = querying(withSnapshots);
+    const measuring = (service: BenchService, connectClient: Queries): MeasuredCalls => {
+      if (settings.client === "connect") return measuredCalls(connectClient, undefined);
+      const session = http2.connect(service.url);
+      h2Sessions.push(session);
+      return measuredCalls(connectClient, h2Client(session));
+    };
     const t1 = performance.now();
     const snapshotsWritten = await waitForSnapshotter(withSnapshots);
     const snapshotterSeconds = (performance.now() - t1) / 1000;
@@ -241,7 +309,8 @@ async function main(): Promise<void> {
       env: { ...queryEnv, SNAPSHOTS: "off", SNAPSHOTTER: "off" },
       nodeArgs,
     });
-    const clientNoSnap = querying(withoutSnapshots);
+    const calls = measuring(withSnapshots, client);
+    const callsNoSnap = measuring(withoutSnapshots, querying(withoutSnapshots));
 
     const temporal: TemporalPhase[] = [];
     for (const size of settings.phases.includes("temporal") ? settings.sizes : []) {
@@ -255,7 +324,7 @@ async function main(): Promise<void> {
             await temporalPhase(
               stack,
               snapshots ? withSnapshots : withoutSnapshots,
-              snapshots ? client : clientNoSnap,
+              snapshots ? calls : callsNoSnap,
               story,
               snapshots,
               concurrency,
@@ -269,7 +338,7 @@ async function main(): Promise<void> {
     let readModel: ReadModelPhase | undefined;
     if (settings.phases.includes("current")) {
       log(`GetContext: ${settings.rate} calls/s, open loop…`);
-      readModel = await readModelPhase(stack, withSnapshots, client, stories, projector);
+      readModel = await readModelPhase(stack, withSnapshots, calls, stories, projector);
     }
 
     const results = {
@@ -467,7 +536,7 @@ async function waitForReadModel(client: Queries, stories: Map<string, WrittenSto
 async function temporalPhase(
   stack: BenchStack,
   service: BenchService,
-  client: Queries,
+  calls: MeasuredCalls,
   story: WrittenStory,
   snapshots: boolean,
   concurrency: number,
@@ -489,10 +558,7 @@ async function temporalPhase(
   };
   const call = async () => {
     const t = first + Math.floor(Math.random() * span);
-    const answer = await client.getContextAtTime({
-      storyId: story.id,
-      timestamp: timestampFromMs(t),
-    });
+    const answer = await calls.getContextAtTime(story.id, t);
     if (answer.version !== versionAt(t)) {
       throw new Error(`version ${answer.version} at ${t}, expected ${versionAt(t)}`);
     }
@@ -535,7 +601,7 @@ async function temporalPhase(
 async function readModelPhase(
   stack: BenchStack,
   service: BenchService,
-  client: Queries,
+  calls: MeasuredCalls,
   stories: Map<string, WrittenStory>,
   projector: BenchService,
 ): Promise<ReadModelPhase> {
@@ -552,7 +618,7 @@ async function readModelPhase(
     durationMs: settings.seconds * 1000,
     call: async () => {
       const id = ids[Math.floor(Math.random() * ids.length)] as string;
-      const answer = await client.getContext({ storyId: id });
+      const answer = await calls.getContext(id);
       if (answer.source !== ContextSource.READ_MODEL) notFromReadModel++;
     },
   });
@@ -624,7 +690,7 @@ function report(r: {
   const lines = [
     "",
     `Query side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
-    `Client (this process), query service, projector, NATS and Valkey share the machine's ${m.cpus} cores.`,
+    `Client (this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}), query service, projector, NATS and Valkey share the machine's ${m.cpus} cores.`,
     `Setup: ${r.setup.events} events written in ${fmt(r.setup.writeSeconds, 1)} s; ${r.setup.snapshotsWritten} snapshots (every ${settings.snapshotInterval} versions), snapshotter caught up ${fmt(r.setup.snapshotterCaughtUpSeconds, 1)} s and the Valkey read model ${fmt(r.setup.readModelCaughtUpSeconds, 1)} s after the writes.`,
     `Final states: ${r.setup.finalState.map((s) => `${s.events} events → ${s.subtasks} subtasks, ${s.decisions} decisions`).join("; ")}.`,
     `Each phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s.`,
