@@ -8,7 +8,8 @@
 //      BENCH_QUERY_RATE (1000: GetContext calls a second), BENCH_QUERY_STORIES (1000 small stories
 //      beside the measured ones), BENCH_PROFILE=1 (both query services write a .cpuprofile to
 //      bench/results/profiles/query-side/ when they stop), BENCH_CLIENT ("h2": the measured calls
-//      through a minimal gRPC client on node:http2; "connect": through connect-node's client).
+//      through a minimal gRPC client on node:http2; "connect": through connect-node's client),
+//      BENCH_SNAPSHOT_INTERVAL (100: the query service's default SNAPSHOT_INTERVAL).
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
@@ -89,8 +90,8 @@ const settings = {
   /** Small stories written between the measured ones (and read by the GetContext phase). */
   smallStories: envNumber("BENCH_QUERY_STORIES", 1000),
   smallStoryEvents: 10,
-  /** The query service's default (SNAPSHOT_INTERVAL). */
-  snapshotInterval: 100,
+  /** SNAPSHOT_INTERVAL of the query services; 100 is their default. */
+  snapshotInterval: envNumber("BENCH_SNAPSHOT_INTERVAL", 100),
   /** Events the largest story gets per append while the stories are written. */
   appendBatch: 4,
   /** Which measurements to make: GetContextAtTime ("temporal"), GetContext ("current"). */
