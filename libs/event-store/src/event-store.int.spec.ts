@@ -5,6 +5,7 @@ import { stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type BatchMessage, batchExtent } from "./direct-batch.ts";
 import {
   ConcurrencyError,
   createEventStore,
@@ -13,6 +14,7 @@ import {
   ExpectedVersion,
   isConcurrencyError,
   provisionEventStream,
+  storySubjects,
   verifyChain,
 } from "./index.ts";
 
@@ -147,6 +149,34 @@ describe("append and read", () => {
     expect(read.length).toBe(1201);
     expect(read.map((e) => e.version)).toEqual(Array.from({ length: 1201 }, (_, i) => i + 1));
     expect(verifyChain(read.map((e) => e.envelope)).intact).toBe(true);
+  });
+
+  // batchExtent trusts this numbering over a batch's length: pin it to the server.
+  it("gets batches the server numbers: each message's predecessor, and what is left after it", async () => {
+    const story = newStory();
+    const other = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    await store.append(other, [{ data: created() }], ExpectedVersion.NoStory);
+    await store.append(story, [{ data: subtask("a") }, { data: subtask("b") }], streamVersion(1));
+    const jsm = await jetstreamManager(nc);
+    const get = async (batch: number) => {
+      const it = await jsm.direct.getBatch(settings.stream, {
+        seq: 1,
+        batch,
+        next_by_subj: storySubjects(settings, story),
+      });
+      const out: BatchMessage[] = [];
+      for await (const m of it)
+        out.push({ seq: m.seq, lastSequence: m.lastSequence, pending: m.pending });
+      return out;
+    };
+    const whole = await get(10);
+    expect(whole.map((m) => m.lastSequence)).toEqual([0, ...whole.slice(0, -1).map((m) => m.seq)]);
+    expect(whole.map((m) => m.pending)).toEqual([2, 1, 0]);
+    expect(batchExtent(whole, 10)).toEqual({ usable: 3, mayGoOn: false });
+    const first = await get(2);
+    expect(first.map((m) => m.pending)).toEqual([2, 1]);
+    expect(batchExtent(first, 2)).toEqual({ usable: 2, mayGoOn: true });
   });
 
   it("reads a range from a known position, sized to it or to a hint, and still returns every event within the bounds", async () => {

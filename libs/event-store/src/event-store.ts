@@ -29,6 +29,7 @@ import {
   type StreamSequence,
   streamSequence,
 } from "./codec.ts";
+import { batchExtent } from "./direct-batch.ts";
 import {
   ConcurrencyError,
   CorruptEventError,
@@ -179,6 +180,8 @@ interface Outgoing {
 const WRONG_LAST_SEQUENCE = 10071;
 const BATCH_DUPLICATE_MSG_ID = 10201;
 const READ_BATCH = 512;
+// Batches in a row that lost messages on the way before a read gives up (as unavailable).
+const MAX_CUT_BATCHES = 3;
 const EMPTY = new Uint8Array(0);
 
 /** Creates an event store over a NATS connection. The stream must exist (see provisionEventStream). */
@@ -542,6 +545,7 @@ class JetStreamEventStore implements EventStore {
     }
     let last: StoredEvent | undefined;
     let reachedEnd = false;
+    let cuts = 0;
     reading: for (;;) {
       const batch = await this.#guard(async () => {
         const it = await jsm.direct.getBatch(this.names.stream, {
@@ -549,23 +553,34 @@ class JetStreamEventStore implements EventStore {
           batch: size,
           next_by_subj: storySubjects(this.names, storyId),
         });
+        // A batch whose rest never comes (the connection dropped mid-batch, and nats.js times a
+        // subscription out only until its first message) is stopped; batchExtent sees it short.
+        const stalled = setTimeout(() => it.stop(), this.#timeout);
         const out: StoredMsg[] = [];
         try {
           for await (const m of it) out.push(m);
         } catch (e) {
           // "no message found" is how the server says the story has nothing (more) after `seq`.
           if (!isNotFound(e)) throw e;
+        } finally {
+          clearTimeout(stalled);
         }
         return out;
       });
-      for (const msg of batch) {
+      const extent = batchExtent(batch, size);
+      if (extent.usable < batch.length && ++cuts > MAX_CUT_BATCHES) {
+        throw new EventStoreUnavailableError(
+          `reading story ${storyId}: ${cuts} batches in a row lost messages on the way`,
+        );
+      }
+      for (const msg of batch.slice(0, extent.usable)) {
         const event = decodeStoredEvent(msg.data, msg.seq);
         last = event;
         if (event.version > to || event.occurredAt.getTime() > until) break reading;
         if (event.version >= from) events.push(event);
         nextSequence = msg.seq + 1;
       }
-      if (batch.length < size) {
+      if (!extent.mayGoOn) {
         reachedEnd = true;
         break;
       }
