@@ -118,20 +118,8 @@ export function encodeContextState(state: ContextState, previous?: EncodedContex
   const headEnd = parts.size;
   // A repeated message field is each element's tag, length and bytes, in order: fields in number
   // order after the scalar ones, as protobuf-es writes them.
-  const decisions = parts.entries(
-    state.decisions,
-    before?.state.decisions,
-    before?.decisions,
-    decisionsTag,
-    encodeDecision,
-  );
-  const subtasks = parts.entries(
-    state.subtasks,
-    before?.state.subtasks,
-    before?.subtasks,
-    subtasksTag,
-    encodeSubtask,
-  );
+  const decisions = parts.entries(state.decisions, before?.decisions, decisionsTag, encodeDecision);
+  const subtasks = parts.entries(state.subtasks, before?.subtasks, subtasksTag, encodeSubtask);
   return { state, bytes: parts.join(), headEnd, decisions, subtasks };
 }
 
@@ -139,7 +127,7 @@ export function encodeContextState(state: ContextState, previous?: EncodedContex
 class Parts {
   readonly #previous: Uint8Array | undefined;
   // A range of the previous bytes as [start, end], or fresh bytes.
-  readonly #pieces: (readonly [number, number] | Uint8Array)[] = [];
+  readonly #pieces: ([number, number] | Uint8Array)[] = [];
   size = 0;
 
   constructor(previous: Uint8Array | undefined) {
@@ -150,7 +138,7 @@ class Parts {
   copy(start: number, end: number): void {
     const last = this.#pieces[this.#pieces.length - 1];
     if (last !== undefined && !(last instanceof Uint8Array) && last[1] === start) {
-      this.#pieces[this.#pieces.length - 1] = [last[0], end];
+      last[1] = end;
     } else {
       this.#pieces.push([start, end]);
     }
@@ -162,24 +150,18 @@ class Parts {
     this.size += bytes.length;
   }
 
-  /** A repeated field: each entry copied when the previous encoding holds it, else encoded. */
+  /**
+   * A repeated field: each entry copied when the previous encoding holds it at the same place,
+   * else encoded. Unchanged entries in a row become one range.
+   */
   entries<T>(
     map: ReadonlyMap<string, T>,
-    previousMap: ReadonlyMap<string, T> | undefined,
     previous: EncodedEntries<T> | undefined,
     tag: number,
     encode: (entry: T) => Uint8Array,
   ): EncodedEntries<T> {
-    const base = this.size;
-    if (previous !== undefined && map === previousMap) {
-      // The same map: the same entries, one range.
-      const first = previous.offsets[0] as number;
-      const last = previous.offsets[previous.offsets.length - 1] as number;
-      this.copy(first, last);
-      return { values: previous.values, offsets: previous.offsets.map((o) => o - first + base) };
-    }
     const values: T[] = [];
-    const offsets: number[] = [base];
+    const offsets: number[] = [this.size];
     let i = 0;
     for (const value of map.values()) {
       if (previous !== undefined && previous.values[i] === value) {

@@ -573,7 +573,8 @@ class JetStreamEventStore implements EventStore {
           `reading story ${storyId}: ${cuts} batches in a row lost messages on the way`,
         );
       }
-      for (const msg of batch.slice(0, extent.usable)) {
+      for (let i = 0; i < extent.usable; i++) {
+        const msg = batch[i] as StoredMsg;
         const event = decodeStoredEvent(msg.data, msg.seq);
         last = event;
         if (event.version > to || event.occurredAt.getTime() > until) break reading;

@@ -1,6 +1,5 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import {
-  type EncodedContext,
   initialState,
   type StoryId,
   type StreamVersion,
@@ -52,8 +51,7 @@ export function decodeStoredStory(
   }
 }
 
-/** A stored context as a Buffer (what iovalkey sends as is), without copying it. */
-export function contextBuffer(encoded: EncodedContext): Buffer {
-  const { bytes } = encoded;
+/** Encoded bytes as a Buffer (what iovalkey sends as is), without copying them. */
+export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

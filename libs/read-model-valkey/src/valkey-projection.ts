@@ -31,7 +31,7 @@ import {
   type ValkeyReadModelOptions,
 } from "./key-layout.ts";
 import { allScripts, checkpointScript, writeStoryScript } from "./read-model-scripts.ts";
-import { contextBuffer, decodeStoredStory, type StoredStory, storyFields } from "./stored-story.ts";
+import { asBuffer, decodeStoredStory, type StoredStory, storyFields } from "./stored-story.ts";
 import { toStoreError } from "./to-store-error.ts";
 import { assertFailsFast } from "./valkey-client.ts";
 import { loadScripts, runScripts, type ScriptCall, type ScriptReply } from "./valkey-script.ts";
@@ -301,7 +301,7 @@ class ValkeyProjection implements Projection {
       args: [
         before?.version ?? "",
         state.version,
-        contextBuffer(encoded),
+        asBuffer(encoded.bytes),
         state.updatedAt?.getTime() ?? "",
         id,
         ...moves,

@@ -2,7 +2,7 @@ import { stack, uniqueName } from "@ctx/test-support";
 import type { Valkey } from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createValkeyClient } from "./valkey-client.ts";
-import { loadScripts, runScript, runScripts, valkeyScript } from "./valkey-script.ts";
+import { loadScripts, runScripts, valkeyScript } from "./valkey-script.ts";
 
 describe("runScripts", () => {
   let valkey: Valkey;
@@ -39,9 +39,12 @@ describe("runScripts", () => {
     expect((reply as Buffer[]).slice(0, 2).map(String)).toEqual(["single", "k1"]);
     expect(await valkey.script("EXISTS", unknown.sha)).toEqual([1]);
     // Known now: answered by EVALSHA.
-    expect(
-      (await runScript(valkey, { script: unknown, keys: ["k2"], args: [] })) as Buffer[],
-    ).toEqual([Buffer.from("single"), Buffer.from("k2"), expect.any(Buffer)]);
+    const [again] = await runScripts(valkey, [{ script: unknown, keys: ["k2"], args: [] }]);
+    expect(again as Buffer[]).toEqual([
+      Buffer.from("single"),
+      Buffer.from("k2"),
+      expect.any(Buffer),
+    ]);
   });
 
   it("throws the error of a failing call", async () => {

@@ -42,9 +42,6 @@ export async function runScripts(
   valkey: Valkey,
   calls: readonly ScriptCall[],
 ): Promise<ScriptReply[]> {
-  // One call goes without a pipeline: a pipeline's objects cost a one-command read more than the
-  // command, and they outlived young-generation collections under load (docs/BENCHMARKS.md).
-  if (calls.length === 1) return [await runScript(valkey, calls[0] as ScriptCall)];
   const results = await send(valkey, calls, "evalsha");
   const missing = results.flatMap((r, i) => (isNoScript(r[0]) ? [i] : []));
   if (missing.length > 0) {
@@ -63,29 +60,6 @@ export async function runScripts(
   });
 }
 
-/** One script call, EVALSHA first, EVAL when the server answers NOSCRIPT. */
-export async function runScript(valkey: Valkey, call: ScriptCall): Promise<ScriptReply> {
-  const { script, keys, args } = call;
-  try {
-    return (await valkey.callBuffer(
-      "evalsha",
-      script.sha,
-      keys.length,
-      ...keys,
-      ...args,
-    )) as ScriptReply;
-  } catch (e) {
-    if (!isNoScript(e as Error)) throw e;
-    return (await valkey.callBuffer(
-      "eval",
-      script.lua,
-      keys.length,
-      ...keys,
-      ...args,
-    )) as ScriptReply;
-  }
-}
-
 type Result = [error: Error | null, reply: unknown];
 
 async function send(
@@ -93,6 +67,19 @@ async function send(
   calls: readonly ScriptCall[],
   command: "evalsha" | "eval",
 ): Promise<Result[]> {
+  const [only] = calls;
+  if (calls.length === 1 && only !== undefined) {
+    // One call goes without a pipeline: a pipeline's objects cost a one-command read more than the
+    // command, and they outlived young-generation collections under load (docs/BENCHMARKS.md).
+    const body = command === "evalsha" ? only.script.sha : only.script.lua;
+    const { keys, args } = only;
+    return [
+      await valkey.callBuffer(command, body, keys.length, ...keys, ...args).then(
+        (reply): Result => [null, reply],
+        (error: Error): Result => [error, null],
+      ),
+    ];
+  }
   const pipeline = valkey.pipeline();
   for (const { script, keys, args } of calls) {
     const body = command === "evalsha" ? script.sha : script.lua;
