@@ -172,6 +172,8 @@ interface TemporalPhase {
     readonly eventsFolded: number;
     /** Share of answers that started from a snapshot. */
     readonly snapshotHits: number;
+    /** Share of answers whose events came from a stored segment, not the event stream. */
+    readonly fromSegment: number;
     readonly loopLagP99Ms: number;
   };
 }
@@ -574,13 +576,14 @@ async function temporalPhase(
     }),
   );
   const after = await scrape(service.metricsUrl);
-  const folded = (snapshot: string) => {
-    const b = histogram(before, "temporal_events_folded", [`snapshot="${snapshot}"`]);
-    const a = histogram(after, "temporal_events_folded", [`snapshot="${snapshot}"`]);
+  const folded = (label: string) => {
+    const b = histogram(before, "temporal_events_folded", [label]);
+    const a = histogram(after, "temporal_events_folded", [label]);
     return { sum: a.sum - b.sum, count: a.count - b.count } satisfies SumCount;
   };
-  const hit = folded("hit");
-  const miss = folded("miss");
+  const hit = folded('snapshot="hit"');
+  const miss = folded('snapshot="miss"');
+  const segment = folded('events_from="segment"');
   const handling = ["rpc_server_handling_seconds", ['method="GetContextAtTime"']] as const;
   return {
     events: times.length,
@@ -593,6 +596,7 @@ async function temporalPhase(
         .p99AtMostMs,
       eventsFolded: (hit.sum + miss.sum) / (hit.count + miss.count),
       snapshotHits: hit.count / (hit.count + miss.count),
+      fromSegment: segment.count / (hit.count + miss.count),
       loopLagP99Ms: gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000,
     },
   };
@@ -711,6 +715,7 @@ function report(r: {
           "max ms",
           "errors",
           "folded/call",
+          "from segment",
           "service ms",
           "service p99 ≤ ms",
           cpuHeader,
@@ -725,6 +730,7 @@ function report(r: {
           fmt(p.result.latencyMs.max, 1),
           String(p.result.errors),
           fmt(p.serviceSide.eventsFolded, 0),
+          `${fmt(p.serviceSide.fromSegment * 100, 0)} %`,
           fmt(p.serviceSide.handlingMs, 2),
           fmt(p.serviceSide.handlingP99AtMostMs, 1),
           cpu(p.result.cpuPercent),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # NATS server with JetStream, pinned in versions.env, built from the Go module proxy into CACHE_DIR.
 # Usage: deploy/local/nats.sh install|start|stop|status
-# Env: NATS_PORT (4222), NATS_MONITOR_PORT (8222), STACK_DIR, CACHE_DIR.
+# Env: NATS_PORT (4222), NATS_MONITOR_PORT (8222), NATS_PROFILE_PORT (unset: no Go pprof endpoint),
+#      STACK_DIR, CACHE_DIR.
 LOG_TAG=nats
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -28,7 +29,8 @@ start() {
   local store="$STACK_DIR/data/nats"
   mkdir -p "$store"
   start_bg nats "$NATS_BIN" -a "$BIND_HOST" -p "$NATS_PORT" \
-    -m "$NATS_MONITOR_PORT" -js -sd "$store" -n "ctx-local-$NATS_PORT"
+    -m "$NATS_MONITOR_PORT" -js -sd "$store" -n "ctx-local-$NATS_PORT" \
+    ${NATS_PROFILE_PORT:+--profile "$NATS_PROFILE_PORT"}
   if ! wait_for "nats on $NATS_PORT" 30 healthy; then
     tail -n 40 "$(log_file nats)" >&2
     exit 1

@@ -148,6 +148,11 @@ export interface EventStore {
   ): AsyncIterable<StoredEvent & { readonly partition: number }>;
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
+  /**
+   * The event stored at a stream sequence, as stored; undefined when the stream holds none there.
+   * One direct get by sequence, which the server answers without scanning.
+   */
+  readAt(sequence: number): Promise<StoredEvent | undefined>;
 }
 
 export interface EventStoreOptions {
@@ -516,6 +521,17 @@ class JetStreamEventStore implements EventStore {
 
   head(storyId: StoryId): Promise<StoryHead | undefined> {
     return this.#fetchHead(storyId);
+  }
+
+  async readAt(sequence: number): Promise<StoredEvent | undefined> {
+    const jsm = await this.#manager();
+    const msg = await this.#guard(() =>
+      jsm.direct.getMessage(this.names.stream, { seq: sequence }).catch((e: unknown) => {
+        if (isNotFound(e)) return null;
+        throw e;
+      }),
+    );
+    return msg ? decodeStoredEvent(msg.data, msg.seq) : undefined;
   }
 
   async read(storyId: StoryId, options: ReadOptions = {}): Promise<readonly RecordedEvent[]> {

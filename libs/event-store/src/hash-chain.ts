@@ -87,7 +87,8 @@ export type ChainVerdict =
   | { readonly intact: true; readonly events: number }
   | { readonly intact: false; readonly version: number; readonly reason: string };
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+/** Whether two byte strings (hashes) are equal. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 

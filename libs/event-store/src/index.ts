@@ -50,7 +50,7 @@ export {
   storySubjects,
 } from "./event-stream.ts";
 export type { ChainVerdict } from "./hash-chain.ts";
-export { eventHash, verifyChain } from "./hash-chain.ts";
+export { equalBytes, eventHash, verifyChain } from "./hash-chain.ts";
 export {
   contextUpcasters,
   decisionAddedV1,

@@ -7,11 +7,14 @@ export {
   SnapshotStoreUnavailableError,
 } from "./errors.ts";
 // For tools and tests that look at stored snapshots themselves.
-export type { LoadedSnapshot } from "./snapshot-codec.ts";
+export type { LoadedSnapshot, StoredCopy } from "./snapshot-codec.ts";
 export {
+  currentSegmentSchemaVersion,
   currentSnapshotSchemaVersion,
+  decodeSegment,
   decodeSnapshot,
   loadSnapshot,
+  toSegment,
   toSnapshot,
 } from "./snapshot-codec.ts";
 export type { SnapshotStore, SnapshotStoreOptions } from "./snapshot-store.ts";
@@ -21,6 +24,7 @@ export {
   defaultSnapshotStreamNames,
   defaultSnapshotStreamSettings,
   provisionSnapshotStream,
+  segmentSubject,
   timelineSubject,
   versionSubject,
 } from "./snapshot-stream.ts";

@@ -7,7 +7,12 @@ import {
   streamVersion,
   toContextMessage,
 } from "@ctx/domain";
-import { type ContextSnapshot, ContextSnapshotSchema } from "@ctx/proto";
+import {
+  type ContextSegment,
+  ContextSegmentSchema,
+  type ContextSnapshot,
+  ContextSnapshotSchema,
+} from "@ctx/proto";
 
 /**
  * The shape of `context.v1.ContextSnapshot` this code writes and reads. A reader ignores snapshots
@@ -87,6 +92,61 @@ export function loadSnapshot(snapshot: ContextSnapshot): LoadedSnapshot | undefi
     if (e instanceof RangeError) return undefined;
     throw e;
   }
+}
+
+/**
+ * The shape of `context.v1.ContextSegment` this code writes and reads; a reader ignores segments of
+ * any other (their events are then read from the event stream).
+ */
+export const currentSegmentSchemaVersion = 1;
+
+/** An event as stored in the event stream: its bytes and its stream sequence. */
+export interface StoredCopy {
+  readonly sequence: number;
+  readonly data: Uint8Array;
+}
+
+/** The segment of `storyId`'s events after `afterVersion`: `events` in version order, as stored. */
+export function toSegment(
+  storyId: StoryId,
+  afterVersion: number,
+  events: readonly StoredCopy[],
+): ContextSegment {
+  return create(ContextSegmentSchema, {
+    storyId,
+    afterVersion,
+    events: events.map((e) => ({ sequence: BigInt(e.sequence), data: e.data })),
+    schemaVersion: currentSegmentSchemaVersion,
+  });
+}
+
+export function encodeSegment(segment: ContextSegment): Uint8Array {
+  return toBinary(ContextSegmentSchema, segment);
+}
+
+/**
+ * Decodes a stored segment of `storyId` after `afterVersion`; undefined for anything that must not
+ * be used: bytes that are not a segment, a schema version this code does not know, a segment of
+ * another story or position, or one without events.
+ */
+export function decodeSegment(
+  storyId: StoryId,
+  afterVersion: number,
+  bytes: Uint8Array,
+): ContextSegment | undefined {
+  let segment: ContextSegment;
+  try {
+    segment = fromBinary(ContextSegmentSchema, bytes);
+  } catch {
+    return undefined;
+  }
+  const usable =
+    segment.schemaVersion === currentSegmentSchemaVersion &&
+    segment.storyId === storyId &&
+    segment.afterVersion === afterVersion &&
+    segment.events.length > 0 &&
+    segment.events.every((e) => e.sequence > 0n && e.data.length > 0);
+  return usable ? segment : undefined;
 }
 
 /** When the last event folded into a snapshot occurred, in ms since the epoch. */

@@ -2,15 +2,24 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { evolveAll, initialState, storyId, toContextMessage } from "@ctx/domain";
 import { domainEvents, eventData } from "@ctx/domain/testing";
-import { ContextSnapshotSchema, type ContextStatus, SubtaskStatus } from "@ctx/proto";
+import {
+  ContextSegmentSchema,
+  ContextSnapshotSchema,
+  type ContextStatus,
+  SubtaskStatus,
+} from "@ctx/proto";
 import { describe, expect, it } from "vitest";
 import {
   candidateVersions,
+  currentSegmentSchemaVersion,
   currentSnapshotSchemaVersion,
+  decodeSegment,
   decodeSnapshot,
+  encodeSegment,
   encodeSnapshot,
   loadSnapshot,
   snapshotTime,
+  toSegment,
   toSnapshot,
 } from "./snapshot-codec.ts";
 
@@ -87,5 +96,37 @@ describe("candidate versions", () => {
   it("need a positive whole interval", () => {
     expect(() => candidateVersions(10, 0)).toThrow(RangeError);
     expect(() => candidateVersions(10, 2.5)).toThrow(RangeError);
+  });
+});
+
+describe("segments on the wire", () => {
+  const events = [
+    { sequence: 7, data: new Uint8Array([1, 2, 3]) },
+    { sequence: 9, data: new Uint8Array([4, 5]) },
+  ];
+
+  it("round-trip the stored events after a version, in order", () => {
+    const segment = toSegment(story, 100, events);
+    const decoded = decodeSegment(story, 100, encodeSegment(segment));
+    expect(decoded).toEqual(segment);
+    expect(decoded?.events.map((e) => [Number(e.sequence), [...e.data]])).toEqual([
+      [7, [1, 2, 3]],
+      [9, [4, 5]],
+    ]);
+  });
+
+  it("are refused when they cannot be used: another story or position, schema, no events", () => {
+    const bytes = encodeSegment(toSegment(story, 100, events));
+    expect(decodeSegment(storyId("s-2"), 100, bytes)).toBeUndefined();
+    expect(decodeSegment(story, 200, bytes)).toBeUndefined();
+    expect(decodeSegment(story, 100, encodeSegment(toSegment(story, 100, [])))).toBeUndefined();
+    const newer = create(ContextSegmentSchema, {
+      ...toSegment(story, 100, events),
+      schemaVersion: currentSegmentSchemaVersion + 1,
+    });
+    expect(decodeSegment(story, 100, toBinary(ContextSegmentSchema, newer))).toBeUndefined();
+    const empty = toSegment(story, 100, [{ sequence: 7, data: new Uint8Array(0) }]);
+    expect(decodeSegment(story, 100, encodeSegment(empty))).toBeUndefined();
+    expect(decodeSegment(story, 100, new Uint8Array([0xff, 0xff]))).toBeUndefined();
   });
 });

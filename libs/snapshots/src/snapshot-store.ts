@@ -1,5 +1,5 @@
 import type { StoryId } from "@ctx/domain";
-import type { ContextSnapshot } from "@ctx/proto";
+import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import {
   type DirectLastFor,
   JetStreamApiError,
@@ -12,11 +12,18 @@ import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-no
 import { SnapshotStoreUnavailableError } from "./errors.ts";
 import {
   candidateVersions,
+  decodeSegment,
   decodeSnapshot,
+  encodeSegment,
   encodeSnapshot,
   snapshotTime,
 } from "./snapshot-codec.ts";
-import { type SnapshotStreamNames, timelineSubject, versionSubject } from "./snapshot-stream.ts";
+import {
+  type SnapshotStreamNames,
+  segmentSubject,
+  timelineSubject,
+  versionSubject,
+} from "./snapshot-stream.ts";
 
 /**
  * Snapshots of story states in a JetStream stream (see the package README for the layout). A
@@ -47,6 +54,16 @@ export interface SnapshotStore {
   atOrBeforeTime(storyId: StoryId, time: Date): Promise<ContextSnapshot | undefined>;
   /** The story's snapshot stored last (normally its newest), for the current state. One direct get. */
   latest(storyId: StoryId): Promise<ContextSnapshot | undefined>;
+  /**
+   * Stores the segment of a story's events after a snapshot. Idempotent: "exists" when its subject
+   * holds one already; "too-large" (nothing stored) when it would not fit in a NATS message.
+   */
+  writeSegment(segment: ContextSegment): Promise<"stored" | "exists" | "too-large">;
+  /**
+   * The segment of the story's events after `afterVersion` (0: its first events), undefined when
+   * none is stored or it cannot be used. One direct get.
+   */
+  segment(storyId: StoryId, afterVersion: number): Promise<ContextSegment | undefined>;
 }
 
 export interface SnapshotStoreOptions {
@@ -58,6 +75,9 @@ export interface SnapshotStoreOptions {
 
 const WRONG_LAST_SEQUENCE = 10071;
 const TIMELINE_TRIES = 3;
+/** Room left in a NATS message for the headers of a segment's publish. */
+const HEADER_ROOM = 4 * 1024;
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 /** A snapshot store over a NATS connection; the stream must exist (see provisionSnapshotStream). */
 export function createSnapshotStore(
@@ -72,12 +92,14 @@ export function createSnapshotStore(
 class JetStreamSnapshotStore implements SnapshotStore {
   readonly names: SnapshotStreamNames;
   readonly interval: number;
+  readonly #nc: NatsConnection;
   readonly #js: JetStreamClient;
   #jsm: Promise<JetStreamManager> | undefined;
 
   constructor(nc: NatsConnection, names: SnapshotStreamNames, options: SnapshotStoreOptions) {
     this.names = names;
     this.interval = options.interval;
+    this.#nc = nc;
     this.#js = jetstream(nc, { timeout: options.timeoutMs ?? 5_000 });
   }
 
@@ -90,30 +112,53 @@ class JetStreamSnapshotStore implements SnapshotStore {
     const storyId = snapshot.context?.storyId ?? "";
     const version = snapshot.version;
     const atVersion = versionSubject(this.names, storyId, version);
-    const jsm = await this.#manager();
     // The version subject is written last: when it holds the snapshot, so does the timeline.
-    const existing = await guard(() =>
-      jsm.direct
-        .getMessage(this.names.stream, { last_by_subj: atVersion })
-        .catch((e: unknown) => (isNotFound(e) ? null : Promise.reject(e))),
-    );
-    if (existing) return false;
+    if (await this.#lastOn(atVersion)) return false;
     const bytes = encodeSnapshot(snapshot);
     await guard(() =>
       this.#js.publish(timelineSubject(this.names, storyId), bytes, {
         msgID: `${storyId}.at.${version}`,
       }),
     );
+    return this.#publishOnce(atVersion, bytes, `${storyId}.v${version}`);
+  }
+
+  async writeSegment(segment: ContextSegment): Promise<"stored" | "exists" | "too-large"> {
+    const bytes = encodeSegment(segment);
+    const maxPayload = this.#nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+    if (bytes.length > maxPayload - HEADER_ROOM) return "too-large";
+    const { storyId, afterVersion } = segment;
+    const subject = segmentSubject(this.names, storyId, afterVersion);
+    const stored = await this.#publishOnce(subject, bytes, `${storyId}.s${afterVersion}`);
+    return stored ? "stored" : "exists";
+  }
+
+  async segment(storyId: StoryId, afterVersion: number): Promise<ContextSegment | undefined> {
+    const msg = await this.#lastOn(segmentSubject(this.names, storyId, afterVersion));
+    return msg ? decodeSegment(storyId, afterVersion, msg.data) : undefined;
+  }
+
+  /** The last message on a subject; null when it holds none. One direct get. */
+  async #lastOn(subject: string): Promise<StoredMsg | null> {
+    const jsm = await this.#manager();
+    return guard(() =>
+      jsm.direct
+        .getMessage(this.names.stream, { last_by_subj: subject })
+        .catch((e: unknown) => (isNotFound(e) ? null : Promise.reject(e))),
+    );
+  }
+
+  /**
+   * Publishes to a subject that holds one message at most; false when it holds one already (the
+   * same content: another snapshotter, or a redelivery, stored it first).
+   */
+  async #publishOnce(subject: string, bytes: Uint8Array, msgID: string): Promise<boolean> {
     try {
       const ack = await guard(() =>
-        this.#js.publish(atVersion, bytes, {
-          msgID: `${storyId}.v${version}`,
-          expect: { lastSubjectSequence: 0 },
-        }),
+        this.#js.publish(subject, bytes, { msgID, expect: { lastSubjectSequence: 0 } }),
       );
       return !ack.duplicate;
     } catch (e) {
-      // Another snapshotter stored this version first: the same state, so nothing is lost.
       if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) return false;
       throw e;
     }

@@ -10,7 +10,8 @@ import { nanos } from "@nats-io/transport-node";
 /**
  * Where snapshots live. Each snapshot is stored twice: on `{prefix}.{story}.v{version}` (one message
  * per subject, for lookups by version) and on `{prefix}.{story}.at` (the story's snapshot history in
- * the order they were stored, for lookups by time).
+ * the order they were stored, for lookups by time). Beside them, `{prefix}.{story}.s{version}` holds
+ * the segment of events that follow the snapshot at that version (0: the story's first events).
  */
 export interface SnapshotStreamNames {
   readonly stream: string;
@@ -38,6 +39,11 @@ export const defaultSnapshotStreamSettings: SnapshotStreamSettings = {
 /** The subject holding a story's snapshot at one version (at most one message). */
 export function versionSubject(names: SnapshotStreamNames, storyId: string, version: number) {
   return `${names.subjectPrefix}.${storyId}.v${version}`;
+}
+
+/** The subject holding the segment of a story's events after `afterVersion` (at most one message). */
+export function segmentSubject(names: SnapshotStreamNames, storyId: string, afterVersion: number) {
+  return `${names.subjectPrefix}.${storyId}.s${afterVersion}`;
 }
 
 /** The subject holding every snapshot of a story, in the order they were stored. */

@@ -1,5 +1,7 @@
+import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
 import { decodeStoredEvent, type EventStore, isEventStoreUnavailableError } from "@ctx/event-store";
+import { ContextEventSchema } from "@ctx/proto";
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -11,9 +13,9 @@ import {
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { isSnapshotStoreUnavailableError } from "./errors.ts";
-import { toSnapshot } from "./snapshot-codec.ts";
+import { type StoredCopy, toSegment, toSnapshot } from "./snapshot-codec.ts";
 import type { SnapshotStore } from "./snapshot-store.ts";
-import { createTemporalReader, type TemporalReader } from "./temporal-reader.ts";
+import { createTemporalReader, type PointInTime, type TemporalReader } from "./temporal-reader.ts";
 
 export interface SnapshotterOptions {
   readonly nc: NatsConnection;
@@ -25,7 +27,10 @@ export interface SnapshotterOptions {
   readonly logger: Logger;
   /** Durable consumer name on the event stream (default `snapshotter`); replicas share it. */
   readonly consumerName?: string;
-  /** Registers `snapshots_written_total` and `snapshotter_lag_events` when given. */
+  /**
+   * Registers `snapshots_written_total`, `snapshot_segments_total` and `snapshotter_lag_events`
+   * when given.
+   */
   readonly registry?: Registry;
 }
 
@@ -48,9 +53,9 @@ const RETRY_DELAY_MS = 1_000;
  * Writes a snapshot of every story at every `interval`-th version, off the command path: a durable
  * JetStream consumer over every event subject reads each event once; for an event whose version
  * is a multiple of the interval it folds the previous snapshot and the events after it into the
- * state at that version, stores the snapshot, and only then acknowledges the event. Idempotent (a
- * redelivered event finds its snapshot stored and writes nothing), so several replicas may share
- * the consumer.
+ * state at that version, stores those events as the segment after the previous snapshot, then the
+ * snapshot, and only then acknowledges the event. Idempotent (a redelivered event finds its
+ * segment and snapshot stored and writes nothing), so several replicas may share the consumer.
  */
 export function createSnapshotter(options: SnapshotterOptions): Snapshotter {
   return new JetStreamSnapshotter(options);
@@ -62,6 +67,7 @@ class JetStreamSnapshotter implements Snapshotter {
   readonly #interval: number;
   readonly #reader: TemporalReader;
   readonly #written: Counter | undefined;
+  readonly #segments: Counter | undefined;
   #jsm: JetStreamManager | undefined;
   #messages: ConsumerMessages | undefined;
   #loop: Promise<void> | undefined;
@@ -85,6 +91,12 @@ class JetStreamSnapshotter implements Snapshotter {
       this.#written = new Counter({
         name: "snapshots_written_total",
         help: "Snapshots stored by the snapshotter",
+        registers: [options.registry],
+      });
+      this.#segments = new Counter({
+        name: "snapshot_segments_total",
+        help: "Segments of events the snapshotter handled, by outcome (stored; too_large: not stored, readers use the event stream)",
+        labelNames: ["outcome"],
         registers: [options.registry],
       });
       const lag = () => this.lag();
@@ -180,8 +192,10 @@ class JetStreamSnapshotter implements Snapshotter {
           { storyId, version: event.version, found: point.state.version },
           "snapshotter could not fold a story up to an event it received; skipped",
         );
-      } else if (await snapshots.write(toSnapshot(point.state, point.sequence))) {
-        this.#written?.inc();
+      } else {
+        // The segment first: a reader that finds a snapshot finds the segment before it too.
+        await this.#writeSegment(point, event.version - this.#interval);
+        if (await snapshots.write(toSnapshot(point.state, point.sequence))) this.#written?.inc();
       }
       msg.ack();
     } catch (e) {
@@ -192,6 +206,30 @@ class JetStreamSnapshotter implements Snapshotter {
       // A corrupt event or any other fault: snapshots are an optimisation, so skip, never stall.
       logger.error({ err: e, storyId, sequence: msg.seq }, "snapshotter skipped an event");
       msg.term(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /** Stores the events of `point` after version `after` (as stored) as the segment after it. */
+  async #writeSegment(point: PointInTime, after: number): Promise<void> {
+    // Only a fold that started at or before `after` read every event of the segment.
+    if (point.snapshotVersion > after || after < 0) return;
+    const copies: StoredCopy[] = [];
+    for (const event of point.events) {
+      // An upcaster may split a stored event into several: the segment holds it once.
+      if (event.version <= after || event.sequence === copies[copies.length - 1]?.sequence)
+        continue;
+      copies.push({ sequence: event.sequence, data: toBinary(ContextEventSchema, event.envelope) });
+    }
+    if (copies.length === 0) return;
+    const storyId = point.state.storyId;
+    const outcome = await this.#o.snapshots.writeSegment(toSegment(storyId, after, copies));
+    if (outcome === "exists") return;
+    this.#segments?.inc({ outcome: outcome === "stored" ? "stored" : "too_large" });
+    if (outcome === "too-large") {
+      this.#o.logger.info(
+        { storyId, afterVersion: after, events: copies.length },
+        "segment too large for a NATS message; temporal reads after this snapshot use the stream",
+      );
     }
   }
 

@@ -1,3 +1,4 @@
+import { toBinary } from "@bufbuild/protobuf";
 import { createLogger } from "@ctx/config";
 import {
   type ContextEventData,
@@ -16,6 +17,7 @@ import {
   provisionEventStream,
   type RecordedEvent,
 } from "@ctx/event-store";
+import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import { eventually, stack, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -31,7 +33,9 @@ import {
   type SnapshotStore,
   type SnapshotStreamNames,
   type Snapshotter,
+  type StoredCopy,
   type TemporalReader,
+  toSegment,
   toSnapshot,
 } from "./index.ts";
 import { storyHistories } from "./testing/index.ts";
@@ -113,10 +117,26 @@ function expectedAt(story: StoryId, history: readonly RecordedEvent[], t: number
 }
 
 const used = { atTime: 0, atVersion: 0, current: 0 };
+const fromSegments = { atTime: 0, atVersion: 0 };
 const count = (kind: keyof typeof used, point: PointInTime) => {
   if (point.snapshotVersion > 0) used[kind] += 1;
+  if (point.eventsFrom === "segment" && kind !== "current") fromSegments[kind] += 1;
   return point;
 };
+
+/** A stored copy of an event with some envelope fields changed (a forged segment event). */
+const forged = (event: RecordedEvent, changes: Partial<ContextEvent>): StoredCopy => ({
+  sequence: event.sequence,
+  data: toBinary(ContextEventSchema, { ...event.envelope, ...changes }),
+});
+
+/** A history of a created story and `n - 1` added subtasks, one event per append. */
+const subtaskHistory = (n: number, prefix = "s") =>
+  Array.from({ length: n }, (_, i) =>
+    i === 0
+      ? [eventData.contextCreated()]
+      : [eventData.subtaskAdded({ subtaskId: `${prefix}${i}` })],
+  );
 
 describe("temporal reader", () => {
   it("equals the fold of the events up to every version and time, with and without snapshots", async () => {
@@ -151,10 +171,110 @@ describe("temporal reader", () => {
       }),
       { numRuns: 12 },
     );
-    // The snapshots were really used, for every kind of read.
+    // The snapshots were really used, for every kind of read, and so were the segments.
     expect(used.atTime).toBeGreaterThan(0);
     expect(used.atVersion).toBeGreaterThan(0);
     expect(used.current).toBeGreaterThan(0);
+    expect(fromSegments.atTime).toBeGreaterThan(0);
+    expect(fromSegments.atVersion).toBeGreaterThan(0);
+  });
+
+  it("folds from the segment after a snapshot when it reaches the point, else from the stream", async () => {
+    const story = newStory();
+    const history = await append(story, subtaskHistory(10));
+    await caughtUp();
+    const at = (v: number) => history[v - 1] as RecordedEvent;
+    const cases: [PointInTime, number, PointInTime["eventsFrom"], number][] = [
+      // [answer, expected version, where its events came from, snapshot used]
+      [await withSnapshots.atVersion(story, 5), 5, "segment", 3],
+      [await withSnapshots.atVersion(story, 6), 6, "segment", 6],
+      [await withSnapshots.atVersion(story, 2), 2, "segment", 0],
+      [await withSnapshots.atTime(story, at(8).occurredAt), 8, "segment", 6],
+      [
+        await withSnapshots.atTime(story, new Date(at(1).occurredAt.getTime() - 1)),
+        0,
+        "segment",
+        0,
+      ],
+      // After the last snapshot (9) there is no segment: the tail comes from the stream.
+      [await withSnapshots.atVersion(story, 10), 10, "stream", 9],
+      [await withSnapshots.atTime(story, new Date(Date.now() + 60_000)), 10, "stream", 9],
+    ];
+    // A reader that looks for snapshots every 9 versions finds none up to 8: it goes on from
+    // segment to segment, each linked to the one before.
+    const sparse = createTemporalReader({
+      nc,
+      store,
+      snapshots: createSnapshotStore(nc, snapshotNames, { interval: 9 }),
+      logger,
+    });
+    cases.push([await sparse.atVersion(story, 8), 8, "segment", 0]);
+    for (const [point, version, from, snapshotVersion] of cases) {
+      expect(point.state).toEqual(fold(story, history.slice(0, version)));
+      expect(point.sequence).toBe(version === 0 ? 0 : at(version).sequence);
+      expect(point.eventsFrom).toBe(from);
+      expect(point.snapshotVersion).toBe(snapshotVersion);
+      expect(point.eventsFolded).toBe(point.events.length);
+    }
+  });
+
+  it("never uses a segment that does not match the event stream", async () => {
+    // Without a snapshot: another story's first events, relabelled as this story's, written
+    // before this story's own (the snapshotter then finds the subject taken).
+    const other = newStory();
+    const otherHistory = await append(other, subtaskHistory(3, "o"));
+    const story = newStory();
+    await snapshots.writeSegment(
+      toSegment(
+        story,
+        0,
+        otherHistory.map((e) => forged(e, { storyId: story })),
+      ),
+    );
+    const history = await append(story, subtaskHistory(4));
+    await caughtUp();
+    const early = await withSnapshots.atVersion(story, 2);
+    expect(early.eventsFrom).toBe("stream");
+    expect(early.state).toEqual(fold(story, history.slice(0, 2)));
+
+    // After a snapshot: the story's own first events, renumbered as the ones after it; they do
+    // not link to the snapshot's event by hash.
+    const linked = newStory();
+    const first = await append(linked, subtaskHistory(3, "l"));
+    await caughtUp();
+    await snapshots.writeSegment(
+      toSegment(
+        linked,
+        3,
+        first.map((e) => forged(e, { version: e.version + 3 })),
+      ),
+    );
+    const rest = await append(linked, subtaskHistory(4, "m").slice(1));
+    await caughtUp();
+    const point = await withSnapshots.atVersion(linked, 5);
+    expect(point.snapshotVersion).toBe(3);
+    expect(point.eventsFrom).toBe("stream");
+    expect(point.state).toEqual(fold(linked, [...first, ...rest].slice(0, 5)));
+
+    // Left over from another stream: a snapshot whose event the stream does not hold, and a
+    // segment after it whose events link to one another.
+    const donor = await append(newStory(), subtaskHistory(6, "d"));
+    const stale = newStory();
+    await snapshots.write(
+      toSnapshot(fold(stale, donor.slice(0, 3)), (donor.at(-1)?.sequence ?? 0) + 1_000_000),
+    );
+    await snapshots.writeSegment(
+      toSegment(
+        stale,
+        3,
+        donor.slice(3).map((e) => forged(e, { storyId: stale })),
+      ),
+    );
+    const real = await append(stale, subtaskHistory(6, "r"));
+    await caughtUp();
+    const fromStream = await withSnapshots.atVersion(stale, 5);
+    expect(fromStream.eventsFrom).toBe("stream");
+    expect(fromStream.state).toEqual(fold(stale, real.slice(0, 5)));
   });
 
   it("reads any range of events, from a given position, a snapshot or the start", async () => {
@@ -296,8 +416,20 @@ describe("snapshotter", () => {
       const snapshot = await snapshots.atOrBeforeVersion(story, v);
       expect(snapshot?.version).toBe(v);
       expect(Number(snapshot?.eventSequence)).toBe(history[v - 1]?.sequence);
+      // The events before it, as stored, in the segment after the previous snapshot.
+      const segment = await snapshots.segment(story, v - INTERVAL);
+      expect(segment?.events.map((e) => Number(e.sequence))).toEqual(
+        history.slice(v - INTERVAL, v).map((e) => e.sequence),
+      );
+      const stored = await Promise.all(
+        history
+          .slice(v - INTERVAL, v)
+          .map((e) => jsm.direct.getMessage(events.stream, { seq: e.sequence })),
+      );
+      expect(segment?.events.map((e) => e.data)).toEqual(stored.map((m) => m?.data));
     }
     expect((await snapshots.latest(story))?.version).toBe(9);
+    expect(await snapshots.segment(story, 9)).toBeUndefined();
 
     // A second snapshotter replays the whole stream from the start: everything is already there.
     const registry = new Registry();
@@ -314,6 +446,8 @@ describe("snapshotter", () => {
       await eventually(async () => expect(await replay.lag()).toBe(0), { timeout: 30_000 });
       const written = await registry.getSingleMetricAsString("snapshots_written_total");
       expect(written).toMatch(/snapshots_written_total 0$/m);
+      const segments = await registry.getSingleMetricAsString("snapshot_segments_total");
+      expect(segments).not.toMatch(/outcome="stored"/);
     } finally {
       await replay.stop();
     }

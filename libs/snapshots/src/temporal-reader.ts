@@ -4,14 +4,15 @@ import {
   decodeStoredEvent,
   type EventStore,
   EventStoreUnavailableError,
+  equalBytes,
   type ReadOptions,
   type RecordedEvent,
   storySubjects,
 } from "@ctx/event-store";
-import type { ContextSnapshot } from "@ctx/proto";
+import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
-import { loadSnapshot, snapshotTime } from "./snapshot-codec.ts";
+import { type LoadedSnapshot, loadSnapshot, snapshotTime } from "./snapshot-codec.ts";
 import type { SnapshotStore } from "./snapshot-store.ts";
 
 /** A story as it was at some point of its history, and how that answer was computed. */
@@ -22,8 +23,15 @@ export interface PointInTime {
   readonly sequence: number;
   /** Version of the snapshot the fold started from; 0 when it started from the first event. */
   readonly snapshotVersion: number;
-  /** Events read from the stream and folded on top of the snapshot (or of nothing). */
+  /** Events read and folded on top of the snapshot (or of nothing): `events.length`. */
   readonly eventsFolded: number;
+  /** Those events, upcast, in order. */
+  readonly events: readonly RecordedEvent[];
+  /**
+   * Where they were read: the event stream, or the segment stored after the snapshot (a copy of
+   * the stream's events, checked against the stream).
+   */
+  readonly eventsFrom: "stream" | "segment";
 }
 
 /** Where one event of a story sits in the stream. */
@@ -51,8 +59,10 @@ export interface TemporalReadOptions {
 /**
  * A story at any version or time: the nearest snapshot at or before the point, then the events
  * after it up to the point, folded with the domain's `evolveAll` (the rules the command side
- * decides with). Errors are the event store's and the snapshot store's (unavailable, corrupt
- * event); a snapshot that does not match the stream is ignored, never used.
+ * decides with). The events come from the segment stored after the snapshot when it reaches the
+ * point, else from the event stream. Errors are the event store's and the snapshot store's
+ * (unavailable, corrupt event); a snapshot or segment that does not match the stream is ignored,
+ * never used.
  */
 export interface TemporalReader {
   /**
@@ -101,6 +111,9 @@ type Bound = Pick<ReadOptions, "toVersion" | "untilTime">;
  */
 const IN_FLIGHT_EVENTS = 8;
 
+/** Segments a read goes on to past the first before it reads the event stream instead. */
+const MAX_SEGMENT_HOPS = 3;
+
 class SnapshotTemporalReader implements TemporalReader {
   readonly #o: TemporalReaderOptions;
   #jsm: Promise<JetStreamManager> | undefined;
@@ -114,8 +127,12 @@ class SnapshotTemporalReader implements TemporalReader {
     version: number,
     options: TemporalReadOptions = {},
   ): Promise<PointInTime> {
+    const bound = { toVersion: version };
     const snapshot = await this.#o.snapshots?.atOrBeforeVersion(storyId, version);
-    return this.#foldFrom(storyId, snapshot, { toVersion: version }, options.signal);
+    return (
+      (await this.#fromSegment(storyId, snapshot, bound, options.signal)) ??
+      this.#foldFrom(storyId, snapshot, bound, options.signal)
+    );
   }
 
   async atTime(
@@ -123,8 +140,14 @@ class SnapshotTemporalReader implements TemporalReader {
     time: Date,
     options: TemporalReadOptions = {},
   ): Promise<PointInTime> {
-    const { snapshot, storedBy } = await this.#snapshotAtTime(storyId, time);
-    return this.#foldFrom(storyId, snapshot, { untilTime: time }, options.signal, storedBy);
+    const bound = { untilTime: time };
+    const { snapshots } = this.#o;
+    if (snapshots === undefined) return this.#foldFrom(storyId, undefined, bound, options.signal);
+    const byTime = await snapshots.atOrBeforeTime(storyId, time);
+    const fromSegment = await this.#fromSegment(storyId, byTime, bound, options.signal);
+    if (fromSegment !== undefined) return fromSegment;
+    const { snapshot, storedBy } = await this.#lateSnapshot(storyId, time, byTime);
+    return this.#foldFrom(storyId, snapshot, bound, options.signal, storedBy);
   }
 
   async current(storyId: StoryId, options: TemporalReadOptions = {}): Promise<PointInTime> {
@@ -168,22 +191,105 @@ class SnapshotTemporalReader implements TemporalReader {
   }
 
   /**
-   * The best snapshot for a time. The timeline lookup finds the newest snapshot *stored* by then,
-   * which misses snapshots written late (a snapshotter catching up, a backfill); so the version of
-   * the story's last event stored by then is asked for at the same time, and the snapshot at that
-   * version used when it is newer. Either is used only if its last event occurred by `time`.
-   * That version (`storedBy`) also tells the fold about how many events to read.
+   * The events after a snapshot (after version 0 without one) up to the bound, from the segment
+   * stored after it: undefined when there is no usable segment, when it ends before the bound (the
+   * caller then reads the event stream), or when it does not match the stream. It matches when its
+   * events follow one another (versions, hash links) and its first event follows the snapshot's as
+   * the stream holds it (or, without a snapshot, is the stream's own first event).
    */
-  async #snapshotAtTime(
+  async #fromSegment(
+    storyId: StoryId,
+    snapshot: ContextSnapshot | undefined,
+    bound: Bound,
+    signal: AbortSignal | undefined,
+  ): Promise<PointInTime | undefined> {
+    const { snapshots, store } = this.#o;
+    if (snapshots === undefined) return undefined;
+    const loaded = snapshot === undefined ? undefined : loadSnapshot(snapshot);
+    if (snapshot !== undefined && loaded === undefined) return undefined;
+    const after = loaded?.state.version ?? 0;
+    const [segment, anchor] = await Promise.all([
+      snapshots.segment(storyId, after),
+      loaded === undefined ? undefined : store.readAt(loaded.eventSequence),
+    ]);
+    signal?.throwIfAborted();
+    if (segment === undefined) return undefined;
+    if (loaded !== undefined && (anchor === undefined || !anchors(loaded, anchor)))
+      return undefined;
+    const events: RecordedEvent[] = [];
+    let prevHash = anchor?.envelope.hash;
+    let first: { readonly sequence: number; readonly hash: Uint8Array } | undefined;
+    let version = after;
+    let reached = false;
+    for (let current: ContextSegment | undefined = segment, hops = 0; ; hops++) {
+      for (const copy of current.events) {
+        const decoded = store.upcaster.decode(copy.data, Number(copy.sequence));
+        const stored = decoded[0];
+        if (stored === undefined || stored.storyId !== storyId || stored.version !== version + 1) {
+          return undefined;
+        }
+        const { envelope } = stored;
+        if (prevHash !== undefined && !equalBytes(envelope.prevHash, prevHash)) return undefined;
+        prevHash = envelope.hash;
+        version = stored.version;
+        first ??= { sequence: stored.sequence, hash: envelope.hash };
+        if (beyond(bound, stored)) {
+          reached = true;
+          break;
+        }
+        events.push(...decoded);
+        if (stored.version === bound.toVersion) {
+          reached = true;
+          break;
+        }
+      }
+      if (reached) break;
+      // The point lies past this segment, and the next one follows on from it (hash-linked like
+      // the rest): the timeline had no newer snapshot by then, written late by a lagging
+      // snapshotter. Past a few, or at the story's tail, the stream is read instead.
+      if (hops >= MAX_SEGMENT_HOPS) return undefined;
+      current = await snapshots.segment(storyId, version);
+      signal?.throwIfAborted();
+      if (current === undefined) return undefined;
+    }
+    if (loaded === undefined && first !== undefined) {
+      // No snapshot anchors the story's first events: the stream must hold the first as copied.
+      const inStream = await store.readAt(first.sequence);
+      signal?.throwIfAborted();
+      if (
+        inStream?.storyId !== storyId ||
+        inStream.version !== 1 ||
+        !equalBytes(inStream.envelope.hash, first.hash)
+      ) {
+        return undefined;
+      }
+    }
+    return {
+      state: loaded === undefined ? fold(storyId, events) : evolveAll(loaded.state, events),
+      sequence: events[events.length - 1]?.sequence ?? loaded?.eventSequence ?? 0,
+      snapshotVersion: after,
+      eventsFolded: events.length,
+      events,
+      eventsFrom: "segment",
+    };
+  }
+
+  /**
+   * The best snapshot for a time, when the segment after the timeline's did not reach it. The
+   * timeline lookup finds the newest snapshot *stored* by then, which misses snapshots written late
+   * (a snapshotter catching up, a backfill); so the version of the story's last event stored by
+   * then is looked up, and the snapshot at that version used when it is newer. Either is used only
+   * if its last event occurred by `time`. That version (`storedBy`) also tells the fold about how
+   * many events to read.
+   */
+  async #lateSnapshot(
     storyId: StoryId,
     time: Date,
+    byTime: ContextSnapshot | undefined,
   ): Promise<{ snapshot: ContextSnapshot | undefined; storedBy: number | undefined }> {
     const { snapshots } = this.#o;
     if (snapshots === undefined) return { snapshot: undefined, storedBy: undefined };
-    const [byTime, storedBy] = await Promise.all([
-      snapshots.atOrBeforeTime(storyId, time),
-      this.#versionStoredBy(storyId, time),
-    ]);
+    const storedBy = await this.#versionStoredBy(storyId, time);
     let best = byTime;
     const reachable = Math.floor(storedBy / snapshots.interval) * snapshots.interval;
     if (reachable > (best?.version ?? 0)) {
@@ -258,18 +364,15 @@ class SnapshotTemporalReader implements TemporalReader {
       });
       signal?.throwIfAborted();
       const [first, ...after] = events;
-      if (
-        first !== undefined &&
-        first.sequence === loaded.eventSequence &&
-        first.version === loaded.state.version &&
-        first.occurredAt.getTime() === loaded.state.updatedAt?.getTime()
-      ) {
+      if (first !== undefined && anchors(loaded, first)) {
         const last = after[after.length - 1] ?? first;
         return {
           state: evolveAll(loaded.state, this.#upcast(after)),
           sequence: last.sequence,
           snapshotVersion: loaded.state.version,
           eventsFolded: after.length,
+          events: after,
+          eventsFrom: "stream",
         };
       }
       this.#o.logger?.warn(
@@ -284,6 +387,8 @@ class SnapshotTemporalReader implements TemporalReader {
       sequence: events[events.length - 1]?.sequence ?? 0,
       snapshotVersion: 0,
       eventsFolded: events.length,
+      events,
+      eventsFrom: "stream",
     };
   }
 
@@ -291,6 +396,27 @@ class SnapshotTemporalReader implements TemporalReader {
   #upcast(events: readonly RecordedEvent[]): readonly RecordedEvent[] {
     return events;
   }
+}
+
+/** Whether the stream's event is the snapshot's last one: same story, position, version, time. */
+function anchors(
+  snapshot: LoadedSnapshot,
+  event: Pick<RecordedEvent, "storyId" | "sequence" | "version" | "occurredAt">,
+): boolean {
+  return (
+    event.storyId === snapshot.state.storyId &&
+    event.sequence === snapshot.eventSequence &&
+    event.version === snapshot.state.version &&
+    event.occurredAt.getTime() === snapshot.state.updatedAt?.getTime()
+  );
+}
+
+/** Whether an event lies past a read's bound (a later version, or it occurred after the time). */
+function beyond(bound: Bound, event: Pick<RecordedEvent, "version" | "occurredAt">): boolean {
+  return (
+    (bound.toVersion !== undefined && event.version > bound.toVersion) ||
+    (bound.untilTime !== undefined && event.occurredAt.getTime() > bound.untilTime.getTime())
+  );
 }
 
 function isOutage(e: unknown): boolean {

@@ -6,7 +6,7 @@ export type FallbackReason = "missing" | "stale" | "unavailable";
 
 /** What the query service counts beyond the RPC metrics every server has. */
 export interface QueryMetrics {
-  /** A temporal answer: how many events were folded, and whether a snapshot was used. */
+  /** A temporal answer: how many events were folded, from where, and whether a snapshot was used. */
   folded(point: PointInTime): void;
   fallback(reason: FallbackReason): void;
 }
@@ -14,8 +14,8 @@ export interface QueryMetrics {
 export function createQueryMetrics(registry: Registry): QueryMetrics {
   const folded = new Histogram({
     name: "temporal_events_folded",
-    help: "Events read and folded for one answer from the event stream, by whether a snapshot was used",
-    labelNames: ["snapshot"],
+    help: "Events read and folded for one temporal answer, by whether a snapshot was used and where the events came from (stream or segment)",
+    labelNames: ["snapshot", "events_from"],
     buckets: [0, 1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000],
     registers: [registry],
   });
@@ -27,7 +27,10 @@ export function createQueryMetrics(registry: Registry): QueryMetrics {
   });
   return {
     folded: (point) =>
-      folded.observe({ snapshot: point.snapshotVersion > 0 ? "hit" : "miss" }, point.eventsFolded),
+      folded.observe(
+        { snapshot: point.snapshotVersion > 0 ? "hit" : "miss", events_from: point.eventsFrom },
+        point.eventsFolded,
+      ),
     fallback: (reason) => fallbacks.inc({ reason }),
   };
 }

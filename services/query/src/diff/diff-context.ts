@@ -44,7 +44,14 @@ export async function diffContext(
     from.kind === "time"
       ? await reader.atTime(storyId, from.time, { signal })
       : from.version === 0
-        ? { state: initialState(storyId), sequence: 0, snapshotVersion: 0, eventsFolded: 0 }
+        ? {
+            state: initialState(storyId),
+            sequence: 0,
+            snapshotVersion: 0,
+            eventsFolded: 0,
+            events: [],
+            eventsFrom: "stream",
+          }
         : await reader.atVersion(storyId, from.version, { signal });
   if (to.kind === "version" && to.version < start.state.version) {
     throw new InvalidQueryError("to", "to is before from");

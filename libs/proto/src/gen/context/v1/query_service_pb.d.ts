@@ -518,6 +518,72 @@ export declare type ContextSnapshot = Message<"context.v1.ContextSnapshot"> & {
 export declare const ContextSnapshotSchema: GenMessage<ContextSnapshot>;
 
 /**
+ * A story's events between two snapshots (CONTEXT_SNAPSHOTS), copied from CONTEXT_EVENTS as
+ * stored, so that a temporal read from a snapshot fetches one message instead of a range read of
+ * the event stream. The snapshotter writes it with the snapshot that closes it.
+ *
+ * @generated from message context.v1.ContextSegment
+ */
+export declare type ContextSegment = Message<"context.v1.ContextSegment"> & {
+  /**
+   * @generated from field: string story_id = 1;
+   */
+  storyId: string;
+
+  /**
+   * Version of the snapshot the events follow; 0 for the story's first events.
+   *
+   * @generated from field: uint32 after_version = 2;
+   */
+  afterVersion: number;
+
+  /**
+   * The events after_version + 1, after_version + 2, ... in order, at most one interval of them.
+   *
+   * @generated from field: repeated context.v1.SegmentEvent events = 3;
+   */
+  events: SegmentEvent[];
+
+  /**
+   * Version of this segment's own shape; a reader ignores segments of a schema it does not know.
+   *
+   * @generated from field: uint32 schema_version = 4;
+   */
+  schemaVersion: number;
+};
+
+/**
+ * Describes the message context.v1.ContextSegment.
+ * Use `create(ContextSegmentSchema)` to create a new message.
+ */
+export declare const ContextSegmentSchema: GenMessage<ContextSegment>;
+
+/**
+ * One event of a segment: the message as stored in CONTEXT_EVENTS, and where it is stored there.
+ *
+ * @generated from message context.v1.SegmentEvent
+ */
+export declare type SegmentEvent = Message<"context.v1.SegmentEvent"> & {
+  /**
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * A context.v1.ContextEvent as written, read (and upcast) like the stream's own message.
+   *
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message context.v1.SegmentEvent.
+ * Use `create(SegmentEventSchema)` to create a new message.
+ */
+export declare const SegmentEventSchema: GenMessage<SegmentEvent>;
+
+/**
  * Where an answer came from.
  *
  * @generated from enum context.v1.ContextSource
