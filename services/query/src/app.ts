@@ -42,6 +42,10 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     name: "context-query-service",
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
+    // Without it nats.js builds Errors per request up front for their stack traces; with async
+    // stack traces those keep the awaiting calls' frames (decoded snapshots, segments) alive
+    // while a batched direct get's subscription waits out its 5 s timer.
+    noAsyncTraces: true,
   });
   const names: EventStreamNames = {
     stream: config.EVENT_STREAM,
