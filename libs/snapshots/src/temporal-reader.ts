@@ -144,10 +144,15 @@ class SnapshotTemporalReader implements TemporalReader {
     const { snapshots } = this.#o;
     if (snapshots === undefined) return this.#foldFrom(storyId, undefined, bound, options.signal);
     const byTime = await snapshots.atOrBeforeTime(storyId, time);
-    const fromSegment = await this.#fromSegment(storyId, byTime, bound, options.signal);
+    // No snapshot by then: most often a story shorter than an interval, which has no segment
+    // either; the version stored by then, which its stream read needs, is asked for meanwhile.
+    const [fromSegment, storedBy] = await Promise.all([
+      this.#fromSegment(storyId, byTime, bound, options.signal),
+      byTime === undefined ? this.#versionStoredBy(storyId, time) : undefined,
+    ]);
     if (fromSegment !== undefined) return fromSegment;
-    const { snapshot, storedBy } = await this.#lateSnapshot(storyId, time, byTime);
-    return this.#foldFrom(storyId, snapshot, bound, options.signal, storedBy);
+    const late = await this.#lateSnapshot(storyId, time, byTime, storedBy);
+    return this.#foldFrom(storyId, late.snapshot, bound, options.signal, late.storedBy);
   }
 
   async current(storyId: StoryId, options: TemporalReadOptions = {}): Promise<PointInTime> {
@@ -286,10 +291,12 @@ class SnapshotTemporalReader implements TemporalReader {
     storyId: StoryId,
     time: Date,
     byTime: ContextSnapshot | undefined,
+    /** The version stored by `time`, when already looked up. */
+    known: number | undefined,
   ): Promise<{ snapshot: ContextSnapshot | undefined; storedBy: number | undefined }> {
     const { snapshots } = this.#o;
     if (snapshots === undefined) return { snapshot: undefined, storedBy: undefined };
-    const storedBy = await this.#versionStoredBy(storyId, time);
+    const storedBy = known ?? (await this.#versionStoredBy(storyId, time));
     let best = byTime;
     const reachable = Math.floor(storedBy / snapshots.interval) * snapshots.interval;
     if (reachable > (best?.version ?? 0)) {
