@@ -104,6 +104,8 @@ const settings = {
   client: clientKind(process.env.BENCH_CLIENT ?? "h2"),
 };
 const resultsDir = join(repoRoot, "bench/results");
+/** The query service's snapshot stream, by its default name (services/query/src/config.ts). */
+const SNAPSHOT_STREAM = "CONTEXT_SNAPSHOTS";
 const profilesDir = join(resultsDir, "profiles/query-side");
 
 type Queries = Client<typeof ContextQueryService>;
@@ -304,6 +306,11 @@ async function main(): Promise<void> {
     log(`setup: ${snapshotsWritten} snapshots; waiting for the Valkey read model…`);
     await waitForReadModel(client, stories);
     const readModelSeconds = (performance.now() - t1) / 1000;
+    // What the snapshots and their segments cost in storage, beside the events they derive from.
+    const jsm = await jetstreamManager(nc);
+    const storedBytes = async (stream: string) => (await jsm.streams.info(stream)).state.bytes;
+    const eventBytes = await storedBytes(defaultEventStreamSettings.stream);
+    const snapshotBytes = await storedBytes(SNAPSHOT_STREAM);
 
     const withoutSnapshots = await stack.startService("query-nosnap", {
       entry: "services/query/src/main.ts",
@@ -356,6 +363,8 @@ async function main(): Promise<void> {
         snapshotsWritten,
         snapshotterCaughtUpSeconds: snapshotterSeconds,
         readModelCaughtUpSeconds: readModelSeconds,
+        eventBytes,
+        snapshotBytes,
         finalState: settings.sizes.map((size) => {
           const s = (stories.get(sizedId(size)) as WrittenStory).state;
           return { events: size, subtasks: s.subtasks.size, decisions: s.decisions.size };
@@ -679,6 +688,9 @@ function report(r: {
     snapshotsWritten: number;
     snapshotterCaughtUpSeconds: number;
     readModelCaughtUpSeconds: number;
+    /** Bytes JetStream holds for CONTEXT_EVENTS and for CONTEXT_SNAPSHOTS (snapshots and segments). */
+    eventBytes: number;
+    snapshotBytes: number;
     finalState: readonly { events: number; subtasks: number; decisions: number }[];
   };
   temporal: readonly TemporalPhase[];
@@ -697,6 +709,7 @@ function report(r: {
     `Query side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
     `Client (this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}), query service, projector, NATS and Valkey share the machine's ${m.cpus} cores.`,
     `Setup: ${r.setup.events} events written in ${fmt(r.setup.writeSeconds, 1)} s; ${r.setup.snapshotsWritten} snapshots (every ${settings.snapshotInterval} versions), snapshotter caught up ${fmt(r.setup.snapshotterCaughtUpSeconds, 1)} s and the Valkey read model ${fmt(r.setup.readModelCaughtUpSeconds, 1)} s after the writes.`,
+    `Stored: CONTEXT_EVENTS ${fmt(r.setup.eventBytes / 1e6, 1)} MB, CONTEXT_SNAPSHOTS (snapshots and segments) ${fmt(r.setup.snapshotBytes / 1e6, 1)} MB.`,
     `Final states: ${r.setup.finalState.map((s) => `${s.events} events → ${s.subtasks} subtasks, ${s.decisions} decisions`).join("; ")}.`,
     `Each phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s.`,
   ];
