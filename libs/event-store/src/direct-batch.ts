@@ -1,3 +1,11 @@
+import type {
+  CompletionResult,
+  DirectBatchOptions,
+  DirectLastFor,
+  JetStreamManager,
+  StoredMsg,
+} from "@nats-io/jetstream";
+
 /** What a batched direct get delivered, numbered by the server (nats.js `StoredMsg`). */
 export interface BatchMessage {
   readonly seq: number;
@@ -34,4 +42,44 @@ export function batchExtent(messages: readonly BatchMessage[], size: number): Ba
   if (usable < messages.length || usable >= size) return { usable, mayGoOn: true };
   const last = messages[usable - 1];
   return { usable, mayGoOn: last !== undefined && last.pending !== 0 };
+}
+
+/**
+ * One batched direct get (a range with `batch`, or `multi_last`), collected: the messages the
+ * server sends until it ends the batch; none for its "no results". It goes through nats.js's
+ * callback mode, which unsubscribes the reply subject when the batch ends: the iterator mode
+ * keeps it subscribed, on the client and on the server, until the request's 5 s timeout, so every
+ * read left a subscription (and what it holds) behind for 5 s. A batch whose end does not come
+ * within `stallMs` (the connection dropped mid-batch) is cut there: the messages so far are
+ * returned, and `batchExtent` says how many of them to use.
+ *
+ * @throws the server's or nats.js's error (a status other than "no results", a timeout)
+ */
+export function collectDirectBatch(
+  jsm: JetStreamManager,
+  stream: string,
+  request: DirectBatchOptions | DirectLastFor,
+  stallMs: number,
+): Promise<StoredMsg[]> {
+  return new Promise((resolve, reject) => {
+    const messages: StoredMsg[] = [];
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(stall);
+      if (err) reject(err);
+      else resolve(messages);
+    };
+    const stall = setTimeout(() => settle(), stallMs);
+    const callback = (done: CompletionResult | null, msg: StoredMsg) => {
+      if (done) settle(done.err);
+      else if (!settled) messages.push(msg);
+    };
+    const started =
+      "multi_last" in request
+        ? jsm.direct.getLastMessagesFor(stream, { ...request, callback })
+        : jsm.direct.getBatch(stream, { ...request, callback });
+    started.catch((e: unknown) => settle(e instanceof Error ? e : new Error(String(e))));
+  });
 }

@@ -5,7 +5,7 @@ import { stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type BatchMessage, batchExtent } from "./direct-batch.ts";
+import { type BatchMessage, batchExtent, collectDirectBatch } from "./direct-batch.ts";
 import {
   ConcurrencyError,
   createEventStore,
@@ -177,6 +177,40 @@ describe("append and read", () => {
     const first = await get(2);
     expect(first.map((m) => m.pending)).toEqual([2, 1]);
     expect(batchExtent(first, 2)).toEqual({ usable: 2, mayGoOn: true });
+  });
+
+  it("collects batched direct gets, ranges and multi-last alike, and leaves no subscription behind", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    await store.append(story, [{ data: subtask("a") }, { data: subtask("b") }], streamVersion(1));
+    const jsm = await jetstreamManager(nc);
+    // nats.js has no public count of a connection's subscriptions.
+    const subscriptions = () =>
+      (
+        nc as unknown as { protocol: { subscriptions: { size(): number } } }
+      ).protocol.subscriptions.size();
+    const before = subscriptions();
+    const filter = storySubjects(settings, story);
+    for (let i = 0; i < 20; i++) {
+      const range = await collectDirectBatch(
+        jsm,
+        settings.stream,
+        { seq: 1, batch: 10, next_by_subj: filter },
+        5_000,
+      );
+      expect(range.map((m) => m.pending)).toEqual([2, 1, 0]);
+      const last = await collectDirectBatch(jsm, settings.stream, { multi_last: [filter] }, 5_000);
+      // One message per subject: the story's last ContextCreated and its last SubtaskAdded.
+      expect(last.map((m) => m.seq)).toEqual([range[0]?.seq, range[2]?.seq]);
+      const none = await collectDirectBatch(
+        jsm,
+        settings.stream,
+        { multi_last: [storySubjects(settings, newStory())] },
+        5_000,
+      );
+      expect(none).toEqual([]);
+    }
+    expect(subscriptions()).toBe(before);
   });
 
   it("reads a range from a known position, sized to it or to a hint, and still returns every event within the bounds", async () => {

@@ -29,7 +29,7 @@ import {
   type StreamSequence,
   streamSequence,
 } from "./codec.ts";
-import { batchExtent } from "./direct-batch.ts";
+import { batchExtent, collectDirectBatch } from "./direct-batch.ts";
 import {
   ConcurrencyError,
   CorruptEventError,
@@ -563,26 +563,18 @@ class JetStreamEventStore implements EventStore {
     let reachedEnd = false;
     let cuts = 0;
     reading: for (;;) {
-      const batch = await this.#guard(async () => {
-        const it = await jsm.direct.getBatch(this.names.stream, {
-          seq: nextSequence,
-          batch: size,
-          next_by_subj: storySubjects(this.names, storyId),
-        });
-        // A batch whose rest never comes (the connection dropped mid-batch, and nats.js times a
-        // subscription out only until its first message) is stopped; batchExtent sees it short.
-        const stalled = setTimeout(() => it.stop(), this.#timeout);
-        const out: StoredMsg[] = [];
-        try {
-          for await (const m of it) out.push(m);
-        } catch (e) {
+      const batch = await this.#guard(() =>
+        collectDirectBatch(
+          jsm,
+          this.names.stream,
+          { seq: nextSequence, batch: size, next_by_subj: storySubjects(this.names, storyId) },
+          this.#timeout,
+        ).catch((e: unknown) => {
           // "no message found" is how the server says the story has nothing (more) after `seq`.
-          if (!isNotFound(e)) throw e;
-        } finally {
-          clearTimeout(stalled);
-        }
-        return out;
-      });
+          if (isNotFound(e)) return [];
+          throw e;
+        }),
+      );
       const extent = batchExtent(batch, size);
       if (extent.usable < batch.length && ++cuts > MAX_CUT_BATCHES) {
         throw new EventStoreUnavailableError(

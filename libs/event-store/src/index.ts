@@ -14,6 +14,8 @@ export {
   followsOn,
   streamSequence,
 } from "./codec.ts";
+// For sibling libs that make batched direct gets of their own (snapshot lookups).
+export { collectDirectBatch } from "./direct-batch.ts";
 export {
   ConcurrencyError,
   CorruptEventError,

@@ -1,4 +1,5 @@
 import type { StoryId } from "@ctx/domain";
+import { collectDirectBatch } from "@ctx/event-store";
 import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import {
   type DirectLastFor,
@@ -94,13 +95,15 @@ class JetStreamSnapshotStore implements SnapshotStore {
   readonly interval: number;
   readonly #nc: NatsConnection;
   readonly #js: JetStreamClient;
+  readonly #timeout: number;
   #jsm: Promise<JetStreamManager> | undefined;
 
   constructor(nc: NatsConnection, names: SnapshotStreamNames, options: SnapshotStoreOptions) {
     this.names = names;
     this.interval = options.interval;
     this.#nc = nc;
-    this.#js = jetstream(nc, { timeout: options.timeoutMs ?? 5_000 });
+    this.#timeout = options.timeoutMs ?? 5_000;
+    this.#js = jetstream(nc, { timeout: this.#timeout });
   }
 
   #manager(): Promise<JetStreamManager> {
@@ -211,20 +214,18 @@ class JetStreamSnapshotStore implements SnapshotStore {
     return undefined;
   }
 
-  /** The last message of each subject (within the bound): one batched direct get. */
+  /**
+   * The last message of each subject (within the bound): one batched direct get. A batch cut
+   * short on the way answers fewer subjects: a snapshot missed only costs speed.
+   */
   async #lastFor(request: DirectLastFor): Promise<StoredMsg[]> {
     const jsm = await this.#manager();
-    return guard(async () => {
-      const out: StoredMsg[] = [];
-      try {
-        for await (const msg of await jsm.direct.getLastMessagesFor(this.names.stream, request)) {
-          out.push(msg);
-        }
-      } catch (e) {
-        if (!isNotFound(e)) throw e;
-      }
-      return out;
-    });
+    return guard(() =>
+      collectDirectBatch(jsm, this.names.stream, request, this.#timeout).catch((e: unknown) => {
+        if (isNotFound(e)) return [];
+        throw e;
+      }),
+    );
   }
 }
 

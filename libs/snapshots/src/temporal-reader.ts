@@ -1,6 +1,7 @@
 import type { Logger } from "@ctx/config";
 import { type ContextState, evolveAll, fold, type StoryId } from "@ctx/domain";
 import {
+  collectDirectBatch,
   decodeStoredEvent,
   type EventStore,
   EventStoreUnavailableError,
@@ -110,6 +111,9 @@ type Bound = Pick<ReadOptions, "toVersion" | "untilTime">;
  * read sized from the version stored by that time asks for this many more.
  */
 const IN_FLIGHT_EVENTS = 8;
+
+/** How long the version-stored-by lookup waits for the rest of a batch cut short on the way. */
+const HINT_STALL_MS = 5_000;
 
 /** Segments a read goes on to past the first before it reads the event stream instead. */
 const MAX_SEGMENT_HOPS = 3;
@@ -319,12 +323,14 @@ class SnapshotTemporalReader implements TemporalReader {
     let version = 0;
     try {
       const jsm = await this.#jsm;
-      const messages = await jsm.direct.getLastMessagesFor(names.stream, {
-        multi_last: [storySubjects(names, storyId)],
-        up_to_time: time,
-      });
+      const messages = await collectDirectBatch(
+        jsm,
+        names.stream,
+        { multi_last: [storySubjects(names, storyId)], up_to_time: time },
+        HINT_STALL_MS,
+      );
       // One message per event type of the story: the last of each.
-      for await (const msg of messages) {
+      for (const msg of messages) {
         version = Math.max(version, decodeStoredEvent(msg.data, msg.seq).version);
       }
     } catch (e) {
