@@ -36,6 +36,14 @@ export interface BackoffSettings {
   readonly halfOpenAfterMs?: number;
 }
 
+/** The back-off between retries of read-model calls: exponential with jitter, as configured. */
+export function exponentialBackoff(settings: BackoffSettings): ExponentialBackoff<unknown> {
+  return new ExponentialBackoff({
+    initialDelay: settings.initialDelayMs ?? 100,
+    maxDelay: settings.maxDelayMs ?? 10_000,
+  });
+}
+
 export interface BatchApplierOptions {
   readonly projection: Projection;
   readonly store: EventStore;
@@ -83,10 +91,7 @@ export class BatchApplier {
     });
     const retries = retry(handleType(StoreUnavailableError).orType(BrokenCircuitError), {
       maxAttempts: Number.POSITIVE_INFINITY,
-      backoff: new ExponentialBackoff({
-        initialDelay: backoff.initialDelayMs ?? 100,
-        maxDelay: backoff.maxDelayMs ?? 10_000,
-      }),
+      backoff: exponentialBackoff(backoff),
     });
     retries.onRetry(({ delay }) => {
       this.#o.metrics.storeErrors.inc(this.#label);

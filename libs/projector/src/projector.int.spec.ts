@@ -342,11 +342,26 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     await replica.stop();
   });
 
-  it("waits out a read-model outage with back-off, losing nothing", async () => {
+  it("starts while the read model is down, waiting the outage out with back-off, losing nothing", async () => {
     const projection = new MemoryProjection(uniqueName("m"));
     projection.down = true;
-    const replica = await startReplica(projection, "ro");
+    const starting = startReplica(projection, "ro");
     const ids = await writeStories(uniqueName("o"), 10, 4);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(projection.applied.length).toBe(0);
+    // Its set-up was tried again and again, not given up on.
+    expect(projection.initCalls).toBeGreaterThan(2);
+    projection.down = false;
+    const replica = await starting;
+    await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 30_000 });
+    await replica.stop();
+  });
+
+  it("waits out a read-model outage that starts after it, losing nothing", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const replica = await startReplica(projection, "rl");
+    projection.down = true;
+    const ids = await writeStories(uniqueName("l"), 10, 4);
     await new Promise((r) => setTimeout(r, 1_500));
     expect(projection.applied.length).toBe(0);
     projection.down = false;

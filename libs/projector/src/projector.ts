@@ -2,14 +2,39 @@ import type { Logger } from "@ctx/config";
 import { createEventStore, type EventStreamNames, partitionSubjects } from "@ctx/event-store";
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { bulkhead } from "cockatiel";
+import { bulkhead, handleType, retry } from "cockatiel";
 import type { Registry } from "prom-client";
-import type { BackoffSettings } from "./batch-applier.ts";
+import { type BackoffSettings, exponentialBackoff } from "./batch-applier.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames, provisionParking } from "./parking.ts";
 import { createPartitionLeases, type PartitionLeases } from "./partition-leases.ts";
 import { PartitionWorker } from "./partition-worker.ts";
-import type { Projection } from "./projection.ts";
+import { type Projection, StoreUnavailableError } from "./projection.ts";
+
+/**
+ * The projection's set-up (constraints, indexes, scripts), retried with back-off for as long as
+ * the read model is unavailable: a store that is down when a replica starts, or a passing failure
+ * (replicas that start together and create the same Neo4j constraints can deadlock), is waited
+ * out, not a failed start. Meanwhile the replica holds no partition and is not ready.
+ */
+async function initProjection(
+  projection: Projection,
+  logger: Logger,
+  backoff: BackoffSettings = {},
+): Promise<void> {
+  const retries = retry(handleType(StoreUnavailableError), {
+    maxAttempts: Number.POSITIVE_INFINITY,
+    backoff: exponentialBackoff(backoff),
+  });
+  retries.onRetry((event) => {
+    const err = "error" in event ? event.error : undefined;
+    logger.warn(
+      { err, delay: event.delay },
+      "read model unavailable at start; retrying its set-up",
+    );
+  });
+  await retries.execute(() => projection.init());
+}
 
 /** The lease group of a projection of a stream: projectors of different streams never meet. */
 export function leaseGroup(stream: string, projection: string): string {
@@ -124,7 +149,7 @@ export function createProjector(options: ProjectorOptions): Projector {
       jsm = await js.jetstreamManager();
       const parking = options.parking ?? defaultParkingNames;
       await provisionParking(jsm, parking);
-      await options.projection.init();
+      await initProjection(options.projection, logger, options.backoff);
       const manager = jsm;
       leases = createPartitionLeases(options.leaseConnection ?? options.nc, {
         group: leaseGroup(options.names.stream, options.projection.name),

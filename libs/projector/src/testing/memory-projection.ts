@@ -31,6 +31,8 @@ export class MemoryProjection implements Projection {
   active = 1;
   down = false;
   readonly poison = new Set<string>();
+  /** Calls of init, failed ones included. */
+  initCalls = 0;
   /** Every apply call's story versions, in order, to check ordering in tests. */
   readonly applied: { storyId: StoryId; version: number }[] = [];
 
@@ -51,7 +53,10 @@ export class MemoryProjection implements Projection {
     if (this.down) throw new StoreUnavailableError("memory projection is down");
   }
 
-  async init(): Promise<void> {}
+  async init(): Promise<void> {
+    this.initCalls += 1;
+    this.#check();
+  }
 
   async activeGeneration(): Promise<number> {
     this.#check();
