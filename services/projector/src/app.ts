@@ -65,12 +65,17 @@ export async function startProjectorApp(
       if (status.type === "reconnect") natsUp = true;
     }
   })();
-  await projector.start();
+  // Health and metrics answer from the start: a replica waiting for its read model to come up is
+  // alive, and not ready, until its projector has started.
   const ops = await startOpsServer({
     host: config.PROJECTOR_OPS_LISTEN.host,
     port: config.PROJECTOR_OPS_LISTEN.port,
     registry,
     ready: () => natsUp && projector.ready(),
+  });
+  await projector.start().catch(async (e: unknown) => {
+    await ops.close();
+    throw e;
   });
   logger.info(
     { projection: config.PROJECTION, replica: config.PROJECTOR_REPLICA_ID, ops: ops.port },
