@@ -184,12 +184,14 @@ describe("temporal reader", () => {
     const history = await append(story, subtaskHistory(10));
     await caughtUp();
     const at = (v: number) => history[v - 1] as RecordedEvent;
-    const cases: [PointInTime, number, PointInTime["eventsFrom"], number][] = [
-      // [answer, expected version, where its events came from, snapshot used]
+    const cases: [PointInTime, number, PointInTime["eventsFrom"], number | readonly number[]][] = [
+      // [answer, expected version, where its events came from, snapshot used (or the ones it may
+      // be: a time lookup finds the snapshots *stored* by then, and the snapshotter may have
+      // stored snapshot 6 only after event 8 occurred; the read then goes on from segment 3)]
       [await withSnapshots.atVersion(story, 5), 5, "segment", 3],
       [await withSnapshots.atVersion(story, 6), 6, "segment", 6],
       [await withSnapshots.atVersion(story, 2), 2, "segment", 0],
-      [await withSnapshots.atTime(story, at(8).occurredAt), 8, "segment", 6],
+      [await withSnapshots.atTime(story, at(8).occurredAt), 8, "segment", [3, 6]],
       [
         await withSnapshots.atTime(story, new Date(at(1).occurredAt.getTime() - 1)),
         0,
@@ -213,7 +215,7 @@ describe("temporal reader", () => {
       expect(point.state).toEqual(fold(story, history.slice(0, version)));
       expect(point.sequence).toBe(version === 0 ? 0 : at(version).sequence);
       expect(point.eventsFrom).toBe(from);
-      expect(point.snapshotVersion).toBe(snapshotVersion);
+      expect([snapshotVersion].flat()).toContain(point.snapshotVersion);
       expect(point.eventsFolded).toBe(point.events.length);
     }
   });
