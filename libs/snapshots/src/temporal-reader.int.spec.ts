@@ -220,6 +220,41 @@ describe("temporal reader", () => {
     }
   });
 
+  it("reads a story shorter than an interval from the stream, without looking for segments", async () => {
+    let segmentLookups = 0;
+    const counting: SnapshotStore = {
+      names: snapshots.names,
+      interval: snapshots.interval,
+      write: (snapshot) => snapshots.write(snapshot),
+      atOrBeforeVersion: (id, version) => snapshots.atOrBeforeVersion(id, version),
+      atOrBeforeTime: (id, time) => snapshots.atOrBeforeTime(id, time),
+      latest: (id) => snapshots.latest(id),
+      writeSegment: (segment) => snapshots.writeSegment(segment),
+      segment: (id, afterVersion) => {
+        segmentLookups += 1;
+        return snapshots.segment(id, afterVersion);
+      },
+    };
+    const reader = createTemporalReader({ nc, store, snapshots: counting, logger });
+    const short = newStory();
+    const history = await append(short, subtaskHistory(INTERVAL - 1));
+    await caughtUp();
+    const first = history[0] as RecordedEvent;
+    expect((await reader.atTime(short, first.occurredAt)).state).toEqual(fold(short, [first]));
+    expect((await reader.atTime(short, new Date(Date.now() + 1_000))).state).toEqual(
+      fold(short, history),
+    );
+    expect((await reader.atVersion(short, 1)).state).toEqual(fold(short, [first]));
+    expect((await reader.atTime(newStory(), new Date())).state.version).toBe(0);
+    expect(segmentLookups).toBe(0);
+    // Once it reaches an interval, its reads look for segments (and find the first).
+    await append(short, [[eventData.subtaskAdded({ subtaskId: "last" })]]);
+    await caughtUp();
+    const point = await reader.atVersion(short, 2);
+    expect(point.eventsFrom).toBe("segment");
+    expect(segmentLookups).toBe(1);
+  });
+
   it("never uses a segment that does not match the event stream", async () => {
     // Without a snapshot: another story's first events, relabelled as this story's, written
     // before this story's own (the snapshotter then finds the subject taken).

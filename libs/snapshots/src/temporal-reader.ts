@@ -115,11 +115,16 @@ const IN_FLIGHT_EVENTS = 8;
 /** How long the version-stored-by lookup waits for the rest of a batch cut short on the way. */
 const HINT_STALL_MS = 5_000;
 
+/** Stories a reader remembers as long enough to have snapshots (about 100 bytes each). */
+const LONG_STORIES_REMEMBERED = 100_000;
+
 /** Segments a read goes on to past the first before it reads the event stream instead. */
 const MAX_SEGMENT_HOPS = 3;
 
 class SnapshotTemporalReader implements TemporalReader {
   readonly #o: TemporalReaderOptions;
+  /** Stories known to have reached an interval of events, oldest first. */
+  readonly #long = new Set<StoryId>();
   #jsm: Promise<JetStreamManager> | undefined;
 
   constructor(options: TemporalReaderOptions) {
@@ -132,11 +137,16 @@ class SnapshotTemporalReader implements TemporalReader {
     options: TemporalReadOptions = {},
   ): Promise<PointInTime> {
     const bound = { toVersion: version };
-    const snapshot = await this.#o.snapshots?.atOrBeforeVersion(storyId, version);
-    return (
-      (await this.#fromSegment(storyId, snapshot, bound, options.signal)) ??
-      this.#foldFrom(storyId, snapshot, bound, options.signal)
-    );
+    const { snapshots } = this.#o;
+    if (snapshots === undefined) return this.#foldFrom(storyId, undefined, bound, options.signal);
+    const [extent, snapshot] = await Promise.all([
+      this.#extent(storyId, snapshots.interval),
+      snapshots.atOrBeforeVersion(storyId, version),
+    ]);
+    const fromSegment = extent.long
+      ? await this.#fromSegment(storyId, snapshot, bound, options.signal)
+      : undefined;
+    return fromSegment ?? this.#foldFrom(storyId, snapshot, bound, options.signal);
   }
 
   async atTime(
@@ -147,9 +157,15 @@ class SnapshotTemporalReader implements TemporalReader {
     const bound = { untilTime: time };
     const { snapshots } = this.#o;
     if (snapshots === undefined) return this.#foldFrom(storyId, undefined, bound, options.signal);
-    const byTime = await snapshots.atOrBeforeTime(storyId, time);
-    // No snapshot by then: most often a story shorter than an interval, which has no segment
-    // either; the version stored by then, which its stream read needs, is asked for meanwhile.
+    const [extent, byTime] = await Promise.all([
+      this.#extent(storyId, snapshots.interval),
+      snapshots.atOrBeforeTime(storyId, time),
+    ]);
+    // Shorter than an interval: no segment, and no snapshot the timeline could have missed; its
+    // current version bounds the read.
+    if (!extent.long) return this.#foldFrom(storyId, byTime, bound, options.signal, extent.version);
+    // No snapshot by then: the segment of the story's first events may answer; the version
+    // stored by then, which a stream read needs, is asked for meanwhile.
     const [fromSegment, storedBy] = await Promise.all([
       this.#fromSegment(storyId, byTime, bound, options.signal),
       byTime === undefined ? this.#versionStoredBy(storyId, time) : undefined,
@@ -197,6 +213,24 @@ class SnapshotTemporalReader implements TemporalReader {
     }
     options.signal?.throwIfAborted();
     return this.#upcast(await store.read(storyId, { ...bound, fromVersion }));
+  }
+
+  /**
+   * Whether a story may have snapshots and segments: one that has reached an interval of events
+   * may (and always will: remembered, so its reads need no lookup for it); a shorter one has
+   * neither, and its reads go to the stream at once. One head lookup for a story not known long.
+   */
+  async #extent(storyId: StoryId, interval: number): Promise<{ long: boolean; version?: number }> {
+    if (this.#long.has(storyId)) return { long: true };
+    const version = (await this.#o.store.head(storyId))?.version ?? 0;
+    const long = version >= interval;
+    if (long) {
+      if (this.#long.size >= LONG_STORIES_REMEMBERED) {
+        this.#long.delete(this.#long.values().next().value as StoryId);
+      }
+      this.#long.add(storyId);
+    }
+    return { long, version };
   }
 
   /**
