@@ -1,9 +1,10 @@
-import type {
-  CompletionResult,
-  DirectBatchOptions,
-  DirectLastFor,
-  JetStreamManager,
-  StoredMsg,
+import {
+  type CompletionResult,
+  type DirectBatchOptions,
+  type DirectLastFor,
+  JetStreamApiError,
+  type JetStreamManager,
+  type StoredMsg,
 } from "@nats-io/jetstream";
 
 /** What a batched direct get delivered, numbered by the server (nats.js `StoredMsg`). */
@@ -51,9 +52,10 @@ export function batchExtent(messages: readonly BatchMessage[], size: number): Ba
  * keeps it subscribed, on the client and on the server, until the request's 5 s timeout, so every
  * read left a subscription (and what it holds) behind for 5 s. A batch whose end does not come
  * within `stallMs` (the connection dropped mid-batch) is cut there: the messages so far are
- * returned, and `batchExtent` says how many of them to use.
+ * returned, and `batchExtent` says how many of them to use. A 404 answer ("no results", or "no
+ * message found" after the start sequence) is no messages.
  *
- * @throws the server's or nats.js's error (a status other than "no results", a timeout)
+ * @throws the server's or nats.js's other errors (a status, a timeout)
  */
 export function collectDirectBatch(
   jsm: JetStreamManager,
@@ -68,7 +70,7 @@ export function collectDirectBatch(
       if (settled) return;
       settled = true;
       clearTimeout(stall);
-      if (err) reject(err);
+      if (err && !isNotFound(err)) reject(err);
       else resolve(messages);
     };
     const stall = setTimeout(() => settle(), stallMs);
@@ -82,4 +84,14 @@ export function collectDirectBatch(
         : jsm.direct.getBatch(stream, { ...request, callback });
     started.catch((e: unknown) => settle(e instanceof Error ? e : new Error(String(e))));
   });
+}
+
+/** JetStream's 404 answers (nothing stored there), as a status or as an API error. */
+export function isNotFound(e: unknown): boolean {
+  if (e instanceof JetStreamApiError) return e.status === 404;
+  return (
+    e instanceof Error &&
+    e.name === "JetStreamStatusError" &&
+    (e as { code?: unknown }).code === 404
+  );
 }

@@ -29,7 +29,7 @@ import {
   type StreamSequence,
   streamSequence,
 } from "./codec.ts";
-import { batchExtent, collectDirectBatch } from "./direct-batch.ts";
+import { batchExtent, collectDirectBatch, isNotFound } from "./direct-batch.ts";
 import {
   ConcurrencyError,
   CorruptEventError,
@@ -563,17 +563,14 @@ class JetStreamEventStore implements EventStore {
     let reachedEnd = false;
     let cuts = 0;
     reading: for (;;) {
+      // No messages: the story has nothing (more) after `seq`.
       const batch = await this.#guard(() =>
         collectDirectBatch(
           jsm,
           this.names.stream,
           { seq: nextSequence, batch: size, next_by_subj: storySubjects(this.names, storyId) },
           this.#timeout,
-        ).catch((e: unknown) => {
-          // "no message found" is how the server says the story has nothing (more) after `seq`.
-          if (isNotFound(e)) return [];
-          throw e;
-        }),
+        ),
       );
       const extent = batchExtent(batch, size);
       if (extent.usable < batch.length && ++cuts > MAX_CUT_BATCHES) {
@@ -656,15 +653,6 @@ class WrongLastSequence extends Error {
 }
 
 /** JetStream's 404 answers (direct get of a missing message), status or API error alike. */
-function isNotFound(e: unknown): boolean {
-  if (e instanceof JetStreamApiError) return e.status === 404;
-  return (
-    e instanceof Error &&
-    e.name === "JetStreamStatusError" &&
-    (e as { code?: unknown }).code === 404
-  );
-}
-
 function isOutage(e: unknown): boolean {
   return (
     e instanceof natsErrors.TimeoutError ||

@@ -1,5 +1,5 @@
 import type { StoryId } from "@ctx/domain";
-import { collectDirectBatch } from "@ctx/event-store";
+import { collectDirectBatch, isNotFound } from "@ctx/event-store";
 import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import {
   type DirectLastFor,
@@ -220,12 +220,7 @@ class JetStreamSnapshotStore implements SnapshotStore {
    */
   async #lastFor(request: DirectLastFor): Promise<StoredMsg[]> {
     const jsm = await this.#manager();
-    return guard(() =>
-      collectDirectBatch(jsm, this.names.stream, request, this.#timeout).catch((e: unknown) => {
-        if (isNotFound(e)) return [];
-        throw e;
-      }),
-    );
+    return guard(() => collectDirectBatch(jsm, this.names.stream, request, this.#timeout));
   }
 }
 
@@ -242,16 +237,6 @@ async function guard<T>(call: () => Promise<T>): Promise<T> {
     }
     throw e;
   }
-}
-
-/** JetStream's 404 answers (nothing stored on the subject), status or API error alike. */
-function isNotFound(e: unknown): boolean {
-  if (e instanceof JetStreamApiError) return e.status === 404;
-  return (
-    e instanceof Error &&
-    e.name === "JetStreamStatusError" &&
-    (e as { code?: unknown }).code === 404
-  );
 }
 
 function isOutage(e: unknown): boolean {
