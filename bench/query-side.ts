@@ -1,7 +1,8 @@
 // The query-side benchmark: GetContextAtTime (a story folded from its nearest snapshot, or from its
 // first event) on stories of 10, 1,000 and 10,000 events, with snapshots on and off; and GetContext
-// (served from the Valkey read model) at a fixed open-loop rate. The query service, the snapshotter
-// (inside it) and the Valkey projector run as separate processes. Run it with `make bench`.
+// (served from the Valkey read model) at a fixed open-loop rate, against the floor of a no-op
+// node:http2 server under the same load. The query service, the snapshotter (inside it) and the
+// Valkey projector run as separate processes. Run it with `make bench` (needs Go for bench/loadgen).
 //
 // Env: BENCH_SECONDS (10, per measured phase), BENCH_WARMUP_SECONDS (2), BENCH_QUERY_SIZES
 //      ("10,1000,10000"), BENCH_QUERY_LEVELS ("1,8": GetContextAtTime calls in flight),
@@ -9,7 +10,10 @@
 //      beside the measured ones), BENCH_PROFILE=1 (both query services write a .cpuprofile to
 //      bench/results/profiles/query-side/ when they stop), BENCH_CLIENT ("h2": the measured calls
 //      through a minimal gRPC client on node:http2; "connect": through connect-node's client),
-//      BENCH_SNAPSHOT_INTERVAL (100: the query service's default SNAPSHOT_INTERVAL).
+//      BENCH_SNAPSHOT_INTERVAL (100: the query service's default SNAPSHOT_INTERVAL),
+//      BENCH_QUERY_LOAD_CLIENTS ("go,node": who sends the GetContext calls, one phase each: the Go
+//      load generator of bench/loadgen, after the same load against a no-op node:http2 server as
+//      the floor; then this process through BENCH_CLIENT's client).
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
@@ -49,6 +53,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop } from "./support/load.ts";
+import { buildLoadgen, goOpenLoop, startNoopGrpcServer } from "./support/loadgen.ts";
 import {
   bucketShares,
   buckets,
@@ -102,6 +107,11 @@ const settings = {
    * takes less of the cores the service and NATS share with it), or "connect", connect-node's.
    */
   client: clientKind(process.env.BENCH_CLIENT ?? "h2"),
+  /**
+   * Who sends the GetContext calls, one phase each, in this order: "go" (bench/loadgen) and
+   * "node" (this process, through `client`).
+   */
+  loadClients: (process.env.BENCH_QUERY_LOAD_CLIENTS ?? "go,node").split(",").map(loadClient),
 };
 const resultsDir = join(repoRoot, "bench/results");
 /** The query service's snapshot stream, by its default name (services/query/src/config.ts). */
@@ -114,6 +124,13 @@ type Queries = Client<typeof ContextQueryService>;
 interface MeasuredCalls {
   getContext(storyId: string): Promise<GetContextResponse>;
   getContextAtTime(storyId: string, ms: number): Promise<GetContextResponse>;
+}
+
+function loadClient(value: string): LoadClient {
+  if (value !== "go" && value !== "node") {
+    throw new Error("BENCH_QUERY_LOAD_CLIENTS must list go and/or node");
+  }
+  return value;
 }
 
 function clientKind(value: string): "connect" | "h2" {
@@ -180,8 +197,22 @@ interface TemporalPhase {
   };
 }
 
-interface ReadModelPhase {
+/**
+ * Who sends the GetContext calls: "go", the Go load generator (bench/loadgen), whose pauses and CPU
+ * are small enough not to show in the service's latency; "node", this process through the client
+ * of `settings.client`, which on two cores adds its own collections to the tail.
+ */
+type LoadClient = "go" | "node";
+
+/** The no-op server under the same load (see floorPhase). */
+interface FloorPhase {
   readonly result: OpenLoopResult & { readonly cpuPercent: CpuShares };
+}
+
+interface ReadModelPhase {
+  readonly client: LoadClient;
+  readonly result: OpenLoopResult & { readonly cpuPercent: CpuShares };
+  /** This process's event-loop delay beyond the monitor's 10 ms resolution. */
   readonly benchLoopLagMs: { readonly p99: number; readonly max: number };
   /** Answers that did not come from the read model (it lagged or missed the story). */
   readonly notFromReadModel: number;
@@ -222,6 +253,10 @@ async function main(): Promise<void> {
   );
   if (machine.loadAverage1m > machine.cpus / 4) {
     log("warning: the machine is busy; figures will be low (see the 'other' CPU column)");
+  }
+  if (settings.phases.includes("current") && settings.loadClients.includes("go")) {
+    log("building the Go load generator (bench/loadgen)…");
+    await buildLoadgen();
   }
 
   const stack = await startBenchStack({ valkey: true });
@@ -345,10 +380,19 @@ async function main(): Promise<void> {
       }
     }
 
-    let readModel: ReadModelPhase | undefined;
+    const readModel: ReadModelPhase[] = [];
+    let floor: FloorPhase | undefined;
     if (settings.phases.includes("current")) {
-      log(`GetContext: ${settings.rate} calls/s, open loop…`);
-      readModel = await readModelPhase(stack, withSnapshots, calls, stories, projector);
+      if (settings.loadClients.includes("go")) {
+        log(`floor: a no-op node:http2 gRPC server at ${settings.rate} calls/s…`);
+        floor = await floorPhase(stories);
+      }
+      for (const client of settings.loadClients) {
+        log(`GetContext: ${settings.rate} calls/s, open loop, sent by the ${client} client…`);
+        readModel.push(
+          await readModelPhase(stack, withSnapshots, calls, stories, projector, client),
+        );
+      }
     }
 
     const results = {
@@ -373,6 +417,7 @@ async function main(): Promise<void> {
       temporal,
       snapshotGain: snapshotGain(temporal),
       readModel,
+      floor,
     };
     mkdirSync(resultsDir, { recursive: true });
     writeFileSync(join(resultsDir, "query-side.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -606,52 +651,121 @@ async function temporalPhase(
       eventsFolded: (hit.sum + miss.sum) / (hit.count + miss.count),
       snapshotHits: hit.count / (hit.count + miss.count),
       fromSegment: segment.count / (hit.count + miss.count),
-      loopLagP99Ms: gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000,
+      loopLagP99Ms:
+        gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000 - LOOP_MONITOR_RESOLUTION_MS,
     },
   };
 }
 
-/** GetContext on random stories (all of them) at a fixed rate, open loop. */
+/** prom-client's and this bench's event-loop monitors sample every 10 ms and count that interval too. */
+const LOOP_MONITOR_RESOLUTION_MS = 10;
+
+/** GetContext on random stories (all of them) at a fixed rate, open loop, sent by `client`. */
 async function readModelPhase(
   stack: BenchStack,
   service: BenchService,
   calls: MeasuredCalls,
   stories: Map<string, WrittenStory>,
   projector: BenchService,
+  client: LoadClient,
 ): Promise<ReadModelPhase> {
   const ids = [...stories.keys()];
-  let notFromReadModel = 0;
-  const before = await scrape(service.metricsUrl);
-  const done = measureCpu(cpuPids(stack, service, projector), ["query"]);
-  const lag = monitorEventLoopDelay({ resolution: 10 });
-  lag.enable();
-  const result = await openLoop({
+  const loop = {
     ratePerSecond: settings.rate,
     maxInFlight: settings.maxInFlight,
     warmupMs: settings.warmupSeconds * 1000,
     durationMs: settings.seconds * 1000,
-    call: async () => {
-      const id = ids[Math.floor(Math.random() * ids.length)] as string;
-      const answer = await calls.getContext(id);
-      if (answer.source !== ContextSource.READ_MODEL) notFromReadModel++;
-    },
-  });
+  };
+  const before = await scrape(service.metricsUrl);
+  const started = performance.now();
+  const done = measureCpu(cpuPids(stack, service, projector), ["query"]);
+  const lag = monitorEventLoopDelay({ resolution: LOOP_MONITOR_RESOLUTION_MS });
+  lag.enable();
+  let result: OpenLoopResult;
+  let notFromReadModel = 0;
+  let loadgenCpuSeconds = 0;
+  if (client === "go") {
+    const go = await goOpenLoop({
+      ...loop,
+      target: new URL(service.url).host,
+      method: `/${ContextQueryService.typeName}/GetContext`,
+      requests: ids.map((id) =>
+        toBinary(GetContextRequestSchema, create(GetContextRequestSchema, { storyId: id })),
+      ),
+      tallyField: GetContextResponseSchema.field.source.number,
+    });
+    result = go;
+    notFromReadModel = go.calls - (go.tally[String(ContextSource.READ_MODEL)] ?? 0);
+    loadgenCpuSeconds = go.cpuSeconds;
+  } else {
+    result = await openLoop({
+      ...loop,
+      call: async () => {
+        const id = ids[Math.floor(Math.random() * ids.length)] as string;
+        const answer = await calls.getContext(id);
+        if (answer.source !== ContextSource.READ_MODEL) notFromReadModel++;
+      },
+    });
+  }
   lag.disable();
   const cpuPercent = done();
+  if (loadgenCpuSeconds > 0) {
+    // The generator is a child of this process: count it as the client, not as the rest of the box.
+    const share = (loadgenCpuSeconds / ((performance.now() - started) / 1000)) * 100;
+    cpuPercent.bench = (cpuPercent.bench ?? 0) + share;
+    cpuPercent.other = Math.max(0, (cpuPercent.other ?? 0) - share);
+  }
   const after = await scrape(service.metricsUrl);
   const handling = ["rpc_server_handling_seconds", ['method="GetContext"']] as const;
   const handled = bucketShares(buckets(before, ...handling), buckets(after, ...handling));
   return {
+    client,
     result: { ...result, cpuPercent },
-    benchLoopLagMs: { p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
+    benchLoopLagMs: {
+      p99: lag.percentile(99) / 1e6 - LOOP_MONITOR_RESOLUTION_MS,
+      max: lag.max / 1e6 - LOOP_MONITOR_RESOLUTION_MS,
+    },
     notFromReadModel,
     serviceSide: {
       handlingMs: meanMs(histogram(before, ...handling), histogram(after, ...handling)),
       handlingP99AtMostMs: handled.p99AtMostMs,
       handledWithin: handled.shares.filter((b) => b.ms <= 5),
-      loopLagP99Ms: gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000,
+      loopLagP99Ms:
+        gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000 - LOOP_MONITOR_RESOLUTION_MS,
     },
   };
+}
+
+/**
+ * The floor: the same open loop from the Go generator against a node:http2 gRPC server that does
+ * nothing (bench/support/noop-grpc-server.ts), with the GetContext requests echoed back. What is
+ * left between it and GetContext is the service's work: Connect, validation, Valkey, encoding.
+ */
+async function floorPhase(stories: Map<string, WrittenStory>): Promise<FloorPhase> {
+  const server = await startNoopGrpcServer();
+  try {
+    const started = performance.now();
+    // In the "query" column: the server under load.
+    const done = measureCpu({ query: server.pid });
+    const result = await goOpenLoop({
+      target: server.target,
+      method: "/bench.Noop/Echo",
+      requests: [...stories.keys()].map((id) =>
+        toBinary(GetContextRequestSchema, create(GetContextRequestSchema, { storyId: id })),
+      ),
+      ratePerSecond: settings.rate,
+      maxInFlight: settings.maxInFlight,
+      warmupMs: settings.warmupSeconds * 1000,
+      durationMs: settings.seconds * 1000,
+    });
+    const cpuPercent = done();
+    const share = (result.cpuSeconds / ((performance.now() - started) / 1000)) * 100;
+    cpuPercent.bench = (cpuPercent.bench ?? 0) + share;
+    cpuPercent.other = Math.max(0, (cpuPercent.other ?? 0) - share);
+    return { result: { ...result, cpuPercent } };
+  } finally {
+    await server.stop();
+  }
 }
 
 function cpuPids(stack: BenchStack, query: BenchService, projector: BenchService) {
@@ -695,15 +809,15 @@ function report(r: {
   };
   temporal: readonly TemporalPhase[];
   snapshotGain: ReturnType<typeof snapshotGain>;
-  readModel: ReadModelPhase | undefined;
+  readModel: readonly ReadModelPhase[];
+  floor: FloorPhase | undefined;
 }): string {
-  const cpu = (c: CpuShares) => {
+  const cpu = (c: CpuShares, other = true) => {
     const v = (k: string) => fmt(c[k] ?? Number.NaN, 0);
-    return `${v("bench")} / ${v("query")} (${v("queryMain")}) / ${v("nats")} / ${v("valkey")} / ${v("projector")} / ${v("other")}`;
+    return `${v("bench")} / ${v("query")} (${v("queryMain")}) / ${v("nats")} / ${v("valkey")} / ${v("projector")}${other ? ` / ${v("other")}` : ""}`;
   };
   const cpuHeader = "CPU %: bench / query (main) / nats / valkey / projector / other";
   const m = r.machine;
-  const rm = r.readModel;
   const lines = [
     "",
     `Query side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
@@ -763,12 +877,15 @@ function report(r: {
       ),
     );
   }
-  if (rm !== undefined) {
+  if (r.readModel.length > 0) {
+    const clientName = (c: LoadClient) =>
+      c === "go" ? "go (bench/loadgen)" : `node (${settings.client})`;
     lines.push(
       "",
       `GetContext from the Valkey read model, open loop at ${settings.rate}/s on random stories (${r.setup.finalState.length + settings.smallStories}); latency from the time each call was due:`,
       table(
         [
+          "client",
           "target/s",
           "achieved/s",
           "p50 ms",
@@ -780,10 +897,32 @@ function report(r: {
           "dropped",
           "service ms",
           "service p99 ≤ ms",
-          cpuHeader,
+          // No "other": at 1,000 short calls a second, the machine's /proc/stat on a VM counts
+          // busy time too coarsely (a probe saw less busy time than the processes' own counts).
+          "CPU %: client / server (main) / nats / valkey / projector",
         ],
         [
-          [
+          ...(r.floor === undefined
+            ? []
+            : [
+                [
+                  "go → no-op server (floor)",
+                  String(settings.rate),
+                  fmt(r.floor.result.perSecond, 0),
+                  fmt(r.floor.result.latencyMs.p50, 2),
+                  fmt(r.floor.result.latencyMs.p99, 2),
+                  fmt(r.floor.result.latencyMs.max, 1),
+                  fmt(r.floor.result.fromSendMs.p99, 2),
+                  fmt(r.floor.result.sendDelayMs.p99, 2),
+                  String(r.floor.result.errors),
+                  String(r.floor.result.dropped),
+                  "-",
+                  "-",
+                  cpu(r.floor.result.cpuPercent, false),
+                ],
+              ]),
+          ...r.readModel.map((rm) => [
+            clientName(rm.client),
             String(settings.rate),
             fmt(rm.result.perSecond, 0),
             fmt(rm.result.latencyMs.p50, 2),
@@ -795,25 +934,35 @@ function report(r: {
             String(rm.result.dropped),
             fmt(rm.serviceSide.handlingMs, 2),
             fmt(rm.serviceSide.handlingP99AtMostMs, 1),
-            cpu(rm.result.cpuPercent),
-          ],
+            cpu(rm.result.cpuPercent, false),
+          ]),
         ],
       ),
     );
-    lines.push(
-      `Handled by the service (its histogram, warm-up included) within ${rm.serviceSide.handledWithin
-        .map((b) => `${fmt(b.ms, 1)} ms: ${fmt(b.share * 100, 1)} %`)
-        .join(
-          ", ",
-        )}; event-loop delay p99: service ${fmt(rm.serviceSide.loopLagP99Ms, 1)} ms, bench ${fmt(rm.benchLoopLagMs.p99, 1)} ms.`,
-    );
-    if (rm.notFromReadModel > 0) {
-      lines.push(`${rm.notFromReadModel} GetContext answers did not come from the read model.`);
+    const go = r.readModel.find((rm) => rm.client === "go");
+    if (r.floor !== undefined && go !== undefined) {
+      lines.push(
+        `GetContext against the floor (go client): p50 ${fmt(go.result.latencyMs.p50 / r.floor.result.latencyMs.p50, 1)}×, p99 ${fmt(go.result.latencyMs.p99 / r.floor.result.latencyMs.p99, 1)}×.`,
+      );
+    }
+    for (const rm of r.readModel) {
+      lines.push(
+        `${clientName(rm.client)}: handled by the service (its histogram, warm-up included) within ${rm.serviceSide.handledWithin
+          .map((b) => `${fmt(b.ms, 1)} ms: ${fmt(b.share * 100, 1)} %`)
+          .join(
+            ", ",
+          )}; event-loop delay p99 (beyond the 10 ms sampling): service ${fmt(rm.serviceSide.loopLagP99Ms, 1)} ms, bench ${fmt(rm.benchLoopLagMs.p99, 1)} ms.`,
+      );
+      if (rm.notFromReadModel > 0) {
+        lines.push(
+          `${clientName(rm.client)}: ${rm.notFromReadModel} GetContext answers did not come from the read model.`,
+        );
+      }
     }
   }
   const errors = [
     ...r.temporal.flatMap((p) => p.result.errorSamples),
-    ...(rm?.result.errorSamples ?? []),
+    ...r.readModel.flatMap((rm) => rm.result.errorSamples),
   ];
   if (errors.length > 0) lines.push("", "Errors seen:", ...errors.map((e) => `  ${e}`));
   return lines.join("\n");
