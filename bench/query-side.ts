@@ -17,7 +17,6 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -59,6 +58,7 @@ import {
   buckets,
   gauge,
   histogram,
+  loopDelayMs,
   meanMs,
   type SumCount,
   scrape,
@@ -69,6 +69,7 @@ import {
   gitState,
   natsServerVersion,
   type Phase,
+  watchLoopDelay,
   withCpu,
 } from "./support/run-info.ts";
 import {
@@ -651,14 +652,10 @@ async function temporalPhase(
       eventsFolded: (hit.sum + miss.sum) / (hit.count + miss.count),
       snapshotHits: hit.count / (hit.count + miss.count),
       fromSegment: segment.count / (hit.count + miss.count),
-      loopLagP99Ms:
-        gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000 - LOOP_MONITOR_RESOLUTION_MS,
+      loopLagP99Ms: loopDelayMs(after, "nodejs_eventloop_lag_p99_seconds"),
     },
   };
 }
-
-/** prom-client's and this bench's event-loop monitors sample every 10 ms and count that interval too. */
-const LOOP_MONITOR_RESOLUTION_MS = 10;
 
 /** GetContext on random stories (all of them) at a fixed rate, open loop, sent by `client`. */
 async function readModelPhase(
@@ -679,8 +676,7 @@ async function readModelPhase(
   const before = await scrape(service.metricsUrl);
   const started = performance.now();
   const done = measureCpu(cpuPids(stack, service, projector), ["query"]);
-  const lag = monitorEventLoopDelay({ resolution: LOOP_MONITOR_RESOLUTION_MS });
-  lag.enable();
+  const loopDelay = watchLoopDelay();
   let result: OpenLoopResult;
   let notFromReadModel = 0;
   let loadgenCpuSeconds = 0;
@@ -707,7 +703,7 @@ async function readModelPhase(
       },
     });
   }
-  lag.disable();
+  const benchLoopLagMs = loopDelay();
   const cpuPercent = done();
   if (loadgenCpuSeconds > 0) {
     // The generator is a child of this process: count it as the client, not as the rest of the box.
@@ -721,17 +717,13 @@ async function readModelPhase(
   return {
     client,
     result: { ...result, cpuPercent },
-    benchLoopLagMs: {
-      p99: lag.percentile(99) / 1e6 - LOOP_MONITOR_RESOLUTION_MS,
-      max: lag.max / 1e6 - LOOP_MONITOR_RESOLUTION_MS,
-    },
+    benchLoopLagMs,
     notFromReadModel,
     serviceSide: {
       handlingMs: meanMs(histogram(before, ...handling), histogram(after, ...handling)),
       handlingP99AtMostMs: handled.p99AtMostMs,
       handledWithin: handled.shares.filter((b) => b.ms <= 5),
-      loopLagP99Ms:
-        gauge(after, "nodejs_eventloop_lag_p99_seconds") * 1000 - LOOP_MONITOR_RESOLUTION_MS,
+      loopLagP99Ms: loopDelayMs(after, "nodejs_eventloop_lag_p99_seconds"),
     },
   };
 }

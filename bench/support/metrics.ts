@@ -36,6 +36,20 @@ export function gauge(text: string, name: string): number {
   return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
+/**
+ * How often prom-client's event-loop monitor (and the benches' own) samples: Node's
+ * monitorEventLoopDelay records the whole interval between samples, so an idle loop reads 10 ms.
+ */
+export const LOOP_MONITOR_RESOLUTION_MS = 10;
+
+/**
+ * An event-loop delay gauge of prom-client's default metrics (`nodejs_eventloop_lag_*_seconds`) in
+ * milliseconds beyond the sampling interval: the time the loop was actually late.
+ */
+export function loopDelayMs(text: string, name: string): number {
+  return gauge(text, name) * 1000 - LOOP_MONITOR_RESOLUTION_MS;
+}
+
 /** Mean in milliseconds of what a histogram observed (in seconds) between two scrapes. */
 export function meanMs(before: SumCount, after: SumCount): number {
   const count = after.count - before.count;

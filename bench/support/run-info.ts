@@ -3,6 +3,7 @@ import os from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { type CpuShares, measureCpu } from "./cpu.ts";
 import type { LoadResult } from "./load.ts";
+import { LOOP_MONITOR_RESOLUTION_MS } from "./metrics.ts";
 import { type BenchStack, repoRoot } from "./servers.ts";
 
 // What every bench records beside its figures: the machine, the NATS server, the commit, and for
@@ -11,7 +12,10 @@ import { type BenchStack, repoRoot } from "./servers.ts";
 /** A load phase with what the machine did meanwhile. */
 export interface Phase extends LoadResult {
   readonly cpuPercent: CpuShares;
-  /** Event-loop delay of this (client) process during the phase, ms: a lagging client adds latency. */
+  /**
+   * Event-loop delay of this (client) process during the phase, ms beyond the 10 ms sampling: a
+   * lagging client adds latency.
+   */
   readonly benchLoopLagMs: { readonly p99: number; readonly max: number };
 }
 
@@ -22,14 +26,25 @@ export async function withCpu(
   phase: () => Promise<LoadResult>,
 ): Promise<Phase> {
   const done = measureCpu(pids, mainThreads);
-  const lag = monitorEventLoopDelay({ resolution: 10 });
-  lag.enable();
+  const loopDelay = watchLoopDelay();
   const result = await phase();
-  lag.disable();
-  return {
-    ...result,
-    cpuPercent: done(),
-    benchLoopLagMs: { p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
+  const benchLoopLagMs = loopDelay();
+  return { ...result, cpuPercent: done(), benchLoopLagMs };
+}
+
+/**
+ * Starts watching this process's event-loop delay; the returned function stops and gives its p99
+ * and max in ms, beyond the monitor's sampling interval (the time the loop was actually late).
+ */
+export function watchLoopDelay(): () => { p99: number; max: number } {
+  const lag = monitorEventLoopDelay({ resolution: LOOP_MONITOR_RESOLUTION_MS });
+  lag.enable();
+  return () => {
+    lag.disable();
+    return {
+      p99: lag.percentile(99) / 1e6 - LOOP_MONITOR_RESOLUTION_MS,
+      max: lag.max / 1e6 - LOOP_MONITOR_RESOLUTION_MS,
+    };
   };
 }
 
