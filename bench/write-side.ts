@@ -6,7 +6,8 @@
 //      BENCH_LEVELS ("1,16,256"), BENCH_PROFILE=1 (the command service writes a .cpuprofile to
 //      bench/results/profiles/ when it stops), BENCH_CLIENT ("connect": connect-node's gRPC client;
 //      "h2": a minimal gRPC client on node:http2 for the measured AddSubtask calls, which costs the
-//      shared cores less; see h2Client).
+//      shared cores less; see h2Client; "go": the measured calls from the Go load generator of
+//      bench/loadgen on one connection, pre-encoded, so that no pause of this process counts).
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
@@ -40,6 +41,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { v7 as uuidv7 } from "uuid";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop, StoryPicker } from "./support/load.ts";
+import { buildLoadgen, goClosedLoop } from "./support/loadgen.ts";
 import { histogram, loopDelayMs, meanMs, scrape } from "./support/metrics.ts";
 import {
   describeMachine,
@@ -95,8 +97,10 @@ interface ReadStrategies {
   readonly orderedConsumerMs: LatencySummary;
 }
 
-function clientKind(value: string): "connect" | "h2" {
-  if (value !== "connect" && value !== "h2") throw new Error("BENCH_CLIENT must be connect or h2");
+function clientKind(value: string): "connect" | "h2" | "go" {
+  if (value !== "connect" && value !== "h2" && value !== "go") {
+    throw new Error("BENCH_CLIENT must be connect, h2 or go");
+  }
   return value;
 }
 
@@ -121,6 +125,7 @@ async function main(): Promise<void> {
     log("warning: the machine is busy; figures will be low (see the 'other' CPU column)");
   }
 
+  if (settings.client === "go") await buildLoadgen();
   const stack = await startBenchStack();
   const sessions: Http2SessionManager[] = [];
   const h2Sessions: http2.ClientHttp2Session[] = [];
@@ -208,7 +213,7 @@ async function main(): Promise<void> {
 
     const levels: Level[] = [];
     for (const concurrency of settings.levels) {
-      const connections = connectionsFor(concurrency);
+      const connections = settings.client === "go" ? 1 : connectionsFor(concurrency);
       const window = {
         concurrency,
         warmupMs: settings.warmupSeconds * 1000,
@@ -223,9 +228,34 @@ async function main(): Promise<void> {
       );
       log(`${concurrency} in flight: command service over gRPC (${connections} connection(s))…`);
       const before = await scrape(stack.commandMetricsUrl);
-      const servicePhase = await withCpu(cpuPids(), ["service"], () =>
-        closedLoop({ ...window, call: (worker) => service.append(worker % connections) }),
-      );
+      // Encoded before the phase, so that the encoding is not in its CPU figures. Enough for 12,000
+      // calls a second; each story at most once in 10,000 calls in a row.
+      const goRequests =
+        settings.client === "go"
+          ? service.encodedAppends(12_000 * (settings.warmupSeconds + settings.seconds))
+          : [];
+      let loadgenCpuSeconds = 0;
+      const started = performance.now();
+      const servicePhase = await withCpu(cpuPids(), ["service"], async () => {
+        if (settings.client !== "go") {
+          return closedLoop({ ...window, call: (worker) => service.append(worker % connections) });
+        }
+        const result = await goClosedLoop({
+          ...window,
+          target: new URL(stack.commandUrl).host,
+          method: service.appendPath,
+          requests: goRequests,
+          sequential: true,
+        });
+        loadgenCpuSeconds = result.cpuSeconds;
+        return result;
+      });
+      if (loadgenCpuSeconds > 0) {
+        // The generator is a child of this process: count it as the client, not as the rest of the box.
+        const share = (loadgenCpuSeconds / ((performance.now() - started) / 1000)) * 100;
+        servicePhase.cpuPercent.bench = (servicePhase.cpuPercent.bench ?? 0) + share;
+        servicePhase.cpuPercent.other = Math.max(0, (servicePhase.cpuPercent.other ?? 0) - share);
+      }
       const after = await scrape(stack.commandMetricsUrl);
       const handling = ["rpc_server_handling_seconds", ['method="AddSubtask"']] as const;
       const append = ["event_store_append_seconds", ['events="one"']] as const;
@@ -287,7 +317,31 @@ function commandServiceWriter(
   const clientOf = (i: number) => clients[i % clients.length] as Commands;
   const addSubtask = ContextCommandService.method.addSubtask;
   const addSubtaskPath = `/${ContextCommandService.typeName}/${addSubtask.name}`;
+  // For the Go generator: the stories in a shuffled order, walked round by round, so calls in a row
+  // never share a story (a story comes back after ids.length calls).
+  const order = Array.from(ids.keys());
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j] as number, order[i] as number];
+  }
+  let turn = 0;
   return {
+    appendPath: addSubtaskPath,
+    /** `count` AddSubtask requests, encoded, each with a subtask id of its own. */
+    encodedAppends(count: number): Uint8Array[] {
+      return Array.from({ length: count }, () => {
+        const n = subtask++;
+        const story = order[turn++ % order.length] as number;
+        return toBinary(
+          AddSubtaskRequestSchema,
+          create(AddSubtaskRequestSchema, {
+            storyId: ids[story] as string,
+            subtaskId: `t${n}`,
+            title: `Benchmark subtask ${n}`,
+          }),
+        );
+      });
+    },
     async create(worker: number, index: number): Promise<void> {
       await clientOf(worker).createContext({
         storyId: ids[index] as string,
@@ -549,7 +603,7 @@ function report(r: {
   const lines = [
     "",
     `Write side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
-    `Client (this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}), command service and NATS share the machine's ${m.cpus} cores.`,
+    `Client (${settings.client === "go" ? "the Go load generator of bench/loadgen for the measured calls, this process for the rest" : `this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}`}), command service and NATS share the machine's ${m.cpus} cores.`,
     `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call.`,
     "",
     table(

@@ -1,21 +1,27 @@
-// Command loadgen is the bench's open-loop gRPC load generator: it sends pre-encoded unary requests
-// on a fixed schedule over one HTTP/2 connection and prints every call's timings as JSON.
+// Command loadgen is the benches' gRPC load generator: it sends pre-encoded unary requests over one
+// HTTP/2 connection and prints every call's timings as JSON.
 //
 // The Node benches measure through it where the client's own pauses would otherwise show up in the
 // service's latency: on a 2-core machine, a Node client's young-generation collections (10-30 ms)
-// delay the answers it reads. Go's collector does not stop the program for that long, and the
-// client's CPU per call is a fraction of a Node client's, leaving the cores to the service.
+// delay the answers it reads. Go's collector does not stop the program for that long.
 //
 // Input (stdin, JSON): the target address, the method's path, the request messages (base64 of their
-// protobuf bytes; each call picks one at random), the rate, the warm-up and measured windows, and
-// the calls allowed in flight. Call i is due at start + i/rate; a due call beyond the in-flight
-// bound is not made and counts as dropped. Latency is taken from the due time, so a client that
-// falls behind cannot hide the wait (no coordinated omission).
+// protobuf bytes) and the measured windows (warmupMs, then durationMs), then either
+//   - an open loop: ratePerSecond and maxInFlight. Call i is due at start + i/rate; a due call
+//     beyond the in-flight bound is not made and counts as dropped. Latency is taken from the due
+//     time, so a client that falls behind cannot hide the wait (no coordinated omission). Calls due
+//     in the measured window count;
+//   - or a closed loop: concurrency workers, each sending its next call when the last answered.
+//     Calls that end in the measured window count.
 //
-// Output (stdout, JSON): for the calls due in the measured window, the latency from the due time,
-// from the send time and the send delay of each successful call (milliseconds), the error count
-// with up to five messages, the dropped count, and a tally of one top-level varint field of the
-// responses (e.g. GetContextResponse.source) when asked for.
+// Each call picks a request at random, or with sequential, takes the next one, each at most once
+// (for commands that must not repeat).
+//
+// Output (stdout, JSON): for the counted calls, the latency from the due time, from the send time
+// and the send delay of each successful call (milliseconds; in a closed loop a call is due when
+// sent), the error count with up to five messages, the dropped count, a tally of one top-level
+// varint field of the answers (e.g. GetContextResponse.source) when asked for, and the CPU the
+// generator used.
 package main
 
 import (
@@ -27,6 +33,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +53,12 @@ type input struct {
 	MaxInFlight   int      `json:"maxInFlight"`
 	// TallyField, when above 0: count the responses by the value of this top-level varint field.
 	TallyField int `json:"tallyField"`
+	// Concurrency, when above 0, makes a closed loop instead: that many workers, each sending its
+	// next call when the last one answered, for warmupMs then durationMs (ratePerSecond unused).
+	Concurrency int `json:"concurrency"`
+	// Sequential sends the requests in order, each at most once, instead of picking at random:
+	// for commands that must not repeat. Running out fails the run.
+	Sequential bool `json:"sequential"`
 }
 
 type output struct {
@@ -86,8 +99,8 @@ func run() error {
 	if err := json.NewDecoder(os.Stdin).Decode(&in); err != nil {
 		return fmt.Errorf("reading the input: %w", err)
 	}
-	if in.RatePerSecond <= 0 || in.DurationMs <= 0 || len(in.Requests) == 0 {
-		return fmt.Errorf("ratePerSecond, durationMs and requests are required")
+	if (in.RatePerSecond <= 0 && in.Concurrency <= 0) || in.DurationMs <= 0 || len(in.Requests) == 0 {
+		return fmt.Errorf("ratePerSecond (or concurrency), durationMs and requests are required")
 	}
 	if in.MaxInFlight <= 0 {
 		in.MaxInFlight = 10_000
@@ -107,13 +120,110 @@ func run() error {
 		return err
 	}
 	defer conn.Close()
-	// Connect before the clock starts, so the first calls do not pay the handshake.
+	// Connect before the clock starts, so the first calls do not pay the handshake. In sequential
+	// mode this uses up the first request.
 	var warm []byte
 	if err := conn.Invoke(context.Background(), in.Method, &requests[0], &warm); err != nil {
 		return fmt.Errorf("first call: %w", err)
 	}
+	if in.Sequential {
+		requests = requests[1:]
+	}
 
 	out := output{Tally: map[string]int{}, ErrorSamples: []string{}}
+	if in.Concurrency > 0 {
+		closedLoop(conn, &in, requests, &out)
+	} else {
+		openLoop(conn, &in, requests, &out)
+	}
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err == nil {
+		out.CPUSeconds = time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
+	}
+	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// record adds one finished call of the measured window to out (under its lock).
+func (out *output) record(in *input, due, sent, end time.Time, answer []byte, err error) {
+	out.Scheduled++
+	if err != nil {
+		out.Errors++
+		if len(out.ErrorSamples) < 5 {
+			out.ErrorSamples = append(out.ErrorSamples, err.Error())
+		}
+		return
+	}
+	out.FromDueMs = append(out.FromDueMs, ms(end.Sub(due)))
+	out.FromSendMs = append(out.FromSendMs, ms(end.Sub(sent)))
+	out.SendDelayMs = append(out.SendDelayMs, ms(sent.Sub(due)))
+	if in.TallyField > 0 {
+		out.Tally[fmt.Sprint(varintField(answer, protowire.Number(in.TallyField)))]++
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// picker hands out requests: at random, or in order and each once (ok is false when none is left).
+type picker struct {
+	requests   [][]byte
+	sequential bool
+	next       atomic.Int64
+}
+
+func (p *picker) pick() (request []byte, ok bool) {
+	if !p.sequential {
+		return p.requests[rand.IntN(len(p.requests))], true
+	}
+	i := p.next.Add(1) - 1
+	if i >= int64(len(p.requests)) {
+		return nil, false
+	}
+	return p.requests[i], true
+}
+
+var errOutOfRequests = fmt.Errorf("ran out of requests (sequential mode sends each once)")
+
+// closedLoop runs in.Concurrency workers, each with one call in flight, and records the calls that
+// end within the measured window (their latency from the send: due and sent are the same).
+func closedLoop(conn *grpc.ClientConn, in *input, requests [][]byte, out *output) {
+	p := &picker{requests: requests, sequential: in.Sequential}
+	begin := time.Now()
+	measureFrom := begin.Add(time.Duration(in.WarmupMs * float64(time.Millisecond)))
+	measureTo := measureFrom.Add(time.Duration(in.DurationMs * float64(time.Millisecond)))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range in.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(measureTo) {
+				request, ok := p.pick()
+				if !ok {
+					mu.Lock()
+					out.record(in, time.Now(), time.Now(), time.Now(), nil, errOutOfRequests)
+					mu.Unlock()
+					return
+				}
+				sent := time.Now()
+				var answer []byte
+				err := conn.Invoke(context.Background(), in.Method, &request, &answer)
+				end := time.Now()
+				if end.Before(measureFrom) || end.After(measureTo) {
+					continue
+				}
+				mu.Lock()
+				out.record(in, sent, sent, end, answer, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// openLoop sends a call every 1/in.RatePerSecond whether or not earlier ones answered (see the
+// package comment) and records the calls due in the measured window.
+func openLoop(conn *grpc.ClientConn, in *input, requests [][]byte, out *output) {
+	p := &picker{requests: requests, sequential: in.Sequential}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	inFlight := make(chan struct{}, in.MaxInFlight)
@@ -121,8 +231,6 @@ func run() error {
 	begin := time.Now()
 	measureFrom := begin.Add(time.Duration(in.WarmupMs * float64(time.Millisecond)))
 	measureTo := measureFrom.Add(time.Duration(in.DurationMs * float64(time.Millisecond)))
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
 	// The schedule runs on a thread of its own that sleeps with nanosleep: Go's timers wake through
 	// epoll, whose timeout has millisecond granularity, so time.Sleep would send calls up to 1 ms
 	// late at this rate.
@@ -145,7 +253,16 @@ func run() error {
 			}
 			continue
 		}
-		request := requests[rand.IntN(len(requests))]
+		request, ok := p.pick()
+		if !ok {
+			<-inFlight
+			mu.Lock()
+			if measured {
+				out.record(in, due, due, due, nil, errOutOfRequests)
+			}
+			mu.Unlock()
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -158,29 +275,11 @@ func run() error {
 				return
 			}
 			mu.Lock()
-			defer mu.Unlock()
-			out.Scheduled++
-			if err != nil {
-				out.Errors++
-				if len(out.ErrorSamples) < 5 {
-					out.ErrorSamples = append(out.ErrorSamples, err.Error())
-				}
-				return
-			}
-			out.FromDueMs = append(out.FromDueMs, ms(end.Sub(due)))
-			out.FromSendMs = append(out.FromSendMs, ms(end.Sub(sent)))
-			out.SendDelayMs = append(out.SendDelayMs, ms(sent.Sub(due)))
-			if in.TallyField > 0 {
-				out.Tally[fmt.Sprint(varintField(answer, protowire.Number(in.TallyField)))]++
-			}
+			out.record(in, due, sent, end, answer, err)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	var usage syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err == nil {
-		out.CPUSeconds = time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
-	}
-	return json.NewEncoder(os.Stdout).Encode(out)
 }
 
 // sleepUntil blocks the calling thread until t (interrupted sleeps are resumed).

@@ -2,6 +2,7 @@ import { execFile, spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { LoadResult } from "./load.ts";
 import type { OpenLoopResult } from "./open-loop.ts";
 import { repoRoot } from "./servers.ts";
 import { summarize } from "./stats.ts";
@@ -10,45 +11,118 @@ const run = promisify(execFile);
 const sourceDir = join(repoRoot, "bench/loadgen");
 const binary = join(repoRoot, ".tools/bin/ctx-loadgen");
 
-export interface GoOpenLoopOptions {
+/** What every run of the generator takes. */
+interface GoLoadOptions {
   /** host:port of the gRPC server (plaintext HTTP/2). */
   readonly target: string;
   /** The method's path, e.g. `/context.v1.ContextQueryService/GetContext`. */
   readonly method: string;
-  /** Encoded request messages; each call sends one picked at random. */
+  /**
+   * Encoded request messages; each call sends one picked at random, or with `sequential` the next
+   * one, each at most once (running out fails the calls).
+   */
   readonly requests: readonly Uint8Array[];
-  readonly ratePerSecond: number;
+  readonly sequential?: boolean;
   readonly warmupMs: number;
   readonly durationMs: number;
-  readonly maxInFlight: number;
   /** Count the answers by the value of this top-level varint field (e.g. an enum). */
   readonly tallyField?: number;
 }
 
-export interface GoOpenLoopResult extends OpenLoopResult {
+export interface GoOpenLoopOptions extends GoLoadOptions {
+  readonly ratePerSecond: number;
+  readonly maxInFlight: number;
+}
+
+export interface GoClosedLoopOptions extends GoLoadOptions {
+  /** Workers, each with one call in flight. */
+  readonly concurrency: number;
+}
+
+/** What the generator used and saw beyond the latencies. */
+interface GoExtras {
   /** Answers by the value of `tallyField`. */
   readonly tally: Readonly<Record<string, number>>;
   /** CPU the generator used, start-up included. */
   readonly cpuSeconds: number;
 }
 
+export type GoOpenLoopResult = OpenLoopResult & GoExtras;
+export type GoClosedLoopResult = LoadResult & GoExtras;
+
+/** The generator's JSON output (bench/loadgen/main.go). */
+interface LoadgenOutput {
+  readonly scheduled: number;
+  readonly dropped: number;
+  readonly errors: number;
+  readonly errorSamples: string[];
+  readonly fromDueMs: number[] | null;
+  readonly fromSendMs: number[] | null;
+  readonly sendDelayMs: number[] | null;
+  readonly tally: Record<string, number>;
+  readonly cpuSeconds: number;
+}
+
 /**
  * The open loop of `openLoop` (same schedule, same latency from the due time), run by the Go load
  * generator in bench/loadgen instead of this process: its calls do not wait out this process's
- * garbage collections, and it takes a fraction of the CPU. Builds the generator first unless
- * `buildLoadgen` already did.
+ * garbage collections. Builds the generator first unless `buildLoadgen` already did.
  */
 export async function goOpenLoop(options: GoOpenLoopOptions): Promise<GoOpenLoopResult> {
+  const r = await runLoadgen(options, {
+    ratePerSecond: options.ratePerSecond,
+    maxInFlight: options.maxInFlight,
+  });
+  return {
+    ...counted(r, options),
+    ratePerSecond: options.ratePerSecond,
+    scheduled: r.scheduled,
+    dropped: r.dropped,
+    latencyMs: summarize(r.fromDueMs ?? []),
+    fromSendMs: summarize(r.fromSendMs ?? []),
+    sendDelayMs: summarize(r.sendDelayMs ?? []),
+  };
+}
+
+/** What both loops report alike: the successful calls (one latency each), errors, rate and extras. */
+function counted(r: LoadgenOutput, options: GoLoadOptions) {
+  const calls = r.fromSendMs?.length ?? 0;
+  const seconds = options.durationMs / 1000;
+  return {
+    calls,
+    errors: r.errors,
+    seconds,
+    perSecond: calls / seconds,
+    errorSamples: r.errorSamples,
+    tally: r.tally,
+    cpuSeconds: r.cpuSeconds,
+  };
+}
+
+/** The closed loop of `closedLoop` (calls that end in the measured window count), run by the generator. */
+export async function goClosedLoop(options: GoClosedLoopOptions): Promise<GoClosedLoopResult> {
+  const r = await runLoadgen(options, { concurrency: options.concurrency });
+  return {
+    ...counted(r, options),
+    concurrency: options.concurrency,
+    latencyMs: summarize(r.fromSendMs ?? []),
+  };
+}
+
+async function runLoadgen(
+  options: GoLoadOptions,
+  loop: { ratePerSecond: number; maxInFlight: number } | { concurrency: number },
+): Promise<LoadgenOutput> {
   await buildLoadgen();
   const input = JSON.stringify({
     target: options.target,
     method: options.method,
     requests: options.requests.map((r) => Buffer.from(r).toString("base64")),
-    ratePerSecond: options.ratePerSecond,
+    sequential: options.sequential ?? false,
     warmupMs: options.warmupMs,
     durationMs: options.durationMs,
-    maxInFlight: options.maxInFlight,
     tallyField: options.tallyField ?? 0,
+    ...loop,
   });
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(binary, [], { stdio: ["pipe", "pipe", "pipe"] });
@@ -64,34 +138,7 @@ export async function goOpenLoop(options: GoOpenLoopOptions): Promise<GoOpenLoop
     });
     child.stdin.end(input);
   });
-  const r = JSON.parse(out) as {
-    scheduled: number;
-    dropped: number;
-    errors: number;
-    errorSamples: string[];
-    fromDueMs: number[] | null;
-    fromSendMs: number[] | null;
-    sendDelayMs: number[] | null;
-    tally: Record<string, number>;
-    cpuSeconds: number;
-  };
-  const calls = r.fromDueMs?.length ?? 0;
-  const seconds = options.durationMs / 1000;
-  return {
-    ratePerSecond: options.ratePerSecond,
-    seconds,
-    scheduled: r.scheduled,
-    calls,
-    errors: r.errors,
-    dropped: r.dropped,
-    perSecond: calls / seconds,
-    latencyMs: summarize(r.fromDueMs ?? []),
-    fromSendMs: summarize(r.fromSendMs ?? []),
-    sendDelayMs: summarize(r.sendDelayMs ?? []),
-    errorSamples: r.errorSamples,
-    tally: r.tally,
-    cpuSeconds: r.cpuSeconds,
-  };
+  return JSON.parse(out) as LoadgenOutput;
 }
 
 export interface NoopGrpcServer {
