@@ -6,6 +6,7 @@ import {
   type JetStreamManager,
   type StoredMsg,
 } from "@nats-io/jetstream";
+import { errors as natsErrors } from "@nats-io/transport-node";
 
 /** What a batched direct get delivered, numbered by the server (nats.js `StoredMsg`). */
 export interface BatchMessage {
@@ -52,8 +53,10 @@ export function batchExtent(messages: readonly BatchMessage[], size: number): Ba
  * keeps it subscribed, on the client and on the server, until the request's 5 s timeout, so every
  * read left a subscription (and what it holds) behind for 5 s. A batch whose end does not come
  * within `stallMs` (the connection dropped mid-batch) is cut there: the messages so far are
- * returned, and `batchExtent` says how many of them to use. A 404 answer ("no results", or "no
- * message found" after the start sequence) is no messages.
+ * returned, and `batchExtent` says how many of them to use. A batch with no message at all by then
+ * is no answer, not an empty one: it fails with nats.js's TimeoutError (an outage to the callers),
+ * because "no messages" means "nothing stored there" and would end a read silently. A 404 answer
+ * ("no results", or "no message found" after the start sequence) is no messages.
  *
  * @throws the server's or nats.js's other errors (a status, a timeout)
  */
@@ -73,7 +76,17 @@ export function collectDirectBatch(
       if (err && !isNotFound(err)) reject(err);
       else resolve(messages);
     };
-    const stall = setTimeout(() => settle(), stallMs);
+    const stall = setTimeout(
+      () =>
+        settle(
+          messages.length > 0
+            ? undefined
+            : new natsErrors.TimeoutError({
+                cause: new Error(`no answer to a batched direct get within ${stallMs} ms`),
+              }),
+        ),
+      stallMs,
+    );
     const callback = (done: CompletionResult | null, msg: StoredMsg) => {
       if (done) settle(done.err);
       else if (!settled) messages.push(msg);

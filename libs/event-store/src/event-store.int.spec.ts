@@ -3,7 +3,7 @@ import { type ContextEventData, storyId, streamVersion } from "@ctx/domain";
 import { DecisionAddedSchema, SubtaskAddedSchema } from "@ctx/proto";
 import { stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BatchMessage, batchExtent, collectDirectBatch } from "./direct-batch.ts";
 import {
@@ -211,6 +211,21 @@ describe("append and read", () => {
       expect(none).toEqual([]);
     }
     expect(subscriptions()).toBe(before);
+  });
+
+  it("fails a batched direct get that gets no answer at all as a timeout, never as 'no messages'", async () => {
+    // A stream nobody serves direct gets for, and a subscriber that takes the request and drops it:
+    // the stall cut comes before nats.js's own timeout. Empty would read as "nothing stored".
+    const stream = `NOANSWER_${settings.stream}`;
+    const blackHole = nc.subscribe(`$JS.API.DIRECT.GET.${stream}`);
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+      const started = collectDirectBatch(jsm, stream, { seq: 1, batch: 10 }, 200);
+      // The event store takes nats.js's TimeoutError for an outage (unavailable, retried).
+      await expect(started).rejects.toBeInstanceOf(natsErrors.TimeoutError);
+    } finally {
+      blackHole.unsubscribe();
+    }
   });
 
   it("reads a range from a known position, sized to it or to a hint, and still returns every event within the bounds", async () => {

@@ -1,3 +1,4 @@
+import { batchExtent, collectDirectBatch } from "@ctx/event-store";
 import {
   type JetStreamClient,
   type JetStreamManager,
@@ -136,20 +137,38 @@ export async function listParked(
   if (!info || info.state.messages === 0) return [];
   const filter = projection ? `${names.subjectPrefix}.${projection}.>` : `${names.subjectPrefix}.>`;
   const parked: ParkedEvent[] = [];
+  const stallMs = jsm.getOptions().timeout ?? DEFAULT_TIMEOUT_MS;
   let seq = info.state.first_seq;
+  let cuts = 0;
   for (;;) {
-    const batch: StoredMsg[] = [];
-    try {
-      const it = await jsm.direct.getBatch(names.stream, { seq, batch: 256, next_by_subj: filter });
-      for await (const m of it) batch.push(m);
-    } catch {
-      // 404: nothing more after seq.
+    // No messages (a 404): nothing more after seq. Other errors (a timeout, no answer) propagate:
+    // a list cut short would look complete.
+    const batch = await collectDirectBatch(
+      jsm,
+      names.stream,
+      { seq, batch: LIST_BATCH, next_by_subj: filter },
+      stallMs,
+    );
+    // The server's numbering, not the batch's length, says whether the list goes on.
+    const extent = batchExtent(batch, LIST_BATCH);
+    if (extent.usable < batch.length && ++cuts > MAX_CUT_BATCHES) {
+      throw new Error(`listing parked events: ${cuts} batches in a row lost messages on the way`);
     }
-    for (const m of batch) parked.push(toParkedEvent(m));
-    if (batch.length < 256) return parked;
-    seq = (batch[batch.length - 1] as StoredMsg).seq + 1;
+    for (let i = 0; i < extent.usable; i++) {
+      const m = batch[i] as StoredMsg;
+      parked.push(toParkedEvent(m));
+      seq = m.seq + 1;
+    }
+    if (!extent.mayGoOn) return parked;
   }
 }
+
+/** Parked events a listing request asks for at once. */
+const LIST_BATCH = 256;
+/** Batches in a row that may lose messages on the way before a listing gives up. */
+const MAX_CUT_BATCHES = 3;
+/** nats.js's default request timeout, for a manager created without one. */
+const DEFAULT_TIMEOUT_MS = 5_000;
 
 /** Removes one parked event (after a successful replay, or when an operator discards it). */
 export async function removeParked(
