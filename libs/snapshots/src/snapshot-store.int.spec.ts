@@ -12,7 +12,9 @@ import {
   provisionSnapshotStream,
   type SnapshotStore,
   type SnapshotStreamNames,
+  segmentSubject,
   timelineSubject,
+  toSegment,
   toSnapshot,
   versionSubject,
 } from "./index.ts";
@@ -139,5 +141,30 @@ describe("snapshot store", () => {
     const at = new Date("2030-05-06T07:08:09.123Z");
     const snapshot = toSnapshot(stateAt(story, 10, at), 1);
     expect(snapshot.occurredAt).toEqual(timestampFromDate(at));
+  });
+
+  it("stores a segment once, and refuses one that would not fit in a NATS message, storing nothing", async () => {
+    const story = newStory();
+    const maxPayload = nc.info?.max_payload as number;
+    const copy = (sequence: number, bytes: number) => ({
+      sequence,
+      data: new Uint8Array(bytes).fill(sequence % 251),
+    });
+    // Ten events of 1 KiB: fits.
+    const small = toSegment(
+      story,
+      10,
+      Array.from({ length: 10 }, (_, i) => copy(100 + i, 1024)),
+    );
+    expect(await snapshots.writeSegment(small)).toBe("stored");
+    expect(await snapshots.writeSegment(small)).toBe("exists");
+    expect((await snapshots.segment(story, 10))?.events.map((e) => Number(e.sequence))).toEqual(
+      Array.from({ length: 10 }, (_, i) => 100 + i),
+    );
+    // As many bytes as the server takes in one message, before the segment's own framing.
+    const large = toSegment(story, 20, [copy(200, maxPayload / 2), copy(201, maxPayload / 2)]);
+    expect(await snapshots.writeSegment(large)).toBe("too-large");
+    expect(await count(segmentSubject(names, story, 20))).toBe(0);
+    expect(await snapshots.segment(story, 20)).toBeUndefined();
   });
 });
