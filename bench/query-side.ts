@@ -391,14 +391,18 @@ async function main(): Promise<void> {
     const readModel: ReadModelPhase[] = [];
     let floor: FloorPhase | undefined;
     if (settings.phases.includes("current")) {
+      // For the Go generator: one GetContext request per story, encoded once.
+      const requests = [...stories.keys()].map((id) =>
+        toBinary(GetContextRequestSchema, create(GetContextRequestSchema, { storyId: id })),
+      );
       if (settings.loadClients.includes("go")) {
         log(`floor: a no-op node:http2 gRPC server at ${settings.rate} calls/s…`);
-        floor = await floorPhase(stories);
+        floor = await floorPhase(requests);
       }
       for (const client of settings.loadClients) {
         log(`GetContext: ${settings.rate} calls/s, open loop, sent by the ${client} client…`);
         readModel.push(
-          await readModelPhase(stack, withSnapshots, calls, stories, projector, client),
+          await readModelPhase(stack, withSnapshots, calls, stories, requests, projector, client),
         );
       }
     }
@@ -670,6 +674,7 @@ async function readModelPhase(
   service: BenchService,
   calls: MeasuredCalls,
   stories: Map<string, WrittenStory>,
+  requests: readonly Uint8Array[],
   projector: BenchService,
   client: LoadClient,
 ): Promise<ReadModelPhase> {
@@ -681,25 +686,20 @@ async function readModelPhase(
     durationMs: settings.seconds * 1000,
   };
   const before = await scrape(service.metricsUrl);
-  const started = performance.now();
   const done = measureCpu(cpuPids(stack, service, projector), ["query"]);
   const loopDelay = watchLoopDelay();
   let result: OpenLoopResult;
   let notFromReadModel = 0;
-  let loadgenCpuSeconds = 0;
   if (client === "go") {
     const go = await goOpenLoop({
       ...loop,
       target: new URL(service.url).host,
       method: `/${ContextQueryService.typeName}/GetContext`,
-      requests: ids.map((id) =>
-        toBinary(GetContextRequestSchema, create(GetContextRequestSchema, { storyId: id })),
-      ),
+      requests,
       tallyField: GetContextResponseSchema.field.source.number,
     });
     result = go;
     notFromReadModel = go.calls - (go.tally[String(ContextSource.READ_MODEL)] ?? 0);
-    loadgenCpuSeconds = go.cpuSeconds;
   } else {
     result = await openLoop({
       ...loop,
@@ -712,12 +712,6 @@ async function readModelPhase(
   }
   const benchLoopLagMs = loopDelay();
   const cpuPercent = done();
-  if (loadgenCpuSeconds > 0) {
-    // The generator is a child of this process: count it as the client, not as the rest of the box.
-    const share = (loadgenCpuSeconds / ((performance.now() - started) / 1000)) * 100;
-    cpuPercent.bench = (cpuPercent.bench ?? 0) + share;
-    cpuPercent.other = Math.max(0, (cpuPercent.other ?? 0) - share);
-  }
   const after = await scrape(service.metricsUrl);
   const handling = ["rpc_server_handling_seconds", ['method="GetContext"']] as const;
   const handled = bucketShares(buckets(before, ...handling), buckets(after, ...handling));
@@ -740,28 +734,21 @@ async function readModelPhase(
  * nothing (bench/support/noop-grpc-server.ts), with the GetContext requests echoed back. What is
  * left between it and GetContext is the service's work: Connect, validation, Valkey, encoding.
  */
-async function floorPhase(stories: Map<string, WrittenStory>): Promise<FloorPhase> {
+async function floorPhase(requests: readonly Uint8Array[]): Promise<FloorPhase> {
   const server = await startNoopGrpcServer();
   try {
-    const started = performance.now();
     // In the "query" column: the server under load.
     const done = measureCpu({ query: server.pid });
     const result = await goOpenLoop({
       target: server.target,
       method: "/bench.Noop/Echo",
-      requests: [...stories.keys()].map((id) =>
-        toBinary(GetContextRequestSchema, create(GetContextRequestSchema, { storyId: id })),
-      ),
+      requests,
       ratePerSecond: settings.rate,
       maxInFlight: settings.maxInFlight,
       warmupMs: settings.currentWarmupSeconds * 1000,
       durationMs: settings.seconds * 1000,
     });
-    const cpuPercent = done();
-    const share = (result.cpuSeconds / ((performance.now() - started) / 1000)) * 100;
-    cpuPercent.bench = (cpuPercent.bench ?? 0) + share;
-    cpuPercent.other = Math.max(0, (cpuPercent.other ?? 0) - share);
-    return { result: { ...result, cpuPercent } };
+    return { result: { ...result, cpuPercent: done() } };
   } finally {
     await server.stop();
   }

@@ -234,28 +234,17 @@ async function main(): Promise<void> {
         settings.client === "go"
           ? service.encodedAppends(12_000 * (settings.warmupSeconds + settings.seconds))
           : [];
-      let loadgenCpuSeconds = 0;
-      const started = performance.now();
-      const servicePhase = await withCpu(cpuPids(), ["service"], async () => {
-        if (settings.client !== "go") {
-          return closedLoop({ ...window, call: (worker) => service.append(worker % connections) });
-        }
-        const result = await goClosedLoop({
-          ...window,
-          target: new URL(stack.commandUrl).host,
-          method: service.appendPath,
-          requests: goRequests,
-          sequential: true,
-        });
-        loadgenCpuSeconds = result.cpuSeconds;
-        return result;
-      });
-      if (loadgenCpuSeconds > 0) {
-        // The generator is a child of this process: count it as the client, not as the rest of the box.
-        const share = (loadgenCpuSeconds / ((performance.now() - started) / 1000)) * 100;
-        servicePhase.cpuPercent.bench = (servicePhase.cpuPercent.bench ?? 0) + share;
-        servicePhase.cpuPercent.other = Math.max(0, (servicePhase.cpuPercent.other ?? 0) - share);
-      }
+      const servicePhase = await withCpu(cpuPids(), ["service"], () =>
+        settings.client === "go"
+          ? goClosedLoop({
+              ...window,
+              target: new URL(stack.commandUrl).host,
+              method: service.appendPath,
+              requests: goRequests,
+              sequential: true,
+            })
+          : closedLoop({ ...window, call: (worker) => service.append(worker % connections) }),
+      );
       const after = await scrape(stack.commandMetricsUrl);
       const handling = ["rpc_server_handling_seconds", ['method="AddSubtask"']] as const;
       const append = ["event_store_append_seconds", ['events="one"']] as const;

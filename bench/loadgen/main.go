@@ -20,8 +20,7 @@
 // Output (stdout, JSON): for the counted calls, the latency from the due time, from the send time
 // and the send delay of each successful call (milliseconds; in a closed loop a call is due when
 // sent), the error count with up to five messages, the dropped count, a tally of one top-level
-// varint field of the answers (e.g. GetContextResponse.source) when asked for, and the CPU the
-// generator used.
+// varint field of the answers (e.g. GetContextResponse.source) when asked for.
 package main
 
 import (
@@ -70,8 +69,6 @@ type output struct {
 	FromSendMs   []float64      `json:"fromSendMs"`
 	SendDelayMs  []float64      `json:"sendDelayMs"`
 	Tally        map[string]int `json:"tally"`
-	// CPUSeconds is the CPU this process used (user and system), connection set-up included.
-	CPUSeconds float64 `json:"cpuSeconds"`
 }
 
 // rawCodec passes message bytes through: requests are encoded by the caller, answers are kept as
@@ -135,10 +132,6 @@ func run() error {
 		closedLoop(conn, &in, requests, &out)
 	} else {
 		openLoop(conn, &in, requests, &out)
-	}
-	var usage syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err == nil {
-		out.CPUSeconds = time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
 }

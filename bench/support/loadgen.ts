@@ -39,12 +39,10 @@ export interface GoClosedLoopOptions extends GoLoadOptions {
   readonly concurrency: number;
 }
 
-/** What the generator used and saw beyond the latencies. */
+/** What the generator saw beyond the latencies. */
 interface GoExtras {
   /** Answers by the value of `tallyField`. */
   readonly tally: Readonly<Record<string, number>>;
-  /** CPU the generator used, start-up included. */
-  readonly cpuSeconds: number;
 }
 
 export type GoOpenLoopResult = OpenLoopResult & GoExtras;
@@ -60,7 +58,6 @@ interface LoadgenOutput {
   readonly fromSendMs: number[] | null;
   readonly sendDelayMs: number[] | null;
   readonly tally: Record<string, number>;
-  readonly cpuSeconds: number;
 }
 
 /**
@@ -95,7 +92,6 @@ function counted(r: LoadgenOutput, options: GoLoadOptions) {
     perSecond: calls / seconds,
     errorSamples: r.errorSamples,
     tally: r.tally,
-    cpuSeconds: r.cpuSeconds,
   };
 }
 

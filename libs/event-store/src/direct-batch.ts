@@ -2,6 +2,7 @@ import {
   type CompletionResult,
   type DirectBatchOptions,
   type DirectLastFor,
+  type DirectMsgRequest,
   JetStreamApiError,
   type JetStreamManager,
   type StoredMsg,
@@ -99,8 +100,27 @@ export function collectDirectBatch(
   });
 }
 
+/**
+ * One direct get of a single message (by sequence, or the last on a subject); null when the
+ * stream holds none there (JetStream's 404).
+ *
+ * @throws the server's or nats.js's other errors
+ */
+export async function directGet(
+  jsm: JetStreamManager,
+  stream: string,
+  query: DirectMsgRequest,
+): Promise<StoredMsg | null> {
+  try {
+    return await jsm.direct.getMessage(stream, query);
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw e;
+  }
+}
+
 /** JetStream's 404 answers (nothing stored there), as a status or as an API error. */
-export function isNotFound(e: unknown): boolean {
+function isNotFound(e: unknown): boolean {
   if (e instanceof JetStreamApiError) return e.status === 404;
   return (
     e instanceof Error &&

@@ -29,7 +29,7 @@ import {
   type StreamSequence,
   streamSequence,
 } from "./codec.ts";
-import { batchExtent, collectDirectBatch, isNotFound } from "./direct-batch.ts";
+import { batchExtent, collectDirectBatch, directGet } from "./direct-batch.ts";
 import {
   ConcurrencyError,
   CorruptEventError,
@@ -502,12 +502,7 @@ class JetStreamEventStore implements EventStore {
   async #fetchHead(storyId: StoryId): Promise<StoryHead | undefined> {
     const jsm = await this.#manager();
     const msg = await this.#guard(() =>
-      jsm.direct
-        .getMessage(this.names.stream, { last_by_subj: storySubjects(this.names, storyId) })
-        .catch((e: unknown) => {
-          if (isNotFound(e)) return null;
-          throw e;
-        }),
+      directGet(jsm, this.names.stream, { last_by_subj: storySubjects(this.names, storyId) }),
     );
     if (!msg) {
       this.#heads.delete(storyId);
@@ -525,12 +520,7 @@ class JetStreamEventStore implements EventStore {
 
   async readAt(sequence: number): Promise<StoredEvent | undefined> {
     const jsm = await this.#manager();
-    const msg = await this.#guard(() =>
-      jsm.direct.getMessage(this.names.stream, { seq: sequence }).catch((e: unknown) => {
-        if (isNotFound(e)) return null;
-        throw e;
-      }),
-    );
+    const msg = await this.#guard(() => directGet(jsm, this.names.stream, { seq: sequence }));
     return msg ? decodeStoredEvent(msg.data, msg.seq) : undefined;
   }
 
@@ -652,7 +642,6 @@ class WrongLastSequence extends Error {
   override name = "WrongLastSequence";
 }
 
-/** JetStream's 404 answers (direct get of a missing message), status or API error alike. */
 function isOutage(e: unknown): boolean {
   return (
     e instanceof natsErrors.TimeoutError ||

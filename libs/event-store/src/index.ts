@@ -15,7 +15,7 @@ export {
   streamSequence,
 } from "./codec.ts";
 // For sibling libs that make batched direct gets of their own (snapshot lookups).
-export { batchExtent, collectDirectBatch, isNotFound } from "./direct-batch.ts";
+export { batchExtent, collectDirectBatch, directGet } from "./direct-batch.ts";
 export {
   ConcurrencyError,
   CorruptEventError,

@@ -1,4 +1,10 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  fromBinary,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type ContextState,
@@ -58,12 +64,8 @@ export function encodeSnapshot(snapshot: ContextSnapshot): Uint8Array {
  * without the fields a reader resumes from.
  */
 export function decodeSnapshot(storyId: StoryId, bytes: Uint8Array): ContextSnapshot | undefined {
-  let snapshot: ContextSnapshot;
-  try {
-    snapshot = fromBinary(ContextSnapshotSchema, bytes);
-  } catch {
-    return undefined;
-  }
+  const snapshot = parse(ContextSnapshotSchema, bytes);
+  if (snapshot === undefined) return undefined;
   const usable =
     snapshot.schemaVersion === currentSnapshotSchemaVersion &&
     snapshot.context?.storyId === storyId &&
@@ -134,12 +136,8 @@ export function decodeSegment(
   afterVersion: number,
   bytes: Uint8Array,
 ): ContextSegment | undefined {
-  let segment: ContextSegment;
-  try {
-    segment = fromBinary(ContextSegmentSchema, bytes);
-  } catch {
-    return undefined;
-  }
+  const segment = parse(ContextSegmentSchema, bytes);
+  if (segment === undefined) return undefined;
   const usable =
     segment.schemaVersion === currentSegmentSchemaVersion &&
     segment.storyId === storyId &&
@@ -169,4 +167,16 @@ export function candidateVersions(version: number, interval: number, fallbacks =
   const out: number[] = [];
   for (let v = best; v > 0 && out.length <= fallbacks; v -= interval) out.push(v);
   return out;
+}
+
+/** The message `bytes` encode, or undefined when they are not one. */
+function parse<Desc extends DescMessage>(
+  schema: Desc,
+  bytes: Uint8Array,
+): MessageShape<Desc> | undefined {
+  try {
+    return fromBinary(schema, bytes);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,5 +1,5 @@
 import type { StoryId } from "@ctx/domain";
-import { collectDirectBatch, isNotFound } from "@ctx/event-store";
+import { collectDirectBatch, directGet } from "@ctx/event-store";
 import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import {
   type DirectLastFor,
@@ -144,11 +144,7 @@ class JetStreamSnapshotStore implements SnapshotStore {
   /** The last message on a subject; null when it holds none. One direct get. */
   async #lastOn(subject: string): Promise<StoredMsg | null> {
     const jsm = await this.#manager();
-    return guard(() =>
-      jsm.direct
-        .getMessage(this.names.stream, { last_by_subj: subject })
-        .catch((e: unknown) => (isNotFound(e) ? null : Promise.reject(e))),
-    );
+    return guard(() => directGet(jsm, this.names.stream, { last_by_subj: subject }));
   }
 
   /**
