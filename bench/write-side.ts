@@ -29,6 +29,7 @@ import {
   provisionEventStream,
   storySubjects,
 } from "@ctx/event-store";
+import { uuidv7 } from "@ctx/ids";
 import {
   AddSubtaskRequestSchema,
   ContextCommandService,
@@ -38,7 +39,6 @@ import {
 } from "@ctx/proto";
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { v7 as uuidv7 } from "uuid";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop, StoryPicker } from "./support/load.ts";
 import { buildLoadgen, goClosedLoop } from "./support/loadgen.ts";

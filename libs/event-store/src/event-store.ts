@@ -8,6 +8,7 @@ import {
   type StreamVersion,
   streamVersion,
 } from "@ctx/domain";
+import { uuidv7 } from "@ctx/ids";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import {
   type ApiError,
@@ -44,7 +45,6 @@ import {
   storySubjects,
 } from "./event-stream.ts";
 import { encodeWithHash } from "./hash-chain.ts";
-import { uuidv7 } from "./uuid-v7.ts";
 
 /** An event to append; id and time are assigned when absent. */
 export interface NewEvent {

@@ -60,5 +60,3 @@ export {
   subtaskStatusOfV1,
   subtaskUpdatedV1,
 } from "./upcasting/context-upcasters.ts";
-// For sibling libs and services: ids made like the store's event ids.
-export { uuidv7 } from "./uuid-v7.ts";

@@ -4,8 +4,7 @@ import {
   type HandlerContext,
   type Interceptor,
 } from "@connectrpc/connect";
-// One id per call; the event store pools random bytes for its own ids on the append path.
-import { v7 as uuidv7 } from "uuid";
+import { uuidv7 } from "@ctx/ids";
 
 /** Request headers that carry the ids tying a call to the events and logs it causes. */
 export const correlationHeaders = {

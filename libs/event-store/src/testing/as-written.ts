@@ -1,10 +1,10 @@
 import { create, type DescMessage, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { payloadCaseOf } from "@ctx/domain";
+import { uuidv7 } from "@ctx/ids";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { v7 as uuidv7 } from "uuid";
 import type { EventStore } from "../event-store.ts";
 import { eventSubject } from "../event-stream.ts";
 import { eventHash } from "../hash-chain.ts";

@@ -12,8 +12,8 @@ import {
   type EventStore,
   isConcurrencyError,
   type RecordedEvent,
-  uuidv7,
 } from "@ctx/event-store";
+import { uuidv7 } from "@ctx/ids";
 import { type LoadedStory, StoryCache } from "./story-cache.ts";
 
 export interface CommandRequest {
