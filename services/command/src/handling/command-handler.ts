@@ -112,8 +112,14 @@ export function createCommandHandler(
         return { version: result.version, eventIds, deduplicated: result.deduplicated };
       } catch (e) {
         if (!isConcurrencyError(e)) throw e;
-        cache.delete(request.storyId);
+        // Another writer got there first. Its events follow the ones held here: read only those.
+        // Nothing new means what is held no longer matches the stream (e.g. it was recreated).
+        const held = story.sequence;
         story = await load(request.storyId);
+        if (story.sequence === held) {
+          cache.delete(request.storyId);
+          story = await load(request.storyId);
+        }
         const pinned = request.expectedVersion !== undefined;
         if (story.commands.has(commandId)) continue;
         if (pinned || attempt >= maxAttempts) {

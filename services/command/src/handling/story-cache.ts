@@ -17,7 +17,8 @@ export interface LoadedStory {
 
 /**
  * A bounded, least-recently-used cache of stories, so a hot story is not re-read for every command.
- * Correctness never depends on it: appends are checked by the server, and a conflict evicts the entry.
+ * Correctness never depends on it: appends are checked by the server, and after a conflict the
+ * handler reads the events it missed.
  */
 export class StoryCache {
   readonly #entries = new Map<StoryId, LoadedStory>();

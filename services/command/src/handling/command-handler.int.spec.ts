@@ -1,0 +1,135 @@
+import type { Command, StoryId } from "@ctx/domain";
+import { storyId } from "@ctx/domain";
+import {
+  createEventStore,
+  type EventStore,
+  type EventStreamSettings,
+  provisionEventStream,
+  type ReadOptions,
+} from "@ctx/event-store";
+import { stack, uniqueName } from "@ctx/test-support";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CommandHandler, createCommandHandler } from "./command-handler.ts";
+
+// Two command handlers, each with a store and a story cache of its own, share one stream: what two
+// replicas of the command service do. The server's story-wide check decides; the handlers must
+// recover from a stale cache by reading only what they missed.
+
+let nc: NatsConnection;
+let settings: EventStreamSettings;
+
+beforeAll(async () => {
+  nc = await connect({ servers: stack().natsUrl });
+  const name = uniqueName("HANDLER");
+  settings = {
+    stream: name,
+    subjectPrefix: name.toLowerCase(),
+    partitions: 4,
+    replicas: 1,
+    duplicateWindowMs: 60_000,
+  };
+  await provisionEventStream(await jetstreamManager(nc), settings);
+});
+
+afterAll(async () => {
+  await (await jetstreamManager(nc)).streams.delete(settings.stream);
+  await nc.close();
+});
+
+/** A real event store that records the options of every story read. */
+function recordingStore(): { store: EventStore; reads: ReadOptions[] } {
+  const store = createEventStore(nc, { names: settings });
+  const reads: ReadOptions[] = [];
+  const read = store.read.bind(store);
+  store.read = (id: StoryId, options: ReadOptions = {}) => {
+    reads.push(options);
+    return read(id, options);
+  };
+  return { store, reads };
+}
+
+const addSubtask = (id: string): Command => ({
+  type: "AddSubtask",
+  subtaskId: id,
+  title: `Subtask ${id}`,
+  dependsOn: [],
+});
+
+function run(handler: CommandHandler, story: StoryId, command: Command) {
+  return handler.handle({
+    storyId: story,
+    commands: [command],
+    correlationId: "",
+    causationId: "",
+  });
+}
+
+describe("a handler whose cached story is behind the stream", () => {
+  it("reads only the events it missed, decides again and appends after them", async () => {
+    const story = storyId(uniqueName("story"));
+    const a = recordingStore();
+    const b = recordingStore();
+    const first = createCommandHandler(a.store);
+    const second = createCommandHandler(b.store);
+
+    // Given the first handler has the story cached at version 2
+    await run(first, story, { type: "CreateContext", title: "Shared", description: "" });
+    await run(first, story, addSubtask("a1"));
+    const cachedAt = (await a.store.head(story))?.sequence;
+    // and the second handler has since appended two events it does not know of
+    await run(second, story, addSubtask("b1"));
+    await run(second, story, addSubtask("b2"));
+    a.reads.length = 0;
+
+    // When the first handler runs a command on the story
+    const result = await run(first, story, addSubtask("a2"));
+
+    // Then it read the story once, from where its cache ended, and appended as version 5
+    expect(a.reads).toEqual([{ afterSequence: Number(cachedAt) }]);
+    expect(result.version).toBe(5);
+    const events = await a.store.read(story);
+    expect(events.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);
+    expect(
+      events.map((e) => (e.data.case === "subtaskAdded" ? e.data.value.subtaskId : "")),
+    ).toEqual(["", "a1", "b1", "b2", "a2"]);
+  });
+
+  it("reads the whole story again when the stream does not go on from its cache", async () => {
+    // A stream of its own, deleted and created again under the same name (a restore, a test reset).
+    const name = uniqueName("RESET");
+    const own: EventStreamSettings = {
+      ...settings,
+      stream: name,
+      subjectPrefix: name.toLowerCase(),
+    };
+    const jsm = await jetstreamManager(nc);
+    await provisionEventStream(jsm, own);
+    const story = storyId(uniqueName("story"));
+    const first = createCommandHandler(createEventStore(nc, { names: own }));
+    await run(first, story, { type: "CreateContext", title: "Before", description: "" });
+    await run(first, story, addSubtask("old"));
+    await jsm.streams.delete(name);
+    await provisionEventStream(jsm, own);
+    const second = createCommandHandler(createEventStore(nc, { names: own }));
+    await run(second, story, { type: "CreateContext", title: "After", description: "" });
+
+    const result = await run(first, story, addSubtask("new"));
+
+    expect(result.version).toBe(2);
+    await jsm.streams.delete(name);
+  });
+
+  it("rejects a command that is invalid on the events it missed", async () => {
+    const story = storyId(uniqueName("story"));
+    const first = createCommandHandler(recordingStore().store);
+    const second = createCommandHandler(recordingStore().store);
+    await run(first, story, { type: "CreateContext", title: "Shared", description: "" });
+    await run(first, story, addSubtask("t1"));
+    // The second handler adds the subtask the first one has not seen yet.
+    await run(second, story, addSubtask("t2"));
+
+    await expect(run(first, story, addSubtask("t2"))).rejects.toThrow(/t2/);
+  });
+});
