@@ -17,6 +17,7 @@ import {
   storySubjects,
   verifyChain,
 } from "./index.ts";
+import { testStreamSettings } from "./testing/index.ts";
 
 const created = (title = "A story"): ContextEventData => ({
   case: "contextCreated",
@@ -38,13 +39,7 @@ let store: EventStore;
 beforeAll(async () => {
   nc = await connect({ servers: stack().natsUrl });
   const name = uniqueName("EVENTS");
-  settings = {
-    stream: name,
-    subjectPrefix: name.toLowerCase(),
-    partitions: 4,
-    replicas: 1,
-    duplicateWindowMs: 60_000,
-  };
+  settings = testStreamSettings(name);
   await provisionEventStream(await jetstreamManager(nc), settings);
   store = createEventStore(nc, { names: settings });
 });

@@ -14,6 +14,7 @@ import {
   ExpectedVersion,
   provisionEventStream,
 } from "@ctx/event-store";
+import { testStreamSettings } from "@ctx/event-store/testing";
 import { eventually, stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -31,13 +32,7 @@ let store: EventStore;
 beforeAll(async () => {
   nc = await connect({ servers: stack().natsUrl });
   const name = uniqueName("REBUILD");
-  settings = {
-    stream: name,
-    subjectPrefix: name.toLowerCase(),
-    partitions: 4,
-    replicas: 1,
-    duplicateWindowMs: 60_000,
-  };
+  settings = testStreamSettings(name);
   parking = { stream: `${name}_PARKED`, subjectPrefix: `${name.toLowerCase()}_parked` };
   await provisionEventStream(await jetstreamManager(nc), settings);
   store = createEventStore(nc, { names: settings });

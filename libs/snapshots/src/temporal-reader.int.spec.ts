@@ -17,6 +17,7 @@ import {
   provisionEventStream,
   type RecordedEvent,
 } from "@ctx/event-store";
+import { testStreamSettings } from "@ctx/event-store/testing";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import { eventually, stack, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
@@ -61,13 +62,7 @@ beforeAll(async () => {
   nc = await connect({ servers: stack().natsUrl });
   jsm = await jetstreamManager(nc);
   const name = uniqueName("TEMPORAL");
-  events = {
-    stream: name,
-    subjectPrefix: name.toLowerCase(),
-    partitions: 4,
-    replicas: 1,
-    duplicateWindowMs: 60_000,
-  };
+  events = testStreamSettings(name);
   snapshotNames = { stream: `${name}_SNAP`, subjectPrefix: `${name.toLowerCase()}_snap` };
   await provisionEventStream(jsm, events);
   await provisionSnapshotStream(jsm, { ...snapshotNames, replicas: 1, duplicateWindowMs: 60_000 });

@@ -1,3 +1,4 @@
 // Test support: writing events as other releases wrote them.
 export type { WrittenEvent } from "./as-written.ts";
 export { appendAsWritten, envelopeAsWritten } from "./as-written.ts";
+export { testStreamSettings } from "./stream-settings.ts";

@@ -7,6 +7,7 @@ import {
   provisionEventStream,
   type ReadOptions,
 } from "@ctx/event-store";
+import { testStreamSettings } from "@ctx/event-store/testing";
 import { stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -23,13 +24,7 @@ let settings: EventStreamSettings;
 beforeAll(async () => {
   nc = await connect({ servers: stack().natsUrl });
   const name = uniqueName("HANDLER");
-  settings = {
-    stream: name,
-    subjectPrefix: name.toLowerCase(),
-    partitions: 4,
-    replicas: 1,
-    duplicateWindowMs: 60_000,
-  };
+  settings = testStreamSettings(name);
   await provisionEventStream(await jetstreamManager(nc), settings);
 });
 
