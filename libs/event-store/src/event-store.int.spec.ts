@@ -14,6 +14,7 @@ import {
   ExpectedVersion,
   isConcurrencyError,
   provisionEventStream,
+  StoryNotFoundError,
   storySubjects,
   verifyChain,
 } from "./index.ts";
@@ -144,6 +145,41 @@ describe("append and read", () => {
     expect(read.length).toBe(1201);
     expect(read.map((e) => e.version)).toEqual(Array.from({ length: 1201 }, (_, i) => i + 1));
     expect(verifyChain(read.map((e) => e.envelope)).intact).toBe(true);
+  });
+
+  it("reads a whole story subject by subject: the same events as through the story's filter", async () => {
+    // Three event types, interleaved with each other and with another story's events.
+    const story = newStory();
+    const other = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    await store.append(other, [{ data: created() }], ExpectedVersion.NoStory);
+    for (let i = 0; i < 6; i++) {
+      const data = i % 2 === 0 ? subtask(`s${i}`) : decision(`d${i}`);
+      await store.append(story, [{ data }], ExpectedVersion.Any);
+      await store.append(other, [{ data: subtask(`o${i}`) }], ExpectedVersion.Any);
+    }
+
+    const whole = await store.readStored(story);
+    // A bound makes the read go through the story's wildcard filter instead.
+    const filtered = await store.readStored(story, { toVersion: 1_000 });
+
+    expect(whole.map((e) => e.version)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(whole.map((e) => e.sequence)).toEqual(filtered.map((e) => e.sequence));
+    expect(whole.map((e) => e.eventType)).toEqual([
+      "ContextCreated",
+      "SubtaskAdded",
+      "DecisionAdded",
+      "SubtaskAdded",
+      "DecisionAdded",
+      "SubtaskAdded",
+      "DecisionAdded",
+    ]);
+    expect((await store.readStored(story, { fromVersion: 6 })).map((e) => e.version)).toEqual([
+      6, 7,
+    ]);
+    await expect(store.readStored(newStory(), { mustExist: true })).rejects.toBeInstanceOf(
+      StoryNotFoundError,
+    );
   });
 
   // batchExtent trusts this numbering over a batch's length: pin it to the server.
