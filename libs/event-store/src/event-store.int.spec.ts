@@ -14,6 +14,7 @@ import {
   ExpectedVersion,
   isConcurrencyError,
   provisionEventStream,
+  type StoredEvent,
   StoryNotFoundError,
   storySubjects,
   verifyChain,
@@ -177,6 +178,18 @@ describe("append and read", () => {
     expect((await store.readStored(story, { fromVersion: 6 })).map((e) => e.version)).toEqual([
       6, 7,
     ]);
+    // The rest after a known event (a cache catching up) goes subject by subject too.
+    const known = whole[2] as StoredEvent;
+    const rest = await store.readStored(story, { afterSequence: known.sequence, fromVersion: 4 });
+    const restFiltered = await store.readStored(story, {
+      afterSequence: known.sequence,
+      fromVersion: 4,
+      toVersion: 1_000,
+    });
+    expect(rest.map((e) => e.version)).toEqual([4, 5, 6, 7]);
+    expect(rest.map((e) => e.sequence)).toEqual(restFiltered.map((e) => e.sequence));
+    const end = (whole[6] as StoredEvent).sequence;
+    expect(await store.readStored(story, { afterSequence: end, fromVersion: 8 })).toEqual([]);
     await expect(store.readStored(newStory(), { mustExist: true })).rejects.toBeInstanceOf(
       StoryNotFoundError,
     );

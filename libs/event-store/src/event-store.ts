@@ -93,8 +93,8 @@ export interface ReadOptions {
   /**
    * Skip the stream up to this sequence: a reader that already holds the story up to a known event
    * (a cache, a snapshot) reads only what came after it. Give `fromVersion` too (the version of the
-   * first event after it) when `toVersion` is set: the read then asks the server for that range
-   * alone instead of a full batch.
+   * first event after it): with `toVersion` the read then asks the server for that range alone
+   * instead of a full batch, and without bounds it can read subject by subject (see readStored).
    */
   readonly afterSequence?: number;
   /**
@@ -536,23 +536,27 @@ class JetStreamEventStore implements EventStore {
     const from = options.fromVersion ?? 1;
     const to = options.toVersion ?? Number.POSITIVE_INFINITY;
     const until = options.untilTime?.getTime() ?? Number.POSITIVE_INFINITY;
-    const wholeStory =
-      (options.afterSequence ?? 0) === 0 &&
+    // To the story's end, from its start or from a known event (whose successor's version is given).
+    const after = options.afterSequence ?? 0;
+    const bySubject =
       options.toVersion === undefined &&
-      options.untilTime === undefined;
-    const all = wholeStory ? await this.#readBySubject(storyId) : undefined;
-    if (all !== undefined) {
-      const last = all[all.length - 1];
+      options.untilTime === undefined &&
+      (after === 0 || options.fromVersion !== undefined);
+    const read = bySubject
+      ? await this.#readBySubject(storyId, after, after === 0 ? 1 : from)
+      : undefined;
+    if (read !== undefined) {
+      const last = read[read.length - 1];
       if (last) {
         this.#remember(storyId, {
           version: last.version,
           sequence: last.sequence,
           hash: last.envelope.hash,
         });
-      } else if (options.mustExist) {
+      } else if (options.mustExist && options.afterSequence === undefined) {
         throw new StoryNotFoundError(storyId);
       }
-      return from > 1 ? all.filter((e) => e.version >= from) : all;
+      return after === 0 && from > 1 ? read.filter((e) => e.version >= from) : read;
     }
 
     // Each event asked for costs the server a lookup and a message, so a bounded read asks for its
@@ -595,9 +599,10 @@ class JetStreamEventStore implements EventStore {
   }
 
   /**
-   * A whole story, read one subject (event type) at a time, or undefined when that did not give a
-   * gapless story (an event of a new type landed while reading): the caller then reads it through
-   * the story's filter.
+   * A story to its end, from its start or after a known event (`firstVersion` is the version of the
+   * event after it), read one subject (event type) at a time; undefined when that did not give
+   * gapless versions from `firstVersion` (an event of a new type landed while reading): the caller
+   * then reads through the story's filter.
    *
    * Why: the story's filter (`{prefix}.*.{story}.>`) is a wildcard, and for a wildcard nats-server
    * walks the stream's messages from the start sequence on, matching every subject (when a block
@@ -608,9 +613,14 @@ class JetStreamEventStore implements EventStore {
    * The story's subjects come from the server's subject index: the last message of each (a
    * `multi_last` direct get, which any replica answers, like the reads).
    */
-  async #readBySubject(storyId: StoryId): Promise<StoredEvent[] | undefined> {
+  async #readBySubject(
+    storyId: StoryId,
+    afterSequence: number,
+    firstVersion: number,
+  ): Promise<StoredEvent[] | undefined> {
     const jsm = await this.#manager();
-    // The last event of each of the story's subjects, found through the server's subject index.
+    // The last event of each of the story's subjects, found through the server's subject index;
+    // only subjects with events after `afterSequence` are read.
     const lasts = await this.#guard(() =>
       collectDirectBatch(
         jsm,
@@ -619,23 +629,25 @@ class JetStreamEventStore implements EventStore {
         this.#timeout,
       ),
     );
-    if (lasts.length === 0) return [];
-    // No subject holds more events than the story: its last version.
-    let events = 0;
-    for (const msg of lasts)
-      events = Math.max(events, decodeStoredEvent(msg.data, msg.seq).version);
-    const size = Math.max(1, Math.min(READ_BATCH, events));
+    const fresh = lasts.filter((msg) => msg.seq > afterSequence);
+    if (fresh.length === 0) return [];
+    // No subject holds more of the events to read than there are: up to the story's last version.
+    let head = 0;
+    for (const msg of fresh) {
+      head = Math.max(head, decodeStoredEvent(msg.data, msg.seq).version);
+    }
+    const size = Math.max(1, Math.min(READ_BATCH, head - firstVersion + 1));
     const parts = await Promise.all(
-      lasts.map(async ({ subject }) => {
+      fresh.map(async ({ subject }) => {
         const part: StoredEvent[] = [];
-        await this.#scan(storyId, subject, 1, size, (e) => {
+        await this.#scan(storyId, subject, afterSequence + 1, size, (e) => {
           part.push(e);
           return true;
         });
         return part;
       }),
     );
-    return mergeSubjects(parts);
+    return mergeSubjects(parts, firstVersion);
   }
 
   /**

@@ -30,4 +30,14 @@ describe("mergeSubjects", () => {
   it("refuses a story that does not start at version 1", () => {
     expect(mergeSubjects([[at(10, 2), at(17, 3)]])).toBeUndefined();
   });
+
+  it("merges the rest of a story from a given version", () => {
+    expect(mergeSubjects([[at(17, 3)], [at(10, 2), at(40, 4)]], 2)).toEqual([
+      at(10, 2),
+      at(17, 3),
+      at(40, 4),
+    ]);
+    // The event of version 2 is missing.
+    expect(mergeSubjects([[at(17, 3), at(40, 4)]], 2)).toBeUndefined();
+  });
 });

@@ -82,7 +82,7 @@ describe("a handler whose cached story is behind the stream", () => {
     const result = await run(first, story, addSubtask("a2"));
 
     // Then it read the story once, from where its cache ended, and appended as version 5
-    expect(a.reads).toEqual([{ afterSequence: Number(cachedAt) }]);
+    expect(a.reads).toEqual([{ afterSequence: Number(cachedAt), fromVersion: 3 }]);
     expect(result.version).toBe(5);
     const events = await a.store.read(story);
     expect(events.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);

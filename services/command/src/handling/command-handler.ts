@@ -68,7 +68,10 @@ export function createCommandHandler(
       sequence: 0,
       commands: new Map(),
     };
-    const events = await store.read(storyId, { afterSequence: base.sequence });
+    const events = await store.read(storyId, {
+      afterSequence: base.sequence,
+      fromVersion: base.state.version + 1,
+    });
     const story = apply(base, events);
     cache.set(storyId, story);
     return story;
