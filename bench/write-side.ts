@@ -90,6 +90,17 @@ interface Level {
   };
 }
 
+/** Whole-story reads of random stories on the grown stream: subject by subject, or through the filter. */
+interface StoryReadCost {
+  readonly streamMessages: number;
+  readonly paths: readonly {
+    readonly path: string;
+    readonly phase: Phase;
+    /** NATS CPU time per read. */
+    readonly natsCpuMs: number;
+  }[];
+}
+
 interface ReadStrategies {
   readonly events: number;
   readonly reads: number;
@@ -268,6 +279,9 @@ async function main(): Promise<void> {
     const reads: ReadStrategies[] = [];
     for (const events of settings.readSizes) reads.push(await compareReads(store, js, events));
 
+    log("reads: whole random stories, subject by subject versus through the story's filter…");
+    const storyReads = await compareWholeStoryReads(store, nc, ids, cpuPids);
+
     const results = {
       bench: "write-side",
       startedAt: started.toISOString(),
@@ -277,6 +291,7 @@ async function main(): Promise<void> {
       setup: { commandService: setupService, rawJetStream: setupRaw },
       levels,
       reads,
+      storyReads,
     };
     mkdirSync(resultsDir, { recursive: true });
     writeFileSync(join(resultsDir, "write-side.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -503,6 +518,48 @@ async function writeReadStories(store: EventStore): Promise<void> {
 }
 
 /** Reads one story again and again with both strategies, alternating, and summarizes each. */
+/**
+ * What a whole-story read costs NATS once the stream has grown (all phases written): `store.read`
+ * (the story's subjects, each read by its literal subject) against the same read through the story's
+ * wildcard filter (`store.readStored` with an upper bound takes that path). Sequential reads of
+ * random stories, two rounds of each path, alternating.
+ */
+async function compareWholeStoryReads(
+  store: EventStore,
+  nc: NatsConnection,
+  ids: readonly string[],
+  pids: () => Record<string, number | undefined>,
+): Promise<StoryReadCost> {
+  const jsm = await jetstreamManager(nc);
+  const streamMessages = (await jsm.streams.info(serviceNames.stream)).state.messages;
+  const pick = () => storyId(ids[Math.floor(Math.random() * ids.length)] as string);
+  const paths = [
+    { path: "subject by subject (store.read)", read: () => store.readStored(pick()) },
+    {
+      path: "story filter (wildcard)",
+      read: () => store.readStored(pick(), { toVersion: Number.MAX_SAFE_INTEGER }),
+    },
+  ];
+  const rounds = new Map<string, Phase[]>();
+  for (let round = 0; round < 2; round++) {
+    for (const { path, read } of paths) {
+      const phase = await withCpu(pids(), ["service"], () =>
+        closedLoop({ concurrency: 1, count: 200, call: read }),
+      );
+      rounds.set(path, [...(rounds.get(path) ?? []), phase]);
+    }
+  }
+  return {
+    streamMessages,
+    paths: [...rounds].map(([path, phases]) => {
+      const last = phases[phases.length - 1] as Phase;
+      const natsMs = phases.map((p) => ((p.cpuPercent.nats ?? 0) / 100) * p.seconds * 1000);
+      const reads = phases.reduce((sum, p) => sum + p.calls, 0);
+      return { path, phase: last, natsCpuMs: natsMs.reduce((a, b) => a + b, 0) / reads };
+    }),
+  };
+}
+
 async function compareReads(
   store: EventStore,
   js: JetStreamClient,
@@ -573,6 +630,7 @@ function report(r: {
   setup: { commandService: Phase; rawJetStream: Phase };
   levels: readonly Level[];
   reads: readonly ReadStrategies[];
+  storyReads: StoryReadCost;
 }): string {
   const cpu = (p: Phase) => {
     const c = (k: string) => fmt(p.cpuPercent[k] ?? Number.NaN, 0);
@@ -662,6 +720,18 @@ function report(r: {
         fmt(x.directGetMs.p99, 2),
         fmt(x.orderedConsumerMs.p50, 2),
         fmt(x.orderedConsumerMs.p99, 2),
+      ]),
+    ),
+    "",
+    `Whole-story reads of random stories, one at a time, on the grown stream (${r.storyReads.streamMessages} messages; last of two rounds each):`,
+    table(
+      ["path", "reads", "p50 ms", "p99 ms", "NATS CPU ms per read (both rounds)"],
+      r.storyReads.paths.map((x) => [
+        x.path,
+        String(x.phase.calls),
+        fmt(x.phase.latencyMs.p50, 2),
+        fmt(x.phase.latencyMs.p99, 2),
+        fmt(x.natsCpuMs, 2),
       ]),
     ),
   ];
