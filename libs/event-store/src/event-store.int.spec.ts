@@ -14,6 +14,7 @@ import {
   ExpectedVersion,
   isConcurrencyError,
   provisionEventStream,
+  type ReadOptions,
   type StoredEvent,
   StoryNotFoundError,
   storySubjects,
@@ -161,8 +162,7 @@ describe("append and read", () => {
     }
 
     const whole = await store.readStored(story);
-    // A bound makes the read go through the story's wildcard filter instead.
-    const filtered = await store.readStored(story, { toVersion: 1_000 });
+    const filtered = await store.readStored(story, { bySubject: false });
 
     expect(whole.map((e) => e.version)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(whole.map((e) => e.sequence)).toEqual(filtered.map((e) => e.sequence));
@@ -184,12 +184,30 @@ describe("append and read", () => {
     const restFiltered = await store.readStored(story, {
       afterSequence: known.sequence,
       fromVersion: 4,
-      toVersion: 1_000,
+      bySubject: false,
     });
     expect(rest.map((e) => e.version)).toEqual([4, 5, 6, 7]);
     expect(rest.map((e) => e.sequence)).toEqual(restFiltered.map((e) => e.sequence));
     const end = (whole[6] as StoredEvent).sequence;
     expect(await store.readStored(story, { afterSequence: end, fromVersion: 8 })).toEqual([]);
+    // Bounded reads too: by version, by time, after a known event; as through the filter.
+    const until = (whole[2] as StoredEvent).occurredAt;
+    for (const bounds of [
+      { toVersion: 4 },
+      { untilTime: until },
+      { fromVersion: 2, toVersion: 5 },
+      { afterSequence: known.sequence, fromVersion: 4, toVersion: 5 },
+    ]) {
+      const bySubject = await store.readStored(story, bounds);
+      const viaFilter = await store.readStored(story, { ...bounds, bySubject: false });
+      expect(bySubject.map((e) => e.sequence)).toEqual(viaFilter.map((e) => e.sequence));
+    }
+    const sequences = async (bounds: ReadOptions) =>
+      (await store.readStored(story, bounds)).map((e) => e.version);
+    expect(await sequences({ toVersion: 4 })).toEqual([1, 2, 3, 4]);
+    expect(
+      await sequences({ afterSequence: known.sequence, fromVersion: 4, toVersion: 5 }),
+    ).toEqual([4, 5]);
     await expect(store.readStored(newStory(), { mustExist: true })).rejects.toBeInstanceOf(
       StoryNotFoundError,
     );

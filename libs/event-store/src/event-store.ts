@@ -103,6 +103,11 @@ export interface ReadOptions {
    * the read still returns every event within the bounds.
    */
   readonly sizeHint?: number;
+  /**
+   * False reads through the story's wildcard filter even where it could go subject by subject (see
+   * readStored): what every read did before, kept for comparisons (the write bench).
+   */
+  readonly bySubject?: boolean;
 }
 
 export interface ReadAllOptions {
@@ -536,29 +541,7 @@ class JetStreamEventStore implements EventStore {
     const from = options.fromVersion ?? 1;
     const to = options.toVersion ?? Number.POSITIVE_INFINITY;
     const until = options.untilTime?.getTime() ?? Number.POSITIVE_INFINITY;
-    // To the story's end, from its start or from a known event (whose successor's version is given).
     const after = options.afterSequence ?? 0;
-    const bySubject =
-      options.toVersion === undefined &&
-      options.untilTime === undefined &&
-      (after === 0 || options.fromVersion !== undefined);
-    const read = bySubject
-      ? await this.#readBySubject(storyId, after, after === 0 ? 1 : from)
-      : undefined;
-    if (read !== undefined) {
-      const last = read[read.length - 1];
-      if (last) {
-        this.#remember(storyId, {
-          version: last.version,
-          sequence: last.sequence,
-          hash: last.envelope.hash,
-        });
-      } else if (options.mustExist && options.afterSequence === undefined) {
-        throw new StoryNotFoundError(storyId);
-      }
-      return after === 0 && from > 1 ? read.filter((e) => e.version >= from) : read;
-    }
-
     // Each event asked for costs the server a lookup and a message, so a bounded read asks for its
     // range alone: versions are gapless, so reading from the story's start up to `to` takes `to`
     // events, and from a known position (afterSequence at fromVersion) `to - from + 1`.
@@ -570,16 +553,37 @@ class JetStreamEventStore implements EventStore {
     if (options.sizeHint !== undefined && options.sizeHint >= 1) {
       size = Math.min(size, Math.ceil(options.sizeHint));
     }
+    const beyond = (e: StoredEvent) => e.version > to || e.occurredAt.getTime() > until;
+
+    // From the story's start, or from a known event whose version is given: subject by subject.
+    if (options.bySubject !== false && (after === 0 || options.fromVersion !== undefined)) {
+      const first = after === 0 ? 1 : from;
+      const read = await this.#readBySubject(storyId, after, first, to, size, beyond);
+      if (read !== undefined) {
+        const { head, events } = read;
+        if (head) {
+          this.#remember(storyId, {
+            version: head.version,
+            sequence: head.sequence,
+            hash: head.envelope.hash,
+          });
+        } else if (options.mustExist && options.afterSequence === undefined) {
+          throw new StoryNotFoundError(storyId);
+        }
+        return after === 0 && from > 1 ? events.filter((e) => e.version >= from) : events;
+      }
+    }
+
     const events: StoredEvent[] = [];
     let last: StoredEvent | undefined;
     const reachedEnd = await this.#scan(
       storyId,
       storySubjects(this.names, storyId),
-      (options.afterSequence ?? 0) + 1,
+      after + 1,
       size,
       (event) => {
         last = event;
-        if (event.version > to || event.occurredAt.getTime() > until) return false;
+        if (beyond(event)) return false;
         if (event.version >= from) events.push(event);
         // The range is complete: asking whether the story goes on would cost another request.
         return event.version < to;
@@ -599,10 +603,11 @@ class JetStreamEventStore implements EventStore {
   }
 
   /**
-   * A story to its end, from its start or after a known event (`firstVersion` is the version of the
-   * event after it), read one subject (event type) at a time; undefined when that did not give
-   * gapless versions from `firstVersion` (an event of a new type landed while reading): the caller
-   * then reads through the story's filter.
+   * A story's events up to a bound (`beyond`), from its start or after a known event
+   * (`firstVersion` is the version of the event after it), read one subject (event type) at a
+   * time, with the story's last event (its head) when it has any; undefined when that did not give
+   * gapless versions from `firstVersion` (an event of a new type landed while reading, or times out
+   * of order across subjects): the caller then reads through the story's filter.
    *
    * Why: the story's filter (`{prefix}.*.{story}.>`) is a wildcard, and for a wildcard nats-server
    * walks the stream's messages from the start sequence on, matching every subject (when a block
@@ -617,7 +622,10 @@ class JetStreamEventStore implements EventStore {
     storyId: StoryId,
     afterSequence: number,
     firstVersion: number,
-  ): Promise<StoredEvent[] | undefined> {
+    toVersion: number,
+    size: number,
+    beyond: (event: StoredEvent) => boolean,
+  ): Promise<{ head: StoredEvent | undefined; events: StoredEvent[] } | undefined> {
     const jsm = await this.#manager();
     // The last event of each of the story's subjects, found through the server's subject index;
     // only subjects with events after `afterSequence` are read.
@@ -629,25 +637,29 @@ class JetStreamEventStore implements EventStore {
         this.#timeout,
       ),
     );
-    const fresh = lasts.filter((msg) => msg.seq > afterSequence);
-    if (fresh.length === 0) return [];
-    // No subject holds more of the events to read than there are: up to the story's last version.
-    let head = 0;
-    for (const msg of fresh) {
-      head = Math.max(head, decodeStoredEvent(msg.data, msg.seq).version);
+    let head: StoredEvent | undefined;
+    for (const msg of lasts) {
+      const event = decodeStoredEvent(msg.data, msg.seq);
+      if (head === undefined || event.sequence > head.sequence) head = event;
     }
-    const size = Math.max(1, Math.min(READ_BATCH, head - firstVersion + 1));
+    const fresh = lasts.filter((msg) => msg.seq > afterSequence);
+    if (head === undefined || fresh.length === 0) return { head, events: [] };
+    // No subject holds more of the events to read than there are: up to the story's last version.
+    const lastVersion = Math.min(head.version, toVersion);
+    const batch = Math.max(1, Math.min(size, lastVersion - firstVersion + 1));
     const parts = await Promise.all(
       fresh.map(async ({ subject }) => {
         const part: StoredEvent[] = [];
-        await this.#scan(storyId, subject, afterSequence + 1, size, (e) => {
+        await this.#scan(storyId, subject, afterSequence + 1, batch, (e) => {
+          if (beyond(e)) return false;
           part.push(e);
-          return true;
+          return e.version < lastVersion;
         });
         return part;
       }),
     );
-    return mergeSubjects(parts, firstVersion);
+    const events = mergeSubjects(parts, firstVersion);
+    return events === undefined ? undefined : { head, events };
   }
 
   /**

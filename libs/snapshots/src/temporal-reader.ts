@@ -204,7 +204,11 @@ class SnapshotTemporalReader implements TemporalReader {
     if (fromVersion > 1) {
       for await (const anchor of anchors()) {
         options.signal?.throwIfAborted();
-        const events = await store.read(storyId, { ...bound, afterSequence: anchor.sequence - 1 });
+        const events = await store.read(storyId, {
+          ...bound,
+          afterSequence: anchor.sequence - 1,
+          fromVersion: anchor.version,
+        });
         const [first, ...after] = events;
         if (first?.sequence === anchor.sequence && first.version === anchor.version) {
           return this.#upcast(after.filter((e) => e.version >= fromVersion));
