@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { LoadResult } from "./load.ts";
 import type { OpenLoopResult } from "./open-loop.ts";
-import { repoRoot } from "./servers.ts";
+import { repoRoot, serviceNodeFlags } from "./servers.ts";
 import { summarize } from "./stats.ts";
 
 const run = promisify(execFile);
@@ -149,7 +149,9 @@ export interface NoopGrpcServer {
  * its request: the floor of a Node HTTP/2 service on this machine, for the same load.
  */
 export async function startNoopGrpcServer(): Promise<NoopGrpcServer> {
-  const child = spawn(process.execPath, [join(repoRoot, "bench/support/noop-grpc-server.ts")], {
+  // Started like the services, so that the floor differs from them in nothing but the work.
+  const entry = join(repoRoot, "bench/support/noop-grpc-server.ts");
+  const child = spawn(process.execPath, [...serviceNodeFlags(), entry], {
     // stdin stays open while this process lives: the server exits when it closes (bench/support/
     // noop-grpc-server.ts), so a bench that crashes leaves no server behind.
     stdio: ["pipe", "pipe", "inherit"],

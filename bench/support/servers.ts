@@ -15,6 +15,17 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 export const repoRoot = resolve(import.meta.dirname, "../..");
+
+/**
+ * The Node/V8 flags every service is started with, as deploy/local/services.sh starts them (one
+ * source: deploy/service-node-flags; why: docs/OPERATIONS.md).
+ */
+export function serviceNodeFlags(): string[] {
+  return readFileSync(join(repoRoot, "deploy/service-node-flags"), "utf8")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"));
+}
 const benchStacksDir = join(repoRoot, ".stack/bench");
 
 /** A Node service a bench started as a child process (see BenchStack.startService). */
@@ -187,7 +198,7 @@ async function spawnService(
   mkdirSync(join(dir, "log"), { recursive: true });
   mkdirSync(join(dir, "run"), { recursive: true });
   const out = openSync(logFile, "a");
-  const child = spawn(process.execPath, args, {
+  const child = spawn(process.execPath, [...serviceNodeFlags(), ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", out, out],
     detached: true,

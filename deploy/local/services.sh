@@ -7,6 +7,8 @@ LOG_TAG=services
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NODE="$REPO_ROOT/.tools/bin/node"
+# Flags every service runs with (one source: deploy/service-node-flags; why: docs/OPERATIONS.md).
+mapfile -t NODE_FLAGS < <(grep -v '^[[:space:]]*\(#\|$\)' "$REPO_ROOT/deploy/service-node-flags")
 NATS_PORT="${NATS_PORT:-4222}"
 COMMAND_PORT="${COMMAND_PORT:-50051}"
 COMMAND_OPS_PORT="${COMMAND_OPS_PORT:-9551}"
@@ -34,7 +36,7 @@ start_service() {
     return 0
   fi
   start_bg "$name" env NATS_URL="nats://$BIND_HOST:$NATS_PORT" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
-    NEO4J_URL="bolt://$BIND_HOST:$NEO4J_BOLT_PORT" "$@" "$NODE" "$REPO_ROOT/$entry"
+    NEO4J_URL="bolt://$BIND_HOST:$NEO4J_BOLT_PORT" "$@" "$NODE" "${NODE_FLAGS[@]}" "$REPO_ROOT/$entry"
   if ! wait_for "$name" 60 ready "$ops_port"; then
     tail -n 40 "$(log_file "$name")" >&2
     exit 1
