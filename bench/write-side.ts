@@ -517,12 +517,11 @@ async function writeReadStories(store: EventStore): Promise<void> {
   }
 }
 
-/** Reads one story again and again with both strategies, alternating, and summarizes each. */
 /**
  * What a whole-story read costs NATS once the stream has grown (all phases written): `store.read`
- * (the story's subjects, each read by its literal subject) against the same read through the story's
- * wildcard filter (`bySubject: false`). Sequential reads of
- * random stories, two rounds of each path, alternating.
+ * (the story's subjects, each read by its literal subject) against the same read through the
+ * story's wildcard filter (`bySubject: false`). Sequential reads of random stories, two rounds of
+ * each path, alternating.
  */
 async function compareWholeStoryReads(
   store: EventStore,
@@ -534,10 +533,10 @@ async function compareWholeStoryReads(
   const streamMessages = (await jsm.streams.info(serviceNames.stream)).state.messages;
   const pick = () => storyId(ids[Math.floor(Math.random() * ids.length)] as string);
   const paths = [
-    { path: "subject by subject (store.read)", read: () => store.readStored(pick()) },
+    { path: "subject by subject (store.read)", read: () => store.read(pick()) },
     {
       path: "story filter (wildcard)",
-      read: () => store.readStored(pick(), { bySubject: false }),
+      read: () => store.read(pick(), { bySubject: false }),
     },
   ];
   const rounds = new Map<string, Phase[]>();
@@ -560,6 +559,7 @@ async function compareWholeStoryReads(
   };
 }
 
+/** Reads one story again and again with both strategies, alternating, and summarizes each. */
 async function compareReads(
   store: EventStore,
   js: JetStreamClient,

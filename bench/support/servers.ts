@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 export const repoRoot = resolve(import.meta.dirname, "../..");
+const benchStacksDir = join(repoRoot, ".stack/bench");
 
 /**
  * The Node/V8 flags every service is started with, as deploy/local/services.sh starts them (one
@@ -26,7 +27,6 @@ export function serviceNodeFlags(): string[] {
     .map((line) => line.trim())
     .filter((line) => line !== "" && !line.startsWith("#"));
 }
-const benchStacksDir = join(repoRoot, ".stack/bench");
 
 /** A Node service a bench started as a child process (see BenchStack.startService). */
 export interface BenchService {

@@ -341,11 +341,7 @@ class JetStreamEventStore implements EventStore {
       ? await this.#storedEvents(first, lastSequence)
       : messages.flatMap((m, i) => this.#written(m, first + i));
     const last = recorded[recorded.length - 1] as RecordedEvent;
-    this.#remember(storyId, {
-      version: last.version,
-      sequence: streamSequence(lastSequence),
-      hash: last.envelope.hash,
-    });
+    this.#remember(storyId, last);
     return { version: last.version, events: recorded, deduplicated };
   }
 
@@ -496,13 +492,19 @@ class JetStreamEventStore implements EventStore {
     }
   }
 
-  #remember(storyId: StoryId, head: StoryHead): void {
+  /** Remembers `event` as the story's head, what the next append chains onto, and returns that. */
+  #remember(
+    storyId: StoryId,
+    event: Pick<StoredEvent, "version" | "sequence" | "envelope">,
+  ): StoryHead {
+    const head = { version: event.version, sequence: event.sequence, hash: event.envelope.hash };
     this.#heads.delete(storyId);
     this.#heads.set(storyId, head);
     if (this.#heads.size > this.#headCacheSize) {
       const oldest = this.#heads.keys().next().value;
       if (oldest !== undefined) this.#heads.delete(oldest);
     }
+    return head;
   }
 
   async #fetchHead(storyId: StoryId): Promise<StoryHead | undefined> {
@@ -514,10 +516,7 @@ class JetStreamEventStore implements EventStore {
       this.#heads.delete(storyId);
       return undefined;
     }
-    const event = decodeStoredEvent(msg.data, msg.seq);
-    const head = { version: event.version, sequence: event.sequence, hash: event.envelope.hash };
-    this.#remember(storyId, head);
-    return head;
+    return this.#remember(storyId, decodeStoredEvent(msg.data, msg.seq));
   }
 
   head(storyId: StoryId): Promise<StoryHead | undefined> {
@@ -562,11 +561,7 @@ class JetStreamEventStore implements EventStore {
       if (read !== undefined) {
         const { head, events } = read;
         if (head) {
-          this.#remember(storyId, {
-            version: head.version,
-            sequence: head.sequence,
-            hash: head.envelope.hash,
-          });
+          this.#remember(storyId, head);
         } else if (options.mustExist && options.afterSequence === undefined) {
           throw new StoryNotFoundError(storyId);
         }
@@ -589,13 +584,7 @@ class JetStreamEventStore implements EventStore {
         return event.version < to;
       },
     );
-    if (reachedEnd && last) {
-      this.#remember(storyId, {
-        version: last.version,
-        sequence: last.sequence,
-        hash: last.envelope.hash,
-      });
-    }
+    if (reachedEnd && last) this.#remember(storyId, last);
     if (options.mustExist && last === undefined && options.afterSequence === undefined) {
       throw new StoryNotFoundError(storyId);
     }
@@ -612,9 +601,9 @@ class JetStreamEventStore implements EventStore {
    * Why: the story's filter (`{prefix}.*.{story}.>`) is a wildcard, and for a wildcard nats-server
    * walks the stream's messages from the start sequence on, matching every subject (when a block
    * holds about as many subjects as messages, which is how stories interleave). A story read then
-   * costs the server time in proportion to the stream, not the story: 17-19 ms of CPU for a
-   * 12-event story in a 114k-message stream. A literal subject is looked up in the server's
-   * per-subject index instead (3.6-4.0 ms there, bench/.scratch measurement in docs/BENCHMARKS.md).
+   * costs the server time in proportion to the stream, not the story: 32 ms of CPU for a story of
+   * about 12 events in a 156k-message stream. A literal subject is looked up in the server's
+   * per-subject index instead: 9 ms there (the write bench's whole-story reads, docs/BENCHMARKS.md).
    * The story's subjects come from the server's subject index: the last message of each (a
    * `multi_last` direct get, which any replica answers, like the reads).
    */
@@ -637,11 +626,10 @@ class JetStreamEventStore implements EventStore {
         this.#timeout,
       ),
     );
-    let head: StoredEvent | undefined;
-    for (const msg of lasts) {
-      const event = decodeStoredEvent(msg.data, msg.seq);
-      if (head === undefined || event.sequence > head.sequence) head = event;
-    }
+    // The story's head: the newest of those.
+    let newest: StoredMsg | undefined;
+    for (const msg of lasts) if (newest === undefined || msg.seq > newest.seq) newest = msg;
+    const head = newest && decodeStoredEvent(newest.data, newest.seq);
     const fresh = lasts.filter((msg) => msg.seq > afterSequence);
     if (head === undefined || fresh.length === 0) return { head, events: [] };
     // No subject holds more of the events to read than there are: up to the story's last version.

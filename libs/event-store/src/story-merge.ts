@@ -13,7 +13,7 @@ export function mergeSubjects<E extends Placed>(
   parts: readonly (readonly E[])[],
   first = 1,
 ): E[] | undefined {
-  const all = parts.length === 1 ? [...(parts[0] as readonly E[])] : parts.flat();
+  const all = parts.flat();
   if (parts.length > 1) all.sort((a, b) => a.sequence - b.sequence);
   for (let i = 0; i < all.length; i++) {
     if ((all[i] as E).version !== first + i) return undefined;

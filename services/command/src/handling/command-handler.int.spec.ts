@@ -94,11 +94,7 @@ describe("a handler whose cached story is behind the stream", () => {
   it("reads the whole story again when the stream does not go on from its cache", async () => {
     // A stream of its own, deleted and created again under the same name (a restore, a test reset).
     const name = uniqueName("RESET");
-    const own: EventStreamSettings = {
-      ...settings,
-      stream: name,
-      subjectPrefix: name.toLowerCase(),
-    };
+    const own = testStreamSettings(name);
     const jsm = await jetstreamManager(nc);
     await provisionEventStream(jsm, own);
     const story = storyId(uniqueName("story"));
