@@ -1,0 +1,112 @@
+import { createHash } from "node:crypto";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/domain";
+import { eventData } from "@ctx/domain/testing";
+import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import { describe, expect, it } from "vitest";
+import { writeSignedEnvelope } from "./envelope-writer.ts";
+
+/** What the writer must give: toBinary's bytes with the hash set, and the chain's hash. */
+function expected(envelope: ContextEvent) {
+  const hash = createHash("sha256")
+    .update(envelope.prevHash)
+    .update(toBinary(ContextEventSchema, envelope))
+    .digest();
+  return { hash, bytes: toBinary(ContextEventSchema, { ...envelope, hash }) };
+}
+
+/** A small deterministic generator, so a failure names a reproducible case. */
+function random(seed: number) {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] as T;
+  const text = () =>
+    pick([
+      "",
+      "a",
+      "story-0001",
+      "x".repeat(127),
+      "y".repeat(128),
+      "ü",
+      "日本語の決定",
+      "e\u0301🙂",
+    ]) + pick(["", "-", "z".repeat(Math.floor(next() * 300))]);
+  return { next, pick, text };
+}
+
+function payload(r: ReturnType<typeof random>): ContextEventData {
+  return r.pick([
+    () => eventData.contextCreated({ title: r.text(), description: r.text() }),
+    () => eventData.subtaskAdded({ subtaskId: r.text(), title: r.text(), dependsOn: [r.text()] }),
+    () =>
+      eventData.decisionAdded({
+        decisionId: r.text(),
+        title: r.text(),
+        alternatives: [r.text(), ""],
+      }),
+    () => eventData.contextArchived({}),
+  ])();
+}
+
+function envelope(r: ReturnType<typeof random>): ContextEvent {
+  const data = payload(r);
+  const eventType = eventTypeOf(data);
+  return create(ContextEventSchema, {
+    eventId: r.text(),
+    storyId: r.text(),
+    version: r.pick([0, 1, 127, 128, 300, 2 ** 31, 2 ** 32 - 1]),
+    ...(r.next() < 0.9
+      ? {
+          occurredAt: create(TimestampSchema, {
+            seconds: r.pick([0n, 1n, 1_700_000_000n, 253_402_300_799n]),
+            nanos: r.pick([0, 1, 999_999_999, 123_000_000]),
+          }),
+        }
+      : {}),
+    eventType,
+    schemaVersion: r.pick([0, currentSchemaVersion[eventType], 200]),
+    correlationId: r.text(),
+    causationId: r.text(),
+    commandId: r.text(),
+    commandEventIndex: r.pick([0, 1, 5000]),
+    prevHash: r.pick([new Uint8Array(0), new Uint8Array(32).fill(9), new Uint8Array(200).fill(1)]),
+    payload: data,
+  });
+}
+
+describe("writeSignedEnvelope", () => {
+  it("gives toBinary's bytes and the chain's hash for every envelope the store writes", () => {
+    const r = random(42);
+    for (let i = 0; i < 2_000; i++) {
+      const e = envelope(r);
+      const written = writeSignedEnvelope(e);
+      const want = expected(e);
+      expect(written, `case ${i}`).toBeDefined();
+      expect(Buffer.from(written?.bytes ?? [])).toEqual(Buffer.from(want.bytes));
+      expect(Buffer.from(written?.hash ?? [])).toEqual(want.hash);
+    }
+  });
+
+  it("gives the same bytes for the same envelope, one call after another", () => {
+    const e = envelope(random(7));
+    const first = writeSignedEnvelope(e);
+    writeSignedEnvelope(envelope(random(8)));
+    expect(writeSignedEnvelope(e)?.bytes).toEqual(first?.bytes);
+    expect(fromBinary(ContextEventSchema, first?.bytes ?? new Uint8Array()).hash).toEqual(
+      new Uint8Array(first?.hash ?? []),
+    );
+  });
+
+  it("leaves to toBinary what it does not write: negative times, unknown fields, no payload", () => {
+    const base = envelope(random(1));
+    const before = create(TimestampSchema, { seconds: -1n, nanos: 5 });
+    expect(writeSignedEnvelope({ ...base, occurredAt: before })).toBeUndefined();
+    const unknown = { ...base, $unknown: [{ no: 99, wireType: 0, data: new Uint8Array([1]) }] };
+    expect(writeSignedEnvelope(unknown)).toBeUndefined();
+    expect(writeSignedEnvelope({ ...base, payload: { case: undefined } })).toBeUndefined();
+  });
+});
