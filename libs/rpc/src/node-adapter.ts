@@ -17,7 +17,12 @@ import {
 } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "@ctx/config";
-import { createUnaryGrpc, toNodeHeaders, type UnaryImplSpec } from "./unary-grpc.ts";
+import {
+  createUnaryGrpc,
+  toNodeHeaders,
+  type UnaryCall,
+  type UnaryImplSpec,
+} from "./unary-grpc.ts";
 
 export interface NodeAdapterOptions {
   readonly routes: (router: ConnectRouter) => void;
@@ -68,7 +73,7 @@ export function createNodeAdapter(options: NodeAdapterOptions): StreamHandler {
     const spec = unary.get(pathname);
     const served =
       spec !== undefined && unaryGrpc.accepts(headers)
-        ? unaryGrpc.serve(spec, stream, header, url, call.signal, () => call.finish())
+        ? unaryGrpc.serve(spec, stream, header, url, call)
         : handler(call.request(header, url, headers[":method"] ?? "")).then((res) =>
             call.respond(res),
           );
@@ -122,7 +127,7 @@ function webHeaders(headers: http2.IncomingHttpHeaders): Headers {
 }
 
 /** One call on one HTTP/2 stream. */
-class Call {
+class Call implements UnaryCall {
   readonly #stream: http2.ServerHttp2Stream;
   readonly #abort = new AbortController();
   #done = false;
@@ -136,6 +141,11 @@ class Call {
 
   get signal(): AbortSignal {
     return this.#abort.signal;
+  }
+
+  /** Cancels the call (its deadline passed) unless it is cancelled or answered already. */
+  abort(reason: ConnectError): void {
+    if (!this.#done && !this.#abort.signal.aborted) this.#abort.abort(reason);
   }
 
   /** The response is complete: a close from now on is no cancellation. */

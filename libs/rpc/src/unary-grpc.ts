@@ -3,7 +3,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createHandlerContext,
+  createContextValues,
   type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
@@ -41,9 +41,9 @@ export interface UnaryGrpcOptions {
  * which costs more CPU than the handler behind it, and aborts each finished call's signal with a
  * fresh DOMException, twice.
  *
- * The call still goes through Connect's own pieces: its handler context (deadline from
- * grpc-timeout), its interceptors (`invokeUnaryImplementation`), its error trailers
- * (`setTrailerStatus`) and response compression. `accepts` says which requests it serves; the rest
+ * The call still goes through Connect's own pieces: its interceptors (`invokeUnaryImplementation`),
+ * its error trailers (`setTrailerStatus`) and response compression, with a handler context made
+ * like Connect's (see handlerContext). `accepts` says which requests it serves; the rest
  * (gRPC with JSON or a compressed request, gRPC-Web, Connect) go to Connect's handler.
  */
 export function createUnaryGrpc(options: UnaryGrpcOptions) {
@@ -51,8 +51,6 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
     interceptors: [...options.interceptors],
     acceptCompression: [...options.acceptCompression],
   });
-  // A finished call's signal is aborted with this one reason: nothing listens any more.
-  const completed = new ConnectError("the call has completed", Code.Canceled);
 
   return {
     /** Whether this request is one the fast path serves (the method is unary). */
@@ -69,23 +67,14 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
       stream: http2.ServerHttp2Stream,
       header: Headers,
       url: string,
-      signal: AbortSignal,
-      /** Called once the response is decided, before it is written. */
-      finish: () => void,
+      call: UnaryCall,
     ): Promise<void> {
       const timeout = parseTimeout(header.get("grpc-timeout"), opt.maxTimeoutMs);
-      const context = createHandlerContext({
-        ...spec,
-        service: spec.method.parent,
-        requestMethod: "POST",
-        protocolName: "grpc",
-        ...(timeout.timeoutMs !== undefined ? { timeoutMs: timeout.timeoutMs } : {}),
-        requestSignal: signal,
-        requestHeader: header,
-        url,
-        responseHeader: { "content-type": contentTypeProto },
-        responseTrailer: { "grpc-status": grpcStatusOk },
-      });
+      const context = handlerContext(spec, header, url, call.signal, timeout.timeoutMs);
+      let deadline: ReturnType<typeof setTimeout> | undefined;
+      if (timeout.timeoutMs !== undefined && timeout.timeoutMs >= minTimeoutMs) {
+        deadline = setTimeout(() => call.abort(deadlineExceeded()), timeout.timeoutMs);
+      }
       const compression = negotiateResponseCompression(
         opt.acceptCompression,
         header.get("grpc-accept-encoding"),
@@ -116,12 +105,60 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
       } catch (e) {
         setTrailerStatus(context.responseTrailer, errorOf(e));
       } finally {
-        context.abort(completed);
+        clearTimeout(deadline);
       }
-      finish();
+      call.finish();
       respond(stream, context, frame);
     },
   };
+}
+
+/** The call a unary request arrived on, as the fast path needs it. */
+export interface UnaryCall {
+  /** Aborted when the client cancels or goes away, or by `abort` (the deadline). */
+  readonly signal: AbortSignal;
+  abort(reason: ConnectError): void;
+  /** The response is decided: a stream closed from now on is no cancellation. */
+  finish(): void;
+}
+
+/**
+ * The handler context of a unary call, as Connect's `createHandlerContext` makes it, without what a
+ * unary call does not need: Connect links a deadline signal, the request signal and its own into a
+ * third (three AbortControllers, listeners added and removed), copies the request headers again,
+ * and aborts the signal once more when the call ends. Here the call's one signal is the context's:
+ * the client's cancellation and the deadline abort it, as Connect documents; a finished call leaves
+ * it as it is.
+ */
+function handlerContext(
+  spec: UnaryImplSpec,
+  requestHeader: Headers,
+  url: string,
+  signal: AbortSignal,
+  timeoutMs: number | undefined,
+): HandlerContext {
+  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  const responseHeader = new Headers();
+  responseHeader.set("content-type", contentTypeProto);
+  const responseTrailer = new Headers();
+  responseTrailer.set("grpc-status", grpcStatusOk);
+  return {
+    method: spec.method,
+    service: spec.method.parent,
+    signal,
+    timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()),
+    requestMethod: "POST",
+    requestHeader,
+    responseHeader,
+    responseTrailer,
+    protocolName: "grpc",
+    values: createContextValues(),
+    url,
+  };
+}
+
+function deadlineExceeded(): ConnectError {
+  return new ConnectError("the operation timed out", Code.DeadlineExceeded);
 }
 
 /** Connect's response compression choice: the first of the caller's accepted encodings we have. */
