@@ -17,6 +17,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "@ctx/config";
+import { http2RequestHeaders } from "./request-headers.ts";
 import {
   createUnaryGrpc,
   toNodeHeaders,
@@ -68,15 +69,16 @@ export function createNodeAdapter(options: NodeAdapterOptions): StreamHandler {
       return;
     }
     const call = new Call(stream);
-    const header = webHeaders(headers);
-    const url = `http://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`;
     const spec = unary.get(pathname);
-    const served =
-      spec !== undefined && unaryGrpc.accepts(headers)
-        ? unaryGrpc.serve(spec, stream, header, url, call)
-        : handler(call.request(header, url, headers[":method"] ?? "")).then((res) =>
-            call.respond(res),
-          );
+    const fast = spec !== undefined && unaryGrpc.accepts(headers);
+    // The fast path reads a few headers; Connect's handler copies them all.
+    const header = fast ? http2RequestHeaders(headers) : webHeaders(headers);
+    const url = `http://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`;
+    const served = fast
+      ? unaryGrpc.serve(spec, stream, header, url, call)
+      : handler(call.request(header, url, headers[":method"] ?? "")).then((res) =>
+          call.respond(res),
+        );
     served.catch((reason: unknown) => {
       if (ConnectError.from(reason).code === Code.Aborted) return;
       options.logger.error({ err: reason, method: handler.method.name }, "handler failed");
