@@ -1,6 +1,7 @@
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
+import { createValidator } from "@bufbuild/protovalidate";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import type { Logger } from "@ctx/config";
@@ -11,6 +12,7 @@ import { type HealthRegistry, registerHealthService } from "./health.ts";
 import { metricsInterceptor } from "./metrics.ts";
 import { createNodeAdapter } from "./node-adapter.ts";
 import { registerReflectionService } from "./reflection.ts";
+import { createRegexMatcher } from "./regex-match.ts";
 
 export interface RpcServerOptions {
   readonly host: string;
@@ -36,7 +38,7 @@ export interface RpcServer {
 /**
  * A Connect server on Node's http2 (cleartext, like most in-cluster gRPC) answering gRPC, gRPC-Web and
  * Connect. Every call goes through, outermost first: metrics, correlation ids, the error edge, and
- * protovalidate request validation (INVALID_ARGUMENT with the violations). grpc.health.v1 is built in,
+ * protovalidate request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher). grpc.health.v1 is built in,
  * and gRPC server reflection when `reflection` names the services to describe.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
@@ -51,7 +53,9 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       metricsInterceptor(options.registry),
       correlationInterceptor(),
       errorInterceptor(options.classify, options.logger),
-      createValidateInterceptor(),
+      createValidateInterceptor({
+        validator: createValidator({ regexMatch: createRegexMatcher() }),
+      }),
       ...(options.interceptors ?? []),
     ],
   });
