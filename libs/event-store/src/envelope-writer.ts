@@ -1,16 +1,25 @@
 import { hash } from "node:crypto";
-import { type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
+import {
+  type DescField,
+  type DescMessage,
+  type Message,
+  ScalarType,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { FeatureSet_FieldPresence as FieldPresence } from "@bufbuild/protobuf/wkt";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 
 /**
  * Writes a `ContextEvent` the way protobuf-es's `toBinary` does (fields in number order, proto3
  * defaults left out), with its hash, for the append path: the envelope's own fields by hand, the
- * payload with `toBinary`. `toBinary` walks the envelope's descriptor field by field; this costs a
- * third of it, and the SHA-256 is taken over one contiguous buffer.
+ * payload from a plan made once per payload message (its strings, repeated strings and enums).
+ * `toBinary` walks the descriptors field by field on every call; this costs a third of it, and the
+ * SHA-256 is taken over one contiguous buffer.
  *
  * It serves the envelopes it knows: positive timestamps, no unknown fields, and only while the
  * schema has exactly the fields below (checked once, when the module loads). Anything else returns
- * undefined, and the caller encodes with `toBinary`.
+ * undefined, and the caller encodes with `toBinary`. A payload message with other kinds of fields
+ * is written with `toBinary`.
  */
 export function writeSignedEnvelope(
   envelope: ContextEvent,
@@ -26,7 +35,7 @@ export function writeSignedEnvelope(
   ) {
     return undefined;
   }
-  const payloadBytes = toBinary(member.schema, payload.value as Message);
+  const payloadBytes = writePayload(member, payload.value as Message);
   const prev = envelope.prevHash;
   // The hash is over prev_hash and the envelope without its hash: lay out both, in that order.
   const w = writer(
@@ -107,11 +116,23 @@ const envelopeFields: Readonly<Record<number, string>> = {
   12: "hash",
 };
 
-/** Each payload case: its message and its field's tag (every case is a message: wire type 2). */
-const payloadMembers = new Map<
-  string,
-  { readonly schema: DescMessage; readonly tag: Uint8Array }
->();
+interface PayloadMember {
+  readonly schema: DescMessage;
+  /** The payload field's tag (every case is a message: wire type 2). */
+  readonly tag: Uint8Array;
+  /** How to write the message's fields, when they are all of the kinds `writePayload` writes. */
+  readonly plan: readonly PlannedField[] | undefined;
+}
+
+/** A field of a payload message: a string, a list of strings, or an enum (implicit presence). */
+interface PlannedField {
+  readonly kind: "string" | "strings" | "enum";
+  readonly localName: string;
+  /** Tag byte: field numbers below 16 only. */
+  readonly tag: number;
+}
+
+const payloadMembers = new Map<string, PayloadMember>();
 let schemaKnown = true;
 for (const field of ContextEventSchema.fields) {
   if (field.oneof?.name === "payload" && field.message !== undefined) {
@@ -123,13 +144,95 @@ for (const field of ContextEventSchema.fields) {
       }
       tag.push((v & 0x7f) | 0x80);
     }
-    payloadMembers.set(field.localName, { schema: field.message, tag: Uint8Array.from(tag) });
+    payloadMembers.set(field.localName, {
+      schema: field.message,
+      tag: Uint8Array.from(tag),
+      plan: planOf(field.message),
+    });
   } else if (envelopeFields[field.number] !== field.name) {
     schemaKnown = false;
   }
 }
 if (ContextEventSchema.fields.length !== payloadMembers.size + Object.keys(envelopeFields).length) {
   schemaKnown = false;
+}
+
+/** The payload cases written from a plan (the others go through `toBinary`): for tests and tools. */
+export function plannedPayloadCases(): string[] {
+  return [...payloadMembers].filter(([, m]) => m.plan !== undefined).map(([name]) => name);
+}
+
+/** The plan of a message whose fields `writePayload` can all write, in number order. */
+function planOf(message: DescMessage): readonly PlannedField[] | undefined {
+  const plan: PlannedField[] = [];
+  const fields = [...message.fields].sort((a, b) => a.number - b.number);
+  for (const field of fields) {
+    const kind = plannedKind(field);
+    if (kind === undefined || field.number >= 16) return undefined;
+    const wireType = kind === "enum" ? 0 : 2;
+    plan.push({ kind, localName: field.localName, tag: (field.number << 3) | wireType });
+  }
+  return plan;
+}
+
+function plannedKind(field: DescField): PlannedField["kind"] | undefined {
+  if (field.oneof !== undefined) return undefined;
+  switch (field.fieldKind) {
+    case "scalar":
+      return field.scalar === ScalarType.STRING && field.presence === FieldPresence.IMPLICIT
+        ? "string"
+        : undefined;
+    case "enum":
+      return field.presence === FieldPresence.IMPLICIT ? "enum" : undefined;
+    case "list":
+      return field.listKind === "scalar" && field.scalar === ScalarType.STRING
+        ? "strings"
+        : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** A payload message's bytes, from its plan; `toBinary` when it has none. */
+function writePayload(member: PayloadMember, value: Message): Uint8Array {
+  const plan = member.plan;
+  if (plan === undefined || value.$unknown !== undefined) return toBinary(member.schema, value);
+  const fields = value as unknown as Record<string, unknown>;
+  const w = payloadScratch;
+  w.pos = 0;
+  for (const field of plan) {
+    const v = fields[field.localName];
+    if (field.kind === "string") {
+      ensure(w, 8 + 3 * (v as string).length);
+      string(w, field.tag, v as string);
+    } else if (field.kind === "enum") {
+      const n = v as number;
+      if (n < 0) return toBinary(member.schema, value);
+      ensure(w, 8);
+      uint32(w, field.tag, n);
+    } else {
+      for (const item of v as readonly string[]) {
+        ensure(w, 8 + 3 * item.length);
+        if (item.length === 0) {
+          w.buf[w.pos++] = field.tag;
+          w.buf[w.pos++] = 0;
+        } else {
+          string(w, field.tag, item);
+        }
+      }
+    }
+  }
+  return w.buf.subarray(0, w.pos);
+}
+
+/** Where payloads are written before they are copied into the envelope. */
+const payloadScratch: Writer = { buf: new Uint8Array(4096), pos: 0 };
+
+function ensure(w: Writer, more: number): void {
+  if (w.pos + more <= w.buf.length) return;
+  const grown = new Uint8Array(Math.max(w.buf.length * 2, w.pos + more));
+  grown.set(w.buf.subarray(0, w.pos));
+  w.buf = grown;
 }
 
 interface Writer {

@@ -3,9 +3,9 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
-import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import { type ContextEvent, ContextEventSchema, type SubtaskStatus } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
-import { writeSignedEnvelope } from "./envelope-writer.ts";
+import { plannedPayloadCases, writeSignedEnvelope } from "./envelope-writer.ts";
 
 /** What the writer must give: toBinary's bytes with the hash set, and the chain's hash. */
 function expected(envelope: ContextEvent) {
@@ -48,7 +48,24 @@ function payload(r: ReturnType<typeof random>): ContextEventData {
         title: r.text(),
         alternatives: [r.text(), ""],
       }),
-    () => eventData.contextArchived({}),
+    () => eventData.contextArchived({ reason: r.pick(["", r.text()]) }),
+    () => eventData.decisionSuperseded({ decisionId: r.text(), supersededByDecisionId: r.text() }),
+    () =>
+      eventData.subtaskUpdated({
+        subtaskId: r.text(),
+        status: r.pick([0, 1, 2, 3, 4, 99]) as SubtaskStatus,
+        assignee: r.text(),
+      }),
+    () => eventData.subtaskDependencyAdded({ subtaskId: r.text(), dependsOnSubtaskId: r.text() }),
+    () =>
+      eventData.decisionAdded({
+        decisionId: r.text(),
+        title: r.text(),
+        rationale: r.text(),
+        madeBy: r.text(),
+        alternatives: [],
+        affectsSubtaskIds: [r.text(), r.text(), ""],
+      }),
   ])();
 }
 
@@ -99,6 +116,24 @@ describe("writeSignedEnvelope", () => {
     expect(fromBinary(ContextEventSchema, first?.bytes ?? new Uint8Array()).hash).toEqual(
       new Uint8Array(first?.hash ?? []),
     );
+  });
+
+  it("writes every payload of ContextEvent from a plan", () => {
+    const cases = ContextEventSchema.oneofs[0]?.fields.map((f) => f.localName);
+    expect(plannedPayloadCases().sort()).toEqual(cases?.sort());
+  });
+
+  it("writes a payload with unknown fields or a negative enum value as toBinary does", () => {
+    const r = random(3);
+    const unknown = eventData.subtaskAdded({ subtaskId: "t", title: "T" });
+    unknown.value.$unknown = [{ no: 99, wireType: 0, data: new Uint8Array([1]) }];
+    const negative = eventData.subtaskUpdated({ subtaskId: "t", status: -1 as SubtaskStatus });
+    for (const data of [unknown, negative]) {
+      const e = { ...envelope(r), payload: data };
+      expect(Buffer.from(writeSignedEnvelope(e)?.bytes ?? [])).toEqual(
+        Buffer.from(expected(e).bytes),
+      );
+    }
   });
 
   it("leaves to toBinary what it does not write: negative times, unknown fields, no payload", () => {
