@@ -32,5 +32,26 @@ export function uuidv7(): string {
     seq = (seq + 1) | 0;
     if (seq === 0) lastMsecs++;
   }
-  return v7({ msecs: lastMsecs, seq, random });
+  v7({ msecs: lastMsecs, seq, random }, bytes);
+  return text(bytes);
+}
+
+/** The id's bytes, laid out by `uuid`, and its text: reused, the id is returned as a fresh string. */
+const bytes = new Uint8Array(16);
+const chars = Buffer.alloc(36, "-");
+const hex = Buffer.from("0123456789abcdef", "latin1");
+
+/**
+ * The canonical text of 16 bytes, made as one flat string: `uuid` concatenates twenty pieces, which
+ * gives a rope that is flattened again wherever the id is read (hashing, encoding, headers).
+ */
+function text(b: Uint8Array): string {
+  let at = 0;
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) at++; // the dashes stay
+    const byte = b[i] as number;
+    chars[at++] = hex[byte >> 4] as number;
+    chars[at++] = hex[byte & 0x0f] as number;
+  }
+  return chars.toString("latin1", 0, 36);
 }

@@ -1,4 +1,4 @@
-import { validate, version } from "uuid";
+import { parse, stringify, validate, version } from "uuid";
 import { describe, expect, it } from "vitest";
 import { uuidv7 } from "./uuid-v7.ts";
 
@@ -11,6 +11,13 @@ describe("uuidv7", () => {
     }
     expect(new Set(ids).size).toBe(ids.length);
     expect([...ids].sort()).toEqual(ids);
+  });
+
+  it("writes the bytes uuid lays out, as uuid writes them", () => {
+    for (let i = 0; i < 100; i++) {
+      const id = uuidv7();
+      expect(stringify(parse(id))).toBe(id);
+    }
   });
 
   it("starts with the current time in milliseconds", () => {
