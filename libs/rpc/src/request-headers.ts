@@ -53,6 +53,7 @@ class Http2RequestHeaders extends HeadersBase {
 
   override has(name: string): boolean {
     const raw = this.#raw;
+    // Node's header object has no prototype: only headers are keys.
     if (raw !== undefined && plainName.test(name)) return raw[name.toLowerCase()] !== undefined;
     this.#filled();
     return super.has(name);
