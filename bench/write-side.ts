@@ -28,6 +28,7 @@ import {
   eventSubject,
   provisionEventStream,
   storySubjects,
+  storySubjectsInPartition,
 } from "@ctx/event-store";
 import { uuidv7 } from "@ctx/ids";
 import {
@@ -67,6 +68,13 @@ const settings = {
 };
 const resultsDir = join(repoRoot, "bench/results");
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
+
+/** The expectation's subjects as the store sends them: the story's partition once it has events. */
+function rawExpectedSubjects(storyId: string, lastSequence: number): string {
+  return lastSequence > 0
+    ? storySubjectsInPartition(rawNames, storyId, defaultEventStreamSettings.partitions)
+    : storySubjects(rawNames, storyId);
+}
 const serviceNames = defaultEventStreamNames;
 
 type Commands = Client<typeof ContextCommandService>;
@@ -411,7 +419,7 @@ function rawWriter(js: JetStreamClient, ids: readonly string[]) {
         msgID: envelope.eventId,
         expect: {
           lastSubjectSequence: head.sequence,
-          lastSubjectSequenceSubject: storySubjects(rawNames, id),
+          lastSubjectSequenceSubject: rawExpectedSubjects(id, head.sequence),
         },
       },
     );
@@ -475,7 +483,7 @@ function rawWriter(js: JetStreamClient, ids: readonly string[]) {
           msgID: `${run}-${n}`,
           expect: {
             lastSubjectSequence: head.sequence,
-            lastSubjectSequenceSubject: storySubjects(rawNames, id),
+            lastSubjectSequenceSubject: rawExpectedSubjects(id, head.sequence),
           },
         });
         heads[story] = { ...head, sequence: ack.seq };

@@ -51,6 +51,47 @@ export function storySubjects(names: EventStreamNames, storyId: string): string 
   return `${names.subjectPrefix}.*.${storyId}.>`;
 }
 
+/**
+ * The partition the stream's subject transform puts a story in: FNV-1a (32 bits) of the story id's
+ * bytes, modulo the partition count, as nats-server's `partition(n,1)` computes it.
+ */
+export function storyPartition(storyId: string, partitions: number): number {
+  let hash = 0x811c9dc5;
+  for (const byte of utf8.encode(storyId)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % partitions;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * The same events as `storySubjects`, named by the story's partition: a literal subject up to the
+ * last token, which the server matches against its subject index directly instead of across every
+ * partition. Only as right as `partitions`: see the event store's append for how it is used.
+ */
+export function storySubjectsInPartition(
+  names: EventStreamNames,
+  storyId: string,
+  partitions: number,
+): string {
+  return `${names.subjectPrefix}.${storyPartition(storyId, partitions)}.${storyId}.>`;
+}
+
+/** The partition count of a stream configured by `provisionEventStream`; undefined for any other. */
+export function partitionCountOf(
+  config: Pick<StreamConfig, "subject_transform">,
+  subjectPrefix: string,
+): number | undefined {
+  const dest = config.subject_transform?.dest ?? "";
+  const count = /\{\{partition\((\d+),1\)\}\}/.exec(dest)?.[1];
+  if (count === undefined) return undefined;
+  const expected = partitionTransform({ subjectPrefix, partitions: Number(count) });
+  const same = config.subject_transform?.src === expected.src && dest === expected.dest;
+  return same && Number(count) > 0 ? Number(count) : undefined;
+}
+
 /** Filter matching every stored event of one partition. */
 export function partitionSubjects(names: EventStreamNames, partition: number): string {
   return `${names.subjectPrefix}.${partition}.>`;
@@ -67,7 +108,7 @@ export function parseStoredSubject(
   return { partition: Number(partition), storyId, eventType };
 }
 
-function partitionTransform(settings: EventStreamSettings) {
+function partitionTransform(settings: Pick<EventStreamSettings, "subjectPrefix" | "partitions">) {
   const p = settings.subjectPrefix;
   return {
     src: `${p}.*.*`,

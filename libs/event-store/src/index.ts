@@ -47,9 +47,12 @@ export {
   defaultEventStreamSettings,
   eventSubject,
   parseStoredSubject,
+  partitionCountOf,
   partitionSubjects,
   provisionEventStream,
+  storyPartition,
   storySubjects,
+  storySubjectsInPartition,
 } from "./event-stream.ts";
 export type { ChainVerdict } from "./hash-chain.ts";
 export { equalBytes, eventHash, verifyChain } from "./hash-chain.ts";
