@@ -38,56 +38,34 @@ export function writeSignedEnvelope(
   const payloadBytes = writePayload(member, payload.value as Message);
   const prev = envelope.prevHash;
   // The hash is over prev_hash and the envelope without its hash: lay out both, in that order.
-  const w = writer(
-    prev.length +
-      64 +
-      strings(envelope) +
-      prev.length +
-      member.tag.length +
-      5 +
-      payloadBytes.length,
-  );
-  w.buf.set(prev, 0);
-  w.pos = prev.length;
+  const w = envelopeScratch;
+  w.pos = 0;
+  raw(w, prev);
   const start = w.pos;
   string(w, 0x0a, envelope.eventId);
   string(w, 0x12, envelope.storyId);
-  uint32(w, 0x18, envelope.version);
+  varintField(w, 0x18, envelope.version);
   if (at !== undefined) {
     const seconds = Number(at.seconds);
     const length =
       (seconds !== 0 ? 1 + varintSize(seconds) : 0) +
       (at.nanos !== 0 ? 1 + varintSize(at.nanos) : 0);
+    ensure(w, 2 + length);
     w.buf[w.pos++] = 0x22;
     varint(w, length);
-    if (seconds !== 0) {
-      w.buf[w.pos++] = 0x08;
-      varint(w, seconds);
-    }
-    if (at.nanos !== 0) {
-      w.buf[w.pos++] = 0x10;
-      varint(w, at.nanos);
-    }
+    varintField(w, 0x08, seconds);
+    varintField(w, 0x10, at.nanos);
   }
   string(w, 0x2a, envelope.eventType);
-  uint32(w, 0x30, envelope.schemaVersion);
+  varintField(w, 0x30, envelope.schemaVersion);
   string(w, 0x3a, envelope.correlationId);
   string(w, 0x42, envelope.causationId);
   string(w, 0x4a, envelope.commandId);
-  uint32(w, 0x50, envelope.commandEventIndex);
-  if (prev.length > 0) {
-    w.buf[w.pos++] = 0x5a;
-    varint(w, prev.length);
-    w.buf.set(prev, w.pos);
-    w.pos += prev.length;
-  }
+  varintField(w, 0x50, envelope.commandEventIndex);
+  if (prev.length > 0) bytes(w, 0x5a, prev);
   // Field 12, the hash, goes here once known.
   const fieldsEnd = w.pos;
-  w.buf.set(member.tag, w.pos);
-  w.pos += member.tag.length;
-  varint(w, payloadBytes.length);
-  w.buf.set(payloadBytes, w.pos);
-  w.pos += payloadBytes.length;
+  bytes(w, member.tag, payloadBytes);
   const digest = hash("sha256", w.buf.subarray(0, w.pos), "buffer");
   const out = new Uint8Array(w.pos - start + 2 + digest.length);
   out.set(w.buf.subarray(start, fieldsEnd), 0);
@@ -96,7 +74,6 @@ export function writeSignedEnvelope(
   out[o++] = digest.length;
   out.set(digest, o);
   out.set(w.buf.subarray(fieldsEnd, w.pos), o + digest.length);
-  release(w);
   return { bytes: out, hash: digest };
 }
 
@@ -119,7 +96,7 @@ const envelopeFields: Readonly<Record<number, string>> = {
 interface PayloadMember {
   readonly schema: DescMessage;
   /** The payload field's tag (every case is a message: wire type 2). */
-  readonly tag: Uint8Array;
+  readonly tag: number;
   /** How to write the message's fields, when they are all of the kinds `writePayload` writes. */
   readonly plan: readonly PlannedField[] | undefined;
 }
@@ -128,7 +105,6 @@ interface PayloadMember {
 interface PlannedField {
   readonly kind: "string" | "strings" | "enum";
   readonly localName: string;
-  /** Tag byte: field numbers below 16 only. */
   readonly tag: number;
 }
 
@@ -136,17 +112,9 @@ const payloadMembers = new Map<string, PayloadMember>();
 let schemaKnown = true;
 for (const field of ContextEventSchema.fields) {
   if (field.oneof?.name === "payload" && field.message !== undefined) {
-    const tag: number[] = [];
-    for (let v = (field.number << 3) | 2; ; v >>>= 7) {
-      if (v < 0x80) {
-        tag.push(v);
-        break;
-      }
-      tag.push((v & 0x7f) | 0x80);
-    }
     payloadMembers.set(field.localName, {
       schema: field.message,
-      tag: Uint8Array.from(tag),
+      tag: (field.number << 3) | 2,
       plan: planOf(field.message),
     });
   } else if (envelopeFields[field.number] !== field.name) {
@@ -168,7 +136,7 @@ function planOf(message: DescMessage): readonly PlannedField[] | undefined {
   const fields = [...message.fields].sort((a, b) => a.number - b.number);
   for (const field of fields) {
     const kind = plannedKind(field);
-    if (kind === undefined || field.number >= 16) return undefined;
+    if (kind === undefined) return undefined;
     const wireType = kind === "enum" ? 0 : 2;
     plan.push({ kind, localName: field.localName, tag: (field.number << 3) | wireType });
   }
@@ -203,36 +171,16 @@ function writePayload(member: PayloadMember, value: Message): Uint8Array {
   for (const field of plan) {
     const v = fields[field.localName];
     if (field.kind === "string") {
-      ensure(w, 8 + 3 * (v as string).length);
       string(w, field.tag, v as string);
     } else if (field.kind === "enum") {
-      const n = v as number;
-      if (n < 0) return toBinary(member.schema, value);
-      ensure(w, 8);
-      uint32(w, field.tag, n);
+      if ((v as number) < 0) return toBinary(member.schema, value);
+      varintField(w, field.tag, v as number);
     } else {
-      for (const item of v as readonly string[]) {
-        ensure(w, 8 + 3 * item.length);
-        if (item.length === 0) {
-          w.buf[w.pos++] = field.tag;
-          w.buf[w.pos++] = 0;
-        } else {
-          string(w, field.tag, item);
-        }
-      }
+      // List items are written even when empty.
+      for (const item of v as readonly string[]) string(w, field.tag, item, true);
     }
   }
   return w.buf.subarray(0, w.pos);
-}
-
-/** Where payloads are written before they are copied into the envelope. */
-const payloadScratch: Writer = { buf: new Uint8Array(4096), pos: 0 };
-
-function ensure(w: Writer, more: number): void {
-  if (w.pos + more <= w.buf.length) return;
-  const grown = new Uint8Array(Math.max(w.buf.length * 2, w.pos + more));
-  grown.set(w.buf.subarray(0, w.pos));
-  w.buf = grown;
 }
 
 interface Writer {
@@ -240,32 +188,18 @@ interface Writer {
   pos: number;
 }
 
-/** One scratch buffer, reused: an append encodes its events one after another. */
-let scratch: Writer | undefined = { buf: new Uint8Array(8192), pos: 0 };
+/**
+ * Reused buffers, grown as needed: an append writes its events one after another, each payload
+ * before the envelope that holds it. What leaves the writer is a copy.
+ */
+const envelopeScratch: Writer = { buf: new Uint8Array(8192), pos: 0 };
+const payloadScratch: Writer = { buf: new Uint8Array(4096), pos: 0 };
 
-function writer(capacity: number): Writer {
-  const w = scratch !== undefined && scratch.buf.length >= capacity ? scratch : undefined;
-  scratch = undefined;
-  return w ?? { buf: new Uint8Array(Math.max(capacity, 8192)), pos: 0 };
-}
-
-function release(w: Writer): void {
-  w.pos = 0;
-  scratch = w;
-}
-
-/** The most bytes the envelope's strings can take, with their tags and lengths. */
-function strings(e: ContextEvent): number {
-  return (
-    3 *
-      (e.eventId.length +
-        e.storyId.length +
-        e.eventType.length +
-        e.correlationId.length +
-        e.causationId.length +
-        e.commandId.length) +
-    6 * 6
-  );
+function ensure(w: Writer, more: number): void {
+  if (w.pos + more <= w.buf.length) return;
+  const grown = new Uint8Array(Math.max(w.buf.length * 2, w.pos + more));
+  grown.set(w.buf.subarray(0, w.pos));
+  w.buf = grown;
 }
 
 function varint(w: Writer, value: number): void {
@@ -286,39 +220,51 @@ function varintSize(value: number): number {
   return size;
 }
 
-function uint32(w: Writer, tag: number, value: number): void {
+/** A varint field (uint32, enum, a timestamp's parts); left out when 0 (proto3 implicit presence). */
+function varintField(w: Writer, tag: number, value: number): void {
   if (value === 0) return;
-  w.buf[w.pos++] = tag;
+  ensure(w, 16);
+  varint(w, tag);
   varint(w, value);
 }
 
-function string(w: Writer, tag: number, value: string): void {
-  if (value.length === 0) return;
-  w.buf[w.pos++] = tag;
-  const lengthAt = w.pos;
+/** Bytes as they are, no tag. */
+function raw(w: Writer, value: Uint8Array): void {
+  ensure(w, value.length);
+  w.buf.set(value, w.pos);
+  w.pos += value.length;
+}
+
+/** A length-delimited field. */
+function bytes(w: Writer, tag: number, value: Uint8Array): void {
+  ensure(w, 10 + value.length);
+  varint(w, tag);
+  varint(w, value.length);
+  raw(w, value);
+}
+
+/** A string field; left out when empty, unless `always` (a list item). */
+function string(w: Writer, tag: number, value: string, always = false): void {
+  if (value.length === 0 && !always) return;
   // Most of these are ids: ASCII, one byte per character, shorter than 128 bytes.
   if (value.length < 0x80) {
-    w.pos++;
+    ensure(w, 10 + value.length);
+    const start = w.pos;
+    varint(w, tag);
+    const lengthAt = w.pos++;
     let ascii = true;
-    for (let i = 0; i < value.length; i++) {
+    for (let i = 0; i < value.length && ascii; i++) {
       const c = value.charCodeAt(i);
-      if (c >= 0x80) {
-        ascii = false;
-        break;
-      }
-      w.buf[w.pos + i] = c;
+      if (c >= 0x80) ascii = false;
+      else w.buf[w.pos++] = c;
     }
     if (ascii) {
       w.buf[lengthAt] = value.length;
-      w.pos += value.length;
       return;
     }
-    w.pos = lengthAt;
+    w.pos = start;
   }
-  const bytes = encoder.encode(value);
-  varint(w, bytes.length);
-  w.buf.set(bytes, w.pos);
-  w.pos += bytes.length;
+  bytes(w, tag, encoder.encode(value));
 }
 
 const encoder = new TextEncoder();

@@ -49,6 +49,15 @@ describe("encodeWithHash", () => {
     expect(verifyChain(chain)).toEqual({ intact: true, events: payloads.length });
   });
 
+  it("gives the same for an envelope the writer leaves to toBinary (unknown fields)", () => {
+    const e = envelope(1, new Uint8Array(0), payloads[1] as ContextEventData);
+    e.$unknown = [{ no: 99, wireType: 0, data: new Uint8Array([1]) }];
+    const expectedHash = eventHash(e);
+    const bytes = encodeWithHash(e);
+    expect(e.hash).toEqual(expectedHash);
+    expect(bytes).toEqual(toBinary(ContextEventSchema, e));
+  });
+
   it("refuses an envelope that is hashed already", () => {
     const e = envelope(1, new Uint8Array(0), payloads[0] as ContextEventData);
     encodeWithHash(e);
