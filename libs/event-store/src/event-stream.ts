@@ -57,11 +57,20 @@ export function storySubjects(names: EventStreamNames, storyId: string): string 
  */
 export function storyPartition(storyId: string, partitions: number): number {
   let hash = 0x811c9dc5;
-  for (const byte of utf8.encode(storyId)) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
+  for (let i = 0; i < storyId.length; i++) {
+    const code = storyId.charCodeAt(i);
+    // Story ids are ASCII (see @ctx/domain's storyId), one byte per character; anything else
+    // hashes its UTF-8 bytes, as the server does.
+    if (code >= 0x80) return fnv1a(utf8.encode(storyId)) % partitions;
+    hash = Math.imul(hash ^ code, 0x01000193) >>> 0;
   }
   return hash % partitions;
+}
+
+function fnv1a(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash;
 }
 
 const utf8 = new TextEncoder();
