@@ -104,6 +104,8 @@ describe("append and read", () => {
     expect(result.version).toBe(4);
     expect(result.events.map((e) => e.version)).toEqual([2, 3, 4]);
     const events = await store.read(story);
+    // What append returns is built from the envelopes it wrote: it must be what readers decode.
+    expect(result.events).toEqual(events.slice(1));
     expect(events.map((e) => e.eventType)).toEqual([
       "ContextCreated",
       "SubtaskAdded",
@@ -462,6 +464,16 @@ describe("deduplication", () => {
     expect(again.deduplicated).toBe(true);
     expect(again.version).toBe(2);
     expect((await store.read(story)).length).toBe(2);
+  });
+
+  it("an event id that cannot be a Nats-Msg-Id is refused before anything is published", async () => {
+    const story = newStory();
+    for (const eventId of ["", "two words", "line\r\nNats-Msg-Id: other", "x".repeat(129)]) {
+      await expect(
+        store.append(story, [{ data: created(), eventId }], ExpectedVersion.NoStory),
+      ).rejects.toThrow(RangeError);
+    }
+    expect(await store.read(story)).toEqual([]);
   });
 });
 

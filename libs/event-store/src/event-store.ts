@@ -1,4 +1,3 @@
-import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   type ContextEventData,
@@ -9,7 +8,7 @@ import {
   streamVersion,
 } from "@ctx/domain";
 import { uuidv7 } from "@ctx/ids";
-import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import type { ContextEvent } from "@ctx/proto";
 import {
   type ApiError,
   DeliverPolicy,
@@ -19,7 +18,12 @@ import {
   jetstream,
   type StoredMsg,
 } from "@nats-io/jetstream";
-import { headers, type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import {
+  type MsgHdrs,
+  MsgHdrsImpl,
+  type NatsConnection,
+  errors as natsErrors,
+} from "@nats-io/transport-node";
 import { type AckPublisher, createAckPublisher, type OutgoingMessage } from "./ack-publisher.ts";
 import {
   contextEventUpcaster,
@@ -52,7 +56,10 @@ import { mergeSubjects } from "./story-merge.ts";
 /** An event to append; id and time are assigned when absent. */
 export interface NewEvent {
   readonly data: ContextEventData;
-  /** Time-ordered unique id; a UUIDv7 is generated when absent. */
+  /**
+   * Time-ordered unique id; a UUIDv7 is generated when absent. It is the message's Nats-Msg-Id:
+   * 1-128 printable ASCII characters without spaces (append throws RangeError otherwise).
+   */
   readonly eventId?: string;
   readonly occurredAt?: Date;
 }
@@ -262,7 +269,7 @@ class JetStreamEventStore implements EventStore {
     }
     const stamped = events.map((e) => ({
       data: e.data,
-      eventId: e.eventId ?? uuidv7(),
+      eventId: e.eventId === undefined ? uuidv7() : checkedEventId(e.eventId),
       occurredAt: e.occurredAt ?? new Date(),
     }));
     if (this.#partitions === undefined && Date.now() - this.#partitionsReadAt > 10_000) {
@@ -323,7 +330,9 @@ class JetStreamEventStore implements EventStore {
     return events.map((event, index) => {
       const eventType = eventTypeOf(event.data);
       version += 1;
-      const envelope = create(ContextEventSchema, {
+      // Every field by hand (the type requires them all): create() walks the descriptor twice.
+      const envelope: ContextEvent = {
+        $typeName: "context.v1.ContextEvent",
         eventId: event.eventId,
         storyId,
         version,
@@ -335,8 +344,9 @@ class JetStreamEventStore implements EventStore {
         commandId: metadata.commandId ?? "",
         commandEventIndex: index,
         prevHash,
+        hash: EMPTY,
         payload: event.data,
-      });
+      };
       const bytes = encodeWithHash(envelope);
       prevHash = envelope.hash;
       return { envelope, subject: eventSubject(this.names, storyId, eventType), bytes };
@@ -404,13 +414,13 @@ class JetStreamEventStore implements EventStore {
   ): Promise<{ lastSequence: number; deduplicated: boolean }> {
     if (messages.length > 1) return this.#publishBatch(storyId, expectedSequence, messages);
     const [only] = messages as [Outgoing];
-    const h = headers();
-    h.set("Nats-Msg-Id", only.envelope.eventId);
-    h.set("Nats-Expected-Last-Subject-Sequence", String(expectedSequence));
-    h.set(
-      "Nats-Expected-Last-Subject-Sequence-Subject",
-      this.#expectedSubjects(storyId, expectedSequence),
-    );
+    const h = natsHeaders({
+      "Nats-Msg-Id": [only.envelope.eventId],
+      "Nats-Expected-Last-Subject-Sequence": [String(expectedSequence)],
+      "Nats-Expected-Last-Subject-Sequence-Subject": [
+        this.#expectedSubjects(storyId, expectedSequence),
+      ],
+    });
     const ack = await this.#request([{ subject: only.subject, data: only.bytes, headers: h }]);
     if (ack.error) {
       if (ack.error.err_code === WRONG_LAST_SEQUENCE) {
@@ -442,11 +452,11 @@ class JetStreamEventStore implements EventStore {
     const batchId = uuidv7();
     const last = messages.length - 1;
     const reply = await this.#request(
-      messages.map((m, i) => {
-        const h = this.#batchHeaders(batchId, i, m, storyId, expectedSequence);
-        if (i === last) h.set("Nats-Batch-Commit", "1");
-        return { subject: m.subject, data: m.bytes, headers: h };
-      }),
+      messages.map((m, i) => ({
+        subject: m.subject,
+        data: m.bytes,
+        headers: this.#batchHeaders(batchId, i, i === last, m, storyId, expectedSequence),
+      })),
     );
     const code = reply.error?.err_code;
     if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
@@ -470,22 +480,24 @@ class JetStreamEventStore implements EventStore {
   #batchHeaders(
     batchId: string,
     index: number,
+    commit: boolean,
     message: { envelope: ContextEvent },
     storyId: StoryId,
     expectedSequence: number,
-  ) {
-    const h = headers();
-    h.set("Nats-Batch-Id", batchId);
-    h.set("Nats-Batch-Sequence", String(index + 1));
-    h.set("Nats-Msg-Id", message.envelope.eventId);
+  ): MsgHdrs {
+    const record: Record<string, string[]> = {
+      "Nats-Batch-Id": [batchId],
+      "Nats-Batch-Sequence": [String(index + 1)],
+      "Nats-Msg-Id": [message.envelope.eventId],
+    };
     if (index === 0) {
-      h.set("Nats-Expected-Last-Subject-Sequence", String(expectedSequence));
-      h.set(
-        "Nats-Expected-Last-Subject-Sequence-Subject",
+      record["Nats-Expected-Last-Subject-Sequence"] = [String(expectedSequence)];
+      record["Nats-Expected-Last-Subject-Sequence-Subject"] = [
         this.#expectedSubjects(storyId, expectedSequence),
-      );
+      ];
     }
-    return h;
+    if (commit) record["Nats-Batch-Commit"] = ["1"];
+    return natsHeaders(record);
   }
 
   /**
@@ -801,4 +813,26 @@ function isOutage(e: unknown): boolean {
     e instanceof natsErrors.NoRespondersError ||
     (e instanceof natsErrors.RequestError && e.isNoResponders())
   );
+}
+
+/**
+ * A publish's NATS headers from values this store made: ids checked on the way in (see
+ * checkedEventId), numbers and subjects. `MsgHdrs.set` validates the value and searches the keys
+ * twice per header, which costs more than encoding them.
+ */
+function natsHeaders(record: Record<string, string[]>): MsgHdrs {
+  return MsgHdrsImpl.fromRecord(record);
+}
+
+// An event id travels as the Nats-Msg-Id header value: printable ASCII without spaces.
+const EVENT_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** An event id given by the caller, checked before it goes into a header. */
+function checkedEventId(id: string): string {
+  if (!EVENT_ID.test(id)) {
+    throw new RangeError(
+      `invalid event id ${JSON.stringify(id)}: expected 1-128 printable ASCII characters without spaces`,
+    );
+  }
+  return id;
 }
