@@ -245,13 +245,23 @@ function readBody(stream: http2.ServerHttp2Stream, maxBytes: number): Promise<Ui
       chunks.push(chunk);
     };
     const onEnd = () => done();
-    const onClose = () => done(new ConnectError("the client closed the call", Code.Canceled));
+    const onClose = () => {
+      if (!settled) done(new ConnectError("the client closed the call", Code.Canceled));
+    };
+    let settled = false;
     const done = (e?: ConnectError) => {
-      stream.off("data", onData);
-      stream.off("end", onEnd);
-      stream.off("close", onClose);
-      if (e) reject(e);
-      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      if (settled) return;
+      settled = true;
+      if (e) {
+        stream.off("data", onData);
+        stream.off("end", onEnd);
+        stream.off("close", onClose);
+        reject(e);
+      } else {
+        // The body has ended: no data follows, and the close listener finds the call settled.
+        // Not removing them saves three listener searches per call.
+        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      }
     };
     stream.on("data", onData);
     stream.once("end", onEnd);
