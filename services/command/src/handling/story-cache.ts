@@ -16,7 +16,7 @@ export interface LoadedStory {
 }
 
 /**
- * A bounded, least-recently-used cache of stories, so a hot story is not re-read for every command.
+ * A bounded, least-recently-written cache of stories, so a hot story is not re-read for every command.
  * Correctness never depends on it: appends are checked by the server, and after a conflict the
  * handler reads the events it missed.
  */
@@ -28,13 +28,12 @@ export class StoryCache {
     this.#capacity = capacity;
   }
 
+  /**
+   * The story, without marking it used: the handler stores a story back with `set` after every
+   * append, which marks it, so a command reorders the cache once, not twice.
+   */
   get(storyId: StoryId): LoadedStory | undefined {
-    const entry = this.#entries.get(storyId);
-    if (entry) {
-      this.#entries.delete(storyId);
-      this.#entries.set(storyId, entry);
-    }
-    return entry;
+    return this.#entries.get(storyId);
   }
 
   set(storyId: StoryId, story: LoadedStory): void {
