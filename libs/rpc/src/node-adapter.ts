@@ -18,12 +18,8 @@ import {
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "@ctx/config";
 import { http2RequestHeaders } from "./request-headers.ts";
-import {
-  createUnaryGrpc,
-  toNodeHeaders,
-  type UnaryCall,
-  type UnaryImplSpec,
-} from "./unary-grpc.ts";
+import { toNodeHeaders } from "./response-headers.ts";
+import { createUnaryGrpc, type UnaryCall, type UnaryImplSpec } from "./unary-grpc.ts";
 
 export interface NodeAdapterOptions {
   readonly routes: (router: ConnectRouter) => void;

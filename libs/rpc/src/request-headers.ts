@@ -1,4 +1,5 @@
 import type * as http2 from "node:http2";
+import { LazyHeaders } from "./lazy-headers.ts";
 
 /**
  * An HTTP/2 request's headers as fetch `Headers`, without the pseudo-headers, filled only when
@@ -11,27 +12,7 @@ export function http2RequestHeaders(raw: http2.IncomingHttpHeaders): Headers {
   return new Http2RequestHeaders(raw) as unknown as Headers;
 }
 
-type Entries = ReturnType<Headers["entries"]>;
-type Names = ReturnType<Headers["keys"]>;
-
-/** Headers' methods as methods: the typings declare them as properties, which a subclass cannot override. */
-interface HeadersMethods {
-  get(name: string): string | null;
-  has(name: string): boolean;
-  append(name: string, value: string): void;
-  set(name: string, value: string): void;
-  delete(name: string): void;
-  getSetCookie(): string[];
-  forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void;
-  entries(): Entries;
-  keys(): Names;
-  values(): Names;
-  [Symbol.iterator](): Entries;
-}
-
-const HeadersBase = Headers as unknown as new () => HeadersMethods;
-
-class Http2RequestHeaders extends HeadersBase {
+class Http2RequestHeaders extends LazyHeaders {
   #raw: http2.IncomingHttpHeaders | undefined;
 
   constructor(raw: http2.IncomingHttpHeaders) {
@@ -47,7 +28,6 @@ class Http2RequestHeaders extends HeadersBase {
       // Repeated values (Headers joins them) and values Headers would trim: as Headers has them.
       if (typeof value === "string" && plainValue.test(value)) return value;
     }
-    this.#filled();
     return super.get(name);
   }
 
@@ -55,59 +35,10 @@ class Http2RequestHeaders extends HeadersBase {
     const raw = this.#raw;
     // Node's header object has no prototype: only headers are keys.
     if (raw !== undefined && plainName.test(name)) return raw[name.toLowerCase()] !== undefined;
-    this.#filled();
     return super.has(name);
   }
 
-  override append(name: string, value: string): void {
-    this.#filled();
-    super.append(name, value);
-  }
-
-  override set(name: string, value: string): void {
-    this.#filled();
-    super.set(name, value);
-  }
-
-  override delete(name: string): void {
-    this.#filled();
-    super.delete(name);
-  }
-
-  override getSetCookie(): string[] {
-    this.#filled();
-    return super.getSetCookie();
-  }
-
-  override forEach(
-    callback: (value: string, key: string, parent: Headers) => void,
-    thisArg?: unknown,
-  ): void {
-    this.#filled();
-    super.forEach(callback, thisArg);
-  }
-
-  override entries(): Entries {
-    this.#filled();
-    return super.entries();
-  }
-
-  override keys(): Names {
-    this.#filled();
-    return super.keys();
-  }
-
-  override values(): Names {
-    this.#filled();
-    return super.values();
-  }
-
-  override [Symbol.iterator](): Entries {
-    this.#filled();
-    return super[Symbol.iterator]();
-  }
-
-  #filled(): void {
+  protected override fill(): void {
     const raw = this.#raw;
     if (raw === undefined) return;
     this.#raw = undefined;

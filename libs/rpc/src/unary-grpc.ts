@@ -22,6 +22,7 @@ import {
   parseTimeout,
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
+import { toNodeHeaders, unaryResponseHeaders } from "./response-headers.ts";
 
 /** The shortest grpc-timeout a call can be held to; Node's timers have millisecond resolution. */
 const minTimeoutMs = 1;
@@ -138,10 +139,8 @@ function handlerContext(
   timeoutMs: number | undefined,
 ): HandlerContext {
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  const responseHeader = new Headers();
-  responseHeader.set("content-type", contentTypeProto);
-  const responseTrailer = new Headers();
-  responseTrailer.set("grpc-status", grpcStatusOk);
+  const responseHeader = unaryResponseHeaders("content-type", contentTypeProto);
+  const responseTrailer = unaryResponseHeaders("grpc-status", grpcStatusOk);
   return {
     method: spec.method,
     service: spec.method.parent,
@@ -284,17 +283,4 @@ function respond(
   });
   if (frame) stream.end(frame);
   else stream.end();
-}
-
-type NodeHeaders = Record<string, string | string[] | number>;
-
-export function toNodeHeaders(header: Headers | undefined): NodeHeaders {
-  const out: NodeHeaders = {};
-  header?.forEach((value, name) => {
-    out[name] = value;
-  });
-  // Headers joins repeated values but set-cookie, which must stay separate.
-  const cookies = header?.getSetCookie() ?? [];
-  if (cookies.length > 0) out["set-cookie"] = cookies;
-  return out;
 }
