@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 // Three suites, told apart by file suffix (see ../README.md#tests):
 // unit (pure, no servers), integration (real NATS / Valkey / Neo4j), e2e (running services over gRPC).
 const servers = "test/support/global-setup.ts";
+// Deep comparisons treat a state's StoryMaps as the maps they read as (see that file).
+const setupFiles = ["libs/domain/src/testing/story-map-equality.ts"];
 const ignored = ["**/node_modules/**", ".tools/**", ".stack/**"];
 
 export default defineConfig({
@@ -10,7 +12,7 @@ export default defineConfig({
     projects: [
       {
         extends: false,
-        test: { name: "unit", include: ["**/*.unit.spec.ts"], exclude: ignored },
+        test: { name: "unit", include: ["**/*.unit.spec.ts"], exclude: ignored, setupFiles },
       },
       {
         extends: false,
@@ -18,6 +20,7 @@ export default defineConfig({
           name: "integration",
           include: ["**/*.int.spec.ts"],
           exclude: ignored,
+          setupFiles,
           globalSetup: [servers],
           testTimeout: 60_000,
           hookTimeout: 120_000,
@@ -29,6 +32,7 @@ export default defineConfig({
           name: "e2e",
           include: ["**/*.e2e.spec.ts"],
           exclude: ignored,
+          setupFiles,
           globalSetup: [servers],
           testTimeout: 60_000,
           hookTimeout: 120_000,

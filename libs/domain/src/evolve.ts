@@ -8,16 +8,18 @@ import {
   type SubtaskState,
 } from "./context-state.ts";
 import type { StoryId } from "./story-id.ts";
+import { StoryMap } from "./story-map.ts";
 
 /**
  * Applies one event to a state and returns the next state; `state` is left untouched.
  *
  * Events are facts: evolve never refuses one. An event that names an unknown decision or subtask
  * (which `decide` never produces, but an old or hand-repaired stream might hold) changes nothing but
- * the version, so replaying a story always succeeds. Only the map an event touches is copied.
+ * the version, so replaying a story always succeeds. The map an event touches is not copied: the
+ * next state's map is a StoryMap that shares the entries of this one's.
  */
 export function evolve(state: ContextState, event: DomainEvent): ContextState {
-  const draft = draftOf(state);
+  const draft = draftOf(state, false);
   apply(draft, event);
   return stateOf(draft);
 }
@@ -37,15 +39,16 @@ export function fold(storyId: StoryId, events: Iterable<DomainEvent>): ContextSt
  * copies each map at most once.
  */
 export function evolveAll(state: ContextState, events: Iterable<DomainEvent>): ContextState {
-  const draft = draftOf(state);
+  const draft = draftOf(state, true);
   for (const event of events) {
     apply(draft, event);
   }
   return stateOf(draft);
 }
 
-// A state being built. A map is copied the first time it is written (then `own*` holds the copy) and
-// mutated in place after that, so the maps of the state it started from are never changed.
+// A state being built. For many events (`copyOnce`), a map is copied the first time it is written
+// (then `own*` holds the copy) and mutated in place after that; for one event, the map is extended as
+// a StoryMap. Either way the maps of the state it started from are never changed.
 interface Draft {
   readonly storyId: StoryId;
   lifecycle: ContextLifecycle;
@@ -57,10 +60,11 @@ interface Draft {
   subtasks: ReadonlyMap<string, SubtaskState>;
   ownDecisions: Map<string, DecisionState> | undefined;
   ownSubtasks: Map<string, SubtaskState> | undefined;
+  readonly copyOnce: boolean;
 }
 
-function draftOf(state: ContextState): Draft {
-  return { ...state, ownDecisions: undefined, ownSubtasks: undefined };
+function draftOf(state: ContextState, copyOnce: boolean): Draft {
+  return { ...state, ownDecisions: undefined, ownSubtasks: undefined, copyOnce };
 }
 
 function stateOf(draft: Draft): ContextState {
@@ -76,20 +80,28 @@ function stateOf(draft: Draft): ContextState {
   };
 }
 
-function writableDecisions(draft: Draft): Map<string, DecisionState> {
+function setDecision(draft: Draft, decision: DecisionState): void {
+  if (!draft.copyOnce) {
+    draft.decisions = StoryMap.of(draft.decisions).with(decision.decisionId, decision);
+    return;
+  }
   if (draft.ownDecisions === undefined) {
     draft.ownDecisions = new Map(draft.decisions);
     draft.decisions = draft.ownDecisions;
   }
-  return draft.ownDecisions;
+  draft.ownDecisions.set(decision.decisionId, decision);
 }
 
-function writableSubtasks(draft: Draft): Map<string, SubtaskState> {
+function setSubtask(draft: Draft, subtask: SubtaskState): void {
+  if (!draft.copyOnce) {
+    draft.subtasks = StoryMap.of(draft.subtasks).with(subtask.subtaskId, subtask);
+    return;
+  }
   if (draft.ownSubtasks === undefined) {
     draft.ownSubtasks = new Map(draft.subtasks);
     draft.subtasks = draft.ownSubtasks;
   }
-  return draft.ownSubtasks;
+  draft.ownSubtasks.set(subtask.subtaskId, subtask);
 }
 
 function apply(draft: Draft, event: DomainEvent): void {
@@ -105,7 +117,7 @@ function apply(draft: Draft, event: DomainEvent): void {
     case "decisionAdded": {
       const added = data.value;
       // Map.set on a present key keeps its position: a repeated id would not reorder the story.
-      writableDecisions(draft).set(added.decisionId, {
+      setDecision(draft, {
         decisionId: added.decisionId,
         title: added.title,
         rationale: added.rationale,
@@ -121,7 +133,7 @@ function apply(draft: Draft, event: DomainEvent): void {
       const { decisionId, supersededByDecisionId } = data.value;
       const decision = draft.decisions.get(decisionId);
       if (decision !== undefined) {
-        writableDecisions(draft).set(decisionId, {
+        setDecision(draft, {
           ...decision,
           status: DecisionStatus.SUPERSEDED,
           supersededByDecisionId,
@@ -131,7 +143,7 @@ function apply(draft: Draft, event: DomainEvent): void {
     }
     case "subtaskAdded": {
       const added = data.value;
-      writableSubtasks(draft).set(added.subtaskId, {
+      setSubtask(draft, {
         subtaskId: added.subtaskId,
         title: added.title,
         status: SubtaskStatus.TODO,
@@ -144,7 +156,7 @@ function apply(draft: Draft, event: DomainEvent): void {
       const { subtaskId, status, assignee } = data.value;
       const subtask = draft.subtasks.get(subtaskId);
       if (subtask !== undefined) {
-        writableSubtasks(draft).set(subtaskId, { ...subtask, status, assignee });
+        setSubtask(draft, { ...subtask, status, assignee });
       }
       return;
     }
@@ -152,7 +164,7 @@ function apply(draft: Draft, event: DomainEvent): void {
       const { subtaskId, dependsOnSubtaskId } = data.value;
       const subtask = draft.subtasks.get(subtaskId);
       if (subtask !== undefined && !subtask.dependsOn.includes(dependsOnSubtaskId)) {
-        writableSubtasks(draft).set(subtaskId, {
+        setSubtask(draft, {
           ...subtask,
           dependsOn: [...subtask.dependsOn, dependsOnSubtaskId],
         });

@@ -32,5 +32,6 @@ export {
 export { evolve, evolveAll, fold } from "./evolve.ts";
 export type { StoryId } from "./story-id.ts";
 export { storyId } from "./story-id.ts";
+export { StoryMap } from "./story-map.ts";
 export type { StreamVersion } from "./stream-version.ts";
 export { streamVersion } from "./stream-version.ts";
