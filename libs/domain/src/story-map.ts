@@ -5,10 +5,10 @@
  * A story's state is replaced on every event, and copying its maps made each command cost time and
  * garbage in proportion to the story (a `Map` copy costs about 60 ns per entry: 60 µs per command
  * for a story of 1,000 subtasks). Here a map is a flat `Map` (its base) plus a short chain of the
- * entries set since; `with` adds a link, and once the chain is `CHAIN_LIMIT` long the next `with`
- * folds it into a new base. So setting costs O(1) plus one copy per `CHAIN_LIMIT` sets, and a lookup
- * walks at most `CHAIN_LIMIT` links before the base. Iterating folds the chain first (iteration
- * is O(n) anyway), which changes only how the map holds its entries, never what it holds.
+ * entries set since; `with` adds a link, and once the chain is √n long (at least 8) the next `with`
+ * folds it into a new base. So setting costs O(1) plus one copy per √n sets, O(√n) amortized, and
+ * a lookup walks at most √n links before the base. Iterating folds the chain first (iteration is
+ * O(n) anyway), which changes only how the map holds its entries, never what it holds.
  *
  * It reads like a `ReadonlyMap` (iteration in insertion order; setting a present key keeps its
  * place). No entry is ever removed: a story's decisions and subtasks are never deleted.
@@ -47,7 +47,7 @@ export class StoryMap<V> implements ReadonlyMap<string, V> {
   with(key: string, value: V): StoryMap<V> {
     const present = this.has(key);
     const size = present ? this.size : this.size + 1;
-    if (this.#chainLength >= CHAIN_LIMIT) {
+    if (this.#chainLength >= chainLimit(this.#base.size)) {
       const base = this.#folded();
       base.set(key, value);
       return new StoryMap(base, undefined, 0, size);
@@ -127,5 +127,10 @@ interface Link<V> {
   readonly next: Link<V> | undefined;
 }
 
-/** Links a lookup walks at most; also how many sets one copy of the base is shared by. */
-const CHAIN_LIMIT = 32;
+/**
+ * Links a lookup walks at most over a base of `size` entries; also how many sets one copy of the
+ * base is shared by. √n balances the two: both cost O(√n) per set.
+ */
+function chainLimit(size: number): number {
+  return Math.max(8, Math.ceil(Math.sqrt(size)));
+}
