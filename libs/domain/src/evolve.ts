@@ -46,9 +46,7 @@ export function evolveAll(state: ContextState, events: Iterable<DomainEvent>): C
   return stateOf(draft);
 }
 
-// A state being built. For many events (`copyOnce`), a map is copied the first time it is written
-// (then `own*` holds the copy) and mutated in place after that; for one event, the map is extended as
-// a StoryMap. Either way the maps of the state it started from are never changed.
+// A state being built. The maps of the state it started from are never changed: see put.
 interface Draft {
   readonly storyId: StoryId;
   lifecycle: ContextLifecycle;
@@ -56,15 +54,24 @@ interface Draft {
   description: string;
   version: ContextState["version"];
   updatedAt: Date | undefined;
-  decisions: ReadonlyMap<string, DecisionState>;
-  subtasks: ReadonlyMap<string, SubtaskState>;
-  ownDecisions: Map<string, DecisionState> | undefined;
-  ownSubtasks: Map<string, SubtaskState> | undefined;
+  readonly decisions: MapDraft<DecisionState>;
+  readonly subtasks: MapDraft<SubtaskState>;
+}
+
+/** One of the state's maps being built; `own` is the draft's own copy, once it has one. */
+interface MapDraft<V> {
+  map: ReadonlyMap<string, V>;
+  own: Map<string, V> | undefined;
+  /** Many events (evolveAll): copy the map once, then set in place. One event: extend a StoryMap. */
   readonly copyOnce: boolean;
 }
 
 function draftOf(state: ContextState, copyOnce: boolean): Draft {
-  return { ...state, ownDecisions: undefined, ownSubtasks: undefined, copyOnce };
+  return {
+    ...state,
+    decisions: { map: state.decisions, own: undefined, copyOnce },
+    subtasks: { map: state.subtasks, own: undefined, copyOnce },
+  };
 }
 
 function stateOf(draft: Draft): ContextState {
@@ -75,33 +82,22 @@ function stateOf(draft: Draft): ContextState {
     description: draft.description,
     version: draft.version,
     updatedAt: draft.updatedAt,
-    decisions: draft.decisions,
-    subtasks: draft.subtasks,
+    decisions: draft.decisions.map,
+    subtasks: draft.subtasks.map,
   };
 }
 
-function setDecision(draft: Draft, decision: DecisionState): void {
+/** Sets `key` in a map being built (a present key keeps its place). */
+function put<V>(draft: MapDraft<V>, key: string, value: V): void {
   if (!draft.copyOnce) {
-    draft.decisions = StoryMap.of(draft.decisions).with(decision.decisionId, decision);
+    draft.map = StoryMap.of(draft.map).with(key, value);
     return;
   }
-  if (draft.ownDecisions === undefined) {
-    draft.ownDecisions = new Map(draft.decisions);
-    draft.decisions = draft.ownDecisions;
+  if (draft.own === undefined) {
+    draft.own = new Map(draft.map);
+    draft.map = draft.own;
   }
-  draft.ownDecisions.set(decision.decisionId, decision);
-}
-
-function setSubtask(draft: Draft, subtask: SubtaskState): void {
-  if (!draft.copyOnce) {
-    draft.subtasks = StoryMap.of(draft.subtasks).with(subtask.subtaskId, subtask);
-    return;
-  }
-  if (draft.ownSubtasks === undefined) {
-    draft.ownSubtasks = new Map(draft.subtasks);
-    draft.subtasks = draft.ownSubtasks;
-  }
-  draft.ownSubtasks.set(subtask.subtaskId, subtask);
+  draft.own.set(key, value);
 }
 
 function apply(draft: Draft, event: DomainEvent): void {
@@ -117,7 +113,7 @@ function apply(draft: Draft, event: DomainEvent): void {
     case "decisionAdded": {
       const added = data.value;
       // Map.set on a present key keeps its position: a repeated id would not reorder the story.
-      setDecision(draft, {
+      put(draft.decisions, added.decisionId, {
         decisionId: added.decisionId,
         title: added.title,
         rationale: added.rationale,
@@ -131,9 +127,9 @@ function apply(draft: Draft, event: DomainEvent): void {
     }
     case "decisionSuperseded": {
       const { decisionId, supersededByDecisionId } = data.value;
-      const decision = draft.decisions.get(decisionId);
+      const decision = draft.decisions.map.get(decisionId);
       if (decision !== undefined) {
-        setDecision(draft, {
+        put(draft.decisions, decisionId, {
           ...decision,
           status: DecisionStatus.SUPERSEDED,
           supersededByDecisionId,
@@ -143,7 +139,7 @@ function apply(draft: Draft, event: DomainEvent): void {
     }
     case "subtaskAdded": {
       const added = data.value;
-      setSubtask(draft, {
+      put(draft.subtasks, added.subtaskId, {
         subtaskId: added.subtaskId,
         title: added.title,
         status: SubtaskStatus.TODO,
@@ -154,17 +150,17 @@ function apply(draft: Draft, event: DomainEvent): void {
     }
     case "subtaskUpdated": {
       const { subtaskId, status, assignee } = data.value;
-      const subtask = draft.subtasks.get(subtaskId);
+      const subtask = draft.subtasks.map.get(subtaskId);
       if (subtask !== undefined) {
-        setSubtask(draft, { ...subtask, status, assignee });
+        put(draft.subtasks, subtaskId, { ...subtask, status, assignee });
       }
       return;
     }
     case "subtaskDependencyAdded": {
       const { subtaskId, dependsOnSubtaskId } = data.value;
-      const subtask = draft.subtasks.get(subtaskId);
+      const subtask = draft.subtasks.map.get(subtaskId);
       if (subtask !== undefined && !subtask.dependsOn.includes(dependsOnSubtaskId)) {
-        setSubtask(draft, {
+        put(draft.subtasks, subtaskId, {
           ...subtask,
           dependsOn: [...subtask.dependsOn, dependsOnSubtaskId],
         });
