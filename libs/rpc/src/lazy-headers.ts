@@ -85,3 +85,18 @@ export abstract class LazyHeaders extends HeadersBase {
     return super[Symbol.iterator]();
   }
 }
+
+/** An HTTP token (RFC 9110): a header name `Headers` takes as it is (up to case). */
+const token = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A value `Headers` stores as it is: no NUL, CR or LF, no whitespace at either end. */
+const plainValue = /^(?:[^\0\t\n\r ](?:[^\0\n\r]*[^\0\t\n\r ])?)?$/;
+
+/** Whether a subclass may answer for `name` itself: a name `Headers` would accept unchanged. */
+export function isPlainName(name: string): boolean {
+  return token.test(name);
+}
+
+/** Whether `value` is one `Headers` would store unchanged (not trimmed, not refused). */
+export function isPlainValue(value: string): boolean {
+  return plainValue.test(value);
+}

@@ -1,5 +1,5 @@
 import type * as http2 from "node:http2";
-import { LazyHeaders } from "./lazy-headers.ts";
+import { isPlainName, isPlainValue, LazyHeaders } from "./lazy-headers.ts";
 
 /**
  * An HTTP/2 request's headers as fetch `Headers`, without the pseudo-headers, filled only when
@@ -22,11 +22,11 @@ class Http2RequestHeaders extends LazyHeaders {
 
   override get(name: string): string | null {
     const raw = this.#raw;
-    if (raw !== undefined && plainName.test(name)) {
+    if (raw !== undefined && isPlainName(name)) {
       const value = raw[name.toLowerCase()];
       if (value === undefined) return null;
       // Repeated values (Headers joins them) and values Headers would trim: as Headers has them.
-      if (typeof value === "string" && plainValue.test(value)) return value;
+      if (typeof value === "string" && isPlainValue(value)) return value;
     }
     return super.get(name);
   }
@@ -34,7 +34,7 @@ class Http2RequestHeaders extends LazyHeaders {
   override has(name: string): boolean {
     const raw = this.#raw;
     // Node's header object has no prototype: only headers are keys.
-    if (raw !== undefined && plainName.test(name)) return raw[name.toLowerCase()] !== undefined;
+    if (raw !== undefined && isPlainName(name)) return raw[name.toLowerCase()] !== undefined;
     return super.has(name);
   }
 
@@ -50,8 +50,3 @@ class Http2RequestHeaders extends LazyHeaders {
     }
   }
 }
-
-/** A header name `get` can look up as it is: no pseudo-header, nothing `Headers` would refuse. */
-const plainName = /^[A-Za-z0-9-]+$/;
-/** A value Headers keeps as it is: empty, or no whitespace at either end. */
-const plainValue = /^(?:[^\t\n\r ](?:.*[^\t\n\r ])?)?$/s;

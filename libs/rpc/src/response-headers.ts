@@ -1,4 +1,4 @@
-import { LazyHeaders } from "./lazy-headers.ts";
+import { isPlainName, isPlainValue, LazyHeaders } from "./lazy-headers.ts";
 
 /**
  * Response headers or trailers of a unary call as fetch `Headers`, held in a plain map while every
@@ -46,13 +46,13 @@ class UnaryResponseHeaders extends LazyHeaders {
 
   override get(name: string): string | null {
     const plain = this.#plain;
-    if (plain !== undefined && token.test(name)) return plain.get(name.toLowerCase()) ?? null;
+    if (plain !== undefined && isPlainName(name)) return plain.get(name.toLowerCase()) ?? null;
     return super.get(name);
   }
 
   override has(name: string): boolean {
     const plain = this.#plain;
-    if (plain !== undefined && token.test(name)) return plain.has(name.toLowerCase());
+    if (plain !== undefined && isPlainName(name)) return plain.has(name.toLowerCase());
     return super.has(name);
   }
 
@@ -76,7 +76,7 @@ class UnaryResponseHeaders extends LazyHeaders {
 
   override delete(name: string): void {
     const plain = this.#plain;
-    if (plain !== undefined && token.test(name)) {
+    if (plain !== undefined && isPlainName(name)) {
       plain.delete(name.toLowerCase());
       return;
     }
@@ -91,12 +91,7 @@ class UnaryResponseHeaders extends LazyHeaders {
   }
 }
 
-/** An HTTP token (RFC 9110): a header name `Headers` accepts. */
-const token = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** A value `Headers` stores as it is: no NUL, CR or LF, no whitespace at either end. */
-const plainValue = /^(?:[^\0\t\n\r ](?:[^\0\n\r]*[^\0\t\n\r ])?)?$/;
-
 /** A header the plain map may hold: not set-cookie, which `Headers` keeps as separate values. */
 function simple(name: string, value: string): boolean {
-  return token.test(name) && plainValue.test(value) && name.toLowerCase() !== "set-cookie";
+  return isPlainName(name) && isPlainValue(value) && name.toLowerCase() !== "set-cookie";
 }

@@ -38,8 +38,9 @@ export interface RpcServer {
 /**
  * A Connect server on Node's http2 (cleartext, like most in-cluster gRPC) answering gRPC, gRPC-Web and
  * Connect. Every call goes through, outermost first: metrics, correlation ids, the error edge, and
- * protovalidate request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher). grpc.health.v1 is built in,
- * and gRPC server reflection when `reflection` names the services to describe.
+ * protovalidate request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher).
+ * grpc.health.v1 is built in, and gRPC server reflection when `reflection` names the services to
+ * describe.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const handler = createNodeAdapter({
