@@ -416,10 +416,7 @@ class JetStreamEventStore implements EventStore {
     const [only] = messages as [Outgoing];
     const h = natsHeaders({
       "Nats-Msg-Id": [only.envelope.eventId],
-      "Nats-Expected-Last-Subject-Sequence": [String(expectedSequence)],
-      "Nats-Expected-Last-Subject-Sequence-Subject": [
-        this.#expectedSubjects(storyId, expectedSequence),
-      ],
+      ...this.#expectation(storyId, expectedSequence),
     });
     const ack = await this.#request([{ subject: only.subject, data: only.bytes, headers: h }]);
     if (ack.error) {
@@ -496,14 +493,19 @@ class JetStreamEventStore implements EventStore {
       "Nats-Batch-Sequence": [String(index + 1)],
       "Nats-Msg-Id": [message.envelope.eventId],
     };
-    if (index === 0) {
-      record["Nats-Expected-Last-Subject-Sequence"] = [String(expectedSequence)];
-      record["Nats-Expected-Last-Subject-Sequence-Subject"] = [
-        this.#expectedSubjects(storyId, expectedSequence),
-      ];
-    }
+    if (index === 0) Object.assign(record, this.#expectation(storyId, expectedSequence));
     if (commit) record["Nats-Batch-Commit"] = ["1"];
     return natsHeaders(record);
+  }
+
+  /** The headers of the story-wide expectation, checked by the server (see #expectedSubjects). */
+  #expectation(storyId: StoryId, expectedSequence: number): Record<string, string[]> {
+    return {
+      "Nats-Expected-Last-Subject-Sequence": [String(expectedSequence)],
+      "Nats-Expected-Last-Subject-Sequence-Subject": [
+        this.#expectedSubjects(storyId, expectedSequence),
+      ],
+    };
   }
 
   /**

@@ -56,23 +56,20 @@ export function storySubjects(names: EventStreamNames, storyId: string): string 
  * bytes, modulo the partition count, as nats-server's `partition(n,1)` computes it.
  */
 export function storyPartition(storyId: string, partitions: number): number {
-  let hash = 0x811c9dc5;
+  let hash = FNV_OFFSET;
   for (let i = 0; i < storyId.length; i++) {
     const code = storyId.charCodeAt(i);
     // Story ids are ASCII (see @ctx/domain's storyId), one byte per character; anything else
     // hashes its UTF-8 bytes, as the server does.
-    if (code >= 0x80) return fnv1a(utf8.encode(storyId)) % partitions;
-    hash = Math.imul(hash ^ code, 0x01000193) >>> 0;
+    if (code >= 0x80) return utf8.encode(storyId).reduce(fnv1a, FNV_OFFSET) % partitions;
+    hash = fnv1a(hash, code);
   }
   return hash % partitions;
 }
 
-function fnv1a(bytes: Uint8Array): number {
-  let hash = 0x811c9dc5;
-  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
-  return hash;
-}
-
+/** One byte into a 32-bit FNV-1a hash. */
+const fnv1a = (hash: number, byte: number) => Math.imul(hash ^ byte, 0x01000193) >>> 0;
+const FNV_OFFSET = 0x811c9dc5;
 const utf8 = new TextEncoder();
 
 /**
