@@ -1,4 +1,3 @@
-import { hash } from "node:crypto";
 import {
   type DescField,
   type DescMessage,
@@ -8,6 +7,7 @@ import {
 } from "@bufbuild/protobuf";
 import { FeatureSet_FieldPresence as FieldPresence } from "@bufbuild/protobuf/wkt";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import { sha256 } from "./sha256.ts";
 
 /**
  * Writes a `ContextEvent` the way protobuf-es's `toBinary` does (fields in number order, proto3
@@ -66,7 +66,7 @@ export function writeSignedEnvelope(
   // Field 12, the hash, goes here once known.
   const fieldsEnd = w.pos;
   bytes(w, member.tag, payloadBytes);
-  const digest = hash("sha256", w.buf.subarray(0, w.pos), "buffer");
+  const digest = sha256(w.buf.subarray(0, w.pos));
   const out = new Uint8Array(w.pos - start + 2 + digest.length);
   out.set(w.buf.subarray(start, fieldsEnd), 0);
   let o = fieldsEnd - start;

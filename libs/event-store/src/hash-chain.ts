@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import { writeSignedEnvelope } from "./envelope-writer.ts";
+import { sha256 } from "./sha256.ts";
 
 /**
  * The hash of an event: SHA-256 over the previous event's hash and the envelope encoded with its
@@ -11,10 +11,7 @@ import { writeSignedEnvelope } from "./envelope-writer.ts";
 export function eventHash(envelope: ContextEvent): Uint8Array {
   // A shallow copy is enough: toBinary only reads it.
   const unsigned: ContextEvent = { ...envelope, hash: EMPTY };
-  return createHash("sha256")
-    .update(envelope.prevHash)
-    .update(toBinary(ContextEventSchema, unsigned))
-    .digest();
+  return sha256(envelope.prevHash, toBinary(ContextEventSchema, unsigned));
 }
 
 const EMPTY = new Uint8Array(0);
