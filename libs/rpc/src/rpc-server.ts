@@ -13,6 +13,7 @@ import { metricsInterceptor } from "./metrics.ts";
 import { createNodeAdapter } from "./node-adapter.ts";
 import { registerReflectionService } from "./reflection.ts";
 import { createRegexMatcher } from "./regex-match.ts";
+import { turnBudgetInterceptor } from "./turn-budget.ts";
 
 export interface RpcServerOptions {
   readonly host: string;
@@ -27,6 +28,11 @@ export interface RpcServerOptions {
   readonly interceptors?: readonly Interceptor[];
   /** Services to describe through gRPC server reflection (none: reflection is not served). */
   readonly reflection?: readonly DescService[];
+  /**
+   * Calls whose handlers start per event-loop turn; the others wait for the next turns (see
+   * turnBudgetInterceptor). 0: no limit. Default 16.
+   */
+  readonly callsPerTurn?: number;
 }
 
 export interface RpcServer {
@@ -35,10 +41,14 @@ export interface RpcServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Measured on the command service's write bench (docs/BENCHMARKS.md): 16 did better than 8 or 32. */
+export const defaultCallsPerTurn = 16;
+
 /**
  * A Connect server on Node's http2 (cleartext, like most in-cluster gRPC) answering gRPC, gRPC-Web and
- * Connect. Every call goes through, outermost first: metrics, correlation ids, the error edge, and
- * protovalidate request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher).
+ * Connect. Every call goes through, outermost first: metrics, the turn budget (so the time a call
+ * waits for its turn counts in its handling time), correlation ids, the error edge, and protovalidate
+ * request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher).
  * grpc.health.v1 is built in, and gRPC server reflection when `reflection` names the services to
  * describe.
  */
@@ -52,6 +62,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     },
     interceptors: [
       metricsInterceptor(options.registry),
+      turnBudgetInterceptor(options.callsPerTurn ?? defaultCallsPerTurn),
       correlationInterceptor(),
       errorInterceptor(options.classify, options.logger),
       createValidateInterceptor({

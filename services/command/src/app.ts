@@ -74,6 +74,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     logger,
     health,
     registry,
+    callsPerTurn: config.RPC_CALLS_PER_TURN,
     reflection: [ContextCommandService],
   });
   const ops = await startOpsServer({

@@ -1,4 +1,5 @@
 import { env, eventStreamSchema, loadConfig, storesSchema } from "@ctx/config";
+import { defaultCallsPerTurn } from "@ctx/rpc";
 import { z } from "zod";
 
 export const commandConfigSchema = eventStreamSchema.extend({
@@ -6,6 +7,8 @@ export const commandConfigSchema = eventStreamSchema.extend({
   LOG_LEVEL: storesSchema.shape.LOG_LEVEL,
   /** gRPC / gRPC-Web / Connect listen address. */
   COMMAND_LISTEN: env.listen("127.0.0.1:50051"),
+  /** Calls whose handlers start per event-loop turn (0: no limit); see turnBudgetInterceptor. */
+  RPC_CALLS_PER_TURN: z.coerce.number().int().min(0).default(defaultCallsPerTurn),
   /** /healthz, /readyz and /metrics. */
   COMMAND_OPS_LISTEN: env.listen("127.0.0.1:9551"),
   /** Stories whose state the service keeps in memory. */

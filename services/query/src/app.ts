@@ -142,6 +142,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     logger,
     health,
     registry,
+    callsPerTurn: config.RPC_CALLS_PER_TURN,
     interceptors: [streamErrorInterceptor(classifyQueryError, logger)],
     reflection: [ContextQueryService],
   });

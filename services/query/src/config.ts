@@ -1,9 +1,12 @@
 import { env, eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
-import type { z } from "zod";
+import { defaultCallsPerTurn } from "@ctx/rpc";
+import { z } from "zod";
 
 export const queryConfigSchema = eventStreamSchema.extend(readModelSchema.shape).extend({
   /** gRPC / gRPC-Web / Connect listen address. */
   QUERY_LISTEN: env.listen("127.0.0.1:50052"),
+  /** Calls whose handlers start per event-loop turn (0: no limit); see turnBudgetInterceptor. */
+  RPC_CALLS_PER_TURN: z.coerce.number().int().min(0).default(defaultCallsPerTurn),
   /** /healthz, /readyz and /metrics. */
   QUERY_OPS_LISTEN: env.listen("127.0.0.1:9552"),
   /** Read snapshots for temporal queries (off: every answer folds from the story's first event). */

@@ -1,0 +1,90 @@
+import type { UnaryRequest, UnaryResponse } from "@connectrpc/connect";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { turnBudgetInterceptor } from "./turn-budget.ts";
+
+/**
+ * The event-loop turn a callback runs in: a counter a chain of `setImmediate`s raises once per turn
+ * (an immediate scheduled while immediates run waits for the next turn).
+ */
+let turn = 0;
+let ticker: NodeJS.Immediate | undefined;
+function tick() {
+  turn++;
+  ticker = setImmediate(tick);
+}
+beforeEach(() => {
+  turn = 0;
+  ticker = setImmediate(tick);
+});
+afterEach(() => clearImmediate(ticker));
+
+/** Calls through the interceptor whose handler notes the turn it started in and then answers. */
+function harness(callsPerTurn: number) {
+  const started: { id: number; turn: number }[] = [];
+  const call = turnBudgetInterceptor(callsPerTurn)(async (req) => {
+    const id = (req as unknown as { id: number }).id;
+    started.push({ id, turn });
+    if (id < 0) throw new Error(`call ${id} fails`);
+    return { id } as unknown as UnaryResponse;
+  });
+  const send = (id: number) => call({ id } as unknown as UnaryRequest);
+  return { started, send };
+}
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("turnBudgetInterceptor", () => {
+  it("given a budget of 2, when 5 calls arrive in one turn, then they start 2, 2 and 1 per turn, in order", async () => {
+    const { started, send } = harness(2);
+    const answers = await Promise.all([1, 2, 3, 4, 5].map(send));
+    expect(answers).toEqual([1, 2, 3, 4, 5].map((id) => ({ id })));
+    expect(started.map((s) => s.id)).toEqual([1, 2, 3, 4, 5]);
+    const [t1, t2, t3, t4, t5] = started.map((s) => s.turn);
+    expect(t2).toBe(t1);
+    expect(t3).toBeGreaterThan(t1 as number);
+    expect(t4).toBe(t3);
+    expect(t5).toBeGreaterThan(t3 as number);
+  });
+
+  it("given a budget, when calls arrive one per turn, then none of them waits", async () => {
+    const { started, send } = harness(1);
+    for (const id of [1, 2, 3]) {
+      const arrived = turn;
+      await send(id);
+      expect(started.at(-1)).toEqual({ id, turn: arrived });
+      await nextTurn();
+    }
+  });
+
+  it("given a budget of 0, when many calls arrive in one turn, then all start at once", async () => {
+    const { started, send } = harness(0);
+    await Promise.all(Array.from({ length: 50 }, (_, i) => send(i + 1)));
+    expect(new Set(started.map((s) => s.turn)).size).toBe(1);
+    expect(started).toHaveLength(50);
+  });
+
+  it("given calls that fail, when they are admitted, then their errors reach the caller and their turn's budget is spent", async () => {
+    const { started, send } = harness(2);
+    const results = await Promise.allSettled([send(-1), send(-2), send(3)]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "rejected", "fulfilled"]);
+    expect((results[0] as PromiseRejectedResult).reason).toEqual(new Error("call -1 fails"));
+    const [t1, t2, t3] = started.map((s) => s.turn);
+    expect(t2).toBe(t1);
+    expect(t3).toBeGreaterThan(t1 as number);
+  });
+
+  it("given a queue that drained, when a call arrives in a later turn, then it starts in that turn", async () => {
+    const { started, send } = harness(2);
+    await Promise.all([1, 2, 3, 4, 5, 6, 7].map(send));
+    await nextTurn();
+    await nextTurn();
+    const arrived = turn;
+    await send(8);
+    expect(started.at(-1)).toEqual({ id: 8, turn: arrived });
+  });
+
+  it("refuses a budget that is not a whole number of calls", () => {
+    expect(() => turnBudgetInterceptor(-1)).toThrow(RangeError);
+    expect(() => turnBudgetInterceptor(1.5)).toThrow(RangeError);
+  });
+});
