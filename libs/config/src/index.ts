@@ -1,11 +1,18 @@
 export type { ConfigProblem } from "./config-error.ts";
 export { ConfigError, isConfigError } from "./config-error.ts";
-export type { EventStreamConfig, ReadModelConfig, StoresConfig } from "./load-config.ts";
+export type {
+  EventStreamConfig,
+  ReadModelConfig,
+  RpcServerConfig,
+  StoresConfig,
+} from "./load-config.ts";
 export {
+  defaultCallsPerTurn,
   env,
   eventStreamSchema,
   loadConfig,
   readModelSchema,
+  rpcServerSchema,
   storesSchema,
 } from "./load-config.ts";
 export type { Logger, LoggerOptions } from "./logger.ts";

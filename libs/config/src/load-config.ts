@@ -102,6 +102,20 @@ export const eventStreamSchema = z.object({
 
 export type EventStreamConfig = z.infer<typeof eventStreamSchema>;
 
+/**
+ * Calls whose handlers start per event-loop turn in a gRPC service (libs/rpc's turn budget).
+ * Measured on the command service's write bench (docs/BENCHMARKS.md): 16 did better than 8 or 32.
+ */
+export const defaultCallsPerTurn = 16;
+
+/** The RPC server every gRPC service runs (libs/rpc). */
+export const rpcServerSchema = z.object({
+  /** Calls whose handlers start per event-loop turn; the others wait for the next turns (0: no limit). */
+  RPC_CALLS_PER_TURN: z.coerce.number().int().min(0).default(defaultCallsPerTurn),
+});
+
+export type RpcServerConfig = z.infer<typeof rpcServerSchema>;
+
 /** Where the read models live: the projectors write them, the query service and ctx read them. */
 export const readModelSchema = storesSchema.extend({
   NEO4J_DATABASE: z.string().optional(),

@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { type ConfigError, env, isConfigError, loadConfig, storesSchema } from "./index.ts";
+import {
+  type ConfigError,
+  defaultCallsPerTurn,
+  env,
+  isConfigError,
+  loadConfig,
+  rpcServerSchema,
+  storesSchema,
+} from "./index.ts";
 
 describe("loadConfig", () => {
   it("applies defaults when variables are unset or empty", () => {
@@ -21,6 +29,16 @@ describe("loadConfig", () => {
       LISTEN: { host: "0.0.0.0", port: 9 },
     });
     expect(loadConfig(schema, {}).LISTEN).toEqual({ host: "127.0.0.1", port: 50051 });
+  });
+
+  it("takes 0 calls per turn (no limit) and refuses fewer or parts of calls", () => {
+    expect(loadConfig(rpcServerSchema, {}).RPC_CALLS_PER_TURN).toBe(defaultCallsPerTurn);
+    expect(loadConfig(rpcServerSchema, { RPC_CALLS_PER_TURN: "0" }).RPC_CALLS_PER_TURN).toBe(0);
+    for (const bad of ["-1", "1.5"]) {
+      expect(() => loadConfig(rpcServerSchema, { RPC_CALLS_PER_TURN: bad })).toThrow(
+        /RPC_CALLS_PER_TURN/,
+      );
+    }
   });
 
   it("fails naming every bad variable", () => {

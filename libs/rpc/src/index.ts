@@ -11,5 +11,5 @@ export { startOpsServer } from "./ops-server.ts";
 export type { Reflection } from "./reflection.ts";
 export { createReflection, registerReflectionService } from "./reflection.ts";
 export type { RpcServer, RpcServerOptions } from "./rpc-server.ts";
-export { defaultCallsPerTurn, startRpcServer } from "./rpc-server.ts";
+export { startRpcServer } from "./rpc-server.ts";
 export { turnBudgetInterceptor } from "./turn-budget.ts";

@@ -4,7 +4,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
-import type { Logger } from "@ctx/config";
+import { defaultCallsPerTurn, type Logger } from "@ctx/config";
 import type { Registry } from "prom-client";
 import { correlationInterceptor } from "./correlation.ts";
 import { type ErrorClassifier, errorInterceptor } from "./error-edge.ts";
@@ -30,7 +30,7 @@ export interface RpcServerOptions {
   readonly reflection?: readonly DescService[];
   /**
    * Calls whose handlers start per event-loop turn; the others wait for the next turns (see
-   * turnBudgetInterceptor). 0: no limit. Default 16.
+   * turnBudgetInterceptor). 0: no limit. Default: `defaultCallsPerTurn` (@ctx/config).
    */
   readonly callsPerTurn?: number;
 }
@@ -40,9 +40,6 @@ export interface RpcServer {
   /** Stops taking calls, lets calls in flight finish for up to graceMs, then cuts the rest. */
   close(graceMs?: number): Promise<void>;
 }
-
-/** Measured on the command service's write bench (docs/BENCHMARKS.md): 16 did better than 8 or 32. */
-export const defaultCallsPerTurn = 16;
 
 /**
  * A Connect server on Node's http2 (cleartext, like most in-cluster gRPC) answering gRPC, gRPC-Web and

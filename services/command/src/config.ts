@@ -1,14 +1,11 @@
-import { env, eventStreamSchema, loadConfig, storesSchema } from "@ctx/config";
-import { defaultCallsPerTurn } from "@ctx/rpc";
+import { env, eventStreamSchema, loadConfig, rpcServerSchema, storesSchema } from "@ctx/config";
 import { z } from "zod";
 
-export const commandConfigSchema = eventStreamSchema.extend({
+export const commandConfigSchema = eventStreamSchema.extend(rpcServerSchema.shape).extend({
   NATS_URL: storesSchema.shape.NATS_URL,
   LOG_LEVEL: storesSchema.shape.LOG_LEVEL,
   /** gRPC / gRPC-Web / Connect listen address. */
   COMMAND_LISTEN: env.listen("127.0.0.1:50051"),
-  /** Calls whose handlers start per event-loop turn (0: no limit); see turnBudgetInterceptor. */
-  RPC_CALLS_PER_TURN: z.coerce.number().int().min(0).default(defaultCallsPerTurn),
   /** /healthz, /readyz and /metrics. */
   COMMAND_OPS_LISTEN: env.listen("127.0.0.1:9551"),
   /** Stories whose state the service keeps in memory. */
