@@ -4,7 +4,7 @@ import { ContextCommandService } from "@ctx/proto";
 import { createHealthRegistry, ServingStatus, startOpsServer, startRpcServer } from "@ctx/rpc";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { CommandConfig } from "./config.ts";
 import { createCommandHandler } from "./handling/command-handler.ts";
 import { classifyCommandError } from "./rpc/classify-error.ts";
@@ -48,8 +48,26 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   const store = createEventStore(nc, { names: settings });
   const handler = createCommandHandler(store, {
     cacheSize: config.STORY_CACHE_SIZE,
+    cacheEvents: config.STORY_CACHE_EVENTS,
     onAppend: (seconds, events) =>
       appendSeconds.observe({ events: events > 1 ? "many" : "one" }, seconds),
+  });
+
+  new Gauge({
+    name: "command_story_cache_stories",
+    help: "Stories whose state the command service holds in memory",
+    registers: [registry],
+    collect() {
+      this.set(handler.cached().stories);
+    },
+  });
+  new Gauge({
+    name: "command_story_cache_events",
+    help: "Events the cached stories hold in all (bounded by STORY_CACHE_EVENTS)",
+    registers: [registry],
+    collect() {
+      this.set(handler.cached().events);
+    },
   });
 
   const health = createHealthRegistry([ContextCommandService.typeName]);

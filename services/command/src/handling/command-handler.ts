@@ -14,7 +14,7 @@ import {
   type RecordedEvent,
 } from "@ctx/event-store";
 import { uuidv7 } from "@ctx/ids";
-import { type LoadedStory, StoryCache } from "./story-cache.ts";
+import { defaultCacheLimits, type LoadedStory, StoryCache } from "./story-cache.ts";
 
 export interface CommandRequest {
   readonly storyId: StoryId;
@@ -37,8 +37,10 @@ export interface CommandResult {
 }
 
 export interface CommandHandlerOptions {
-  /** Stories kept in memory (0 disables the cache). */
+  /** Stories kept in memory (0 disables the cache). Default: `defaultCacheLimits`. */
   readonly cacheSize?: number;
+  /** Events kept in memory, summed over the cached stories (0 disables the cache). */
+  readonly cacheEvents?: number;
   /** Attempts for a command without expected version that keeps losing races to other writers. */
   readonly maxAttempts?: number;
   /** Called with the time an append took, for metrics. */
@@ -47,6 +49,8 @@ export interface CommandHandlerOptions {
 
 export interface CommandHandler {
   handle(request: CommandRequest): Promise<CommandResult>;
+  /** What the story cache holds now (for metrics). */
+  cached(): { readonly stories: number; readonly events: number };
 }
 
 /**
@@ -58,7 +62,10 @@ export function createCommandHandler(
   store: EventStore,
   options: CommandHandlerOptions = {},
 ): CommandHandler {
-  const cache = new StoryCache(options.cacheSize ?? 10_000);
+  const cache = new StoryCache({
+    stories: options.cacheSize ?? defaultCacheLimits.stories,
+    events: options.cacheEvents ?? defaultCacheLimits.events,
+  });
   const maxAttempts = options.maxAttempts ?? 10;
 
   async function load(storyId: StoryId): Promise<LoadedStory> {
@@ -138,7 +145,7 @@ export function createCommandHandler(
     }
   }
 
-  return { handle };
+  return { handle, cached: () => ({ stories: cache.size, events: cache.events }) };
 }
 
 /** Folds recorded events into a loaded story, remembering which command wrote them. */

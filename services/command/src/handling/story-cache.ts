@@ -15,17 +15,44 @@ export interface LoadedStory {
   readonly commands: Map<string, CommandOutcome>;
 }
 
+/** How much a StoryCache may hold. A limit of 0 holds nothing (the cache is off). */
+export interface StoryCacheLimits {
+  /** Stories held at most. */
+  readonly stories: number;
+  /**
+   * Events held at most, summed over the stories held (a story weighs its version). What a story
+   * costs in memory grows with its events (its state, and the outcome of every command that wrote
+   * it), so a bound on stories alone does not bound memory: 10,000 stories of 10,000 events each
+   * would need tens of gigabytes.
+   */
+  readonly events: number;
+}
+
+/**
+ * The default limits: at about 570 bytes of heap per cached event (state and command outcomes,
+ * measured for stories of subtasks), 500,000 events are about 0.3 GB.
+ */
+export const defaultCacheLimits: StoryCacheLimits = { stories: 10_000, events: 500_000 };
+
 /**
  * A bounded, least-recently-written cache of stories, so a hot story is not re-read for every command.
- * Correctness never depends on it: appends are checked by the server, and after a conflict the
- * handler reads the events it missed.
+ * When a story is stored and the cache is over a limit, the stories written longest ago leave it; a
+ * story that alone weighs more than the events limit is not kept at all. Correctness never depends
+ * on it: appends are checked by the server, and after a conflict the handler reads the events it
+ * missed.
  */
 export class StoryCache {
   readonly #entries = new Map<StoryId, LoadedStory>();
-  readonly #capacity: number;
+  readonly #limits: StoryCacheLimits;
+  #events = 0;
 
-  constructor(capacity: number) {
-    this.#capacity = capacity;
+  constructor(limits: StoryCacheLimits) {
+    for (const [name, limit] of Object.entries(limits)) {
+      if (!Number.isInteger(limit) || limit < 0) {
+        throw new RangeError(`story cache limit ${name} must be a whole number ≥ 0, not ${limit}`);
+      }
+    }
+    this.#limits = limits;
   }
 
   /**
@@ -36,21 +63,40 @@ export class StoryCache {
     return this.#entries.get(storyId);
   }
 
+  /** Stores the story as the most recently written one, then evicts down to the limits. */
   set(storyId: StoryId, story: LoadedStory): void {
-    if (this.#capacity <= 0) return;
-    this.#entries.delete(storyId);
+    this.delete(storyId);
+    const weight = weightOf(story);
+    const { stories, events } = this.#limits;
+    if (stories === 0 || events === 0 || weight > events) return;
     this.#entries.set(storyId, story);
-    if (this.#entries.size > this.#capacity) {
+    this.#events += weight;
+    while (this.#entries.size > stories || this.#events > events) {
+      // The story just stored is the newest and fits alone: the loop ends with it at the latest.
       const oldest = this.#entries.keys().next().value;
-      if (oldest !== undefined) this.#entries.delete(oldest);
+      if (oldest === undefined || oldest === storyId) break;
+      this.delete(oldest);
     }
   }
 
   delete(storyId: StoryId): void {
+    const held = this.#entries.get(storyId);
+    if (held === undefined) return;
     this.#entries.delete(storyId);
+    this.#events -= weightOf(held);
   }
 
+  /** Stories held. */
   get size(): number {
     return this.#entries.size;
   }
+
+  /** Events held, summed over the stories held. */
+  get events(): number {
+    return this.#events;
+  }
+}
+
+function weightOf(story: LoadedStory): number {
+  return story.state.version;
 }
