@@ -37,6 +37,7 @@ import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { fillInterleaved } from "./support/fill.ts";
 import { histogram, scrape } from "./support/metrics.ts";
 import { type BenchStack, onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
+import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
 
 const run = promisify(execFile);
@@ -54,13 +55,7 @@ const settings = {
   rawBatch: 500,
 };
 const names = defaultEventStreamSettings;
-const resultsDir = join(repoRoot, "bench/results");
 const profilesDir = join(resultsDir, "profiles/projection");
-
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name]);
-  return Number.isFinite(value) && value > 0 ? value : fallback;
-}
 
 /** Event `v` (1-based) of a story: a history that grows subtasks, decisions, dependencies, updates. */
 function eventOf(v: number): ContextEventData {

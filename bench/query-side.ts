@@ -77,9 +77,9 @@ import {
   type BenchService,
   type BenchStack,
   onShutdown,
-  repoRoot,
   startBenchStack,
 } from "./support/servers.ts";
+import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
 
 const settings = {
@@ -121,7 +121,6 @@ const settings = {
    */
   loadClients: (process.env.BENCH_QUERY_LOAD_CLIENTS ?? "go,node").split(",").map(loadClient),
 };
-const resultsDir = join(repoRoot, "bench/results");
 /** The query service's snapshot stream, by its default name (services/query/src/config.ts). */
 const SNAPSHOT_STREAM = "CONTEXT_SNAPSHOTS";
 const profilesDir = join(resultsDir, "profiles/query-side");
@@ -232,12 +231,6 @@ interface ReadModelPhase {
     readonly handledWithin: readonly { readonly ms: number; readonly share: number }[];
     readonly loopLagP99Ms: number;
   };
-}
-
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
-  return value;
 }
 
 function envList(name: string, fallback: string): number[] {

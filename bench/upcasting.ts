@@ -22,7 +22,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { fillInterleaved } from "./support/fill.ts";
-import { onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
+import { onShutdown, startBenchStack } from "./support/servers.ts";
+import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
 
 const settings = {
@@ -32,12 +33,6 @@ const settings = {
   decodeSample: envNumber("BENCH_UPCAST_DECODE_SAMPLE", 100_000),
   publishWindow: 2_000,
 };
-const resultsDir = join(repoRoot, "bench/results");
-
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name]);
-  return Number.isFinite(value) && value > 0 ? value : fallback;
-}
 
 const streams: Record<"v1" | "v2", EventStreamSettings> = {
   v1: {

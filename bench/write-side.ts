@@ -51,7 +51,8 @@ import {
   type Phase,
   withCpu,
 } from "./support/run-info.ts";
-import { onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
+import { onShutdown, startBenchStack } from "./support/servers.ts";
+import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, type LatencySummary, summarize, table } from "./support/stats.ts";
 
 const settings = {
@@ -66,7 +67,6 @@ const settings = {
   profile: process.env.BENCH_PROFILE === "1",
   client: clientKind(process.env.BENCH_CLIENT ?? "connect"),
 };
-const resultsDir = join(repoRoot, "bench/results");
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
 
 /** The expectation's subjects as the store sends them: the story's partition once it has events. */
@@ -120,12 +120,6 @@ function clientKind(value: string): "connect" | "h2" | "go" {
   if (value !== "connect" && value !== "h2" && value !== "go") {
     throw new Error("BENCH_CLIENT must be connect, h2 or go");
   }
-  return value;
-}
-
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
   return value;
 }
 

@@ -1,0 +1,12 @@
+import { join } from "node:path";
+import { repoRoot } from "./servers.ts";
+
+/** Where every bench writes its figures as JSON (`<bench>.json`; ignored by git). */
+export const resultsDir = join(repoRoot, "bench/results");
+
+/** A positive number from the environment, `fallback` when unset; anything else stops the bench. */
+export function envNumber(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+}
