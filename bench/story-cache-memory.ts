@@ -22,6 +22,7 @@ import { loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
 import { ContextCommandService } from "@ctx/proto";
 import { closedLoop } from "./support/load.ts";
+import { gauge, scrape } from "./support/metrics.ts";
 import { onShutdown, startBenchStack } from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
@@ -132,15 +133,15 @@ async function measure(natsUrl: string, shape: Shape, index: number): Promise<Sh
 }
 
 async function cacheGauges(url: string): Promise<{ stories: number; events: number }> {
-  const text = await (await fetch(url)).text();
-  const gauge = (name: string) => {
-    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-    if (line === undefined) throw new Error(`${name} missing from ${url}`);
-    return Number(line.slice(name.length + 1));
+  const text = await scrape(url);
+  const read = (name: string) => {
+    const value = gauge(text, name);
+    if (Number.isNaN(value)) throw new Error(`${name} missing from ${url}`);
+    return value;
   };
   return {
-    stories: gauge("command_story_cache_stories"),
-    events: gauge("command_story_cache_events"),
+    stories: read("command_story_cache_stories"),
+    events: read("command_story_cache_events"),
   };
 }
 
