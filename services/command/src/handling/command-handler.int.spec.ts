@@ -55,6 +55,7 @@ const addSubtask = (id: string): Command => ({
 function run(handler: CommandHandler, story: StoryId, command: Command) {
   return handler.handle({
     storyId: story,
+    name: command.type,
     commands: [command],
     correlationId: "",
     causationId: "",
