@@ -219,6 +219,31 @@ describe("request validation", () => {
       ruleId: "string.max_len",
     },
     {
+      name: "a rationale over 10,000 characters",
+      method: "AddDecision",
+      request: (story) => ({
+        story_id: story,
+        decision_id: "d",
+        title: "D",
+        made_by: "ana",
+        rationale: "r".repeat(10_001),
+      }),
+      field: "rationale",
+      ruleId: "string.max_len",
+    },
+    {
+      name: "an ApplyChanges with more than 100 changes",
+      method: "ApplyChanges",
+      request: (story) => ({
+        story_id: story,
+        changes: Array.from({ length: 101 }, (_, i) => ({
+          add_subtask: { subtask_id: `s${i}`, title: "S" },
+        })),
+      }),
+      field: "changes",
+      ruleId: "repeated.max_items",
+    },
+    {
       name: "an empty title",
       method: "AddDecision",
       request: (story) => ({ story_id: story, decision_id: "d", title: "", made_by: "ana" }),
