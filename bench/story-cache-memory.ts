@@ -70,6 +70,9 @@ async function measure(natsUrl: string, shape: Shape, index: number): Promise<Sh
     // Room for every story and event: the bench measures what they cost, not the eviction.
     STORY_CACHE_SIZE: String(settings.stories + 1),
     STORY_CACHE_EVENTS: String((settings.stories + 1) * settings.eventsPerStory),
+    // Room for stories of a subtask per event, when BENCH_CACHE_EVENTS asks for more than a story
+    // may hold by default (1,000 subtasks).
+    STORY_MAX_SUBTASKS: String(Math.max(1_000, settings.eventsPerStory)),
   });
   const logger = createLogger({ name: "bench-cache-memory", level: "warn", pretty: false });
   const app = await startCommandApp(config, logger);

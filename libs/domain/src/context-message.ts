@@ -262,7 +262,8 @@ function subtaskStateOf(s: Subtask): SubtaskState {
   };
 }
 
-function contextStatusOf(lifecycle: ContextLifecycle): ContextStatus {
+/** The proto status of a lifecycle. */
+export function contextStatusOf(lifecycle: ContextLifecycle): ContextStatus {
   switch (lifecycle) {
     case ContextLifecycle.Absent:
       return ContextStatus.UNSPECIFIED;

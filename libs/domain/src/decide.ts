@@ -28,14 +28,18 @@ import {
   type SubtaskState,
 } from "./context-state.ts";
 import {
+  CommandLimit,
+  CommandTooLargeError,
   DomainRule,
   EntityAlreadyExistsError,
   EntityNotFoundError,
   RuleViolationError,
   StoryAlreadyExistsError,
+  StoryLimitError,
   StoryNotFoundError,
-} from "./domain-error.ts";
+} from "./errors.ts";
 import { evolve } from "./evolve.ts";
+import { eventPayloadSize, measureChange, type StoryLimits, type StoryMeasure } from "./limits.ts";
 import { streamVersion } from "./stream-version.ts";
 
 type Events = readonly ContextEventData[];
@@ -99,6 +103,104 @@ export function decideAll(commands: readonly Command[], state: ContextState): Ev
     }
   }
   return all;
+}
+
+/** A story as its limits see it: its state, and the measures (`measureStory`) it does not keep. */
+export interface MeasuredStory {
+  readonly state: ContextState;
+  readonly measure: StoryMeasure;
+}
+
+/** What `decideWithin` decided: the events, and the story once they are applied. */
+export interface Decided extends MeasuredStory {
+  readonly events: Events;
+}
+
+/**
+ * `decideAll` within limits: decides the commands as one change, and refuses it when the command
+ * is too large by itself (more changes than `limits.changesPerCommand`, or an event larger than
+ * `limits.eventBytes`: CommandTooLargeError) or when it would grow the story past a limit
+ * (StoryLimitError). Only growth is refused: a story already past a limit (written before the
+ * limit, or under a higher one) still takes every command that does not grow what is over.
+ *
+ * Returns the events and the story after them. Its state has the events applied with provisional
+ * versions (after `state.version`: the ones the store assigns when the append goes through) and
+ * time (`state.updatedAt`); everything else in it is what applying the stored events gives.
+ *
+ * @throws DomainError from the first command the state refuses, or for a limit.
+ */
+export function decideWithin(
+  commands: readonly Command[],
+  story: MeasuredStory,
+  limits: StoryLimits,
+): Decided {
+  const { state } = story;
+  if (commands.length > limits.changesPerCommand) {
+    throw new CommandTooLargeError(
+      state.storyId,
+      CommandLimit.Changes,
+      commands.length,
+      limits.changesPerCommand,
+    );
+  }
+  const events: ContextEventData[] = [];
+  const occurredAt = state.updatedAt ?? new Date(0);
+  let current = state;
+  for (let i = 0; i < commands.length; i++) {
+    const command = commands[i] as Command;
+    for (const data of decide(command, current)) {
+      const size = eventPayloadSize(data);
+      if (size > limits.eventBytes) {
+        throw new CommandTooLargeError(
+          state.storyId,
+          CommandLimit.EventBytes,
+          size,
+          limits.eventBytes,
+          {
+            index: i,
+            type: command.type,
+          },
+        );
+      }
+      current = evolve(current, { version: streamVersion(current.version + 1), occurredAt, data });
+      events.push(data);
+    }
+  }
+  const measure = measureChange(state, current, events, story.measure);
+  const grows = (rule: DomainRule, what: string, before: number, after: number, limit: number) => {
+    if (after > limit && after > before) {
+      throw new StoryLimitError(state.storyId, rule, what, after, limit);
+    }
+  };
+  grows(
+    DomainRule.TooManyDecisions,
+    "decisions",
+    state.decisions.size,
+    current.decisions.size,
+    limits.decisions,
+  );
+  grows(
+    DomainRule.TooManySubtasks,
+    "subtasks",
+    state.subtasks.size,
+    current.subtasks.size,
+    limits.subtasks,
+  );
+  grows(
+    DomainRule.TooManyDependencies,
+    "subtask dependencies",
+    story.measure.dependencies,
+    measure.dependencies,
+    limits.dependencies,
+  );
+  grows(
+    DomainRule.StoryTooLarge,
+    "bytes of encoded context",
+    story.measure.bytes,
+    measure.bytes,
+    limits.contextBytes,
+  );
+  return { events, state: current, measure };
 }
 
 function createContext(command: CreateContext, state: ContextState): Events {

@@ -12,24 +12,37 @@ export type { EncodedContext, EncodedEntries } from "./context-message.ts";
 export { encodeContextState, fromContextMessage, toContextMessage } from "./context-message.ts";
 export type { ContextState, DecisionState, SubtaskState } from "./context-state.ts";
 export { ContextLifecycle, initialState } from "./context-state.ts";
-export { decide, decideAll } from "./decide.ts";
-export type { EntityKind } from "./domain-error.ts";
+export type { Decided, MeasuredStory } from "./decide.ts";
+export { decide, decideAll, decideWithin } from "./decide.ts";
+export type { EntityKind } from "./errors.ts";
 export {
+  CommandLimit,
+  CommandTooLargeError,
   DomainError,
   DomainRule,
   EntityAlreadyExistsError,
   EntityNotFoundError,
+  isCommandTooLargeError,
   isDomainError,
   isEntityAlreadyExistsError,
   isEntityNotFoundError,
   isRuleViolationError,
   isStoryAlreadyExistsError,
+  isStoryLimitError,
   isStoryNotFoundError,
   RuleViolationError,
   StoryAlreadyExistsError,
+  StoryLimitError,
   StoryNotFoundError,
-} from "./domain-error.ts";
+} from "./errors.ts";
 export { evolve, evolveAll, fold } from "./evolve.ts";
+export type { StoryLimits, StoryMeasure } from "./limits.ts";
+export {
+  defaultStoryLimits,
+  eventPayloadSize,
+  measureChange,
+  measureStory,
+} from "./limits.ts";
 export type { StoryId } from "./story-id.ts";
 export { storyId } from "./story-id.ts";
 export { StoryMap } from "./story-map.ts";

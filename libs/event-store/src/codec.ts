@@ -135,6 +135,8 @@ function envelopeOf(frame: Frame, payload: Message): ContextEvent {
     commandEventIndex: frame.commandEventIndex,
     prevHash: frame.prevHash,
     hash: frame.hash,
+    commandName: frame.commandName,
+    commandFingerprint: frame.commandFingerprint,
     payload: { case: frame.payload.case, value: payload } as ContextEvent["payload"],
   };
   if (frame.$unknown) envelope.$unknown = frame.$unknown;

@@ -65,6 +65,8 @@ export function writeSignedEnvelope(
   if (prev.length > 0) bytes(w, 0x5a, prev);
   // Field 12, the hash, goes here once known.
   const fieldsEnd = w.pos;
+  string(w, 0x6a, envelope.commandName);
+  if (envelope.commandFingerprint.length > 0) bytes(w, 0x72, envelope.commandFingerprint);
   bytes(w, member.tag, payloadBytes);
   const digest = sha256(w.buf.subarray(0, w.pos));
   const out = new Uint8Array(w.pos - start + 2 + digest.length);
@@ -91,6 +93,8 @@ const envelopeFields: Readonly<Record<number, string>> = {
   10: "command_event_index",
   11: "prev_hash",
   12: "hash",
+  13: "command_name",
+  14: "command_fingerprint",
 };
 
 interface PayloadMember {

@@ -91,6 +91,8 @@ function envelope(r: ReturnType<typeof random>): ContextEvent {
     commandId: r.text(),
     commandEventIndex: r.pick([0, 1, 5000]),
     prevHash: r.pick([new Uint8Array(0), new Uint8Array(32).fill(9), new Uint8Array(200).fill(1)]),
+    commandName: r.pick(["", "ApplyChanges", r.text()]),
+    commandFingerprint: r.pick([new Uint8Array(0), new Uint8Array(33).fill(7)]),
     payload: data,
   });
 }

@@ -62,6 +62,7 @@ const withPlainHashes = (e: RecordedEvent) => ({
     ...e.envelope,
     hash: Uint8Array.from(e.envelope.hash),
     prevHash: Uint8Array.from(e.envelope.prevHash),
+    commandFingerprint: Uint8Array.from(e.envelope.commandFingerprint),
   },
 });
 
@@ -126,6 +127,32 @@ describe("append and read", () => {
     ]);
     expect(events.map((e) => e.envelope.commandEventIndex)).toEqual([0, 0, 1, 2]);
     expect(verifyChain(events.map((e) => e.envelope))).toEqual({ intact: true, events: 4 });
+  });
+
+  it("writes the command's name and fingerprint into its first event only, inside the chain", async () => {
+    const story = newStory();
+    const fingerprint = new Uint8Array(33).fill(5);
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    const result = await store.append(
+      story,
+      [{ data: subtask("s1") }, { data: subtask("s2") }],
+      streamVersion(1),
+      { commandId: "cmd-1", commandName: "ApplyChanges", commandFingerprint: fingerprint },
+    );
+
+    const events = await store.read(story);
+    expect(result.events.map(withPlainHashes)).toEqual(events.slice(1).map(withPlainHashes));
+    expect(events.map((e) => e.envelope.commandName)).toEqual(["", "ApplyChanges", ""]);
+    expect(events.map((e) => Buffer.from(e.envelope.commandFingerprint).toString("hex"))).toEqual([
+      "",
+      Buffer.from(fingerprint).toString("hex"),
+      "",
+    ]);
+    // Covered by the hash: changing the fingerprint breaks the chain.
+    expect(verifyChain(events.map((e) => e.envelope))).toEqual({ intact: true, events: 3 });
+    const altered = events.map((e) => e.envelope);
+    altered[1] = { ...(altered[1] as (typeof altered)[1]), commandFingerprint: new Uint8Array(33) };
+    expect(verifyChain(altered)).toMatchObject({ intact: false, version: 2 });
   });
 
   it("reads a range of versions and up to a time", async () => {

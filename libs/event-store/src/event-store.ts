@@ -69,6 +69,13 @@ export interface AppendMetadata {
   readonly commandId?: string;
   readonly correlationId?: string;
   readonly causationId?: string;
+  /**
+   * What the command was (its request's name and a digest of its content), written into the first
+   * envelope only, so that a reader can tell a retry of the command from another request that
+   * reuses its id.
+   */
+  readonly commandName?: string;
+  readonly commandFingerprint?: Uint8Array;
 }
 
 /**
@@ -345,6 +352,8 @@ class JetStreamEventStore implements EventStore {
         commandEventIndex: index,
         prevHash,
         hash: EMPTY,
+        commandName: index === 0 ? (metadata.commandName ?? "") : "",
+        commandFingerprint: index === 0 ? (metadata.commandFingerprint ?? EMPTY) : EMPTY,
         payload: event.data,
       };
       const bytes = encodeWithHash(envelope);

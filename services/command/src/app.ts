@@ -5,7 +5,7 @@ import { createHealthRegistry, ServingStatus, startOpsServer, startRpcServer } f
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { CommandConfig } from "./config.ts";
+import { type CommandConfig, checkLimitsFit, storyLimitsOf } from "./config.ts";
 import { createCommandHandler } from "./handling/command-handler.ts";
 import { classifyCommandError } from "./rpc/classify-error.ts";
 import { registerCommandService } from "./rpc/command-service.ts";
@@ -27,6 +27,12 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     // nats.js otherwise builds two Errors per request up front, only for their stack traces.
     noAsyncTraces: true,
   });
+  try {
+    checkLimitsFit(config, nc.info?.max_payload ?? Number.POSITIVE_INFINITY);
+  } catch (e) {
+    await nc.close();
+    throw e;
+  }
   const settings: EventStreamSettings = {
     stream: config.EVENT_STREAM,
     subjectPrefix: config.EVENT_SUBJECT_PREFIX,
@@ -49,6 +55,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   const handler = createCommandHandler(store, {
     cacheSize: config.STORY_CACHE_SIZE,
     cacheEvents: config.STORY_CACHE_EVENTS,
+    limits: storyLimitsOf(config),
     onAppend: (seconds, events) =>
       appendSeconds.observe({ events: events > 1 ? "many" : "one" }, seconds),
   });

@@ -1,4 +1,5 @@
-import { currentSchemaVersion, storyId } from "@ctx/domain";
+import { currentSchemaVersion, storyId, streamVersion } from "@ctx/domain";
+import { eventData } from "@ctx/domain/testing";
 import { type RecordedEvent, verifyChain } from "@ctx/event-store";
 import { stack, uniqueName } from "@ctx/test-support";
 import { status } from "@grpc/grpc-js";
@@ -216,6 +217,31 @@ describe("request validation", () => {
       request: (story) => ({ story_id: story, subtask_id: "s", title: "x".repeat(201) }),
       field: "title",
       ruleId: "string.max_len",
+    },
+    {
+      name: "a rationale over 10,000 characters",
+      method: "AddDecision",
+      request: (story) => ({
+        story_id: story,
+        decision_id: "d",
+        title: "D",
+        made_by: "ana",
+        rationale: "r".repeat(10_001),
+      }),
+      field: "rationale",
+      ruleId: "string.max_len",
+    },
+    {
+      name: "an ApplyChanges with more than 100 changes",
+      method: "ApplyChanges",
+      request: (story) => ({
+        story_id: story,
+        changes: Array.from({ length: 101 }, (_, i) => ({
+          add_subtask: { subtask_id: `s${i}`, title: "S" },
+        })),
+      }),
+      field: "changes",
+      ruleId: "repeated.max_items",
     },
     {
       name: "an empty title",
@@ -538,7 +564,16 @@ describe("idempotency by command_id", () => {
     expect(await versionOf(story)).toBe(5);
   });
 
-  it("lets the key win over a different request body (documented behaviour)", async () => {
+  /** The status of a call refused for reusing a command id, checked to name the id. */
+  const reused = async (method: string, request: Message & { command_id: string }) => {
+    const s = statusOf(await send(method, request));
+    expect(s.code, s.message).toBe(status.ALREADY_EXISTS);
+    expect(s.trailers.get("x-rule")).toEqual(["command_id_reused"]);
+    expect(s.message).toContain(`command_id "${request.command_id}" was already used`);
+    return s.message;
+  };
+
+  it("refuses a command_id reused by another method: ArchiveContext archives nothing", async () => {
     const story = await createStory();
     const first = await ok("AddSubtask", {
       story_id: story,
@@ -546,18 +581,130 @@ describe("idempotency by command_id", () => {
       subtask_id: "s",
       title: "S",
     });
-    const different = await ok("AddDecision", {
+
+    const message = await reused("ArchiveContext", {
       story_id: story,
       command_id: "key-1",
-      decision_id: "d",
-      title: "D",
-      made_by: "ana",
+      reason: "done",
     });
-    expect(different).toEqual({ ...first, deduplicated: true });
+
+    expect(message).toContain("by a AddSubtask request, not ArchiveContext");
     expect((await events(story)).map((e) => e.eventType)).toEqual([
       "ContextCreated",
       "SubtaskAdded",
     ]);
+    // The same request as the first still answers its result; a new id archives.
+    expect(
+      await ok("AddSubtask", { story_id: story, command_id: "key-1", subtask_id: "s", title: "S" }),
+    ).toEqual({ ...first, deduplicated: true });
+    expect(
+      (await ok("ArchiveContext", { story_id: story, command_id: "key-2", reason: "done" }))
+        .version,
+    ).toBe(3);
+  });
+
+  it("refuses a command_id reused by the same method with other content", async () => {
+    const story = await createStory();
+    const request = { story_id: story, command_id: "add", subtask_id: "s", title: "S" };
+    const first = await ok("AddSubtask", request);
+
+    const message = await reused("AddSubtask", { ...request, title: "Another title" });
+    await reused("AddSubtask", { ...request, subtask_id: "t" });
+
+    expect(message).toContain("by a AddSubtask request with other content");
+    expect(await ok("AddSubtask", request)).toEqual({ ...first, deduplicated: true });
+    expect(await versionOf(story)).toBe(2);
+  });
+
+  it("refuses an ApplyChanges whose changes differ, and deduplicates the same ones", async () => {
+    const story = await createStory();
+    const changes = [
+      { add_subtask: { subtask_id: "s", title: "S" } },
+      {
+        add_decision: { decision_id: "d", title: "D", made_by: "ana", affects_subtask_ids: ["s"] },
+      },
+    ];
+    const request = { story_id: story, command_id: "batch", changes };
+    const first = await ok("ApplyChanges", request);
+
+    await reused("ApplyChanges", { ...request, changes: changes.slice(0, 1) });
+    await reused("ApplyChanges", { ...request, changes: [changes[0], changes[0]] });
+    // The change as its own RPC is another request.
+    await reused("AddSubtask", {
+      story_id: story,
+      command_id: "batch",
+      subtask_id: "s",
+      title: "S",
+    });
+    expect(await ok("ApplyChanges", request)).toEqual({ ...first, deduplicated: true });
+    expect(await versionOf(story)).toBe(3);
+  });
+
+  it("deduplicates a retry that pins another expected_version (not part of the request)", async () => {
+    const story = await createStory();
+    const request = { story_id: story, command_id: "pin", subtask_id: "s", title: "S" };
+    const first = await ok("AddSubtask", { ...request, expected_version: 1 });
+    await ok("AddSubtask", { story_id: story, subtask_id: "t", title: "T" });
+    expect(await ok("AddSubtask", { ...request, expected_version: 3 })).toEqual({
+      ...first,
+      deduplicated: true,
+    });
+    // An UNSPECIFIED status is no status: the same request as one without it.
+    const update = { story_id: story, command_id: "upd", subtask_id: "s", assignee: "bo" };
+    const updated = await ok("UpdateSubtask", update);
+    expect(await ok("UpdateSubtask", { ...update, status: "SUBTASK_STATUS_UNSPECIFIED" })).toEqual({
+      ...updated,
+      deduplicated: true,
+    });
+  });
+
+  it("tells the same request from another after a restart with the story cache off", async () => {
+    const story = await createStory();
+    const request = { story_id: story, command_id: "restart", subtask_id: "s", title: "S" };
+    const first = await ok("AddSubtask", request);
+    // Another process on the same stream, which has never seen the story: it rebuilds the
+    // command's outcome, name and fingerprint from the stored events, on every call.
+    const restarted = await startCommandHarness({
+      natsUrl: stack().natsUrl,
+      stream: h.stream,
+      env: { STORY_CACHE_SIZE: "0" },
+    });
+    try {
+      const again = (m: string, r: Message) => call(restarted.client, m, r);
+      expect(resultOf(await again("AddSubtask", request))).toEqual({
+        ...first,
+        deduplicated: true,
+      });
+      const other = statusOf(await again("AddSubtask", { ...request, title: "Other" }));
+      expect(other.code).toBe(status.ALREADY_EXISTS);
+      const method = statusOf(await again("ArchiveContext", { ...request, reason: "" }));
+      expect(method.code).toBe(status.ALREADY_EXISTS);
+      expect(method.message).toContain("by a AddSubtask request, not ArchiveContext");
+    } finally {
+      await restarted.stop();
+    }
+    expect(await versionOf(story)).toBe(2);
+  });
+
+  it("answers the first result to a command_id of an event stored without a fingerprint", async () => {
+    // Written before fingerprints existed: the id alone, as every command was deduplicated then.
+    const story = await createStory();
+    const legacy = await h.store.append(
+      storyId(story),
+      [{ data: eventData.subtaskAdded({ subtaskId: "s", title: "S" }) }],
+      streamVersion(1),
+      { commandId: "old-key" },
+    );
+    expect(legacy.events[0]?.envelope.commandName).toBe("");
+
+    const answer = await ok("ArchiveContext", { story_id: story, command_id: "old-key" });
+
+    expect(answer).toEqual({
+      version: 2,
+      event_ids: [legacy.events[0]?.eventId],
+      deduplicated: true,
+    });
+    expect(await versionOf(story)).toBe(2);
   });
 
   it("deduplicates a repeated CreateContext instead of answering ALREADY_EXISTS", async () => {

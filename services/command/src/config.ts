@@ -1,6 +1,18 @@
-import { env, eventStreamSchema, loadConfig, rpcServerSchema, storesSchema } from "@ctx/config";
+import {
+  ConfigError,
+  env,
+  eventStreamSchema,
+  loadConfig,
+  rpcServerSchema,
+  storesSchema,
+} from "@ctx/config";
+import { defaultStoryLimits, type StoryLimits } from "@ctx/domain";
 import { z } from "zod";
 import { defaultCacheLimits } from "./handling/story-cache.ts";
+
+/** A whole number within bounds, with a default. */
+const count = (defaultValue: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(defaultValue);
 
 export const commandConfigSchema = eventStreamSchema.extend(rpcServerSchema.shape).extend({
   NATS_URL: storesSchema.shape.NATS_URL,
@@ -15,6 +27,18 @@ export const commandConfigSchema = eventStreamSchema.extend(rpcServerSchema.shap
   STORY_CACHE_EVENTS: z.coerce.number().int().min(0).default(defaultCacheLimits.events),
   /** How long a stopping service lets calls in flight finish. */
   SHUTDOWN_GRACE_MS: env.int(10_000),
+  /** Changes one command may carry; the proto allows 100 at most (ApplyChanges.changes). */
+  COMMAND_MAX_CHANGES: count(defaultStoryLimits.changesPerCommand, 1, 100),
+  /** Bytes of one event's payload. */
+  COMMAND_MAX_EVENT_BYTES: count(defaultStoryLimits.eventBytes, 1_024, 64 * 1024 * 1024),
+  /** Decisions one story may hold. */
+  STORY_MAX_DECISIONS: count(defaultStoryLimits.decisions, 1, 1_000_000),
+  /** Subtasks one story may hold. */
+  STORY_MAX_SUBTASKS: count(defaultStoryLimits.subtasks, 1, 1_000_000),
+  /** Subtask dependencies one story may hold. */
+  STORY_MAX_DEPENDENCIES: count(defaultStoryLimits.dependencies, 0, 10_000_000),
+  /** Bytes of a story's encoded context (its snapshot, Valkey entry and GetContext answer). */
+  STORY_MAX_BYTES: count(defaultStoryLimits.contextBytes, 1_024, 64 * 1024 * 1024),
 });
 
 export type CommandConfig = z.infer<typeof commandConfigSchema>;
@@ -23,4 +47,48 @@ export function loadCommandConfig(
   source: Readonly<Record<string, string | undefined>> = process.env,
 ): CommandConfig {
   return loadConfig(commandConfigSchema, source);
+}
+
+/** The limits the configuration sets for commands and stories. */
+export function storyLimitsOf(config: CommandConfig): StoryLimits {
+  return {
+    changesPerCommand: config.COMMAND_MAX_CHANGES,
+    eventBytes: config.COMMAND_MAX_EVENT_BYTES,
+    decisions: config.STORY_MAX_DECISIONS,
+    subtasks: config.STORY_MAX_SUBTASKS,
+    dependencies: config.STORY_MAX_DEPENDENCIES,
+    contextBytes: config.STORY_MAX_BYTES,
+  };
+}
+
+/**
+ * Room a NATS message needs beside the largest event or story: an event's envelope (ids, hashes:
+ * under 1 KiB) and a snapshot's fields, each with the headers of its publish (under 1 KiB).
+ */
+export const messageRoom = 16 * 1024;
+
+/**
+ * Checks that the largest event and the largest story the limits allow fit in one NATS message
+ * of the server's `max_payload`: otherwise a story at its limit could not be snapshotted (the
+ * snapshot is one message) and an event at its limit could not be stored.
+ *
+ * @throws ConfigError naming the setting to lower.
+ */
+export function checkLimitsFit(config: CommandConfig, maxPayload: number): void {
+  const problems = [
+    ["STORY_MAX_BYTES", config.STORY_MAX_BYTES, "a story at the limit could not be snapshotted"],
+    [
+      "COMMAND_MAX_EVENT_BYTES",
+      config.COMMAND_MAX_EVENT_BYTES,
+      "an event at the limit could not be stored",
+    ],
+  ] as const;
+  const tooLarge = problems.filter(([, value]) => value + messageRoom > maxPayload);
+  if (tooLarge.length === 0) return;
+  throw new ConfigError(
+    tooLarge.map(([variable, value, why]) => ({
+      variable,
+      message: `${value} bytes leave less than ${messageRoom} bytes of room in a NATS message (the server's max_payload is ${maxPayload}): ${why}; lower it, or raise max_payload`,
+    })),
+  );
 }

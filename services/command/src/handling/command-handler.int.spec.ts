@@ -12,6 +12,7 @@ import { stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isCommandIdReusedError } from "../errors.ts";
 import { type CommandHandler, createCommandHandler } from "./command-handler.ts";
 
 // Two command handlers, each with a store and a story cache of its own, share one stream: what two
@@ -55,6 +56,7 @@ const addSubtask = (id: string): Command => ({
 function run(handler: CommandHandler, story: StoryId, command: Command) {
   return handler.handle({
     storyId: story,
+    name: command.type,
     commands: [command],
     correlationId: "",
     causationId: "",
@@ -110,6 +112,31 @@ describe("a handler whose cached story is behind the stream", () => {
 
     expect(result.version).toBe(2);
     await jsm.streams.delete(name);
+  });
+
+  it("refuses a command id another replica used for another request, found on the conflict", async () => {
+    const story = storyId(uniqueName("story"));
+    const first = createCommandHandler(recordingStore().store);
+    const second = createCommandHandler(recordingStore().store);
+    await run(first, story, { type: "CreateContext", title: "Shared", description: "" });
+    await run(second, story, addSubtask("cached"));
+    // The first replica, behind by one event, stores the command id "k" for one request...
+    const request = (command: Command) => ({
+      storyId: story,
+      name: command.type,
+      commands: [command],
+      commandId: "k",
+      correlationId: "",
+      causationId: "",
+    });
+    const stored = await first.handle(request(addSubtask("a")));
+    // ...and the second, whose cached story does not hold it, learns of it from the conflict.
+    const refused = await second.handle(request(addSubtask("b"))).catch((e: unknown) => e);
+    expect(isCommandIdReusedError(refused)).toBe(true);
+    expect(await second.handle(request(addSubtask("a")))).toEqual({
+      ...stored,
+      deduplicated: true,
+    });
   });
 
   it("rejects a command that is invalid on the events it missed", async () => {

@@ -1,27 +1,53 @@
 import {
   type Command,
-  decideAll,
+  type Decided,
+  decideWithin,
+  defaultStoryLimits,
   evolve,
   initialState,
+  measureChange,
+  measureStory,
   type StoryId,
+  type StoryLimits,
   type StreamVersion,
   streamVersion,
 } from "@ctx/domain";
 import {
+  type AppendResult,
   ConcurrencyError,
   type EventStore,
   isConcurrencyError,
   type RecordedEvent,
 } from "@ctx/event-store";
 import { uuidv7 } from "@ctx/ids";
-import { defaultCacheLimits, type LoadedStory, StoryCache } from "./story-cache.ts";
+import { CommandIdReusedError } from "../errors.ts";
+import {
+  commandFingerprint,
+  fingerprintBytes,
+  fingerprintOf,
+  isComparable,
+} from "./command-fingerprint.ts";
+import {
+  type CommandOutcome,
+  defaultCacheLimits,
+  type LoadedStory,
+  StoryCache,
+} from "./story-cache.ts";
 
 export interface CommandRequest {
   readonly storyId: StoryId;
+  /**
+   * The request's name, its RPC method (e.g. "ArchiveContext"): with a fingerprint of the
+   * commands, what a command id stands for. Stored with the command's first event.
+   */
+  readonly name: string;
   readonly commands: readonly Command[];
   /** When set, the story must be at exactly this version (0: must not exist), or ConcurrencyError. */
   readonly expectedVersion?: number;
-  /** Idempotency key, scoped to the story; generated when absent. */
+  /**
+   * Idempotency key, scoped to the story; generated when absent. The same key with the same
+   * request returns the first result; with another request it is refused (CommandIdReusedError).
+   */
   readonly commandId?: string;
   readonly correlationId: string;
   readonly causationId: string;
@@ -43,6 +69,8 @@ export interface CommandHandlerOptions {
   readonly cacheEvents?: number;
   /** Attempts for a command without expected version that keeps losing races to other writers. */
   readonly maxAttempts?: number;
+  /** What one command may carry and one story may hold (default: `defaultStoryLimits`). */
+  readonly limits?: StoryLimits;
   /** Called with the time an append took, for metrics. */
   readonly onAppend?: (seconds: number, events: number) => void;
 }
@@ -54,9 +82,11 @@ export interface CommandHandler {
 }
 
 /**
- * Runs commands: load the story (cache, else the event store), decide, append with the story's version
- * as the server-checked expectation. A lost race reloads and decides again, unless the caller pinned
- * an expected version, which then fails with ConcurrencyError.
+ * Runs commands: load the story (cache, else the event store), decide within the limits, append
+ * with the story's version as the server-checked expectation. A lost race reloads and decides
+ * again, unless the caller pinned an expected version, which then fails with ConcurrencyError.
+ * A command id the story holds already answers the first result when the request is the same
+ * one, and CommandIdReusedError otherwise.
  */
 export function createCommandHandler(
   store: EventStore,
@@ -67,14 +97,11 @@ export function createCommandHandler(
     events: options.cacheEvents ?? defaultCacheLimits.events,
   });
   const maxAttempts = options.maxAttempts ?? 10;
+  const limits = options.limits ?? defaultStoryLimits;
 
   async function load(storyId: StoryId): Promise<LoadedStory> {
     const cached = cache.get(storyId);
-    const base: LoadedStory = cached ?? {
-      state: initialState(storyId),
-      sequence: 0,
-      commands: new Map(),
-    };
+    const base: LoadedStory = cached ?? emptyStory(storyId);
     const events = await store.read(storyId, {
       afterSequence: base.sequence,
       fromVersion: base.state.version + 1,
@@ -86,11 +113,12 @@ export function createCommandHandler(
 
   async function handle(request: CommandRequest): Promise<CommandResult> {
     const commandId = request.commandId ?? uuidv7();
+    const fingerprint = commandFingerprint(request.commands);
     let story = cache.get(request.storyId) ?? (await load(request.storyId));
     for (let attempt = 1; ; attempt++) {
       request.signal?.throwIfAborted();
       const seen = story.commands.get(commandId);
-      if (seen) return { ...seen, deduplicated: true };
+      if (seen) return repeated(request, commandId, fingerprint, seen);
       const version = story.state.version;
       if (request.expectedVersion !== undefined && request.expectedVersion !== version) {
         // The cache may be behind; decide on what the store says.
@@ -104,7 +132,8 @@ export function createCommandHandler(
           );
         }
       }
-      const events = decideAll(request.commands, story.state);
+      const decided = decideWithin(request.commands, story, limits);
+      const { events } = decided;
       if (events.length === 0)
         return { version: story.state.version, eventIds: [], deduplicated: false };
       const started = performance.now();
@@ -113,10 +142,16 @@ export function createCommandHandler(
           request.storyId,
           events.map((data) => ({ data })),
           story.state.version,
-          { commandId, correlationId: request.correlationId, causationId: request.causationId },
+          {
+            commandId,
+            correlationId: request.correlationId,
+            causationId: request.causationId,
+            commandName: request.name,
+            commandFingerprint: fingerprintBytes(fingerprint),
+          },
         );
         options.onAppend?.((performance.now() - started) / 1000, events.length);
-        story = apply(story, result.events);
+        story = appended(story, result, decided);
         cache.set(request.storyId, story);
         const eventIds = result.events.map((e) => e.eventId);
         return { version: result.version, eventIds, deduplicated: result.deduplicated };
@@ -148,22 +183,98 @@ export function createCommandHandler(
   return { handle, cached: () => ({ stories: cache.size, events: cache.events }) };
 }
 
+/**
+ * The earlier result of a command id, when the request is that command again; a request is the
+ * same when its name and fingerprint are those stored with the command. A command stored without
+ * them (written before they were) is taken to be the same, as every command was before: refusing
+ * it would fail the retries of commands sent just before an upgrade. A fingerprint of a format this
+ * release does not compute leaves the name alone to compare.
+ */
+function repeated(
+  request: CommandRequest,
+  commandId: string,
+  fingerprint: string,
+  seen: CommandOutcome,
+): CommandResult {
+  if (
+    seen.name !== "" &&
+    (seen.name !== request.name ||
+      (isComparable(seen.fingerprint) && seen.fingerprint !== fingerprint))
+  ) {
+    throw new CommandIdReusedError(request.storyId, commandId, seen.name, request.name);
+  }
+  return { version: seen.version, eventIds: seen.eventIds, deduplicated: true };
+}
+
+function emptyStory(storyId: StoryId): LoadedStory {
+  const state = initialState(storyId);
+  return { state, measure: measureStory(state), sequence: 0, commands: new Map() };
+}
+
+/**
+ * The story after an append of the events `decided` holds. When the store appended exactly them,
+ * the decided state is the story's (evolve took the same events; only the version, the same, and
+ * the time of the last event, set here, were provisional): the events are not applied twice.
+ * Otherwise (a re-sent append the store found stored already) they are applied as stored.
+ */
+function appended(story: LoadedStory, result: AppendResult, decided: Decided): LoadedStory {
+  const { events } = result;
+  const last = events[events.length - 1];
+  if (
+    result.deduplicated ||
+    last === undefined ||
+    events.length !== decided.events.length ||
+    last.version !== decided.state.version
+  ) {
+    return apply(story, events);
+  }
+  record(story.commands, events);
+  return {
+    state: { ...decided.state, updatedAt: last.occurredAt },
+    measure: decided.measure,
+    sequence: Number(last.sequence),
+    commands: story.commands,
+  };
+}
+
 /** Folds recorded events into a loaded story, remembering which command wrote them. */
 function apply(story: LoadedStory, events: readonly RecordedEvent[]): LoadedStory {
   if (events.length === 0) return story;
   let state = story.state;
-  const { commands } = story;
-  for (const event of events) {
-    state = evolve(state, event);
-    const commandId = event.envelope.commandId;
-    if (commandId !== "") {
-      const before = commands.get(commandId);
-      commands.set(commandId, {
-        version: event.version,
-        eventIds: [...(before?.eventIds ?? []), event.eventId],
-      });
-    }
-  }
+  for (const event of events) state = evolve(state, event);
+  record(story.commands, events);
+  const measure = measureChange(
+    story.state,
+    state,
+    events.map((e) => e.data),
+    story.measure,
+  );
   const last = events[events.length - 1] as RecordedEvent;
-  return { state, sequence: Number(last.sequence), commands };
+  return { state, measure, sequence: Number(last.sequence), commands: story.commands };
+}
+
+/** Remembers the outcome of the commands that wrote `events`, and what each command was. */
+function record(commands: Map<string, CommandOutcome>, events: readonly RecordedEvent[]): void {
+  for (const event of events) {
+    const { commandId, commandName, commandFingerprint } = event.envelope;
+    if (commandId === "") continue;
+    const before = commands.get(commandId);
+    commands.set(commandId, {
+      version: event.version,
+      eventIds: [...(before?.eventIds ?? []), event.eventId],
+      // The first event of a command carries what it was.
+      name: before?.name ?? internedName(commandName),
+      fingerprint: before?.fingerprint ?? fingerprintOf(commandFingerprint),
+    });
+  }
+}
+
+// Request names are few (the service's methods): a cached story keeps one string for each, not
+// one per command. Bounded, in case a stream holds names of other writers.
+const names = new Map<string, string>();
+function internedName(name: string): string {
+  const known = names.get(name);
+  if (known !== undefined) return known;
+  if (names.size < 64) names.set(name, name);
+  return name;
 }

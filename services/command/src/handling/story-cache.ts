@@ -1,14 +1,23 @@
-import type { ContextState, StoryId, StreamVersion } from "@ctx/domain";
+import type { ContextState, StoryId, StoryMeasure, StreamVersion } from "@ctx/domain";
 
-/** What a command produced, remembered by command id so a repeated command returns it again. */
+/**
+ * What a command produced, remembered by command id so a repeated command returns it again, and
+ * what it was, so that another request reusing the id is refused instead.
+ */
 export interface CommandOutcome {
   readonly version: StreamVersion;
   readonly eventIds: readonly string[];
+  /** The request's name (its RPC method); `""` for a command written before names were stored. */
+  readonly name: string;
+  /** The request's fingerprint (see command-fingerprint.ts); `""` when none was stored. */
+  readonly fingerprint: string;
 }
 
 /** A story as the command side holds it: its state, where it ends in the stream, and its commands. */
 export interface LoadedStory {
   readonly state: ContextState;
+  /** What the story's limits bound and its state does not keep (its encoded size, dependencies). */
+  readonly measure: StoryMeasure;
   /** Stream sequence of the story's last event; 0 when the story has none. */
   readonly sequence: number;
   /** Outcomes of the commands that wrote the story's events, by command id (append-only). */

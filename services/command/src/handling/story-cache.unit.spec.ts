@@ -9,6 +9,7 @@ function story(id: string, events: number): [StoryId, LoadedStory] {
     sid,
     {
       state: { ...initialState(sid), version: streamVersion(events) },
+      measure: { bytes: 0, dependencies: 0 },
       sequence: events,
       commands: new Map(),
     },

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  isCommandTooLargeError,
   isEntityAlreadyExistsError,
   isEntityNotFoundError,
   isRuleViolationError,
@@ -13,6 +14,7 @@ import {
   isUnreadableEventError,
 } from "@ctx/event-store";
 import type { ErrorClassifier } from "@ctx/rpc";
+import { isCommandIdReusedError, isInvalidRequestError } from "../errors.ts";
 
 /** The command side's errors as gRPC status codes (the only place this mapping is made). */
 export const classifyCommandError: ErrorClassifier = (e) => {
@@ -28,7 +30,21 @@ export const classifyCommandError: ErrorClassifier = (e) => {
   if (isStoryAlreadyExistsError(e) || isEntityAlreadyExistsError(e)) {
     return new ConnectError(e.message, Code.AlreadyExists);
   }
+  if (isCommandIdReusedError(e)) {
+    // The command the id names exists already; a new request needs a new id (gRPC's guide:
+    // ALREADY_EXISTS, the thing the client tried to create exists). Not INVALID_ARGUMENT: the
+    // request is valid on its own; not FAILED_PRECONDITION: no change of state makes it valid.
+    return new ConnectError(e.message, Code.AlreadyExists, { "x-rule": "command_id_reused" });
+  }
+  if (isCommandTooLargeError(e)) {
+    // Too large by itself, whatever the story holds.
+    return new ConnectError(e.message, Code.InvalidArgument, { "x-limit": e.limit });
+  }
+  if (isInvalidRequestError(e)) {
+    return new ConnectError(e.message, Code.InvalidArgument);
+  }
   if (isRuleViolationError(e)) {
+    // A story limit (StoryLimitError) is one: the story stays full whatever the client retries.
     return new ConnectError(e.message, Code.FailedPrecondition, { "x-rule": e.rule });
   }
   if (isEventStoreUnavailableError(e)) {

@@ -18,6 +18,7 @@ export function registerCommandService(router: ConnectRouter, handler: CommandHa
     const { correlationId, causationId } = correlationOf(ctx);
     const result = await handler.handle({
       storyId: storyId(req.storyId),
+      name: ctx.method.name,
       commands,
       ...(req.expectedVersion !== undefined ? { expectedVersion: req.expectedVersion } : {}),
       ...(req.commandId !== undefined ? { commandId: req.commandId } : {}),

@@ -10,6 +10,7 @@ import {
   type SupersedeDecisionChange,
   type UpdateSubtaskChange,
 } from "@ctx/proto";
+import { InvalidRequestError } from "../errors.ts";
 
 // Requests and changes share field names, so one mapping per command serves both RPC shapes.
 type Fields<T> = Omit<T, "$typeName" | "$unknown">;
@@ -80,10 +81,10 @@ export function changeToCommand(change: Change): Command {
     case "archiveContext":
       return archiveContext(c.value);
     case undefined:
-      throw new Error("change without a command: request validation should have refused it");
+      throw new InvalidRequestError("a change without a command (validation should refuse it)");
     default: {
       const exhaustive: never = c;
-      throw new Error(`unknown change ${String(exhaustive)}`);
+      throw new InvalidRequestError(`unknown change ${String(exhaustive)}`);
     }
   }
 }

@@ -261,6 +261,8 @@ export interface CommandHarnessOptions {
   readonly natsUrl: string;
   /** Join the stream of another harness (it deletes the stream) instead of using a new one. */
   readonly stream?: string;
+  /** Configuration variables of the service, over the harness's own (e.g. limits). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -277,6 +279,7 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
     EVENT_STREAM: stream,
     EVENT_SUBJECT_PREFIX: stream.toLowerCase(),
     SHUTDOWN_GRACE_MS: "2000",
+    ...options.env,
   });
   const logger = createLogger({ name: "command-e2e", level: "silent", pretty: false });
   const app = await startCommandApp(config, logger);

@@ -195,8 +195,15 @@ export const ApplyChangesResponseSchema = /*@__PURE__*/
  * - expected_version: when set, the call fails with ABORTED unless the story is at exactly that
  *   version (0: the story must not exist yet). When unset, the service retries internally on a
  *   concurrent write and applies the change to the latest state.
- * - command_id: idempotency key, scoped to the story. Repeating a call with the same command_id returns
- *   the original result and appends nothing, however much later it is repeated.
+ * - command_id: idempotency key, scoped to the story. Repeating a call with the same command_id and the
+ *   same request (method and content; expected_version aside) returns the original result and
+ *   appends nothing, however much later it is repeated. The same command_id with another request is
+ *   refused with ALREADY_EXISTS (trailer x-rule: command_id_reused).
+ *
+ * Limits (configurable, see docs/OPERATIONS.md): a command too large by itself (too many changes,
+ * an event too large) is INVALID_ARGUMENT (trailer x-limit); a change that would take the story past
+ * its decisions, subtasks, dependencies or bytes is FAILED_PRECONDITION (trailer x-rule:
+ * too_many_decisions, too_many_subtasks, too_many_dependencies, story_too_large).
  *
  * Correlation and causation ids are read from the x-correlation-id and x-causation-id headers.
  *

@@ -97,6 +97,25 @@ export declare type ContextEvent = Message<"context.v1.ContextEvent"> & {
   hash: Uint8Array;
 
   /**
+   * The request that produced this event's command: its RPC method, e.g. "ArchiveContext" or
+   * "ApplyChanges". With command_fingerprint it tells a retry of the command (same command_id, same
+   * request) from another request that reuses its command_id. Set on the command's first event
+   * (command_event_index 0) only; empty on the others and on events written before it existed.
+   *
+   * @generated from field: string command_name = 13;
+   */
+  commandName: string;
+
+  /**
+   * A digest of that request's content without its volatile fields (story_id, command_id,
+   * expected_version): a format byte (1: SHA-256 of the canonical JSON of the request's changes,
+   * see services/command), then the digest. Set where command_name is.
+   *
+   * @generated from field: bytes command_fingerprint = 14;
+   */
+  commandFingerprint: Uint8Array;
+
+  /**
    * @generated from oneof context.v1.ContextEvent.payload
    */
   payload: {
@@ -219,6 +238,16 @@ export declare type ContextEventFrame = Message<"context.v1.ContextEventFrame"> 
    * @generated from field: bytes hash = 12;
    */
   hash: Uint8Array;
+
+  /**
+   * @generated from field: string command_name = 13;
+   */
+  commandName: string;
+
+  /**
+   * @generated from field: bytes command_fingerprint = 14;
+   */
+  commandFingerprint: Uint8Array;
 
   /**
    * @generated from oneof context.v1.ContextEventFrame.payload

@@ -23,6 +23,14 @@ export const DomainRule = {
   SelfReference: "self_reference",
   /** The subtask already has this dependency. */
   DuplicateDependency: "duplicate_dependency",
+  /** The story would hold more decisions than it may (StoryLimits.decisions). */
+  TooManyDecisions: "too_many_decisions",
+  /** The story would hold more subtasks than it may (StoryLimits.subtasks). */
+  TooManySubtasks: "too_many_subtasks",
+  /** The story would hold more subtask dependencies than it may (StoryLimits.dependencies). */
+  TooManyDependencies: "too_many_dependencies",
+  /** The story's encoded context would be larger than it may be (StoryLimits.contextBytes). */
+  StoryTooLarge: "story_too_large",
 } as const;
 export type DomainRule = (typeof DomainRule)[keyof typeof DomainRule];
 
@@ -30,9 +38,9 @@ export type DomainRule = (typeof DomainRule)[keyof typeof DomainRule];
 export type EntityKind = "decision" | "subtask";
 
 /**
- * Base of every error `decide` throws: a command that the story's current state refuses. Never an
- * infrastructure fault, so retrying the same command against the same state fails the same way.
- * The RPC edge maps each subclass to one gRPC code.
+ * Base of every error `decide` throws: a command that the story's current state, or the limits on
+ * commands and stories, refuse. Never an infrastructure fault, so retrying the same command against
+ * the same state fails the same way. The RPC edge maps each subclass to one gRPC code.
  */
 export class DomainError extends Error {
   override readonly name: string = "DomainError";
@@ -90,12 +98,90 @@ export class EntityAlreadyExistsError extends DomainError {
 
 /** Any other invariant the command would break; `rule` says which (gRPC FAILED_PRECONDITION). */
 export class RuleViolationError extends DomainError {
-  override readonly name = "RuleViolationError";
+  override readonly name: string = "RuleViolationError";
   readonly rule: DomainRule;
 
   constructor(storyId: StoryId, rule: DomainRule, message: string, options?: ErrorOptions) {
     super(storyId, message, options);
     this.rule = rule;
+  }
+}
+
+/**
+ * The story would grow past one of its limits (`StoryLimits`): more decisions, subtasks or
+ * dependencies than it may hold, or a larger encoded context (gRPC FAILED_PRECONDITION, with the
+ * rule id). Retrying never helps: nothing in a story can be removed, so it stays full; only a
+ * command that does not grow what is full goes through.
+ */
+export class StoryLimitError extends RuleViolationError {
+  override readonly name = "StoryLimitError";
+  /** The most the story may hold. */
+  readonly limit: number;
+  /** What the story would hold after the command. */
+  readonly value: number;
+
+  constructor(
+    storyId: StoryId,
+    rule: DomainRule,
+    what: string,
+    value: number,
+    limit: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      storyId,
+      rule,
+      `story "${storyId}" would hold ${value} ${what}; a story may hold at most ${limit}`,
+      options,
+    );
+    this.limit = limit;
+    this.value = value;
+  }
+}
+
+/** Which limit on a single command a {@link CommandTooLargeError} is about. */
+export const CommandLimit = {
+  /** More changes than one command may carry (StoryLimits.changesPerCommand). */
+  Changes: "changes_per_command",
+  /** An event larger than one event may be (StoryLimits.eventBytes). */
+  EventBytes: "event_bytes",
+} as const;
+export type CommandLimit = (typeof CommandLimit)[keyof typeof CommandLimit];
+
+/**
+ * A command too large by itself, whatever the story holds: too many changes, or a change whose
+ * event would be too large (gRPC INVALID_ARGUMENT). The same command fails the same way on every
+ * story; it must be split or shortened.
+ */
+export class CommandTooLargeError extends DomainError {
+  override readonly name = "CommandTooLargeError";
+  readonly limit: CommandLimit;
+  /** The limit's value. */
+  readonly max: number;
+  /** What the command has: its number of changes, or the bytes of the event. */
+  readonly value: number;
+  /** The change (0-based) whose event is too large; undefined for the number of changes. */
+  readonly change: number | undefined;
+
+  constructor(
+    storyId: StoryId,
+    limit: CommandLimit,
+    value: number,
+    max: number,
+    change?: { readonly index: number; readonly type: string },
+    options?: ErrorOptions,
+  ) {
+    super(
+      storyId,
+      change === undefined
+        ? `a command may carry at most ${max} changes, not ${value}`
+        : `change ${change.index} (${change.type}) would be an event of ${value} bytes; an event may have at most ${max}`,
+      options,
+    );
+    this.limit = limit;
+    this.max = max;
+    this.value = value;
+    this.change = change?.index;
   }
 }
 
@@ -121,4 +207,12 @@ export function isEntityAlreadyExistsError(e: unknown): e is EntityAlreadyExists
 
 export function isRuleViolationError(e: unknown): e is RuleViolationError {
   return e instanceof RuleViolationError;
+}
+
+export function isStoryLimitError(e: unknown): e is StoryLimitError {
+  return e instanceof StoryLimitError;
+}
+
+export function isCommandTooLargeError(e: unknown): e is CommandTooLargeError {
+  return e instanceof CommandTooLargeError;
 }

@@ -1,17 +1,22 @@
 import { describe, expect, it } from "vitest";
 import {
+  CommandLimit,
+  CommandTooLargeError,
   DomainError,
   DomainRule,
   EntityAlreadyExistsError,
   EntityNotFoundError,
+  isCommandTooLargeError,
   isDomainError,
   isEntityAlreadyExistsError,
   isEntityNotFoundError,
   isRuleViolationError,
   isStoryAlreadyExistsError,
+  isStoryLimitError,
   isStoryNotFoundError,
   RuleViolationError,
   StoryAlreadyExistsError,
+  StoryLimitError,
   StoryNotFoundError,
   storyId,
 } from "./index.ts";
@@ -50,6 +55,12 @@ const cases = [
     guard: isRuleViolationError,
     message: "cycle",
   },
+  {
+    error: new CommandTooLargeError(story, CommandLimit.Changes, 101, 100, undefined, { cause }),
+    name: "CommandTooLargeError",
+    guard: isCommandTooLargeError,
+    message: "a command may carry at most 100 changes, not 101",
+  },
 ] as const;
 
 describe("domain errors", () => {
@@ -87,6 +98,38 @@ describe("domain errors", () => {
     expect(new RuleViolationError(story, DomainRule.StoryArchived, "x").rule).toBe(
       "story_archived",
     );
+  });
+
+  it("says which limit a story would pass, as a rule violation with its rule id", () => {
+    const error = new StoryLimitError(story, DomainRule.TooManySubtasks, "subtasks", 3, 2, {
+      cause,
+    });
+    expect(error.name).toBe("StoryLimitError");
+    expect(error.message).toBe('story "s-1" would hold 3 subtasks; a story may hold at most 2');
+    expect([error.rule, error.value, error.limit, error.cause]).toEqual([
+      "too_many_subtasks",
+      3,
+      2,
+      cause,
+    ]);
+    expect(isStoryLimitError(error) && isRuleViolationError(error)).toBe(true);
+    expect(cases.some((c) => isStoryLimitError(c.error))).toBe(false);
+  });
+
+  it("says which change of a command is too large", () => {
+    const error = new CommandTooLargeError(story, CommandLimit.EventBytes, 70_000, 65_536, {
+      index: 2,
+      type: "AddDecision",
+    });
+    expect(error.message).toBe(
+      "change 2 (AddDecision) would be an event of 70000 bytes; an event may have at most 65536",
+    );
+    expect([error.limit, error.value, error.max, error.change]).toEqual([
+      "event_bytes",
+      70_000,
+      65_536,
+      2,
+    ]);
   });
 
   it("names every rule with a stable snake_case id", () => {

@@ -1,0 +1,66 @@
+import type { Command } from "@ctx/domain";
+import { SubtaskStatus } from "@ctx/proto";
+import { describe, expect, it } from "vitest";
+import {
+  commandFingerprint,
+  fingerprintBytes,
+  fingerprintOf,
+  isComparable,
+} from "./command-fingerprint.ts";
+
+const decision = (over: Partial<Extract<Command, { type: "AddDecision" }>> = {}): Command => ({
+  type: "AddDecision",
+  decisionId: "d",
+  title: "T",
+  rationale: "R",
+  madeBy: "ana",
+  alternatives: ["x", "y"],
+  affectsSubtaskIds: [],
+  ...over,
+});
+
+describe("commandFingerprint", () => {
+  it("is a format byte and a SHA-256, the same for the same commands", () => {
+    const fingerprint = commandFingerprint([decision()]);
+    expect(fingerprint).toHaveLength(33);
+    expect(fingerprint.charCodeAt(0)).toBe(1);
+    expect(isComparable(fingerprint)).toBe(true);
+    expect(commandFingerprint([decision()])).toBe(fingerprint);
+    // Field order in the object does not count: the canonical form fixes it.
+    const reordered = { ...decision(), title: "T", type: "AddDecision" } as Command;
+    expect(commandFingerprint([reordered])).toBe(fingerprint);
+  });
+
+  it("differs for any other content, order or number of commands", () => {
+    const base = commandFingerprint([decision()]);
+    const others = [
+      [decision({ title: "U" })],
+      [decision({ alternatives: ["y", "x"] })],
+      [decision({ alternatives: ["x,y"] })],
+      [decision({ rationale: "R", madeBy: "" }), decision()],
+      [decision(), decision()],
+      [{ type: "ArchiveContext", reason: "R" } as Command],
+    ].map((commands) => commandFingerprint(commands));
+    expect(new Set([base, ...others]).size).toBe(others.length + 1);
+  });
+
+  it("takes an UNSPECIFIED status for no status, and tells an unset assignee from an empty one", () => {
+    const update = (over: object): Command => ({ type: "UpdateSubtask", subtaskId: "s", ...over });
+    expect(commandFingerprint([update({ status: SubtaskStatus.UNSPECIFIED, assignee: "a" })])).toBe(
+      commandFingerprint([update({ assignee: "a" })]),
+    );
+    expect(commandFingerprint([update({ status: SubtaskStatus.DONE })])).not.toBe(
+      commandFingerprint([update({ status: SubtaskStatus.DONE, assignee: "" })]),
+    );
+  });
+
+  it("round-trips through the bytes an envelope stores", () => {
+    const fingerprint = commandFingerprint([decision({ title: "日本🙂" })]);
+    const bytes = fingerprintBytes(fingerprint);
+    expect(bytes).toHaveLength(33);
+    expect(fingerprintOf(bytes)).toBe(fingerprint);
+    expect(fingerprintOf(new Uint8Array(0))).toBe("");
+    expect(isComparable("")).toBe(false);
+    expect(isComparable(fingerprintOf(new Uint8Array([2, 1, 2])))).toBe(false);
+  });
+});
