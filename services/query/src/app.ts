@@ -18,10 +18,11 @@ import neo4j from "neo4j-driver";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
 import { createContextQueries } from "./context/context-queries.ts";
-import { createQueryMetrics } from "./query-metrics.ts";
+import { createQueryMetrics, createWatchMetrics } from "./query-metrics.ts";
 import { classifyQueryError } from "./rpc/classify-error.ts";
 import { registerQueryService } from "./rpc/query-service.ts";
 import { streamErrorInterceptor } from "./rpc/stream-errors.ts";
+import { createWatchHub } from "./watch/watch-hub.ts";
 
 export interface QueryApp {
   readonly rpcPort: number;
@@ -113,6 +114,20 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
 
   const health = createHealthRegistry([ContextQueryService.typeName]);
   const stopping = new AbortController();
+  const watches = createWatchHub({
+    nc,
+    names,
+    reader,
+    limits: {
+      maxWatches: config.WATCH_MAX,
+      maxPerClient: config.WATCH_MAX_PER_CLIENT,
+      maxLag: config.WATCH_MAX_LAG,
+      resyncMs: config.WATCH_RESYNC_MS,
+    },
+    metrics: createWatchMetrics(registry),
+    logger: logger.child({ component: "watch" }),
+    stopping: stopping.signal,
+  });
   let natsUp = true;
   const updateHealth = () =>
     health.setAll(
@@ -121,7 +136,11 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === "disconnect") natsUp = false;
-      if (status.type === "reconnect") natsUp = true;
+      if (status.type === "reconnect") {
+        natsUp = true;
+        // Core NATS does not keep what was published while the connection was down.
+        watches.resync();
+      }
       logger.info({ nats: status.type }, "NATS connection status");
       updateHealth();
     }
@@ -136,7 +155,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
         reader,
         store,
         graph,
-        watch: { nc, store, reader, stopping: stopping.signal },
+        watches,
       }),
     classify: classifyQueryError,
     logger,
@@ -172,6 +191,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       stopping.abort();
       updateHealth();
       await rpc.close(config.SHUTDOWN_GRACE_MS);
+      watches.close();
       await ops.close();
       await snapshotter?.stop();
       await valkey.quit().catch(() => valkey.disconnect());

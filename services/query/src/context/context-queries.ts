@@ -7,7 +7,7 @@ import { isStoreUnavailableError } from "@ctx/projector";
 import { ContextSource, type GetContextResponse, GetContextResponseSchema } from "@ctx/proto";
 import type { StoredStory, ValkeyContextReader } from "@ctx/read-model-valkey";
 import type { TemporalReader } from "@ctx/snapshots";
-import { UnknownStoryError, VersionOutOfRangeError } from "../query-errors.ts";
+import { UnknownStoryError, VersionOutOfRangeError } from "../errors.ts";
 import type { QueryMetrics } from "../query-metrics.ts";
 import { streamResponse } from "./context-response.ts";
 

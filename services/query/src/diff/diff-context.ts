@@ -9,7 +9,7 @@ import {
   DiffContextResponseSchema,
 } from "@ctx/proto";
 import type { PointInTime, TemporalReader } from "@ctx/snapshots";
-import { InvalidQueryError, UnknownStoryError, VersionOutOfRangeError } from "../query-errors.ts";
+import { InvalidQueryError, UnknownStoryError, VersionOutOfRangeError } from "../errors.ts";
 import { diffContexts } from "./context-diff.ts";
 
 /**

@@ -5,7 +5,7 @@ import { currentEnvelope, type EventStore } from "@ctx/event-store";
 import type { ListEventsRequest, ListEventsResponse } from "@ctx/proto";
 import { ListEventsResponseSchema } from "@ctx/proto";
 import type { TemporalReader } from "@ctx/snapshots";
-import { UnknownStoryError } from "../query-errors.ts";
+import { UnknownStoryError } from "../errors.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 export const defaultPageSize = 100;

@@ -13,9 +13,10 @@ import type { GraphReader, RelatedSubtask as GraphSubtask } from "@ctx/read-mode
 import type { TemporalReader } from "@ctx/snapshots";
 import type { ContextQueries } from "../context/context-queries.ts";
 import { diffContext } from "../diff/diff-context.ts";
+import { UnknownEntityError } from "../errors.ts";
 import { listEvents } from "../events/list-events.ts";
-import { UnknownEntityError } from "../query-errors.ts";
-import { type WatchOptions, watchContext } from "../watch/watch-context.ts";
+import { watchContext } from "../watch/watch-context.ts";
+import type { WatchHub } from "../watch/watch-hub.ts";
 import { requestTime } from "./request-time.ts";
 
 export interface QueryServiceParts {
@@ -23,7 +24,7 @@ export interface QueryServiceParts {
   readonly reader: TemporalReader;
   readonly store: EventStore;
   readonly graph: GraphReader;
-  readonly watch: WatchOptions;
+  readonly watches: WatchHub;
 }
 
 /** context.v1.ContextQueryService over its parts. Requests arrive validated (protovalidate). */
@@ -75,6 +76,6 @@ export function registerQueryService(router: ConnectRouter, parts: QueryServiceP
       return create(GetBlockersResponseSchema, { blockers: blockers.map(related) });
     },
 
-    watchContext: (req, ctx) => watchContext(parts.watch, storyId(req.storyId), ctx.signal),
+    watchContext: (req, ctx) => watchContext(parts.watches, storyId(req.storyId), ctx),
   });
 }
