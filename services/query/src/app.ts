@@ -18,6 +18,7 @@ import neo4j from "neo4j-driver";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
 import { createContextQueries } from "./context/context-queries.ts";
+import { createGraphQueries } from "./graph/graph-queries.ts";
 import { createQueryMetrics, createWatchMetrics } from "./query-metrics.ts";
 import { classifyQueryError } from "./rpc/classify-error.ts";
 import { registerQueryService } from "./rpc/query-service.ts";
@@ -104,11 +105,12 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     namespace,
     ...(config.NEO4J_DATABASE ? { database: config.NEO4J_DATABASE } : {}),
   });
+  const metrics = createQueryMetrics(registry);
   const contexts = createContextQueries({
     reader,
     store,
     cache: createValkeyContextReader(valkey, { keyPrefix: namespace }),
-    metrics: createQueryMetrics(registry),
+    metrics,
     logger,
   });
 
@@ -154,7 +156,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
         contexts,
         reader,
         store,
-        graph,
+        graph: createGraphQueries({ graph, reader, metrics }),
         watches,
       }),
     classify: classifyQueryError,

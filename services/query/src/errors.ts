@@ -24,15 +24,27 @@ export class UnknownStoryError extends QueryError {
   }
 }
 
-/** A decision or subtask the read model does not know in that story (NOT_FOUND). */
+/**
+ * A decision or subtask the story does not have (NOT_FOUND): in the graph read model, which may
+ * lag the stream by a moment, or in the story folded from the stream.
+ */
 export class UnknownEntityError extends QueryError {
   override name = "UnknownEntityError";
   readonly storyId: StoryId;
   readonly kind: "decision" | "subtask";
   readonly entityId: string;
 
-  constructor(storyId: StoryId, kind: "decision" | "subtask", entityId: string) {
-    super(`${kind} ${entityId} of story ${storyId} is not in the graph read model`);
+  constructor(
+    storyId: StoryId,
+    kind: "decision" | "subtask",
+    entityId: string,
+    where: "graph read model" | "event stream" = "graph read model",
+  ) {
+    super(
+      where === "graph read model"
+        ? `${kind} ${entityId} of story ${storyId} is not in the graph read model`
+        : `story ${storyId} has no ${kind} ${entityId}`,
+    );
     this.storyId = storyId;
     this.kind = kind;
     this.entityId = entityId;

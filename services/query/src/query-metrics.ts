@@ -5,11 +5,15 @@ import type { WatchLimit } from "./errors.ts";
 /** Why GetContext answered from the event stream instead of the read model. */
 export type FallbackReason = "missing" | "stale" | "unavailable";
 
+/** Why a graph question was answered from the event stream instead of the Neo4j read model. */
+export type GraphFallbackReason = "missing" | "stale";
+
 /** What the query service counts beyond the RPC metrics every server has. */
 export interface QueryMetrics {
   /** A temporal answer: how many events were folded, from where, and whether a snapshot was used. */
   folded(point: PointInTime): void;
   fallback(reason: FallbackReason): void;
+  graphFallback(reason: GraphFallbackReason): void;
 }
 
 /**
@@ -75,7 +79,14 @@ export function createQueryMetrics(registry: Registry): QueryMetrics {
     labelNames: ["reason"],
     registers: [registry],
   });
+  const graphFallbacks = new Counter({
+    name: "graph_fallbacks_total",
+    help: "GetAffectedSubtasks and GetBlockers answers served from the event stream instead of Neo4j, by reason",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
   return {
+    graphFallback: (reason) => graphFallbacks.inc({ reason }),
     folded: (point) =>
       folded.observe(
         { snapshot: point.snapshotVersion > 0 ? "hit" : "miss", events_from: point.eventsFrom },
