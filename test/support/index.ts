@@ -6,6 +6,8 @@ export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
 export type { Neo4jServer } from "./neo4j-server.ts";
 export { startNeo4jServer } from "./neo4j-server.ts";
+export type { TcpProxy } from "./tcp-proxy.ts";
+export { startTcpProxy } from "./tcp-proxy.ts";
 export { uniqueName } from "./unique-name.ts";
 
 /** The servers of this test run (from the global setup). */

@@ -1,6 +1,8 @@
 // The graph read model: a Projection for the projector runtime, and the queries readers ask of it.
 export type {
+  GraphAnswer,
   GraphReader,
+  GraphReadOptions,
   RelatedSubtask,
   StoryGraph,
   StoryGraphEdge,

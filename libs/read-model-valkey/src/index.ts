@@ -3,7 +3,11 @@
 export type { ValkeyReadModelOptions } from "./key-layout.ts";
 export type { StoredStory } from "./stored-story.ts";
 export { createValkeyClient } from "./valkey-client.ts";
-export type { StoryUpdate, ValkeyContextReader } from "./valkey-context-reader.ts";
+export type {
+  StoryUpdate,
+  ValkeyContextReader,
+  ValkeyReadOptions,
+} from "./valkey-context-reader.ts";
 export { createValkeyContextReader } from "./valkey-context-reader.ts";
 // For the projector service: the projection it keeps up to date.
 export { createValkeyProjection } from "./valkey-projection.ts";

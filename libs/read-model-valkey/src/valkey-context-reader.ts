@@ -23,16 +23,27 @@ export interface StoryUpdate {
   readonly updatedAt: Date;
 }
 
+/** How a read may be cut short. */
+export interface ValkeyReadOptions {
+  /**
+   * Aborting it rejects the read with the signal's reason at once; a read not sent yet is not
+   * sent. (A command Valkey has is answered anyway: one key's read, bounded by the client's
+   * command timeout; the answer is dropped.)
+   */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * What the query service serves from the Valkey read model. Every call reads the active generation
  * and its data in one atomic step, so a generation switch (a finished rebuild) never mixes two
  * generations in one answer.
  *
- * Errors: StoreUnavailableError (from `@ctx/projector`) when Valkey cannot be reached.
+ * Errors: StoreUnavailableError (from `@ctx/projector`) when Valkey cannot be reached; the signal's
+ * reason when it is aborted.
  */
 export interface ValkeyContextReader {
   /** The story's current context; undefined when the model does not have it. */
-  getContext(storyId: StoryId): Promise<StoredStory | undefined>;
+  getContext(storyId: StoryId, options?: ValkeyReadOptions): Promise<StoredStory | undefined>;
   /** Ids of the story's subtasks in a status, sorted. */
   subtasksByStatus(storyId: StoryId, status: SubtaskStatus): Promise<string[]>;
   /** Stories last updated at or after `since`, newest first, at most `limit`. */
@@ -61,8 +72,14 @@ class ValkeyContextReaderImpl implements ValkeyContextReader {
     this.#keys = keys;
   }
 
-  async getContext(storyId: StoryId): Promise<StoredStory | undefined> {
-    const fields = await this.#readActive(keySuffix.story(storyId), "HMGET", ...storyFields);
+  async getContext(
+    storyId: StoryId,
+    options: ValkeyReadOptions = {},
+  ): Promise<StoredStory | undefined> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const read = this.#readActive(keySuffix.story(storyId), "HMGET", ...storyFields);
+    const fields = signal ? await untilAborted(read, signal) : await read;
     return decodeStoredStory(storyId, fields as (Buffer | null)[]);
   }
 
@@ -120,4 +137,22 @@ class ValkeyContextReaderImpl implements ValkeyContextReader {
       throw toStoreError(e, `reading ${command} of the active generation`);
     }
   }
+}
+
+/** `work`, or the signal's reason as soon as it is aborted (`work` then settles unobserved). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort);
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
 }

@@ -1,3 +1,5 @@
+export type { CallConnection } from "./call-connection.ts";
+export { callConnectionOf } from "./call-connection.ts";
 export type { Correlation } from "./correlation.ts";
 // For sibling libs and tests.
 export { correlationHeaders, correlationInterceptor, correlationOf } from "./correlation.ts";

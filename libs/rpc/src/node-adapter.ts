@@ -17,6 +17,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "@ctx/config";
+import { callContextValues } from "./call-connection.ts";
 import { http2RequestHeaders } from "./request-headers.ts";
 import { toNodeHeaders } from "./response-headers.ts";
 import { createUnaryGrpc, type UnaryCall, type UnaryImplSpec } from "./unary-grpc.ts";
@@ -161,6 +162,7 @@ class Call implements UnaryCall {
       // it still answers on.
       body: this.#stream.iterator({ destroyOnReturn: false }),
       signal: this.#abort.signal,
+      contextValues: callContextValues(this.#stream),
     };
   }
 

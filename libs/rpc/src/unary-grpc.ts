@@ -3,7 +3,6 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createContextValues,
   type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
@@ -22,6 +21,7 @@ import {
   parseTimeout,
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
+import { callContextValues } from "./call-connection.ts";
 import { toNodeHeaders, unaryResponseHeaders } from "./response-headers.ts";
 
 /** The shortest grpc-timeout a call can be held to; Node's timers have millisecond resolution. */
@@ -71,7 +71,7 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
       call: UnaryCall,
     ): Promise<void> {
       const timeout = parseTimeout(header.get("grpc-timeout"), opt.maxTimeoutMs);
-      const context = handlerContext(spec, header, url, call.signal, timeout.timeoutMs);
+      const context = handlerContext(spec, stream, header, url, call.signal, timeout.timeoutMs);
       let deadline: ReturnType<typeof setTimeout> | undefined;
       if (timeout.timeoutMs !== undefined && timeout.timeoutMs >= minTimeoutMs) {
         deadline = setTimeout(() => call.abort(deadlineExceeded()), timeout.timeoutMs);
@@ -133,6 +133,7 @@ export interface UnaryCall {
  */
 function handlerContext(
   spec: UnaryImplSpec,
+  stream: http2.ServerHttp2Stream,
   requestHeader: Headers,
   url: string,
   signal: AbortSignal,
@@ -151,7 +152,7 @@ function handlerContext(
     responseHeader,
     responseTrailer,
     protocolName: "grpc",
-    values: createContextValues(),
+    values: callContextValues(stream),
     url,
   };
 }

@@ -18,10 +18,12 @@ import neo4j from "neo4j-driver";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
 import { createContextQueries } from "./context/context-queries.ts";
-import { createQueryMetrics } from "./query-metrics.ts";
+import { createGraphQueries } from "./graph/graph-queries.ts";
+import { createQueryMetrics, createWatchMetrics } from "./query-metrics.ts";
 import { classifyQueryError } from "./rpc/classify-error.ts";
 import { registerQueryService } from "./rpc/query-service.ts";
 import { streamErrorInterceptor } from "./rpc/stream-errors.ts";
+import { createWatchHub } from "./watch/watch-hub.ts";
 
 export interface QueryApp {
   readonly rpcPort: number;
@@ -103,16 +105,31 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     namespace,
     ...(config.NEO4J_DATABASE ? { database: config.NEO4J_DATABASE } : {}),
   });
+  const metrics = createQueryMetrics(registry);
   const contexts = createContextQueries({
     reader,
     store,
     cache: createValkeyContextReader(valkey, { keyPrefix: namespace }),
-    metrics: createQueryMetrics(registry),
+    metrics,
     logger,
   });
 
   const health = createHealthRegistry([ContextQueryService.typeName]);
   const stopping = new AbortController();
+  const watches = createWatchHub({
+    nc,
+    names,
+    reader,
+    limits: {
+      maxWatches: config.WATCH_MAX,
+      maxPerClient: config.WATCH_MAX_PER_CLIENT,
+      maxLag: config.WATCH_MAX_LAG,
+      resyncMs: config.WATCH_RESYNC_MS,
+    },
+    metrics: createWatchMetrics(registry),
+    logger: logger.child({ component: "watch" }),
+    stopping: stopping.signal,
+  });
   let natsUp = true;
   const updateHealth = () =>
     health.setAll(
@@ -121,7 +138,11 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === "disconnect") natsUp = false;
-      if (status.type === "reconnect") natsUp = true;
+      if (status.type === "reconnect") {
+        natsUp = true;
+        // Core NATS does not keep what was published while the connection was down.
+        watches.resync();
+      }
       logger.info({ nats: status.type }, "NATS connection status");
       updateHealth();
     }
@@ -135,8 +156,8 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
         contexts,
         reader,
         store,
-        graph,
-        watch: { nc, store, reader, stopping: stopping.signal },
+        graph: createGraphQueries({ graph, reader, metrics }),
+        watches,
       }),
     classify: classifyQueryError,
     logger,
@@ -172,6 +193,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       stopping.abort();
       updateHealth();
       await rpc.close(config.SHUTDOWN_GRACE_MS);
+      watches.close();
       await ops.close();
       await snapshotter?.stop();
       await valkey.quit().catch(() => valkey.disconnect());

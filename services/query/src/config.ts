@@ -1,5 +1,5 @@
 import { env, eventStreamSchema, loadConfig, readModelSchema, rpcServerSchema } from "@ctx/config";
-import type { z } from "zod";
+import { z } from "zod";
 
 export const queryConfigSchema = eventStreamSchema
   .extend(readModelSchema.shape)
@@ -19,6 +19,23 @@ export const queryConfigSchema = eventStreamSchema
     SNAPSHOT_SUBJECT_PREFIX: env.subjectPrefix("context.snapshots"),
     /** Durable consumer of the snapshotter on the event stream. */
     SNAPSHOTTER_CONSUMER: env.name("snapshotter"),
+    /** WatchContext calls open at once in this process; more are refused (RESOURCE_EXHAUSTED). */
+    WATCH_MAX: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    /**
+     * WatchContext calls open at once by one client (its address, until calls carry an
+     * authenticated principal); more are refused (RESOURCE_EXHAUSTED).
+     */
+    WATCH_MAX_PER_CLIENT: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+    /**
+     * Versions a watch may fall behind its story (answers its client has not taken) before it is
+     * ended with RESOURCE_EXHAUSTED: a client that stopped reading holds no stream open for good.
+     */
+    WATCH_MAX_LAG: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+    /**
+     * A watched story is read every this many ms even without a message, for messages core NATS
+     * lost (a subscription still propagating through a cluster); reconnections trigger a read too.
+     */
+    WATCH_RESYNC_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
     /** How long a stopping service lets calls in flight finish (watches are cut after it). */
     SHUTDOWN_GRACE_MS: env.int(10_000),
   });

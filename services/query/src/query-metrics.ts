@@ -1,14 +1,68 @@
 import type { PointInTime } from "@ctx/snapshots";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { WatchLimit } from "./errors.ts";
 
 /** Why GetContext answered from the event stream instead of the read model. */
 export type FallbackReason = "missing" | "stale" | "unavailable";
+
+/** Why a graph question was answered from the event stream instead of the Neo4j read model. */
+export type GraphFallbackReason = "missing" | "stale";
 
 /** What the query service counts beyond the RPC metrics every server has. */
 export interface QueryMetrics {
   /** A temporal answer: how many events were folded, from where, and whether a snapshot was used. */
   folded(point: PointInTime): void;
   fallback(reason: FallbackReason): void;
+  graphFallback(reason: GraphFallbackReason): void;
+}
+
+/**
+ * Why a watch ended: the client cancelled or its deadline passed, it fell too far behind, the
+ * service stopped, or an error (an unknown story, an unreadable event, a store outage).
+ */
+export type WatchEnd = "cancelled" | "lagging" | "stopping" | "error";
+
+/** The watches of the process (WatchContext). */
+export interface WatchMetrics {
+  opened(): void;
+  closed(reason: WatchEnd): void;
+  refused(limit: WatchLimit): void;
+  /** Stories watched: one core NATS subscription each. */
+  watchedStories(count: number): void;
+}
+
+export function createWatchMetrics(registry: Registry): WatchMetrics {
+  const open = new Gauge({
+    name: "watches_open",
+    help: "WatchContext calls open in this process",
+    registers: [registry],
+  });
+  const stories = new Gauge({
+    name: "watched_stories",
+    help: "Stories watched in this process (one core NATS subscription each, no JetStream consumer)",
+    registers: [registry],
+  });
+  const ended = new Counter({
+    name: "watches_ended_total",
+    help: "WatchContext calls ended, by reason (cancelled, lagging, stopping, error)",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
+  const refused = new Counter({
+    name: "watches_refused_total",
+    help: "WatchContext calls refused with RESOURCE_EXHAUSTED, by the limit reached (process, client)",
+    labelNames: ["limit"],
+    registers: [registry],
+  });
+  return {
+    opened: () => open.inc(),
+    closed: (reason) => {
+      open.dec();
+      ended.inc({ reason });
+    },
+    refused: (limit) => refused.inc({ limit }),
+    watchedStories: (count) => stories.set(count),
+  };
 }
 
 export function createQueryMetrics(registry: Registry): QueryMetrics {
@@ -25,7 +79,14 @@ export function createQueryMetrics(registry: Registry): QueryMetrics {
     labelNames: ["reason"],
     registers: [registry],
   });
+  const graphFallbacks = new Counter({
+    name: "graph_fallbacks_total",
+    help: "GetAffectedSubtasks and GetBlockers answers served from the event stream instead of Neo4j, by reason",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
   return {
+    graphFallback: (reason) => graphFallbacks.inc({ reason }),
     folded: (point) =>
       folded.observe(
         { snapshot: point.snapshotVersion > 0 ? "hit" : "miss", events_from: point.eventsFrom },

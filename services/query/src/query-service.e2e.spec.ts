@@ -27,6 +27,7 @@ import {
 import { eventually } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { printContextAtTwoTimes } from "./demo.ts";
+import { metricValue } from "./testing/metrics.ts";
 import {
   type CommandClient,
   newStory,
@@ -365,6 +366,66 @@ describe("graph questions", () => {
     const { blockers } = await q.getBlockers({ storyId: story, subtaskId: "ui" });
     expect(blockers.map((t) => [t.subtaskId, t.depth])).toEqual([["api", 1]]);
     expect((await q.getBlockers({ storyId: story, subtaskId: "api" })).blockers).toEqual([]);
+  });
+
+  it("say the graph served them, and at which version", async () => {
+    for (const answer of [
+      await q.getAffectedSubtasks({ storyId: story, decisionId: "d1" }),
+      await q.getBlockers({ storyId: story, subtaskId: "ui" }),
+    ]) {
+      expect(answer).toMatchObject({
+        source: ContextSource.READ_MODEL,
+        readModelStale: false,
+        version: 8,
+      });
+    }
+  });
+
+  it("answer from the event stream, and say so, when the graph is stale for the story", async () => {
+    const stale = await writeStory();
+    await s.project(stale);
+    // A projector parks the story's next event: the graph keeps the story as it was, marked stale,
+    // while the stream goes on (v9: api DONE, so ui waits for nothing; v10: qa after ui).
+    await s.markStale(stale, "parked event at version 9", "neo4j");
+    await commands.updateSubtask({ storyId: stale, subtaskId: "api", status: SubtaskStatus.DONE });
+    await commands.addSubtask({ storyId: stale, subtaskId: "qa", title: "QA", dependsOn: ["ui"] });
+    const fromStream = { source: ContextSource.EVENT_STREAM, readModelStale: true, version: 10 };
+
+    const blockers = await q.getBlockers({ storyId: stale, subtaskId: "ui" });
+    expect(blockers).toMatchObject({ ...fromStream, blockers: [] });
+    const affected = await q.getAffectedSubtasks({ storyId: stale, decisionId: "d1" });
+    expect(affected).toMatchObject(fromStream);
+    expect(affected.subtasks.map((t) => [t.subtaskId, t.depth, t.status])).toEqual([
+      ["api", 1, SubtaskStatus.DONE],
+      ["ui", 2, SubtaskStatus.TODO],
+      ["qa", 3, SubtaskStatus.TODO],
+    ]);
+    // A subtask only the stream has yet.
+    const ofQa = await q.getBlockers({ storyId: stale, subtaskId: "qa" });
+    expect(ofQa.blockers.map((t) => [t.subtaskId, t.depth])).toEqual([["ui", 1]]);
+    expect(await codeOf(q.getBlockers({ storyId: stale, subtaskId: "nope" }))).toBe(Code.NotFound);
+    expect(
+      await metricValue(query.app.opsPort, "graph_fallbacks_total", { reason: "stale" }),
+    ).toBeGreaterThanOrEqual(4);
+
+    // Rebuilt, the graph serves it again.
+    await s.project(stale);
+    expect(await q.getBlockers({ storyId: stale, subtaskId: "qa" })).toMatchObject({
+      source: ContextSource.READ_MODEL,
+      readModelStale: false,
+      version: 10,
+    });
+  });
+
+  it("answer from the event stream when the graph does not have the story yet", async () => {
+    const fresh = await writeStory();
+    const answer = await q.getBlockers({ storyId: fresh, subtaskId: "ui" });
+    expect(answer).toMatchObject({
+      source: ContextSource.EVENT_STREAM,
+      readModelStale: false,
+      version: 8,
+    });
+    expect(answer.blockers.map((t) => [t.subtaskId, t.depth])).toEqual([["api", 1]]);
   });
 
   it("says NOT_FOUND for an unknown story, decision or subtask", async () => {

@@ -1,18 +1,30 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { fold, type StoryId, toContextMessage } from "@ctx/domain";
-import type { WatchContextResponse } from "@ctx/proto";
+import {
+  ContextQueryService,
+  WatchContextRequestSchema,
+  type WatchContextResponse,
+} from "@ctx/proto";
 import { eventually } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { metricValue } from "./testing/metrics.ts";
 import {
   type CommandClient,
   newStory,
   type QueryClient,
   type QueryStack,
+  type RunningQuery,
   startQueryStack,
 } from "./testing/query-stack.ts";
 
 // WatchContext over a real gRPC stream: the current state first, then every version in order while
-// writers append, until the client cancels, the deadline passes or the service stops.
+// writers append, until the client cancels, the deadline passes or the service stops; bounded per
+// process and per client, and a client that stops reading is ended. (Many watches at once:
+// watch-flood.e2e.spec.ts.)
 
 let s: QueryStack;
 let q: QueryClient;
@@ -145,17 +157,142 @@ describe("WatchContext", () => {
     await eventually(async () => expect(await consumers()).toBe(baseline));
   });
 
-  it("ends every watch with UNAVAILABLE when the service stops", async () => {
-    const story = await createStory();
+  it("ends every watch with UNAVAILABLE when the service stops, and keeps no subscription", async () => {
+    const stories = [await createStory(), await createStory()];
     const other = await s.startQuery({ SNAPSHOTTER: "off" });
     const received: WatchContextResponse[] = [];
-    const watching = codeOf(async () => {
-      for await (const answer of other.client.watchContext({ storyId: story })) {
-        received.push(answer);
-      }
-    });
-    await eventually(() => expect(received).toHaveLength(1));
+    const watching = [...stories, ...stories].map((storyId) =>
+      codeOf(async () => {
+        for await (const answer of other.client.watchContext({ storyId })) {
+          received.push(answer);
+        }
+      }),
+    );
+    await eventually(() => expect(received).toHaveLength(4));
+    expect(await metricValue(other.app.opsPort, "watches_open")).toBe(4);
+    expect(await metricValue(other.app.opsPort, "watched_stories")).toBe(2);
     await other.app.stop();
-    expect(await watching).toBe(Code.Unavailable);
+    expect(await Promise.all(watching)).toEqual(Array(4).fill(Code.Unavailable));
+  });
+});
+
+/** A client of `query` whose connections come from `localAddress` (another loopback address). */
+function clientFrom(query: RunningQuery, localAddress: string): QueryClient {
+  const { port } = new URL(query.baseUrl);
+  const transport = createGrpcTransport({
+    baseUrl: query.baseUrl,
+    nodeOptions: {
+      createConnection: () => net.connect({ host: "127.0.0.1", port: Number(port), localAddress }),
+    },
+  });
+  return createClient(ContextQueryService, transport);
+}
+
+/** Opens a watch and resolves once its first answer arrived; `close` cancels it. */
+async function openWatch(
+  client: QueryClient,
+  storyId: StoryId,
+): Promise<{ close: () => void; ended: Promise<Code | "OK"> }> {
+  const controller = new AbortController();
+  let first: () => void = () => undefined;
+  const started = new Promise<void>((resolve) => {
+    first = resolve;
+  });
+  const ended = codeOf(async () => {
+    for await (const _ of client.watchContext({ storyId }, { signal: controller.signal })) first();
+  });
+  await Promise.race([started, ended]);
+  return { close: () => controller.abort(), ended };
+}
+
+describe("WatchContext limits", () => {
+  it("refuses watches beyond the limits per client and per process with RESOURCE_EXHAUSTED", async () => {
+    const story = await createStory();
+    const limited = await s.startQuery({
+      SNAPSHOTTER: "off",
+      WATCH_MAX: "5",
+      WATCH_MAX_PER_CLIENT: "3",
+    });
+    const a = limited.client; // from 127.0.0.1
+    const b = clientFrom(limited, "127.0.0.2");
+    const fromA = [await openWatch(a, story), await openWatch(a, story), await openWatch(a, story)];
+    const refusedA = await openWatch(a, story);
+    expect(await refusedA.ended).toBe(Code.ResourceExhausted);
+    // Another client still may, up to the limit of the process.
+    const fromB = [await openWatch(b, story), await openWatch(b, story)];
+    const refusedB = await openWatch(b, story);
+    expect(await refusedB.ended).toBe(Code.ResourceExhausted);
+    const ops = limited.app.opsPort;
+    expect(await metricValue(ops, "watches_refused_total", { limit: "client" })).toBe(1);
+    expect(await metricValue(ops, "watches_refused_total", { limit: "process" })).toBe(1);
+    expect(await metricValue(ops, "watches_open")).toBe(5);
+
+    // A watch that ends gives its place back.
+    fromA[0]?.close();
+    expect(await fromA[0]?.ended).toBe(Code.Canceled);
+    await eventually(async () => expect(await metricValue(ops, "watches_open")).toBe(4));
+    const again = await openWatch(a, story);
+    expect(await metricValue(ops, "watches_open")).toBe(5);
+    for (const w of [...fromA, ...fromB, again]) w.close();
+    await eventually(async () => expect(await metricValue(ops, "watches_open")).toBe(0));
+    expect(await metricValue(ops, "watched_stories")).toBe(0);
+  });
+
+  it("ends a watch whose client stops reading, frees it, and the others go on", async () => {
+    // Big answers (a 10,000-character description), so a client that reads nothing fills the
+    // server's stream buffer after a few of them.
+    const story = newStory();
+    await commands.createContext({ storyId: story, title: "Big", description: "x".repeat(10_000) });
+    await commands.addSubtask({ storyId: story, subtaskId: "a", title: "A" });
+    const maxLag = 10;
+    const lagging = await s.startQuery({ SNAPSHOTTER: "off", WATCH_MAX_LAG: String(maxLag) });
+    const ops = lagging.app.opsPort;
+
+    // A reader that keeps up.
+    const received: number[] = [];
+    const controller = new AbortController();
+    const reading = codeOf(async () => {
+      const watch = lagging.client.watchContext({ storyId: story }, { signal: controller.signal });
+      for await (const answer of watch) received.push(answer.state?.version ?? 0);
+    });
+    // A client that asks and then never reads: it grants the server no flow-control window.
+    const session = http2.connect(lagging.baseUrl, { settings: { initialWindowSize: 0 } });
+    session.on("error", () => undefined);
+    const frozen = session.request({
+      ":method": "POST",
+      ":path": "/context.v1.ContextQueryService/WatchContext",
+      "content-type": "application/grpc+proto",
+      te: "trailers",
+    });
+    frozen.on("error", () => undefined);
+    const closed = new Promise<number>((resolve) =>
+      frozen.on("close", () => resolve(frozen.rstCode ?? -1)),
+    );
+    const request = toBinary(
+      WatchContextRequestSchema,
+      create(WatchContextRequestSchema, { storyId: story }),
+    );
+    const frame = Buffer.alloc(5 + request.length);
+    frame.writeUInt32BE(request.length, 1);
+    frame.set(request, 5);
+    frozen.end(frame);
+    await eventually(async () => expect(await metricValue(ops, "watches_open")).toBe(2));
+    await eventually(() => expect(received).toEqual([2]));
+
+    // Write one event at a time, each once the reader has it: the reader never lags.
+    const events = 3 * maxLag;
+    for (let i = 0; i < events; i++) {
+      await commands.updateSubtask({ storyId: story, subtaskId: "a", assignee: `dev-${i}` });
+      await eventually(() => expect(received.at(-1)).toBe(3 + i));
+    }
+    expect(received).toEqual(Array.from({ length: events + 1 }, (_, i) => i + 2));
+
+    // The frozen client was cut with ENHANCE_YOUR_CALM (RESOURCE_EXHAUSTED), its watch freed.
+    expect(await closed).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(await metricValue(ops, "watches_ended_total", { reason: "lagging" })).toBe(1);
+    expect(await metricValue(ops, "watches_open")).toBe(1);
+    controller.abort();
+    expect(await reading).toBe(Code.Canceled);
+    session.destroy();
   });
 });

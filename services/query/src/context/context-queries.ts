@@ -7,7 +7,8 @@ import { isStoreUnavailableError } from "@ctx/projector";
 import { ContextSource, type GetContextResponse, GetContextResponseSchema } from "@ctx/proto";
 import type { StoredStory, ValkeyContextReader } from "@ctx/read-model-valkey";
 import type { TemporalReader } from "@ctx/snapshots";
-import { UnknownStoryError, VersionOutOfRangeError } from "../query-errors.ts";
+import { untilAborted } from "../abortable.ts";
+import { UnknownStoryError, VersionOutOfRangeError } from "../errors.ts";
 import type { QueryMetrics } from "../query-metrics.ts";
 import { streamResponse } from "./context-response.ts";
 
@@ -33,10 +34,11 @@ export function createContextQueries(o: ContextQueriesOptions): ContextQueries {
   /** The read model's copy when it may be served; otherwise whether it is marked stale. */
   const fromCache = async (
     storyId: StoryId,
+    signal: AbortSignal,
   ): Promise<{ readonly serve?: StoredStory; readonly stale: boolean }> => {
     let stored: StoredStory | undefined;
     try {
-      stored = await o.cache.getContext(storyId);
+      stored = await o.cache.getContext(storyId, { signal });
     } catch (e) {
       if (!isStoreUnavailableError(e)) throw e;
       // The stream is the truth and is still there: serve from it while Valkey is out.
@@ -57,7 +59,7 @@ export function createContextQueries(o: ContextQueriesOptions): ContextQueries {
 
   return {
     async current(storyId, signal) {
-      const { serve, stale } = await fromCache(storyId);
+      const { serve, stale } = await fromCache(storyId, signal);
       if (serve !== undefined) {
         return create(GetContextResponseSchema, {
           context: serve.context,
@@ -77,7 +79,7 @@ export function createContextQueries(o: ContextQueriesOptions): ContextQueries {
       const point = await reader.atTime(storyId, time, { signal });
       metrics.folded(point);
       if (point.state.version === 0) {
-        const head = await store.head(storyId);
+        const head = await untilAborted(store.head(storyId), signal);
         throw new UnknownStoryError(
           storyId,
           head === undefined
@@ -90,7 +92,7 @@ export function createContextQueries(o: ContextQueriesOptions): ContextQueries {
 
     async atVersion(storyId, version, signal) {
       // The head first: a version past it is refused without folding the whole story.
-      const head = await store.head(storyId);
+      const head = await untilAborted(store.head(storyId), signal);
       if (head === undefined) throw new UnknownStoryError(storyId);
       if (version > head.version) throw new VersionOutOfRangeError(storyId, version, head.version);
       const point = await reader.atVersion(storyId, version, { signal });

@@ -9,7 +9,8 @@ import {
   DiffContextResponseSchema,
 } from "@ctx/proto";
 import type { PointInTime, TemporalReader } from "@ctx/snapshots";
-import { InvalidQueryError, UnknownStoryError, VersionOutOfRangeError } from "../query-errors.ts";
+import { untilAborted } from "../abortable.ts";
+import { InvalidQueryError, UnknownStoryError, VersionOutOfRangeError } from "../errors.ts";
 import { diffContexts } from "./context-diff.ts";
 
 /**
@@ -26,7 +27,7 @@ export async function diffContext(
 ): Promise<DiffContextResponse> {
   const from = pointOf(request.from, "from");
   const to = pointOf(request.to, "to");
-  const head = await store.head(storyId);
+  const head = await untilAborted(store.head(storyId), signal);
   if (head === undefined) throw new UnknownStoryError(storyId);
   for (const p of [from, to]) {
     if (p.kind === "version" && p.version > head.version) {

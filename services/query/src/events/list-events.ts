@@ -5,7 +5,8 @@ import { currentEnvelope, type EventStore } from "@ctx/event-store";
 import type { ListEventsRequest, ListEventsResponse } from "@ctx/proto";
 import { ListEventsResponseSchema } from "@ctx/proto";
 import type { TemporalReader } from "@ctx/snapshots";
-import { UnknownStoryError } from "../query-errors.ts";
+import { untilAborted } from "../abortable.ts";
+import { UnknownStoryError } from "../errors.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 export const defaultPageSize = 100;
@@ -45,7 +46,7 @@ export async function listEvents(
     page.pop();
   }
   const last = page[page.length - 1];
-  if (last === undefined && (await store.head(storyId)) === undefined) {
+  if (last === undefined && (await untilAborted(store.head(storyId), signal)) === undefined) {
     throw new UnknownStoryError(storyId);
   }
   return create(ListEventsResponseSchema, {

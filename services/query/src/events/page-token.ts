@@ -1,5 +1,5 @@
 import type { EventPosition } from "@ctx/snapshots";
-import { InvalidQueryError } from "../query-errors.ts";
+import { InvalidQueryError } from "../errors.ts";
 
 /**
  * Where the next page of ListEvents starts: its first version, and where the event before it sits

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isInvalidQueryError } from "../query-errors.ts";
+import { isInvalidQueryError } from "../errors.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 
 describe("page tokens", () => {

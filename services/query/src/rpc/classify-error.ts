@@ -14,7 +14,9 @@ import {
   isUnknownEntityError,
   isUnknownStoryError,
   isVersionOutOfRangeError,
-} from "../query-errors.ts";
+  isWatchLaggingError,
+  isWatchLimitError,
+} from "../errors.ts";
 
 /** The query side's errors as gRPC status codes (the only place this mapping is made). */
 export const classifyQueryError: ErrorClassifier = (e) => {
@@ -30,6 +32,10 @@ export const classifyQueryError: ErrorClassifier = (e) => {
     return new ConnectError(e.message, Code.InvalidArgument, { "x-field": e.field });
   }
   if (isShuttingDownError(e)) return new ConnectError(e.message, Code.Unavailable);
+  if (isWatchLimitError(e)) {
+    return new ConnectError(e.message, Code.ResourceExhausted, { "x-limit": e.limit });
+  }
+  if (isWatchLaggingError(e)) return new ConnectError(e.message, Code.ResourceExhausted);
   if (
     isEventStoreUnavailableError(e) ||
     isSnapshotStoreUnavailableError(e) ||
@@ -46,8 +52,12 @@ export const classifyQueryError: ErrorClassifier = (e) => {
     // one refused it): the story cannot be answered until an upcaster is deployed; never guessed.
     return new ConnectError(e.message, Code.FailedPrecondition);
   }
-  if (e instanceof DOMException && (e.name === "AbortError" || e.name === "TimeoutError")) {
-    return new ConnectError("the call was cancelled or its deadline passed", Code.DeadlineExceeded);
+  // A signal aborted without a ConnectError as its reason (a call's own signal carries one).
+  if (e instanceof DOMException && e.name === "TimeoutError") {
+    return new ConnectError("the call's deadline passed", Code.DeadlineExceeded);
+  }
+  if (e instanceof DOMException && e.name === "AbortError") {
+    return new ConnectError("the call was cancelled", Code.Canceled);
   }
   return undefined;
 };

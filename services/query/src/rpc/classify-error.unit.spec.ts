@@ -16,7 +16,10 @@ import {
   UnknownEntityError,
   UnknownStoryError,
   VersionOutOfRangeError,
-} from "../query-errors.ts";
+  WatchLaggingError,
+  WatchLimit,
+  WatchLimitError,
+} from "../errors.ts";
 import { classifyQueryError } from "./classify-error.ts";
 
 const story = storyId("s-1");
@@ -34,7 +37,11 @@ describe("query error classification", () => {
     [new StoreUnavailableError("Valkey down"), Code.Unavailable],
     [new CorruptEventError(7, "undecodable protobuf"), Code.DataLoss],
     [new UnreadableEventError(7, "cannot upcast SubtaskUpdated v3"), Code.FailedPrecondition],
+    [new WatchLimitError(WatchLimit.Process, 10), Code.ResourceExhausted],
+    [new WatchLimitError(WatchLimit.Client, 10), Code.ResourceExhausted],
+    [new WatchLaggingError(story, 1000), Code.ResourceExhausted],
     [new DOMException("too late", "TimeoutError"), Code.DeadlineExceeded],
+    [new DOMException("gone", "AbortError"), Code.Canceled],
   ])("%s → %s", (error, code) => {
     expect(classifyQueryError(error)?.code).toBe(code);
   });

@@ -1,54 +1,66 @@
-import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { storyId } from "@ctx/domain";
 import type { EventStore } from "@ctx/event-store";
-import {
-  ContextQueryService,
-  GetAffectedSubtasksResponseSchema,
-  GetBlockersResponseSchema,
-  type RelatedSubtask,
-  RelatedSubtaskSchema,
-} from "@ctx/proto";
-import type { GraphReader, RelatedSubtask as GraphSubtask } from "@ctx/read-model-neo4j";
+import { ContextQueryService } from "@ctx/proto";
+import { correlationOf } from "@ctx/rpc";
 import type { TemporalReader } from "@ctx/snapshots";
+import { untilAborted } from "../abortable.ts";
 import type { ContextQueries } from "../context/context-queries.ts";
 import { diffContext } from "../diff/diff-context.ts";
 import { listEvents } from "../events/list-events.ts";
-import { UnknownEntityError } from "../query-errors.ts";
-import { type WatchOptions, watchContext } from "../watch/watch-context.ts";
+import type { GraphCall, GraphQueries } from "../graph/graph-queries.ts";
+import { watchContext } from "../watch/watch-context.ts";
+import type { WatchHub } from "../watch/watch-hub.ts";
 import { requestTime } from "./request-time.ts";
 
 export interface QueryServiceParts {
   readonly contexts: ContextQueries;
   readonly reader: TemporalReader;
   readonly store: EventStore;
-  readonly graph: GraphReader;
-  readonly watch: WatchOptions;
+  readonly graph: GraphQueries;
+  readonly watches: WatchHub;
 }
 
-/** context.v1.ContextQueryService over its parts. Requests arrive validated (protovalidate). */
+/** What a graph RPC hands on of its call: signal, time left, and what identifies it in Neo4j. */
+function graphCall(ctx: HandlerContext): GraphCall {
+  return {
+    signal: ctx.signal,
+    timeoutMs: ctx.timeoutMs(),
+    metadata: {
+      service: "query-service",
+      method: ctx.method.name,
+      correlation_id: correlationOf(ctx).correlationId,
+    },
+  };
+}
+
+/**
+ * context.v1.ContextQueryService over its parts. Requests arrive validated (protovalidate).
+ *
+ * Every unary answer is bound to its call: a cancelled call or a passed deadline is answered at
+ * once (CANCELLED / DEADLINE_EXCEEDED, the signal's reason), and the work behind it stops at its
+ * next step (reads check the signal between requests; a graph query's session is closed).
+ */
 export function registerQueryService(router: ConnectRouter, parts: QueryServiceParts): void {
   const { contexts, reader, store, graph } = parts;
-  const related = (s: GraphSubtask): RelatedSubtask =>
-    create(RelatedSubtaskSchema, {
-      subtaskId: s.subtaskId,
-      title: s.title,
-      status: s.status,
-      depth: s.depth,
-    });
+  const bound = <T>(ctx: HandlerContext, work: (signal: AbortSignal) => Promise<T>) =>
+    untilAborted(work(ctx.signal), ctx.signal);
 
   router.service(ContextQueryService, {
-    getContext: (req, ctx) => contexts.current(storyId(req.storyId), ctx.signal),
+    getContext: (req, ctx) =>
+      bound(ctx, (signal) => contexts.current(storyId(req.storyId), signal)),
 
-    getContextAtTime: (req, ctx) =>
-      contexts.atTime(storyId(req.storyId), requestTime(req.timestamp, "timestamp"), ctx.signal),
+    getContextAtTime: (req, ctx) => {
+      const time = requestTime(req.timestamp, "timestamp");
+      return bound(ctx, (signal) => contexts.atTime(storyId(req.storyId), time, signal));
+    },
 
     getContextAtVersion: (req, ctx) =>
-      contexts.atVersion(storyId(req.storyId), req.version, ctx.signal),
+      bound(ctx, (signal) => contexts.atVersion(storyId(req.storyId), req.version, signal)),
 
     listEvents(req, ctx) {
       if (req.until.case === "untilTime") requestTime(req.until.value, "until_time");
-      return listEvents(reader, store, storyId(req.storyId), req, ctx.signal);
+      return bound(ctx, (signal) => listEvents(reader, store, storyId(req.storyId), req, signal));
     },
 
     diffContext(req, ctx) {
@@ -58,23 +70,17 @@ export function registerQueryService(router: ConnectRouter, parts: QueryServiceP
       ] as const) {
         if (point?.point.case === "time") requestTime(point.point.value, `${field}.time`);
       }
-      return diffContext(reader, store, storyId(req.storyId), req, ctx.signal);
+      return bound(ctx, (signal) => diffContext(reader, store, storyId(req.storyId), req, signal));
     },
 
-    async getAffectedSubtasks(req) {
-      const story = storyId(req.storyId);
-      const reached = await graph.subtasksAffectedBy(story, req.decisionId);
-      if (reached === undefined) throw new UnknownEntityError(story, "decision", req.decisionId);
-      return create(GetAffectedSubtasksResponseSchema, { subtasks: reached.map(related) });
-    },
+    getAffectedSubtasks: (req, ctx) =>
+      bound(ctx, () =>
+        graph.affectedSubtasks(storyId(req.storyId), req.decisionId, graphCall(ctx)),
+      ),
 
-    async getBlockers(req) {
-      const story = storyId(req.storyId);
-      const blockers = await graph.blockersOf(story, req.subtaskId);
-      if (blockers === undefined) throw new UnknownEntityError(story, "subtask", req.subtaskId);
-      return create(GetBlockersResponseSchema, { blockers: blockers.map(related) });
-    },
+    getBlockers: (req, ctx) =>
+      bound(ctx, () => graph.blockers(storyId(req.storyId), req.subtaskId, graphCall(ctx))),
 
-    watchContext: (req, ctx) => watchContext(parts.watch, storyId(req.storyId), ctx.signal),
+    watchContext: (req, ctx) => watchContext(parts.watches, storyId(req.storyId), ctx),
   });
 }

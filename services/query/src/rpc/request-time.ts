@@ -1,6 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { InvalidQueryError } from "../query-errors.ts";
+import { InvalidQueryError } from "../errors.ts";
 
 // The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 const MIN_SECONDS = -62_135_596_800n;

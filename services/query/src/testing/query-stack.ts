@@ -48,8 +48,11 @@ export interface QueryStack {
   startCommand(): Promise<{ app: CommandApp; baseUrl: string; client: CommandClient }>;
   /** Brings a story's read models (Valkey and Neo4j) up to its events, as a projector would. */
   project(story: string): Promise<void>;
-  /** Marks a story stale in the Valkey read model, as a projector does when it parks an event. */
-  markStale(story: string, reason: string): Promise<void>;
+  /**
+   * Marks a story stale in a read model (Valkey unless said), as a projector does when it parks
+   * one of the story's events.
+   */
+  markStale(story: string, reason: string, model?: "valkey" | "neo4j"): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -136,9 +139,9 @@ export async function startQueryStack(): Promise<QueryStack> {
       for (const p of projections) await rebuildStory(p, store, storyId(story));
     },
 
-    async markStale(story, reason) {
-      const valkeyModel = projections[0] as Projection;
-      await valkeyModel.markStale(await valkeyModel.activeGeneration(), storyId(story), reason);
+    async markStale(story, reason, model = "valkey") {
+      const projection = projections[model === "valkey" ? 0 : 1] as Projection;
+      await projection.markStale(await projection.activeGeneration(), storyId(story), reason);
     },
 
     async stop() {

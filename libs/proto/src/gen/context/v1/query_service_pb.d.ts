@@ -396,6 +396,29 @@ export declare type GetAffectedSubtasksResponse = Message<"context.v1.GetAffecte
    * @generated from field: repeated context.v1.RelatedSubtask subtasks = 1;
    */
   subtasks: RelatedSubtask[];
+
+  /**
+   * The story's version the answer reflects.
+   *
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * CONTEXT_SOURCE_READ_MODEL: the Neo4j graph; CONTEXT_SOURCE_EVENT_STREAM: the story folded from
+   * its events, because the graph does not have the story or marks it stale.
+   *
+   * @generated from field: context.v1.ContextSource source = 3;
+   */
+  source: ContextSource;
+
+  /**
+   * True when the graph read model is stale for this story (an event is parked): the answer came
+   * from the event stream instead.
+   *
+   * @generated from field: bool read_model_stale = 4;
+   */
+  readModelStale: boolean;
 };
 
 /**
@@ -433,6 +456,23 @@ export declare type GetBlockersResponse = Message<"context.v1.GetBlockersRespons
    * @generated from field: repeated context.v1.RelatedSubtask blockers = 1;
    */
   blockers: RelatedSubtask[];
+
+  /**
+   * As in GetAffectedSubtasksResponse.
+   *
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: context.v1.ContextSource source = 3;
+   */
+  source: ContextSource;
+
+  /**
+   * @generated from field: bool read_model_stale = 4;
+   */
+  readModelStale: boolean;
 };
 
 /**
@@ -675,7 +715,9 @@ export declare const ContextQueryService: GenService<{
     output: typeof DiffContextResponseSchema;
   },
   /**
-   * The subtasks a decision affects, and transitively every subtask depending on them.
+   * The subtasks a decision affects, and transitively every subtask depending on them. From the
+   * Neo4j read model; from snapshot + events when the model is missing or stale for the story (the
+   * response says which).
    *
    * @generated from rpc context.v1.ContextQueryService.GetAffectedSubtasks
    */
@@ -685,7 +727,8 @@ export declare const ContextQueryService: GenService<{
     output: typeof GetAffectedSubtasksResponseSchema;
   },
   /**
-   * The unfinished subtasks a subtask waits for, transitively.
+   * The unfinished subtasks a subtask waits for, transitively. From the Neo4j read model, or the
+   * event stream as GetAffectedSubtasks.
    *
    * @generated from rpc context.v1.ContextQueryService.GetBlockers
    */
