@@ -18,6 +18,9 @@ import {
 } from "./index.ts";
 import { envelopeAsWritten, type WrittenEvent } from "./testing/index.ts";
 
+/** Where the test messages were stored: story s-1 (a copy without its subject). */
+const inStory = { storyId: "s-1" };
+
 const at = new Date("2026-03-04T05:06:07.000Z");
 
 function written(event: Omit<WrittenEvent, "occurredAt">): Uint8Array {
@@ -78,23 +81,23 @@ describe("ContextEventFrame", () => {
 
 describe("decoding a stored event", () => {
   it("given current bytes, then the envelope is what decoding them as a ContextEvent gives", () => {
-    const [event] = decodeEvent(current, 9);
+    const [event] = decodeEvent(current, 9, inStory);
     expect(event?.envelope).toEqual(fromBinary(ContextEventSchema, current));
     expect(event?.data).toEqual(fromBinary(ContextEventSchema, current).payload);
     expect(toBinary(ContextEventSchema, event?.envelope ?? create(ContextEventSchema))).toEqual(
       current,
     );
-    expect(decodeStoredEvent(current, 9).envelope).toEqual(event?.envelope);
+    expect(decodeStoredEvent(current, 9, inStory).envelope).toEqual(event?.envelope);
   });
 
   it("given a top-level field this release does not know, then the envelope keeps it and still verifies", () => {
     const bytes = withUnknownField(current);
-    const [event] = decodeEvent(bytes, 9);
+    const [event] = decodeEvent(bytes, 9, inStory);
     expect(event && toBinary(ContextEventSchema, event.envelope)).toEqual(bytes);
   });
 
   it("given legacy bytes, then the payload is decoded with its own message and the envelope on demand", () => {
-    const stored = decodeStoredEvent(legacy, 9);
+    const stored = decodeStoredEvent(legacy, 9, inStory);
     expect(stored.payload).toEqual(
       create(legacyV1.DecisionAddedSchema, {
         decisionId: "d-1",
@@ -109,7 +112,7 @@ describe("decoding a stored event", () => {
   });
 
   it("given legacy bytes, then the upcast event carries the stored envelope and the current payload", () => {
-    const stored = decodeStoredEvent(legacy, 9);
+    const stored = decodeStoredEvent(legacy, 9, inStory);
     const [event, ...more] = contextEventUpcaster.upcast(stored);
     expect(more).toEqual([]);
     expect(event?.envelope).toBe(stored.envelope);
@@ -137,12 +140,14 @@ describe("decoding a stored event", () => {
       payload: { case: "decisionAdded", value: new Uint8Array([0x0a, 0x05]) },
     });
     const bytes = toBinary(ContextEventFrameSchema, frame);
-    expect(() => decodeEvent(bytes, 9)).toThrow(CorruptEventError);
-    expect(() => decodeEvent(bytes, 9)).toThrow(/context\.legacy\.v1\.DecisionAdded payload/);
+    expect(() => decodeEvent(bytes, 9, inStory)).toThrow(CorruptEventError);
+    expect(() => decodeEvent(bytes, 9, inStory)).toThrow(
+      /context\.legacy\.v1\.DecisionAdded payload/,
+    );
     const asCurrent = toBinary(
       ContextEventFrameSchema,
       create(ContextEventFrameSchema, { ...frame, schemaVersion: 2 }),
     );
-    expect(() => decodeEvent(asCurrent, 9)).toThrow(/context\.v1\.DecisionAdded payload/);
+    expect(() => decodeEvent(asCurrent, 9, inStory)).toThrow(/context\.v1\.DecisionAdded payload/);
   });
 });

@@ -55,7 +55,7 @@ export async function* watchContext(
   try {
     if (signal.aborted) close();
     for await (const msg of messages) {
-      const parts = o.store.upcaster.decode(msg.data, msg.seq);
+      const parts = o.store.upcaster.decode(msg.data, msg.seq, msg.subject);
       const event = parts[0];
       if (event === undefined || event.version <= state.version) continue;
       if (event.version > state.version + 1) {
