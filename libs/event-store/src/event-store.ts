@@ -963,17 +963,28 @@ class JetStreamEventStore implements EventStore {
     const lastVersion = Math.min(head.version, toVersion);
     const batch = Math.max(1, Math.min(size, lastVersion - firstVersion + 1));
     let bounded = false;
+    // A message an operator set aside is passed over here too (versions are checked by the merge),
+    // so a repaired story is still read subject by subject.
+    let index: Promise<SetAsideIndex> | undefined;
+    const setAside = () => {
+      index ??= this.#setAsideIndex(storyId);
+      return index;
+    };
     const parts = await Promise.all(
       fresh.map(async ({ subject }) => {
         const part: StoredEvent[] = [];
-        await this.#scan(storyId, subject, afterSequence + 1, batch, (msg) => {
-          const e = decodeStoredEvent(msg.data, msg.seq, msg.subject);
+        const take = (e: StoredEvent | undefined): boolean => {
+          if (e === undefined) return true;
           if (beyond(e)) {
             bounded = true;
             return false;
           }
           part.push(e);
           return e.version < lastVersion;
+        };
+        await this.#scan(storyId, subject, afterSequence + 1, batch, (msg) => {
+          const read = this.#readOne(storyId, msg, undefined, setAside);
+          return read instanceof Promise ? read.then(take) : take(read);
         });
         return part;
       }),
