@@ -50,6 +50,8 @@ let parkedStream: string;
 let store: EventStore;
 let env: Record<string, string>;
 const stoppers: (() => Promise<void>)[] = [];
+/** The ops (metrics) addresses of the command and query services. */
+const opsPorts: number[] = [];
 let commands: ReturnType<typeof createClient<typeof ContextCommandService>>;
 let queries: ReturnType<typeof createClient<typeof ContextQueryService>>;
 
@@ -88,6 +90,7 @@ beforeAll(async () => {
     logger,
   );
   stoppers.push(() => command.stop());
+  opsPorts.push(command.opsPort);
   // No read models are written here: the query service answers from the event stream.
   const query = await startQueryApp(
     loadQueryConfig({
@@ -100,6 +103,7 @@ beforeAll(async () => {
     logger,
   );
   stoppers.push(() => query.stop());
+  opsPorts.push(query.opsPort);
   commands = createClient(
     ContextCommandService,
     createGrpcTransport({ baseUrl: `http://127.0.0.1:${command.rpcPort}` }),
@@ -260,7 +264,13 @@ describe("a story blocked by one bad stored message", () => {
         createHash("sha256").update(raw.data).digest(),
       );
 
-      const after = await ctx("stories", "check", "--story", id);
+      // Never silent: both services count the set-aside message their reads passed over.
+    for (const port of opsPorts) {
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^event_store_set_aside_read_total [1-9]/m);
+    }
+
+    const after = await ctx("stories", "check", "--story", id);
       expect(after.code).toBe(0);
       expect(after.stdout).toMatch(new RegExp(`${sequence} .*SET ASIDE`));
     },
