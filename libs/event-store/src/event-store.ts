@@ -1093,6 +1093,18 @@ class JetStreamEventStore implements EventStore {
         let event: StoredEvent | undefined;
         try {
           event = decodeStoredEvent(msg.data, msg.seq, msg.subject);
+          // A (type, version) no chain reads may be set aside: the replay then yields what the
+          // story's readers read (its version only) instead of what they would refuse.
+          const shape = { type: event.eventType, version: event.schemaVersion };
+          const { registry } = this.upcaster;
+          if (!registry.isCurrent(shape) && registry.steps(shape).length === 0) {
+            const story = event.storyId;
+            const entry = setAsideEntry(await indexOf(story), msg.seq, msg.data);
+            if (entry !== undefined) {
+              this.#passedOver(story, msg.seq);
+              event = setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
+            }
+          }
         } catch (e) {
           if (!isEventReadError(e)) throw e;
           event = await this.#replayed(msg, indexOf, e);

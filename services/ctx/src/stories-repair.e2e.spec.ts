@@ -220,6 +220,12 @@ describe("a story blocked by one bad stored message", () => {
         expect(error?.metadata.get("x-stream-sequence"), method).toBe(String(sequence));
       }
 
+      // The whole stream's stats say a message cannot be read (the stories of the tests before
+      // this one are repaired already).
+      const stats = await ctx("events", "stats");
+      expect(stats.code).toBe(1);
+      expect(stats.stdout).toMatch(/UNREADABLE/);
+
       const checked = await ctx("stories", "check", "--story", id);
       expect(checked.code).toBe(1);
       expect(checked.stdout).toMatch(new RegExp(`${sequence} .*UNREADABLE`));
@@ -265,14 +271,18 @@ describe("a story blocked by one bad stored message", () => {
       );
 
       // Never silent: both services count the set-aside message their reads passed over.
-    for (const port of opsPorts) {
-      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      expect(metrics).toMatch(/^event_store_set_aside_read_total [1-9]/m);
-    }
+      for (const port of opsPorts) {
+        const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        expect(metrics).toMatch(/^event_store_set_aside_read_total [1-9]/m);
+      }
 
-    const after = await ctx("stories", "check", "--story", id);
+      const after = await ctx("stories", "check", "--story", id);
       expect(after.code).toBe(0);
       expect(after.stdout).toMatch(new RegExp(`${sequence} .*SET ASIDE`));
+      const statsAfter = await ctx("events", "stats");
+      expect(statsAfter.stdout).toMatch(/set aside \(EventsSetAside\)/);
+      expect(statsAfter.stdout).not.toMatch(/UNREADABLE/);
+      expect(statsAfter.code).toBe(0);
     },
   );
 });
