@@ -188,7 +188,9 @@ describe("temporal reader", () => {
       [await withSnapshots.atVersion(story, 5), 5, "segment", 3],
       [await withSnapshots.atVersion(story, 6), 6, "segment", 6],
       [await withSnapshots.atVersion(story, 2), 2, "segment", 0],
-      [await withSnapshots.atTime(story, at(8).occurredAt), 8, "segment", [3, 6]],
+      // (or none at all: on a loaded machine the snapshotter may store snapshot 3 only after
+      // event 8 occurred too; the read then goes on from the story's first segment)
+      [await withSnapshots.atTime(story, at(8).occurredAt), 8, "segment", [0, 3, 6]],
       [
         await withSnapshots.atTime(story, new Date(at(1).occurredAt.getTime() - 1)),
         0,
