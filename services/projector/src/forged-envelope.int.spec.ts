@@ -42,8 +42,12 @@ let store: EventStore;
 const projectors: Projector[] = [];
 const namespaces: string[] = [];
 
-/** A projector of the Valkey model under a namespace of its own, started; and that model. */
+/**
+ * A projector of the Valkey model under a namespace of its own, started; and that model. The
+ * earlier one stops first: replicas of one projection on one stream share its partitions.
+ */
 async function startProjector() {
+  for (const p of projectors.splice(0)) await p.stop();
   const namespace = uniqueName("forged");
   namespaces.push(namespace);
   const projection = createValkeyProjection(valkey, { keyPrefix: namespace });
