@@ -1,7 +1,13 @@
 import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
 import { fold, type StoryId, streamVersion } from "@ctx/domain";
-import { type EventStore, followsOn, isEventReadError, type RecordedEvent } from "@ctx/event-store";
+import {
+  EventMismatchError,
+  type EventStore,
+  followsOn,
+  isEventReadError,
+  type RecordedEvent,
+} from "@ctx/event-store";
 import { ContextEventSchema } from "@ctx/proto";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import {
@@ -244,20 +250,41 @@ export class BatchApplier {
       if (!first) continue;
       if (first.version > position.version + 1) {
         // Never apply out of order: fetch what is missing from the stream.
-        const missing = await store.read(storyId, {
-          fromVersion: position.version + 1,
-          toVersion: first.version - 1,
-        });
-        pending = [...missing, ...pending];
+        try {
+          const missing = await store.read(storyId, {
+            fromVersion: position.version + 1,
+            toVersion: first.version - 1,
+          });
+          pending = [...missing, ...pending];
+        } catch (e) {
+          if (!isEventReadError(e)) throw e;
+          // What is missing cannot be read (parked where it was met): the story waits, stale.
+          await this.call(() => projection.markStale(generation, storyId, e.message));
+          this.#forget(generation, [storyId]);
+          metrics.skipped.inc(this.#label, pending.length);
+          continue;
+        }
       }
       let at: number = position.version;
-      for (const e of pending) {
-        if (!followsOn(at, e)) {
-          throw new Error(
-            `story ${storyId}: version ${e.version} where ${at + 1} was expected; the stream lacks events`,
-          );
-        }
+      const broken = pending.find((e) => {
+        if (!followsOn(at, e)) return true;
         at = e.version;
+        return false;
+      });
+      if (broken !== undefined) {
+        // A version no stored event leads up to (a forged or misplaced message): never applied,
+        // never a stall of the partition. Parked with why; the story waits, stale.
+        const error = new EventMismatchError({
+          sequence: broken.sequence,
+          storyId,
+          reason: `version ${broken.version} where version ${at + 1} was expected, and the stream holds nothing between`,
+        });
+        const bytes = toBinary(ContextEventSchema, broken.envelope);
+        await this.#park(storyId, broken.version, broken.sequence, broken.eventType, bytes, error);
+        await this.call(() => projection.markStale(generation, storyId, error.message));
+        this.#forget(generation, [storyId]);
+        metrics.skipped.inc(this.#label, pending.length);
+        continue;
       }
       result.push({ storyId, expectedVersion: position.version, events: pending });
     }

@@ -83,10 +83,13 @@ function storiesInOnePartition(): [StoryId, StoryId] {
   return [a, b];
 }
 
-/** B's version 2 as a forger writes it (chained onto B's head), published on A's subject. */
-async function forgeOnto(a: StoryId, b: StoryId): Promise<number> {
+/**
+ * B's version 2 as a forger writes it (chained onto B's head), published on A's subject; or, with
+ * `version`, B's envelope at that version.
+ */
+async function forgeOnto(a: StoryId, b: StoryId, version = 2): Promise<number> {
   const bHead = await store.head(b);
-  const forged = envelopeAsWritten(b, 2, bHead?.hash ?? new Uint8Array(0), {
+  const forged = envelopeAsWritten(b, version, bHead?.hash ?? new Uint8Array(0), {
     eventType: "SubtaskAdded",
     schemaVersion: 1,
     payloadSchema: SubtaskAddedSchema,
@@ -198,5 +201,34 @@ describe("a projector given a forged envelope", () => {
     await expectModelIsStream(projection, a, 2);
     await expectModelIsStream(projection, b, 1);
     expect(await listParked(await jetstreamManager(nc), parked, "valkey")).toEqual([]);
+  });
+
+  it("parks an event of the story whose version skips the story's next one, and goes on with the partition", async () => {
+    const [a, b] = storiesInOnePartition();
+    await created(a, b);
+    // A's own envelope, version 5 where A is at 1: no event of the stream fills the gap.
+    const skipping = await forgeOnto(a, a, 5);
+    await store.append(
+      b,
+      [{ data: eventData.subtaskAdded({ subtaskId: "after", title: "after" }) }],
+      streamVersion(1),
+    );
+    const { projection, parking: parked } = await startProjector();
+    // The partition goes on: B's event after it is applied.
+    await expectModelIsStream(projection, b, 2);
+    await eventually(
+      async () => {
+        const entries = await listParked(await jetstreamManager(nc), parked, "valkey");
+        const entry = entries.find((p) => p.storyId === a);
+        expect(entry).toMatchObject({
+          originalSequence: skipping,
+          version: 5,
+          reason: expect.stringMatching(/version 5 where version 2 was expected/),
+        });
+        const aModel = await projection.readContext(await projection.activeGeneration(), a);
+        expect(aModel).toMatchObject({ version: 1, stale: true });
+      },
+      { timeout: 20_000 },
+    );
   });
 });
