@@ -213,7 +213,8 @@ export interface EventStore {
    * operator's reason. Readers then pass over exactly those bytes (see ARCHITECTURE.md, "When a
    * stored message cannot be read"). Only unreadable messages can be set aside, and all of the
    * story's at once.
-   * @throws SetAsideRefusedError, StoryNotFoundError, ConcurrencyError (a message arrived meanwhile)
+   * @throws SetAsideRefusedError (also when a message was stored on the story meanwhile),
+   * StoryNotFoundError
    */
   setAside(storyId: StoryId, request: SetAsideRequest): Promise<SetAsideResult>;
 }
