@@ -182,12 +182,18 @@ async function rawReplay(nc: NatsConnection, names: EventStreamSettings): Promis
 }
 
 /** CPU only: decoding (and upcasting) the same stored bytes in a loop, no NATS. */
-async function decodeLoop(nc: NatsConnection, names: EventStreamSettings): Promise<Uint8Array[]> {
+/** Stored messages to decode: their bytes and the subject every decode checks them against. */
+interface Sampled {
+  readonly data: Uint8Array;
+  readonly subject: string;
+}
+
+async function decodeLoop(nc: NatsConnection, names: EventStreamSettings): Promise<Sampled[]> {
   const jsm = await jetstreamManager(nc);
-  const out: Uint8Array[] = [];
+  const out: Sampled[] = [];
   for (let seq = 1; out.length < Math.min(settings.decodeSample, 2_000); seq++) {
     const msg = await jsm.direct.getMessage(names.stream, { seq });
-    if (msg) out.push(msg.data);
+    if (msg) out.push({ data: msg.data, subject: msg.subject });
   }
   return out;
 }
@@ -201,12 +207,12 @@ function middle(xs: readonly number[]): number {
     : ((sorted[half - 1] as number) + (sorted[half] as number)) / 2;
 }
 
-function timeDecode(sample: readonly Uint8Array[], total: number): number {
+function timeDecode(sample: readonly Sampled[], total: number): number {
   const started = performance.now();
   let n = 0;
   while (n < total) {
-    for (const bytes of sample) {
-      decodeEvent(bytes, n);
+    for (const { data, subject } of sample) {
+      decodeEvent(data, n, subject);
       n += 1;
     }
   }

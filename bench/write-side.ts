@@ -610,7 +610,7 @@ async function readWithOrderedConsumer(
   let count = 0;
   try {
     for await (const msg of messages) {
-      decodeEvent(msg.data, msg.seq);
+      decodeEvent(msg.data, msg.seq, msg.subject);
       count++;
       if (msg.info.pending === 0) break;
     }

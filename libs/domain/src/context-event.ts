@@ -40,6 +40,11 @@ export const ContextEventType = {
   SubtaskUpdated: "SubtaskUpdated",
   SubtaskDependencyAdded: "SubtaskDependencyAdded",
   ContextArchived: "ContextArchived",
+  /**
+   * An operator set aside stored messages no reader can read (`ctx stories repair`): never decided,
+   * it only counts as a version of the story (see evolve).
+   */
+  EventsSetAside: "EventsSetAside",
 } as const;
 export type ContextEventType = (typeof ContextEventType)[keyof typeof ContextEventType];
 
@@ -51,6 +56,7 @@ const eventTypeByCase: Readonly<Record<ContextEventData["case"], ContextEventTyp
   subtaskUpdated: ContextEventType.SubtaskUpdated,
   subtaskDependencyAdded: ContextEventType.SubtaskDependencyAdded,
   contextArchived: ContextEventType.ContextArchived,
+  eventsSetAside: ContextEventType.EventsSetAside,
 };
 
 const caseByEventType = Object.fromEntries(
@@ -83,4 +89,5 @@ export const currentSchemaVersion: Readonly<Record<ContextEventType, number>> = 
   SubtaskUpdated: 2,
   SubtaskDependencyAdded: 1,
   ContextArchived: 1,
+  EventsSetAside: 1,
 });

@@ -16,6 +16,7 @@ const oneOfEach: readonly ContextEventData[] = [
   eventData.subtaskUpdated(),
   eventData.subtaskDependencyAdded(),
   eventData.contextArchived(),
+  eventData.eventsSetAside(),
 ];
 
 describe("eventTypeOf", () => {

@@ -170,6 +170,9 @@ function apply(draft: Draft, event: DomainEvent): void {
     case "contextArchived":
       draft.lifecycle = ContextLifecycle.Archived;
       return;
+    case "eventsSetAside":
+      // A record of messages an operator set aside; what they were is not part of the state.
+      return;
     case undefined:
       // A stored event its upcaster drops: its version counts, it changes nothing else.
       return;

@@ -124,6 +124,16 @@ describe("evolve", () => {
     expect(state.subtasks.get("c")?.dependsOn).toEqual(["b", "a"]);
   });
 
+  it("counts EventsSetAside as a version and changes nothing else", () => {
+    const open = foldData([created, subtask("a"), decision("d1")]);
+    const state = evolve(open, {
+      version: streamVersion(4),
+      occurredAt: minutes(9),
+      data: eventData.eventsSetAside({ reason: "garbage at 3", setAside: [{ sequence: 3n }] }),
+    });
+    expect(state).toEqual({ ...open, version: 4, updatedAt: minutes(9) });
+  });
+
   it("archives on ContextArchived and keeps everything else", () => {
     const open = foldData([created, subtask("a"), decision("d1")]);
     const state = evolve(open, {

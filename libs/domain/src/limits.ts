@@ -135,6 +135,7 @@ function touchedEntry(
       return ["subtask", data.value.subtaskId];
     case "contextCreated":
     case "contextArchived":
+    case "eventsSetAside":
     case undefined:
       return undefined;
     default:

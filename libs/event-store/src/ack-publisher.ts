@@ -74,7 +74,7 @@ class BatchingAckPublisher implements AckPublisher {
 
   request(messages: readonly OutgoingMessage[]): Promise<Msg> {
     const last = messages[messages.length - 1];
-    if (last === undefined) return Promise.reject(new Error("nothing to publish"));
+    if (last === undefined) return Promise.reject(new RangeError("nothing to publish"));
     this.#subscribe();
     const token = String(this.#nextToken++);
     return new Promise<Msg>((resolve, reject) => {

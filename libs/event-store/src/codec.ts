@@ -1,5 +1,5 @@
-import { type DescMessage, fromBinary, type Message } from "@bufbuild/protobuf";
-import { type Timestamp, timestampDate } from "@bufbuild/protobuf/wkt";
+import { create, type DescMessage, fromBinary, type Message } from "@bufbuild/protobuf";
+import { EmptySchema, type Timestamp, timestampDate } from "@bufbuild/protobuf/wkt";
 import {
   type ContextEventData,
   type DroppedEventData,
@@ -14,9 +14,16 @@ import {
   type ContextEventFrame,
   ContextEventFrameSchema,
   ContextEventSchema,
+  type SetAsideMessage,
 } from "@ctx/proto";
 import { isUpcastError, type UpcasterRegistry, type VersionedEvent } from "@ctx/upcasting";
-import { CorruptEventError, UnreadableEventError } from "./errors.ts";
+import {
+  CorruptEventError,
+  EventMismatchError,
+  type EventReadError,
+  type EventReadProblem,
+  UnreadableEventError,
+} from "./errors.ts";
 import { contextUpcasters, legacyPayloadSchemas } from "./upcasting/context-upcasters.ts";
 
 /** Position of a message in the JetStream stream (not a story version). */
@@ -33,6 +40,12 @@ interface EventPosition {
   readonly occurredAt: Date;
   /** The envelope exactly as stored (hash chain, correlation and command ids, stored payload). */
   readonly envelope: ContextEvent;
+  /**
+   * Present when the stored message at this position was set aside by an operator (the story's
+   * last EventsSetAside lists it): readers count its version and nothing else. Its `envelope` is
+   * what its bytes decode to without the payload, which no reader could read.
+   */
+  readonly setAside?: SetAsideMessage;
 }
 
 /**
@@ -44,6 +57,12 @@ export interface StoredEvent extends EventPosition {
   readonly eventType: string;
   readonly schemaVersion: number;
   readonly payload: Message;
+  /**
+   * Present only on what a replay (`readAllStored`) yields for a message no reader can read and no
+   * operator set aside: its bytes and why. Its other fields are what its subject and bytes tell
+   * (version 0 when its envelope does not decode); upcasting it throws `error`.
+   */
+  readonly unreadable?: { readonly error: EventReadError; readonly data: Uint8Array };
 }
 
 /**
@@ -75,6 +94,34 @@ export function followsOn(
     : event.version === version && (event.part ?? 0) > 0;
 }
 
+/**
+ * Where a stored message was found, which every decode checks it against: the subject it is stored
+ * on (`{prefix}.{partition}.{story}.{type}`; the publish subject `{prefix}.{story}.{type}` works as
+ * well), or, for a copy kept without its subject (a snapshot segment), the story it belongs to.
+ * Envelopes say which story, type and version they are; only the subject is where the server put
+ * them, checked by its expectations. A message whose envelope disagrees is never read as an event.
+ */
+export type MessageOrigin = string | { readonly storyId: string };
+
+/** The story and event type an origin names (no event type for a copy without its subject). */
+interface Place {
+  readonly storyId: string;
+  readonly eventType: string | undefined;
+}
+
+/** The last two tokens of a subject: story and event type (neither may contain a dot). */
+function placeOf(origin: MessageOrigin): Place {
+  if (typeof origin !== "string") return { storyId: origin.storyId, eventType: undefined };
+  const typeAt = origin.lastIndexOf(".");
+  const storyAt = origin.lastIndexOf(".", typeAt - 1);
+  return { storyId: origin.slice(storyAt + 1, typeAt), eventType: origin.slice(typeAt + 1) };
+}
+
+/** The story an origin names: what every error about a message there names. */
+export function originStory(origin: MessageOrigin): string {
+  return placeOf(origin).storyId;
+}
+
 type LegacySchemas = Readonly<Record<string, Readonly<Record<number, DescMessage>>>>;
 
 /** A checked frame: a payload is present. */
@@ -82,32 +129,72 @@ type Frame = ContextEventFrame & {
   readonly payload: { readonly case: ContextEventData["case"]; readonly value: Uint8Array };
 };
 
+/** An envelope's fields, its payload left as bytes. @throws CorruptEventError */
+function decodeFields(bytes: Uint8Array, sequence: number, place: Place): ContextEventFrame {
+  try {
+    return fromBinary(ContextEventFrameSchema, bytes);
+  } catch (e) {
+    const problem = { sequence, storyId: place.storyId, reason: "undecodable protobuf" };
+    throw new CorruptEventError(problem, { cause: e });
+  }
+}
+
 /**
  * Decodes and checks an envelope, leaving its payload encoded: a reader then decodes the payload
- * once, with the message of the schema version it was written with.
- * @throws CorruptEventError
+ * once, with the message of the schema version it was written with. The envelope must be complete
+ * and name the story and event type of the place it was stored at.
+ * @throws CorruptEventError, EventMismatchError
  */
-function decodeFrame(bytes: Uint8Array, sequence: number): Frame {
-  let frame: ContextEventFrame;
-  try {
-    frame = fromBinary(ContextEventFrameSchema, bytes);
-  } catch (e) {
-    throw new CorruptEventError(sequence, "undecodable protobuf", { cause: e });
-  }
-  if (frame.payload.case === undefined) throw new CorruptEventError(sequence, "no payload");
-  if (!frame.occurredAt) throw new CorruptEventError(sequence, "no occurred_at");
+function decodeFrame(bytes: Uint8Array, sequence: number, place: Place): Frame {
+  const frame = decodeFields(bytes, sequence, place);
+  const problem = (reason: string): EventReadProblem => ({
+    sequence,
+    storyId: place.storyId,
+    reason,
+  });
+  if (frame.payload.case === undefined) throw new CorruptEventError(problem("no payload"));
+  if (!frame.occurredAt) throw new CorruptEventError(problem("no occurred_at"));
   if (frame.storyId === "" || frame.version < 1) {
-    throw new CorruptEventError(sequence, "no story id or version");
+    throw new CorruptEventError(problem("no story id or version"));
+  }
+  if (frame.storyId !== place.storyId) {
+    throw new EventMismatchError(
+      problem(
+        `its envelope names story ${JSON.stringify(frame.storyId)}, not the story of its subject`,
+      ),
+    );
+  }
+  if (place.eventType !== undefined && frame.eventType !== place.eventType) {
+    throw new EventMismatchError(
+      problem(
+        `its envelope names event type ${JSON.stringify(frame.eventType)}, its subject ${place.eventType}`,
+      ),
+    );
+  }
+  // A type the product knows keeps its payload in its own field (old type names may not: upcasters).
+  const c = payloadCaseOf(frame.eventType);
+  if (c !== undefined && c !== frame.payload.case) {
+    throw new CorruptEventError(
+      problem(`event type ${frame.eventType} with a ${frame.payload.case} payload`),
+    );
+  }
+  try {
+    storyId(frame.storyId);
+  } catch (e) {
+    throw new CorruptEventError(problem(`invalid story id ${JSON.stringify(frame.storyId)}`), {
+      cause: e,
+    });
   }
   return frame as Frame;
 }
 
 /** A payload's bytes decoded with `schema`. @throws CorruptEventError */
-function decodePayload(schema: DescMessage, bytes: Uint8Array, sequence: number): Message {
+function decodePayload(schema: DescMessage, bytes: Uint8Array, sequence: number, story: string) {
   try {
     return fromBinary(schema, bytes);
   } catch (e) {
-    throw new CorruptEventError(sequence, `undecodable ${schema.typeName} payload`, { cause: e });
+    const reason = `undecodable ${schema.typeName} payload`;
+    throw new CorruptEventError({ sequence, storyId: story, reason }, { cause: e });
   }
 }
 
@@ -151,7 +238,7 @@ function storedOf(
 ): StoredEvent {
   const position: Position = {
     sequence: streamSequence(sequence),
-    storyId: storyId(frame.storyId),
+    storyId: frame.storyId as StoryId,
     version: streamVersion(frame.version),
     eventId: frame.eventId,
     eventType: frame.eventType,
@@ -166,17 +253,18 @@ function storedOf(
       currentPayloadSchema(frame.payload.case),
       frame.payload.value,
       sequence,
+      frame.storyId,
     );
     return Object.assign(position, { payload, envelope: envelopeOf(frame, payload) });
   }
   return new LegacyStoredEvent(
     position,
-    decodePayload(legacy, frame.payload.value, sequence),
+    decodePayload(legacy, frame.payload.value, sequence, frame.storyId),
     bytes,
   );
 }
 
-type Position = Omit<StoredEvent, "payload" | "envelope">;
+type Position = Omit<StoredEvent, "payload" | "envelope" | "setAside">;
 
 /**
  * A stored event of an older schema: its payload decoded once, with the message it was written
@@ -253,15 +341,105 @@ class UpcastEvent implements RecordedEvent {
 }
 
 /**
- * Decodes one stored message as stored, with its payload in its stored schema.
- * @throws CorruptEventError for bytes that are not a complete envelope.
+ * Decodes one stored message as stored, with its payload in its stored schema, checked against
+ * where it was stored (`origin`).
+ * @throws CorruptEventError for bytes that are not a complete envelope; EventMismatchError for an
+ * envelope of another story or event type than its origin's.
  */
 export function decodeStoredEvent(
   bytes: Uint8Array,
   sequence: number,
+  origin: MessageOrigin,
   legacySchemas: LegacySchemas = legacyPayloadSchemas,
 ): StoredEvent {
-  return storedOf(decodeFrame(bytes, sequence), bytes, sequence, legacySchemas);
+  return storedOf(decodeFrame(bytes, sequence, placeOf(origin)), bytes, sequence, legacySchemas);
+}
+
+/**
+ * What a replay yields for a message no reader can read (see StoredEvent.unreadable): what its
+ * subject names, and what its envelope says when it decodes.
+ */
+export function unreadableEvent(
+  bytes: Uint8Array,
+  sequence: number,
+  origin: MessageOrigin,
+  storedAt: Date,
+  error: EventReadError,
+): StoredEvent {
+  const place = placeOf(origin);
+  let frame: ContextEventFrame | undefined;
+  try {
+    frame = decodeFields(bytes, sequence, place);
+  } catch {
+    frame = undefined;
+  }
+  const eventType = place.eventType ?? frame?.eventType ?? "";
+  return {
+    sequence: streamSequence(sequence),
+    storyId: place.storyId as StoryId,
+    version: streamVersion(frame?.version ?? 0),
+    eventId: frame?.eventId ?? "",
+    eventType,
+    schemaVersion: frame?.schemaVersion ?? 0,
+    occurredAt: frame?.occurredAt ? timestampDate(frame.occurredAt) : storedAt,
+    payload: create(EmptySchema),
+    envelope: create(ContextEventSchema, {
+      eventId: frame?.eventId ?? "",
+      storyId: place.storyId,
+      version: frame?.version ?? 0,
+      eventType,
+      schemaVersion: frame?.schemaVersion ?? 0,
+    }),
+    unreadable: { error, data: bytes },
+  };
+}
+
+/**
+ * What readers see where an operator set a stored message aside: its position in the story (the
+ * version the repair gave it) and the envelope fields its bytes still decode to, without a payload.
+ * Only a message that held a version gets one (the repair gives a version only to a message whose
+ * envelope decodes and names its story); for any other, undefined: readers pass over it.
+ */
+export function setAsideEvent(
+  bytes: Uint8Array,
+  sequence: number,
+  origin: MessageOrigin,
+  entry: SetAsideMessage,
+  storedAt: Date,
+): StoredEvent | undefined {
+  if (entry.version === 0) return undefined;
+  const place = placeOf(origin);
+  const frame = decodeFields(bytes, sequence, place);
+  const envelope: ContextEvent = {
+    $typeName: ContextEventSchema.typeName,
+    eventId: frame.eventId,
+    storyId: place.storyId,
+    version: entry.version,
+    occurredAt: frame.occurredAt,
+    eventType: place.eventType ?? frame.eventType,
+    schemaVersion: frame.schemaVersion,
+    correlationId: frame.correlationId,
+    causationId: frame.causationId,
+    commandId: frame.commandId,
+    commandEventIndex: frame.commandEventIndex,
+    commandName: frame.commandName,
+    commandFingerprint: frame.commandFingerprint,
+    prevHash: frame.prevHash,
+    hash: frame.hash,
+    payload: { case: undefined },
+  };
+  return {
+    sequence: streamSequence(sequence),
+    storyId: place.storyId as StoryId,
+    version: streamVersion(entry.version),
+    eventId: frame.eventId,
+    eventType: envelope.eventType,
+    schemaVersion: frame.schemaVersion,
+    occurredAt: frame.occurredAt ? timestampDate(frame.occurredAt) : storedAt,
+    payload: create(EmptySchema),
+    envelope,
+    setAside: entry,
+  };
 }
 
 /**
@@ -276,8 +454,12 @@ export interface EventUpcaster {
    * @throws UnreadableEventError when no chain reads it or a step refuses it (projectors park it).
    */
   upcast(stored: StoredEvent): readonly RecordedEvent[];
-  /** Decodes and upcasts one stored message. @throws CorruptEventError, UnreadableEventError */
-  decode(bytes: Uint8Array, sequence: number): readonly RecordedEvent[];
+  /**
+   * Decodes and upcasts one stored message, checked against where it was stored (`origin`: its
+   * subject, so that no reader can take a message for another story than its subject's).
+   * @throws CorruptEventError, EventMismatchError, UnreadableEventError (all EventReadErrors)
+   */
+  decode(bytes: Uint8Array, sequence: number, origin: MessageOrigin): readonly RecordedEvent[];
 }
 
 export interface EventUpcasterOptions {
@@ -303,6 +485,20 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
   ): RecordedEvent => {
     if (p instanceof LegacyStoredEvent)
       return new UpcastEvent(p, eventType, schemaVersion, data, part);
+    if (p.setAside !== undefined) {
+      return {
+        sequence: p.sequence,
+        storyId: p.storyId,
+        version: p.version,
+        eventId: p.eventId,
+        occurredAt: p.occurredAt,
+        envelope: p.envelope,
+        eventType,
+        schemaVersion,
+        data: { case: undefined },
+        setAside: p.setAside,
+      };
+    }
     const event: RecordedEvent = {
       sequence: p.sequence,
       storyId: p.storyId,
@@ -319,6 +515,11 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
 
   const upcast = (stored: StoredEvent): readonly RecordedEvent[] => {
     const { eventType, schemaVersion } = stored;
+    if (stored.unreadable !== undefined) throw stored.unreadable.error;
+    // Set aside by an operator: its version counts, its content (unreadable) does not.
+    if (stored.setAside !== undefined) {
+      return [asIs(stored, eventType, schemaVersion, { case: undefined })];
+    }
     if (current.get(eventType) === schemaVersion) {
       return [asIs(stored, eventType, schemaVersion, stored.envelope.payload as ContextEventData)];
     }
@@ -331,16 +532,18 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
       });
     } catch (e) {
       if (!isUpcastError(e)) throw e;
-      throw new UnreadableEventError(stored.sequence, e.message, { cause: e });
+      const problem = { sequence: stored.sequence, storyId: stored.storyId, reason: e.message };
+      throw new UnreadableEventError(problem, { cause: e });
     }
     if (upcasted.length === 0) return [asIs(stored, eventType, schemaVersion, { case: undefined })];
     return upcasted.map((event, i) => {
       const c = payloadCaseOf(event.type);
       if (c === undefined) {
-        throw new UnreadableEventError(
-          stored.sequence,
-          `upcast to ${event.type}, which is no event type`,
-        );
+        throw new UnreadableEventError({
+          sequence: stored.sequence,
+          storyId: stored.storyId,
+          reason: `upcast to ${event.type}, which is no event type`,
+        });
       }
       const data = { case: c, value: event.payload } as ContextEventData;
       return asIs(stored, event.type, event.version, data, upcasted.length > 1 ? i : undefined);
@@ -350,18 +553,18 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
   return {
     registry,
     upcast,
-    decode(bytes, sequence) {
-      const frame = decodeFrame(bytes, sequence);
+    decode(bytes, sequence, origin) {
+      const frame = decodeFrame(bytes, sequence, placeOf(origin));
       if (current.get(frame.eventType) === frame.schemaVersion) {
         const c = frame.payload.case;
         const envelope = envelopeOf(
           frame,
-          decodePayload(currentPayloadSchema(c), frame.payload.value, sequence),
+          decodePayload(currentPayloadSchema(c), frame.payload.value, sequence, frame.storyId),
         );
         return [
           {
             sequence: streamSequence(sequence),
-            storyId: storyId(frame.storyId),
+            storyId: frame.storyId as StoryId,
             version: streamVersion(frame.version),
             eventId: frame.eventId,
             occurredAt: timestampDate(frame.occurredAt as Timestamp),
@@ -381,16 +584,17 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
 export const contextEventUpcaster: EventUpcaster = createEventUpcaster();
 
 /**
- * Decodes one stored message into its current shape (see RecordedEvent), with the product's
- * upcasters unless another upcaster is given.
- * @throws CorruptEventError, UnreadableEventError
+ * Decodes one stored message into its current shape (see RecordedEvent), checked against where it
+ * was stored, with the product's upcasters unless another upcaster is given.
+ * @throws CorruptEventError, EventMismatchError, UnreadableEventError
  */
 export function decodeEvent(
   bytes: Uint8Array,
   sequence: number,
+  origin: MessageOrigin,
   upcaster: EventUpcaster = contextEventUpcaster,
 ): readonly RecordedEvent[] {
-  return upcaster.decode(bytes, sequence);
+  return upcaster.decode(bytes, sequence, origin);
 }
 
 /**

@@ -14,9 +14,13 @@ import {
   contextEventUpcaster,
   decodeEvent,
   decodeStoredEvent,
+  EventMismatchError,
   eventHash,
 } from "./index.ts";
 import { envelopeAsWritten, type WrittenEvent } from "./testing/index.ts";
+
+/** Where the test messages were stored: story s-1 (a copy without its subject). */
+const inStory = { storyId: "s-1" };
 
 const at = new Date("2026-03-04T05:06:07.000Z");
 
@@ -78,23 +82,23 @@ describe("ContextEventFrame", () => {
 
 describe("decoding a stored event", () => {
   it("given current bytes, then the envelope is what decoding them as a ContextEvent gives", () => {
-    const [event] = decodeEvent(current, 9);
+    const [event] = decodeEvent(current, 9, inStory);
     expect(event?.envelope).toEqual(fromBinary(ContextEventSchema, current));
     expect(event?.data).toEqual(fromBinary(ContextEventSchema, current).payload);
     expect(toBinary(ContextEventSchema, event?.envelope ?? create(ContextEventSchema))).toEqual(
       current,
     );
-    expect(decodeStoredEvent(current, 9).envelope).toEqual(event?.envelope);
+    expect(decodeStoredEvent(current, 9, inStory).envelope).toEqual(event?.envelope);
   });
 
   it("given a top-level field this release does not know, then the envelope keeps it and still verifies", () => {
     const bytes = withUnknownField(current);
-    const [event] = decodeEvent(bytes, 9);
+    const [event] = decodeEvent(bytes, 9, inStory);
     expect(event && toBinary(ContextEventSchema, event.envelope)).toEqual(bytes);
   });
 
   it("given legacy bytes, then the payload is decoded with its own message and the envelope on demand", () => {
-    const stored = decodeStoredEvent(legacy, 9);
+    const stored = decodeStoredEvent(legacy, 9, inStory);
     expect(stored.payload).toEqual(
       create(legacyV1.DecisionAddedSchema, {
         decisionId: "d-1",
@@ -109,7 +113,7 @@ describe("decoding a stored event", () => {
   });
 
   it("given legacy bytes, then the upcast event carries the stored envelope and the current payload", () => {
-    const stored = decodeStoredEvent(legacy, 9);
+    const stored = decodeStoredEvent(legacy, 9, inStory);
     const [event, ...more] = contextEventUpcaster.upcast(stored);
     expect(more).toEqual([]);
     expect(event?.envelope).toBe(stored.envelope);
@@ -137,12 +141,86 @@ describe("decoding a stored event", () => {
       payload: { case: "decisionAdded", value: new Uint8Array([0x0a, 0x05]) },
     });
     const bytes = toBinary(ContextEventFrameSchema, frame);
-    expect(() => decodeEvent(bytes, 9)).toThrow(CorruptEventError);
-    expect(() => decodeEvent(bytes, 9)).toThrow(/context\.legacy\.v1\.DecisionAdded payload/);
+    expect(() => decodeEvent(bytes, 9, inStory)).toThrow(CorruptEventError);
+    expect(() => decodeEvent(bytes, 9, inStory)).toThrow(
+      /context\.legacy\.v1\.DecisionAdded payload/,
+    );
     const asCurrent = toBinary(
       ContextEventFrameSchema,
       create(ContextEventFrameSchema, { ...frame, schemaVersion: 2 }),
     );
-    expect(() => decodeEvent(asCurrent, 9)).toThrow(/context\.v1\.DecisionAdded payload/);
+    expect(() => decodeEvent(asCurrent, 9, inStory)).toThrow(/context\.v1\.DecisionAdded payload/);
+  });
+});
+
+describe("checking a message against where it was stored", () => {
+  const subject = (story: string, type: string, partition = "3") =>
+    `context.events.${partition}.${story}.${type}`;
+
+  it("given its own subject (stored or as published), then it decodes", () => {
+    expect(decodeEvent(current, 9, subject("s-1", "SubtaskUpdated"))).toHaveLength(1);
+    expect(decodeEvent(current, 9, "context.events.s-1.SubtaskUpdated")).toHaveLength(1);
+    expect(decodeStoredEvent(legacy, 9, subject("s-1", "DecisionAdded")).version).toBe(3);
+  });
+
+  it("given another story's subject, then it is an EventMismatchError naming the sequence, both stories and no RangeError", () => {
+    for (const origin of [subject("s-2", "SubtaskUpdated"), { storyId: "s-2" }]) {
+      let error: unknown;
+      try {
+        decodeEvent(current, 9, origin);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(EventMismatchError);
+      expect(error).toMatchObject({ sequence: 9, storyId: "s-2" });
+      expect((error as Error).message).toMatch(
+        /stream message 9 of story s-2 does not belong where it is stored: its envelope names story "s-1"/,
+      );
+    }
+    expect(() => decodeStoredEvent(legacy, 9, subject("s-2", "DecisionAdded"))).toThrow(
+      EventMismatchError,
+    );
+  });
+
+  it("given another event type's subject, then it is an EventMismatchError (the type as stored, before any upcast)", () => {
+    expect(() => decodeEvent(current, 9, subject("s-1", "SubtaskAdded"))).toThrow(
+      /envelope names event type "SubtaskUpdated", its subject SubtaskAdded/,
+    );
+    // A legacy event keeps its stored type on its subject.
+    expect(() => decodeEvent(legacy, 9, subject("s-1", "DecisionAdded"))).not.toThrow();
+  });
+
+  it("given a payload in another type's field, then it is a CorruptEventError", () => {
+    const frame = fromBinary(ContextEventFrameSchema, current);
+    const bytes = toBinary(
+      ContextEventFrameSchema,
+      create(ContextEventFrameSchema, {
+        ...frame,
+        payload: { case: "subtaskAdded", value: new Uint8Array(0) },
+      }),
+    );
+    expect(() => decodeEvent(bytes, 9, inStory)).toThrow(CorruptEventError);
+    expect(() => decodeEvent(bytes, 9, inStory)).toThrow(/SubtaskUpdated with a subtaskAdded/);
+  });
+
+  it("given an invalid story id on its own subject, then it is a CorruptEventError, not a RangeError", () => {
+    const bad = "-no story-";
+    const bytes = toBinary(
+      ContextEventSchema,
+      create(ContextEventSchema, { ...fromBinary(ContextEventSchema, current), storyId: bad }),
+    );
+    for (const read of [
+      () => decodeEvent(bytes, 9, subject(bad, "SubtaskUpdated")),
+      () => decodeStoredEvent(bytes, 9, subject(bad, "SubtaskUpdated")),
+    ]) {
+      expect(read).toThrow(CorruptEventError);
+      expect(read).toThrow(/invalid story id "-no story-"/);
+    }
+  });
+
+  it("given bytes that are no envelope, then the error names the sequence and the subject's story", () => {
+    expect(() => decodeEvent(new Uint8Array([0xff, 1]), 12, subject("s-7", "X"))).toThrow(
+      /stream message 12 of story s-7 is not a valid event: undecodable protobuf/,
+    );
   });
 });

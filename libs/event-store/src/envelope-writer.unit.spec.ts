@@ -120,9 +120,24 @@ describe("writeSignedEnvelope", () => {
     );
   });
 
-  it("writes every payload of ContextEvent from a plan", () => {
-    const cases = ContextEventSchema.oneofs[0]?.fields.map((f) => f.localName);
+  it("writes every payload a command decides from a plan", () => {
+    // EventsSetAside (an operator's record, with repeated messages) goes through toBinary: rare.
+    const cases = ContextEventSchema.oneofs[0]?.fields
+      .map((f) => f.localName)
+      .filter((c) => c !== "eventsSetAside");
     expect(plannedPayloadCases().sort()).toEqual(cases?.sort());
+  });
+
+  it("writes an EventsSetAside as toBinary does", () => {
+    const data = eventData.eventsSetAside({
+      reason: "garbage",
+      operator: "ana",
+      setAside: [{ sequence: 12n, sha256: new Uint8Array(32).fill(3), version: 4, problem: "x" }],
+    });
+    const e = { ...envelope(random(5)), payload: data };
+    expect(Buffer.from(writeSignedEnvelope(e)?.bytes ?? [])).toEqual(
+      Buffer.from(expected(e).bytes),
+    );
   });
 
   it("writes a payload with unknown fields or a negative enum value as toBinary does", () => {

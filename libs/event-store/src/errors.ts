@@ -1,4 +1,8 @@
 import type { StoryId, StreamVersion } from "@ctx/domain";
+import { errors as natsErrors } from "@nats-io/transport-node";
+
+// The event store's errors. A story that does not exist is the domain's StoryNotFoundError
+// (`@ctx/domain`): one error for one condition, whoever finds it.
 
 /** Base of every error the event store throws. */
 export class EventStoreError extends Error {
@@ -31,25 +35,42 @@ export class ConcurrencyError extends EventStoreError {
   }
 }
 
-/** The story has no events. */
-export class StoryNotFoundError extends EventStoreError {
-  override name = "StoryNotFoundError";
-  readonly storyId: StoryId;
+/** Where a message that cannot be read sits, and why. */
+export interface EventReadProblem {
+  /** Its stream sequence. */
+  readonly sequence: number;
+  /** The story its subject names (the story a reader read), when known. */
+  readonly storyId?: string;
+  /** What is wrong with it, in a few words. */
+  readonly reason: string;
+}
 
-  constructor(storyId: StoryId, options?: ErrorOptions) {
-    super(`story ${storyId} does not exist`, options);
-    this.storyId = storyId;
+/**
+ * A stored message no reader can take as an event of its story. Every such error names the
+ * message's stream sequence (and its story, when known) and the reason: an operator can look at it
+ * (`ctx stories check`) and, when it is beyond repair, set it aside (`ctx stories repair`).
+ */
+export class EventReadError extends EventStoreError {
+  override name = "EventReadError";
+  readonly sequence: number;
+  readonly storyId: string | undefined;
+  readonly reason: string;
+
+  constructor(problem: EventReadProblem, what: string, options?: ErrorOptions) {
+    const story = problem.storyId === undefined ? "" : ` of story ${problem.storyId}`;
+    super(`stream message ${problem.sequence}${story} ${what}: ${problem.reason}`, options);
+    this.sequence = problem.sequence;
+    this.storyId = problem.storyId;
+    this.reason = problem.reason;
   }
 }
 
-/** A stored message cannot be read as an event: undecodable bytes or a broken envelope. */
-export class CorruptEventError extends EventStoreError {
+/** A stored message is not a complete, valid envelope: undecodable bytes, a field missing or invalid. */
+export class CorruptEventError extends EventReadError {
   override name = "CorruptEventError";
-  readonly sequence: number;
 
-  constructor(sequence: number, reason: string, options?: ErrorOptions) {
-    super(`stream message ${sequence} is not a valid event: ${reason}`, options);
-    this.sequence = sequence;
+  constructor(problem: EventReadProblem, options?: ErrorOptions) {
+    super(problem, "is not a valid event", options);
   }
 }
 
@@ -58,13 +79,25 @@ export class CorruptEventError extends EventStoreError {
  * (type, schema version), e.g. it was written by a newer release, or an upcaster refused its
  * payload. Readers never guess: a projector parks it, a query answers with an error.
  */
-export class UnreadableEventError extends EventStoreError {
+export class UnreadableEventError extends EventReadError {
   override name = "UnreadableEventError";
-  readonly sequence: number;
 
-  constructor(sequence: number, reason: string, options?: ErrorOptions) {
-    super(`stream message ${sequence} cannot be read in its current shape: ${reason}`, options);
-    this.sequence = sequence;
+  constructor(problem: EventReadProblem, options?: ErrorOptions) {
+    super(problem, "cannot be read in its current shape", options);
+  }
+}
+
+/**
+ * A stored message is a valid envelope that does not belong where it is stored: its envelope names
+ * another story or event type than its subject, or its version does not follow the story's
+ * previous event (a gap or a repeat). Never applied to any story: readers refuse it, projectors
+ * park it.
+ */
+export class EventMismatchError extends EventReadError {
+  override name = "EventMismatchError";
+
+  constructor(problem: EventReadProblem, options?: ErrorOptions) {
+    super(problem, "does not belong where it is stored", options);
   }
 }
 
@@ -73,22 +106,65 @@ export class EventStoreUnavailableError extends EventStoreError {
   override name = "EventStoreUnavailableError";
 }
 
+/** JetStream refused or mangled an append in a way that is no conflict and no outage. */
+export class AppendFailedError extends EventStoreError {
+  override name = "AppendFailedError";
+}
+
+/** The stream exists with settings provisioning must not change (storage, partition count). */
+export class StreamConfigurationError extends EventStoreError {
+  override name = "StreamConfigurationError";
+}
+
+/**
+ * A set-aside request the store refuses: the message is readable, not the story's, already set
+ * aside, or the story holds other unreadable messages the request leaves out.
+ */
+export class SetAsideRefusedError extends EventStoreError {
+  override name = "SetAsideRefusedError";
+}
+
 export function isEventStoreError(e: unknown): e is EventStoreError {
   return e instanceof EventStoreError;
 }
 export function isConcurrencyError(e: unknown): e is ConcurrencyError {
   return e instanceof ConcurrencyError;
 }
-export function isStoryNotFoundError(e: unknown): e is StoryNotFoundError {
-  return e instanceof StoryNotFoundError;
+export function isEventReadError(e: unknown): e is EventReadError {
+  return e instanceof EventReadError;
 }
 export function isCorruptEventError(e: unknown): e is CorruptEventError {
   return e instanceof CorruptEventError;
 }
+export function isUnreadableEventError(e: unknown): e is UnreadableEventError {
+  return e instanceof UnreadableEventError;
+}
+export function isEventMismatchError(e: unknown): e is EventMismatchError {
+  return e instanceof EventMismatchError;
+}
 export function isEventStoreUnavailableError(e: unknown): e is EventStoreUnavailableError {
   return e instanceof EventStoreUnavailableError;
 }
+export function isAppendFailedError(e: unknown): e is AppendFailedError {
+  return e instanceof AppendFailedError;
+}
+export function isStreamConfigurationError(e: unknown): e is StreamConfigurationError {
+  return e instanceof StreamConfigurationError;
+}
+export function isSetAsideRefusedError(e: unknown): e is SetAsideRefusedError {
+  return e instanceof SetAsideRefusedError;
+}
 
-export function isUnreadableEventError(e: unknown): e is UnreadableEventError {
-  return e instanceof UnreadableEventError;
+/**
+ * Whether a NATS client error means the server could not be reached or did not answer (a timeout,
+ * a closed connection, no responders): an outage, worth retrying later. Every lib that talks to
+ * JetStream classifies its calls' failures with this one helper.
+ */
+export function isNatsOutage(e: unknown): boolean {
+  return (
+    e instanceof natsErrors.TimeoutError ||
+    e instanceof natsErrors.ClosedConnectionError ||
+    e instanceof natsErrors.NoRespondersError ||
+    (e instanceof natsErrors.RequestError && e.isNoResponders())
+  );
 }

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { type ContextEventData, storyId, streamVersion } from "@ctx/domain";
+import { type ContextEventData, StoryNotFoundError, storyId, streamVersion } from "@ctx/domain";
 import { DecisionAddedSchema, SubtaskAddedSchema } from "@ctx/proto";
 import { stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -17,7 +17,6 @@ import {
   type ReadOptions,
   type RecordedEvent,
   type StoredEvent,
-  StoryNotFoundError,
   storySubjects,
   verifyChain,
 } from "./index.ts";

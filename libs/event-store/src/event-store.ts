@@ -1,14 +1,19 @@
+import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "@ctx/config";
 import {
   type ContextEventData,
+  ContextEventType,
+  storyId as checkedStoryId,
   currentSchemaVersion,
   eventTypeOf,
   type StoryId,
+  StoryNotFoundError,
   type StreamVersion,
   streamVersion,
 } from "@ctx/domain";
 import { uuidv7 } from "@ctx/ids";
-import type { ContextEvent } from "@ctx/proto";
+import { type ContextEvent, EventsSetAsideSchema } from "@ctx/proto";
 import {
   type ApiError,
   DeliverPolicy,
@@ -24,22 +29,30 @@ import {
   type NatsConnection,
   errors as natsErrors,
 } from "@nats-io/transport-node";
+import { Counter, type Registry } from "prom-client";
 import { type AckPublisher, createAckPublisher, type OutgoingMessage } from "./ack-publisher.ts";
 import {
   contextEventUpcaster,
   decodeStoredEvent,
   type EventUpcaster,
+  originStory,
   type RecordedEvent,
   type StoredEvent,
   type StreamSequence,
+  setAsideEvent,
   streamSequence,
+  unreadableEvent,
 } from "./codec.ts";
 import { batchExtent, collectDirectBatch, directGet } from "./direct-batch.ts";
 import {
+  AppendFailedError,
   ConcurrencyError,
   CorruptEventError,
+  type EventReadError,
   EventStoreUnavailableError,
-  StoryNotFoundError,
+  isEventReadError,
+  isNatsOutage,
+  SetAsideRefusedError,
 } from "./errors.ts";
 import {
   defaultEventStreamNames,
@@ -51,6 +64,16 @@ import {
   storySubjectsInPartition,
 } from "./event-stream.ts";
 import { encodeWithHash } from "./hash-chain.ts";
+import {
+  checkFollows,
+  type MessageVerdict,
+  noneSetAside,
+  planSetAside,
+  type SetAsideIndex,
+  type StoredMessage,
+  setAsideEntry,
+  setAsideIndexOf,
+} from "./set-aside.ts";
 import { mergeSubjects } from "./story-merge.ts";
 
 /** An event to append; id and time are assigned when absent. */
@@ -163,7 +186,10 @@ export interface EventStore {
   readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent & { readonly partition: number }>;
   /**
    * Every event of the stream in stream order as stored, not upcast: for tools that report what the
-   * stream holds (`ctx events stats`).
+   * stream holds (`ctx events stats`) and rebuilds. A message no reader can read (and that no
+   * EventsSetAside sets aside) does not end the replay: it comes as a StoredEvent with `unreadable`
+   * set (what is known of it from its subject, its bytes and the error), which the upcaster refuses
+   * with that error, so that a rebuild parks it and goes on.
    */
   readAllStored(
     options?: ReadAllOptions,
@@ -171,10 +197,54 @@ export interface EventStore {
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
   /**
-   * The event stored at a stream sequence, as stored; undefined when the stream holds none there.
-   * One direct get by sequence, which the server answers without scanning.
+   * The event stored at a stream sequence, as stored; undefined when the stream holds none there
+   * (or a message set aside that held no version of its story). One direct get by sequence, which
+   * the server answers without scanning.
    */
   readAt(sequence: number): Promise<StoredEvent | undefined>;
+  /**
+   * Every stored message of a story, in stream order, with what a reader makes of it: an event, a
+   * message set aside, or a message no reader can read and why (`ctx stories check`).
+   */
+  examine(storyId: StoryId): Promise<readonly MessageVerdict[]>;
+  /**
+   * Whether an operator set this stored message aside: the last EventsSetAside of the story its
+   * subject names lists its sequence with the SHA-256 of these bytes. For readers that meet a
+   * message they cannot read (a projector deciding whether to park it).
+   */
+  isSetAside(storyId: string, sequence: number, bytes: Uint8Array): Promise<boolean>;
+  /**
+   * Brings a story that holds messages no reader can read back to service, in a way the stream
+   * records: appends one EventsSetAside event to the story, listing each message with its stream
+   * sequence, the SHA-256 of its bytes, the version it held (if any) and the problem, with the
+   * operator's reason. Readers then pass over exactly those bytes (see ARCHITECTURE.md, "When a
+   * stored message cannot be read"). Only unreadable messages can be set aside, and all of the
+   * story's at once.
+   * @throws SetAsideRefusedError (also when a message was stored on the story meanwhile),
+   * StoryNotFoundError
+   */
+  setAside(storyId: StoryId, request: SetAsideRequest): Promise<SetAsideResult>;
+}
+
+/** Which messages of a story to set aside, and why (`ctx stories repair`). */
+export interface SetAsideRequest {
+  /** Stream sequences of the messages. */
+  readonly sequences: readonly number[];
+  /** Why, in the operator's words (recorded in the event). */
+  readonly reason: string;
+  /** Who, as the operator gave it (recorded in the event). */
+  readonly operator: string;
+}
+
+export interface SetAsideResult {
+  /** The EventsSetAside event appended to the story. */
+  readonly event: RecordedEvent;
+  /** The messages this request set aside (the event lists the earlier ones too). */
+  readonly added: readonly {
+    readonly sequence: number;
+    readonly version: number;
+    readonly problem: string;
+  }[];
 }
 
 export interface EventStoreOptions {
@@ -187,6 +257,13 @@ export interface EventStoreOptions {
   readonly maxAnyRetries?: number;
   /** Upcasting of what this store reads (default: the product's chains). */
   readonly upcaster?: EventUpcaster;
+  /**
+   * Registers `event_store_set_aside_read_total` (stored messages reads passed over because an
+   * operator set them aside) when given.
+   */
+  readonly registry?: Registry;
+  /** Says, once per message and process, when a read passes over a message set aside. */
+  readonly logger?: Logger;
 }
 
 /** JetStream's answer to a publish: an ack (a batch's has `count`), or an error. */
@@ -205,6 +282,9 @@ interface Outgoing {
 }
 
 const WRONG_LAST_SEQUENCE = 10071;
+const SET_ASIDE_METRIC = "event_store_set_aside_read_total";
+/** Set-aside messages a store says it passed over (once each), remembered to say it once. */
+const SET_ASIDE_LOGGED = 10_000;
 const BATCH_DUPLICATE_MSG_ID = 10201;
 const READ_BATCH = 512;
 // Batches in a row that lost messages on the way before a read gives up (as unavailable).
@@ -235,6 +315,9 @@ class JetStreamEventStore implements EventStore {
    */
   #partitions: number | undefined;
   #partitionsReadAt = Number.NEGATIVE_INFINITY;
+  readonly #setAsideRead: Counter | undefined;
+  readonly #logger: Logger | undefined;
+  readonly #setAsideLogged = new Set<string>();
 
   constructor(nc: NatsConnection, options: EventStoreOptions) {
     this.#nc = nc;
@@ -245,6 +328,17 @@ class JetStreamEventStore implements EventStore {
     this.#acks = createAckPublisher(nc, this.#timeout);
     this.#headCacheSize = options.headCacheSize ?? 10_000;
     this.#maxAnyRetries = options.maxAnyRetries ?? 10;
+    this.#logger = options.logger;
+    const registry = options.registry;
+    if (registry) {
+      this.#setAsideRead =
+        (registry.getSingleMetric(SET_ASIDE_METRIC) as Counter | undefined) ??
+        new Counter({
+          name: SET_ASIDE_METRIC,
+          help: "Stored messages reads passed over because an operator set them aside (ctx stories repair)",
+          registers: [registry],
+        });
+    }
     // While the connection is down, calls fail at once (UNAVAILABLE) instead of each waiting for
     // its timeout in the client's reconnect buffer.
     void (async () => {
@@ -387,7 +481,7 @@ class JetStreamEventStore implements EventStore {
       ? await this.#storedEvents(first, lastSequence)
       : messages.flatMap((m, i) => this.#written(m, first + i));
     const last = recorded[recorded.length - 1] as RecordedEvent;
-    this.#remember(storyId, last);
+    this.#remember(storyId, headOf(last));
     return { version: last.version, events: recorded, deduplicated };
   }
 
@@ -399,7 +493,7 @@ class JetStreamEventStore implements EventStore {
     const { envelope } = m;
     const shape = { type: envelope.eventType, version: envelope.schemaVersion };
     if (!this.upcaster.registry.isCurrent(shape) || !envelope.occurredAt) {
-      return this.upcaster.decode(m.bytes, sequence);
+      return this.upcaster.decode(m.bytes, sequence, m.subject);
     }
     return [
       {
@@ -434,8 +528,9 @@ class JetStreamEventStore implements EventStore {
       }
       throw new JetStreamApiError(ack.error);
     }
-    if (ack.seq === undefined)
-      throw new Error("JetStream acknowledged a publish without a sequence");
+    if (ack.seq === undefined) {
+      throw new AppendFailedError("JetStream acknowledged a publish without a sequence");
+    }
     return { lastSequence: ack.seq, deduplicated: ack.duplicate === true };
   }
 
@@ -481,10 +576,15 @@ class JetStreamEventStore implements EventStore {
       throw new WrongLastSequence(reply.error?.description ?? "duplicate message id");
     }
     if (reply.error) {
-      throw new Error(`JetStream rejected the batch: ${reply.error.description} (${code})`);
+      throw new AppendFailedError(
+        `JetStream rejected the batch: ${reply.error.description} (${code})`,
+        { cause: new JetStreamApiError(reply.error) },
+      );
     }
     if (reply.count !== messages.length || reply.seq === undefined) {
-      throw new Error(`JetStream stored ${reply.count} of ${messages.length} events of a batch`);
+      throw new AppendFailedError(
+        `JetStream stored ${reply.count} of ${messages.length} events of a batch`,
+      );
     }
     return { lastSequence: reply.seq, deduplicated: false };
   }
@@ -549,8 +649,10 @@ class JetStreamEventStore implements EventStore {
     const events: RecordedEvent[] = [];
     for (let seq = first; seq <= last; seq++) {
       const msg = await this.#guard(() => jsm.direct.getMessage(this.names.stream, { seq }));
-      if (!msg) throw new CorruptEventError(seq, "acknowledged but missing");
-      events.push(...this.upcaster.decode(msg.data, msg.seq));
+      if (!msg) {
+        throw new CorruptEventError({ sequence: seq, reason: "acknowledged but missing" });
+      }
+      events.push(...this.upcaster.decode(msg.data, msg.seq, msg.subject));
     }
     return events;
   }
@@ -558,7 +660,7 @@ class JetStreamEventStore implements EventStore {
   async #eventIdAt(sequence: number): Promise<string | undefined> {
     const jsm = await this.#manager();
     const msg = await jsm.direct.getMessage(this.names.stream, { seq: sequence });
-    return msg ? decodeStoredEvent(msg.data, msg.seq).eventId : undefined;
+    return msg ? decodeStoredEvent(msg.data, msg.seq, msg.subject).eventId : undefined;
   }
 
   /** Runs a NATS call; wrong-last-sequence becomes WrongLastSequence, outages EventStoreUnavailableError. */
@@ -577,12 +679,8 @@ class JetStreamEventStore implements EventStore {
     }
   }
 
-  /** Remembers `event` as the story's head, what the next append chains onto, and returns that. */
-  #remember(
-    storyId: StoryId,
-    event: Pick<StoredEvent, "version" | "sequence" | "envelope">,
-  ): StoryHead {
-    const head = { version: event.version, sequence: event.sequence, hash: event.envelope.hash };
+  /** Remembers the story's head, what the next append chains onto, and returns it. */
+  #remember(storyId: StoryId, head: StoryHead): StoryHead {
     this.#heads.delete(storyId);
     this.#heads.set(storyId, head);
     if (this.#heads.size > this.#headCacheSize) {
@@ -601,7 +699,18 @@ class JetStreamEventStore implements EventStore {
       this.#heads.delete(storyId);
       return undefined;
     }
-    return this.#remember(storyId, decodeStoredEvent(msg.data, msg.seq));
+    try {
+      return this.#remember(storyId, headOf(decodeStoredEvent(msg.data, msg.seq, msg.subject)));
+    } catch (e) {
+      if (!isEventReadError(e)) throw e;
+      // The last message cannot be read. If it is set aside, the head is where the story's chain
+      // ends: a whole read says (and remembers it); if not, that read fails with why.
+      this.#heads.delete(storyId);
+      await this.readStored(storyId, { bySubject: false });
+      const head = this.#heads.get(storyId);
+      if (head === undefined) throw e;
+      return head;
+    }
   }
 
   head(storyId: StoryId): Promise<StoryHead | undefined> {
@@ -611,14 +720,126 @@ class JetStreamEventStore implements EventStore {
   async readAt(sequence: number): Promise<StoredEvent | undefined> {
     const jsm = await this.#manager();
     const msg = await this.#guard(() => directGet(jsm, this.names.stream, { seq: sequence }));
-    return msg ? decodeStoredEvent(msg.data, msg.seq) : undefined;
+    if (!msg) return undefined;
+    try {
+      return decodeStoredEvent(msg.data, msg.seq, msg.subject);
+    } catch (e) {
+      if (!isEventReadError(e)) throw e;
+      const story = originStory(msg.subject);
+      const entry = setAsideEntry(await this.#setAsideIndex(story), msg.seq, msg.data);
+      if (entry === undefined) throw e;
+      this.#passedOver(story, msg.seq);
+      return setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
+    }
+  }
+
+  /**
+   * The messages of a story an operator set aside: the entries of its last EventsSetAside (one
+   * direct get, answered from the server's subject index). Asked only when a read meets a message
+   * it cannot read, so reads of healthy stories never pay for it.
+   */
+  async #setAsideIndex(story: string): Promise<SetAsideIndex> {
+    try {
+      checkedStoryId(story);
+    } catch {
+      return noneSetAside; // no story could have set it aside
+    }
+    const jsm = await this.#manager();
+    const subject = `${this.names.subjectPrefix}.*.${story}.${ContextEventType.EventsSetAside}`;
+    const msg = await this.#guard(() =>
+      directGet(jsm, this.names.stream, { last_by_subj: subject }),
+    );
+    if (!msg) return noneSetAside;
+    return setAsideIndexOf(this.upcaster.decode(msg.data, msg.seq, msg.subject)[0]);
+  }
+
+  /** Counts (and says once) that a read passed over a message an operator set aside. */
+  #passedOver(story: string, sequence: number): void {
+    this.#setAsideRead?.inc();
+    const key = `${story}\u0000${sequence}`;
+    if (this.#logger === undefined || this.#setAsideLogged.has(key)) return;
+    if (this.#setAsideLogged.size >= SET_ASIDE_LOGGED) this.#setAsideLogged.clear();
+    this.#setAsideLogged.add(key);
+    this.#logger.info(
+      { storyId: story, sequence },
+      "passing over a stored message the story's EventsSetAside sets aside",
+    );
+  }
+
+  /**
+   * One stored message of a story, read in order after the story's `version` (undefined when
+   * unknown: the first message after a position whose version the caller did not give): decoded,
+   * checked against its subject and its version against the version before it. A message that
+   * cannot be read is looked up in the story's set-aside index: what an operator set aside is
+   * passed over (undefined) or read as a version only; anything else fails with why.
+   */
+  #readOne(
+    story: StoryId,
+    msg: StoredMessage,
+    version: number | undefined,
+    index: () => Promise<SetAsideIndex>,
+  ): StoredEvent | Promise<StoredEvent | undefined> {
+    try {
+      const event = decodeStoredEvent(msg.data, msg.seq, msg.subject);
+      if (version !== undefined) checkFollows(event, version, story);
+      return event;
+    } catch (e) {
+      if (!isEventReadError(e)) throw e;
+      return this.#setAsideOrThrow(story, msg, version, index, e);
+    }
+  }
+
+  async #setAsideOrThrow(
+    story: StoryId,
+    msg: StoredMessage,
+    version: number | undefined,
+    index: () => Promise<SetAsideIndex>,
+    error: EventReadError,
+  ): Promise<StoredEvent | undefined> {
+    const entry = setAsideEntry(await index(), msg.seq, msg.data);
+    if (entry === undefined) throw error;
+    this.#passedOver(story, msg.seq);
+    const event = setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
+    if (event !== undefined && version !== undefined) checkFollows(event, version, story);
+    return event;
   }
 
   async read(storyId: StoryId, options: ReadOptions = {}): Promise<readonly RecordedEvent[]> {
     const stored = await this.readStored(storyId, options);
     const events: RecordedEvent[] = [];
-    for (const event of stored) events.push(...this.upcaster.upcast(event));
+    let index: Promise<SetAsideIndex> | undefined;
+    for (const event of stored) {
+      try {
+        events.push(...this.upcaster.upcast(event));
+      } catch (e) {
+        if (!isEventReadError(e)) throw e;
+        index ??= this.#setAsideIndex(storyId);
+        const setAside = await this.#setAsideStored(event, index, e);
+        events.push(...this.upcaster.upcast(setAside));
+      }
+    }
     return events;
+  }
+
+  /**
+   * A stored event that cannot be brought to its current shape, as set aside by an operator (read
+   * as its version only); fails with `error` when no operator set it aside. Its bytes are read
+   * again (a direct get by sequence) for the SHA-256 check: this happens only to such events.
+   */
+  async #setAsideStored(
+    event: StoredEvent,
+    index: Promise<SetAsideIndex>,
+    error: EventReadError,
+  ): Promise<StoredEvent> {
+    const entries = await index;
+    if (!entries.has(event.sequence)) throw error;
+    const jsm = await this.#manager();
+    const msg = await this.#guard(() => directGet(jsm, this.names.stream, { seq: event.sequence }));
+    const entry = msg && setAsideEntry(entries, msg.seq, msg.data);
+    const setAside = entry && setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
+    if (!setAside || setAside.version !== event.version) throw error;
+    this.#passedOver(event.storyId, event.sequence);
+    return setAside;
   }
 
   async readStored(storyId: StoryId, options: ReadOptions = {}): Promise<readonly StoredEvent[]> {
@@ -642,11 +863,17 @@ class JetStreamEventStore implements EventStore {
     // From the story's start, or from a known event whose version is given: subject by subject.
     if (options.bySubject !== false && (after === 0 || options.fromVersion !== undefined)) {
       const first = after === 0 ? 1 : from;
-      const read = await this.#readBySubject(storyId, after, first, to, size, beyond);
+      // A message it cannot read is for the read through the filter below to judge, in order.
+      const read = await this.#readBySubject(storyId, after, first, to, size, beyond).catch(
+        (e: unknown) => {
+          if (isEventReadError(e)) return undefined;
+          throw e;
+        },
+      );
       if (read !== undefined) {
         const { head, events } = read;
         if (head) {
-          this.#remember(storyId, head);
+          this.#remember(storyId, headOf(head));
         } else if (options.mustExist && options.afterSequence === undefined) {
           throw new StoryNotFoundError(storyId);
         }
@@ -656,20 +883,45 @@ class JetStreamEventStore implements EventStore {
 
     const events: StoredEvent[] = [];
     let last: StoredEvent | undefined;
+    let lastSequence = 0;
+    // Every event must follow the one before it: from the story's start, version 1 comes first;
+    // after a position, the first one read sets the pace (the caller checks where it starts).
+    let version: number | undefined = after === 0 ? 0 : undefined;
+    let index: Promise<SetAsideIndex> | undefined;
+    const setAside = () => {
+      index ??= this.#setAsideIndex(storyId);
+      return index;
+    };
+    const take = (event: StoredEvent | undefined): boolean => {
+      if (event === undefined) return true; // set aside: as if it were not there
+      version = event.version;
+      last = event;
+      if (beyond(event)) return false;
+      if (event.version >= from) events.push(event);
+      // The range is complete: asking whether the story goes on would cost another request.
+      return event.version < to;
+    };
     const reachedEnd = await this.#scan(
       storyId,
       storySubjects(this.names, storyId),
       after + 1,
       size,
-      (event) => {
-        last = event;
-        if (beyond(event)) return false;
-        if (event.version >= from) events.push(event);
-        // The range is complete: asking whether the story goes on would cost another request.
-        return event.version < to;
+      (msg) => {
+        lastSequence = msg.seq;
+        const read = this.#readOne(storyId, msg, version, setAside);
+        return read instanceof Promise ? read.then(take) : take(read);
       },
     );
-    if (reachedEnd && last) this.#remember(storyId, last);
+    if (reachedEnd && last) {
+      // The chain goes on from the last event (or set-aside link); the next append expects the
+      // story's last message, whatever it is.
+      const end: StoredEvent = last;
+      this.#remember(storyId, {
+        version: end.version,
+        sequence: streamSequence(lastSequence),
+        hash: end.envelope.hash,
+      });
+    }
     if (options.mustExist && last === undefined && options.afterSequence === undefined) {
       throw new StoryNotFoundError(storyId);
     }
@@ -714,38 +966,61 @@ class JetStreamEventStore implements EventStore {
     // The story's head: the newest of those.
     let newest: StoredMsg | undefined;
     for (const msg of lasts) if (newest === undefined || msg.seq > newest.seq) newest = msg;
-    const head = newest && decodeStoredEvent(newest.data, newest.seq);
+    const head = newest && decodeStoredEvent(newest.data, newest.seq, newest.subject);
     const fresh = lasts.filter((msg) => msg.seq > afterSequence);
     if (head === undefined || fresh.length === 0) return { head, events: [] };
     // No subject holds more of the events to read than there are: up to the story's last version.
     const lastVersion = Math.min(head.version, toVersion);
     const batch = Math.max(1, Math.min(size, lastVersion - firstVersion + 1));
+    let bounded = false;
+    // A message an operator set aside is passed over here too (versions are checked by the merge),
+    // so a repaired story is still read subject by subject.
+    let index: Promise<SetAsideIndex> | undefined;
+    const setAside = () => {
+      index ??= this.#setAsideIndex(storyId);
+      return index;
+    };
     const parts = await Promise.all(
       fresh.map(async ({ subject }) => {
         const part: StoredEvent[] = [];
-        await this.#scan(storyId, subject, afterSequence + 1, batch, (e) => {
-          if (beyond(e)) return false;
+        const take = (e: StoredEvent | undefined): boolean => {
+          if (e === undefined) return true;
+          if (beyond(e)) {
+            bounded = true;
+            return false;
+          }
           part.push(e);
           return e.version < lastVersion;
+        };
+        await this.#scan(storyId, subject, afterSequence + 1, batch, (msg) => {
+          const read = this.#readOne(storyId, msg, undefined, setAside);
+          return read instanceof Promise ? read.then(take) : take(read);
         });
         return part;
       }),
     );
     const events = mergeSubjects(parts, firstVersion);
-    return events === undefined ? undefined : { head, events };
+    if (events === undefined) return undefined;
+    // Read up to the head's version, the head must be the last event read: a newest message whose
+    // version is not the story's last (a repeat stored after it) is for the filter to judge.
+    const last = events[events.length - 1];
+    if (!bounded && lastVersion === head.version && last?.sequence !== head.sequence) {
+      return undefined;
+    }
+    return { head, events };
   }
 
   /**
-   * Reads the stored events on `filter` from stream sequence `first` on, batch after batch, and
-   * hands each to `visit` until it returns false. Batches start at `size` and grow. Resolves whether
-   * the read saw the end of what is stored on `filter`.
+   * Reads the stored messages on `filter` from stream sequence `first` on, batch after batch, and
+   * hands each to `visit` until it returns (or resolves) false. Batches start at `size` and grow.
+   * Resolves whether the read saw the end of what is stored on `filter`.
    */
   async #scan(
     storyId: StoryId,
     filter: string,
     first: number,
     size: number,
-    visit: (event: StoredEvent) => boolean,
+    visit: (msg: StoredMsg) => boolean | Promise<boolean>,
   ): Promise<boolean> {
     const jsm = await this.#manager();
     let nextSequence = first;
@@ -765,7 +1040,8 @@ class JetStreamEventStore implements EventStore {
       for (let i = 0; i < extent.usable; i++) {
         const msg = batch[i] as StoredMsg;
         nextSequence = msg.seq + 1;
-        if (!visit(decodeStoredEvent(msg.data, msg.seq))) {
+        const visited = visit(msg);
+        if (!(visited === true || (visited !== false && (await visited)))) {
           return i === extent.usable - 1 && !extent.mayGoOn;
         }
       }
@@ -780,8 +1056,16 @@ class JetStreamEventStore implements EventStore {
   ): AsyncIterable<RecordedEvent & { readonly partition: number }> {
     for await (const stored of this.readAllStored(options)) {
       const { partition } = stored;
+      let events: readonly RecordedEvent[];
+      try {
+        events = this.upcaster.upcast(stored);
+      } catch (e) {
+        if (!isEventReadError(e) || stored.unreadable !== undefined) throw e;
+        const index = this.#setAsideIndex(stored.storyId);
+        events = this.upcaster.upcast(await this.#setAsideStored(stored, index, e));
+      }
       // Object.assign, not a spread: a spread would read (decode) a legacy event's envelope.
-      for (const event of this.upcaster.upcast(stored)) yield Object.assign(event, { partition });
+      for (const event of events) yield Object.assign(event, { partition });
     }
   }
 
@@ -801,17 +1085,143 @@ class JetStreamEventStore implements EventStore {
       }),
     );
     const messages = await consumer.consume({ max_messages: 1024 });
+    // The set-aside entries of the stories whose messages could not be read, asked once each.
+    const indexes = new Map<string, Promise<SetAsideIndex>>();
+    const indexOf = (story: string) => {
+      let index = indexes.get(story);
+      if (index === undefined) {
+        if (indexes.size >= SET_ASIDE_LOGGED) indexes.clear();
+        index = this.#setAsideIndex(story);
+        indexes.set(story, index);
+      }
+      return index;
+    };
     try {
       for await (const msg of messages) {
         if (msg.seq > to) break;
         const { partition } = parseStoredSubject(this.names, msg.subject);
-        yield Object.assign(decodeStoredEvent(msg.data, msg.seq), { partition });
+        let event: StoredEvent | undefined;
+        try {
+          event = decodeStoredEvent(msg.data, msg.seq, msg.subject);
+          // A (type, version) no chain reads may be set aside: the replay then yields what the
+          // story's readers read (its version only) instead of what they would refuse.
+          const shape = { type: event.eventType, version: event.schemaVersion };
+          const { registry } = this.upcaster;
+          if (!registry.isCurrent(shape) && registry.steps(shape).length === 0) {
+            const story = event.storyId;
+            const entry = setAsideEntry(await indexOf(story), msg.seq, msg.data);
+            if (entry !== undefined) {
+              this.#passedOver(story, msg.seq);
+              event = setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
+            }
+          }
+        } catch (e) {
+          if (!isEventReadError(e)) throw e;
+          event = await this.#replayed(msg, indexOf, e);
+        }
+        if (event !== undefined) yield Object.assign(event, { partition });
         if (msg.seq >= to || msg.info.pending === 0) break;
       }
     } finally {
       await messages.close();
     }
   }
+
+  /**
+   * A message a replay cannot read: set aside (read as a version only, or passed over), or, when
+   * no operator set it aside, an event marked `unreadable` (the upcaster refuses it with `error`).
+   */
+  async #replayed(
+    msg: StoredMessage,
+    indexOf: (story: string) => Promise<SetAsideIndex>,
+    error: EventReadError,
+  ): Promise<StoredEvent | undefined> {
+    const story = originStory(msg.subject);
+    const entry = setAsideEntry(await indexOf(story), msg.seq, msg.data);
+    if (entry === undefined)
+      return unreadableEvent(msg.data, msg.seq, msg.subject, msg.time, error);
+    this.#passedOver(story, msg.seq);
+    return setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
+  }
+
+  /** Every stored message of a story, in stream order. */
+  async #storyMessages(storyId: StoryId): Promise<StoredMessage[]> {
+    const messages: StoredMessage[] = [];
+    await this.#scan(storyId, storySubjects(this.names, storyId), 1, READ_BATCH, (msg) => {
+      messages.push(msg);
+      return true;
+    });
+    return messages;
+  }
+
+  async isSetAside(storyId: string, sequence: number, bytes: Uint8Array): Promise<boolean> {
+    const entry = setAsideEntry(await this.#setAsideIndex(storyId), sequence, bytes);
+    if (entry !== undefined) this.#passedOver(storyId, sequence);
+    return entry !== undefined;
+  }
+
+  async examine(storyId: StoryId): Promise<readonly MessageVerdict[]> {
+    const messages = await this.#storyMessages(storyId);
+    if (messages.length === 0) throw new StoryNotFoundError(storyId);
+    const index = await this.#setAsideIndex(storyId);
+    return planSetAside(storyId, messages, index, [], this.upcaster).verdicts;
+  }
+
+  async setAside(storyId: StoryId, request: SetAsideRequest): Promise<SetAsideResult> {
+    if (request.sequences.length === 0) {
+      throw new SetAsideRefusedError("name the stream sequence of every message to set aside");
+    }
+    if (request.reason.trim() === "") {
+      throw new SetAsideRefusedError("give the reason: it is recorded in the story's stream");
+    }
+    const messages = await this.#storyMessages(storyId);
+    if (messages.length === 0) throw new StoryNotFoundError(storyId);
+    const earlier = await this.#setAsideIndex(storyId);
+    const plan = planSetAside(storyId, messages, earlier, request.sequences, this.upcaster);
+    // The event chains onto the story's last link and expects its last message, set aside or not.
+    const head: StoryHead = {
+      version: streamVersion(plan.version),
+      sequence: streamSequence(plan.lastSequence),
+      hash: plan.hash,
+    };
+    const data: ContextEventData = {
+      case: "eventsSetAside",
+      value: create(EventsSetAsideSchema, {
+        reason: request.reason,
+        operator: request.operator,
+        setAside: [...plan.entries],
+      }),
+    };
+    const outgoing = this.#envelopes(
+      storyId,
+      head,
+      [{ data, eventId: uuidv7(), occurredAt: new Date() }],
+      { correlationId: uuidv7() },
+    );
+    let result: AppendResult;
+    try {
+      result = await this.#publish(storyId, head, outgoing);
+    } catch (e) {
+      if (!(e instanceof WrongLastSequence)) throw e;
+      throw new SetAsideRefusedError(
+        `a message was stored on story ${storyId} meanwhile: examine the story again`,
+        { cause: e },
+      );
+    }
+    return {
+      event: result.events[0] as RecordedEvent,
+      added: plan.added.map((e) => ({
+        sequence: Number(e.sequence),
+        version: e.version,
+        problem: e.problem,
+      })),
+    };
+  }
+}
+
+/** Where an event leaves its story: what the next append chains onto. */
+function headOf(event: Pick<StoredEvent, "version" | "sequence" | "envelope">): StoryHead {
+  return { version: event.version, sequence: event.sequence, hash: event.envelope.hash };
 }
 
 /** Internal: the server's wrong-last-sequence answer, turned into a ConcurrencyError by append. */
@@ -824,21 +1234,12 @@ function guarded(e: unknown): unknown {
   if (e instanceof JetStreamApiError && e.code === WRONG_LAST_SEQUENCE) {
     return new WrongLastSequence(e.message, { cause: e });
   }
-  if (isOutage(e)) {
+  if (isNatsOutage(e)) {
     return new EventStoreUnavailableError(`JetStream is unavailable: ${(e as Error).message}`, {
       cause: e,
     });
   }
   return e;
-}
-
-function isOutage(e: unknown): boolean {
-  return (
-    e instanceof natsErrors.TimeoutError ||
-    e instanceof natsErrors.ClosedConnectionError ||
-    e instanceof natsErrors.NoRespondersError ||
-    (e instanceof natsErrors.RequestError && e.isNoResponders())
-  );
 }
 
 /**

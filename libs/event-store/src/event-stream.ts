@@ -6,6 +6,7 @@ import {
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
+import { StreamConfigurationError } from "./errors.ts";
 
 /**
  * Where events live: the stream and its subject prefix. Events are published to
@@ -159,13 +160,13 @@ export async function provisionEventStream(
   });
   if (!existing) return jsm.streams.add(desired);
   if (existing.config.storage !== desired.storage) {
-    throw new Error(
+    throw new StreamConfigurationError(
       `stream ${settings.stream} uses ${existing.config.storage} storage, not ${desired.storage}; migrate it by hand`,
     );
   }
   const current = existing.config;
   if (current.subject_transform?.dest !== desired.subject_transform?.dest) {
-    throw new Error(
+    throw new StreamConfigurationError(
       `stream ${settings.stream} partitions stories as ${current.subject_transform?.dest ?? "(none)"}, not ${desired.subject_transform?.dest}: the partition count of a live stream cannot change`,
     );
   }

@@ -1,5 +1,6 @@
 import { toBinary } from "@bufbuild/protobuf";
-import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import { type ContextEvent, ContextEventSchema, type SetAsideMessage } from "@ctx/proto";
+import type { RecordedEvent } from "./codec.ts";
 import { writeSignedEnvelope } from "./envelope-writer.ts";
 import { sha256 } from "./sha256.ts";
 
@@ -22,7 +23,7 @@ const EMPTY = new Uint8Array(0);
  * builds are written by `writeSignedEnvelope` in one pass; the rest (see there) by `toBinary`.
  */
 export function encodeWithHash(envelope: ContextEvent): Uint8Array {
-  if (envelope.hash.length > 0) throw new Error("the envelope is hashed already");
+  if (envelope.hash.length > 0) throw new TypeError("the envelope is hashed already");
   const written = writeSignedEnvelope(envelope);
   if (written !== undefined) {
     envelope.hash = written.hash;
@@ -43,12 +44,30 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 
-/** Checks a story's events, in version order from version 1: versions, links and hashes. */
-export function verifyChain(envelopes: Iterable<ContextEvent>): ChainVerdict {
+/**
+ * One link of a story's chain: a stored envelope, or an event as the store read it, which says
+ * when an operator set its message aside (see verifyChain).
+ */
+export type ChainItem = ContextEvent | Pick<RecordedEvent, "envelope" | "setAside">;
+
+/**
+ * Checks a story's events, in version order from version 1 to its end: versions, links and
+ * hashes. Pass the events the store read (not only their envelopes) when the story may hold
+ * messages an operator set aside: such a message holds its version, but its content cannot be
+ * read, so its own hash cannot be recomputed. The chain goes on from the hash its envelope carries
+ * only because a later EventsSetAside of the chain — hash-checked like every other event — lists
+ * it with the same version and the SHA-256 of its bytes (which the store checked when it read it);
+ * one no later EventsSetAside vouches for breaks the chain.
+ */
+export function verifyChain(items: Iterable<ChainItem>): ChainVerdict {
   let prev: Uint8Array = new Uint8Array(0);
   let expectedVersion = 1;
   let count = 0;
-  for (const envelope of envelopes) {
+  // Set-aside messages read so far that no EventsSetAside has vouched for yet, by sequence.
+  const unvouched = new Map<bigint, SetAsideMessage>();
+  for (const item of items) {
+    const envelope = "envelope" in item ? item.envelope : item;
+    const setAside = "envelope" in item ? item.setAside : undefined;
     if (envelope.version !== expectedVersion) {
       return {
         intact: false,
@@ -63,17 +82,41 @@ export function verifyChain(envelopes: Iterable<ContextEvent>): ChainVerdict {
         reason: `prev_hash ${hex(envelope.prevHash)} does not match the hash ${hex(prev)} of version ${expectedVersion - 1}`,
       };
     }
-    const actual = eventHash(envelope);
-    if (!equalBytes(envelope.hash, actual)) {
-      return {
-        intact: false,
-        version: envelope.version,
-        reason: `stored hash ${hex(envelope.hash)} does not match the content (hash ${hex(actual)}): the event was altered`,
-      };
+    if (setAside !== undefined) {
+      unvouched.set(setAside.sequence, setAside);
+    } else {
+      const actual = eventHash(envelope);
+      if (!equalBytes(envelope.hash, actual)) {
+        return {
+          intact: false,
+          version: envelope.version,
+          reason: `stored hash ${hex(envelope.hash)} does not match the content (hash ${hex(actual)}): the event was altered`,
+        };
+      }
+      if (envelope.payload.case === "eventsSetAside") {
+        for (const entry of envelope.payload.value.setAside) {
+          const held = unvouched.get(entry.sequence);
+          if (
+            held !== undefined &&
+            held.version === entry.version &&
+            equalBytes(held.sha256, entry.sha256)
+          ) {
+            unvouched.delete(entry.sequence);
+          }
+        }
+      }
     }
     prev = envelope.hash;
     expectedVersion += 1;
     count += 1;
+  }
+  const [first] = unvouched.values();
+  if (first !== undefined) {
+    return {
+      intact: false,
+      version: first.version,
+      reason: `version ${first.version} (stream message ${first.sequence}) is read as set aside, but no EventsSetAside after it lists it`,
+    };
   }
   return { intact: true, events: count };
 }

@@ -1,6 +1,7 @@
 export type {
   EventUpcaster,
   EventUpcasterOptions,
+  MessageOrigin,
   RecordedEvent,
   StoredEvent,
   StreamSequence,
@@ -12,22 +13,33 @@ export {
   decodeEvent,
   decodeStoredEvent,
   followsOn,
+  originStory,
   streamSequence,
 } from "./codec.ts";
 // For sibling libs that make batched direct gets of their own (snapshot lookups).
 export { batchExtent, collectDirectBatch, directGet } from "./direct-batch.ts";
+export type { EventReadProblem } from "./errors.ts";
 export {
+  AppendFailedError,
   ConcurrencyError,
   CorruptEventError,
+  EventMismatchError,
+  EventReadError,
   EventStoreError,
   EventStoreUnavailableError,
+  isAppendFailedError,
   isConcurrencyError,
   isCorruptEventError,
+  isEventMismatchError,
+  isEventReadError,
   isEventStoreError,
   isEventStoreUnavailableError,
-  isStoryNotFoundError,
+  isNatsOutage,
+  isSetAsideRefusedError,
+  isStreamConfigurationError,
   isUnreadableEventError,
-  StoryNotFoundError,
+  SetAsideRefusedError,
+  StreamConfigurationError,
   UnreadableEventError,
 } from "./errors.ts";
 export type {
@@ -38,6 +50,8 @@ export type {
   NewEvent,
   ReadAllOptions,
   ReadOptions,
+  SetAsideRequest,
+  SetAsideResult,
   StoryHead,
 } from "./event-store.ts";
 export { createEventStore, ExpectedVersion } from "./event-store.ts";
@@ -54,8 +68,9 @@ export {
   storySubjects,
   storySubjectsInPartition,
 } from "./event-stream.ts";
-export type { ChainVerdict } from "./hash-chain.ts";
+export type { ChainItem, ChainVerdict } from "./hash-chain.ts";
 export { equalBytes, eventHash, verifyChain } from "./hash-chain.ts";
+export type { MessageVerdict } from "./set-aside.ts";
 export {
   contextUpcasters,
   decisionAddedV1,

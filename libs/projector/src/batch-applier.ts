@@ -1,7 +1,13 @@
 import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
-import { type StoryId, streamVersion } from "@ctx/domain";
-import { type EventStore, followsOn, type RecordedEvent } from "@ctx/event-store";
+import { fold, type StoryId, streamVersion } from "@ctx/domain";
+import {
+  EventMismatchError,
+  type EventStore,
+  followsOn,
+  isEventReadError,
+  type RecordedEvent,
+} from "@ctx/event-store";
 import { ContextEventSchema } from "@ctx/proto";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import {
@@ -138,9 +144,41 @@ export class BatchApplier {
         this.#o.projection.markStale(generation, story, "an event of the story is parked"),
       );
     }
+    for (const [story, events] of batch.byStory) {
+      const last = events[events.length - 1];
+      if (last && events.some((e) => e.data.case === "eventsSetAside")) {
+        await this.#replaceRepaired(generation, story, last.version);
+      }
+    }
   }
 
-  /** Parks a message that could not be decoded or upcast (version 0 when not even decodable). */
+  /**
+   * A story an operator repaired (an EventsSetAside arrived): the messages that made it stale are
+   * set aside now, and the stream says so, so the story is replaced by the fold of its events as
+   * every reader reads them, up to the batch's last one, and is no longer stale.
+   */
+  async #replaceRepaired(generation: number, storyId: StoryId, version: number): Promise<void> {
+    const { projection, store } = this.#o;
+    this.#forget(generation, [storyId]);
+    let events: readonly RecordedEvent[];
+    try {
+      events = await store.read(storyId, { toVersion: version });
+    } catch (e) {
+      if (!isEventReadError(e)) throw e;
+      // Another message no reader can read came after the repair: the story stays stale.
+      this.#log.warn({ err: e, storyId }, "a repaired story still cannot be read; it stays stale");
+      await this.call(() => projection.markStale(generation, storyId, e.message));
+      return;
+    }
+    await this.call(() => projection.replaceStory(generation, fold(storyId, events)));
+    this.#log.info({ storyId, version }, "story repaired by an operator: rebuilt from the stream");
+  }
+
+  /**
+   * Parks a message that could not be decoded or upcast (version 0 when not even decodable),
+   * unless an operator set it aside (the stream says so, and the story is rebuilt when the
+   * EventsSetAside arrives).
+   */
   async parkRaw(
     storyId: string,
     sequence: number,
@@ -149,6 +187,7 @@ export class BatchApplier {
     error: unknown,
     version = 0,
   ): Promise<void> {
+    if (await this.#o.store.isSetAside(storyId, sequence, data)) return;
     await this.#park(storyId, version, sequence, eventType, data, error);
   }
 
@@ -211,20 +250,41 @@ export class BatchApplier {
       if (!first) continue;
       if (first.version > position.version + 1) {
         // Never apply out of order: fetch what is missing from the stream.
-        const missing = await store.read(storyId, {
-          fromVersion: position.version + 1,
-          toVersion: first.version - 1,
-        });
-        pending = [...missing, ...pending];
+        try {
+          const missing = await store.read(storyId, {
+            fromVersion: position.version + 1,
+            toVersion: first.version - 1,
+          });
+          pending = [...missing, ...pending];
+        } catch (e) {
+          if (!isEventReadError(e)) throw e;
+          // What is missing cannot be read (parked where it was met): the story waits, stale.
+          await this.call(() => projection.markStale(generation, storyId, e.message));
+          this.#forget(generation, [storyId]);
+          metrics.skipped.inc(this.#label, pending.length);
+          continue;
+        }
       }
       let at: number = position.version;
-      for (const e of pending) {
-        if (!followsOn(at, e)) {
-          throw new Error(
-            `story ${storyId}: version ${e.version} where ${at + 1} was expected; the stream lacks events`,
-          );
-        }
+      const broken = pending.find((e) => {
+        if (!followsOn(at, e)) return true;
         at = e.version;
+        return false;
+      });
+      if (broken !== undefined) {
+        // A version no stored event leads up to (a forged or misplaced message): never applied,
+        // never a stall of the partition. Parked with why; the story waits, stale.
+        const error = new EventMismatchError({
+          sequence: broken.sequence,
+          storyId,
+          reason: `version ${broken.version} where version ${at + 1} was expected, and the stream holds nothing between`,
+        });
+        const bytes = toBinary(ContextEventSchema, broken.envelope);
+        await this.#park(storyId, broken.version, broken.sequence, broken.eventType, bytes, error);
+        await this.call(() => projection.markStale(generation, storyId, error.message));
+        this.#forget(generation, [storyId]);
+        metrics.skipped.inc(this.#label, pending.length);
+        continue;
       }
       result.push({ storyId, expectedVersion: position.version, events: pending });
     }

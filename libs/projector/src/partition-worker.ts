@@ -332,7 +332,7 @@ export class PartitionWorker {
         const subject = parseStoredSubject(names, msg.subject);
         try {
           // Decoded and upcast by the store's upcaster: the model only sees current shapes.
-          for (const event of this.#o.store.upcaster.decode(msg.data, msg.seq)) {
+          for (const event of this.#o.store.upcaster.decode(msg.data, msg.seq, msg.subject)) {
             const list = byStory.get(event.storyId) ?? [];
             list.push(event);
             byStory.set(event.storyId, list);
@@ -344,7 +344,7 @@ export class PartitionWorker {
             subject.eventType,
             msg.data,
             e,
-            storedVersion(msg.data, msg.seq),
+            storedVersion(msg.data, msg.seq, msg.subject),
           );
           poisoned.add(subject.storyId as StoryId);
         }
@@ -380,9 +380,9 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** The version of a stored message that decodes but cannot be upcast; 0 when it does not decode. */
-function storedVersion(bytes: Uint8Array, sequence: number): number {
+function storedVersion(bytes: Uint8Array, sequence: number, subject: string): number {
   try {
-    return decodeStoredEvent(bytes, sequence).version;
+    return decodeStoredEvent(bytes, sequence, subject).version;
   } catch {
     return 0;
   }

@@ -106,7 +106,11 @@ export function createProjector(options: ProjectorOptions): Projector {
     replica: options.replicaId,
   });
   const js = jetstream(options.nc);
-  const store = createEventStore(options.nc, { names: options.names });
+  const store = createEventStore(options.nc, {
+    names: options.names,
+    registry: options.registry,
+    logger,
+  });
   const workers = new Map<number, PartitionWorker>();
   // Batches written at once, over all partitions; partitions beyond it wait their turn (their next
   // batch grows meanwhile).

@@ -122,7 +122,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
         try {
           events = store.upcaster.upcast(stored);
         } catch (e) {
-          const bytes = toBinary(ContextEventSchema, stored.envelope);
+          const bytes = stored.unreadable?.data ?? toBinary(ContextEventSchema, stored.envelope);
           await applier.parkRaw(
             stored.storyId,
             stored.sequence,

@@ -169,6 +169,10 @@ function planStory(keys: GenerationKeys, story: StoryEvents, plan: MutablePlan):
       case "contextArchived":
         props.status = status.archived;
         break;
+      case "eventsSetAside":
+        // Messages an operator set aside: only the version counts (the projector rebuilds the
+        // story from the stream when this event arrives).
+        break;
       case "decisionAdded": {
         const added = data.value;
         const current = decisions.get(added.decisionId);

@@ -1,5 +1,5 @@
 import type { StoryId } from "@ctx/domain";
-import { collectDirectBatch, directGet } from "@ctx/event-store";
+import { collectDirectBatch, directGet, isNatsOutage } from "@ctx/event-store";
 import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import {
   type DirectLastFor,
@@ -9,7 +9,7 @@ import {
   jetstream,
   type StoredMsg,
 } from "@nats-io/jetstream";
-import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { SnapshotStoreUnavailableError } from "./errors.ts";
 import {
   candidateVersions,
@@ -225,7 +225,7 @@ async function guard<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (e) {
-    if (isOutage(e)) {
+    if (isNatsOutage(e)) {
       throw new SnapshotStoreUnavailableError(
         `the snapshot stream is unavailable: ${(e as Error).message}`,
         { cause: e },
@@ -233,13 +233,4 @@ async function guard<T>(call: () => Promise<T>): Promise<T> {
     }
     throw e;
   }
-}
-
-function isOutage(e: unknown): boolean {
-  return (
-    e instanceof natsErrors.TimeoutError ||
-    e instanceof natsErrors.ClosedConnectionError ||
-    e instanceof natsErrors.NoRespondersError ||
-    (e instanceof natsErrors.RequestError && e.isNoResponders())
-  );
 }

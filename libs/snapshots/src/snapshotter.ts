@@ -179,7 +179,8 @@ class JetStreamSnapshotter implements Snapshotter {
     let storyId: string | undefined;
     try {
       // Only the position matters here; the reader below upcasts what it folds.
-      const event = decodeStoredEvent(msg.data, msg.seq);
+      // Checked against its subject: a message of another story's envelope is never folded.
+      const event = decodeStoredEvent(msg.data, msg.seq, msg.subject);
       storyId = event.storyId;
       if (event.version % this.#interval !== 0) {
         msg.ack();
@@ -218,6 +219,9 @@ class JetStreamSnapshotter implements Snapshotter {
       // An upcaster may split a stored event into several: the segment holds it once.
       if (event.version <= after || event.sequence === copies[copies.length - 1]?.sequence)
         continue;
+      // A message an operator set aside has no envelope a reader could decode from a copy:
+      // readers of this stretch read the event stream, which says it is set aside.
+      if (event.setAside !== undefined) return;
       copies.push({ sequence: event.sequence, data: toBinary(ContextEventSchema, event.envelope) });
     }
     if (copies.length === 0) return;

@@ -1,4 +1,4 @@
-import { toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { createLogger } from "@ctx/config";
 import {
   type ContextEventData,
@@ -14,13 +14,15 @@ import {
   type EventStore,
   type EventStreamSettings,
   ExpectedVersion,
+  eventSubject,
   provisionEventStream,
   type RecordedEvent,
+  UnreadableEventError,
 } from "@ctx/event-store";
-import { testStreamSettings } from "@ctx/event-store/testing";
-import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import { appendAsWritten, envelopeAsWritten, testStreamSettings } from "@ctx/event-store/testing";
+import { type ContextEvent, ContextEventSchema, SubtaskAddedSchema } from "@ctx/proto";
 import { eventually, stack, uniqueName } from "@ctx/test-support";
-import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
+import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import fc from "fast-check";
 import { Registry } from "prom-client";
@@ -186,7 +188,9 @@ describe("temporal reader", () => {
       [await withSnapshots.atVersion(story, 5), 5, "segment", 3],
       [await withSnapshots.atVersion(story, 6), 6, "segment", 6],
       [await withSnapshots.atVersion(story, 2), 2, "segment", 0],
-      [await withSnapshots.atTime(story, at(8).occurredAt), 8, "segment", [3, 6]],
+      // (or none at all: on a loaded machine the snapshotter may store snapshot 3 only after
+      // event 8 occurred too; the read then goes on from the story's first segment)
+      [await withSnapshots.atTime(story, at(8).occurredAt), 8, "segment", [0, 3, 6]],
       [
         await withSnapshots.atTime(story, new Date(at(1).occurredAt.getTime() - 1)),
         0,
@@ -499,5 +503,91 @@ describe("snapshotter", () => {
     await snapshotter.start();
     await caughtUp();
     expect((await snapshots.latest(story))?.version).toBe(6);
+  });
+});
+
+describe("a stored message a reader cannot take as the story's", () => {
+  /** An envelope of `of` at `version`, chained onto its head, published on `onto`'s subject. */
+  async function publishEnvelope(of: StoryId, version: number, onto: StoryId): Promise<number> {
+    const head = await store.head(of);
+    const envelope = envelopeAsWritten(of, version, head?.hash ?? new Uint8Array(0), {
+      eventType: "SubtaskAdded",
+      schemaVersion: 1,
+      payloadSchema: SubtaskAddedSchema,
+      payload: create(SubtaskAddedSchema, { subtaskId: "forged", title: "forged" }),
+      occurredAt: new Date(),
+    });
+    const bytes = toBinary(ContextEventSchema, envelope);
+    return (await jetstream(nc).publish(eventSubject(events, onto, "SubtaskAdded"), bytes)).seq;
+  }
+
+  it("given another story's envelope on its subject, then temporal reads refuse it naming its sequence, and read past it once an operator set it aside", async () => {
+    const a = newStory();
+    const b = newStory();
+    await append(a, subtaskHistory(4));
+    const historyB = await append(b, subtaskHistory(2));
+    const sequence = await publishEnvelope(b, 3, a);
+    await caughtUp();
+    const later = new Date(Date.now() + 60_000);
+    for (const reader of [withSnapshots, withoutSnapshots]) {
+      await expect(reader.current(a)).rejects.toMatchObject({ sequence, storyId: a });
+      await expect(reader.atTime(a, later)).rejects.toMatchObject({ sequence });
+      // B never sees it.
+      expect((await reader.current(b)).state).toEqual(fold(b, historyB));
+    }
+    await store.setAside(a, { sequences: [sequence], reason: "forged", operator: "test" });
+    const repaired = await store.read(a);
+    expect(repaired.map((e) => e.version)).toEqual([1, 2, 3, 4, 5]);
+    for (const reader of [withSnapshots, withoutSnapshots]) {
+      expect((await reader.current(a)).state).toEqual(fold(a, repaired));
+      expect((await reader.atTime(a, later)).state).toEqual(fold(a, repaired));
+      expect(await reader.events(a, { fromVersion: 4 })).toEqual(repaired.slice(3));
+    }
+  });
+
+  it("given an event of a newer schema set aside where a snapshot falls, then snapshots, segments and temporal reads count its version and fold the rest", async () => {
+    const a = newStory();
+    await append(a, subtaskHistory(5));
+    // Version 6 (a multiple of the interval) as a newer release wrote it, then version 7.
+    await appendAsWritten(nc, store, a, [
+      {
+        eventType: "SubtaskAdded",
+        schemaVersion: 99,
+        payloadSchema: SubtaskAddedSchema,
+        payload: create(SubtaskAddedSchema, { subtaskId: "v99", title: "v99" }),
+        occurredAt: new Date(),
+      },
+      {
+        eventType: "SubtaskAdded",
+        schemaVersion: 1,
+        payloadSchema: SubtaskAddedSchema,
+        payload: create(SubtaskAddedSchema, { subtaskId: "s7", title: "s7" }),
+        occurredAt: new Date(),
+      },
+    ]);
+    await caughtUp();
+    await expect(withSnapshots.atVersion(a, 7)).rejects.toBeInstanceOf(UnreadableEventError);
+    const bad = (await store.examine(a)).find((m) => m.status === "unreadable");
+    expect(bad?.version).toBe(6);
+    await store.setAside(a, {
+      sequences: [bad?.sequence as number],
+      reason: "a release we rolled back wrote it",
+      operator: "test",
+    });
+    await append(a, [[eventData.subtaskAdded({ subtaskId: "s9" })]]);
+    await caughtUp();
+    expect((await snapshots.latest(a))?.version).toBe(9);
+    const history = await store.read(a);
+    expect(history.map((e) => e.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(history[5]?.setAside?.version).toBe(6);
+    for (const reader of [withSnapshots, withoutSnapshots]) {
+      for (let v = 1; v <= 9; v++) {
+        expect((await reader.atVersion(a, v)).state).toEqual(fold(a, history.slice(0, v)));
+      }
+      for (const e of history) {
+        const t = e.occurredAt.getTime();
+        expect((await reader.atTime(a, e.occurredAt)).state).toEqual(expectedAt(a, history, t));
+      }
+    }
   });
 });

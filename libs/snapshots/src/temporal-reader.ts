@@ -6,13 +6,14 @@ import {
   type EventStore,
   EventStoreUnavailableError,
   equalBytes,
+  isNatsOutage,
   type ReadOptions,
   type RecordedEvent,
   storySubjects,
 } from "@ctx/event-store";
 import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type LoadedSnapshot, loadSnapshot, snapshotTime } from "./snapshot-codec.ts";
 import type { SnapshotStore } from "./snapshot-store.ts";
 
@@ -270,7 +271,8 @@ class SnapshotTemporalReader implements TemporalReader {
     let reached = false;
     for (let current: ContextSegment | undefined = segment, hops = 0; ; hops++) {
       for (const copy of current.events) {
-        const decoded = store.upcaster.decode(copy.data, Number(copy.sequence));
+        // A copy keeps no subject: it is checked against the story it was copied for.
+        const decoded = store.upcaster.decode(copy.data, Number(copy.sequence), { storyId });
         const stored = decoded[0];
         if (stored === undefined || stored.storyId !== storyId || stored.version !== version + 1) {
           return undefined;
@@ -369,10 +371,10 @@ class SnapshotTemporalReader implements TemporalReader {
       );
       // One message per event type of the story: the last of each.
       for (const msg of messages) {
-        version = Math.max(version, decodeStoredEvent(msg.data, msg.seq).version);
+        version = Math.max(version, decodeStoredEvent(msg.data, msg.seq, msg.subject).version);
       }
     } catch (e) {
-      if (isOutage(e)) {
+      if (isNatsOutage(e)) {
         throw new EventStoreUnavailableError(`JetStream is unavailable: ${(e as Error).message}`, {
           cause: e,
         });
@@ -467,14 +469,5 @@ function beyond(bound: Bound, event: Pick<RecordedEvent, "version" | "occurredAt
   return (
     (bound.toVersion !== undefined && event.version > bound.toVersion) ||
     (bound.untilTime !== undefined && event.occurredAt.getTime() > bound.untilTime.getTime())
-  );
-}
-
-function isOutage(e: unknown): boolean {
-  return (
-    e instanceof natsErrors.TimeoutError ||
-    e instanceof natsErrors.ClosedConnectionError ||
-    e instanceof natsErrors.NoRespondersError ||
-    (e instanceof natsErrors.RequestError && e.isNoResponders())
   );
 }

@@ -51,7 +51,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
-  const store = createEventStore(nc, { names: settings });
+  const store = createEventStore(nc, { names: settings, registry, logger });
   const handler = createCommandHandler(store, {
     cacheSize: config.STORY_CACHE_SIZE,
     cacheEvents: config.STORY_CACHE_EVENTS,

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { eventStats, upcastDryRun } from "./commands/events.ts";
 import { parkedDiscard, parkedList, parkedReplay } from "./commands/parked.ts";
 import { projectionsStatus, rebuildProjections } from "./commands/projections.ts";
+import { storiesCheck, storiesRepair } from "./commands/stories.ts";
 import { provisionStreams } from "./commands/streams.ts";
 import { runDemo, waitForReadModels } from "./demo.ts";
 import { writeLegacyDemo } from "./legacy-demo.ts";
@@ -86,6 +87,33 @@ events
   .requiredOption("--story <id>", "story id")
   .option("--dry-run", "show, do not write (the only mode: stored events are never rewritten)")
   .action((options: { story: string; dryRun?: boolean }) => upcastDryRun(options, print));
+
+const stories = program
+  .command("stories")
+  .description("a story's stored messages, and what to do when one cannot be read");
+stories
+  .command("check")
+  .description(
+    "every stored message of a story, as readers take it (exits 1 when one cannot be read)",
+  )
+  .requiredOption("--story <id>", "story id")
+  .action((options: { story: string }) => storiesCheck(options, print));
+stories
+  .command("repair")
+  .description(
+    "set aside messages of a story no reader can read, recorded in the story's stream (EventsSetAside), so it works again",
+  )
+  .requiredOption("--story <id>", "story id")
+  .requiredOption(
+    "--sequence <n>",
+    "stream sequence of a message to set aside (repeat for several; see ctx stories check)",
+    (v: string, all: string[] = []) => [...all, v],
+  )
+  .requiredOption("--reason <text>", "why, recorded in the stream")
+  .option("--operator <name>", "who, recorded in the stream (default: the user name)")
+  .action((options: { story: string; sequence: string[]; reason: string; operator?: string }) =>
+    storiesRepair(options, print),
+  );
 
 const parked = program.command("parked").description("events a projection could not apply");
 parked

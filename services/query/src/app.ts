@@ -53,7 +53,9 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     stream: config.EVENT_STREAM,
     subjectPrefix: config.EVENT_SUBJECT_PREFIX,
   };
-  const store = createEventStore(nc, { names });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const store = createEventStore(nc, { names, registry, logger });
   let snapshots: SnapshotStore | undefined;
   if (config.SNAPSHOTS || config.SNAPSHOTTER) {
     const snapshotNames = {
@@ -74,8 +76,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     ...(config.SNAPSHOTS && snapshots ? { snapshots } : {}),
   });
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
   const snapshotter =
     config.SNAPSHOTTER && snapshots
       ? createSnapshotter({

@@ -4,6 +4,7 @@ import {
   ContextCreatedSchema,
   DecisionAddedSchema,
   DecisionSupersededSchema,
+  EventsSetAsideSchema,
   SubtaskAddedSchema,
   SubtaskDependencyAddedSchema,
   SubtaskUpdatedSchema,
@@ -55,6 +56,12 @@ export const eventData = {
   ): Case<"contextArchived"> => ({
     case: "contextArchived",
     value: create(ContextArchivedSchema, init),
+  }),
+  eventsSetAside: (
+    init?: MessageInitShape<typeof EventsSetAsideSchema>,
+  ): Case<"eventsSetAside"> => ({
+    case: "eventsSetAside",
+    value: create(EventsSetAsideSchema, init),
   }),
 } as const;
 

@@ -23,6 +23,9 @@ import {
 } from "../index.ts";
 import { envelopeAsWritten } from "../testing/index.ts";
 
+/** Where the test messages were stored: story s-1 (a copy without its subject). */
+const inStory = { storyId: "s-1" };
+
 const at = new Date("2026-01-02T03:04:05.000Z");
 
 function bytesOf(
@@ -77,14 +80,14 @@ describe("the shipped chains", () => {
 
 describe("reading a DecisionAdded written with schema version 1", () => {
   it("given v1 bytes, when decoded as stored, then the payload is the legacy message", () => {
-    const stored = decodeStoredEvent(decisionV1("Kafka").bytes, 7);
+    const stored = decodeStoredEvent(decisionV1("Kafka").bytes, 7, inStory);
     expect(stored.schemaVersion).toBe(1);
     expect(stored.payload.$typeName).toBe("context.legacy.v1.DecisionAdded");
     expect(stored.payload).toMatchObject({ alternative: "Kafka", affectsSubtaskIds: ["t-1"] });
   });
 
   it("given v1 bytes, when decoded, then the event is a v2 DecisionAdded with the one alternative", () => {
-    const [event, ...more] = decodeEvent(decisionV1("Kafka").bytes, 7);
+    const [event, ...more] = decodeEvent(decisionV1("Kafka").bytes, 7, inStory);
     expect(more).toEqual([]);
     expect(event?.schemaVersion).toBe(2);
     expect(event?.eventType).toBe("DecisionAdded");
@@ -102,13 +105,13 @@ describe("reading a DecisionAdded written with schema version 1", () => {
   });
 
   it("given an empty v1 alternative, when decoded, then there are no alternatives", () => {
-    const [event] = decodeEvent(decisionV1("  ").bytes, 7);
+    const [event] = decodeEvent(decisionV1("  ").bytes, 7, inStory);
     expect(event?.data.case === "decisionAdded" && event.data.value.alternatives).toEqual([]);
   });
 
   it("given v1 bytes, then the stored envelope still verifies and answers show the current shape", () => {
     const { envelope, bytes } = decisionV1("Kafka");
-    const [event] = decodeEvent(bytes, 7);
+    const [event] = decodeEvent(bytes, 7, inStory);
     expect(event?.envelope.schemaVersion).toBe(1);
     expect(verifyChain([event?.envelope ?? envelope])).toEqual({ intact: true, events: 1 });
     const shown = event && currentEnvelope(event);
@@ -130,7 +133,7 @@ describe("reading a SubtaskUpdated written with schema version 1", () => {
   ])(
     "given status %j, when decoded, then the status is %s and there is no assignee",
     (text, status) => {
-      const [event] = decodeEvent(subtaskV1(text).bytes, 3);
+      const [event] = decodeEvent(subtaskV1(text).bytes, 3, inStory);
       expect(event?.schemaVersion).toBe(2);
       expect(event?.data).toEqual({
         case: "subtaskUpdated",
@@ -141,9 +144,9 @@ describe("reading a SubtaskUpdated written with schema version 1", () => {
 
   it("given a status word nobody taught the upcaster, when decoded, then it is unreadable, not guessed", () => {
     expect(() => subtaskStatusOfV1("maybe")).toThrow(/unknown v1 subtask status "maybe"/);
-    expect(() => decodeEvent(subtaskV1("maybe").bytes, 3)).toThrow(UnreadableEventError);
-    expect(() => decodeEvent(subtaskV1("maybe").bytes, 3)).toThrow(
-      /stream message 3 cannot be read in its current shape: cannot upcast SubtaskUpdated v1/,
+    expect(() => decodeEvent(subtaskV1("maybe").bytes, 3, inStory)).toThrow(UnreadableEventError);
+    expect(() => decodeEvent(subtaskV1("maybe").bytes, 3, inStory)).toThrow(
+      /stream message 3 of story s-1 cannot be read in its current shape: cannot upcast SubtaskUpdated v1/,
     );
   });
 });
@@ -156,7 +159,7 @@ describe("events the chains do not know", () => {
       SubtaskUpdatedSchema,
       create(SubtaskUpdatedSchema, { subtaskId: "t-1", status: SubtaskStatus.DONE }),
     );
-    expect(() => decodeEvent(bytes, 9)).toThrow(/newer than the current v2/);
+    expect(() => decodeEvent(bytes, 9, inStory)).toThrow(/newer than the current v2/);
   });
 
   it("given a current event, when decoded, then it passes through untouched", () => {
@@ -170,7 +173,7 @@ describe("events the chains do not know", () => {
         assignee: "ann",
       }),
     );
-    const [event] = decodeEvent(bytes, 9);
+    const [event] = decodeEvent(bytes, 9, inStory);
     expect(event?.data).toEqual(envelope.payload);
     expect(event && currentEnvelope(event)).toBe(event?.envelope);
   });
@@ -201,7 +204,7 @@ describe("an upcaster that splits or drops (a registry other than the shipped on
   const upcaster = createEventUpcaster({ registry });
 
   it("given a split, then the parts share the stored version and are numbered", () => {
-    const parts = upcaster.decode(subtaskV1("done").bytes, 4);
+    const parts = upcaster.decode(subtaskV1("done").bytes, 4, inStory);
     expect(parts.map((p) => [p.version, p.part, p.schemaVersion])).toEqual([
       [1, 0, 3],
       [1, 1, 3],
@@ -212,7 +215,7 @@ describe("an upcaster that splits or drops (a registry other than the shipped on
   });
 
   it("given a drop, then one empty event keeps the version", () => {
-    const [event, ...more] = upcaster.decode(decisionV1("x").bytes, 5);
+    const [event, ...more] = upcaster.decode(decisionV1("x").bytes, 5, inStory);
     expect(more).toEqual([]);
     expect(event?.version).toBe(1);
     expect(event?.data).toEqual({ case: undefined });

@@ -9,7 +9,7 @@ import {
 } from "@ctx/domain";
 import {
   isConcurrencyError,
-  isCorruptEventError,
+  isEventReadError,
   isEventStoreUnavailableError,
   isUnreadableEventError,
 } from "@ctx/event-store";
@@ -50,13 +50,16 @@ export const classifyCommandError: ErrorClassifier = (e) => {
   if (isEventStoreUnavailableError(e)) {
     return new ConnectError(`${e.message}; retry later`, Code.Unavailable);
   }
-  if (isUnreadableEventError(e)) {
-    // The story holds an event this release cannot read (no upcaster for its schema version):
-    // deciding on a guessed history would be wrong; an upcaster has to be deployed first.
-    return new ConnectError(e.message, Code.FailedPrecondition);
-  }
-  if (isCorruptEventError(e)) {
-    return new ConnectError(e.message, Code.DataLoss);
+  if (isEventReadError(e)) {
+    // The story holds a message no reader can read: deciding on a guessed history would be wrong.
+    // One this release cannot bring to its current shape waits for an upcaster (or an operator);
+    // one that is no valid event of the story (corrupt, another story's) is lost data until an
+    // operator sets it aside (ctx stories repair). The trailers say which message.
+    const code = isUnreadableEventError(e) ? Code.FailedPrecondition : Code.DataLoss;
+    return new ConnectError(e.message, code, {
+      "x-stream-sequence": String(e.sequence),
+      ...(e.storyId === undefined ? {} : { "x-story-id": e.storyId }),
+    });
   }
   if (e instanceof DOMException && (e.name === "AbortError" || e.name === "TimeoutError")) {
     return new ConnectError("the call was cancelled or its deadline passed", Code.DeadlineExceeded);

@@ -32,9 +32,30 @@ export async function eventStats(print: (line: string) => void): Promise<void> {
         : undefined;
     bar?.start(total, 0);
     const counts = new Map<string, { type: string; version: number; count: number }>();
+    // Messages no reader can read, and messages an operator set aside, by kind: their own rows.
+    const other = new Map<string, { type: string; read: string; count: number; first: string }>();
     let scanned = 0;
     try {
       for await (const event of store.readAllStored()) {
+        scanned += 1;
+        if (scanned % 1_000 === 0) bar?.update(scanned);
+        const problem = event.unreadable?.error;
+        if (problem !== undefined || event.setAside !== undefined) {
+          const read =
+            problem !== undefined
+              ? `UNREADABLE (${problem.name}): see ctx stories check`
+              : "set aside (EventsSetAside)";
+          const key = `${event.eventType} ${read}`;
+          const entry = other.get(key) ?? {
+            type: event.eventType,
+            read,
+            count: 0,
+            first: `story ${event.storyId}, stream message ${event.sequence}`,
+          };
+          entry.count += 1;
+          other.set(key, entry);
+          continue;
+        }
         const key = `${event.eventType} ${event.schemaVersion}`;
         const entry = counts.get(key) ?? {
           type: event.eventType,
@@ -43,8 +64,6 @@ export async function eventStats(print: (line: string) => void): Promise<void> {
         };
         entry.count += 1;
         counts.set(key, entry);
-        scanned += 1;
-        if (scanned % 1_000 === 0) bar?.update(scanned);
       }
     } finally {
       bar?.update(scanned);
@@ -62,6 +81,9 @@ export async function eventStats(print: (line: string) => void): Promise<void> {
             : "UNREADABLE: no upcaster reads it";
         return [type, `v${version}`, count, read];
       });
+    for (const { type, read, count, first } of other.values()) {
+      rows.push([type, "-", count, `${read}; first: ${first}`]);
+    }
     print(`${names.stream}: ${scanned} events`);
     if (rows.length > 0) print(table([["event type", "schema", "events", "read as"], ...rows]));
     if (rows.some((r) => String(r[3]).startsWith("UNREADABLE"))) process.exitCode = 1;
@@ -89,6 +111,11 @@ export async function upcastDryRun(
     const rows: string[][] = [["version", "as stored", "as read (upcast)"]];
     let upcastCount = 0;
     for (const event of stored) {
+      if (event.setAside !== undefined) {
+        const seq = `stream message ${event.sequence}`;
+        rows.push([String(event.version), `SET ASIDE (${seq})`, event.setAside.problem]);
+        continue;
+      }
       const before = `${event.eventType} v${event.schemaVersion} ${json(event.payload)}`;
       let after: string[];
       try {

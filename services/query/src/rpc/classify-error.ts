@@ -1,8 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isStoryNotFoundError } from "@ctx/domain";
 import {
-  isCorruptEventError,
+  isEventReadError,
   isEventStoreUnavailableError,
-  isStoryNotFoundError,
   isUnreadableEventError,
 } from "@ctx/event-store";
 import { isStoreUnavailableError } from "@ctx/projector";
@@ -43,14 +43,17 @@ export const classifyQueryError: ErrorClassifier = (e) => {
   ) {
     return new ConnectError(`${e.message}; retry later`, Code.Unavailable);
   }
-  if (isCorruptEventError(e)) {
-    // The stream holds a message that is not an event: nothing a retry or the caller can fix.
-    return new ConnectError(e.message, Code.DataLoss);
-  }
-  if (isUnreadableEventError(e)) {
+  if (isEventReadError(e)) {
     // An event this release cannot bring to its current shape (no upcaster reads its version, or
     // one refused it): the story cannot be answered until an upcaster is deployed; never guessed.
-    return new ConnectError(e.message, Code.FailedPrecondition);
+    // A message that is no valid event of the story (corrupt, another story's envelope, a broken
+    // version sequence): nothing a retry or the caller can fix, until an operator sets it aside.
+    // The trailers say which message.
+    const code = isUnreadableEventError(e) ? Code.FailedPrecondition : Code.DataLoss;
+    return new ConnectError(e.message, code, {
+      "x-stream-sequence": String(e.sequence),
+      ...(e.storyId === undefined ? {} : { "x-story-id": e.storyId }),
+    });
   }
   // A signal aborted without a ConnectError as its reason (a call's own signal carries one).
   if (e instanceof DOMException && e.name === "TimeoutError") {

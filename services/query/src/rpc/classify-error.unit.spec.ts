@@ -1,10 +1,10 @@
 import { Code, type ConnectError } from "@connectrpc/connect";
-import { storyId, streamVersion } from "@ctx/domain";
+import { StoryNotFoundError, storyId, streamVersion } from "@ctx/domain";
 import {
   ConcurrencyError,
   CorruptEventError,
+  EventMismatchError,
   EventStoreUnavailableError,
-  StoryNotFoundError,
   UnreadableEventError,
 } from "@ctx/event-store";
 import { StoreUnavailableError } from "@ctx/projector";
@@ -35,8 +35,12 @@ describe("query error classification", () => {
     [new EventStoreUnavailableError("NATS down"), Code.Unavailable],
     [new SnapshotStoreUnavailableError("NATS down"), Code.Unavailable],
     [new StoreUnavailableError("Valkey down"), Code.Unavailable],
-    [new CorruptEventError(7, "undecodable protobuf"), Code.DataLoss],
-    [new UnreadableEventError(7, "cannot upcast SubtaskUpdated v3"), Code.FailedPrecondition],
+    [new CorruptEventError({ sequence: 7, reason: "undecodable protobuf" }), Code.DataLoss],
+    [new EventMismatchError({ sequence: 7, reason: "another story's envelope" }), Code.DataLoss],
+    [
+      new UnreadableEventError({ sequence: 7, reason: "cannot upcast SubtaskUpdated v3" }),
+      Code.FailedPrecondition,
+    ],
     [new WatchLimitError(WatchLimit.Process, 10), Code.ResourceExhausted],
     [new WatchLimitError(WatchLimit.Client, 10), Code.ResourceExhausted],
     [new WatchLaggingError(story, 1000), Code.ResourceExhausted],
@@ -44,6 +48,15 @@ describe("query error classification", () => {
     [new DOMException("gone", "AbortError"), Code.Canceled],
   ])("%s → %s", (error, code) => {
     expect(classifyQueryError(error)?.code).toBe(code);
+  });
+
+  it("names the stream sequence and story of a message no reader can read", () => {
+    const error = classifyQueryError(
+      new EventMismatchError({ sequence: 42, storyId: story, reason: "story s-2's envelope" }),
+    ) as ConnectError;
+    expect(error.message).toMatch(/stream message 42 of story s-1 .*story s-2's envelope/);
+    expect(error.metadata.get("x-stream-sequence")).toBe("42");
+    expect(error.metadata.get("x-story-id")).toBe("s-1");
   });
 
   it("says which version is current with OUT_OF_RANGE", () => {

@@ -74,7 +74,10 @@ class MemoryStories implements TemporalReader {
     this.reads++;
     const events = this.#events.get(story) ?? [];
     if (this.#unreadable.has(story)) {
-      throw new UnreadableEventError(events.at(-1)?.sequence ?? 0, "no upcaster reads it");
+      throw new UnreadableEventError({
+        sequence: events.at(-1)?.sequence ?? 0,
+        reason: "no upcaster reads it",
+      });
     }
     const to = range.toVersion ?? Number.POSITIVE_INFINITY;
     return events.filter((e) => e.version >= range.fromVersion && e.version <= to);

@@ -160,6 +160,12 @@ export declare type ContextEvent = Message<"context.v1.ContextEvent"> & {
      */
     value: ContextArchived;
     case: "contextArchived";
+  } | {
+    /**
+     * @generated from field: context.v1.EventsSetAside events_set_aside = 27;
+     */
+    value: EventsSetAside;
+    case: "eventsSetAside";
   } | { case: undefined; value?: undefined };
 };
 
@@ -294,6 +300,12 @@ export declare type ContextEventFrame = Message<"context.v1.ContextEventFrame"> 
      */
     value: Uint8Array;
     case: "contextArchived";
+  } | {
+    /**
+     * @generated from field: bytes events_set_aside = 27;
+     */
+    value: Uint8Array;
+    case: "eventsSetAside";
   } | { case: undefined; value?: undefined };
 };
 
@@ -489,4 +501,88 @@ export declare type ContextArchived = Message<"context.v1.ContextArchived"> & {
  * Use `create(ContextArchivedSchema)` to create a new message.
  */
 export declare const ContextArchivedSchema: GenMessage<ContextArchived>;
+
+/**
+ * An operator set aside stored messages of the story that no reader can read (undecodable bytes, an
+ * envelope that does not belong on the story's subject, a schema no upcaster reads), so that the
+ * story can be read and changed again. Appended by `ctx stories repair`, never by a command. Readers
+ * pass over a set-aside message only because the story's last EventsSetAside lists it with the
+ * SHA-256 of its exact bytes; the message itself stays in the stream, untouched.
+ *
+ * @generated from message context.v1.EventsSetAside
+ */
+export declare type EventsSetAside = Message<"context.v1.EventsSetAside"> & {
+  /**
+   * Why, in the operator's words.
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * Who set them aside, as the operator gave it to ctx.
+   *
+   * @generated from field: string operator = 2;
+   */
+  operator: string;
+
+  /**
+   * Every message of the story set aside so far, by this event and by the story's earlier
+   * EventsSetAside events: a reader needs the story's last one only.
+   *
+   * @generated from field: repeated context.v1.SetAsideMessage set_aside = 3;
+   */
+  setAside: SetAsideMessage[];
+};
+
+/**
+ * Describes the message context.v1.EventsSetAside.
+ * Use `create(EventsSetAsideSchema)` to create a new message.
+ */
+export declare const EventsSetAsideSchema: GenMessage<EventsSetAside>;
+
+/**
+ * One stored message a reader passes over.
+ *
+ * @generated from message context.v1.SetAsideMessage
+ */
+export declare type SetAsideMessage = Message<"context.v1.SetAsideMessage"> & {
+  /**
+   * Its stream sequence.
+   *
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * SHA-256 of its bytes as stored: a reader passes over exactly these bytes, nothing else.
+   *
+   * @generated from field: bytes sha256 = 2;
+   */
+  sha256: Uint8Array;
+
+  /**
+   * The story version it holds, when it is a link of the story's chain that cannot be read (its
+   * envelope names the story, the next version and the previous event's hash): readers count the
+   * version, as for an event an upcaster drops, and the chain goes on from its hash. 0 when it was
+   * never one of the story's events (garbage, another story's envelope, a repeated version): readers
+   * pass over it as if it were not there.
+   *
+   * @generated from field: uint32 version = 3;
+   */
+  version: number;
+
+  /**
+   * Why no reader could read it, as the reader said at the time of the repair.
+   *
+   * @generated from field: string problem = 4;
+   */
+  problem: string;
+};
+
+/**
+ * Describes the message context.v1.SetAsideMessage.
+ * Use `create(SetAsideMessageSchema)` to create a new message.
+ */
+export declare const SetAsideMessageSchema: GenMessage<SetAsideMessage>;
 
