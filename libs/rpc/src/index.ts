@@ -1,8 +1,8 @@
 export type { Correlation } from "./correlation.ts";
 // For sibling libs and tests.
 export { correlationHeaders, correlationInterceptor, correlationOf } from "./correlation.ts";
-export type { ErrorClassifier } from "./error-edge.ts";
 export { errorInterceptor } from "./error-edge.ts";
+export type { ErrorClassifier } from "./errors.ts";
 export type { HealthRegistry } from "./health.ts";
 export { createHealthRegistry, registerHealthService, ServingStatus } from "./health.ts";
 export { metricsInterceptor } from "./metrics.ts";

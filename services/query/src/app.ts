@@ -21,7 +21,6 @@ import { createContextQueries } from "./context/context-queries.ts";
 import { createQueryMetrics } from "./query-metrics.ts";
 import { classifyQueryError } from "./rpc/classify-error.ts";
 import { registerQueryService } from "./rpc/query-service.ts";
-import { streamErrorInterceptor } from "./rpc/stream-errors.ts";
 
 export interface QueryApp {
   readonly rpcPort: number;
@@ -143,7 +142,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     health,
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
-    interceptors: [streamErrorInterceptor(classifyQueryError, logger)],
     reflection: [ContextQueryService],
   });
   const ops = await startOpsServer({
