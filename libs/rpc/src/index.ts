@@ -5,6 +5,8 @@ export { errorInterceptor } from "./error-edge.ts";
 export type { ErrorClassifier } from "./errors.ts";
 export type { HealthRegistry } from "./health.ts";
 export { createHealthRegistry, registerHealthService, ServingStatus } from "./health.ts";
+export type { RpcLimits } from "./limits.ts";
+export { defaultRpcLimits, rpcLimitsOf } from "./limits.ts";
 export { metricsInterceptor } from "./metrics.ts";
 export type { OpsServer, OpsServerOptions } from "./ops-server.ts";
 export { startOpsServer } from "./ops-server.ts";

@@ -3,7 +3,13 @@ import { createEventStore, type EventStreamNames } from "@ctx/event-store";
 import { ContextQueryService } from "@ctx/proto";
 import { createNeo4jGraphReader } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyContextReader } from "@ctx/read-model-valkey";
-import { createHealthRegistry, ServingStatus, startOpsServer, startRpcServer } from "@ctx/rpc";
+import {
+  createHealthRegistry,
+  rpcLimitsOf,
+  ServingStatus,
+  startOpsServer,
+  startRpcServer,
+} from "@ctx/rpc";
 import {
   createSnapshotStore,
   createSnapshotter,
@@ -142,6 +148,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     health,
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
+    limits: rpcLimitsOf(config),
     reflection: [ContextQueryService],
   });
   const ops = await startOpsServer({
