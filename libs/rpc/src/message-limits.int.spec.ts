@@ -1,9 +1,12 @@
+import * as http2 from "node:http2";
 import { gzipSync } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CreateContextRequestSchema } from "@ctx/proto";
+import { eventually } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectRaw, Flag, FrameType, frame, headerBlock } from "./testing/raw-http2.ts";
 import {
   connectErrorOf,
   envelope,
@@ -223,6 +226,57 @@ describe("with the default limits (4 MiB)", () => {
     expect(
       await t.metric("rpc_server_refused_total", { reason: "request_too_large" }),
     ).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("GET requests and headers", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer();
+  });
+  afterAll(() => t.close());
+
+  it("given Connect's GET (the message in the URL), then no method takes it: 405, nothing read", async () => {
+    const get = await rawRequest(
+      t.url,
+      { ":method": "GET", ":path": `${createContext}?encoding=proto&message=CgFz&connect=v1` },
+      new Uint8Array(0),
+    );
+    expect(get.status).toBe(405);
+  });
+
+  it("given a header block of 1 MB (a URL or headers that large), then the stream is refused and the connection closed, memory flat", async () => {
+    const { result: c, growth } = await rssGrowth(async () => {
+      const c = await connectRaw(t.port);
+      c.handshake();
+      const headers: Record<string, string> = {
+        ":method": "GET",
+        ":scheme": "http",
+        ":authority": "127.0.0.1",
+        ":path": createContext,
+      };
+      for (let i = 0; i < 8_200; i++) headers[`x-h${i}`] = "x".repeat(120);
+      const block = headerBlock(headers);
+      expect(block.byteLength).toBeGreaterThan(MiB);
+      const size = 16_000;
+      c.send(frame(FrameType.headers, 0, 1, block.subarray(0, size)));
+      for (let at = size; at < block.byteLength; at += size) {
+        const last = at + size >= block.byteLength;
+        c.send(
+          frame(
+            FrameType.continuation,
+            last ? Flag.endHeaders : 0,
+            1,
+            block.subarray(at, at + size),
+          ),
+        );
+      }
+      await eventually(() => expect(c.closed).toBe(true));
+      return c;
+    });
+    const reset = c.frames.find((f) => f.type === FrameType.rstStream && f.streamId === 1);
+    expect(reset?.payload.readUInt32BE(0)).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    expect(growth).toBeLessThan(64 * MiB);
   });
 });
 
