@@ -12,6 +12,7 @@ export {
   eventStreamSchema,
   loadConfig,
   readModelSchema,
+  rpcServerDefaults,
   rpcServerSchema,
   storesSchema,
 } from "./load-config.ts";

@@ -108,10 +108,60 @@ export type EventStreamConfig = z.infer<typeof eventStreamSchema>;
  */
 export const defaultCallsPerTurn = 16;
 
+/**
+ * The bounds of the RPC server every gRPC service runs (libs/rpc), by default. docs/OPERATIONS.md
+ * ("Limits", RPC server) says what a caller sees when each is reached.
+ */
+export const rpcServerDefaults = {
+  /** Largest request message, counted after decompression (4 MiB). */
+  maxRequestBytes: 4 * 1024 * 1024,
+  /** Largest response message, before compression (4 MiB). */
+  maxResponseBytes: 4 * 1024 * 1024,
+  /** Longest deadline of a unary call; also the deadline of a call that sends none. */
+  maxDeadlineMs: 30_000,
+  /** Longest deadline of a streaming call (0: none; a watch runs until the client cancels). */
+  maxStreamDeadlineMs: 0,
+  /** Time from a call's headers to the end of its request message (unary and server streams). */
+  requestReadTimeoutMs: 10_000,
+  /** Calls waiting for a turn (see RPC_CALLS_PER_TURN) before new ones are shed. */
+  maxQueuedCalls: 1_000,
+  /** HTTP/2 streams (calls) a connection may have open at once (its SETTINGS). */
+  maxConcurrentStreams: 512,
+  /** Open connections per process; more are closed as they arrive. */
+  maxConnections: 1_000,
+  /** Time a new connection has to send its HTTP/2 preface and SETTINGS. */
+  handshakeTimeoutMs: 10_000,
+  /** A connection without calls for this long is closed with GOAWAY (0: never). */
+  idleTimeoutMs: 60_000,
+  /** Every connection is pinged this often (0: never)… */
+  keepaliveIntervalMs: 10_000,
+  /** …and closed when a ping is not answered within this. */
+  keepaliveTimeoutMs: 5_000,
+} as const;
+
+/** Node's timers take at most 2^31 − 1 ms. */
+const maxTimerMs = 2 ** 31 - 1;
+/** A whole number from `min` to `max` (milliseconds by default). */
+const whole = (defaultValue: number, min: 0 | 1, max = maxTimerMs) =>
+  z.coerce.number().int().min(min).max(max).default(defaultValue);
+
 /** The RPC server every gRPC service runs (libs/rpc). */
 export const rpcServerSchema = z.object({
   /** Calls whose handlers start per event-loop turn; the others wait for the next turns (0: no limit). */
   RPC_CALLS_PER_TURN: z.coerce.number().int().min(0).default(defaultCallsPerTurn),
+  /** Connect's limit is 2^32 − 1 bytes per message. */
+  RPC_MAX_REQUEST_BYTES: whole(rpcServerDefaults.maxRequestBytes, 1, 2 ** 32 - 1),
+  RPC_MAX_RESPONSE_BYTES: whole(rpcServerDefaults.maxResponseBytes, 1, 2 ** 32 - 1),
+  RPC_MAX_DEADLINE_MS: whole(rpcServerDefaults.maxDeadlineMs, 1),
+  RPC_MAX_STREAM_DEADLINE_MS: whole(rpcServerDefaults.maxStreamDeadlineMs, 0),
+  RPC_REQUEST_READ_TIMEOUT_MS: whole(rpcServerDefaults.requestReadTimeoutMs, 1),
+  RPC_MAX_QUEUED_CALLS: whole(rpcServerDefaults.maxQueuedCalls, 1),
+  RPC_MAX_CONCURRENT_STREAMS: whole(rpcServerDefaults.maxConcurrentStreams, 1, 2 ** 32 - 1),
+  RPC_MAX_CONNECTIONS: whole(rpcServerDefaults.maxConnections, 1),
+  RPC_HANDSHAKE_TIMEOUT_MS: whole(rpcServerDefaults.handshakeTimeoutMs, 1),
+  RPC_IDLE_TIMEOUT_MS: whole(rpcServerDefaults.idleTimeoutMs, 0),
+  RPC_KEEPALIVE_INTERVAL_MS: whole(rpcServerDefaults.keepaliveIntervalMs, 0),
+  RPC_KEEPALIVE_TIMEOUT_MS: whole(rpcServerDefaults.keepaliveTimeoutMs, 1),
 });
 
 export type RpcServerConfig = z.infer<typeof rpcServerSchema>;

@@ -6,6 +6,7 @@ import {
   env,
   isConfigError,
   loadConfig,
+  rpcServerDefaults,
   rpcServerSchema,
   storesSchema,
 } from "./index.ts";
@@ -37,6 +38,38 @@ describe("loadConfig", () => {
     for (const bad of ["-1", "1.5"]) {
       expect(() => loadConfig(rpcServerSchema, { RPC_CALLS_PER_TURN: bad })).toThrow(
         /RPC_CALLS_PER_TURN/,
+      );
+    }
+  });
+
+  it("gives the RPC server's documented limits by default and refuses bad ones by name", () => {
+    const config = loadConfig(rpcServerSchema, {});
+    expect(config).toMatchObject({
+      RPC_MAX_REQUEST_BYTES: rpcServerDefaults.maxRequestBytes,
+      RPC_MAX_RESPONSE_BYTES: 4 * 1024 * 1024,
+      RPC_MAX_DEADLINE_MS: 30_000,
+      RPC_MAX_STREAM_DEADLINE_MS: 0,
+      RPC_REQUEST_READ_TIMEOUT_MS: 10_000,
+      RPC_MAX_QUEUED_CALLS: 1_000,
+      RPC_MAX_CONCURRENT_STREAMS: 512,
+      RPC_MAX_CONNECTIONS: 1_000,
+      RPC_HANDSHAKE_TIMEOUT_MS: 10_000,
+      RPC_IDLE_TIMEOUT_MS: 60_000,
+      RPC_KEEPALIVE_INTERVAL_MS: 10_000,
+      RPC_KEEPALIVE_TIMEOUT_MS: 5_000,
+    });
+    // 0 turns off what may be off; nothing else.
+    expect(loadConfig(rpcServerSchema, { RPC_IDLE_TIMEOUT_MS: "0" }).RPC_IDLE_TIMEOUT_MS).toBe(0);
+    for (const [name, bad] of [
+      ["RPC_MAX_REQUEST_BYTES", "0"],
+      ["RPC_MAX_DEADLINE_MS", "0"],
+      ["RPC_MAX_QUEUED_CALLS", "-1"],
+      ["RPC_KEEPALIVE_TIMEOUT_MS", "1.5"],
+      ["RPC_HANDSHAKE_TIMEOUT_MS", String(2 ** 31)],
+      ["RPC_MAX_REQUEST_BYTES", String(2 ** 32)],
+    ] as const) {
+      expect(() => loadConfig(rpcServerSchema, { [name]: bad }), `${name}=${bad}`).toThrow(
+        new RegExp(name),
       );
     }
   });

@@ -1,4 +1,5 @@
 import * as http2 from "node:http2";
+import type { DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -11,77 +12,188 @@ import {
 } from "@connectrpc/connect";
 import {
   createMethodUrl,
+  encodeEnvelope,
   type UniversalHandler,
   type UniversalServerRequest,
   type UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
+import {
+  codeToHttpStatus,
+  endStreamFlag,
+  endStreamFromJson,
+  endStreamToJson,
+  errorFromJsonBytes,
+  errorToJsonBytes,
+  parseTimeout as parseConnectTimeout,
+} from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
+import {
+  setTrailerStatus,
+  trailerFlag,
+  trailerParse,
+  trailerSerialize,
+} from "@connectrpc/connect/protocol-grpc-web";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "@ctx/config";
 import { callContextValues } from "./call-connection.ts";
+import { deadlineExceeded, normalizeConnectError, requestReadTimeout } from "./errors.ts";
+import { createExpiryQueue, type ExpiryHandle, type ExpiryQueue } from "./expiry-queue.ts";
+import type { RpcLimits } from "./limits.ts";
+import { type BodyEvents, closeUnread, envelopeBytes, RequestBody } from "./request-body.ts";
 import { http2RequestHeaders } from "./request-headers.ts";
 import { toNodeHeaders } from "./response-headers.ts";
+import { RefusalReason, type ServerMetrics } from "./server-metrics.ts";
+import type { GuardedSession } from "./session-guard.ts";
 import { createUnaryGrpc, type UnaryCall, type UnaryImplSpec } from "./unary-grpc.ts";
 
 export interface NodeAdapterOptions {
   readonly routes: (router: ConnectRouter) => void;
+  /** Interceptors of calls served by Connect's handlers. */
   readonly interceptors: Interceptor[];
+  /** Interceptors of unary gRPC calls on the fast path (which answers expired calls itself). */
+  readonly fastInterceptors: Interceptor[];
   readonly logger: Logger;
+  readonly limits: RpcLimits;
+  readonly metrics: ServerMetrics;
 }
 
-/** Handles one HTTP/2 stream (the server's "stream" event). */
-export type StreamHandler = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-) => void;
+/** Serves the HTTP/2 streams of a server's connections. */
+export interface NodeAdapter {
+  /** Handles one HTTP/2 stream of a guarded connection (the session's "stream" event). */
+  handle(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    session: GuardedSession,
+  ): void;
+  /** Stops the adapter's timers (the server is closing). */
+  close(): void;
+}
 
 /**
- * The HTTP/2 stream handler for our routes: Connect's universal handlers, served straight from
- * Node's HTTP/2 streams (connect-node's adapter goes through the http1-style compatibility API,
- * which costs a request and a response object, header copies and stream wrappers per call), with
- * bad protobuf input answered INVALID_ARGUMENT (see fixGrpcParseError). Unary gRPC calls with
- * protobuf messages take a shorter path through Connect's pieces (see createUnaryGrpc).
+ * Serves our routes from Node's HTTP/2 streams with Connect's universal handlers (connect-node's
+ * adapter goes through the http1-style compatibility API, which costs a request and a response
+ * object, header copies and stream wrappers per call). Unary gRPC calls with protobuf messages take
+ * a shorter path through Connect's pieces (see createUnaryGrpc). Around both:
+ *
+ * - **sizes**: a request message over `maxRequestBytes`, counted after decompression, is refused
+ *   RESOURCE_EXHAUSTED; so is the body of a one-message request that brings more than that (read
+ *   no further; see RequestBody); a response message over `maxResponseBytes` is not sent
+ *   (RESOURCE_EXHAUSTED instead). Connect applies its `readMaxBytes` to the envelope's announced
+ *   length before it reads the message and to the decompressed size while it inflates (zlib stops
+ *   at the limit), so a gzip bomb never inflates past it;
+ * - **time**: a one-message request must arrive in full within `requestReadTimeoutMs`; a unary call
+ *   ends at `maxDeadlineMs` at the latest (the client's deadline, if shorter, otherwise the
+ *   server's), a stream at `maxStreamDeadlineMs` (0: none). An expired call is answered at once,
+ *   whether or not its handler notices (see abortInterceptor), and its signal is aborted;
+ * - **bad bytes**: Connect's own errors for what a client sent become INVALID_ARGUMENT in our words,
+ *   on every protocol (see normalizeConnectError and Call.respond).
  *
  * A call's signal is aborted when its stream closes before the response was sent (the client
  * cancelled or went away), with a ConnectError: not on every close, which would build an unused
  * DOMException per call.
  */
-export function createNodeAdapter(options: NodeAdapterOptions): StreamHandler {
+export function createNodeAdapter(options: NodeAdapterOptions): NodeAdapter {
+  const { limits, metrics } = options;
   const acceptCompression = [compressionGzip, compressionBrotli];
-  const router = createConnectRouter({ interceptors: options.interceptors, acceptCompression });
+  const sizes = { readMaxBytes: limits.maxRequestBytes, writeMaxBytes: limits.maxResponseBytes };
+  const router = createConnectRouter({
+    interceptors: options.interceptors,
+    acceptCompression,
+    ...sizes,
+  });
   const unary = new Map<string, UnaryImplSpec>();
   options.routes(recordingUnary(router, unary));
-  const unaryGrpc = createUnaryGrpc({ interceptors: options.interceptors, acceptCompression });
+  const unaryGrpc = createUnaryGrpc({
+    interceptors: options.fastInterceptors,
+    acceptCompression,
+    ...sizes,
+    maxDeadlineMs: limits.maxDeadlineMs,
+  });
   const paths = new Map<string, UniversalHandler>();
   for (const handler of router.handlers) paths.set(handler.requestPath, handler);
-  return (stream, headers) => {
-    const path = headers[":path"] ?? "";
-    const query = path.indexOf("?");
-    const pathname = query < 0 ? path : path.slice(0, query);
-    const handler = paths.get(pathname);
-    // A stream can fail (reset by the client, session gone) at any time; an unhandled "error" event
-    // would end the process. Failures reach the call through its signal instead.
-    stream.on("error", () => undefined);
-    if (!handler) {
-      if (!stream.destroyed) stream.respond({ ":status": 404 }, { endStream: true });
-      return;
-    }
-    const call = new Call(stream);
-    const spec = unary.get(pathname);
-    const fast = spec !== undefined && unaryGrpc.accepts(headers);
-    // The fast path reads a few headers; Connect's handler copies them all.
-    const header = fast ? http2RequestHeaders(headers) : webHeaders(headers);
-    const url = `http://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`;
-    const served = fast
-      ? unaryGrpc.serve(spec, stream, header, url, call)
-      : handler(call.request(header, url, headers[":method"] ?? "")).then((res) =>
+  const env: CallEnv = {
+    metrics,
+    limits,
+    reads: createExpiryQueue(limits.requestReadTimeoutMs, (call: Call) => call.readTimedOut()),
+    deadlines: createExpiryQueue(limits.maxDeadlineMs, (call: Call) => call.deadlinePassed()),
+  };
+  return {
+    handle(stream, headers, session) {
+      const path = headers[":path"] ?? "";
+      const query = path.indexOf("?");
+      const pathname = query < 0 ? path : path.slice(0, query);
+      const handler = paths.get(pathname);
+      // A stream can fail (reset by the client, session gone) at any time; an unhandled "error"
+      // event would end the process. Failures reach the call through its signal instead.
+      stream.on("error", () => undefined);
+      if (!handler) {
+        if (!stream.destroyed) stream.respond({ ":status": 404 }, { endStream: true });
+        return;
+      }
+      const kind = handler.method.methodKind;
+      const call = new Call(stream, env, session, kind === "unary" || kind === "server_streaming");
+      const spec = unary.get(pathname);
+      const fast = spec !== undefined && unaryGrpc.accepts(headers);
+      const url = `http://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`;
+      let served: Promise<void>;
+      if (fast) {
+        // The fast path reads a few headers; Connect's handler copies them all.
+        served = unaryGrpc.serve(spec, stream, http2RequestHeaders(headers), url, call);
+      } else {
+        const header = webHeaders(headers);
+        limitDeadline(header, handler.method, limits);
+        served = handler(call.request(header, url, headers[":method"] ?? "", headers)).then((res) =>
           call.respond(res),
         );
-    served.catch((reason: unknown) => {
-      if (ConnectError.from(reason).code === Code.Aborted) return;
-      options.logger.error({ err: reason, method: handler.method.name }, "handler failed");
-      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    });
+      }
+      served.catch((reason: unknown) => {
+        call.finish();
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        options.logger.error({ err: reason, method: handler.method.name }, "handler failed");
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      });
+    },
+    close() {
+      env.reads.clear();
+      env.deadlines.clear();
+    },
   };
+}
+
+/** What the calls of one server share. */
+interface CallEnv {
+  readonly metrics: ServerMetrics;
+  readonly limits: RpcLimits;
+  /** Calls whose one-message request is still arriving. */
+  readonly reads: ExpiryQueue<Call>;
+  /** Fast-path calls held to the server's longest deadline. */
+  readonly deadlines: ExpiryQueue<Call>;
+}
+
+/**
+ * A call served by Connect's handler gets its deadline in its headers, where Connect reads it: the
+ * client's if it is within the server's longest (`maxDeadlineMs` for unary calls,
+ * `maxStreamDeadlineMs` for streams, 0: none), else the server's. A malformed value is left for
+ * Connect to refuse (INVALID_ARGUMENT).
+ */
+function limitDeadline(header: Headers, method: DescMethod, limits: RpcLimits): void {
+  const max = method.methodKind === "unary" ? limits.maxDeadlineMs : limits.maxStreamDeadlineMs;
+  if (max <= 0) return;
+  const contentType = header.get("content-type") ?? "";
+  if (contentType.startsWith("application/grpc")) {
+    // gRPC and gRPC-Web. At most 8 digits: seconds from 100,000 s on.
+    const given = parseGrpcTimeout(header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
+    if (given.error) return;
+    if (given.timeoutMs === undefined || given.timeoutMs > max) {
+      header.set("grpc-timeout", max < 1e8 ? `${max}m` : `${Math.ceil(max / 1000)}S`);
+    }
+  } else {
+    const given = parseConnectTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
+    if (given.error) return;
+    if (given.timeoutMs === undefined || given.timeoutMs > max) {
+      header.set("connect-timeout-ms", String(max));
+    }
+  }
 }
 
 /**
@@ -126,14 +238,36 @@ function webHeaders(headers: http2.IncomingHttpHeaders): Headers {
 }
 
 /** One call on one HTTP/2 stream. */
-class Call implements UnaryCall {
+class Call implements UnaryCall, BodyEvents {
   readonly #stream: http2.ServerHttp2Stream;
+  readonly #env: CallEnv;
+  readonly #session: GuardedSession;
   readonly #abort = new AbortController();
+  /** Whether the request is one message whose arrival the read timeout bounds. */
+  readonly #oneMessage: boolean;
   #done = false;
+  #read: ExpiryHandle | undefined;
+  #interruptRead: ((e: ConnectError) => void) | undefined;
+  #deadline: ExpiryHandle | undefined;
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  #deadlineMs: number | undefined;
+  /** The fast path: an expired call is answered here, with gRPC trailers. */
+  #answersExpiry = false;
 
-  constructor(stream: http2.ServerHttp2Stream) {
+  constructor(
+    stream: http2.ServerHttp2Stream,
+    env: CallEnv,
+    session: GuardedSession,
+    oneMessage: boolean,
+  ) {
     this.#stream = stream;
+    this.#env = env;
+    this.#session = session;
+    this.#oneMessage = oneMessage;
+    session.streamOpened();
     stream.once("close", () => {
+      this.#session.streamClosed();
+      this.#clearTimers();
       if (!this.#done) this.#abort.abort(closedError(stream.rstCode ?? 0));
     });
   }
@@ -142,7 +276,7 @@ class Call implements UnaryCall {
     return this.#abort.signal;
   }
 
-  /** Cancels the call (its deadline passed) unless it is cancelled or answered already. */
+  /** Cancels the call unless it is cancelled or answered already. */
   abort(reason: ConnectError): void {
     if (!this.#done && !this.#abort.signal.aborted) this.#abort.abort(reason);
   }
@@ -150,17 +284,124 @@ class Call implements UnaryCall {
   /** The response is complete: a close from now on is no cancellation. */
   finish(): void {
     this.#done = true;
+    this.#clearTimers();
   }
 
-  request(header: Headers, url: string, method: string): UniversalServerRequest {
+  // --- the request's arrival (BodyEvents) ---
+
+  reading(interrupt: (e: ConnectError) => void): void {
+    this.#interruptRead = interrupt;
+    if (this.#oneMessage && !this.#done) this.#read = this.#env.reads.add(this);
+  }
+
+  ended(): void {
+    this.#interruptRead = undefined;
+    this.#read?.remove();
+    this.#read = undefined;
+  }
+
+  tooLarge(): void {
+    this.#env.metrics.refused(RefusalReason.requestTooLarge);
+  }
+
+  refused(reason: RefusalReason): void {
+    this.#env.metrics.refused(reason);
+  }
+
+  readTimedOut(): void {
+    this.#read = undefined;
+    if (this.#done) return;
+    this.#env.metrics.refused(RefusalReason.readTimeout);
+    const error = requestReadTimeout(this.#env.limits.requestReadTimeoutMs);
+    this.#interruptRead?.(error);
+    this.#interruptRead = undefined;
+    this.#expire(error);
+  }
+
+  // --- deadlines (UnaryCall) ---
+
+  /**
+   * Holds the call (on the fast path) to the client's deadline if it is shorter than the server's
+   * longest, with a timer of its own, or else to the server's, in the shared queue.
+   */
+  startDeadline(clientMs: number | undefined): void {
+    this.#answersExpiry = true;
+    const max = this.#env.limits.maxDeadlineMs;
+    if (clientMs !== undefined && clientMs < max) {
+      this.#deadlineMs = clientMs;
+      this.#deadlineTimer = setTimeout(() => this.deadlinePassed(), clientMs);
+    } else {
+      this.#deadlineMs = max;
+      this.#deadline = this.#env.deadlines.add(this);
+    }
+  }
+
+  deadlinePassed(): void {
+    this.#deadline = undefined;
+    this.#deadlineTimer = undefined;
+    if (this.#done) return;
+    const error = deadlineExceeded(this.#deadlineMs);
+    this.#interruptRead?.(error);
+    this.#interruptRead = undefined;
+    this.#expire(error);
+  }
+
+  /** Aborts the call's signal and, on the fast path, answers it now with the error. */
+  #expire(error: ConnectError): void {
+    this.abort(error);
+    if (!this.#answersExpiry) return;
+    // Connect's handler answers through abortInterceptor; the fast path's handler may still be
+    // running, and its answer, when it comes, finds the stream answered.
+    this.finish();
+    const stream = this.#stream;
+    if (stream.destroyed || stream.headersSent) return;
+    const trailer = new Headers();
+    setTrailerStatus(trailer, error);
+    stream.respond(
+      { ":status": 200, "content-type": "application/grpc+proto" },
+      { waitForTrailers: true },
+    );
+    stream.once("wantTrailers", () => {
+      if (stream.destroyed) return;
+      stream.sendTrailers(toNodeHeaders(trailer));
+      closeUnread(stream);
+    });
+    stream.end();
+  }
+
+  #clearTimers(): void {
+    this.#read?.remove();
+    this.#read = undefined;
+    this.#interruptRead = undefined;
+    this.#deadline?.remove();
+    this.#deadline = undefined;
+    if (this.#deadlineTimer !== undefined) {
+      clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = undefined;
+    }
+  }
+
+  // --- Connect's handler ---
+
+  request(
+    header: Headers,
+    url: string,
+    method: string,
+    headers: http2.IncomingHttpHeaders,
+  ): UniversalServerRequest {
+    const limit = this.#env.limits.maxRequestBytes;
     return {
       httpVersion: "2.0",
       method,
       url,
       header,
-      // destroyOnReturn: false: a handler that stops reading early must not destroy the stream
-      // it still answers on.
-      body: this.#stream.iterator({ destroyOnReturn: false }),
+      body: new RequestBody(
+        this.#stream,
+        headers["content-length"],
+        this.#oneMessage ? limit + envelopeBytes : undefined,
+        limit,
+        this,
+      ),
       signal: this.#abort.signal,
       contextValues: callContextValues(this.#stream),
     };
@@ -168,13 +409,14 @@ class Call implements UnaryCall {
 
   async respond(res: UniversalServerResponse): Promise<void> {
     const stream = this.#stream;
-    const fixed = res.status === 500 && res.body ? await fixConnectParseError(res) : res;
+    const fixed = await this.#normalized(res);
     const it = fixed.body?.[Symbol.asyncIterator]();
+    const webTrailers = isGrpcWeb(fixed.header);
     let finished = false;
     try {
       // The first chunk comes before the headers: implementations may still set headers.
       let chunk = await it?.next();
-      if (stream.destroyed) return;
+      if (stream.destroyed || stream.headersSent) return;
       const trailer = fixed.trailer;
       const head = toNodeHeaders(fixed.header);
       head[":status"] = fixed.status;
@@ -182,17 +424,21 @@ class Call implements UnaryCall {
       stream.respond(head, { waitForTrailers: trailer !== undefined, endStream });
       if (trailer !== undefined) {
         stream.once("wantTrailers", () => {
-          fixGrpcParseError(trailer);
-          if (!stream.destroyed) stream.sendTrailers(toNodeHeaders(trailer));
+          if (stream.destroyed) return;
+          this.#normalizeTrailer(trailer);
+          stream.sendTrailers(toNodeHeaders(trailer));
+          closeUnread(stream);
         });
       }
       while (chunk !== undefined && chunk.done !== true) {
-        await write(stream, chunk.value);
+        const data = webTrailers ? this.#normalizeWebTrailer(chunk.value) : chunk.value;
+        await write(stream, data);
         chunk = await it?.next();
       }
       finished = true;
-      this.#done = true;
+      this.finish();
       if (!endStream && !stream.destroyed) stream.end();
+      if (trailer === undefined) closeUnread(stream);
     } catch (e) {
       // Writing failed (the client went away): tell the implementation, stop.
       await it?.throw?.(e).catch(() => undefined);
@@ -203,18 +449,116 @@ class Call implements UnaryCall {
       if (!finished) await it?.return?.().catch(() => undefined);
     }
   }
+
+  /*
+   * Connect reports some of a client's mistakes that it finds before any interceptor runs in its
+   * own words and codes (see normalizeConnectError); these put ours on the wire instead, for each
+   * protocol's way of carrying a status. They look only at failed calls.
+   */
+
+  /** gRPC: the status is in the trailers. */
+  #normalizeTrailer(trailer: Headers): void {
+    const status = trailer.get("grpc-status");
+    if (status === null || status === "0") return;
+    const message = decodeURIComponent(trailer.get("grpc-message") ?? "");
+    const normalized = normalizeConnectError(Number(status) as Code, message);
+    if (normalized === undefined) return;
+    this.#env.metrics.refused(normalized.reason);
+    trailer.delete("grpc-status-details-bin");
+    setTrailerStatus(trailer, new ConnectError(normalized.message, normalized.code));
+  }
+
+  /** gRPC-Web: the status is in the trailers frame that ends the body. */
+  #normalizeWebTrailer(chunk: Uint8Array): Uint8Array {
+    const flags = chunk[0] ?? 0;
+    // An uncompressed trailers frame (Connect compresses only frames of 1 KiB and more).
+    if ((flags & trailerFlag) !== trailerFlag || (flags & 0b01) !== 0) return chunk;
+    const trailer = trailerParse(chunk.subarray(envelopeBytes));
+    const before = trailer.get("grpc-message");
+    this.#normalizeTrailer(trailer);
+    if (trailer.get("grpc-message") === before) return chunk;
+    return encodeEnvelope(trailerFlag, trailerSerialize(trailer));
+  }
+
+  /** The Connect protocol: a unary error is a JSON body; a stream's is in its end-stream message. */
+  async #normalized(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+    const contentType = res.header?.get("content-type") ?? "";
+    if (res.status !== 200 && res.body && contentType === "application/json") {
+      const bytes = await readAll(res.body);
+      const error = safely(() => errorFromJsonBytes(bytes, undefined, unknownError));
+      const normalized = error && normalizeConnectError(error.code, error.rawMessage);
+      if (!error || !normalized) return { ...res, body: once(bytes) };
+      this.#env.metrics.refused(normalized.reason);
+      const body = errorToJsonBytes(new ConnectError(normalized.message, normalized.code), {});
+      const header = new Headers(res.header);
+      // Connect set the length of the body it wrote: a different body needs its own.
+      header.set("content-length", String(body.byteLength));
+      return { ...res, status: codeToHttpStatus(normalized.code), header, body: once(body) };
+    }
+    if (contentType.startsWith("application/connect+") && res.body) {
+      return { ...res, body: this.#normalizedEndStream(res.body) };
+    }
+    return res;
+  }
+
+  async *#normalizedEndStream(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const chunk of body) {
+      const flags = chunk[0] ?? 0;
+      if ((flags & endStreamFlag) !== endStreamFlag || (flags & 0b01) !== 0) {
+        yield chunk;
+        continue;
+      }
+      const end = safely(() => endStreamFromJson(chunk.subarray(envelopeBytes)));
+      const error = end?.error;
+      const normalized = error && normalizeConnectError(error.code, error.rawMessage);
+      if (!end || !normalized) {
+        yield chunk;
+        continue;
+      }
+      this.#env.metrics.refused(normalized.reason);
+      const fixed = new ConnectError(normalized.message, normalized.code);
+      const json = JSON.stringify(endStreamToJson(end.metadata, fixed, undefined));
+      yield encodeEnvelope(endStreamFlag, new TextEncoder().encode(json));
+    }
+  }
 }
 
-/** Why a call whose stream closed early ends, from the stream's HTTP/2 error code. */
+const unknownError = new ConnectError("unreadable error", Code.Unknown);
+
+function isGrpcWeb(header: Headers | undefined): boolean {
+  return header?.get("content-type")?.startsWith("application/grpc-web") === true;
+}
+
+function safely<T>(f: () => T): T | undefined {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
+}
+
+async function readAll(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+/**
+ * Why a call whose stream closed early ends: the client reset it (any code: it gave up on the
+ * call) or the connection went. REFUSED_STREAM and ENHANCE_YOUR_CALM come from the server's own
+ * HTTP/2 stack refusing the stream.
+ */
 function closedError(rstCode: number): ConnectError {
   const code =
-    rstCode === 0 || rstCode === 8 // NO_ERROR, CANCEL
-      ? Code.Canceled
-      : rstCode === 7 // REFUSED_STREAM
-        ? Code.Unavailable
-        : rstCode === 11 // ENHANCE_YOUR_CALM
-          ? Code.ResourceExhausted
-          : Code.Internal;
+    rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
+      ? Code.Unavailable
+      : rstCode === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM
+        ? Code.ResourceExhausted
+        : Code.Canceled;
   return new ConnectError(`the HTTP/2 stream closed early (error code ${rstCode})`, code);
 }
 
@@ -242,51 +586,4 @@ function write(stream: http2.ServerHttp2Stream, data: Uint8Array): Promise<void>
     stream.once("drain", done);
     stream.once("close", closed);
   });
-}
-
-/*
- * Connect parses a request's protobuf bytes before any interceptor runs, and reports bytes that are
- * no valid message as INTERNAL ("parse binary: ..."), though it is the caller's input that is bad
- * (JSON it cannot parse is already INVALID_ARGUMENT). These turn that one case into INVALID_ARGUMENT,
- * for gRPC (status in the trailers) and for the Connect protocol (status in the JSON error body).
- */
-
-/** gRPC and gRPC-Web: the status arrives in the trailers, written after the body. */
-function fixGrpcParseError(trailer: Headers): void {
-  if (trailer.get("grpc-status") !== String(Code.Internal)) return;
-  const message = decodeURIComponent(trailer.get("grpc-message") ?? "");
-  if (message.startsWith("parse binary:")) {
-    trailer.set("grpc-status", String(Code.InvalidArgument));
-    trailer.set("grpc-message", encodeURIComponent(`invalid request message: ${message}`));
-  }
-}
-
-/** The Connect protocol: the error is the (small) JSON body of a 500 response. */
-async function fixConnectParseError(
-  res: UniversalServerResponse,
-): Promise<UniversalServerResponse> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of res.body ?? []) chunks.push(chunk);
-  const bytes = Buffer.concat(chunks);
-  const error = parseJson(bytes.toString("utf8"));
-  if (error?.code === "internal" && error.message?.startsWith("parse binary:")) {
-    const fixedBody = JSON.stringify({
-      code: "invalid_argument",
-      message: `invalid request message: ${error.message}`,
-    });
-    return { ...res, status: 400, body: once(new TextEncoder().encode(fixedBody)) };
-  }
-  return { ...res, body: once(bytes) };
-}
-
-async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {
-  yield bytes;
-}
-
-function parseJson(text: string): { code?: string; message?: string } | undefined {
-  try {
-    return JSON.parse(text) as { code?: string; message?: string };
-  } catch {
-    return undefined;
-  }
 }

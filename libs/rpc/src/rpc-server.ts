@@ -6,13 +6,18 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { defaultCallsPerTurn, type Logger } from "@ctx/config";
 import type { Registry } from "prom-client";
+import { abortInterceptor } from "./abort-edge.ts";
 import { correlationInterceptor } from "./correlation.ts";
-import { type ErrorClassifier, errorInterceptor } from "./error-edge.ts";
+import { errorInterceptor } from "./error-edge.ts";
+import type { ErrorClassifier } from "./errors.ts";
 import { type HealthRegistry, registerHealthService } from "./health.ts";
+import { type RpcLimits, resolveRpcLimits } from "./limits.ts";
 import { metricsInterceptor } from "./metrics.ts";
 import { createNodeAdapter } from "./node-adapter.ts";
 import { registerReflectionService } from "./reflection.ts";
 import { createRegexMatcher } from "./regex-match.ts";
+import { createServerMetrics, RefusalReason } from "./server-metrics.ts";
+import { createSessionGuard } from "./session-guard.ts";
 import { turnBudgetInterceptor } from "./turn-budget.ts";
 
 export interface RpcServerOptions {
@@ -33,6 +38,8 @@ export interface RpcServerOptions {
    * turnBudgetInterceptor). 0: no limit. Default: `defaultCallsPerTurn` (@ctx/config).
    */
   readonly callsPerTurn?: number;
+  /** Sizes, times and counts the server holds calls and connections to; unset ones: defaults. */
+  readonly limits?: Partial<RpcLimits>;
 }
 
 export interface RpcServer {
@@ -48,32 +55,66 @@ export interface RpcServer {
  * request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher).
  * grpc.health.v1 is built in, and gRPC server reflection when `reflection` names the services to
  * describe.
+ *
+ * Bounded everywhere (`limits`, see RpcLimits): message sizes, deadlines and the time a request
+ * may take to arrive (see createNodeAdapter), the calls waiting for a turn (see
+ * turnBudgetInterceptor), the streams per connection (HTTP/2 SETTINGS), the connections, and the
+ * life of a connection that does not complete its handshake, stops answering pings, or stays idle
+ * (see createSessionGuard). What it refuses and closes is counted in `rpc_server_refused_total`
+ * and `rpc_server_sessions_closed_total`.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
-  const handler = createNodeAdapter({
+  const limits = resolveRpcLimits(options.limits);
+  // Read when scraped: the guard exists by then.
+  const metrics = createServerMetrics(options.registry, () => guard.size);
+  const guard = createSessionGuard({
+    handshakeTimeoutMs: limits.handshakeTimeoutMs,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    keepaliveIntervalMs: limits.keepaliveIntervalMs,
+    keepaliveTimeoutMs: limits.keepaliveTimeoutMs,
+    metrics,
+  });
+  const outer = [
+    metricsInterceptor(options.registry),
+    turnBudgetInterceptor({
+      callsPerTurn: options.callsPerTurn ?? defaultCallsPerTurn,
+      maxQueued: limits.maxQueuedCalls,
+      onShed: () => metrics.refused(RefusalReason.queueFull),
+    }),
+  ];
+  const inner = [
+    correlationInterceptor(),
+    errorInterceptor(options.classify, options.logger, metrics),
+    createValidateInterceptor({
+      validator: createValidator({ regexMatch: createRegexMatcher() }),
+    }),
+    ...(options.interceptors ?? []),
+  ];
+  const adapter = createNodeAdapter({
     logger: options.logger,
     routes: (router) => {
       registerHealthService(router, options.health);
       if (options.reflection) registerReflectionService(router, options.reflection);
       options.routes(router);
     },
-    interceptors: [
-      metricsInterceptor(options.registry),
-      turnBudgetInterceptor(options.callsPerTurn ?? defaultCallsPerTurn),
-      correlationInterceptor(),
-      errorInterceptor(options.classify, options.logger),
-      createValidateInterceptor({
-        validator: createValidator({ regexMatch: createRegexMatcher() }),
-      }),
-      ...(options.interceptors ?? []),
-    ],
+    // Connect's handler ends expired calls through abortInterceptor, after the turn budget (which
+    // drops a queued call whose signal is aborted by itself); the fast path answers them itself.
+    interceptors: [...outer, abortInterceptor(), ...inner],
+    fastInterceptors: [...outer, ...inner],
+    limits,
+    metrics,
   });
-  const server = http2.createServer();
-  server.on("stream", handler);
+  const server = http2.createServer({
+    settings: { maxConcurrentStreams: limits.maxConcurrentStreams },
+  });
+  server.maxConnections = limits.maxConnections;
+  server.on("drop", () => metrics.refused(RefusalReason.tooManyConnections));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    const guarded = guard.track(session);
+    session.on("stream", (stream, headers) => adapter.handle(stream, headers, guarded));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -90,6 +131,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       }, graceMs);
       await closed;
       clearTimeout(timer);
+      guard.stop();
+      adapter.close();
     },
   };
 }

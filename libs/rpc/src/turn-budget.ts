@@ -1,4 +1,14 @@
-import type { Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { overloaded } from "./errors.ts";
+
+export interface TurnBudgetOptions {
+  /** Calls whose handlers start per event-loop turn; 0 lets every call start at once. */
+  readonly callsPerTurn: number;
+  /** Calls that may wait for a turn; a call beyond them is shed (UNAVAILABLE). */
+  readonly maxQueued: number;
+  /** Told of every call shed. */
+  readonly onShed?: () => void;
+}
 
 /**
  * Lets at most `callsPerTurn` calls start their handlers per event-loop turn; the others wait, in
@@ -13,41 +23,76 @@ import type { Interceptor } from "@connectrpc/connect";
  * responses between groups, so the round trips overlap the work. (The idea of Tokio's cooperative
  * budget and Netty's messages-per-read.) See docs/BENCHMARKS.md for what it changed.
  *
- * A waiting call is not watched for cancellation: it waits a few turns at most, and its handler
- * sees the aborted signal when it starts.
+ * The queue is bounded: when `maxQueued` calls wait, the next is shed with UNAVAILABLE at once (a
+ * server that has that much to start is behind; a client should back off or go elsewhere, and a
+ * queue that grows without end only makes every call late and the heap large). A waiting call
+ * whose signal is aborted (the client cancelled, its deadline passed) leaves the queue at once and
+ * fails with the signal's reason.
  */
-export function turnBudgetInterceptor(callsPerTurn: number): Interceptor {
+export function turnBudgetInterceptor(options: TurnBudgetOptions): Interceptor {
+  const { callsPerTurn, maxQueued, onShed } = options;
   if (!Number.isInteger(callsPerTurn) || callsPerTurn < 0) {
     throw new RangeError(`calls per turn must be a whole number ≥ 0, not ${callsPerTurn}`);
   }
+  if (!Number.isInteger(maxQueued) || maxQueued < 1) {
+    throw new RangeError(`the queue must hold a whole number ≥ 1 of calls, not ${maxQueued}`);
+  }
   if (callsPerTurn === 0) return (next) => next;
-  const budget = new TurnBudget(callsPerTurn);
+  const budget = new TurnBudget(callsPerTurn, maxQueued, onShed);
   return (next) => (req) => {
-    const admitted = budget.enter();
+    const admitted = budget.enter(req.signal);
     return admitted === undefined ? next(req) : admitted.then(() => next(req));
   };
 }
 
+/** A call waiting for its turn. */
+interface Waiting {
+  readonly start: () => void;
+  readonly signal: AbortSignal;
+  readonly onAbort: () => void;
+}
+
 class TurnBudget {
   readonly #perTurn: number;
+  readonly #maxQueued: number;
+  readonly #onShed: (() => void) | undefined;
   /** Calls started since the last turn ended. */
   #started = 0;
-  readonly #waiting: (() => void)[] = [];
+  readonly #waiting: Waiting[] = [];
   /** Whether the end of this turn is marked (a `setImmediate` is pending). */
   #marked = false;
 
-  constructor(perTurn: number) {
+  constructor(perTurn: number, maxQueued: number, onShed: (() => void) | undefined) {
     this.#perTurn = perTurn;
+    this.#maxQueued = maxQueued;
+    this.#onShed = onShed;
   }
 
   /** undefined: start now. Otherwise start when the promise resolves (in a later turn). */
-  enter(): Promise<void> | undefined {
+  enter(signal: AbortSignal): Promise<void> | undefined {
     this.#markTurnEnd();
     if (this.#started < this.#perTurn && this.#waiting.length === 0) {
       this.#started++;
       return undefined;
     }
-    return new Promise((resolve) => this.#waiting.push(resolve));
+    if (signal.aborted) return Promise.reject(ConnectError.from(signal.reason));
+    if (this.#waiting.length >= this.#maxQueued) {
+      this.#onShed?.();
+      return Promise.reject(overloaded(this.#waiting.length));
+    }
+    return new Promise((resolve, reject) => {
+      const waiting: Waiting = {
+        start: resolve,
+        signal,
+        onAbort: () => {
+          const at = this.#waiting.indexOf(waiting);
+          if (at >= 0) this.#waiting.splice(at, 1);
+          reject(ConnectError.from(signal.reason));
+        },
+      };
+      signal.addEventListener("abort", waiting.onAbort, { once: true });
+      this.#waiting.push(waiting);
+    });
   }
 
   #markTurnEnd(): void {
@@ -65,6 +110,9 @@ class TurnBudget {
     const group = this.#waiting.splice(0, this.#perTurn);
     this.#started = group.length;
     if (group.length > 0) this.#markTurnEnd();
-    for (const start of group) start();
+    for (const w of group) {
+      w.signal.removeEventListener("abort", w.onAbort);
+      w.start();
+    }
   }
 }

@@ -1,4 +1,4 @@
-import type { UnaryRequest, UnaryResponse } from "@connectrpc/connect";
+import { Code, ConnectError, type UnaryRequest, type UnaryResponse } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { turnBudgetInterceptor } from "./turn-budget.ts";
 
@@ -19,16 +19,20 @@ beforeEach(() => {
 afterEach(() => clearImmediate(ticker));
 
 /** Calls through the interceptor whose handler notes the turn it started in and then answers. */
-function harness(callsPerTurn: number) {
+function harness(callsPerTurn: number, maxQueued = 1_000) {
   const started: { id: number; turn: number }[] = [];
-  const call = turnBudgetInterceptor(callsPerTurn)(async (req) => {
-    const id = (req as unknown as { id: number }).id;
-    started.push({ id, turn });
-    if (id < 0) throw new Error(`call ${id} fails`);
-    return { id } as unknown as UnaryResponse;
-  });
-  const send = (id: number) => call({ id } as unknown as UnaryRequest);
-  return { started, send };
+  let shed = 0;
+  const call = turnBudgetInterceptor({ callsPerTurn, maxQueued, onShed: () => shed++ })(
+    async (req) => {
+      const id = (req as unknown as { id: number }).id;
+      started.push({ id, turn });
+      if (id < 0) throw new Error(`call ${id} fails`);
+      return { id } as unknown as UnaryResponse;
+    },
+  );
+  const send = (id: number, signal = new AbortController().signal) =>
+    call({ id, signal } as unknown as UnaryRequest);
+  return { started, send, shed: () => shed };
 }
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
@@ -36,7 +40,7 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 describe("turnBudgetInterceptor", () => {
   it("given a budget of 2, when 5 calls arrive in one turn, then they start 2, 2 and 1 per turn, in order", async () => {
     const { started, send } = harness(2);
-    const answers = await Promise.all([1, 2, 3, 4, 5].map(send));
+    const answers = await Promise.all([1, 2, 3, 4, 5].map((id) => send(id)));
     expect(answers).toEqual([1, 2, 3, 4, 5].map((id) => ({ id })));
     expect(started.map((s) => s.id)).toEqual([1, 2, 3, 4, 5]);
     const [t1, t2, t3, t4, t5] = started.map((s) => s.turn);
@@ -75,7 +79,7 @@ describe("turnBudgetInterceptor", () => {
 
   it("given a queue that drained, when a call arrives in a later turn, then it starts in that turn", async () => {
     const { started, send } = harness(2);
-    await Promise.all([1, 2, 3, 4, 5, 6, 7].map(send));
+    await Promise.all([1, 2, 3, 4, 5, 6, 7].map((id) => send(id)));
     await nextTurn();
     await nextTurn();
     const arrived = turn;
@@ -83,8 +87,53 @@ describe("turnBudgetInterceptor", () => {
     expect(started.at(-1)).toEqual({ id: 8, turn: arrived });
   });
 
+  it("given a full queue, when one more call arrives, then it is shed with UNAVAILABLE at once and the queued ones still run", async () => {
+    const { started, send, shed } = harness(2, 3);
+    const calls = [1, 2, 3, 4, 5, 6].map((id) => send(id));
+    const results = await Promise.allSettled(calls);
+    // 1 and 2 start in this turn, 3–5 wait, 6 finds the queue full.
+    expect(results.map((r) => r.status)).toEqual([
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+      "fulfilled",
+      "rejected",
+    ]);
+    const error = ConnectError.from((results[5] as PromiseRejectedResult).reason);
+    expect(error.code).toBe(Code.Unavailable);
+    expect(error.rawMessage).toMatch(/overloaded \(3 calls waiting to start\); retry/);
+    expect(started.map((s) => s.id)).toEqual([1, 2, 3, 4, 5]);
+    expect(shed()).toBe(1);
+  });
+
+  it("given a call waiting for its turn, when its signal is aborted, then it leaves the queue at once with the signal's reason", async () => {
+    const { started, send } = harness(1, 2);
+    const cancel = new AbortController();
+    const first = send(1);
+    const waiting = send(2, cancel.signal);
+    const third = send(3);
+    await expect(send(4)).rejects.toMatchObject({ code: Code.Unavailable });
+    cancel.abort(new ConnectError("the client cancelled", Code.Canceled));
+    // It fails before any later turn starts a call, and frees its place for the next call.
+    await expect(waiting).rejects.toMatchObject({ code: Code.Canceled });
+    const fifth = send(5);
+    await Promise.all([first, third, fifth]);
+    expect(started.map((s) => s.id)).toEqual([1, 3, 5]);
+  });
+
+  it("given an aborted signal, when the call would wait, then it fails at once", async () => {
+    const { send } = harness(1, 2);
+    const first = send(1);
+    const cancel = new AbortController();
+    cancel.abort(new ConnectError("deadline", Code.DeadlineExceeded));
+    await expect(send(2, cancel.signal)).rejects.toMatchObject({ code: Code.DeadlineExceeded });
+    await first;
+  });
+
   it("refuses a budget that is not a whole number of calls", () => {
-    expect(() => turnBudgetInterceptor(-1)).toThrow(RangeError);
-    expect(() => turnBudgetInterceptor(1.5)).toThrow(RangeError);
+    expect(() => turnBudgetInterceptor({ callsPerTurn: -1, maxQueued: 1 })).toThrow(RangeError);
+    expect(() => turnBudgetInterceptor({ callsPerTurn: 1.5, maxQueued: 1 })).toThrow(RangeError);
+    expect(() => turnBudgetInterceptor({ callsPerTurn: 1, maxQueued: 0 })).toThrow(RangeError);
   });
 });

@@ -22,7 +22,10 @@ import {
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
 import { callContextValues } from "./call-connection.ts";
+import { malformedRequest, responseTooLarge } from "./errors.ts";
+import { type BodyEvents, closeUnread, readUnaryBody, unwrapUnary } from "./request-body.ts";
 import { toNodeHeaders, unaryResponseHeaders } from "./response-headers.ts";
+import { RefusalReason } from "./server-metrics.ts";
 
 /** The shortest grpc-timeout a call can be held to; Node's timers have millisecond resolution. */
 const minTimeoutMs = 1;
@@ -33,6 +36,12 @@ export type UnaryImplSpec = MethodImplSpec & { readonly kind: "unary" };
 export interface UnaryGrpcOptions {
   readonly interceptors: readonly Interceptor[];
   readonly acceptCompression: readonly Compression[];
+  /** Largest request message; larger: RESOURCE_EXHAUSTED, read no further. */
+  readonly readMaxBytes: number;
+  /** Largest response message; larger is not sent: RESOURCE_EXHAUSTED. */
+  readonly writeMaxBytes: number;
+  /** The longest deadline a call is held to, and the deadline of one that sends none. */
+  readonly maxDeadlineMs: number;
 }
 
 /**
@@ -46,12 +55,20 @@ export interface UnaryGrpcOptions {
  * its error trailers (`setTrailerStatus`) and response compression, with a handler context made
  * like Connect's (see handlerContext). `accepts` says which requests it serves; the rest
  * (gRPC with JSON or a compressed request, gRPC-Web, Connect) go to Connect's handler.
+ *
+ * Its limits are Connect's, applied earlier: the body is bounded as it arrives (see readUnaryBody),
+ * the response before it is compressed. Its deadline is the client's, or the server's longest when
+ * the client sends none or a longer one; an expired call is answered by the call itself (see
+ * UnaryCall.startDeadline) even when its handler ignores its signal.
  */
 export function createUnaryGrpc(options: UnaryGrpcOptions) {
   const opt = validateUniversalHandlerOptions({
     interceptors: [...options.interceptors],
     acceptCompression: [...options.acceptCompression],
+    readMaxBytes: options.readMaxBytes,
+    writeMaxBytes: options.writeMaxBytes,
   });
+  const maxDeadlineMs = options.maxDeadlineMs;
 
   return {
     /** Whether this request is one the fast path serves (the method is unary). */
@@ -70,12 +87,16 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
       url: string,
       call: UnaryCall,
     ): Promise<void> {
-      const timeout = parseTimeout(header.get("grpc-timeout"), opt.maxTimeoutMs);
-      const context = handlerContext(spec, stream, header, url, call.signal, timeout.timeoutMs);
-      let deadline: ReturnType<typeof setTimeout> | undefined;
-      if (timeout.timeoutMs !== undefined && timeout.timeoutMs >= minTimeoutMs) {
-        deadline = setTimeout(() => call.abort(deadlineExceeded()), timeout.timeoutMs);
-      }
+      const timeout = parseTimeout(header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
+      const clientMs = timeout.error ? undefined : timeout.timeoutMs;
+      const context = handlerContext(
+        spec,
+        stream,
+        header,
+        url,
+        call.signal,
+        clientMs === undefined ? maxDeadlineMs : Math.min(clientMs, maxDeadlineMs),
+      );
       const compression = negotiateResponseCompression(
         opt.acceptCompression,
         header.get("grpc-accept-encoding"),
@@ -84,29 +105,38 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
       let frame: Uint8Array | undefined;
       try {
         if (timeout.error) throw timeout.error;
-        if (timeout.timeoutMs !== undefined && timeout.timeoutMs < minTimeoutMs) {
+        if (clientMs !== undefined && clientMs < minTimeoutMs) {
           // Node's timers count whole milliseconds: a shorter deadline would fire only after a
           // call that may already have done its work. It has passed before any work could start.
           throw new ConnectError(
-            `deadline of ${timeout.timeoutMs} ms is shorter than the server can keep (${minTimeoutMs} ms)`,
+            `deadline of ${clientMs} ms is shorter than the server can keep (${minTimeoutMs} ms)`,
             Code.DeadlineExceeded,
           );
         }
-        const input = parse(spec, unwrap(await readBody(stream, opt.readMaxBytes), spec));
+        call.startDeadline(clientMs);
+        const body = await readUnaryBody(
+          stream,
+          header.get("content-length") ?? undefined,
+          opt.readMaxBytes,
+          call,
+        );
+        let input: ReturnType<typeof parse>;
+        try {
+          input = parse(spec, unwrapUnary(body, spec.method.name));
+        } catch (e) {
+          call.refused(RefusalReason.malformed);
+          throw e;
+        }
         const output = await invokeUnaryImplementation(spec, context, input, opt.interceptors);
         const data = toBinary(spec.method.output, output);
         if (data.byteLength > opt.writeMaxBytes) {
-          throw new ConnectError(
-            `message size ${data.byteLength} is larger than configured writeMaxBytes ${opt.writeMaxBytes}`,
-            Code.ResourceExhausted,
-          );
+          call.refused(RefusalReason.responseTooLarge);
+          throw responseTooLarge(opt.writeMaxBytes, data.byteLength);
         }
         const env = await envelopeCompress({ flags: 0, data }, compression, opt.compressMinBytes);
         frame = encodeEnvelope(env.flags, env.data);
       } catch (e) {
         setTrailerStatus(context.responseTrailer, errorOf(e));
-      } finally {
-        clearTimeout(deadline);
       }
       call.finish();
       respond(stream, context, frame);
@@ -115,10 +145,17 @@ export function createUnaryGrpc(options: UnaryGrpcOptions) {
 }
 
 /** The call a unary request arrived on, as the fast path needs it. */
-export interface UnaryCall {
-  /** Aborted when the client cancels or goes away, or by `abort` (the deadline). */
+export interface UnaryCall extends BodyEvents {
+  /** Aborted when the client cancels or goes away, or when the call expires. */
   readonly signal: AbortSignal;
-  abort(reason: ConnectError): void;
+  /**
+   * Holds the call to the client's deadline (ms; undefined: none), or to the server's longest if
+   * that is sooner. When it passes, the signal is aborted and the call is answered
+   * DEADLINE_EXCEEDED at once; the handler's answer, if it comes later, is dropped.
+   */
+  startDeadline(clientMs: number | undefined): void;
+  /** Counts a refusal of the call. */
+  refused(reason: RefusalReason): void;
   /** The response is decided: a stream closed from now on is no cancellation. */
   finish(): void;
 }
@@ -157,10 +194,6 @@ function handlerContext(
   };
 }
 
-function deadlineExceeded(): ConnectError {
-  return new ConnectError("the operation timed out", Code.DeadlineExceeded);
-}
-
 /** Connect's response compression choice: the first of the caller's accepted encodings we have. */
 function negotiateResponseCompression(
   available: readonly Compression[],
@@ -174,99 +207,23 @@ function negotiateResponseCompression(
   return null;
 }
 
-/** What the call ends with, as Connect reports it. */
+/**
+ * What the call ends with. Errors of the handler went through the error edge (an interceptor);
+ * these are the ones around it (reading, parsing, encoding the response).
+ */
 function errorOf(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
   return new ConnectError("internal error", Code.Internal, undefined, undefined, e);
 }
 
-/**
- * The request message. Bytes that are no valid message are the caller's error: INVALID_ARGUMENT
- * (Connect says INTERNAL, which the adapter corrects on its own path).
- */
+/** The request message. Bytes that are no valid message are the caller's error: INVALID_ARGUMENT. */
 function parse(spec: UnaryImplSpec, bytes: Uint8Array) {
   try {
     return fromBinary(spec.method.input, bytes);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    throw new ConnectError(
-      `invalid request message: parse binary: ${message}`,
-      Code.InvalidArgument,
-    );
+    throw malformedRequest(`parse binary: ${message}`, e);
   }
-}
-
-/** The one uncompressed message of a unary request body. */
-function unwrap(body: Uint8Array, spec: UnaryImplSpec): Uint8Array {
-  if (body.byteLength < 5) {
-    throw new ConnectError(
-      body.byteLength === 0
-        ? `protocol error: missing input message for unary method`
-        : "protocol error: premature end of stream",
-      body.byteLength === 0 ? Code.Unimplemented : Code.InvalidArgument,
-    );
-  }
-  const flags = body[0] as number;
-  if ((flags & 0b01) !== 0) {
-    throw new ConnectError(
-      `protocol error: received compressed message for ${spec.method.name} without grpc-encoding`,
-      Code.Internal,
-    );
-  }
-  const length = new DataView(body.buffer, body.byteOffset + 1, 4).getUint32(0);
-  if (5 + length > body.byteLength) {
-    throw new ConnectError("protocol error: premature end of stream", Code.InvalidArgument);
-  }
-  if (5 + length < body.byteLength) {
-    throw new ConnectError(
-      "protocol error: received extra input message for unary method",
-      Code.Unimplemented,
-    );
-  }
-  return body.subarray(5, 5 + length);
-}
-
-/** The whole request body (a unary request is one small message). */
-function readBody(stream: http2.ServerHttp2Stream, maxBytes: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.byteLength;
-      if (size > maxBytes) {
-        done(
-          new ConnectError(
-            `message size is larger than configured readMaxBytes ${maxBytes}`,
-            Code.ResourceExhausted,
-          ),
-        );
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => done();
-    const onClose = () => {
-      if (!settled) done(new ConnectError("the client closed the call", Code.Canceled));
-    };
-    let settled = false;
-    const done = (e?: ConnectError) => {
-      if (settled) return;
-      settled = true;
-      if (e) {
-        stream.off("data", onData);
-        stream.off("end", onEnd);
-        stream.off("close", onClose);
-        reject(e);
-      } else {
-        // The body has ended: no data follows, and the close listener finds the call settled.
-        // Not removing them saves three listener searches per call.
-        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-      }
-    };
-    stream.on("data", onData);
-    stream.once("end", onEnd);
-    stream.once("close", onClose);
-  });
 }
 
 /** Headers, then the message (when the call succeeded), then the status in the trailers. */
@@ -275,12 +232,15 @@ function respond(
   context: HandlerContext,
   frame: Uint8Array | undefined,
 ): void {
-  if (stream.destroyed) return;
+  // Answered already: the call expired (see UnaryCall.startDeadline).
+  if (stream.destroyed || stream.headersSent) return;
   const head = toNodeHeaders(context.responseHeader);
   head[":status"] = 200;
   stream.respond(head, { waitForTrailers: true });
   stream.once("wantTrailers", () => {
-    if (!stream.destroyed) stream.sendTrailers(toNodeHeaders(context.responseTrailer));
+    if (stream.destroyed) return;
+    stream.sendTrailers(toNodeHeaders(context.responseTrailer));
+    closeUnread(stream);
   });
   if (frame) stream.end(frame);
   else stream.end();

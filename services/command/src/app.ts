@@ -1,7 +1,13 @@
 import type { Logger } from "@ctx/config";
 import { createEventStore, type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
 import { ContextCommandService } from "@ctx/proto";
-import { createHealthRegistry, ServingStatus, startOpsServer, startRpcServer } from "@ctx/rpc";
+import {
+  createHealthRegistry,
+  rpcLimitsOf,
+  ServingStatus,
+  startOpsServer,
+  startRpcServer,
+} from "@ctx/rpc";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
@@ -100,6 +106,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     health,
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
+    limits: rpcLimitsOf(config),
     reflection: [ContextCommandService],
   });
   const ops = await startOpsServer({

@@ -3,7 +3,13 @@ import { createEventStore, type EventStreamNames } from "@ctx/event-store";
 import { ContextQueryService } from "@ctx/proto";
 import { createNeo4jGraphReader } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyContextReader } from "@ctx/read-model-valkey";
-import { createHealthRegistry, ServingStatus, startOpsServer, startRpcServer } from "@ctx/rpc";
+import {
+  createHealthRegistry,
+  rpcLimitsOf,
+  ServingStatus,
+  startOpsServer,
+  startRpcServer,
+} from "@ctx/rpc";
 import {
   createSnapshotStore,
   createSnapshotter,
@@ -22,7 +28,6 @@ import { createGraphQueries } from "./graph/graph-queries.ts";
 import { createQueryMetrics, createWatchMetrics } from "./query-metrics.ts";
 import { classifyQueryError } from "./rpc/classify-error.ts";
 import { registerQueryService } from "./rpc/query-service.ts";
-import { streamErrorInterceptor } from "./rpc/stream-errors.ts";
 import { createWatchHub } from "./watch/watch-hub.ts";
 
 export interface QueryApp {
@@ -164,7 +169,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     health,
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
-    interceptors: [streamErrorInterceptor(classifyQueryError, logger)],
+    limits: rpcLimitsOf(config),
     reflection: [ContextQueryService],
   });
   const ops = await startOpsServer({
