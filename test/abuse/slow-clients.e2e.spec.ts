@@ -73,8 +73,9 @@ async function stalled(count: number, bytes: Buffer): Promise<() => number> {
           leftOpen.push(socket);
           socket.on("error", () => undefined);
           socket.once("error", reject);
-          // Never read: a frozen peer answers no SETTINGS and no PING.
-          socket.pause();
+          // What the server sends is read and dropped (a paused socket would not notice being
+          // closed); nothing is ever answered: no SETTINGS acknowledgement, no PING reply.
+          socket.resume();
           socket.on("close", () => {
             closed += 1;
           });
