@@ -1,5 +1,26 @@
-export type { BackoffSettings, DecodedBatch } from "./batch-applier.ts";
+export type { BackoffDelays, BackoffSettings, OutageRetry, OutageRetryOptions } from "./backoff.ts";
+export {
+  backoffDelays,
+  defaultBackoffSettings,
+  exponentialBackoff,
+  outageRetry,
+} from "./backoff.ts";
+export type { DecodedBatch } from "./batch-applier.ts";
 export { BatchApplier } from "./batch-applier.ts";
+export {
+  isParkedListingError,
+  isProjectorError,
+  isPullEndedError,
+  isStoreUnavailableError,
+  isStreamGapError,
+  isVersionConflictError,
+  ParkedListingError,
+  ProjectorError,
+  PullEndedError,
+  StoreUnavailableError,
+  StreamGapError,
+  VersionConflictError,
+} from "./errors.ts";
 export type { ParkedEvent, ParkingNames, ParkRequest } from "./parking.ts";
 export {
   defaultParkingNames,
@@ -13,12 +34,6 @@ export { createPartitionLeases, desiredOwner, leaseBucket } from "./partition-le
 // For sibling libs and the ctx CLI.
 export { consumerPrefix, partitionConsumers } from "./partition-worker.ts";
 export type { Projection, ProjectionBatch, StoryEvents, StoryPosition } from "./projection.ts";
-export {
-  isStoreUnavailableError,
-  isVersionConflictError,
-  StoreUnavailableError,
-  VersionConflictError,
-} from "./projection.ts";
 export type { PartitionStatus, Projector, ProjectorOptions } from "./projector.ts";
 export { createProjector, DEFAULT_BATCH_SIZE, leaseGroup } from "./projector.ts";
 export type { RebuildOptions, RebuildProgress, RebuildResult } from "./rebuild.ts";

@@ -22,7 +22,8 @@ import {
   type JsMsg,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { type BackoffSettings, BatchApplier } from "./batch-applier.ts";
+import type { BackoffSettings } from "./backoff.ts";
+import { BatchApplier } from "./batch-applier.ts";
 import type { ProjectorMetrics } from "./metrics.ts";
 import type { ParkingNames } from "./parking.ts";
 import type { Projection } from "./projection.ts";

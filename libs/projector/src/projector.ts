@@ -2,14 +2,15 @@ import type { Logger } from "@ctx/config";
 import { createEventStore, type EventStreamNames, partitionSubjects } from "@ctx/event-store";
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { bulkhead, handleType, retry } from "cockatiel";
+import { bulkhead } from "cockatiel";
 import type { Registry } from "prom-client";
-import { type BackoffSettings, exponentialBackoff } from "./batch-applier.ts";
+import { type BackoffSettings, outageRetry } from "./backoff.ts";
+import { isStoreUnavailableError } from "./errors.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames, provisionParking } from "./parking.ts";
 import { createPartitionLeases, type PartitionLeases } from "./partition-leases.ts";
 import { PartitionWorker } from "./partition-worker.ts";
-import { type Projection, StoreUnavailableError } from "./projection.ts";
+import type { Projection } from "./projection.ts";
 
 /**
  * The projection's set-up (constraints, indexes, scripts), retried with back-off for as long as
@@ -22,18 +23,12 @@ async function initProjection(
   logger: Logger,
   backoff: BackoffSettings = {},
 ): Promise<void> {
-  const retries = retry(handleType(StoreUnavailableError), {
-    maxAttempts: Number.POSITIVE_INFINITY,
-    backoff: exponentialBackoff(backoff),
-  });
-  retries.onRetry((event) => {
-    const err = "error" in event ? event.error : undefined;
-    logger.warn(
-      { err, delay: event.delay },
-      "read model unavailable at start; retrying its set-up",
-    );
-  });
-  await retries.execute(() => projection.init());
+  await outageRetry({
+    settings: backoff,
+    isOutage: isStoreUnavailableError,
+    onRetry: (delay, err) =>
+      logger.warn({ err, delay }, "read model unavailable at start; retrying its set-up"),
+  }).execute(() => projection.init());
 }
 
 /** The lease group of a projection of a stream: projectors of different streams never meet. */
