@@ -29,8 +29,19 @@ export {
   provisionParking,
   removeParked,
 } from "./parking.ts";
-export type { PartitionLeases, PartitionLeasesOptions } from "./partition-leases.ts";
-export { createPartitionLeases, desiredOwner, leaseBucket } from "./partition-leases.ts";
+export type {
+  LeaseHealth,
+  LeaseObserver,
+  LeaseTable,
+  PartitionLeases,
+  PartitionLeasesOptions,
+} from "./partition-leases.ts";
+export {
+  createPartitionLeases,
+  desiredOwner,
+  leaseBucket,
+  readLeaseTable,
+} from "./partition-leases.ts";
 // For sibling libs and the ctx CLI.
 export { consumerPrefix, partitionConsumers } from "./partition-worker.ts";
 export type { Projection, ProjectionBatch, StoryEvents, StoryPosition } from "./projection.ts";

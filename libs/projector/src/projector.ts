@@ -8,7 +8,11 @@ import { type BackoffSettings, outageRetry } from "./backoff.ts";
 import { isStoreUnavailableError } from "./errors.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames, provisionParking } from "./parking.ts";
-import { createPartitionLeases, type PartitionLeases } from "./partition-leases.ts";
+import {
+  createPartitionLeases,
+  type LeaseHealth,
+  type PartitionLeases,
+} from "./partition-leases.ts";
 import { PartitionWorker } from "./partition-worker.ts";
 import type { Projection } from "./projection.ts";
 
@@ -76,8 +80,13 @@ export interface Projector {
   stop(): Promise<void>;
   /** Partitions this replica holds now. */
   owned(): readonly number[];
-  /** Started and holding its leases' heartbeat. */
+  /**
+   * Started, its lease heartbeat going through, and holding every partition it should own (none
+   * has been without this replica's lease for longer than the failover window).
+   */
   ready(): boolean;
+  /** Its leases and its group's as it sees them (undefined before it started). */
+  leaseHealth(): LeaseHealth | undefined;
   status(): Promise<readonly PartitionStatus[]>;
 }
 
@@ -94,8 +103,13 @@ export interface Projector {
 export const DEFAULT_BATCH_SIZE = 4_000;
 
 export function createProjector(options: ProjectorOptions): Projector {
-  const metrics = createProjectorMetrics(options.registry);
   const label = { projection: options.projection.name };
+  let leases: PartitionLeases | undefined;
+  const metrics = createProjectorMetrics(options.registry, {
+    projection: options.projection.name,
+    unowned: () => leases?.health().unowned.length,
+    missing: () => leases?.health().missing.length,
+  });
   const logger = options.logger.child({
     projection: options.projection.name,
     replica: options.replicaId,
@@ -109,7 +123,6 @@ export function createProjector(options: ProjectorOptions): Projector {
   const writeSlots =
     concurrency === undefined ? undefined : bulkhead(concurrency, Number.MAX_SAFE_INTEGER);
   let jsm: JetStreamManager | undefined;
-  let leases: PartitionLeases | undefined;
   let lagTimer: NodeJS.Timeout | undefined;
   let started = false;
 
@@ -177,6 +190,10 @@ export function createProjector(options: ProjectorOptions): Projector {
           workers.delete(partition);
           await worker?.stop();
         },
+        observer: {
+          heartbeatFailed: () => metrics.heartbeatFailures.inc(label),
+          leaseLost: () => metrics.leasesLost.inc(label),
+        },
       });
       await leases.start();
       started = true;
@@ -197,7 +214,10 @@ export function createProjector(options: ProjectorOptions): Projector {
       return [...workers.keys()].sort((a, b) => a - b);
     },
     ready() {
-      return started;
+      return started && (leases?.health().healthy ?? false);
+    },
+    leaseHealth() {
+      return leases?.health();
     },
     async status() {
       const manager = jsm as JetStreamManager;
