@@ -7,6 +7,8 @@ export {
 } from "./backoff.ts";
 export type { DecodedBatch } from "./batch-applier.ts";
 export { BatchApplier } from "./batch-applier.ts";
+export type { BoundedPull, BoundedPullOptions, Delivery } from "./bounded-pull.ts";
+export { createBoundedPull } from "./bounded-pull.ts";
 export {
   isParkedListingError,
   isProjectorError,
@@ -46,6 +48,11 @@ export {
 export { consumerPrefix, partitionConsumers } from "./partition-worker.ts";
 export type { Projection, ProjectionBatch, StoryEvents, StoryPosition } from "./projection.ts";
 export type { PartitionStatus, Projector, ProjectorOptions } from "./projector.ts";
-export { createProjector, DEFAULT_BATCH_SIZE, leaseGroup } from "./projector.ts";
+export {
+  createProjector,
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_PULL_MAX_BYTES,
+  leaseGroup,
+} from "./projector.ts";
 export type { RebuildOptions, RebuildProgress, RebuildResult } from "./rebuild.ts";
 export { rebuildProjection, rebuildStory } from "./rebuild.ts";

@@ -58,6 +58,12 @@ export interface ProjectorOptions {
   readonly registry: Registry;
   /** Most events per read-model write (default DEFAULT_BATCH_SIZE). */
   readonly batchSize?: number;
+  /**
+   * Per partition, most bytes of events pulled and not taken into a batch yet (requested from the
+   * server, or delivered and queued); also the most bytes per batch (default
+   * DEFAULT_PULL_MAX_BYTES). Raised to the server's max_payload and some room if below it.
+   */
+  readonly pullMaxBytes?: number;
   /** Batches written at once, over all partitions (default: the projection's writeConcurrency). */
   readonly writeConcurrency?: number;
   readonly parking?: ParkingNames;
@@ -102,6 +108,18 @@ export interface Projector {
  */
 export const DEFAULT_BATCH_SIZE = 4_000;
 
+/**
+ * Bytes of events a partition may have pulled and not taken into a batch, by default. Over 16
+ * partitions that is at most 32 MiB requested from the server at once, half of what nats-server
+ * queues for one client before it cuts it as a slow consumer (64 MB by default); a replica holds at
+ * most twice that in memory (the batches in hand too). Small events (about 500 bytes with their
+ * subject and headers) reach the batch size first: 4,000 of them are about 2 MB.
+ */
+export const DEFAULT_PULL_MAX_BYTES = 2 * 1024 * 1024;
+
+/** Room beyond the server's max_payload for a message's subject and ack reply. */
+const DELIVERY_OVERHEAD_BYTES = 4 * 1024;
+
 export function createProjector(options: ProjectorOptions): Projector {
   const label = { projection: options.projection.name };
   let leases: PartitionLeases | undefined;
@@ -123,6 +141,13 @@ export function createProjector(options: ProjectorOptions): Projector {
   const writeSlots =
     concurrency === undefined ? undefined : bulkhead(concurrency, Number.MAX_SAFE_INTEGER);
   let jsm: JetStreamManager | undefined;
+  let held = 0;
+  const heldBytes = {
+    add(bytes: number) {
+      held += bytes;
+      metrics.bufferedBytes.set(label, held);
+    },
+  };
   let lagTimer: NodeJS.Timeout | undefined;
   let started = false;
 
@@ -159,6 +184,17 @@ export function createProjector(options: ProjectorOptions): Projector {
       await provisionParking(jsm, parking);
       await initProjection(options.projection, logger, options.backoff);
       const manager = jsm;
+      // A pull must ask for at least the largest message the server takes, or such a message
+      // would end every request unserved.
+      const minPullBytes = (options.nc.info?.max_payload ?? 1024 * 1024) + DELIVERY_OVERHEAD_BYTES;
+      const requested = options.pullMaxBytes ?? DEFAULT_PULL_MAX_BYTES;
+      const pullMaxBytes = Math.max(requested, minPullBytes);
+      if (pullMaxBytes > requested) {
+        logger.warn(
+          { requested, pullMaxBytes },
+          "pull bytes raised to the server's max_payload and some room",
+        );
+      }
       leases = createPartitionLeases(options.leaseConnection ?? options.nc, {
         group: leaseGroup(options.names.stream, options.projection.name),
         replicaId: options.replicaId,
@@ -170,6 +206,7 @@ export function createProjector(options: ProjectorOptions): Projector {
           const worker = new PartitionWorker({
             partition,
             projection: options.projection,
+            nc: options.nc,
             js,
             jsm: manager,
             names: options.names,
@@ -178,6 +215,9 @@ export function createProjector(options: ProjectorOptions): Projector {
             logger,
             metrics,
             batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+            pullMaxBytes,
+            minPullBytes,
+            held: heldBytes,
             ...(writeSlots ? { writeSlots } : {}),
             holds: () => leases?.holds(partition) ?? false,
             ...(options.backoff ? { backoff: options.backoff } : {}),
