@@ -1,5 +1,12 @@
 import { createLogger } from "@ctx/config";
-import { type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
+import { storyId } from "@ctx/domain";
+import { eventData } from "@ctx/domain/testing";
+import {
+  createEventStore,
+  type EventStreamSettings,
+  ExpectedVersion,
+  provisionEventStream,
+} from "@ctx/event-store";
 import { eventually, stack, uniqueName } from "@ctx/test-support";
 import {
   DiscardPolicy,
@@ -100,6 +107,19 @@ async function countHeartbeats(projection: string): Promise<{ count(): number; s
   const bucket = leaseBucket(leaseGroup(settings.stream, projection));
   let n = 0;
   const sub = nc.subscribe(`$KV.${bucket}.members.>`, {
+    callback: () => {
+      n += 1;
+    },
+  });
+  await nc.flush();
+  return { count: () => n, stop: () => sub.unsubscribe() };
+}
+
+/** Counts one replica's heartbeats: each refreshes its member key. */
+async function countHeartbeatsOf(projection: string, replicaId: string) {
+  const bucket = leaseBucket(leaseGroup(settings.stream, projection));
+  let n = 0;
+  const sub = nc.subscribe(`$KV.${bucket}.members.${replicaId}`, {
     callback: () => {
       n += 1;
     },
@@ -234,5 +254,61 @@ describe("partition leases", () => {
     expect(replica.owned()).toContain(3);
     expect(await metric(registry, "projector_partitions_missing")).toBe(0);
     expect(await metric(registry, "projector_partitions_unowned")).toBe(0);
+  });
+
+  it("keep renewing the other leases while a partition's release waits for its batch in hand", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    // A model that does not answer until released: every worker holds a batch in hand, and a
+    // worker asked to stop waits for it.
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const apply = projection.apply.bind(projection);
+    projection.apply = async (batch) => {
+      await gate;
+      return apply(batch);
+    };
+    const store = createEventStore(nc, { names: settings });
+    const ids = Array.from({ length: 40 }, () => storyId(uniqueName("slow")));
+    await Promise.all(
+      ids.map((id) =>
+        store.append(id, [{ data: eventData.contextCreated() }], ExpectedVersion.NoStory),
+      ),
+    );
+    const registry = new Registry();
+    const first = await startReplica(projection, "h1", registry);
+    await eventually(() => expect(first.owned()).toHaveLength(PARTITIONS));
+    const heartbeats = await countHeartbeatsOf(projection.name, "h1");
+    try {
+      // A second replica joins: the first must hand over its share, whose workers cannot stop
+      // before the model answers.
+      const second = await startReplica(projection, "h2");
+      await eventually(() => expect(first.owned().length).toBeLessThan(PARTITIONS));
+      const kept = first.owned();
+      expect(kept.length).toBeGreaterThan(0);
+      // Many lease TTLs later, the releases still pending, the first still holds what it kept.
+      const from = heartbeats.count();
+      await eventually(() => expect(heartbeats.count() - from).toBeGreaterThanOrEqual(60), {
+        timeout: 30_000,
+      });
+      const table = await readLeaseTable(jsm, leaseGroup(settings.stream, projection.name));
+      for (const p of kept) expect(table.leases.get(p)?.owner).toBe("h1");
+      expect(first.leaseHealth()?.missing).toEqual([]);
+      expect(first.ready()).toBe(true);
+      expect(await metric(registry, "projector_leases_lost_total")).toBe(0);
+      open();
+      await eventually(async () => {
+        expect([...first.owned(), ...second.owned()].sort((a, b) => a - b)).toEqual(
+          Array.from({ length: PARTITIONS }, (_, p) => p),
+        );
+        expect(first.ready() && second.ready()).toBe(true);
+        for (const id of ids)
+          expect((await projection.readContext(projection.active, id))?.version).toBe(1);
+      });
+    } finally {
+      open();
+      heartbeats.stop();
+    }
   });
 });

@@ -195,6 +195,21 @@ export function createPartitionLeases(
     }
   }
 
+  // Partitions being given back: their workers finish the batch in hand first, which can take
+  // seconds (a model under load, writes waiting their turn). The heartbeat must not wait for that:
+  // a tick that waited for a release renewed no other lease meanwhile, and when a release took
+  // longer than the TTL every other lease of the replica lapsed (the soak run saw a Neo4j replica
+  // lose most of its leases while handing partitions to replicas that joined).
+  const releasing = new Map<number, Promise<void>>();
+
+  function releaseSoon(bucket: KV, partition: number, reason: string): void {
+    if (releasing.has(partition)) return;
+    const done = release(bucket, partition, reason)
+      .catch((e: unknown) => options.logger.warn({ partition, err: e }, "release failed"))
+      .finally(() => releasing.delete(partition));
+    releasing.set(partition, done);
+  }
+
   async function tick(): Promise<void> {
     const bucket = kv as KV;
     const started = Date.now();
@@ -222,10 +237,12 @@ export function createPartitionLeases(
     lastHeartbeatAt = started;
 
     async function step(bucket: KV, should: boolean, p: number): Promise<void> {
-      if (stopped) return;
+      // A partition being given back is left alone until its worker stopped (then the lease key
+      // is deleted, or it expires): no renewal, and no new worker beside the stopping one.
+      if (stopped || releasing.has(p)) return;
       const lease = held.get(p);
       if (lease && !should) {
-        await release(bucket, p, "rebalance: another replica should own it");
+        releaseSoon(bucket, p, "rebalance: another replica should own it");
       } else if (lease) {
         try {
           const revision = await bucket.update(leaseKey(p), me, lease.revision);
@@ -233,7 +250,7 @@ export function createPartitionLeases(
         } catch (e) {
           options.logger.warn({ partition: p, err: e }, "lease lost");
           options.observer?.leaseLost?.(p);
-          await release(bucket, p, "lease lost");
+          releaseSoon(bucket, p, "lease lost");
         }
       } else if (should) {
         try {
@@ -278,6 +295,7 @@ export function createPartitionLeases(
       stopped = true;
       if (timer) clearTimeout(timer);
       await ticking;
+      await Promise.all(releasing.values());
       const bucket = kv;
       if (!bucket) return;
       for (const p of [...held.keys()]) await release(bucket, p, "stopping");

@@ -223,11 +223,13 @@ export function createProjector(options: ProjectorOptions): Projector {
             ...(options.backoff ? { backoff: options.backoff } : {}),
           });
           workers.set(partition, worker);
+          metrics.partitionsOwned.set(label, workers.size);
           worker.start();
         },
         onReleased: async (partition) => {
           const worker = workers.get(partition);
           workers.delete(partition);
+          metrics.partitionsOwned.set(label, workers.size);
           await worker?.stop();
         },
         observer: {
