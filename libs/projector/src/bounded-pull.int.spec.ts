@@ -145,6 +145,11 @@ describe("bounded pull", () => {
       },
     });
     try {
+      // Once its request waits at the server (deleted before, the request would go unanswered
+      // until the watchdog gives it up and the next finds no consumer: a 503).
+      await eventually(async () =>
+        expect((await jsm.consumers.info(stream, consumer)).num_waiting).toBe(1),
+      );
       await jsm.consumers.delete(stream, consumer);
       await eventually(() => expect(pull.ended).toBeDefined());
       expect(isPullEndedError(ended)).toBe(true);

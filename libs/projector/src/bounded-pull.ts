@@ -3,6 +3,7 @@ import {
   type Msg,
   type NatsConnection,
   nanos,
+  type Status,
   type Subscription,
 } from "@nats-io/transport-node";
 import { PullEndedError } from "./errors.ts";
@@ -119,6 +120,9 @@ class JetStreamBoundedPull implements BoundedPull {
   #retryAt = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   readonly #watchdog: NodeJS.Timeout;
+  // nats.js's status iterator has stop() (it is a listener of the connection until stopped), but
+  // its type does not say so.
+  readonly #status: AsyncIterable<Status> & { stop?: () => void };
   #ended: PullEndedError | undefined;
   #closed = false;
 
@@ -139,6 +143,19 @@ class JetStreamBoundedPull implements BoundedPull {
     // A request the server lost (a restart, a leader change, a connection cut) never ends by
     // itself: after two missed heartbeats it is given up and the next one goes out.
     this.#watchdog = setInterval(() => this.#checkAlive(), this.#heartbeatMs);
+    // After a reconnect the request in flight is likely gone with the old connection: ask again at
+    // once (as nats.js's consume() does). If it was not, its deliveries still come to the same
+    // inbox, in order; they are never dropped (acknowledgements are cumulative).
+    const status: AsyncIterable<Status> & { stop?: () => void } = options.nc.status();
+    this.#status = status;
+    void (async () => {
+      for await (const s of status) {
+        if (s.type === "reconnect" && this.#request) {
+          this.#request = undefined;
+          this.#pull();
+        }
+      }
+    })().catch(() => undefined);
     this.#pull();
   }
 
@@ -174,6 +191,7 @@ class JetStreamBoundedPull implements BoundedPull {
     this.#closed = true;
     clearInterval(this.#watchdog);
     clearTimeout(this.#retryTimer);
+    this.#status.stop?.();
     this.#sub.unsubscribe();
     const rest = this.#queue.slice(this.#head);
     this.#queue.length = 0;
@@ -236,7 +254,7 @@ class JetStreamBoundedPull implements BoundedPull {
   #receive(msg: Msg): void {
     if (this.#closed) return;
     if (msg.subject.startsWith(`${this.#inbox}.`)) {
-      this.#status(msg);
+      this.#onStatus(msg);
       return;
     }
     const reply = msg.reply ?? "";
@@ -254,7 +272,7 @@ class JetStreamBoundedPull implements BoundedPull {
   }
 
   /** A status from the server about one of this pull's requests (JetStream ADR-13). */
-  #status(msg: Msg): void {
+  #onStatus(msg: Msg): void {
     const code = msg.headers?.code ?? 0;
     const description = (msg.headers?.description ?? "").toLowerCase();
     if (
