@@ -35,13 +35,13 @@ export const projectorConfigSchema = eventStreamSchema
     PROJECTOR_WRITE_CONCURRENCY: z.coerce.number().int().positive().optional(),
     /** A replica that stops renewing its leases loses its partitions after this long. */
     PROJECTOR_LEASE_TTL_MS: env.int(5_000),
-    /** How often a replica renews its leases and looks at its group's (less than half the TTL). */
+    /** How often a replica renews its leases and looks at its group's (at most half the TTL). */
     PROJECTOR_LEASE_HEARTBEAT_MS: env.int(1_000),
   })
   // A heartbeat that is not well inside the TTL lets leases lapse between two renewals.
-  .refine((c) => 2 * c.PROJECTOR_LEASE_HEARTBEAT_MS < c.PROJECTOR_LEASE_TTL_MS, {
+  .refine((c) => 2 * c.PROJECTOR_LEASE_HEARTBEAT_MS <= c.PROJECTOR_LEASE_TTL_MS, {
     path: ["PROJECTOR_LEASE_HEARTBEAT_MS"],
-    message: "must be less than half of PROJECTOR_LEASE_TTL_MS",
+    message: "must be at most half of PROJECTOR_LEASE_TTL_MS",
   });
 
 export type ProjectorConfig = z.infer<typeof projectorConfigSchema>;
