@@ -220,6 +220,26 @@ describe("partition leases", () => {
     }
   });
 
+  it("turn on direct gets on a lease bucket made without them, and lease every partition", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const bucket = leaseBucket(leaseGroup(settings.stream, projection.name));
+    await jsm.streams.add({
+      name: `KV_${bucket}`,
+      subjects: [`$KV.${bucket}.>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_msgs_per_subject: 1,
+      max_age: nanos(TTL_MS),
+      discard: DiscardPolicy.New,
+      allow_rollup_hdrs: true,
+      allow_direct: false,
+    });
+    const replica = await startReplica(projection, "d1");
+    expect((await jsm.streams.info(`KV_${bucket}`)).config.allow_direct).toBe(true);
+    await eventually(() => expect(replica.owned()).toHaveLength(PARTITIONS));
+    await eventually(() => expect(replica.ready()).toBe(true));
+  });
+
   it("say not ready when a partition the replica should own stays unowned past the failover window", async () => {
     const projection = new MemoryProjection(uniqueName("m"));
     // A holder that is no replica of the group (a zombie process, a hand-made key) keeps renewing

@@ -286,6 +286,12 @@ export function createPartitionLeases(
     async start() {
       jsm = await jetstreamManager(nc);
       kv = await new Kvm(nc).create(leaseBucket(group), { ttl: ttlMs, history: 1 });
+      // The table is read by direct get: a bucket made without it (by hand, an old client) gets it.
+      const stream = `KV_${leaseBucket(group)}`;
+      const info = await jsm.streams.info(stream);
+      if (!info.config.allow_direct) {
+        await jsm.streams.update(stream, { ...info.config, allow_direct: true });
+      }
       stopped = false;
       ticking = tick().catch(heartbeatFailed);
       await ticking;
