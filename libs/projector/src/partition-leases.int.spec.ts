@@ -220,6 +220,26 @@ describe("partition leases", () => {
     }
   });
 
+  it("report the lag only of the partitions a replica holds, not frozen values of those it gave back", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const registry = new Registry();
+    const lagSeries = async () =>
+      ((await registry.getSingleMetric("projector_lag_events")?.get())?.values ?? []).map((v) =>
+        Number(v.labels.partition),
+      );
+    const first = await startReplica(projection, "g1", registry);
+    // The lag is polled every 5 s: wait until every partition has its series.
+    await eventually(async () => expect((await lagSeries()).length).toBe(PARTITIONS), {
+      timeout: 15_000,
+    });
+    await startReplica(projection, "g2");
+    await eventually(async () => {
+      const owned = first.owned();
+      expect(owned.length).toBeLessThan(PARTITIONS);
+      expect((await lagSeries()).sort((a, b) => a - b)).toEqual(owned);
+    });
+  });
+
   it("turn on direct gets on a lease bucket made without them, and lease every partition", async () => {
     const projection = new MemoryProjection(uniqueName("m"));
     const bucket = leaseBucket(leaseGroup(settings.stream, projection.name));

@@ -158,7 +158,8 @@ export function createProjector(options: ProjectorOptions): Projector {
       const info = await manager.consumers
         .info(options.names.stream, worker.consumer)
         .catch(() => undefined);
-      if (!info) continue;
+      // Given back meanwhile: its series is gone, and must not come back frozen.
+      if (!info || workers.get(partition) !== worker) continue;
       const labels = { ...label, partition: String(partition) };
       const pending = info.num_pending + info.num_ack_pending;
       metrics.lagEvents.set(labels, pending);
@@ -172,6 +173,7 @@ export function createProjector(options: ProjectorOptions): Projector {
           .catch(() => null);
         if (oldest) age = Math.max(0, (Date.now() - oldest.time.getTime()) / 1000);
       }
+      if (workers.get(partition) !== worker) continue;
       metrics.lagSeconds.set(labels, age);
     }
     metrics.partitionsOwned.set(label, workers.size);
@@ -230,6 +232,10 @@ export function createProjector(options: ProjectorOptions): Projector {
           const worker = workers.get(partition);
           workers.delete(partition);
           metrics.partitionsOwned.set(label, workers.size);
+          // Its lag is its new owner's to report now: a value left here would stay frozen.
+          const labels = { ...label, partition: String(partition) };
+          metrics.lagEvents.remove(labels);
+          metrics.lagSeconds.remove(labels);
           await worker?.stop();
         },
         observer: {
