@@ -77,7 +77,7 @@ test-e2e: deps ## End-to-end tests only (starts its own servers)
 
 # --- running the system -------------------------------------------------------------------------------
 
-.PHONY: up down reset status bench
+.PHONY: up down reset status bench soak
 up: deps ## Starts NATS, Valkey, Neo4j and the services on 127.0.0.1 (detached), runs the demo, prints where things listen
 	@if [ "$${LOCAL_SERVERS:-1}" != 0 ]; then deploy/local/stack.sh up; fi
 	@deploy/local/services.sh start
@@ -106,3 +106,6 @@ BENCHES := bench/write-side.ts bench/query-side.ts bench/upcasting.ts bench/proj
 
 bench: deps ## Benchmarks, one script after another (see docs/BENCHMARKS.md)
 	@for b in $(BENCHES); do echo "== $$b"; node "$$b"; done
+
+soak: deps ## The soak run: 4 replicas per projector model under load for 10 min (SOAK_MINUTES), consumers, leases and RSS over time
+	@node bench/soak.ts

@@ -162,6 +162,11 @@ export function isSetAsideRefusedError(e: unknown): e is SetAsideRefusedError {
  */
 export function isNatsOutage(e: unknown): boolean {
   return (
+    // A direct get nobody answers (the stream is missing, or has no leader right now); nats.js
+    // does not export the class, hence the name.
+    (e instanceof Error &&
+      e.name === "JetStreamStatusError" &&
+      (e as { code?: unknown }).code === 503) ||
     e instanceof natsErrors.TimeoutError ||
     e instanceof natsErrors.ClosedConnectionError ||
     e instanceof natsErrors.NoRespondersError ||

@@ -10,45 +10,14 @@ import {
 } from "@ctx/event-store";
 import { ContextEventSchema } from "@ctx/proto";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import {
-  BrokenCircuitError,
-  ConsecutiveBreaker,
-  circuitBreaker,
-  ExponentialBackoff,
-  handleType,
-  retry,
-  wrap,
-} from "cockatiel";
+import { type BackoffSettings, type OutageRetry, outageRetry } from "./backoff.ts";
+import { isStoreUnavailableError, isVersionConflictError } from "./errors.ts";
 import type { ProjectorMetrics } from "./metrics.ts";
 import { type ParkingNames, park } from "./parking.ts";
-import {
-  isVersionConflictError,
-  type Projection,
-  StoreUnavailableError,
-  type StoryEvents,
-  type StoryPosition,
-} from "./projection.ts";
+import type { Projection, StoryEvents, StoryPosition } from "./projection.ts";
 
 /** Beyond this many remembered story versions, an applier starts remembering afresh. */
 const MAX_KNOWN_STORIES = 200_000;
-
-/** Back-off on read-model outages. */
-export interface BackoffSettings {
-  /** First retry delay (default 100 ms); doubles, with jitter, up to maxDelayMs. */
-  readonly initialDelayMs?: number;
-  /** Longest wait between two retries (default 10 s). */
-  readonly maxDelayMs?: number;
-  /** How long the circuit stays open after 5 failures in a row (default 5 s). */
-  readonly halfOpenAfterMs?: number;
-}
-
-/** The back-off between retries of read-model calls: exponential with jitter, as configured. */
-export function exponentialBackoff(settings: BackoffSettings): ExponentialBackoff<unknown> {
-  return new ExponentialBackoff({
-    initialDelay: settings.initialDelayMs ?? 100,
-    maxDelay: settings.maxDelayMs ?? 10_000,
-  });
-}
 
 export interface BatchApplierOptions {
   readonly projection: Projection;
@@ -76,7 +45,7 @@ export class BatchApplier {
   readonly #o: BatchApplierOptions;
   readonly #log: Logger;
   readonly #label: { projection: string };
-  readonly #resilient;
+  readonly #resilient: OutageRetry;
   // The version each story has in the model since this applier last wrote it whole, so a batch
   // asks the model only for the stories it does not know: a partition has one writer at a time.
   // Never trusted blindly: the model checks every write's expected version, and a conflict makes
@@ -90,20 +59,14 @@ export class BatchApplier {
     this.#label = { projection: options.projection.name };
     // Outages of the read model: retry forever with exponential back-off and jitter; after five
     // failures in a row the circuit opens and calls wait without touching the store for a while.
-    const backoff = options.backoff ?? {};
-    const breaker = circuitBreaker(handleType(StoreUnavailableError), {
-      halfOpenAfter: backoff.halfOpenAfterMs ?? 5_000,
-      breaker: new ConsecutiveBreaker(5),
+    this.#resilient = outageRetry({
+      ...(options.backoff ? { settings: options.backoff } : {}),
+      isOutage: isStoreUnavailableError,
+      onRetry: (delay, err) => {
+        this.#o.metrics.storeErrors.inc(this.#label);
+        this.#log.warn({ delay, err }, "read model unavailable; retrying");
+      },
     });
-    const retries = retry(handleType(StoreUnavailableError).orType(BrokenCircuitError), {
-      maxAttempts: Number.POSITIVE_INFINITY,
-      backoff: exponentialBackoff(backoff),
-    });
-    retries.onRetry(({ delay }) => {
-      this.#o.metrics.storeErrors.inc(this.#label);
-      this.#log.warn({ delay }, "read model unavailable; retrying");
-    });
-    this.#resilient = wrap(retries, breaker);
   }
 
   /** Runs a read-model call with back-off on outages. */

@@ -11,9 +11,24 @@ export interface ProjectorMetrics {
   readonly lagEvents: Gauge<"projection" | "partition">;
   readonly lagSeconds: Gauge<"projection" | "partition">;
   readonly partitionsOwned: Gauge<"projection">;
+  readonly partitionsUnowned: Gauge<"projection">;
+  readonly partitionsMissing: Gauge<"projection">;
+  readonly heartbeatFailures: Counter<"projection">;
+  readonly leasesLost: Counter<"projection">;
+  readonly bufferedBytes: Gauge<"projection">;
 }
 
-export function createProjectorMetrics(registry: Registry): ProjectorMetrics {
+/** What the lease gauges are read from when scraped (the leases of the replica, once started). */
+export interface LeaseGaugeSource {
+  readonly projection: string;
+  unowned(): number | undefined;
+  missing(): number | undefined;
+}
+
+export function createProjectorMetrics(
+  registry: Registry,
+  leases?: LeaseGaugeSource,
+): ProjectorMetrics {
   const registers = [registry];
   return {
     applied: new Counter({
@@ -69,6 +84,44 @@ export function createProjectorMetrics(registry: Registry): ProjectorMetrics {
     partitionsOwned: new Gauge({
       name: "projector_partitions_owned",
       help: "Partitions this replica holds the lease of",
+      labelNames: ["projection"],
+      registers,
+    }),
+    partitionsUnowned: new Gauge({
+      name: "projector_partitions_unowned",
+      help: "Partitions of the projection no live replica has held for longer than the failover window (lease TTL + 2 heartbeats), as this replica saw at its last heartbeat",
+      labelNames: ["projection"],
+      registers,
+      collect() {
+        const n = leases?.unowned();
+        if (leases && n !== undefined) this.set({ projection: leases.projection }, n);
+      },
+    }),
+    partitionsMissing: new Gauge({
+      name: "projector_partitions_missing",
+      help: "Partitions this replica should own but has not held for longer than the failover window (it is not ready meanwhile)",
+      labelNames: ["projection"],
+      registers,
+      collect() {
+        const n = leases?.missing();
+        if (leases && n !== undefined) this.set({ projection: leases.projection }, n);
+      },
+    }),
+    heartbeatFailures: new Counter({
+      name: "projector_lease_heartbeat_failures_total",
+      help: "Lease heartbeats that failed (members, lease table or renewals not reached)",
+      labelNames: ["projection"],
+      registers,
+    }),
+    leasesLost: new Counter({
+      name: "projector_leases_lost_total",
+      help: "Partition leases this replica failed to renew (its partition went to another replica or lapsed)",
+      labelNames: ["projection"],
+      registers,
+    }),
+    bufferedBytes: new Gauge({
+      name: "projector_buffered_bytes",
+      help: "Bytes of events this replica pulled and has not acknowledged yet (queued and being written), over all its partitions",
       labelNames: ["projection"],
       registers,
     }),

@@ -7,6 +7,7 @@ import {
   type StoredMsg,
 } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
+import { ParkedListingError } from "./errors.ts";
 
 /** Where events a projection could not apply are kept, with why, until replayed or discarded. */
 export interface ParkingNames {
@@ -152,7 +153,9 @@ export async function listParked(
     // The server's numbering, not the batch's length, says whether the list goes on.
     const extent = batchExtent(batch, LIST_BATCH);
     if (extent.usable < batch.length && ++cuts > MAX_CUT_BATCHES) {
-      throw new Error(`listing parked events: ${cuts} batches in a row lost messages on the way`);
+      throw new ParkedListingError(
+        `listing parked events: ${cuts} batches in a row lost messages on the way`,
+      );
     }
     for (let i = 0; i < extent.usable; i++) {
       const m = batch[i] as StoredMsg;

@@ -11,18 +11,17 @@ import {
 } from "@ctx/event-store";
 import {
   AckPolicy,
-  type Consumer,
   type ConsumerInfo,
-  type ConsumerMessages,
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
-  type JsMsg,
 } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/transport-node";
-import { type BackoffSettings, BatchApplier } from "./batch-applier.ts";
+import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import type { BackoffSettings } from "./backoff.ts";
+import { BatchApplier } from "./batch-applier.ts";
+import { type BoundedPull, createBoundedPull, type Delivery } from "./bounded-pull.ts";
 import type { ProjectorMetrics } from "./metrics.ts";
 import type { ParkingNames } from "./parking.ts";
 import type { Projection } from "./projection.ts";
@@ -30,6 +29,8 @@ import type { Projection } from "./projection.ts";
 export interface PartitionWorkerOptions {
   readonly partition: number;
   readonly projection: Projection;
+  /** The connection the events are pulled on. */
+  readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly names: EventStreamNames;
@@ -38,6 +39,15 @@ export interface PartitionWorkerOptions {
   readonly logger: Logger;
   readonly metrics: ProjectorMetrics;
   readonly batchSize: number;
+  /**
+   * Most bytes of events the partition has pulled and not taken into a batch (requested from the
+   * server and not delivered yet, plus delivered and queued), and most bytes per batch.
+   */
+  readonly pullMaxBytes: number;
+  /** The fewest bytes a pull asks for: the largest message the server takes, and some room. */
+  readonly minPullBytes: number;
+  /** Keeps count of the bytes this replica holds (pulled and not acknowledged). */
+  readonly held?: { add(bytes: number): void };
   /** Limits the batches written at once, over all partitions (absent: no limit). */
   readonly writeSlots?: { execute<T>(fn: () => Promise<T>): Promise<T> };
   /** False once this replica's lease of the partition is no longer valid: stop writing. */
@@ -96,10 +106,8 @@ export class PartitionWorker {
   readonly #label: { projection: string };
   #stopped = false;
   #loop: Promise<void> | undefined;
-  #messages: ConsumerMessages | undefined;
-  readonly #queue: JsMsg[] = [];
+  #pull: BoundedPull | undefined;
   #wake: (() => void) | undefined;
-  #room: (() => void) | undefined;
   #generation = 0;
   #generationCheckedAt = 0;
   #checkpoint = 0;
@@ -131,10 +139,8 @@ export class PartitionWorker {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#wake?.();
-    this.#room?.();
-    await this.#messages?.close().catch(() => undefined);
     await this.#loop;
-    for (const m of this.#queue.splice(0)) m.nak();
+    this.#closePull();
   }
 
   async #run(): Promise<void> {
@@ -146,7 +152,7 @@ export class PartitionWorker {
       } catch (e) {
         if (this.#stopped) return;
         this.#log.warn({ err: e }, "partition worker error; restarting its consumer");
-        await this.#closeMessages();
+        this.#closePull();
         await sleep(1_000);
       }
     }
@@ -210,52 +216,49 @@ export class PartitionWorker {
       { generation: this.#generation, from: this.#checkpoint + 1 },
       "consumer positioned",
     );
-    const consumer: Consumer = await this.#o.js.consumers.get(names.stream, name);
-    // Bounded buffering: the batch in hand, at most one batch queued behind it, and pulls of at
-    // most a batch in flight. What the server sends waits in this process's socket, in front of
-    // every other reply on the connection; 16 partitions pulling freely from a backlog overflowed
-    // the server's 64 MB per-client buffer, and the server cut the connection (slow consumer).
-    // Pulls of a whole batch matter as much: with pulls of 1,000, the queue held about 1,800
-    // events when a worker came for it, and a write of fewer events per story costs more per event.
-    this.#messages = await consumer.consume({ max_messages: this.#o.batchSize });
-    const messages = this.#messages;
-    void (async () => {
-      try {
-        for await (const m of messages) {
-          this.#queue.push(m);
-          this.#wake?.();
-          // A full batch is waiting: take no more deliveries (so pull no more) until it is taken.
-          while (
-            this.#queue.length >= this.#o.batchSize &&
-            this.#messages === messages &&
-            !this.#stopped
-          ) {
-            await new Promise<void>((resolve) => {
-              this.#room = resolve;
-            });
-            this.#room = undefined;
-          }
-        }
-      } finally {
-        // The server ended the subscription (e.g. the consumer was recreated): reopen it.
-        if (this.#messages === messages) this.#messages = undefined;
+    // Bounded buffering, by messages and by bytes: what is requested from the server and not
+    // delivered yet, plus what is delivered and not taken into a batch, stays within two batches
+    // and `pullMaxBytes`; the batch in hand is taken from that. What the server sends waits in
+    // this process's socket, in front of every other reply on the connection: 16 partitions
+    // pulling freely from a backlog overflowed the server's 64 MB per-client buffer, and the server
+    // cut the connection (slow consumer); a backlog of large events did it with 218 MB. Pulls of a
+    // whole batch matter as much: with pulls of 1,000, the queue held about 1,800 events when a
+    // worker came for it, and a write of fewer events per story costs more per event.
+    const { batchSize, pullMaxBytes, minPullBytes } = this.#o;
+    this.#pull = createBoundedPull({
+      nc: this.#o.nc,
+      stream: names.stream,
+      consumer: name,
+      ...(this.#o.js.apiPrefix ? { apiPrefix: this.#o.js.apiPrefix } : {}),
+      maxMessages: 2 * batchSize,
+      maxBytes: pullMaxBytes,
+      pullMessages: batchSize,
+      minPullBytes,
+      onDelivery: (d) => {
+        this.#o.held?.add(d.size);
         this.#wake?.();
-      }
-    })().catch((e: unknown) => this.#log.warn({ err: e }, "consume loop ended"));
+      },
+      onEnd: () => this.#wake?.(),
+    });
   }
 
-  async #closeMessages(): Promise<void> {
-    const messages = this.#messages;
-    this.#messages = undefined;
-    this.#room?.();
-    await messages?.close().catch(() => undefined);
-    for (const m of this.#queue.splice(0)) m.nak();
+  /** Stops pulling and hands back what is queued (a new consumer delivers it again). */
+  #closePull(): void {
+    const pull = this.#pull;
+    this.#pull = undefined;
+    if (!pull) return;
+    let bytes = 0;
+    for (const d of pull.close()) {
+      bytes += d.size;
+      d.nak();
+    }
+    this.#o.held?.add(-bytes);
   }
 
   async #consume(): Promise<void> {
     const { projection, generationCheckMs = 2_000 } = this.#o;
     while (!this.#stopped) {
-      if (this.#queue.length === 0) {
+      if ((this.#pull?.queuedMessages ?? 0) === 0 && !this.#pull?.ended) {
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
           setTimeout(resolve, 500);
@@ -268,12 +271,15 @@ export class PartitionWorker {
         this.#generationCheckedAt = Date.now();
         if (active !== this.#generation) {
           this.#log.info({ from: this.#generation, to: active }, "active generation changed");
-          await this.#closeMessages();
+          this.#closePull();
           return; // #run reopens on the new generation
         }
       }
-      if (this.#messages === undefined) return;
-      if (this.#queue.length === 0) {
+      const pull = this.#pull;
+      if (pull === undefined) return;
+      // The consumer is gone (a rebuild, another owner) or refuses pulls: #run opens a new one.
+      if (pull.ended) throw pull.ended;
+      if (pull.queuedMessages === 0) {
         await this.#advanceIdleCheckpoint();
         continue;
       }
@@ -285,9 +291,7 @@ export class PartitionWorker {
         await sleep(100);
         continue;
       }
-      const batch = this.#queue.splice(0, this.#o.batchSize);
-      this.#room?.();
-      await this.#project(batch);
+      await this.#project(pull.take(this.#o.batchSize, this.#o.pullMaxBytes));
     }
   }
 
@@ -318,9 +322,10 @@ export class PartitionWorker {
     return this.#ackFloorValue;
   }
 
-  async #project(batch: JsMsg[]): Promise<void> {
+  async #project(batch: Delivery[]): Promise<void> {
     const started = performance.now();
     const { names, metrics, partition } = this.#o;
+    const bytes = batch.reduce((n, d) => n + d.size, 0);
     // Keep the messages ours while a long outage, or other partitions' writes, make us wait.
     const keepAlive = setInterval(() => {
       for (const m of batch) m.working();
@@ -371,6 +376,8 @@ export class PartitionWorker {
       metrics.batchSeconds.observe(this.#label, (performance.now() - started) / 1000);
     } finally {
       clearInterval(keepAlive);
+      // Acknowledged, or left to be delivered again on a new consumer: no longer held here.
+      this.#o.held?.add(-bytes);
     }
   }
 }

@@ -84,26 +84,3 @@ export interface Projection {
   generations(): Promise<readonly number[]>;
   close(): Promise<void>;
 }
-
-/** The read model's store cannot be reached; retry later, nothing was written. */
-export class StoreUnavailableError extends Error {
-  override name = "StoreUnavailableError";
-}
-
-/** The model's version of a story is not what the write expected: someone else wrote it. */
-export class VersionConflictError extends Error {
-  override name = "VersionConflictError";
-  readonly storyId: StoryId;
-
-  constructor(storyId: StoryId, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.storyId = storyId;
-  }
-}
-
-export function isStoreUnavailableError(e: unknown): e is StoreUnavailableError {
-  return e instanceof StoreUnavailableError;
-}
-export function isVersionConflictError(e: unknown): e is VersionConflictError {
-  return e instanceof VersionConflictError;
-}

@@ -2,14 +2,19 @@ import type { Logger } from "@ctx/config";
 import { createEventStore, type EventStreamNames, partitionSubjects } from "@ctx/event-store";
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { bulkhead, handleType, retry } from "cockatiel";
+import { bulkhead } from "cockatiel";
 import type { Registry } from "prom-client";
-import { type BackoffSettings, exponentialBackoff } from "./batch-applier.ts";
+import { type BackoffSettings, outageRetry } from "./backoff.ts";
+import { isStoreUnavailableError } from "./errors.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames, provisionParking } from "./parking.ts";
-import { createPartitionLeases, type PartitionLeases } from "./partition-leases.ts";
+import {
+  createPartitionLeases,
+  type LeaseHealth,
+  type PartitionLeases,
+} from "./partition-leases.ts";
 import { PartitionWorker } from "./partition-worker.ts";
-import { type Projection, StoreUnavailableError } from "./projection.ts";
+import type { Projection } from "./projection.ts";
 
 /**
  * The projection's set-up (constraints, indexes, scripts), retried with back-off for as long as
@@ -22,18 +27,12 @@ async function initProjection(
   logger: Logger,
   backoff: BackoffSettings = {},
 ): Promise<void> {
-  const retries = retry(handleType(StoreUnavailableError), {
-    maxAttempts: Number.POSITIVE_INFINITY,
-    backoff: exponentialBackoff(backoff),
-  });
-  retries.onRetry((event) => {
-    const err = "error" in event ? event.error : undefined;
-    logger.warn(
-      { err, delay: event.delay },
-      "read model unavailable at start; retrying its set-up",
-    );
-  });
-  await retries.execute(() => projection.init());
+  await outageRetry({
+    settings: backoff,
+    isOutage: isStoreUnavailableError,
+    onRetry: (delay, err) =>
+      logger.warn({ err, delay }, "read model unavailable at start; retrying its set-up"),
+  }).execute(() => projection.init());
 }
 
 /** The lease group of a projection of a stream: projectors of different streams never meet. */
@@ -59,6 +58,12 @@ export interface ProjectorOptions {
   readonly registry: Registry;
   /** Most events per read-model write (default DEFAULT_BATCH_SIZE). */
   readonly batchSize?: number;
+  /**
+   * Per partition, most bytes of events pulled and not taken into a batch yet (requested from the
+   * server, or delivered and queued); also the most bytes per batch (default
+   * DEFAULT_PULL_MAX_BYTES). Raised to the server's max_payload and some room if below it.
+   */
+  readonly pullMaxBytes?: number;
   /** Batches written at once, over all partitions (default: the projection's writeConcurrency). */
   readonly writeConcurrency?: number;
   readonly parking?: ParkingNames;
@@ -81,8 +86,13 @@ export interface Projector {
   stop(): Promise<void>;
   /** Partitions this replica holds now. */
   owned(): readonly number[];
-  /** Started and holding its leases' heartbeat. */
+  /**
+   * Started, its lease heartbeat going through, and holding every partition it should own (none
+   * has been without this replica's lease for longer than the failover window).
+   */
   ready(): boolean;
+  /** Its leases and its group's as it sees them (undefined before it started). */
+  leaseHealth(): LeaseHealth | undefined;
   status(): Promise<readonly PartitionStatus[]>;
 }
 
@@ -98,9 +108,26 @@ export interface Projector {
  */
 export const DEFAULT_BATCH_SIZE = 4_000;
 
+/**
+ * Bytes of events a partition may have pulled and not taken into a batch, by default. Over 16
+ * partitions that is at most 32 MiB requested from the server at once, half of what nats-server
+ * queues for one client before it cuts it as a slow consumer (64 MB by default); a replica holds at
+ * most twice that in memory (the batches in hand too). Small events (about 500 bytes with their
+ * subject and headers) reach the batch size first: 4,000 of them are about 2 MB.
+ */
+export const DEFAULT_PULL_MAX_BYTES = 2 * 1024 * 1024;
+
+/** Room beyond the server's max_payload for a message's subject and ack reply. */
+const DELIVERY_OVERHEAD_BYTES = 4 * 1024;
+
 export function createProjector(options: ProjectorOptions): Projector {
-  const metrics = createProjectorMetrics(options.registry);
   const label = { projection: options.projection.name };
+  let leases: PartitionLeases | undefined;
+  const metrics = createProjectorMetrics(options.registry, {
+    projection: options.projection.name,
+    unowned: () => leases?.health().unowned.length,
+    missing: () => leases?.health().missing.length,
+  });
   const logger = options.logger.child({
     projection: options.projection.name,
     replica: options.replicaId,
@@ -118,7 +145,13 @@ export function createProjector(options: ProjectorOptions): Projector {
   const writeSlots =
     concurrency === undefined ? undefined : bulkhead(concurrency, Number.MAX_SAFE_INTEGER);
   let jsm: JetStreamManager | undefined;
-  let leases: PartitionLeases | undefined;
+  let held = 0;
+  const heldBytes = {
+    add(bytes: number) {
+      held += bytes;
+      metrics.bufferedBytes.set(label, held);
+    },
+  };
   let lagTimer: NodeJS.Timeout | undefined;
   let started = false;
 
@@ -129,7 +162,8 @@ export function createProjector(options: ProjectorOptions): Projector {
       const info = await manager.consumers
         .info(options.names.stream, worker.consumer)
         .catch(() => undefined);
-      if (!info) continue;
+      // Given back meanwhile: its series is gone, and must not come back frozen.
+      if (!info || workers.get(partition) !== worker) continue;
       const labels = { ...label, partition: String(partition) };
       const pending = info.num_pending + info.num_ack_pending;
       metrics.lagEvents.set(labels, pending);
@@ -143,6 +177,7 @@ export function createProjector(options: ProjectorOptions): Projector {
           .catch(() => null);
         if (oldest) age = Math.max(0, (Date.now() - oldest.time.getTime()) / 1000);
       }
+      if (workers.get(partition) !== worker) continue;
       metrics.lagSeconds.set(labels, age);
     }
     metrics.partitionsOwned.set(label, workers.size);
@@ -155,6 +190,17 @@ export function createProjector(options: ProjectorOptions): Projector {
       await provisionParking(jsm, parking);
       await initProjection(options.projection, logger, options.backoff);
       const manager = jsm;
+      // A pull must ask for at least the largest message the server takes, or such a message
+      // would end every request unserved.
+      const minPullBytes = (options.nc.info?.max_payload ?? 1024 * 1024) + DELIVERY_OVERHEAD_BYTES;
+      const requested = options.pullMaxBytes ?? DEFAULT_PULL_MAX_BYTES;
+      const pullMaxBytes = Math.max(requested, minPullBytes);
+      if (pullMaxBytes > requested) {
+        logger.warn(
+          { requested, pullMaxBytes },
+          "pull bytes raised to the server's max_payload and some room",
+        );
+      }
       leases = createPartitionLeases(options.leaseConnection ?? options.nc, {
         group: leaseGroup(options.names.stream, options.projection.name),
         replicaId: options.replicaId,
@@ -166,6 +212,7 @@ export function createProjector(options: ProjectorOptions): Projector {
           const worker = new PartitionWorker({
             partition,
             projection: options.projection,
+            nc: options.nc,
             js,
             jsm: manager,
             names: options.names,
@@ -174,17 +221,30 @@ export function createProjector(options: ProjectorOptions): Projector {
             logger,
             metrics,
             batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+            pullMaxBytes,
+            minPullBytes,
+            held: heldBytes,
             ...(writeSlots ? { writeSlots } : {}),
             holds: () => leases?.holds(partition) ?? false,
             ...(options.backoff ? { backoff: options.backoff } : {}),
           });
           workers.set(partition, worker);
+          metrics.partitionsOwned.set(label, workers.size);
           worker.start();
         },
         onReleased: async (partition) => {
           const worker = workers.get(partition);
           workers.delete(partition);
+          metrics.partitionsOwned.set(label, workers.size);
+          // Its lag is its new owner's to report now: a value left here would stay frozen.
+          const labels = { ...label, partition: String(partition) };
+          metrics.lagEvents.remove(labels);
+          metrics.lagSeconds.remove(labels);
           await worker?.stop();
+        },
+        observer: {
+          heartbeatFailed: () => metrics.heartbeatFailures.inc(label),
+          leaseLost: () => metrics.leasesLost.inc(label),
         },
       });
       await leases.start();
@@ -206,7 +266,10 @@ export function createProjector(options: ProjectorOptions): Projector {
       return [...workers.keys()].sort((a, b) => a - b);
     },
     ready() {
-      return started;
+      return started && (leases?.health().healthy ?? false);
+    },
+    leaseHealth() {
+      return leases?.health();
     },
     async status() {
       const manager = jsm as JetStreamManager;

@@ -1,6 +1,13 @@
 import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
 import { decodeStoredEvent, type EventStore, isEventStoreUnavailableError } from "@ctx/event-store";
+import {
+  type BackoffDelays,
+  type BackoffSettings,
+  backoffDelays,
+  type OutageRetry,
+  outageRetry,
+} from "@ctx/projector";
 import { ContextEventSchema } from "@ctx/proto";
 import {
   AckPolicy,
@@ -32,12 +39,18 @@ export interface SnapshotterOptions {
    * when given.
    */
   readonly registry?: Registry;
+  /**
+   * How an outage of the event or snapshot stream is waited out, and how often a consumer that
+   * could not be opened is tried again: the projectors' policy (exponential back-off with jitter,
+   * 100 ms up to 10 s, behind a circuit breaker) unless given.
+   */
+  readonly backoff?: BackoffSettings;
 }
 
 export interface Snapshotter {
   /**
    * Starts writing snapshots from the durable consumer (created when missing, resumed otherwise);
-   * returns at once. Until the event stream exists, it retries every second.
+   * returns at once. Until the event stream exists, it retries with back-off.
    */
   start(): Promise<void>;
   /** Finishes the event in hand and stops; unacknowledged events are redelivered later. */
@@ -47,7 +60,6 @@ export interface Snapshotter {
 }
 
 const ACK_WAIT_MS = 30_000;
-const RETRY_DELAY_MS = 1_000;
 
 /**
  * Writes a snapshot of every story at every `interval`-th version, off the command path: a durable
@@ -73,6 +85,12 @@ class JetStreamSnapshotter implements Snapshotter {
   #loop: Promise<void> | undefined;
   #stopped = false;
   #wakeRetry: (() => void) | undefined;
+  /** Aborted by stop(): ends a wait for a store to come back. */
+  #stopping = new AbortController();
+  /** Waits out an outage of the event or snapshot stream while handling an event. */
+  readonly #outages: OutageRetry;
+  /** Waits between attempts to open the consumer. */
+  readonly #reopenDelays: BackoffDelays;
 
   constructor(options: SnapshotterOptions) {
     this.#o = options;
@@ -81,6 +99,13 @@ class JetStreamSnapshotter implements Snapshotter {
     if (!Number.isSafeInteger(this.#interval) || this.#interval < 1) {
       throw new RangeError(`invalid snapshot interval ${this.#interval}`);
     }
+    this.#outages = outageRetry({
+      ...(options.backoff ? { settings: options.backoff } : {}),
+      isOutage: (e) => isEventStoreUnavailableError(e) || isSnapshotStoreUnavailableError(e),
+      onRetry: (delay, err) =>
+        options.logger.warn({ err, delay }, "snapshotter: a stream is unavailable; retrying"),
+    });
+    this.#reopenDelays = backoffDelays(options.backoff);
     this.#reader = createTemporalReader({
       nc: options.nc,
       store: options.store,
@@ -113,12 +138,14 @@ class JetStreamSnapshotter implements Snapshotter {
 
   async start(): Promise<void> {
     this.#stopped = false;
+    this.#stopping = new AbortController();
     this.#jsm = await jetstream(this.#o.nc).jetstreamManager();
     this.#loop = this.#run();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#stopping.abort(new Error("the snapshotter is stopping"));
     this.#wakeRetry?.();
     await this.#messages?.close().catch(() => undefined);
     await this.#loop;
@@ -158,11 +185,13 @@ class JetStreamSnapshotter implements Snapshotter {
         lastFailure = undefined;
         for await (const msg of this.#messages) {
           await this.#handle(msg);
+          // It works again: the next failure starts from the shortest wait.
+          this.#reopenDelays.reset();
           if (this.#stopped) break;
         }
       } catch (e) {
         if (this.#stopped) return;
-        // Once per kind of failure (e.g. the event stream does not exist yet), not every second.
+        // Once per kind of failure (e.g. the event stream does not exist yet), not every attempt.
         const reason = e instanceof Error ? e.message : String(e);
         const log = reason === lastFailure ? logger.debug.bind(logger) : logger.warn.bind(logger);
         log({ err: e }, "snapshotter consumer failed; restarting it");
@@ -170,7 +199,11 @@ class JetStreamSnapshotter implements Snapshotter {
       }
       await this.#messages?.close().catch(() => undefined);
       this.#messages = undefined;
-      if (!this.#stopped) await this.#pause(RETRY_DELAY_MS);
+      if (!this.#stopped) {
+        const delay = this.#reopenDelays.next();
+        logger.debug({ delay }, "snapshotter: reopening its consumer after a wait");
+        await this.#pause(delay);
+      }
     }
   }
 
@@ -186,27 +219,42 @@ class JetStreamSnapshotter implements Snapshotter {
         msg.ack();
         return;
       }
-      const point = await this.#reader.atVersion(event.storyId, event.version);
-      if (point.state.version !== event.version) {
-        // The stream no longer holds this version of the story (never expected): nothing to store.
-        logger.warn(
-          { storyId, version: event.version, found: point.state.version },
-          "snapshotter could not fold a story up to an event it received; skipped",
-        );
-      } else {
+      // An outage of either stream is waited out with back-off on this event (idempotent: a
+      // retry finds what the failed attempt stored), keeping it ours meanwhile.
+      await this.#retryingOutages(msg, async () => {
+        const point = await this.#reader.atVersion(event.storyId, event.version);
+        if (point.state.version !== event.version) {
+          // The stream no longer holds this version of the story (never expected): nothing to store.
+          logger.warn(
+            { storyId, version: event.version, found: point.state.version },
+            "snapshotter could not fold a story up to an event it received; skipped",
+          );
+          return;
+        }
         // The segment first: a reader that finds a snapshot finds the segment before it too.
         await this.#writeSegment(point, event.version - this.#interval);
         if (await snapshots.write(toSnapshot(point.state, point.sequence))) this.#written?.inc();
-      }
+      });
       msg.ack();
     } catch (e) {
-      if (isEventStoreUnavailableError(e) || isSnapshotStoreUnavailableError(e)) {
-        msg.nak(RETRY_DELAY_MS);
+      if (this.#stopping.signal.aborted) {
+        // Stopped while waiting for a stream to come back: the next snapshotter takes it.
+        msg.nak();
         return;
       }
       // A corrupt event or any other fault: snapshots are an optimisation, so skip, never stall.
       logger.error({ err: e, storyId, sequence: msg.seq }, "snapshotter skipped an event");
       msg.term(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /** Runs `fn` with the shared back-off on outages, keeping `msg` from being redelivered meanwhile. */
+  async #retryingOutages(msg: JsMsg, fn: () => Promise<void>): Promise<void> {
+    const keepAlive = setInterval(() => msg.working(), ACK_WAIT_MS / 3);
+    try {
+      await this.#outages.execute(fn, this.#stopping.signal);
+    } finally {
+      clearInterval(keepAlive);
     }
   }
 

@@ -53,10 +53,12 @@ export async function startProjectorApp(
     registry,
     parking,
     batchSize: config.PROJECTOR_BATCH_SIZE,
+    pullMaxBytes: config.PROJECTOR_PULL_MAX_BYTES,
     ...(config.PROJECTOR_WRITE_CONCURRENCY === undefined
       ? {}
       : { writeConcurrency: config.PROJECTOR_WRITE_CONCURRENCY }),
     leaseTtlMs: config.PROJECTOR_LEASE_TTL_MS,
+    heartbeatMs: config.PROJECTOR_LEASE_HEARTBEAT_MS,
   });
   let natsUp = true;
   void (async () => {

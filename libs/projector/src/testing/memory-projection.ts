@@ -8,13 +8,8 @@ import {
   toContextMessage,
 } from "@ctx/domain";
 import type { Context } from "@ctx/proto";
-import {
-  type Projection,
-  type ProjectionBatch,
-  StoreUnavailableError,
-  type StoryPosition,
-  VersionConflictError,
-} from "../projection.ts";
+import { StoreUnavailableError, VersionConflictError } from "../errors.ts";
+import type { Projection, ProjectionBatch, StoryPosition } from "../projection.ts";
 
 interface Generation {
   stories: Map<StoryId, { state: ContextState; stale: boolean }>;

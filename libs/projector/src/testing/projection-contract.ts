@@ -13,8 +13,8 @@ import {
 import { type RecordedEvent, streamSequence } from "@ctx/event-store";
 import { ContextEventSchema, ContextSchema, SubtaskStatus } from "@ctx/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isVersionConflictError } from "../errors.ts";
 import type { Projection, ProjectionBatch } from "../projection.ts";
-import { isVersionConflictError } from "../projection.ts";
 
 let sequence = 1;
 
