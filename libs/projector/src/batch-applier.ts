@@ -29,10 +29,24 @@ export interface BatchApplierOptions {
   readonly backoff?: BackoffSettings;
 }
 
-/** Decoded events of a batch, by story in stream order, and the stories whose events could not be read. */
+/**
+ * Decoded events of a batch, by story in stream order, and the stories with a message that could
+ * not be read, each with the stream sequence of its first such message: the events before it are
+ * applied, nothing after it, and the story is marked stale.
+ */
 export interface DecodedBatch {
   readonly byStory: ReadonlyMap<StoryId, readonly RecordedEvent[]>;
-  readonly poisoned: ReadonlySet<StoryId>;
+  readonly poisoned: ReadonlyMap<StoryId, number>;
+}
+
+/** Notes a story's unreadable message in a batch being decoded (the earliest one counts). */
+export function notePoisoned(
+  poisoned: Map<StoryId, number>,
+  story: StoryId,
+  sequence: number,
+): void {
+  const earliest = poisoned.get(story);
+  if (earliest === undefined || sequence < earliest) poisoned.set(story, sequence);
 }
 
 /**
@@ -69,6 +83,9 @@ export class BatchApplier {
     });
   }
 
+  /** Stories found broken while a batch was prepared: marked stale once the batch is written. */
+  readonly #staleAfterWrite = new Map<StoryId, string>();
+
   /** Runs a read-model call with back-off on outages. */
   call<T>(fn: () => Promise<T>): Promise<T> {
     return this.#resilient.execute(fn);
@@ -101,11 +118,12 @@ export class BatchApplier {
       else this.#forget(generation, batch.byStory.keys());
       break;
     }
-    this.#forget(generation, batch.poisoned);
-    for (const story of batch.poisoned) {
-      await this.call(() =>
-        this.#o.projection.markStale(generation, story, "an event of the story is parked"),
-      );
+    const stale = new Map<StoryId, string>(this.#staleAfterWrite);
+    this.#staleAfterWrite.clear();
+    for (const story of batch.poisoned.keys()) stale.set(story, "an event of the story is parked");
+    this.#forget(generation, stale.keys());
+    for (const [story, reason] of stale) {
+      await this.call(() => this.#o.projection.markStale(generation, story, reason));
     }
     for (const [story, events] of batch.byStory) {
       const last = events[events.length - 1];
@@ -193,14 +211,17 @@ export class BatchApplier {
     for (const [storyId, events] of byStory) {
       const position = known.get(storyId) ??
         positions.get(storyId) ?? { version: streamVersion(0), stale: false };
-      if (position.stale || poisoned.has(storyId)) {
+      if (position.stale) {
         // A stale story waits for a rebuild or a parked replay; applying more would hide the gap.
         metrics.skipped.inc(this.#label, events.length);
         continue;
       }
+      // Of a story with an unreadable message, what came before it is applied; then it waits.
+      const badAt = poisoned.get(storyId) ?? Number.POSITIVE_INFINITY;
       // Redelivered duplicates go; the parts of a split stored event share its version.
       const seen = new Set<string>();
       let pending = events.filter((e) => {
+        if (e.sequence >= badAt) return false;
         const id = `${e.version}:${e.part ?? 0}`;
         if (e.version <= position.version || seen.has(id)) return false;
         seen.add(id);
@@ -244,9 +265,13 @@ export class BatchApplier {
         });
         const bytes = toBinary(ContextEventSchema, broken.envelope);
         await this.#park(storyId, broken.version, broken.sequence, broken.eventType, bytes, error);
-        await this.call(() => projection.markStale(generation, storyId, error.message));
-        this.#forget(generation, [storyId]);
-        metrics.skipped.inc(this.#label, pending.length);
+        // What leads up to it is applied first; the story is marked stale after the write.
+        const before = pending.slice(0, pending.indexOf(broken));
+        metrics.skipped.inc(this.#label, pending.length - before.length);
+        this.#staleAfterWrite.set(storyId, error.message);
+        if (before.length > 0) {
+          result.push({ storyId, expectedVersion: position.version, events: before });
+        }
         continue;
       }
       result.push({ storyId, expectedVersion: position.version, events: pending });

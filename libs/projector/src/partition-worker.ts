@@ -20,7 +20,7 @@ import {
 } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import type { BackoffSettings } from "./backoff.ts";
-import { BatchApplier } from "./batch-applier.ts";
+import { BatchApplier, notePoisoned } from "./batch-applier.ts";
 import { type BoundedPull, createBoundedPull, type Delivery } from "./bounded-pull.ts";
 import type { ProjectorMetrics } from "./metrics.ts";
 import type { ParkingNames } from "./parking.ts";
@@ -332,7 +332,7 @@ export class PartitionWorker {
     }, ACK_WAIT_MS / 3);
     try {
       const byStory = new Map<StoryId, RecordedEvent[]>();
-      const poisoned = new Set<StoryId>();
+      const poisoned = new Map<StoryId, number>();
       for (const msg of batch) {
         const subject = parseStoredSubject(names, msg.subject);
         try {
@@ -351,7 +351,7 @@ export class PartitionWorker {
             e,
             storedVersion(msg.data, msg.seq, msg.subject),
           );
-          poisoned.add(subject.storyId as StoryId);
+          notePoisoned(poisoned, subject.storyId as StoryId, msg.seq);
         }
       }
       // The checkpoint must never pass an event that is not applied. Deliveries can come out of

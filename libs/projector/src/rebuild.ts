@@ -6,7 +6,7 @@ import { ContextEventSchema } from "@ctx/proto";
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
-import { BatchApplier } from "./batch-applier.ts";
+import { BatchApplier, notePoisoned } from "./batch-applier.ts";
 import { createProjectorMetrics } from "./metrics.ts";
 import { defaultParkingNames, type ParkingNames } from "./parking.ts";
 import type { Projection } from "./projection.ts";
@@ -114,7 +114,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     // Two partitions at a time: the store works on one write while this process prepares the next.
     await forEachConcurrently([...byPartition], 2, async ([partition, list]) => {
       const byStory = new Map<StoryId, RecordedEvent[]>();
-      const poisoned = new Set<StoryId>();
+      const poisoned = new Map<StoryId, number>();
       for (const stored of list) {
         // Upcast with the store's upcaster (the one every reader uses); an event no chain can
         // read is parked and its story marked stale, as live projection does.
@@ -131,7 +131,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
             e,
             stored.version,
           );
-          poisoned.add(stored.storyId);
+          notePoisoned(poisoned, stored.storyId, stored.sequence);
           continue;
         }
         const story = byStory.get(stored.storyId);
@@ -145,7 +145,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     await applier.applyBatch(
       generation,
       progressMark,
-      { byStory: new Map(), poisoned: new Set() },
+      { byStory: new Map(), poisoned: new Map() },
       from,
       last,
     );
@@ -195,7 +195,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
     await applier.applyBatch(
       generation,
       p,
-      { byStory: new Map(), poisoned: new Set() },
+      { byStory: new Map(), poisoned: new Map() },
       from,
       position,
     );

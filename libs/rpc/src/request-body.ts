@@ -265,17 +265,30 @@ export function unwrapUnary(body: Uint8Array, method: string): Uint8Array {
  * nghttp2's queue drops that frame, and the client loses the status. The stream's `localClose`
  * turns 1 once nghttp2 has sent the frame that ends our side; the reset follows it. A stream
  * whose end cannot be sent for a while (a client that reads nothing) is reset anyway.
+ *
+ * A client that has sent its whole request (END_STREAM received) gets no reset: what it sent is
+ * dropped, and the stream closes as any other. Resets are what a client counts against a server:
+ * Node's HTTP/2 client closes a connection, failing every call on it, after 100 of them
+ * (`maxSessionRejectedStreams`), which a burst of shed calls would reach.
  */
 export function closeUnread(stream: http2.ServerHttp2Stream): void {
   if (stream.destroyed || stream.readableEnded) return;
+  if (remoteDone(stream)) return;
   setImmediate(resetWhenSent, stream, 0);
+}
+
+/** Whether the client has ended its side; if so, what it sent and nobody read is dropped. */
+function remoteDone(stream: http2.ServerHttp2Stream): boolean {
+  if (stream.state.remoteClose !== 1) return false;
+  stream.resume();
+  return true;
 }
 
 /** Attempts of resetWhenSent, 5 ms apart after the first: about a second. */
 const resetAttempts = 200;
 
 function resetWhenSent(stream: http2.ServerHttp2Stream, attempt: number): void {
-  if (stream.destroyed || stream.closed) return;
+  if (stream.destroyed || stream.closed || remoteDone(stream)) return;
   if (stream.state.localClose === 1 || attempt >= resetAttempts) {
     stream.close(http2.constants.NGHTTP2_NO_ERROR);
     return;

@@ -23,6 +23,8 @@ export interface TurnBudgetOptions {
  * responses between groups, so the round trips overlap the work. (The idea of Tokio's cooperative
  * budget and Netty's messages-per-read.) See docs/BENCHMARKS.md for what it changed.
  *
+ * Only unary calls take turns: a stream's start is one read, and streams have caps of their own.
+ *
  * The queue is bounded: when `maxQueued` calls wait, the next is shed with UNAVAILABLE at once (a
  * server that has that much to start is behind; a client should back off or go elsewhere, and a
  * queue that grows without end only makes every call late and the heap large). A waiting call
@@ -40,6 +42,10 @@ export function turnBudgetInterceptor(options: TurnBudgetOptions): Interceptor {
   if (callsPerTurn === 0) return (next) => next;
   const budget = new TurnBudget(callsPerTurn, maxQueued, onShed);
   return (next) => (req) => {
+    // Streams (WatchContext) are long-lived and bounded by their own caps; a burst of them shed
+    // here and retried at once kept Node's HTTP/2 server from closing the shed streams fast enough
+    // for the streams that followed (see docs/OPERATIONS.md, Limits).
+    if (req.method.methodKind !== "unary") return next(req);
     const admitted = budget.enter(req.signal);
     return admitted === undefined ? next(req) : admitted.then(() => next(req));
   };

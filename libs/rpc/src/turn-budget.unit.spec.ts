@@ -30,8 +30,11 @@ function harness(callsPerTurn: number, maxQueued = 1_000) {
       return { id } as unknown as UnaryResponse;
     },
   );
-  const send = (id: number, signal = new AbortController().signal) =>
-    call({ id, signal } as unknown as UnaryRequest);
+  const send = (
+    id: number,
+    signal = new AbortController().signal,
+    methodKind: "unary" | "server_streaming" = "unary",
+  ) => call({ id, signal, method: { methodKind } } as unknown as UnaryRequest);
   return { started, send, shed: () => shed };
 }
 
@@ -120,6 +123,16 @@ describe("turnBudgetInterceptor", () => {
     const fifth = send(5);
     await Promise.all([first, third, fifth]);
     expect(started.map((s) => s.id)).toEqual([1, 3, 5]);
+  });
+
+  it("given a full turn and a full queue, when a stream arrives, then it starts at once and is not shed", async () => {
+    const h = harness(1, 1);
+    const first = h.send(1);
+    const queued = h.send(2);
+    await h.send(3, undefined, "server_streaming");
+    expect(h.started.map((s) => s.id)).toEqual([1, 3]);
+    expect(h.shed()).toBe(0);
+    await Promise.all([first, queued]);
   });
 
   it("given an aborted signal, when the call would wait, then it fails at once", async () => {
