@@ -191,10 +191,14 @@ async function main(): Promise<void> {
     const h2Clients: H2Client[] = [];
     if (settings.client === "h2") {
       for (let i = 0; i < maxConnections; i++) {
-        const session = http2.connect(stack.commandUrl);
-        session.on("error", () => undefined);
-        h2Sessions.push(session);
-        h2Clients.push(h2Client(session));
+        h2Clients.push(
+          h2Client(() => {
+            const session = http2.connect(stack.commandUrl);
+            session.on("error", () => undefined);
+            h2Sessions.push(session);
+            return session;
+          }),
+        );
       }
     }
     const service = commandServiceWriter(clients, ids, h2Clients);

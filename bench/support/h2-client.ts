@@ -11,10 +11,20 @@ export interface H2Client {
  * trailers-only answer); anything but 0 fails the call. No compression, deadlines or retries: the
  * same calls on the wire as connect-node's client makes, for a fraction of its CPU, so that on a
  * shared machine the client takes less of the cores the service and NATS need.
+ *
+ * Like any client of a long-lived service it opens a new connection when the server has closed
+ * the last one (the services close a connection idle for RPC_IDLE_TIMEOUT_MS, and the benches
+ * open theirs minutes before they measure).
  */
-export function h2Client(session: http2.ClientHttp2Session): H2Client {
+export function h2Client(open: () => http2.ClientHttp2Session): H2Client {
+  let session: http2.ClientHttp2Session | undefined;
+  const current = () => {
+    if (session === undefined || session.closed || session.destroyed) session = open();
+    return session;
+  };
   return {
     unary(path, message) {
+      const session = current();
       return new Promise((resolve, reject) => {
         const frame = Buffer.allocUnsafe(5 + message.byteLength);
         frame[0] = 0;
