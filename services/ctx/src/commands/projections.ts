@@ -7,11 +7,11 @@ import {
   listParked,
   partitionConsumers,
   type RebuildProgress,
+  readLeaseTable,
   rebuildProjection,
   rebuildStory,
 } from "@ctx/projector";
 import { openReadModel, type ReadModelKind, readModelKinds } from "@ctx/projector-service";
-import { Kvm } from "@nats-io/kv";
 import { MultiBar } from "cli-progress";
 import { type CtxEnv, table, withCtxEnv } from "../ctx-env.ts";
 
@@ -21,17 +21,20 @@ export function parseProjections(which: string): readonly ReadModelKind[] {
   throw new Error(`unknown projection "${which}": use ${readModelKinds.join(", ")} or all`);
 }
 
+/**
+ * Who holds each partition, read the way the replicas read it (one batched direct get, no
+ * consumer: a key listing left one on the bucket for minutes per call). No bucket: no owners.
+ */
 async function leaseOwners(env: CtxEnv, kind: string): Promise<Map<number, string>> {
   const owners = new Map<number, string>();
-  const kv = await new Kvm(env.nc)
-    .open(leaseBucket(leaseGroup(env.names.stream, kind)))
-    .catch(() => undefined);
-  if (!kv) return owners;
-  for await (const key of await kv.keys("leases.*")) {
-    const entry = await kv.get(key);
-    if (entry && entry.operation === "PUT")
-      owners.set(Number(key.slice("leases.".length)), entry.string());
-  }
+  const group = leaseGroup(env.names.stream, kind);
+  const exists = await env.jsm.streams.info(`KV_${leaseBucket(group)}`).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) return owners;
+  const { leases } = await readLeaseTable(env.jsm, group);
+  for (const [partition, lease] of leases) owners.set(partition, lease.owner);
   return owners;
 }
 
