@@ -7,6 +7,7 @@ import {
   DecisionSchema,
   type Subtask,
   SubtaskSchema,
+  varintSize,
 } from "@ctx/proto";
 import {
   ContextLifecycle,
@@ -206,12 +207,6 @@ function entryBytes(tag: number, message: Uint8Array): Uint8Array {
   }
   out.set(message, at);
   return out;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  for (let v = n >>> 7; v > 0; v >>>= 7) size += 1;
-  return size;
 }
 
 /**

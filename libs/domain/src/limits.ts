@@ -1,6 +1,13 @@
-import { create, type DescField, type DescMessage, ScalarType, toBinary } from "@bufbuild/protobuf";
-import { FeatureSet_FieldPresence as FieldPresence } from "@bufbuild/protobuf/wkt";
-import { ContextEventSchema, ContextSchema, DecisionSchema, SubtaskSchema } from "@ctx/proto";
+import { create, type DescMessage, toBinary } from "@bufbuild/protobuf";
+import {
+  ContextEventSchema,
+  ContextSchema,
+  DecisionSchema,
+  type PlainFieldKind,
+  plainFieldKind,
+  SubtaskSchema,
+  varintSize,
+} from "@ctx/proto";
 import type { ContextEventData, DomainEvent } from "./context-event.ts";
 import { contextStatusOf } from "./context-message.ts";
 import type { ContextState, DecisionState, SubtaskState } from "./context-state.ts";
@@ -150,7 +157,7 @@ type Sizer = (value: object) => number;
 
 /** A field `planned` sizes: a string, a list of strings, or an enum, with implicit presence. */
 interface PlannedField {
-  readonly kind: "string" | "strings" | "enum";
+  readonly kind: PlainFieldKind;
   readonly localName: string;
   /** Bytes of the field's tag. */
   readonly tagSize: number;
@@ -165,7 +172,7 @@ function sizerOf(schema: DescMessage, skip: readonly string[] = []): Sizer {
   const plan: PlannedField[] = [];
   for (const field of schema.fields) {
     if (skip.includes(field.localName)) continue;
-    const kind = plannedKind(field);
+    const kind = plainFieldKind(field);
     if (kind === undefined) {
       return (value) => toBinary(schema, create(schema, value as never)).length;
     }
@@ -197,24 +204,6 @@ function sizerOf(schema: DescMessage, skip: readonly string[] = []): Sizer {
     }
     return size;
   };
-}
-
-function plannedKind(field: DescField): PlannedField["kind"] | undefined {
-  if (field.oneof !== undefined) return undefined;
-  switch (field.fieldKind) {
-    case "scalar":
-      return field.scalar === ScalarType.STRING && field.presence === FieldPresence.IMPLICIT
-        ? "string"
-        : undefined;
-    case "enum":
-      return field.presence === FieldPresence.IMPLICIT ? "enum" : undefined;
-    case "list":
-      return field.listKind === "scalar" && field.scalar === ScalarType.STRING
-        ? "strings"
-        : undefined;
-    default:
-      return undefined;
-  }
 }
 
 // A DecisionState has the fields of a Decision message and a SubtaskState those of a Subtask,
@@ -250,12 +239,6 @@ const subtaskEntrySize = (s: SubtaskState | undefined) =>
 
 function entrySize(tagSize: number, length: number): number {
   return tagSize + varintSize(length) + length;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  for (let v = n >>> 7; v > 0; v >>>= 7) size += 1;
-  return size;
 }
 
 /**

@@ -1,12 +1,11 @@
+import { type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
 import {
-  type DescField,
-  type DescMessage,
-  type Message,
-  ScalarType,
-  toBinary,
-} from "@bufbuild/protobuf";
-import { FeatureSet_FieldPresence as FieldPresence } from "@bufbuild/protobuf/wkt";
-import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+  type ContextEvent,
+  ContextEventSchema,
+  type PlainFieldKind,
+  plainFieldKind,
+  varintSize,
+} from "@ctx/proto";
 import { sha256 } from "./sha256.ts";
 
 /**
@@ -107,7 +106,7 @@ interface PayloadMember {
 
 /** A field of a payload message: a string, a list of strings, or an enum (implicit presence). */
 interface PlannedField {
-  readonly kind: "string" | "strings" | "enum";
+  readonly kind: PlainFieldKind;
   readonly localName: string;
   readonly tag: number;
 }
@@ -139,30 +138,12 @@ function planOf(message: DescMessage): readonly PlannedField[] | undefined {
   const plan: PlannedField[] = [];
   const fields = [...message.fields].sort((a, b) => a.number - b.number);
   for (const field of fields) {
-    const kind = plannedKind(field);
+    const kind = plainFieldKind(field);
     if (kind === undefined) return undefined;
     const wireType = kind === "enum" ? 0 : 2;
     plan.push({ kind, localName: field.localName, tag: (field.number << 3) | wireType });
   }
   return plan;
-}
-
-function plannedKind(field: DescField): PlannedField["kind"] | undefined {
-  if (field.oneof !== undefined) return undefined;
-  switch (field.fieldKind) {
-    case "scalar":
-      return field.scalar === ScalarType.STRING && field.presence === FieldPresence.IMPLICIT
-        ? "string"
-        : undefined;
-    case "enum":
-      return field.presence === FieldPresence.IMPLICIT ? "enum" : undefined;
-    case "list":
-      return field.listKind === "scalar" && field.scalar === ScalarType.STRING
-        ? "strings"
-        : undefined;
-    default:
-      return undefined;
-  }
 }
 
 /** A payload message's bytes, from its plan; `toBinary` when it has none. */
@@ -213,15 +194,6 @@ function varint(w: Writer, value: number): void {
     value = Math.floor(value / 0x80);
   }
   w.buf[w.pos++] = value;
-}
-
-function varintSize(value: number): number {
-  let size = 1;
-  while (value > 0x7f) {
-    value = Math.floor(value / 0x80);
-    size++;
-  }
-  return size;
 }
 
 /** A varint field (uint32, enum, a timestamp's parts); left out when 0 (proto3 implicit presence). */

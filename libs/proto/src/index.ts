@@ -7,3 +7,7 @@ export * from "./gen/context/v1/command_service_pb.js";
 export * from "./gen/context/v1/context_pb.js";
 export * from "./gen/context/v1/events_pb.js";
 export * from "./gen/context/v1/query_service_pb.js";
+
+// For sibling libs that encode or size messages by hand.
+export type { PlainFieldKind } from "./wire-shape.ts";
+export { plainFieldKind, varintSize } from "./wire-shape.ts";
