@@ -20,3 +20,4 @@ export type { Logger, LoggerOptions } from "./logger.ts";
 export { createLogger } from "./logger.ts";
 export type { StoppableService } from "./run-service.ts";
 export { runService } from "./run-service.ts";
+export { untilAborted } from "./until-aborted.ts";

@@ -1,3 +1,4 @@
+import { untilAborted } from "@ctx/config";
 import { type StoryId, storyId } from "@ctx/domain";
 import type { SubtaskStatus } from "@ctx/proto";
 import type { Valkey } from "iovalkey";
@@ -137,22 +138,4 @@ class ValkeyContextReaderImpl implements ValkeyContextReader {
       throw toStoreError(e, `reading ${command} of the active generation`);
     }
   }
-}
-
-/** `work`, or the signal's reason as soon as it is aborted (`work` then settles unobserved). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort);
-    work.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }

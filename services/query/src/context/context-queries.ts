@@ -1,13 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "@ctx/config";
+import { untilAborted } from "@ctx/config";
 import type { StoryId } from "@ctx/domain";
 import type { EventStore } from "@ctx/event-store";
 import { isStoreUnavailableError } from "@ctx/projector";
 import { ContextSource, type GetContextResponse, GetContextResponseSchema } from "@ctx/proto";
 import type { StoredStory, ValkeyContextReader } from "@ctx/read-model-valkey";
 import type { TemporalReader } from "@ctx/snapshots";
-import { untilAborted } from "../abortable.ts";
 import { UnknownStoryError, VersionOutOfRangeError } from "../errors.ts";
 import type { QueryMetrics } from "../query-metrics.ts";
 import { streamResponse } from "./context-response.ts";

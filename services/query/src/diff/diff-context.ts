@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { untilAborted } from "@ctx/config";
 import { evolveAll, initialState, type StoryId } from "@ctx/domain";
 import { currentEnvelope, type EventStore } from "@ctx/event-store";
 import {
@@ -9,7 +10,6 @@ import {
   DiffContextResponseSchema,
 } from "@ctx/proto";
 import type { PointInTime, TemporalReader } from "@ctx/snapshots";
-import { untilAborted } from "../abortable.ts";
 import { InvalidQueryError, UnknownStoryError, VersionOutOfRangeError } from "../errors.ts";
 import { diffContexts } from "./context-diff.ts";
 

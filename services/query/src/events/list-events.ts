@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { untilAborted } from "@ctx/config";
 import type { StoryId } from "@ctx/domain";
 import { currentEnvelope, type EventStore } from "@ctx/event-store";
 import type { ListEventsRequest, ListEventsResponse } from "@ctx/proto";
 import { ListEventsResponseSchema } from "@ctx/proto";
 import type { TemporalReader } from "@ctx/snapshots";
-import { untilAborted } from "../abortable.ts";
 import { UnknownStoryError } from "../errors.ts";
 import { decodePageToken, encodePageToken } from "./page-token.ts";
 

@@ -1,10 +1,10 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { untilAborted } from "@ctx/config";
 import { storyId } from "@ctx/domain";
 import type { EventStore } from "@ctx/event-store";
 import { ContextQueryService } from "@ctx/proto";
 import { correlationOf } from "@ctx/rpc";
 import type { TemporalReader } from "@ctx/snapshots";
-import { untilAborted } from "../abortable.ts";
 import type { ContextQueries } from "../context/context-queries.ts";
 import { diffContext } from "../diff/diff-context.ts";
 import { listEvents } from "../events/list-events.ts";
