@@ -6,6 +6,8 @@ export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
 export type { Neo4jServer } from "./neo4j-server.ts";
 export { startNeo4jServer } from "./neo4j-server.ts";
+export type { TestCertificate, TestPki } from "./pki.ts";
+export { createTestPki } from "./pki.ts";
 export type { TcpProxy } from "./tcp-proxy.ts";
 export { startTcpProxy } from "./tcp-proxy.ts";
 export { uniqueName } from "./unique-name.ts";
