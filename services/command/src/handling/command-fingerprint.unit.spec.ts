@@ -63,4 +63,13 @@ describe("commandFingerprint", () => {
     expect(isComparable("")).toBe(false);
     expect(isComparable(fingerprintOf(new Uint8Array([2, 1, 2])))).toBe(false);
   });
+
+  it("reads every byte value, also from a view into a larger buffer (as decoded envelopes are)", () => {
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const framed = new Uint8Array(300);
+    framed.set(all, 7);
+    const view = framed.subarray(7, 7 + 256);
+    expect(fingerprintOf(view)).toBe(String.fromCharCode(...all));
+    expect(fingerprintBytes(fingerprintOf(view))).toEqual(all);
+  });
 });
