@@ -8,8 +8,8 @@ import {
   startOpsServer,
   startRpcServer,
 } from "@ctx/rpc";
+import { connectNats, natsConnectionOf } from "@ctx/service";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { type CommandConfig, checkLimitsFit, storyLimitsOf } from "./config.ts";
 import { createCommandHandler } from "./handling/command-handler.ts";
@@ -25,8 +25,7 @@ export interface CommandApp {
 
 /** Starts the command service: NATS, the event stream, the gRPC server and the ops endpoints. */
 export async function startCommandApp(config: CommandConfig, logger: Logger): Promise<CommandApp> {
-  const nc = await connect({
-    servers: config.NATS_URL,
+  const nc = await connectNats(natsConnectionOf(config), {
     name: "context-command-service",
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,

@@ -7,6 +7,7 @@ import {
   storesSchema,
 } from "@ctx/config";
 import { defaultStoryLimits, type StoryLimits } from "@ctx/domain";
+import { natsConnectionSchema } from "@ctx/service";
 import { z } from "zod";
 import { defaultCacheLimits } from "./handling/story-cache.ts";
 
@@ -15,6 +16,7 @@ const count = (defaultValue: number, min: number, max: number) =>
   z.coerce.number().int().min(min).max(max).default(defaultValue);
 
 export const commandConfigSchema = eventStreamSchema.extend(rpcServerSchema.shape).extend({
+  ...natsConnectionSchema.shape,
   NATS_URL: storesSchema.shape.NATS_URL,
   LOG_LEVEL: storesSchema.shape.LOG_LEVEL,
   /** gRPC / gRPC-Web / Connect listen address. */

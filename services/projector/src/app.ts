@@ -2,7 +2,7 @@ import type { Logger } from "@ctx/config";
 import type { EventStreamNames } from "@ctx/event-store";
 import { createProjector, type ParkingNames } from "@ctx/projector";
 import { startOpsServer } from "@ctx/rpc";
-import { connect } from "@nats-io/transport-node";
+import { connectNats, natsConnectionOf } from "@ctx/service";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { ProjectorConfig } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
@@ -18,15 +18,14 @@ export async function startProjectorApp(
   config: ProjectorConfig,
   logger: Logger,
 ): Promise<ProjectorApp> {
-  const nc = await connect({
-    servers: config.NATS_URL,
+  const nats = natsConnectionOf(config);
+  const nc = await connectNats(nats, {
     name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}`,
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
   });
   // The lease heartbeat gets a connection of its own, so its replies never wait behind deliveries.
-  const leaseConnection = await connect({
-    servers: config.NATS_URL,
+  const leaseConnection = await connectNats(nats, {
     name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}-leases`,
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,

@@ -10,6 +10,7 @@ import {
   startOpsServer,
   startRpcServer,
 } from "@ctx/rpc";
+import { connectNats, definesNatsConnection, natsConnectionOf } from "@ctx/service";
 import {
   createSnapshotStore,
   createSnapshotter,
@@ -19,7 +20,6 @@ import {
   type Snapshotter,
 } from "@ctx/snapshots";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import neo4j from "neo4j-driver";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
@@ -44,8 +44,7 @@ export interface QueryApp {
  * questions), the snapshotter when enabled, the gRPC server and the ops endpoints.
  */
 export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
-  const nc = await connect({
-    servers: config.NATS_URL,
+  const nc = await connectNats(natsConnectionOf(config), {
     name: "context-query-service",
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
@@ -81,12 +80,27 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     ...(config.SNAPSHOTS && snapshots ? { snapshots } : {}),
   });
 
+  // The snapshotter writes snapshots with an identity of its own (SNAPSHOTTER_NATS_*), so the
+  // query service's stays read-only; without one it shares the query service's connection.
+  const snapshotterNc =
+    config.SNAPSHOTTER && definesNatsConnection(config, "SNAPSHOTTER_")
+      ? await connectNats(natsConnectionOf(config, "SNAPSHOTTER_"), {
+          name: "context-query-service-snapshotter",
+          waitOnFirstConnect: true,
+          maxReconnectAttempts: -1,
+          noAsyncTraces: true,
+        })
+      : undefined;
   const snapshotter =
     config.SNAPSHOTTER && snapshots
       ? createSnapshotter({
-          nc,
-          store,
-          snapshots,
+          nc: snapshotterNc ?? nc,
+          store: snapshotterNc ? createEventStore(snapshotterNc, { names, logger }) : store,
+          snapshots: snapshotterNc
+            ? createSnapshotStore(snapshotterNc, snapshots.names, {
+                interval: config.SNAPSHOT_INTERVAL,
+              })
+            : snapshots,
           logger: logger.child({ component: "snapshotter" }),
           consumerName: config.SNAPSHOTTER_CONSUMER,
           registry,
@@ -203,6 +217,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       await snapshotter?.stop();
       await valkey.quit().catch(() => valkey.disconnect());
       await driver.close();
+      await snapshotterNc?.drain();
       await nc.drain();
       logger.info("query service stopped");
     },
