@@ -18,7 +18,7 @@ let client: ReturnType<typeof createClient<typeof ContextCommandService>>;
 beforeAll(async () => {
   const stream = uniqueName("CMD_RPC");
   const config = loadCommandConfig({
-    NATS_URL: stack().natsUrl,
+    ...stack().natsEnv,
     COMMAND_LISTEN: "127.0.0.1:0",
     COMMAND_OPS_LISTEN: "127.0.0.1:0",
     EVENT_STREAM: stream,

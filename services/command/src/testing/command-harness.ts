@@ -2,11 +2,11 @@ import { join, resolve } from "node:path";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { createLogger } from "@ctx/config";
 import { createEventStore, type EventStore } from "@ctx/event-store";
-import { uniqueName } from "@ctx/test-support";
+import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type CommandApp, startCommandApp } from "../app.ts";
 import { loadCommandConfig } from "../config.ts";
 
@@ -273,6 +273,8 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
   const own = options.stream === undefined;
   const stream = options.stream ?? uniqueName("CMD_E2E");
   const config = loadCommandConfig({
+    // The test identity's credentials, at the given address (a proxy in the outage spec).
+    ...stack().natsEnv,
     NATS_URL: options.natsUrl,
     COMMAND_LISTEN: "127.0.0.1:0",
     COMMAND_OPS_LISTEN: "127.0.0.1:0",
@@ -284,8 +286,8 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
   const logger = createLogger({ name: "command-e2e", level: "silent", pretty: false });
   const app = await startCommandApp(config, logger);
   // Reconnects for as long as it takes, like the service (the outage spec stops NATS for a while).
-  const nc: NatsConnection = await connect({
-    servers: options.natsUrl,
+  const nc: NatsConnection = await connectTestNats({
+    url: options.natsUrl,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 100,
   });

@@ -130,7 +130,7 @@ export function projectorEnv(
 ): Record<string, string> {
   const { settings, parking } = streams;
   return {
-    NATS_URL: stack().natsUrl,
+    ...stack().natsEnv,
     VALKEY_URL: at.valkeyUrl,
     NEO4J_URL: at.neo4j.url,
     NEO4J_USER: at.neo4j.user,

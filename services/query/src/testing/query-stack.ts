@@ -13,9 +13,9 @@ import { type Projection, rebuildStory } from "@ctx/projector";
 import { ContextCommandService, ContextQueryService } from "@ctx/proto";
 import { createNeo4jProjection } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
 import neo4j, { type Driver } from "neo4j-driver";
 import { type QueryApp, startQueryApp } from "../app.ts";
@@ -69,7 +69,7 @@ export async function startQueryStack(): Promise<QueryStack> {
     duplicateWindowMs: 60_000,
   };
   const namespace = uniqueName("q");
-  const nc = await connect({ servers: s.natsUrl });
+  const nc = await connectTestNats();
   const jsm = await jetstreamManager(nc);
   await provisionEventStream(jsm, settings);
   const store = createEventStore(nc, { names: settings });
@@ -83,7 +83,7 @@ export async function startQueryStack(): Promise<QueryStack> {
   const snapshotStreams: string[] = [];
   const stoppers: (() => Promise<void>)[] = [];
   const baseEnv = {
-    NATS_URL: s.natsUrl,
+    ...s.natsEnv,
     VALKEY_URL: s.valkeyUrl,
     NEO4J_URL: s.neo4jUrl,
     NEO4J_USER: s.neo4jUser,
