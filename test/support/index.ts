@@ -6,6 +6,7 @@ import type { StackEndpoints } from "./endpoints.ts";
 export type { StackEndpoints } from "./endpoints.ts";
 export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
+export { freePort } from "./local-stack.ts";
 export type { NatsServerOptions, TestNatsServer } from "./nats-server.ts";
 export { startNatsServer } from "./nats-server.ts";
 export type { Neo4jServer } from "./neo4j-server.ts";

@@ -16,3 +16,5 @@ export {
   natsConnectOptions,
   prefixedNatsConnectionSchema,
 } from "./nats-connection.ts";
+export type { WaitForProvisioningOptions } from "./wait-for-provisioning.ts";
+export { waitForProvisioning } from "./wait-for-provisioning.ts";

@@ -39,7 +39,7 @@ const replicas = new Map<string, ProjectorProcess>();
 
 beforeAll(async () => {
   nc = await connectTestNats();
-  const streams = await provisionTestStreams(nc, "CHAOS", 8);
+  const streams = await provisionTestStreams(nc, "CHAOS", 8, 2_000);
   ({ settings, parking } = streams);
   namespace = uniqueName("chaos");
   store = createEventStore(nc, { names: settings });

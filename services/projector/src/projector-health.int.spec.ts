@@ -23,7 +23,7 @@ let namespace: string;
 
 beforeAll(async () => {
   nc = await connectTestNats();
-  const streams = await provisionTestStreams(nc, "HEALTH", 4);
+  const streams = await provisionTestStreams(nc, "HEALTH", 4, TTL_MS);
   streamName = streams.settings.stream;
   namespace = uniqueName("health");
   const s = stack();

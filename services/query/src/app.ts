@@ -10,12 +10,17 @@ import {
   startOpsServer,
   startRpcServer,
 } from "@ctx/rpc";
-import { connectNats, definesNatsConnection, natsConnectionOf } from "@ctx/service";
 import {
+  connectNats,
+  definesNatsConnection,
+  natsConnectionOf,
+  waitForProvisioning,
+} from "@ctx/service";
+import {
+  checkSnapshotStream,
   createSnapshotStore,
   createSnapshotter,
   createTemporalReader,
-  provisionSnapshotStream,
   type SnapshotStore,
   type Snapshotter,
 } from "@ctx/snapshots";
@@ -59,6 +64,22 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   };
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const stopping = new AbortController();
+  let natsUp = true;
+  let provisioned = false;
+  // Alive (and not ready) from here: the streams may not be provisioned yet.
+  const ops = await startOpsServer({
+    host: config.QUERY_OPS_LISTEN.host,
+    port: config.QUERY_OPS_LISTEN.port,
+    registry,
+    ready: () => provisioned && !stopping.signal.aborted && natsUp,
+  });
+  // The query user reads; `ctx provision` creates the streams.
+  const jsm = await jetstreamManager(nc);
+  await waitForProvisioning(() => jsm.streams.info(names.stream), {
+    what: `stream ${names.stream}`,
+    logger,
+  });
   const store = createEventStore(nc, { names, registry, logger });
   let snapshots: SnapshotStore | undefined;
   if (config.SNAPSHOTS || config.SNAPSHOTTER) {
@@ -66,10 +87,9 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       stream: config.SNAPSHOT_STREAM,
       subjectPrefix: config.SNAPSHOT_SUBJECT_PREFIX,
     };
-    await provisionSnapshotStream(await jetstreamManager(nc), {
-      ...snapshotNames,
-      replicas: config.EVENT_STREAM_REPLICAS,
-      duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
+    await waitForProvisioning(() => checkSnapshotStream(jsm, snapshotNames), {
+      what: `stream ${snapshotNames.stream}`,
+      logger,
     });
     snapshots = createSnapshotStore(nc, snapshotNames, { interval: config.SNAPSHOT_INTERVAL });
   }
@@ -133,8 +153,8 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     logger,
   });
 
+  provisioned = true;
   const health = createHealthRegistry([ContextQueryService.typeName]);
-  const stopping = new AbortController();
   const watches = createWatchHub({
     nc,
     names,
@@ -149,7 +169,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     logger: logger.child({ component: "watch" }),
     stopping: stopping.signal,
   });
-  let natsUp = true;
   const updateHealth = () =>
     health.setAll(
       !stopping.signal.aborted && natsUp ? ServingStatus.SERVING : ServingStatus.NOT_SERVING,
@@ -185,12 +204,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
     reflection: [ContextQueryService],
-  });
-  const ops = await startOpsServer({
-    host: config.QUERY_OPS_LISTEN.host,
-    port: config.QUERY_OPS_LISTEN.port,
-    registry,
-    ready: () => !stopping.signal.aborted && natsUp,
   });
   updateHealth();
   logger.info(

@@ -1,14 +1,14 @@
 import { join, resolve } from "node:path";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { createLogger } from "@ctx/config";
-import { createEventStore, type EventStore } from "@ctx/event-store";
+import { createEventStore, type EventStore, provisionEventStream } from "@ctx/event-store";
 import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type CommandApp, startCommandApp } from "../app.ts";
-import { loadCommandConfig } from "../config.ts";
+import { eventStreamSettingsOf, loadCommandConfig } from "../config.ts";
 
 // Test harness of the e2e specs: the command service in-process on a stream of its own, called by a
 // generic gRPC client that knows nothing but the .proto files (no generated code).
@@ -284,13 +284,15 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
     ...options.env,
   });
   const logger = createLogger({ name: "command-e2e", level: "silent", pretty: false });
-  const app = await startCommandApp(config, logger);
   // Reconnects for as long as it takes, like the service (the outage spec stops NATS for a while).
   const nc: NatsConnection = await connectTestNats({
     url: options.natsUrl,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 100,
   });
+  // The service only checks for its stream; the test provisions it, as `ctx provision` would.
+  if (own) await provisionEventStream(await jetstreamManager(nc), eventStreamSettingsOf(config));
+  const app = await startCommandApp(config, logger);
   const store = createEventStore(nc, {
     names: { stream, subjectPrefix: config.EVENT_SUBJECT_PREFIX },
   });

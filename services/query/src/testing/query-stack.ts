@@ -13,6 +13,7 @@ import { type Projection, rebuildStory } from "@ctx/projector";
 import { ContextCommandService, ContextQueryService } from "@ctx/proto";
 import { createNeo4jProjection } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
+import { provisionSnapshotStream } from "@ctx/snapshots";
 import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -115,6 +116,15 @@ export async function startQueryStack(): Promise<QueryStack> {
         SNAPSHOTTER_CONSUMER: uniqueName("snapshotter"),
         ...env,
       });
+      // The service only checks for its snapshot stream; the test provisions it as ctx would.
+      if (config.SNAPSHOTS || config.SNAPSHOTTER) {
+        await provisionSnapshotStream(jsm, {
+          stream: config.SNAPSHOT_STREAM,
+          subjectPrefix: config.SNAPSHOT_SUBJECT_PREFIX,
+          replicas: 1,
+          duplicateWindowMs: 60_000,
+        });
+      }
       const app = await startQueryApp(config, logger);
       stoppers.push(() => app.stop());
       const baseUrl = `http://127.0.0.1:${app.rpcPort}`;
