@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # NATS server with JetStream, pinned in versions.env, built from the Go module proxy into CACHE_DIR.
-# Usage: deploy/local/nats.sh install|start|stop|status
+# Usage: deploy/local/nats.sh install|auth|start|stop|status
 # Authentication is always on: at every start `ctx nats auth-config` writes the users (one NKey per
 # role, public keys only) to $STACK_DIR/nats/auth.conf and keeps or creates each role's seed in
 # $STACK_DIR/secrets/nats/<role>.nk (0600) with <role>.env (the variables a process connects with).
@@ -23,6 +23,14 @@ install() {
     go install "github.com/nats-io/nats-server/v2@v$NATS_SERVER_VERSION"
 }
 
+# auth: writes the users (public keys) to $STACK_DIR/nats/auth.conf and each role's seed, kept if
+# present, to $STACK_DIR/secrets/nats (also for a NATS started otherwise, e.g. deploy/compose).
+auth() {
+  mkdir -p "$STACK_DIR/nats"
+  "$REPO_ROOT/bin/ctx" nats auth-config --config "$STACK_DIR/nats/auth.conf" \
+    --secrets "$STACK_DIR/secrets/nats" >/dev/null
+}
+
 healthy() { curl -fsS "http://$BIND_HOST:$NATS_MONITOR_PORT/healthz?js-enabled-only=true" >/dev/null; }
 
 start() {
@@ -32,9 +40,8 @@ start() {
     return 0
   fi
   local store="$STACK_DIR/data/nats" conf="$STACK_DIR/nats"
-  mkdir -p "$store" "$conf"
-  "$REPO_ROOT/bin/ctx" nats auth-config --config "$conf/auth.conf" \
-    --secrets "$STACK_DIR/secrets/nats" >/dev/null
+  mkdir -p "$store"
+  auth
   {
     echo 'include "auth.conf"'
     if [[ -n ${NATS_SERVER_TLS_CERT:-} ]]; then
@@ -69,8 +76,9 @@ status() {
 
 case "${1:-}" in
   install) install ;;
+  auth) auth ;;
   start) start ;;
   stop) stop_pid nats ;;
   status) status ;;
-  *) die "usage: $0 install|start|stop|status" ;;
+  *) die "usage: $0 install|auth|start|stop|status" ;;
 esac
