@@ -2,7 +2,8 @@ import { join, resolve } from "node:path";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { createLogger } from "@ctx/config";
 import { createEventStore, type EventStore, provisionEventStream } from "@ctx/event-store";
-import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
+import { connectNats, natsConnectionOf } from "@ctx/service";
+import { stack, uniqueName } from "@ctx/test-support";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -259,6 +260,8 @@ export interface CommandHarness {
 
 export interface CommandHarnessOptions {
   readonly natsUrl: string;
+  /** NATS credentials (NATS_NKEY_SEED_FILE, …) for a server of the spec's own; default the stack's. */
+  readonly natsEnv?: Readonly<Record<string, string>>;
   /** Join the stream of another harness (it deletes the stream) instead of using a new one. */
   readonly stream?: string;
   /** Configuration variables of the service, over the harness's own (e.g. limits). */
@@ -272,10 +275,10 @@ export interface CommandHarnessOptions {
 export async function startCommandHarness(options: CommandHarnessOptions): Promise<CommandHarness> {
   const own = options.stream === undefined;
   const stream = options.stream ?? uniqueName("CMD_E2E");
+  const natsEnv = { ...(options.natsEnv ?? stack().natsEnv), NATS_URL: options.natsUrl };
   const config = loadCommandConfig({
     // The test identity's credentials, at the given address (a proxy in the outage spec).
-    ...stack().natsEnv,
-    NATS_URL: options.natsUrl,
+    ...natsEnv,
     COMMAND_LISTEN: "127.0.0.1:0",
     COMMAND_OPS_LISTEN: "127.0.0.1:0",
     EVENT_STREAM: stream,
@@ -285,8 +288,7 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
   });
   const logger = createLogger({ name: "command-e2e", level: "silent", pretty: false });
   // Reconnects for as long as it takes, like the service (the outage spec stops NATS for a while).
-  const nc: NatsConnection = await connectTestNats({
-    url: options.natsUrl,
+  const nc: NatsConnection = await connectNats(natsConnectionOf(natsEnv), {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 100,
   });
