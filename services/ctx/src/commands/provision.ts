@@ -1,4 +1,4 @@
-import { env } from "@ctx/config";
+import { env, loadConfig } from "@ctx/config";
 import { leaseBucket, leaseGroup } from "@ctx/projector";
 import { readModelKinds } from "@ctx/projector-service";
 import { provisionSnapshotStream } from "@ctx/snapshots";
@@ -22,13 +22,7 @@ const provisionSchema = z.object({
  */
 export async function provision(print: (line: string) => void): Promise<void> {
   await provisionStreams(print);
-  const extra = provisionSchema.parse(
-    Object.fromEntries(
-      Object.keys(provisionSchema.shape)
-        .filter((k) => process.env[k])
-        .map((k) => [k, process.env[k]]),
-    ),
-  );
+  const extra = loadConfig(provisionSchema);
   await withCtxEnv(async ({ config, nc, jsm }) => {
     const snapshots = await provisionSnapshotStream(jsm, {
       stream: extra.SNAPSHOT_STREAM,
