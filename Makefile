@@ -80,8 +80,9 @@ test-e2e: deps ## End-to-end tests only (starts its own servers)
 .PHONY: up down reset status bench soak
 up: deps ## Starts NATS, Valkey, Neo4j and the services on 127.0.0.1 (detached), runs the demo, prints where things listen
 	@if [ "$${LOCAL_SERVERS:-1}" != 0 ]; then deploy/local/stack.sh up; fi
+	@deploy/local/services.sh ctx provision
 	@deploy/local/services.sh start
-	@bin/ctx demo
+	@deploy/local/services.sh ctx demo
 	@$(MAKE) status
 	@echo
 	@echo "Call it:   grpcurl -plaintext -import-path proto -import-path .tools/proto-deps \\"

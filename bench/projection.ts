@@ -31,7 +31,7 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { v7 as uuidv7 } from "uuid";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { fillInterleaved } from "./support/fill.ts";
@@ -319,6 +319,7 @@ async function project(
       "--max-semi-space-size=64",
       ...(settings.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profilesDir, model)}`] : []),
     ],
+    natsRole: `projector-${model}`,
     env: {
       PROJECTION: model,
       PROJECTOR_REPLICA_ID: `${model}-0`,
@@ -359,7 +360,7 @@ async function rebuildAll(stack: BenchStack): Promise<{ seconds: number; output:
     {
       env: {
         ...process.env,
-        NATS_URL: stack.natsUrl,
+        ...stack.natsEnv("ctx"),
         VALKEY_URL: stack.valkeyUrl,
         NEO4J_URL: stack.neo4jUrl,
         LOG_LEVEL: "warn",
@@ -377,7 +378,7 @@ async function main(): Promise<void> {
   );
   const stack = await startBenchStack({ valkey: true, neo4j: settings.models.includes("neo4j") });
   const teardown = onShutdown(() => stack.stop());
-  const nc = await connect({ servers: stack.natsUrl, name: "bench-projection" });
+  const nc = await stack.connectNats("bench-projection");
   try {
     await provisionEventStream(await jetstreamManager(nc), names);
     const filled = await fill(nc);

@@ -49,7 +49,7 @@ import {
   SubtaskStatus,
 } from "@ctx/proto";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop } from "./support/load.ts";
@@ -276,7 +276,7 @@ async function main(): Promise<void> {
       mkdirSync(profilesDir, { recursive: true });
     }
     const nodeArgs = settings.profile ? ["--cpu-prof", `--cpu-prof-dir=${profilesDir}`] : [];
-    nc = await connect({ servers: stack.natsUrl, name: "bench-query-side" });
+    nc = await stack.connectNats("bench-query-side");
     await provisionEventStream(await jetstreamManager(nc), defaultEventStreamSettings);
     const natsVersion = await natsServerVersion(stack);
 
@@ -292,12 +292,22 @@ async function main(): Promise<void> {
       entry: "services/query/src/main.ts",
       listenVariable: "QUERY_LISTEN",
       opsListenVariable: "QUERY_OPS_LISTEN",
-      env: { ...queryEnv, SNAPSHOTS: "on", SNAPSHOTTER: "on" },
+      natsRole: "query",
+      // The snapshotter writes with its own user, as deploy/local/services.sh starts it.
+      env: {
+        ...queryEnv,
+        ...Object.fromEntries(
+          Object.entries(stack.natsEnv("snapshotter")).map(([k, v]) => [`SNAPSHOTTER_${k}`, v]),
+        ),
+        SNAPSHOTS: "on",
+        SNAPSHOTTER: "on",
+      },
       nodeArgs,
     });
     const projector = await stack.startService("projector", {
       entry: "services/projector/src/main.ts",
       opsListenVariable: "PROJECTOR_OPS_LISTEN",
+      natsRole: "projector-valkey",
       env: { LOG_LEVEL: "warn", PROJECTION: "valkey", PROJECTOR_REPLICA_ID: "bench-valkey-0" },
     });
     log(
@@ -356,6 +366,7 @@ async function main(): Promise<void> {
       entry: "services/query/src/main.ts",
       listenVariable: "QUERY_LISTEN",
       opsListenVariable: "QUERY_OPS_LISTEN",
+      natsRole: "query",
       env: { ...queryEnv, SNAPSHOTS: "off", SNAPSHOTTER: "off" },
       nodeArgs,
     });

@@ -14,7 +14,7 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { ContextCommandService } from "@ctx/proto";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { gauge, scrape } from "./support/metrics.ts";
 import { openLoop } from "./support/open-loop.ts";
 import { describeMachine, gitState, natsServerVersion } from "./support/run-info.ts";
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   });
   try {
     await stack.startCommandService();
-    nc = await connect({ servers: stack.natsUrl, name: "bench-soak" });
+    nc = await stack.connectNats("bench-soak");
     log(`servers: NATS ${stack.natsUrl}, command service ${stack.commandUrl} (in ${stack.dir})`);
 
     const clients: Commands[] = [];
@@ -153,6 +153,7 @@ async function main(): Promise<void> {
             opsListenVariable: "PROJECTOR_OPS_LISTEN",
             // As deploy/local/services.sh starts projectors.
             nodeArgs: ["--max-semi-space-size=64"],
+            natsRole: `projector-${model}`,
             env: { PROJECTION: model, PROJECTOR_REPLICA_ID: `${model}-${r}`, LOG_LEVEL: "warn" },
           }),
         );

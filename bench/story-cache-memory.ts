@@ -23,7 +23,7 @@ import { createLogger } from "@ctx/config";
 import { ContextCommandService } from "@ctx/proto";
 import { closedLoop } from "./support/load.ts";
 import { gauge, scrape } from "./support/metrics.ts";
-import { onShutdown, startBenchStack } from "./support/servers.ts";
+import { type BenchStack, onShutdown, startBenchStack } from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
 
@@ -60,9 +60,10 @@ const shapes: readonly Shape[] = [
   { name: "ApplyChanges: ten events per command", changesPerCommand: 10 },
 ];
 
-async function measure(natsUrl: string, shape: Shape, index: number): Promise<ShapeResult> {
+async function measure(stack: BenchStack, shape: Shape, index: number): Promise<ShapeResult> {
   const config = loadCommandConfig({
-    NATS_URL: natsUrl,
+    // Its own stream per shape: the admin's user (the command user's rights name the default one).
+    ...stack.natsEnv("admin"),
     COMMAND_LISTEN: "127.0.0.1:0",
     COMMAND_OPS_LISTEN: "127.0.0.1:0",
     EVENT_STREAM: `CACHE_MEMORY_${index}`,
@@ -75,6 +76,11 @@ async function measure(natsUrl: string, shape: Shape, index: number): Promise<Sh
     STORY_MAX_SUBTASKS: String(Math.max(1_000, settings.eventsPerStory)),
   });
   const logger = createLogger({ name: "bench-cache-memory", level: "warn", pretty: false });
+  // The service only checks for its stream: the operator creates it.
+  await stack.provision({
+    EVENT_STREAM: config.EVENT_STREAM,
+    EVENT_SUBJECT_PREFIX: config.EVENT_SUBJECT_PREFIX,
+  });
   const app = await startCommandApp(config, logger);
   try {
     const client = createClient(
@@ -156,7 +162,7 @@ async function main(): Promise<void> {
       `story-cache memory: ${settings.stories} stories of ${settings.eventsPerStory} events, command service in this process (Node ${process.version}, ${os.cpus()[0]?.model ?? "?"})`,
     );
     const results: ShapeResult[] = [];
-    for (const [i, shape] of shapes.entries()) results.push(await measure(stack.natsUrl, shape, i));
+    for (const [i, shape] of shapes.entries()) results.push(await measure(stack, shape, i));
     console.log(
       table(
         ["shape", "stories cached", "events cached", "heap MB", "bytes per event", "writes s"],

@@ -19,7 +19,7 @@ import {
 import { envelopeAsWritten } from "@ctx/event-store/testing";
 import { DecisionAddedSchema, legacyV1, SubtaskStatus, SubtaskUpdatedSchema } from "@ctx/proto";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { fillInterleaved } from "./support/fill.ts";
 import { onShutdown, startBenchStack } from "./support/servers.ts";
@@ -225,7 +225,7 @@ async function main(): Promise<void> {
   );
   const benchStack = await startBenchStack();
   const teardown = onShutdown(() => benchStack.stop());
-  const nc = await connect({ servers: benchStack.natsUrl, name: "bench-upcasting" });
+  const nc = await benchStack.connectNats("bench-upcasting");
   try {
     const jsm = await jetstreamManager(nc);
     for (const v of ["v1", "v2"] as const) {

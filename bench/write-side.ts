@@ -39,7 +39,7 @@ import {
   SubtaskAddedSchema,
 } from "@ctx/proto";
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop, StoryPicker } from "./support/load.ts";
 import { buildLoadgen, goClosedLoop } from "./support/loadgen.ts";
@@ -160,7 +160,7 @@ async function main(): Promise<void> {
         : {},
     );
     log(`servers: NATS ${stack.natsUrl}, command service ${stack.commandUrl} (in ${stack.dir})`);
-    nc = await connect({ servers: stack.natsUrl, name: "bench-write-side" });
+    nc = await stack.connectNats("bench-write-side");
     const js = jetstream(nc, { timeout: 10_000 });
     await provisionEventStream(await jetstreamManager(nc), {
       ...defaultEventStreamSettings,

@@ -1,15 +1,15 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+
 import { Valkey } from "iovalkey";
 import neo4j from "neo4j-driver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stack, uniqueName } from "./support/index.ts";
+import { connectTestNats, stack, uniqueName } from "./support/index.ts";
 
 // The foundation's promise: every test run gets real servers, and they really work.
 
 describe("NATS JetStream", () => {
   it("creates a stream, publishes, consumes and deletes it", async () => {
-    const nc = await connect({ servers: stack().natsUrl });
+    const nc = await connectTestNats();
     try {
       const jsm = await jetstreamManager(nc);
       const name = uniqueName("STACK");

@@ -12,6 +12,8 @@ import {
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { connectNats, natsConnectionOf } from "@ctx/service";
+import type { NatsConnection } from "@nats-io/transport-node";
 
 const run = promisify(execFile);
 export const repoRoot = resolve(import.meta.dirname, "../..");
@@ -51,6 +53,11 @@ export interface BenchServiceOptions {
   /** More configuration; NATS_URL and VALKEY_URL of the stack are set already. */
   readonly env?: Readonly<Record<string, string>>;
   readonly nodeArgs?: readonly string[];
+  /**
+   * The NATS user it logs in as (default `admin`; the role users' rights are written for the
+   * default stream names). `ctx provision` runs first, with `env`'s names.
+   */
+  readonly natsRole?: string;
 }
 
 /** The servers of one bench run: its own NATS and command service, on free ports, in its own folder. */
@@ -58,6 +65,12 @@ export interface BenchStack {
   readonly dir: string;
   readonly natsUrl: string;
   readonly natsMonitorUrl: string;
+  /** The NATS variables of a user of the stack's server (URL, seed file, inbox prefix). */
+  natsEnv(role?: string): Record<string, string>;
+  /** A connection as the admin (authentication is on, as in the local stack). */
+  connectNats(name: string): Promise<NatsConnection>;
+  /** `bin/ctx provision` as the operator, with these names (default: the defaults). */
+  provision(env?: Readonly<Record<string, string>>): Promise<void>;
   /** Valkey's URL, when the stack was started with `valkey: true`. */
   readonly valkeyUrl: string | undefined;
   /** Neo4j's Bolt URL (no auth), when the stack was started with `neo4j: true`. */
@@ -79,7 +92,11 @@ export interface BenchStack {
    * Starts `node services/command/src/main.ts` as a child process of its own (so client and service
    * never share an event loop), configured by environment like deploy/local/services.sh does it.
    */
-  startCommandService(options?: { readonly nodeArgs?: readonly string[] }): Promise<void>;
+  startCommandService(options?: {
+    readonly nodeArgs?: readonly string[];
+    /** Default `command` (its stream is the default one). */
+    readonly natsRole?: string;
+  }): Promise<void>;
   /**
    * Starts another Node service (`node <entry>`) as a child process of its own, on free ports, named
    * `name` in the run folder (pid, log); it is stopped with the stack. Resolves once /readyz answers.
@@ -268,10 +285,27 @@ export async function startBenchStack(
   const neo4jUrl = options.neo4j ? `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}` : undefined;
   const services = new Map<string, BenchService>();
   let stopped: Promise<void> | undefined;
+  const natsEnv = (role = "admin"): Record<string, string> => {
+    const file = join(dir, "secrets/nats", `${role}.env`);
+    const vars = readFileSync(file, "utf8")
+      .split("\n")
+      .filter((line) => line.includes("="))
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]);
+    return { NATS_URL: natsUrl, ...Object.fromEntries(vars) };
+  };
+  const provision = async (more: Readonly<Record<string, string>> = {}) => {
+    await run(join(repoRoot, "bin/ctx"), ["provision"], {
+      env: { ...process.env, ...more, ...natsEnv("ctx") },
+      timeout: 120_000,
+    });
+  };
   const stack: BenchStack = {
     dir,
     natsUrl,
     natsMonitorUrl: `http://127.0.0.1:${ports.NATS_MONITOR_PORT}`,
+    natsEnv,
+    connectNats: (name) => connectNats(natsConnectionOf(natsEnv()), { name }),
+    provision,
     valkeyUrl,
     neo4jUrl,
     commandUrl: `http://127.0.0.1:${ports.COMMAND_PORT}`,
@@ -285,12 +319,13 @@ export async function startBenchStack(
       return out;
     },
     async startCommandService(options = {}) {
+      await provision();
       await spawnService(
         dir,
         "command",
         [...(options.nodeArgs ?? []), join(repoRoot, "services/command/src/main.ts")],
         {
-          NATS_URL: natsUrl,
+          ...natsEnv(options.natsRole ?? "command"),
           COMMAND_LISTEN: `127.0.0.1:${ports.COMMAND_PORT}`,
           COMMAND_OPS_LISTEN: `127.0.0.1:${ports.COMMAND_OPS_PORT}`,
         },
@@ -303,12 +338,14 @@ export async function startBenchStack(
       }
       const port = o.listenVariable ? await freePort() : 0;
       const opsPort = await freePort();
+      // The services only check for their streams and buckets: the operator creates them.
+      await provision(o.env);
       const pid = await spawnService(
         dir,
         name,
         [...(o.nodeArgs ?? []), join(repoRoot, o.entry)],
         {
-          NATS_URL: natsUrl,
+          ...natsEnv(o.natsRole),
           ...(valkeyUrl ? { VALKEY_URL: valkeyUrl } : {}),
           ...(neo4jUrl ? { NEO4J_URL: neo4jUrl } : {}),
           ...(o.listenVariable ? { [o.listenVariable]: `127.0.0.1:${port}` } : {}),

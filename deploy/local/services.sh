@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The context services as local processes (Node from .tools/), detached, logs in the stack folder.
-# Usage: deploy/local/services.sh start|stop|status
+# Usage: deploy/local/services.sh start|stop|status|ctx <args...>
+# Each service logs in to NATS as its own user (the seeds deploy/local/nats.sh keeps in
+# $STACK_DIR/secrets/nats); `ctx <args>` runs bin/ctx as the operator (ctx provision, ctx demo, ...).
 # Env: STACK_DIR, NATS_PORT, VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
 #      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564).
 LOG_TAG=services
@@ -27,6 +29,14 @@ PROJECTORS=(
 
 ready() { curl -fsS "http://$BIND_HOST:$1/readyz" >/dev/null; }
 
+# role_env <array> <role> [prefix]: appends a role's NATS variables (seed file, inbox prefix).
+role_env() {
+  local -n into=$1
+  local file="$STACK_DIR/secrets/nats/$2.env" line
+  [[ -f $file ]] || die "no NATS credentials for $2 in $file; start NATS first (deploy/local/stack.sh up)"
+  while IFS= read -r line; do [[ -n $line ]] && into+=("${3:-}$line"); done <"$file"
+}
+
 # start_service <name> <ops-port> <entry> [VAR=value...]
 start_service() {
   local name=$1 ops_port=$2 entry=$3
@@ -46,16 +56,25 @@ start_service() {
 case "${1:-}" in
   start)
     [[ -x $NODE ]] || die "Node is not provisioned; run 'make deps' first"
-    start_service command "$COMMAND_OPS_PORT" services/command/src/main.ts \
+    command_env=()
+    role_env command_env command
+    start_service command "$COMMAND_OPS_PORT" services/command/src/main.ts "${command_env[@]}" \
       COMMAND_LISTEN="$BIND_HOST:$COMMAND_PORT" COMMAND_OPS_LISTEN="$BIND_HOST:$COMMAND_OPS_PORT"
-    start_service query "$QUERY_OPS_PORT" services/query/src/main.ts \
+    # The snapshotter in the query process writes with its own user; the query user only reads.
+    query_env=()
+    role_env query_env query
+    role_env query_env snapshotter SNAPSHOTTER_
+    start_service query "$QUERY_OPS_PORT" services/query/src/main.ts "${query_env[@]}" \
       QUERY_LISTEN="$BIND_HOST:$QUERY_PORT" QUERY_OPS_LISTEN="$BIND_HOST:$QUERY_OPS_PORT"
     for p in "${PROJECTORS[@]}"; do
       read -r name projection port <<<"$p"
+      projector_env=()
+      role_env projector_env "projector-$projection"
       # A larger young generation: projecting allocates heavily and briefly per event; with
       # V8's default semi-space the Valkey projector spent 22 % of its CPU collecting
       # (docs/BENCHMARKS.md, projection).
-      start_service "$name" "$port" services/projector/src/main.ts PROJECTION="$projection" \
+      start_service "$name" "$port" services/projector/src/main.ts "${projector_env[@]}" \
+        PROJECTION="$projection" \
         PROJECTOR_REPLICA_ID="$name" PROJECTOR_OPS_LISTEN="$BIND_HOST:$port" \
         NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--max-semi-space-size=64"
     done
@@ -94,5 +113,13 @@ case "${1:-}" in
     done
     exit $rc
     ;;
-  *) die "usage: $0 start|stop|status" ;;
+  ctx)
+    shift
+    ctx_env=()
+    role_env ctx_env ctx
+    exec env NATS_URL="nats://$BIND_HOST:$NATS_PORT" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
+      NEO4J_URL="bolt://$BIND_HOST:$NEO4J_BOLT_PORT" COMMAND_URL="http://$BIND_HOST:$COMMAND_PORT" \
+      QUERY_URL="http://$BIND_HOST:$QUERY_PORT" "${ctx_env[@]}" "$REPO_ROOT/bin/ctx" "$@"
+    ;;
+  *) die "usage: $0 start|stop|status|ctx <args...>" ;;
 esac

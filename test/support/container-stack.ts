@@ -16,8 +16,11 @@ export async function startContainerStack(): Promise<RunningStack> {
     new ValkeyContainer("valkey/valkey:8.0").start(),
     new Neo4jContainer("neo4j:5.26-community").withPassword("test-password").start(),
   ]);
+  const natsUrl = `nats://${nats.getHost()}:${nats.getMappedPort(4222)}`;
   const endpoints: StackEndpoints = {
-    natsUrl: `nats://${nats.getHost()}:${nats.getMappedPort(4222)}`,
+    natsUrl,
+    // The image's server runs without users (deploy/local's does not).
+    natsEnv: { NATS_URL: natsUrl },
     valkeyUrl: valkey.getConnectionUrl(),
     neo4jUrl: neo4j.getBoltUri(),
     neo4jUser: neo4j.getUsername(),

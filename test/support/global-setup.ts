@@ -5,7 +5,8 @@ import { type RunningStack, startLocalStack } from "./local-stack.ts";
 
 /**
  * One set of real servers per test run, shared by every project that needs them:
- * - TEST_NATS_URL, TEST_VALKEY_URL and TEST_NEO4J_URL set: those servers are used as they are;
+ * - TEST_NATS_URL, TEST_VALKEY_URL and TEST_NEO4J_URL set: those servers are used as they are
+ *   (TEST_NATS_NKEY_SEED_FILE: the NATS identity, if the server has users);
  * - TEST_STACK=containers: testcontainers (needs a Docker engine);
  * - otherwise: the deploy/local processes on free ports, stopped at the end.
  */
@@ -21,6 +22,13 @@ function fromEnvironment(): RunningStack | undefined {
   if (!TEST_NATS_URL || !TEST_VALKEY_URL || !TEST_NEO4J_URL) return undefined;
   const endpoints: StackEndpoints = {
     natsUrl: TEST_NATS_URL,
+    // TEST_NATS_NKEY_SEED_FILE: the seed of an identity that may create and delete streams.
+    natsEnv: {
+      NATS_URL: TEST_NATS_URL,
+      ...(process.env.TEST_NATS_NKEY_SEED_FILE
+        ? { NATS_NKEY_SEED_FILE: process.env.TEST_NATS_NKEY_SEED_FILE }
+        : {}),
+    },
     valkeyUrl: TEST_VALKEY_URL,
     neo4jUrl: TEST_NEO4J_URL,
     neo4jUser: process.env.TEST_NEO4J_USER ?? "neo4j",

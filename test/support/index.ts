@@ -1,9 +1,14 @@
+import { connectNats, natsConnectionOf } from "@ctx/service";
+import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node";
 import { inject } from "vitest";
 import type { StackEndpoints } from "./endpoints.ts";
 
 export type { StackEndpoints } from "./endpoints.ts";
 export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
+export { freePort } from "./local-stack.ts";
+export type { NatsServerOptions, TestNatsServer } from "./nats-server.ts";
+export { startNatsServer } from "./nats-server.ts";
 export type { Neo4jServer } from "./neo4j-server.ts";
 export { startNeo4jServer } from "./neo4j-server.ts";
 export type { TestCertificate, TestPki } from "./pki.ts";
@@ -15,4 +20,18 @@ export { uniqueName } from "./unique-name.ts";
 /** The servers of this test run (from the global setup). */
 export function stack(): StackEndpoints {
   return inject("stack");
+}
+
+/**
+ * A connection to the test run's NATS as its test identity (see StackEndpoints.natsEnv); `options`
+ * adds name, reconnects, timeouts. `url` connects elsewhere (a proxy) with the same credentials.
+ */
+export function connectTestNats(
+  options: Omit<ConnectionOptions, "servers" | "authenticator" | "tls" | "inboxPrefix"> & {
+    readonly url?: string;
+  } = {},
+): Promise<NatsConnection> {
+  const { url, ...rest } = options;
+  const env = stack().natsEnv;
+  return connectNats(natsConnectionOf(url === undefined ? env : { ...env, NATS_URL: url }), rest);
 }

@@ -99,9 +99,12 @@ export async function startLocalStack(): Promise<RunningStack> {
     await stop().catch(() => undefined);
     throw e;
   }
+  const natsUrl = `nats://127.0.0.1:${ports.NATS_PORT}`;
   return {
     endpoints: {
-      natsUrl: `nats://127.0.0.1:${ports.NATS_PORT}`,
+      natsUrl,
+      // deploy/local/nats.sh wrote a seed per role; the tests act as the admin.
+      natsEnv: { NATS_URL: natsUrl, NATS_NKEY_SEED_FILE: join(dir, "secrets/nats/admin.nk") },
       valkeyUrl: `redis://127.0.0.1:${ports.VALKEY_PORT}`,
       neo4jUrl: `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}`,
       neo4jUser: "neo4j",

@@ -1,17 +1,12 @@
-import { stack, uniqueName } from "@ctx/test-support";
-import {
-  connect,
-  headers,
-  type NatsConnection,
-  errors as natsErrors,
-} from "@nats-io/transport-node";
+import { connectTestNats, uniqueName } from "@ctx/test-support";
+import { headers, type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAckPublisher } from "./ack-publisher.ts";
 
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
 });
 
 afterAll(async () => {
@@ -77,7 +72,7 @@ describe("the ack publisher", () => {
   });
 
   it("fails what is pending when the connection closes", async () => {
-    const own = await connect({ servers: stack().natsUrl });
+    const own = await connectTestNats();
     const silent = uniqueName("silent");
     const sub = own.subscribe(silent, { callback: () => undefined });
     await own.flush();

@@ -1,9 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { type ContextEventData, StoryNotFoundError, storyId, streamVersion } from "@ctx/domain";
 import { DecisionAddedSchema, SubtaskAddedSchema } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BatchMessage, batchExtent, collectDirectBatch } from "./direct-batch.ts";
 import {
@@ -40,7 +40,7 @@ let settings: EventStreamSettings;
 let store: EventStore;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   const name = uniqueName("EVENTS");
   settings = testStreamSettings(name);
   await provisionEventStream(await jetstreamManager(nc), settings);
@@ -436,9 +436,7 @@ describe("story-wide optimistic concurrency (checked by the server)", () => {
     const perWriter = 15;
     let conflicts = 0;
     // Each writer has its own connection and store, like separate command-service pods.
-    const connections = await Promise.all(
-      Array.from({ length: writers }, () => connect({ servers: stack().natsUrl })),
-    );
+    const connections = await Promise.all(Array.from({ length: writers }, () => connectTestNats()));
     try {
       await Promise.all(
         connections.map(async (conn, w) => {
@@ -519,7 +517,7 @@ describe("atomicity", () => {
   it("a connection killed in the middle of a multi-event append leaves none of its events", async () => {
     const story = newStory();
     await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
-    const dying = await connect({ servers: stack().natsUrl });
+    const dying = await connectTestNats();
     let published = 0;
     // A real connection that dies after the third message of the batch has left the client.
     const publish = dying.publish.bind(dying);

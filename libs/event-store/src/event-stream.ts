@@ -146,6 +146,47 @@ function desiredConfig(settings: EventStreamSettings): Partial<StreamConfig> & {
 }
 
 /**
+ * Checks that the event stream exists as provisioned for these settings (`ctx provision`), without
+ * changing it: what a service does at start, with a NATS user that may not create or update streams.
+ *
+ * @throws StreamConfigurationError saying what is missing or different
+ */
+export async function checkEventStream(
+  jsm: JetStreamManager,
+  settings: EventStreamSettings = defaultEventStreamSettings,
+): Promise<StreamInfo> {
+  const desired = desiredConfig(settings);
+  const existing = await jsm.streams.info(settings.stream).catch((e: unknown) => {
+    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
+    throw e;
+  });
+  if (!existing) throw new StreamConfigurationError(`stream ${settings.stream} does not exist`);
+  const different = differences(existing.config, desired);
+  if (different.length > 0) {
+    throw new StreamConfigurationError(
+      `stream ${settings.stream} differs from its settings in ${different.join(", ")}`,
+    );
+  }
+  return existing;
+}
+
+/**
+ * The settings the services rely on in which a stream differs from the desired one. Replicas,
+ * compression and the duplicate window are the operator's (ctx provision) and not checked.
+ */
+function differences(current: StreamConfig, desired: ReturnType<typeof desiredConfig>): string[] {
+  const keys = ["allow_direct", "allow_atomic", "deny_delete", "deny_purge"] as const;
+  const different: string[] = keys.filter((k) => current[k] !== desired[k]);
+  if (current.subject_transform?.dest !== desired.subject_transform?.dest) {
+    different.push("subject_transform (partitions)");
+  }
+  if (JSON.stringify(current.subjects) !== JSON.stringify(desired.subjects)) {
+    different.push("subjects");
+  }
+  return different;
+}
+
+/**
  * Creates the event stream, or brings an existing one to the given settings. Idempotent: run at every
  * start-up and by `ctx streams provision`. Storage type cannot change on a live stream; that is an error.
  */

@@ -57,6 +57,7 @@ export type {
 export { createEventStore, ExpectedVersion } from "./event-store.ts";
 export type { EventStreamNames, EventStreamSettings } from "./event-stream.ts";
 export {
+  checkEventStream,
   defaultEventStreamNames,
   defaultEventStreamSettings,
   eventSubject,

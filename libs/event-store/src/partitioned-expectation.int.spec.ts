@@ -1,9 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { type ContextEventData, storyId, streamVersion } from "@ctx/domain";
 import { SubtaskAddedSchema } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ConcurrencyError,
@@ -31,7 +31,7 @@ let jsm: JetStreamManager;
 let settings: EventStreamSettings;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
   settings = { ...testStreamSettings(uniqueName("PARTS")), partitions: 16 };
   await provisionEventStream(jsm, settings);

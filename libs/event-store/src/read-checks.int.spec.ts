@@ -2,9 +2,9 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { type StoryId, storyId, streamVersion } from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
 import { ContextCreatedSchema, ContextEventSchema, SubtaskAddedSchema } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -39,7 +39,7 @@ let settings: EventStreamSettings;
 let store: EventStore;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   settings = testStreamSettings(uniqueName("CHECKS"));
   await provisionEventStream(await jetstreamManager(nc), settings);
   store = createEventStore(nc, { names: settings });

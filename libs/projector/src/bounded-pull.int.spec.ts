@@ -1,4 +1,4 @@
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -7,7 +7,7 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BoundedPull, createBoundedPull, type Delivery, isPullEndedError } from "./index.ts";
 
@@ -17,7 +17,7 @@ let js: JetStreamClient;
 const streams: string[] = [];
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
   js = jetstream(nc);
 });

@@ -131,7 +131,9 @@ class JetStreamBoundedPull implements BoundedPull {
     this.#expiresMs = options.expiresMs ?? DEFAULT_EXPIRES_MS;
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#minPullBytes = options.minPullBytes;
-    this.#inbox = createInbox(options.inboxPrefix);
+    // The connection's own inbox prefix by default: a user may subscribe to its own replies only.
+    const connection = (options.nc as { options?: { inboxPrefix?: string } }).options;
+    this.#inbox = createInbox(options.inboxPrefix ?? connection?.inboxPrefix);
     const api = options.apiPrefix ?? "$JS.API";
     this.#subject = `${api}.CONSUMER.MSG.NEXT.${options.stream}.${options.consumer}`;
     this.#sub = options.nc.subscribe(`${this.#inbox}.*`, {

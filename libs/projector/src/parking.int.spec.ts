@@ -1,13 +1,13 @@
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listParked, type ParkingNames, park, provisionParking } from "./index.ts";
 
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
 });
 
 afterAll(async () => {

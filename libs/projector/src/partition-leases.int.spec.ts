@@ -7,7 +7,7 @@ import {
   ExpectedVersion,
   provisionEventStream,
 } from "@ctx/event-store";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
 import {
   DiscardPolicy,
   type JetStreamManager,
@@ -16,7 +16,7 @@ import {
   StorageType,
 } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { type NatsConnection, nanos } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -46,7 +46,7 @@ let parking: ParkingNames;
 const running: { projector: Projector; conn: NatsConnection }[] = [];
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
   const name = uniqueName("LEASES");
   settings = {
@@ -80,7 +80,7 @@ async function startReplica(
   replicaId: string,
   registry = new Registry(),
 ): Promise<Projector> {
-  const conn = await connect({ servers: stack().natsUrl });
+  const conn = await connectTestNats();
   const projector = createProjector({
     nc: conn,
     names: settings,

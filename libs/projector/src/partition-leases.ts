@@ -25,6 +25,11 @@ export interface PartitionLeasesOptions {
   readonly onReleased: (partition: number) => Promise<void>;
   /** Told about failed heartbeats and lost leases (metrics). */
   readonly observer?: LeaseObserver;
+  /**
+   * Create the bucket when it is missing (default true). False: open it as provisioned (`ctx
+   * provision`), for a NATS user that may not create streams.
+   */
+  readonly create?: boolean;
 }
 
 export interface LeaseObserver {
@@ -285,12 +290,19 @@ export function createPartitionLeases(
   return {
     async start() {
       jsm = await jetstreamManager(nc);
-      kv = await new Kvm(nc).create(leaseBucket(group), { ttl: ttlMs, history: 1 });
-      // The table is read by direct get: a bucket made without it (by hand, an old client) gets it.
       const stream = `KV_${leaseBucket(group)}`;
-      const info = await jsm.streams.info(stream);
-      if (!info.config.allow_direct) {
-        await jsm.streams.update(stream, { ...info.config, allow_direct: true });
+      if (options.create === false) {
+        kv = await new Kvm(nc).open(leaseBucket(group));
+        if (!(await jsm.streams.info(stream)).config.allow_direct) {
+          throw new Error(`lease bucket ${stream} does not allow direct gets; run ctx provision`);
+        }
+      } else {
+        kv = await new Kvm(nc).create(leaseBucket(group), { ttl: ttlMs, history: 1 });
+        // The table is read by direct get: a bucket made without it (by hand, an old client) gets it.
+        const info = await jsm.streams.info(stream);
+        if (!info.config.allow_direct) {
+          await jsm.streams.update(stream, { ...info.config, allow_direct: true });
+        }
       }
       stopped = false;
       ticking = tick().catch(heartbeatFailed);

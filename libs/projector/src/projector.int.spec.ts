@@ -17,9 +17,9 @@ import {
 } from "@ctx/event-store";
 import { appendAsWritten, type WrittenEvent } from "@ctx/event-store/testing";
 import { legacyV1 } from "@ctx/proto";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -39,7 +39,7 @@ let store: EventStore;
 const running: Projector[] = [];
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   const name = uniqueName("PROJ");
   settings = {
     stream: name,
@@ -91,7 +91,7 @@ async function startReplica(
   replicaId: string,
   batchSize = 50,
 ): Promise<Projector> {
-  const conn = await connect({ servers: stack().natsUrl });
+  const conn = await connectTestNats();
   const projector = createProjector({
     nc: conn,
     names: settings,
@@ -211,7 +211,7 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     await eventually(() => expectModelEqualsFold(projection, first), { timeout: 20_000 });
     // A zombie: a client of the old owner's consumers that goes on pulling and never acknowledges
     // (an owner whose lease lapsed in a long pause, or a subscription a worker gave up on).
-    const zombieConnection = await connect({ servers: stack().natsUrl });
+    const zombieConnection = await connectTestNats();
     const zombieJs = jetstream(zombieConnection);
     const consumers = await partitionConsumers(
       await jetstreamManager(nc),

@@ -67,6 +67,11 @@ export interface ProjectorOptions {
   /** Batches written at once, over all partitions (default: the projection's writeConcurrency). */
   readonly writeConcurrency?: number;
   readonly parking?: ParkingNames;
+  /**
+   * Create the parked stream and the lease bucket when missing (default true). The projector
+   * service passes false: its NATS user may not, `ctx provision` does, and it waits for them.
+   */
+  readonly provision?: boolean;
   readonly heartbeatMs?: number;
   readonly leaseTtlMs?: number;
   readonly backoff?: BackoffSettings;
@@ -187,7 +192,7 @@ export function createProjector(options: ProjectorOptions): Projector {
     async start() {
       jsm = await js.jetstreamManager();
       const parking = options.parking ?? defaultParkingNames;
-      await provisionParking(jsm, parking);
+      if (options.provision !== false) await provisionParking(jsm, parking);
       await initProjection(options.projection, logger, options.backoff);
       const manager = jsm;
       // A pull must ask for at least the largest message the server takes, or such a message
@@ -208,6 +213,7 @@ export function createProjector(options: ProjectorOptions): Projector {
         logger,
         ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
         ...(options.leaseTtlMs !== undefined ? { ttlMs: options.leaseTtlMs } : {}),
+        create: options.provision !== false,
         onAcquired: (partition) => {
           const worker = new PartitionWorker({
             partition,

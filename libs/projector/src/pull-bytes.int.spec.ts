@@ -9,9 +9,9 @@ import {
 } from "@ctx/event-store";
 import { appendAsWritten, type WrittenEvent } from "@ctx/event-store/testing";
 import { ContextCreatedSchema, SubtaskAddedSchema } from "@ctx/proto";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createProjector, type ParkingNames, partitionConsumers } from "./index.ts";
@@ -38,7 +38,7 @@ let parking: ParkingNames;
 let store: EventStore;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
   const name = uniqueName("PULLBYTES");
   settings = {
@@ -115,7 +115,7 @@ describe("pulls bounded by bytes", () => {
     });
     await nc.flush();
 
-    const conn = await connect({ servers: stack().natsUrl });
+    const conn = await connectTestNats();
     const cuts: string[] = [];
     void (async () => {
       for await (const s of conn.status()) {

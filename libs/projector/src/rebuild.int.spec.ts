@@ -15,9 +15,9 @@ import {
   provisionEventStream,
 } from "@ctx/event-store";
 import { testStreamSettings } from "@ctx/event-store/testing";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createProjector, type ParkingNames, rebuildProjection, rebuildStory } from "./index.ts";
@@ -30,7 +30,7 @@ let parking: ParkingNames;
 let store: EventStore;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   const name = uniqueName("REBUILD");
   settings = testStreamSettings(name);
   parking = { stream: `${name}_PARKED`, subjectPrefix: `${name.toLowerCase()}_parked` };

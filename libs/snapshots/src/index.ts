@@ -21,6 +21,7 @@ export type { SnapshotStore, SnapshotStoreOptions } from "./snapshot-store.ts";
 export { createSnapshotStore } from "./snapshot-store.ts";
 export type { SnapshotStreamNames, SnapshotStreamSettings } from "./snapshot-stream.ts";
 export {
+  checkSnapshotStream,
   defaultSnapshotStreamNames,
   defaultSnapshotStreamSettings,
   provisionSnapshotStream,

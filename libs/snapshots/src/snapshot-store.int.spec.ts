@@ -3,9 +3,9 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ContextState, evolveAll, initialState, type StoryId, storyId } from "@ctx/domain";
 import { domainEvents, eventData } from "@ctx/domain/testing";
 import { ContextSnapshotSchema } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createSnapshotStore,
@@ -25,7 +25,7 @@ let names: SnapshotStreamNames;
 let snapshots: SnapshotStore;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
   const stream = uniqueName("SNAP");
   names = { stream, subjectPrefix: stream.toLowerCase() };

@@ -72,6 +72,25 @@ function desiredConfig(settings: SnapshotStreamSettings): Partial<StreamConfig> 
 }
 
 /**
+ * Checks that the snapshot stream exists and serves direct gets (as `ctx provision` makes it), without
+ * changing it: what the query service does at start with a NATS user that may not create streams.
+ */
+export async function checkSnapshotStream(
+  jsm: JetStreamManager,
+  names: SnapshotStreamNames = defaultSnapshotStreamNames,
+): Promise<StreamInfo> {
+  const existing = await jsm.streams.info(names.stream).catch((e: unknown) => {
+    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
+    throw e;
+  });
+  if (!existing) throw new Error(`stream ${names.stream} does not exist`);
+  if (!existing.config.allow_direct) {
+    throw new Error(`stream ${names.stream} does not allow direct gets`);
+  }
+  return existing;
+}
+
+/**
  * Creates the snapshot stream, or brings an existing one to the given settings. Idempotent: the
  * query service runs it at every start.
  */

@@ -10,9 +10,9 @@ import {
 } from "@ctx/event-store";
 import { testStreamSettings } from "@ctx/event-store/testing";
 import type { BackoffSettings } from "@ctx/projector";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   createSnapshotStore,
@@ -34,7 +34,7 @@ const streams: string[] = [];
 const running: Snapshotter[] = [];
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
 });
 

@@ -21,9 +21,9 @@ import {
 } from "@ctx/event-store";
 import { appendAsWritten, envelopeAsWritten, testStreamSettings } from "@ctx/event-store/testing";
 import { type ContextEvent, ContextEventSchema, SubtaskAddedSchema } from "@ctx/proto";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import fc from "fast-check";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,7 +61,7 @@ let withoutSnapshots: TemporalReader;
 let consumerName: string;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
   const name = uniqueName("TEMPORAL");
   events = testStreamSettings(name);

@@ -1,5 +1,5 @@
 import type { Logger } from "@ctx/config";
-import { createEventStore, type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
+import { checkEventStream, createEventStore } from "@ctx/event-store";
 import { ContextCommandService } from "@ctx/proto";
 import {
   createHealthRegistry,
@@ -8,10 +8,15 @@ import {
   startOpsServer,
   startRpcServer,
 } from "@ctx/rpc";
+import { connectNats, natsConnectionOf, waitForProvisioning } from "@ctx/service";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { type CommandConfig, checkLimitsFit, storyLimitsOf } from "./config.ts";
+import {
+  type CommandConfig,
+  checkLimitsFit,
+  eventStreamSettingsOf,
+  storyLimitsOf,
+} from "./config.ts";
 import { createCommandHandler } from "./handling/command-handler.ts";
 import { classifyCommandError } from "./rpc/classify-error.ts";
 import { registerCommandService } from "./rpc/command-service.ts";
@@ -23,10 +28,12 @@ export interface CommandApp {
   stop(): Promise<void>;
 }
 
-/** Starts the command service: NATS, the event stream, the gRPC server and the ops endpoints. */
+/**
+ * Starts the command service: NATS, the ops endpoints, the event stream (waited for until it is
+ * provisioned), the gRPC server.
+ */
 export async function startCommandApp(config: CommandConfig, logger: Logger): Promise<CommandApp> {
-  const nc = await connect({
-    servers: config.NATS_URL,
+  const nc = await connectNats(natsConnectionOf(config), {
     name: "context-command-service",
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
@@ -39,17 +46,26 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     await nc.close();
     throw e;
   }
-  const settings: EventStreamSettings = {
-    stream: config.EVENT_STREAM,
-    subjectPrefix: config.EVENT_SUBJECT_PREFIX,
-    partitions: config.EVENT_PARTITIONS,
-    replicas: config.EVENT_STREAM_REPLICAS,
-    duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
-  };
-  await provisionEventStream(await jetstreamManager(nc), settings);
-
+  const settings = eventStreamSettingsOf(config);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  let draining = false;
+  let natsUp = true;
+  let provisioned = false;
+  // Alive (and not ready) from here: the stream may not be provisioned yet.
+  const ops = await startOpsServer({
+    host: config.COMMAND_OPS_LISTEN.host,
+    port: config.COMMAND_OPS_LISTEN.port,
+    registry,
+    ready: () => provisioned && !draining && natsUp,
+  });
+  // The command user may append to the stream but not create or change it: `ctx provision` does.
+  const jsm = await jetstreamManager(nc);
+  await waitForProvisioning(() => checkEventStream(jsm, settings), {
+    what: `stream ${settings.stream}`,
+    logger,
+  });
+  provisioned = true;
   const appendSeconds = new Histogram({
     name: "event_store_append_seconds",
     help: "Time to append a command's events to JetStream (server-acknowledged)",
@@ -84,8 +100,6 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   });
 
   const health = createHealthRegistry([ContextCommandService.typeName]);
-  let draining = false;
-  let natsUp = true;
   const updateHealth = () =>
     health.setAll(!draining && natsUp ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
   void (async () => {
@@ -108,12 +122,6 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
     reflection: [ContextCommandService],
-  });
-  const ops = await startOpsServer({
-    host: config.COMMAND_OPS_LISTEN.host,
-    port: config.COMMAND_OPS_LISTEN.port,
-    registry,
-    ready: () => !draining && natsUp,
   });
   updateHealth();
   logger.info(

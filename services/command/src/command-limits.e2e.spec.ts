@@ -281,7 +281,7 @@ function alternatives(seed: number): string[] {
 describe("the limits' settings", () => {
   it("refuse to start when a story at the limit could not be snapshotted in one NATS message", async () => {
     const config = loadCommandConfig({
-      NATS_URL: stack().natsUrl,
+      ...stack().natsEnv,
       COMMAND_LISTEN: "127.0.0.1:0",
       COMMAND_OPS_LISTEN: "127.0.0.1:0",
       EVENT_STREAM: uniqueName("CMD_LIMITS"),

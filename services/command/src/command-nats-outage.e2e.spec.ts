@@ -58,7 +58,11 @@ beforeAll(async () => {
   writeFileSync(join(dir, "owner.pid"), String(process.pid));
   natsEnv = { STACK_DIR: dir, NATS_PORT: String(port), NATS_MONITOR_PORT: String(monitorPort) };
   await nats("start");
-  h = await startCommandHarness({ natsUrl: `nats://127.0.0.1:${port}` });
+  h = await startCommandHarness({
+    natsUrl: `nats://127.0.0.1:${port}`,
+    // nats.sh wrote this server's users into the spec's folder.
+    natsEnv: { NATS_NKEY_SEED_FILE: join(dir, "secrets/nats/admin.nk") },
+  });
 });
 
 afterAll(async () => {

@@ -1,5 +1,6 @@
 import {
   ConfigError,
+  type EventStreamConfig,
   env,
   eventStreamSchema,
   loadConfig,
@@ -7,6 +8,8 @@ import {
   storesSchema,
 } from "@ctx/config";
 import { defaultStoryLimits, type StoryLimits } from "@ctx/domain";
+import type { EventStreamSettings } from "@ctx/event-store";
+import { natsConnectionSchema } from "@ctx/service";
 import { z } from "zod";
 import { defaultCacheLimits } from "./handling/story-cache.ts";
 
@@ -15,6 +18,7 @@ const count = (defaultValue: number, min: number, max: number) =>
   z.coerce.number().int().min(min).max(max).default(defaultValue);
 
 export const commandConfigSchema = eventStreamSchema.extend(rpcServerSchema.shape).extend({
+  ...natsConnectionSchema.shape,
   NATS_URL: storesSchema.shape.NATS_URL,
   LOG_LEVEL: storesSchema.shape.LOG_LEVEL,
   /** gRPC / gRPC-Web / Connect listen address. */
@@ -47,6 +51,17 @@ export function loadCommandConfig(
   source: Readonly<Record<string, string | undefined>> = process.env,
 ): CommandConfig {
   return loadConfig(commandConfigSchema, source);
+}
+
+/** The event stream the configuration names: what `ctx provision` creates and the service checks. */
+export function eventStreamSettingsOf(config: EventStreamConfig): EventStreamSettings {
+  return {
+    stream: config.EVENT_STREAM,
+    subjectPrefix: config.EVENT_SUBJECT_PREFIX,
+    partitions: config.EVENT_PARTITIONS,
+    replicas: config.EVENT_STREAM_REPLICAS,
+    duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
+  };
 }
 
 /** The limits the configuration sets for commands and stories. */

@@ -2,4 +2,4 @@
 export type { CommandApp } from "./app.ts";
 export { startCommandApp } from "./app.ts";
 export type { CommandConfig } from "./config.ts";
-export { commandConfigSchema, loadCommandConfig } from "./config.ts";
+export { commandConfigSchema, eventStreamSettingsOf, loadCommandConfig } from "./config.ts";

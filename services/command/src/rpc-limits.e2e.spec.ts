@@ -3,22 +3,27 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@ctx/config";
+import { provisionEventStream } from "@ctx/event-store";
 import { ContextCommandService, CreateContextRequestSchema } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CommandApp, startCommandApp } from "./app.ts";
-import { loadCommandConfig } from "./config.ts";
+import { eventStreamSettingsOf, loadCommandConfig } from "./config.ts";
 
 // The command service runs the RPC server with its RPC_* settings (libs/rpc's own specs cover
 // each limit; this one checks that the service passes them on).
 
 let app: CommandApp;
+let nc: NatsConnection;
+let stream: string;
 let client: ReturnType<typeof createClient<typeof ContextCommandService>>;
 
 beforeAll(async () => {
-  const stream = uniqueName("CMD_RPC");
+  stream = uniqueName("CMD_RPC");
   const config = loadCommandConfig({
-    NATS_URL: stack().natsUrl,
+    ...stack().natsEnv,
     COMMAND_LISTEN: "127.0.0.1:0",
     COMMAND_OPS_LISTEN: "127.0.0.1:0",
     EVENT_STREAM: stream,
@@ -26,6 +31,8 @@ beforeAll(async () => {
     SHUTDOWN_GRACE_MS: "2000",
     RPC_MAX_REQUEST_BYTES: "2048",
   });
+  nc = await connectTestNats();
+  await provisionEventStream(await jetstreamManager(nc), eventStreamSettingsOf(config));
   app = await startCommandApp(
     config,
     createLogger({ name: "cmd-rpc", level: "silent", pretty: false }),
@@ -38,6 +45,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.stop();
+  await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
+  await nc?.close();
 });
 
 describe("the command service's RPC limits", () => {

@@ -2,12 +2,15 @@ import { eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
 import type { EventStreamNames } from "@ctx/event-store";
 import type { ParkingNames } from "@ctx/projector";
 
+import { connectNats, natsConnectionOf, natsConnectionSchema } from "@ctx/service";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { z } from "zod";
 
 /** ctx reads the same environment variables as the services (see docs/OPERATIONS.md). */
-export const ctxConfigSchema = eventStreamSchema.extend(readModelSchema.shape);
+export const ctxConfigSchema = eventStreamSchema
+  .extend(readModelSchema.shape)
+  .extend(natsConnectionSchema.shape);
 export type CtxConfig = z.infer<typeof ctxConfigSchema>;
 
 export interface CtxEnv {
@@ -21,13 +24,8 @@ export interface CtxEnv {
 
 export async function openCtxEnv(): Promise<CtxEnv> {
   const config = loadConfig(ctxConfigSchema);
-  const nc = await connect({ servers: config.NATS_URL, name: "ctx", timeout: 5_000 }).catch(
-    (e: unknown) => {
-      throw new Error(
-        `cannot reach NATS at ${config.NATS_URL} (set NATS_URL): ${(e as Error).message}`,
-      );
-    },
-  );
+  // The operator's identity (NATS_NKEY_SEED_FILE, NATS_CREDS, ...; see docs/OPERATIONS.md).
+  const nc = await connectNats(natsConnectionOf(config), { name: "ctx", timeout: 5_000 });
   return {
     config,
     nc,

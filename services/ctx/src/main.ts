@@ -1,8 +1,10 @@
 import { printContextAtTwoTimes } from "@ctx/query-service";
 import { Command } from "commander";
 import { eventStats, upcastDryRun } from "./commands/events.ts";
+import { natsAuthConfigCommand } from "./commands/nats.ts";
 import { parkedDiscard, parkedList, parkedReplay } from "./commands/parked.ts";
 import { projectionsStatus, rebuildProjections } from "./commands/projections.ts";
+import { provision } from "./commands/provision.ts";
 import { storiesCheck, storiesRepair } from "./commands/stories.ts";
 import { provisionStreams } from "./commands/streams.ts";
 import { runDemo, waitForReadModels } from "./demo.ts";
@@ -48,6 +50,23 @@ program
       await writeLegacyDemo(options.legacyStory, print);
     },
   );
+
+program
+  .command("provision")
+  .description(
+    "create or update the streams and lease buckets the services expect (idempotent; operator credentials)",
+  )
+  .action(() => provision(print));
+
+const nats = program.command("nats").description("the NATS server's users and permissions");
+nats
+  .command("auth-config")
+  .description(
+    "write the server's accounts/users block (public NKeys) and a seed per role (kept if present)",
+  )
+  .requiredOption("--config <file>", "the server configuration fragment to write")
+  .requiredOption("--secrets <dir>", "where each role's seed and env file go (0600)")
+  .action((options: { config: string; secrets: string }) => natsAuthConfigCommand(options, print));
 
 const streams = program.command("streams").description("the JetStream streams");
 streams

@@ -24,14 +24,14 @@ import {
   SubtaskAddedSchema,
 } from "@ctx/proto";
 import { loadQueryConfig, startQueryApp } from "@ctx/query-service";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import {
   type JetStreamManager,
   jetstream,
   jetstreamManager,
   type StoredMsg,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // Issue #20, defect 6: one bad stored event blocked a story for good. Schema version 99 made every
@@ -57,7 +57,7 @@ let queries: ReturnType<typeof createClient<typeof ContextQueryService>>;
 
 beforeAll(async () => {
   const s = stack();
-  nc = await connect({ servers: s.natsUrl });
+  nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
   const name = uniqueName("REPAIR");
   settings = {
@@ -71,7 +71,7 @@ beforeAll(async () => {
   await provisionEventStream(jsm, settings);
   store = createEventStore(nc, { names: settings });
   env = {
-    NATS_URL: s.natsUrl,
+    ...s.natsEnv,
     VALKEY_URL: s.valkeyUrl,
     NEO4J_URL: s.neo4jUrl,
     NEO4J_USER: s.neo4jUser,

@@ -1,8 +1,10 @@
 import type { Logger } from "@ctx/config";
 import type { EventStreamNames } from "@ctx/event-store";
-import { createProjector, type ParkingNames } from "@ctx/projector";
+import { createProjector, leaseBucket, leaseGroup, type ParkingNames } from "@ctx/projector";
 import { startOpsServer } from "@ctx/rpc";
-import { connect } from "@nats-io/transport-node";
+import { connectNats, natsConnectionOf, waitForProvisioning } from "@ctx/service";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { millis, nanos } from "@nats-io/transport-node";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { ProjectorConfig } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
@@ -18,15 +20,14 @@ export async function startProjectorApp(
   config: ProjectorConfig,
   logger: Logger,
 ): Promise<ProjectorApp> {
-  const nc = await connect({
-    servers: config.NATS_URL,
+  const nats = natsConnectionOf(config);
+  const nc = await connectNats(nats, {
     name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}`,
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
   });
   // The lease heartbeat gets a connection of its own, so its replies never wait behind deliveries.
-  const leaseConnection = await connect({
-    servers: config.NATS_URL,
+  const leaseConnection = await connectNats(nats, {
     name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}-leases`,
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
@@ -52,6 +53,7 @@ export async function startProjectorApp(
     logger,
     registry,
     parking,
+    provision: false,
     batchSize: config.PROJECTOR_BATCH_SIZE,
     pullMaxBytes: config.PROJECTOR_PULL_MAX_BYTES,
     ...(config.PROJECTOR_WRITE_CONCURRENCY === undefined
@@ -75,6 +77,25 @@ export async function startProjectorApp(
     registry,
     ready: () => natsUp && projector.ready(),
   });
+  // The projector's user may not create streams or buckets: `ctx provision` does. Until then the
+  // replica is alive and not ready.
+  const jsm = await jetstreamManager(nc);
+  const leases = `KV_${leaseBucket(leaseGroup(names.stream, model.projection.name))}`;
+  await waitForProvisioning(
+    async () => {
+      await jsm.streams.info(names.stream);
+      await jsm.streams.info(parking.stream);
+      const bucket = (await jsm.streams.info(leases)).config;
+      if (!bucket.allow_direct) throw new Error(`${leases} does not allow direct gets`);
+      // Leases expire with the bucket's entries: its TTL is the replicas' lease TTL.
+      if (bucket.max_age !== nanos(config.PROJECTOR_LEASE_TTL_MS)) {
+        throw new Error(
+          `${leases} keeps entries ${millis(bucket.max_age)} ms, PROJECTOR_LEASE_TTL_MS is ${config.PROJECTOR_LEASE_TTL_MS}: provision with the same PROJECTOR_LEASE_TTL_MS`,
+        );
+      }
+    },
+    { what: `streams ${names.stream}, ${parking.stream} and ${leases}`, logger },
+  );
   await projector.start().catch(async (e: unknown) => {
     await ops.close();
     throw e;

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { env, eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
 import { DEFAULT_BATCH_SIZE, DEFAULT_PULL_MAX_BYTES } from "@ctx/projector";
+import { natsConnectionSchema } from "@ctx/service";
 import { z } from "zod";
 
 export const readModelKinds = ["neo4j", "valkey"] as const;
@@ -8,6 +9,7 @@ export type ReadModelKind = (typeof readModelKinds)[number];
 
 export const projectorConfigSchema = eventStreamSchema
   .extend(readModelSchema.shape)
+  .extend({ ...natsConnectionSchema.shape, NATS_URL: readModelSchema.shape.NATS_URL })
   .extend({
     /** The read model this replica projects into. */
     PROJECTION: z.enum(readModelKinds, { message: `must be one of ${readModelKinds.join(", ")}` }),

@@ -21,9 +21,9 @@ import {
 } from "@ctx/projector";
 import { ContextEventSchema, SubtaskAddedSchema } from "@ctx/proto";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, stack, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -128,7 +128,7 @@ async function expectModelIsStream(projection: Projection, id: StoryId, version:
 }
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   valkey = createValkeyClient(stack().valkeyUrl);
   const name = uniqueName("FORGED");
   settings = {

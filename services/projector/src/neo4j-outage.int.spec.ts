@@ -13,6 +13,7 @@ import {
   partitionConsumers,
 } from "@ctx/projector";
 import {
+  connectTestNats,
   eventually,
   type Neo4jServer,
   stack,
@@ -20,7 +21,7 @@ import {
   uniqueName,
 } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type OpenReadModel, openReadModel } from "./read-models.ts";
 import {
@@ -62,7 +63,7 @@ const replicas: ProjectorProcess[] = [];
 
 beforeAll(async () => {
   neo4jServer = await startNeo4jServer();
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   const streams = await provisionTestStreams(nc, "OUTAGE", PARTITIONS);
   ({ settings, parking } = streams);
   namespace = uniqueName("outage");

@@ -6,9 +6,9 @@ import {
   ExpectedVersion,
 } from "@ctx/event-store";
 import { listParked, type ParkingNames, partitionConsumers } from "@ctx/projector";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ReadModelKind } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
@@ -38,8 +38,8 @@ let env: Record<string, string>;
 const replicas = new Map<string, ProjectorProcess>();
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
-  const streams = await provisionTestStreams(nc, "CHAOS", 8);
+  nc = await connectTestNats();
+  const streams = await provisionTestStreams(nc, "CHAOS", 8, 2_000);
   ({ settings, parking } = streams);
   namespace = uniqueName("chaos");
   store = createEventStore(nc, { names: settings });

@@ -1,8 +1,8 @@
 import { createLogger } from "@ctx/config";
 import { leaseBucket, leaseGroup } from "@ctx/projector";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, stack, uniqueName } from "@ctx/test-support";
 import { Kvm } from "@nats-io/kv";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ProjectorApp, startProjectorApp } from "./app.ts";
 import { loadProjectorConfig } from "./config.ts";
@@ -22,8 +22,8 @@ let streamName: string;
 let namespace: string;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
-  const streams = await provisionTestStreams(nc, "HEALTH", 4);
+  nc = await connectTestNats();
+  const streams = await provisionTestStreams(nc, "HEALTH", 4, TTL_MS);
   streamName = streams.settings.stream;
   namespace = uniqueName("health");
   const s = stack();

@@ -11,15 +11,20 @@ import {
   startRpcServer,
 } from "@ctx/rpc";
 import {
+  connectNats,
+  definesNatsConnection,
+  natsConnectionOf,
+  waitForProvisioning,
+} from "@ctx/service";
+import {
+  checkSnapshotStream,
   createSnapshotStore,
   createSnapshotter,
   createTemporalReader,
-  provisionSnapshotStream,
   type SnapshotStore,
   type Snapshotter,
 } from "@ctx/snapshots";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import neo4j from "neo4j-driver";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
@@ -44,8 +49,7 @@ export interface QueryApp {
  * questions), the snapshotter when enabled, the gRPC server and the ops endpoints.
  */
 export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
-  const nc = await connect({
-    servers: config.NATS_URL,
+  const nc = await connectNats(natsConnectionOf(config), {
     name: "context-query-service",
     waitOnFirstConnect: true,
     maxReconnectAttempts: -1,
@@ -60,6 +64,22 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   };
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const stopping = new AbortController();
+  let natsUp = true;
+  let provisioned = false;
+  // Alive (and not ready) from here: the streams may not be provisioned yet.
+  const ops = await startOpsServer({
+    host: config.QUERY_OPS_LISTEN.host,
+    port: config.QUERY_OPS_LISTEN.port,
+    registry,
+    ready: () => provisioned && !stopping.signal.aborted && natsUp,
+  });
+  // The query user reads; `ctx provision` creates the streams.
+  const jsm = await jetstreamManager(nc);
+  await waitForProvisioning(() => jsm.streams.info(names.stream), {
+    what: `stream ${names.stream}`,
+    logger,
+  });
   const store = createEventStore(nc, { names, registry, logger });
   let snapshots: SnapshotStore | undefined;
   if (config.SNAPSHOTS || config.SNAPSHOTTER) {
@@ -67,10 +87,9 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       stream: config.SNAPSHOT_STREAM,
       subjectPrefix: config.SNAPSHOT_SUBJECT_PREFIX,
     };
-    await provisionSnapshotStream(await jetstreamManager(nc), {
-      ...snapshotNames,
-      replicas: config.EVENT_STREAM_REPLICAS,
-      duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
+    await waitForProvisioning(() => checkSnapshotStream(jsm, snapshotNames), {
+      what: `stream ${snapshotNames.stream}`,
+      logger,
     });
     snapshots = createSnapshotStore(nc, snapshotNames, { interval: config.SNAPSHOT_INTERVAL });
   }
@@ -81,12 +100,27 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     ...(config.SNAPSHOTS && snapshots ? { snapshots } : {}),
   });
 
+  // The snapshotter writes snapshots with an identity of its own (SNAPSHOTTER_NATS_*), so the
+  // query service's stays read-only; without one it shares the query service's connection.
+  const snapshotterNc =
+    config.SNAPSHOTTER && definesNatsConnection(config, "SNAPSHOTTER_")
+      ? await connectNats(natsConnectionOf(config, "SNAPSHOTTER_"), {
+          name: "context-query-service-snapshotter",
+          waitOnFirstConnect: true,
+          maxReconnectAttempts: -1,
+          noAsyncTraces: true,
+        })
+      : undefined;
   const snapshotter =
     config.SNAPSHOTTER && snapshots
       ? createSnapshotter({
-          nc,
-          store,
-          snapshots,
+          nc: snapshotterNc ?? nc,
+          store: snapshotterNc ? createEventStore(snapshotterNc, { names, logger }) : store,
+          snapshots: snapshotterNc
+            ? createSnapshotStore(snapshotterNc, snapshots.names, {
+                interval: config.SNAPSHOT_INTERVAL,
+              })
+            : snapshots,
           logger: logger.child({ component: "snapshotter" }),
           consumerName: config.SNAPSHOTTER_CONSUMER,
           registry,
@@ -119,8 +153,8 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     logger,
   });
 
+  provisioned = true;
   const health = createHealthRegistry([ContextQueryService.typeName]);
-  const stopping = new AbortController();
   const watches = createWatchHub({
     nc,
     names,
@@ -135,7 +169,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     logger: logger.child({ component: "watch" }),
     stopping: stopping.signal,
   });
-  let natsUp = true;
   const updateHealth = () =>
     health.setAll(
       !stopping.signal.aborted && natsUp ? ServingStatus.SERVING : ServingStatus.NOT_SERVING,
@@ -172,12 +205,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     limits: rpcLimitsOf(config),
     reflection: [ContextQueryService],
   });
-  const ops = await startOpsServer({
-    host: config.QUERY_OPS_LISTEN.host,
-    port: config.QUERY_OPS_LISTEN.port,
-    registry,
-    ready: () => !stopping.signal.aborted && natsUp,
-  });
   updateHealth();
   logger.info(
     {
@@ -203,6 +230,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       await snapshotter?.stop();
       await valkey.quit().catch(() => valkey.disconnect());
       await driver.close();
+      await snapshotterNc?.drain();
       await nc.drain();
       logger.info("query service stopped");
     },

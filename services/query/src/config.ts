@@ -1,9 +1,14 @@
 import { env, eventStreamSchema, loadConfig, readModelSchema, rpcServerSchema } from "@ctx/config";
+import { natsConnectionSchema, prefixedNatsConnectionSchema } from "@ctx/service";
 import { z } from "zod";
 
 export const queryConfigSchema = eventStreamSchema
   .extend(readModelSchema.shape)
   .extend(rpcServerSchema.shape)
+  .extend({ ...natsConnectionSchema.shape, NATS_URL: readModelSchema.shape.NATS_URL })
+  // The snapshotter's own identity (it writes snapshots; the query identity only reads). Unset:
+  // the snapshotter shares the query service's connection.
+  .extend(prefixedNatsConnectionSchema("SNAPSHOTTER_").shape)
   .extend({
     /** gRPC / gRPC-Web / Connect listen address. */
     QUERY_LISTEN: env.listen("127.0.0.1:50052"),

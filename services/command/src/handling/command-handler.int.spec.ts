@@ -8,9 +8,9 @@ import {
   type ReadOptions,
 } from "@ctx/event-store";
 import { testStreamSettings } from "@ctx/event-store/testing";
-import { stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isCommandIdReusedError } from "../errors.ts";
 import { type CommandHandler, createCommandHandler } from "./command-handler.ts";
@@ -23,7 +23,7 @@ let nc: NatsConnection;
 let settings: EventStreamSettings;
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
   const name = uniqueName("HANDLER");
   settings = testStreamSettings(name);
   await provisionEventStream(await jetstreamManager(nc), settings);

@@ -1,14 +1,15 @@
 import { join, resolve } from "node:path";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { createLogger } from "@ctx/config";
-import { createEventStore, type EventStore } from "@ctx/event-store";
-import { uniqueName } from "@ctx/test-support";
+import { createEventStore, type EventStore, provisionEventStream } from "@ctx/event-store";
+import { connectNats, natsConnectionOf } from "@ctx/service";
+import { stack, uniqueName } from "@ctx/test-support";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type CommandApp, startCommandApp } from "../app.ts";
-import { loadCommandConfig } from "../config.ts";
+import { eventStreamSettingsOf, loadCommandConfig } from "../config.ts";
 
 // Test harness of the e2e specs: the command service in-process on a stream of its own, called by a
 // generic gRPC client that knows nothing but the .proto files (no generated code).
@@ -259,6 +260,8 @@ export interface CommandHarness {
 
 export interface CommandHarnessOptions {
   readonly natsUrl: string;
+  /** NATS credentials (NATS_NKEY_SEED_FILE, …) for a server of the spec's own; default the stack's. */
+  readonly natsEnv?: Readonly<Record<string, string>>;
   /** Join the stream of another harness (it deletes the stream) instead of using a new one. */
   readonly stream?: string;
   /** Configuration variables of the service, over the harness's own (e.g. limits). */
@@ -272,8 +275,10 @@ export interface CommandHarnessOptions {
 export async function startCommandHarness(options: CommandHarnessOptions): Promise<CommandHarness> {
   const own = options.stream === undefined;
   const stream = options.stream ?? uniqueName("CMD_E2E");
+  const natsEnv = { ...(options.natsEnv ?? stack().natsEnv), NATS_URL: options.natsUrl };
   const config = loadCommandConfig({
-    NATS_URL: options.natsUrl,
+    // The test identity's credentials, at the given address (a proxy in the outage spec).
+    ...natsEnv,
     COMMAND_LISTEN: "127.0.0.1:0",
     COMMAND_OPS_LISTEN: "127.0.0.1:0",
     EVENT_STREAM: stream,
@@ -282,13 +287,14 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
     ...options.env,
   });
   const logger = createLogger({ name: "command-e2e", level: "silent", pretty: false });
-  const app = await startCommandApp(config, logger);
   // Reconnects for as long as it takes, like the service (the outage spec stops NATS for a while).
-  const nc: NatsConnection = await connect({
-    servers: options.natsUrl,
+  const nc: NatsConnection = await connectNats(natsConnectionOf(natsEnv), {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 100,
   });
+  // The service only checks for its stream; the test provisions it, as `ctx provision` would.
+  if (own) await provisionEventStream(await jetstreamManager(nc), eventStreamSettingsOf(config));
+  const app = await startCommandApp(config, logger);
   const store = createEventStore(nc, {
     names: { stream, subjectPrefix: config.EVENT_SUBJECT_PREFIX },
   });

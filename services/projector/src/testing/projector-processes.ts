@@ -1,10 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
-import type { ParkingNames } from "@ctx/projector";
+import { leaseBucket, leaseGroup, type ParkingNames, provisionParking } from "@ctx/projector";
 import { eventually, stack, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+
+import { readModelKinds } from "../config.ts";
 
 const entry = resolve(import.meta.dirname, "../main.ts");
 
@@ -96,11 +99,15 @@ export function sumOfSamples(text: string, name: string): number {
 export const settle = <T>(check: () => T | Promise<T>, timeout = 120_000) =>
   eventually(check, { timeout, interval: 250 });
 
-/** A test's own event stream and parking stream, named after `prefix`, provisioned. */
+/**
+ * A test's own event stream, parking stream and lease buckets (with the replicas' lease TTL), named
+ * after `prefix`, provisioned as `ctx provision` does: the projector service only checks for them.
+ */
 export async function provisionTestStreams(
   nc: NatsConnection,
   prefix: string,
   partitions: number,
+  leaseTtlMs = 5_000,
 ): Promise<{ settings: EventStreamSettings; parking: ParkingNames }> {
   const name = uniqueName(prefix);
   const settings: EventStreamSettings = {
@@ -111,7 +118,12 @@ export async function provisionTestStreams(
     duplicateWindowMs: 60_000,
   };
   const parking = { stream: `${name}_PARKED`, subjectPrefix: `${name.toLowerCase()}_parked` };
-  await provisionEventStream(await jetstreamManager(nc), settings);
+  const jsm = await jetstreamManager(nc);
+  await provisionEventStream(jsm, settings);
+  await provisionParking(jsm, parking);
+  for (const kind of readModelKinds) {
+    await new Kvm(nc).create(leaseBucket(leaseGroup(name, kind)), { ttl: leaseTtlMs, history: 1 });
+  }
   return { settings, parking };
 }
 
@@ -130,7 +142,7 @@ export function projectorEnv(
 ): Record<string, string> {
   const { settings, parking } = streams;
   return {
-    NATS_URL: stack().natsUrl,
+    ...stack().natsEnv,
     VALKEY_URL: at.valkeyUrl,
     NEO4J_URL: at.neo4j.url,
     NEO4J_USER: at.neo4j.user,

@@ -13,9 +13,10 @@ import { type Projection, rebuildStory } from "@ctx/projector";
 import { ContextCommandService, ContextQueryService } from "@ctx/proto";
 import { createNeo4jProjection } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
-import { stack, uniqueName } from "@ctx/test-support";
+import { provisionSnapshotStream } from "@ctx/snapshots";
+import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
 import neo4j, { type Driver } from "neo4j-driver";
 import { type QueryApp, startQueryApp } from "../app.ts";
@@ -69,7 +70,7 @@ export async function startQueryStack(): Promise<QueryStack> {
     duplicateWindowMs: 60_000,
   };
   const namespace = uniqueName("q");
-  const nc = await connect({ servers: s.natsUrl });
+  const nc = await connectTestNats();
   const jsm = await jetstreamManager(nc);
   await provisionEventStream(jsm, settings);
   const store = createEventStore(nc, { names: settings });
@@ -83,7 +84,7 @@ export async function startQueryStack(): Promise<QueryStack> {
   const snapshotStreams: string[] = [];
   const stoppers: (() => Promise<void>)[] = [];
   const baseEnv = {
-    NATS_URL: s.natsUrl,
+    ...s.natsEnv,
     VALKEY_URL: s.valkeyUrl,
     NEO4J_URL: s.neo4jUrl,
     NEO4J_USER: s.neo4jUser,
@@ -115,6 +116,15 @@ export async function startQueryStack(): Promise<QueryStack> {
         SNAPSHOTTER_CONSUMER: uniqueName("snapshotter"),
         ...env,
       });
+      // The service only checks for its snapshot stream; the test provisions it as ctx would.
+      if (config.SNAPSHOTS || config.SNAPSHOTTER) {
+        await provisionSnapshotStream(jsm, {
+          stream: config.SNAPSHOT_STREAM,
+          subjectPrefix: config.SNAPSHOT_SUBJECT_PREFIX,
+          replicas: 1,
+          duplicateWindowMs: 60_000,
+        });
+      }
       const app = await startQueryApp(config, logger);
       stoppers.push(() => app.stop());
       const baseUrl = `http://127.0.0.1:${app.rpcPort}`;

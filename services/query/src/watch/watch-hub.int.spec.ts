@@ -6,8 +6,8 @@ import { type RecordedEvent, UnreadableEventError } from "@ctx/event-store";
 import { recorded } from "@ctx/projector/testing";
 import { ContextEventSchema, type WatchContextResponse } from "@ctx/proto";
 import type { PointInTime, TemporalReader } from "@ctx/snapshots";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connectTestNats, eventually, uniqueName } from "@ctx/test-support";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isWatchLimitError } from "../errors.ts";
@@ -23,7 +23,7 @@ let nc: NatsConnection;
 const logger = createLogger({ name: "watch-hub-int", level: "silent", pretty: false });
 
 beforeAll(async () => {
-  nc = await connect({ servers: stack().natsUrl });
+  nc = await connectTestNats();
 });
 afterAll(async () => {
   await nc?.close();
