@@ -5,8 +5,12 @@
 #
 #   deploy/local/neo4j.sh install|start|stop|status
 #
-# Env: NEO4J_BOLT_PORT (7687), NEO4J_AUTH ("none" or "neo4j/<password>"), NEO4J_HEAP (1g),
-#      NEO4J_PAGECACHE (512m), STACK_DIR, CACHE_DIR (see common.sh).
+# Env: NEO4J_BOLT_PORT (7687), NEO4J_HEAP (1g), NEO4J_PAGECACHE (512m), STACK_DIR, CACHE_DIR (see
+#      common.sh), NEO4J_AUTH (unset: authentication on, see below; "none" turns it off).
+#
+# Authentication is on: on first start a password for the built-in user neo4j is generated into
+# $STACK_DIR/secrets/neo4j/password (0600); the launcher reads it from there (never from the command
+# line) and sets it at every start, so replacing the file and restarting rotates it.
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -18,10 +22,12 @@ NEO4J_HEAP="${NEO4J_HEAP:-1g}"
 SRC_DIR="$REPO_ROOT/deploy/local/neo4j"
 NEO4J_CACHE="$CACHE_DIR/neo4j-$NEO4J_VERSION"
 LIB_DIR="$NEO4J_CACHE/lib"
-CLASSES_DIR="$NEO4J_CACHE/classes"
 INSTALLED_MARKER="$NEO4J_CACHE/.installed"
 DATA_DIR="$STACK_DIR/data/neo4j"
 PORT_FILE="$STACK_DIR/run/neo4j.port"
+SECRETS_DIR="$STACK_DIR/secrets/neo4j"
+NEO4J_AUTH="${NEO4J_AUTH:-}"
+[[ -z $NEO4J_AUTH || $NEO4J_AUTH == none ]] || die "NEO4J_AUTH must be unset (a generated password) or 'none', not '${NEO4J_AUTH%%/*}/...'"
 START_TIMEOUT=120
 
 # The JVM flags of Neo4j's own neo4j.conf, trimmed. Its page cache reflects into java.nio
@@ -65,18 +71,18 @@ install_jars() {
   echo "$want" >"$INSTALLED_MARKER"
 }
 
-# The launcher: recompiled whenever Launcher.java changes.
+# The launcher: compiled once per version of Launcher.java, into a folder named after its hash, so
+# clones with different launchers share the cache without recompiling over each other.
+LAUNCHER_SHA=$(sha "$SRC_DIR/Launcher.java")
+CLASSES_DIR="$NEO4J_CACHE/launcher-$LAUNCHER_SHA"
 install_launcher() {
-  local want
-  want=$(sha "$SRC_DIR/Launcher.java")
-  [[ -f $CLASSES_DIR/Launcher.class && $(cat "$NEO4J_CACHE/launcher.sha256" 2>/dev/null) == "$want" ]] && return 0
+  [[ -f $CLASSES_DIR/Launcher.class ]] && return 0
   command -v javac >/dev/null || die "javac not found (a Java 17 JDK is needed)"
   log "compiling the launcher"
-  rm -rf "$CLASSES_DIR.tmp"
-  javac -nowarn -d "$CLASSES_DIR.tmp" -cp "$LIB_DIR/*" "$SRC_DIR/Launcher.java" || die "javac failed"
-  rm -rf "$CLASSES_DIR"
-  mv "$CLASSES_DIR.tmp" "$CLASSES_DIR"
-  echo "$want" >"$NEO4J_CACHE/launcher.sha256"
+  local tmp
+  tmp=$(mktemp -d "$NEO4J_CACHE/launcher.XXXXXX")
+  javac -nowarn -d "$tmp" -cp "$LIB_DIR/*" "$SRC_DIR/Launcher.java" || die "javac failed"
+  mv -T "$tmp" "$CLASSES_DIR" 2>/dev/null || rm -rf "$tmp" # another start compiled it meanwhile
 }
 
 install() {
@@ -118,8 +124,15 @@ start() {
   local log offset t0=$SECONDS
   log=$(log_file neo4j)
   offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
-  log "starting on bolt://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log)"
-  NEO4J_BOLT_PORT="$NEO4J_BOLT_PORT" start_bg neo4j \
+  local auth=(NEO4J_AUTH=none)
+  if [[ $NEO4J_AUTH != none ]]; then
+    mkdir -p "$SECRETS_DIR"
+    chmod 700 "$STACK_DIR/secrets" "$SECRETS_DIR"
+    [[ -s $SECRETS_DIR/password ]] || (umask 077 && openssl rand -hex 24 | tr -d '\n' >"$SECRETS_DIR/password")
+    auth=(NEO4J_AUTH= NEO4J_PASSWORD_FILE="$SECRETS_DIR/password")
+  fi
+  log "starting on bolt://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log, ${auth[0]})"
+  start_bg neo4j env NEO4J_BOLT_PORT="$NEO4J_BOLT_PORT" "${auth[@]}" \
     java "${JVM_OPTS[@]}" -cp "$CLASSES_DIR:$LIB_DIR/*" Launcher "$DATA_DIR"
   echo "$NEO4J_BOLT_PORT" >"$PORT_FILE"
   if ! wait_for "neo4j to answer on Bolt" "$START_TIMEOUT" started_or_dead "$offset"; then

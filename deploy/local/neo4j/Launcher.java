@@ -1,3 +1,5 @@
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
@@ -19,6 +21,8 @@ import org.neo4j.io.ByteUnit;
  * Usage: java Launcher <home-dir>   (or env NEO4J_DATA_DIR)
  * Env:   NEO4J_BOLT_PORT  Bolt port on 127.0.0.1, default 7687
  *        NEO4J_AUTH       "none" (default) or "neo4j/<password>"
+ *        NEO4J_PASSWORD_FILE  a file holding the password of the user neo4j: authentication on
+ *                         (wins over NEO4J_AUTH; keeps the password off the command line and env)
  *        NEO4J_PAGECACHE  page cache size, e.g. "512m" (default) or "2g"
  *
  * Prints "neo4j ready: bolt://..." once Bolt accepts queries; SIGTERM stops it cleanly.
@@ -33,8 +37,18 @@ public final class Launcher {
         }
         int port = Integer.parseInt(env("NEO4J_BOLT_PORT", "7687"));
         String auth = env("NEO4J_AUTH", "none");
+        String passwordFile = env("NEO4J_PASSWORD_FILE", "");
         String password = null;
-        if (auth.startsWith("neo4j/")) {
+        if (!passwordFile.isBlank()) {
+            try {
+                password = Files.readString(Path.of(passwordFile)).strip();
+            } catch (IOException e) {
+                fail("cannot read NEO4J_PASSWORD_FILE " + passwordFile + ": " + e);
+            }
+            if (password == null || password.isEmpty()) {
+                fail("NEO4J_PASSWORD_FILE " + passwordFile + " is empty");
+            }
+        } else if (auth.startsWith("neo4j/")) {
             password = auth.substring("neo4j/".length());
         } else if (!auth.equals("none")) {
             fail("NEO4J_AUTH must be 'none' or 'neo4j/<password>'");

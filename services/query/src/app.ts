@@ -1,8 +1,12 @@
 import type { Logger } from "@ctx/config";
 import { createEventStore, type EventStreamNames } from "@ctx/event-store";
 import { ContextQueryService } from "@ctx/proto";
-import { createNeo4jGraphReader } from "@ctx/read-model-neo4j";
-import { createValkeyClient, createValkeyContextReader } from "@ctx/read-model-valkey";
+import { createNeo4jDriver, createNeo4jGraphReader, neo4jConnection } from "@ctx/read-model-neo4j";
+import {
+  createValkeyClient,
+  createValkeyContextReader,
+  valkeyConnection,
+} from "@ctx/read-model-valkey";
 import {
   createHealthRegistry,
   rpcLimitsOf,
@@ -20,7 +24,6 @@ import {
 } from "@ctx/snapshots";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import neo4j from "neo4j-driver";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
 import { createContextQueries } from "./context/context-queries.ts";
@@ -94,17 +97,13 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       : undefined;
   await snapshotter?.start();
 
-  const valkey = createValkeyClient(config.VALKEY_URL);
+  const valkey = createValkeyClient(valkeyConnection(config));
   valkey.on("error", (e: unknown) => logger.debug({ err: e }, "Valkey connection error"));
-  const driver = neo4j.driver(
-    config.NEO4J_URL,
-    neo4j.auth.basic(config.NEO4J_USER, config.NEO4J_PASSWORD),
-    {
-      connectionAcquisitionTimeout: 5_000,
-      connectionTimeout: 3_000,
-      maxTransactionRetryTime: 1_000,
-    },
-  );
+  const driver = createNeo4jDriver(neo4jConnection(config), {
+    connectionAcquisitionTimeout: 5_000,
+    connectionTimeout: 3_000,
+    maxTransactionRetryTime: 1_000,
+  });
   const namespace = config.READ_MODEL_NAMESPACE;
   const graph = createNeo4jGraphReader(driver, {
     namespace,
