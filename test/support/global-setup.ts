@@ -1,7 +1,7 @@
 import type { TestProject } from "vitest/node";
 import { startContainerStack } from "./container-stack.ts";
 import type { StackEndpoints } from "./endpoints.ts";
-import { type RunningStack, startLocalStack } from "./local-stack.ts";
+import { type RunningStack, startLocalStack, valkeyUsers } from "./local-stack.ts";
 
 /**
  * One set of real servers per test run, shared by every project that needs them:
@@ -25,8 +25,21 @@ function fromEnvironment(): RunningStack | undefined {
     neo4jUrl: TEST_NEO4J_URL,
     neo4jUser: process.env.TEST_NEO4J_USER ?? "neo4j",
     neo4jPassword: process.env.TEST_NEO4J_PASSWORD ?? "",
+    neo4jPasswordFile: process.env.TEST_NEO4J_PASSWORD_FILE ?? "",
+    valkeyUsers: externalValkeyUsers(),
   };
   return { endpoints, stop: async () => undefined };
+}
+
+/**
+ * Valkey users of given servers: TEST_VALKEY_SECRETS_DIR holds a password file per user, as
+ * deploy/local/valkey.sh writes them; unset, every role is the default user without a password.
+ */
+function externalValkeyUsers(): StackEndpoints["valkeyUsers"] {
+  const dir = process.env.TEST_VALKEY_SECRETS_DIR;
+  if (dir) return valkeyUsers(dir);
+  const anonymous = { user: "default", password: "", passwordFile: "" };
+  return { admin: anonymous, projector: anonymous, ctx: anonymous, query: anonymous };
 }
 
 function start(): Promise<RunningStack> {
