@@ -13,6 +13,8 @@ export { neo4jEnv, storeEnv, valkeyEnv, valkeyLogin } from "./store-logins.ts";
 export type { TcpProxy } from "./tcp-proxy.ts";
 export { startTcpProxy } from "./tcp-proxy.ts";
 export { uniqueName } from "./unique-name.ts";
+export type { ValkeyServer } from "./valkey-server.ts";
+export { startValkeyServer } from "./valkey-server.ts";
 
 /** The servers of this test run (from the global setup). */
 export function stack(): StackEndpoints {
