@@ -124,14 +124,15 @@ start() {
   local log offset t0=$SECONDS
   log=$(log_file neo4j)
   offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
-  local auth=(NEO4J_AUTH=none)
+  local auth=(NEO4J_AUTH=none) how="authentication off"
   if [[ $NEO4J_AUTH != none ]]; then
     mkdir -p "$SECRETS_DIR"
     chmod 700 "$STACK_DIR/secrets" "$SECRETS_DIR"
     [[ -s $SECRETS_DIR/password ]] || (umask 077 && openssl rand -hex 24 | tr -d '\n' >"$SECRETS_DIR/password")
     auth=(NEO4J_AUTH= NEO4J_PASSWORD_FILE="$SECRETS_DIR/password")
+    how="user neo4j, password in $SECRETS_DIR/password"
   fi
-  log "starting on bolt://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log, ${auth[0]})"
+  log "starting on bolt://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log; $how)"
   start_bg neo4j env NEO4J_BOLT_PORT="$NEO4J_BOLT_PORT" "${auth[@]}" \
     java "${JVM_OPTS[@]}" -cp "$CLASSES_DIR:$LIB_DIR/*" Launcher "$DATA_DIR"
   echo "$NEO4J_BOLT_PORT" >"$PORT_FILE"

@@ -2,7 +2,10 @@
 # The context services as local processes (Node from .tools/), detached, logs in the stack folder.
 # Usage: deploy/local/services.sh start|stop|status
 # Env: STACK_DIR, NATS_PORT, VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
-#      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564).
+#      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564),
+#      VALKEY_TLS (0; 1 when valkey.sh runs with TLS).
+# Each service logs in to Valkey as its own user (query: read only; projectors: the read model's
+# keys) and to Neo4j as neo4j, with the passwords the stack generated, given as files.
 LOG_TAG=services
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -17,6 +20,7 @@ QUERY_OPS_PORT="${QUERY_OPS_PORT:-9552}"
 VALKEY_PORT="${VALKEY_PORT:-6379}"
 NEO4J_BOLT_PORT="${NEO4J_BOLT_PORT:-7687}"
 PROJECTOR_OPS_PORT_BASE="${PROJECTOR_OPS_PORT_BASE:-9561}"
+VALKEY_TLS="${VALKEY_TLS:-0}"
 # Two replicas per read model, as a StatefulSet would run them: name, projection, ops port.
 PROJECTORS=(
   "projector-neo4j-0 neo4j $((PROJECTOR_OPS_PORT_BASE + 0))"
@@ -26,6 +30,22 @@ PROJECTORS=(
 )
 
 ready() { curl -fsS "http://$BIND_HOST:$1/readyz" >/dev/null; }
+
+# store_env <valkey-user>: VAR=value lines that log in to the stack's Valkey as that user and to
+# its Neo4j; nothing for a store whose secrets this stack did not generate (LOCAL_SERVERS=0).
+store_env() {
+  local secrets="$STACK_DIR/secrets"
+  if [[ -f $secrets/valkey/$1 ]]; then
+    echo "VALKEY_USER=$1"
+    echo "VALKEY_PASSWORD_FILE=$secrets/valkey/$1"
+  fi
+  if [[ $VALKEY_TLS == 1 ]]; then
+    echo "VALKEY_URL=rediss://$BIND_HOST:$VALKEY_PORT"
+    echo "VALKEY_TLS_CA=$STACK_DIR/pki/ca.pem"
+  fi
+  [[ -f $secrets/neo4j/password ]] && echo "NEO4J_PASSWORD_FILE=$secrets/neo4j/password"
+  return 0
+}
 
 # start_service <name> <ops-port> <entry> [VAR=value...]
 start_service() {
@@ -48,14 +68,16 @@ case "${1:-}" in
     [[ -x $NODE ]] || die "Node is not provisioned; run 'make deps' first"
     start_service command "$COMMAND_OPS_PORT" services/command/src/main.ts \
       COMMAND_LISTEN="$BIND_HOST:$COMMAND_PORT" COMMAND_OPS_LISTEN="$BIND_HOST:$COMMAND_OPS_PORT"
-    start_service query "$QUERY_OPS_PORT" services/query/src/main.ts \
+    mapfile -t query_env < <(store_env query)
+    mapfile -t projector_env < <(store_env projector)
+    start_service query "$QUERY_OPS_PORT" services/query/src/main.ts "${query_env[@]}" \
       QUERY_LISTEN="$BIND_HOST:$QUERY_PORT" QUERY_OPS_LISTEN="$BIND_HOST:$QUERY_OPS_PORT"
     for p in "${PROJECTORS[@]}"; do
       read -r name projection port <<<"$p"
       # A larger young generation: projecting allocates heavily and briefly per event; with
       # V8's default semi-space the Valkey projector spent 22 % of its CPU collecting
       # (docs/BENCHMARKS.md, projection).
-      start_service "$name" "$port" services/projector/src/main.ts PROJECTION="$projection" \
+      start_service "$name" "$port" services/projector/src/main.ts "${projector_env[@]}" PROJECTION="$projection" \
         PROJECTOR_REPLICA_ID="$name" PROJECTOR_OPS_LISTEN="$BIND_HOST:$port" \
         NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--max-semi-space-size=64"
     done
