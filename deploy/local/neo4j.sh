@@ -11,6 +11,8 @@
 # Authentication is on: on first start a password for the built-in user neo4j is generated into
 # $STACK_DIR/secrets/neo4j/password (0600); the launcher reads it from there (never from the command
 # line) and sets it at every start, so replacing the file and restarting rotates it.
+#
+# NEO4J_TLS=1: Bolt with TLS only (bolt+s://), a certificate from the stack's CA ($STACK_DIR/pki).
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -26,6 +28,9 @@ INSTALLED_MARKER="$NEO4J_CACHE/.installed"
 DATA_DIR="$STACK_DIR/data/neo4j"
 PORT_FILE="$STACK_DIR/run/neo4j.port"
 SECRETS_DIR="$STACK_DIR/secrets/neo4j"
+PKI_DIR="$STACK_DIR/pki"
+NEO4J_TLS="${NEO4J_TLS:-0}"
+[[ $NEO4J_TLS == 0 || $NEO4J_TLS == 1 ]] || die "NEO4J_TLS must be 0 or 1, not '$NEO4J_TLS'"
 NEO4J_AUTH="${NEO4J_AUTH:-}"
 [[ -z $NEO4J_AUTH || $NEO4J_AUTH == none ]] || die "NEO4J_AUTH must be unset (a generated password) or 'none', not '${NEO4J_AUTH%%/*}/...'"
 START_TIMEOUT=120
@@ -107,7 +112,9 @@ bolt_answers() {
 # answers, or the process is gone (checked by the caller).
 started_or_dead() {
   is_running neo4j || return 0
-  grep -q '^neo4j ready: ' < <(tail -c "+$(($1 + 1))" "$(log_file neo4j)") && bolt_answers "$NEO4J_BOLT_PORT"
+  grep -q '^neo4j ready: ' < <(tail -c "+$(($1 + 1))" "$(log_file neo4j)") || return 1
+  # Behind TLS the plain handshake is refused: an accepting port is what can be checked here.
+  if [[ $NEO4J_TLS == 1 ]]; then tcp_open "$NEO4J_BOLT_PORT"; else bolt_answers "$NEO4J_BOLT_PORT"; fi
 }
 
 # running_port: the Bolt port the running instance was started with.
@@ -132,8 +139,22 @@ start() {
     auth=(NEO4J_AUTH= NEO4J_PASSWORD_FILE="$SECRETS_DIR/password")
     how="user neo4j, password in $SECRETS_DIR/password"
   fi
-  log "starting on bolt://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log; $how)"
-  start_bg neo4j env NEO4J_BOLT_PORT="$NEO4J_BOLT_PORT" "${auth[@]}" \
+  local tls=() scheme=bolt
+  if [[ $NEO4J_TLS == 1 ]]; then
+    # Neo4j's layout: private.key (PKCS#8) and public.crt in one folder, with trusted/ and revoked/.
+    local bolt="$PKI_DIR/neo4j-bolt"
+    "$(dirname "${BASH_SOURCE[0]}")/pki.sh" ca "$PKI_DIR"
+    if ! [[ -f $PKI_DIR/neo4j.pem ]] || ! openssl x509 -checkend 86400 -noout -in "$PKI_DIR/neo4j.pem" >/dev/null; then
+      "$(dirname "${BASH_SOURCE[0]}")/pki.sh" server "$PKI_DIR" neo4j
+    fi
+    mkdir -p "$bolt/trusted" "$bolt/revoked"
+    (umask 077 && openssl pkcs8 -topk8 -nocrypt -in "$PKI_DIR/neo4j-key.pem" -out "$bolt/private.key")
+    cp "$PKI_DIR/neo4j.pem" "$bolt/public.crt"
+    tls=(NEO4J_TLS_DIR="$bolt")
+    scheme=bolt+s
+  fi
+  log "starting on $scheme://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log; $how)"
+  start_bg neo4j env NEO4J_BOLT_PORT="$NEO4J_BOLT_PORT" "${auth[@]}" "${tls[@]}" \
     java "${JVM_OPTS[@]}" -cp "$CLASSES_DIR:$LIB_DIR/*" Launcher "$DATA_DIR"
   echo "$NEO4J_BOLT_PORT" >"$PORT_FILE"
   if ! wait_for "neo4j to answer on Bolt" "$START_TIMEOUT" started_or_dead "$offset"; then
@@ -147,7 +168,7 @@ start() {
     rm -f "$(pid_file neo4j)" "$PORT_FILE"
     die "neo4j failed to start"
   fi
-  log "ready on bolt://$BIND_HOST:$NEO4J_BOLT_PORT in $((SECONDS - t0))s (pid $(cat "$(pid_file neo4j)"))"
+  log "ready on $scheme://$BIND_HOST:$NEO4J_BOLT_PORT in $((SECONDS - t0))s (pid $(cat "$(pid_file neo4j)"))"
 }
 
 stop() {

@@ -9,6 +9,9 @@ import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.connectors.HttpConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.configuration.ssl.ClientAuth;
+import org.neo4j.configuration.ssl.SslPolicyConfig;
+import org.neo4j.configuration.ssl.SslPolicyScope;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.io.ByteUnit;
@@ -24,6 +27,8 @@ import org.neo4j.io.ByteUnit;
  *        NEO4J_PASSWORD_FILE  a file holding the password of the user neo4j: authentication on
  *                         (wins over NEO4J_AUTH; keeps the password off the command line and env)
  *        NEO4J_PAGECACHE  page cache size, e.g. "512m" (default) or "2g"
+ *        NEO4J_TLS_DIR    a folder with private.key (PKCS#8 PEM) and public.crt: Bolt with TLS
+ *                         only (bolt+s://); unset: Bolt without TLS
  *
  * Prints "neo4j ready: bolt://..." once Bolt accepts queries; SIGTERM stops it cleanly.
  */
@@ -54,7 +59,19 @@ public final class Launcher {
             fail("NEO4J_AUTH must be 'none' or 'neo4j/<password>'");
         }
 
-        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(Path.of(home).toAbsolutePath())
+        DatabaseManagementServiceBuilder builder = new DatabaseManagementServiceBuilder(Path.of(home).toAbsolutePath());
+        String tlsDir = env("NEO4J_TLS_DIR", "");
+        if (!tlsDir.isBlank()) {
+            Path dir = Path.of(tlsDir).toAbsolutePath();
+            SslPolicyConfig bolt = SslPolicyConfig.forScope(SslPolicyScope.BOLT);
+            builder.setConfig(bolt.enabled, true)
+                    .setConfig(bolt.base_directory, dir)
+                    .setConfig(bolt.private_key, dir.resolve("private.key"))
+                    .setConfig(bolt.public_certificate, dir.resolve("public.crt"))
+                    .setConfig(bolt.client_auth, ClientAuth.NONE)
+                    .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.REQUIRED);
+        }
+        DatabaseManagementService dbms = builder
                 // Only Bolt, and only on loopback: nothing listens on other interfaces.
                 .setConfig(GraphDatabaseSettings.default_listen_address, new SocketAddress(HOST))
                 .setConfig(GraphDatabaseSettings.default_advertised_address, new SocketAddress(HOST))
@@ -92,7 +109,8 @@ public final class Launcher {
             System.err.println("neo4j launcher: could not set the password: " + e.getMessage());
             System.exit(1); // runs the shutdown hook
         }
-        System.out.println("neo4j ready: bolt://" + HOST + ":" + port + " (auth " + (password == null ? "none" : "neo4j") + ")");
+        System.out.println("neo4j ready: " + (tlsDir.isBlank() ? "bolt://" : "bolt+s://") + HOST + ":" + port
+                + " (auth " + (password == null ? "none" : "neo4j") + ")");
         stopped.await();
     }
 
