@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { TestProject } from "vitest/node";
 import { startContainerStack } from "./container-stack.ts";
 import type { StackEndpoints } from "./endpoints.ts";
@@ -19,13 +20,16 @@ const registry = globalThis as unknown as Record<symbol, Shared | undefined>;
 function fromEnvironment(): RunningStack | undefined {
   const { TEST_NATS_URL, TEST_VALKEY_URL, TEST_NEO4J_URL } = process.env;
   if (!TEST_NATS_URL || !TEST_VALKEY_URL || !TEST_NEO4J_URL) return undefined;
+  const passwordFile = process.env.TEST_NEO4J_PASSWORD_FILE ?? "";
   const endpoints: StackEndpoints = {
     natsUrl: TEST_NATS_URL,
     valkeyUrl: TEST_VALKEY_URL,
     neo4jUrl: TEST_NEO4J_URL,
     neo4jUser: process.env.TEST_NEO4J_USER ?? "neo4j",
-    neo4jPassword: process.env.TEST_NEO4J_PASSWORD ?? "",
-    neo4jPasswordFile: process.env.TEST_NEO4J_PASSWORD_FILE ?? "",
+    neo4jPassword:
+      process.env.TEST_NEO4J_PASSWORD ??
+      (passwordFile ? readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "") : ""),
+    neo4jPasswordFile: passwordFile,
     valkeyUsers: externalValkeyUsers(),
   };
   return { endpoints, stop: async () => undefined };

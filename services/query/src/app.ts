@@ -47,6 +47,9 @@ export interface QueryApp {
  * questions), the snapshotter when enabled, the gRPC server and the ops endpoints.
  */
 export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
+  // First: a store setting that does not fit (ConfigError) stops the start before anything opens.
+  const valkeyAt = valkeyConnection(config);
+  const neo4jAt = neo4jConnection(config);
   const nc = await connect({
     servers: config.NATS_URL,
     name: "context-query-service",
@@ -97,9 +100,9 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       : undefined;
   await snapshotter?.start();
 
-  const valkey = createValkeyClient(valkeyConnection(config));
+  const valkey = createValkeyClient(valkeyAt);
   valkey.on("error", (e: unknown) => logger.debug({ err: e }, "Valkey connection error"));
-  const driver = createNeo4jDriver(neo4jConnection(config), {
+  const driver = createNeo4jDriver(neo4jAt, {
     connectionAcquisitionTimeout: 5_000,
     connectionTimeout: 3_000,
     maxTransactionRetryTime: 1_000,
