@@ -181,7 +181,7 @@ stop() {
 
 status() {
   if is_running neo4j; then
-    echo "neo4j    running  bolt://$BIND_HOST:$(running_port)"
+    echo "neo4j    running  $([[ $NEO4J_TLS == 1 ]] && echo bolt+s || echo bolt)://$BIND_HOST:$(running_port)"
   else
     echo "neo4j    stopped"
     return 1

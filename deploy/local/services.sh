@@ -3,7 +3,7 @@
 # Usage: deploy/local/services.sh start|stop|status
 # Env: STACK_DIR, NATS_PORT, VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
 #      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564),
-#      VALKEY_TLS (0; 1 when valkey.sh runs with TLS).
+#      VALKEY_TLS, NEO4J_TLS (0; 1 when valkey.sh / neo4j.sh run with TLS).
 # Each service logs in to Valkey as its own user (query: read only; projectors: the read model's
 # keys) and to Neo4j as neo4j, with the passwords the stack generated, given as files.
 LOG_TAG=services
@@ -21,6 +21,7 @@ VALKEY_PORT="${VALKEY_PORT:-6379}"
 NEO4J_BOLT_PORT="${NEO4J_BOLT_PORT:-7687}"
 PROJECTOR_OPS_PORT_BASE="${PROJECTOR_OPS_PORT_BASE:-9561}"
 VALKEY_TLS="${VALKEY_TLS:-0}"
+NEO4J_TLS="${NEO4J_TLS:-0}"
 # Two replicas per read model, as a StatefulSet would run them: name, projection, ops port.
 PROJECTORS=(
   "projector-neo4j-0 neo4j $((PROJECTOR_OPS_PORT_BASE + 0))"
@@ -42,6 +43,10 @@ store_env() {
   if [[ $VALKEY_TLS == 1 ]]; then
     echo "VALKEY_URL=rediss://$BIND_HOST:$VALKEY_PORT"
     echo "VALKEY_TLS_CA=$STACK_DIR/pki/ca.pem"
+  fi
+  if [[ $NEO4J_TLS == 1 ]]; then
+    echo "NEO4J_URL=bolt+s://$BIND_HOST:$NEO4J_BOLT_PORT"
+    echo "NEO4J_TLS_CA=$STACK_DIR/pki/ca.pem"
   fi
   [[ -f $secrets/neo4j/password ]] && echo "NEO4J_PASSWORD_FILE=$secrets/neo4j/password"
   return 0
