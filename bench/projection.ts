@@ -361,8 +361,8 @@ async function rebuildAll(stack: BenchStack): Promise<{ seconds: number; output:
       env: {
         ...process.env,
         ...stack.natsEnv("ctx"),
-        VALKEY_URL: stack.valkeyUrl,
-        NEO4J_URL: stack.neo4jUrl,
+        // The operator's login, as bin/ctx uses against make up.
+        ...stack.storeEnv("ctx"),
         LOG_LEVEL: "warn",
       },
       maxBuffer: 64 * 1024 * 1024,

@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Valkey } from "iovalkey";
 import neo4j from "neo4j-driver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectTestNats, stack, uniqueName } from "./support/index.ts";
+import { connectTestNats, stack, uniqueName, valkeyLogin } from "./support/index.ts";
 
 // The foundation's promise: every test run gets real servers, and they really work.
 
@@ -37,7 +37,11 @@ describe("NATS JetStream", () => {
 describe("Valkey", () => {
   let valkey: Valkey;
   beforeAll(() => {
-    valkey = new Valkey(stack().valkeyUrl);
+    const { url, user, password } = valkeyLogin(stack());
+    valkey = new Valkey(url, {
+      ...(user ? { username: user } : {}),
+      ...(password ? { password } : {}),
+    });
   });
   afterAll(async () => {
     await valkey.quit();

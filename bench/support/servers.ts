@@ -50,8 +50,13 @@ export interface BenchServiceOptions {
   readonly listenVariable?: string;
   /** Variable that gets the ops listen address (e.g. `QUERY_OPS_LISTEN`). */
   readonly opsListenVariable: string;
-  /** More configuration; NATS_URL and VALKEY_URL of the stack are set already. */
+  /**
+   * More configuration; NATS_URL and the stores' URLs and logins of the stack are set already
+   * (see BenchStack.storeEnv).
+   */
   readonly env?: Readonly<Record<string, string>>;
+  /** Valkey user it logs in as (default: query for the query service, projector otherwise). */
+  readonly valkeyUser?: BenchValkeyUser;
   readonly nodeArgs?: readonly string[];
   /**
    * The NATS user it logs in as (default `admin`; the role users' rights are written for the
@@ -59,6 +64,9 @@ export interface BenchServiceOptions {
    */
   readonly natsRole?: string;
 }
+
+/** The ACL users deploy/local/valkey.sh makes. */
+export type BenchValkeyUser = "admin" | "projector" | "ctx" | "query";
 
 /** The servers of one bench run: its own NATS and command service, on free ports, in its own folder. */
 export interface BenchStack {
@@ -73,8 +81,13 @@ export interface BenchStack {
   provision(env?: Readonly<Record<string, string>>): Promise<void>;
   /** Valkey's URL, when the stack was started with `valkey: true`. */
   readonly valkeyUrl: string | undefined;
-  /** Neo4j's Bolt URL (no auth), when the stack was started with `neo4j: true`. */
+  /** Neo4j's Bolt URL, when the stack was started with `neo4j: true` (user neo4j, see storeEnv). */
   readonly neo4jUrl: string | undefined;
+  /**
+   * The variables that reach the stack's Valkey as `user` and its Neo4j, with the passwords the
+   * scripts generated (authentication is on, as in `make up`), given as files.
+   */
+  storeEnv(user: BenchValkeyUser): Record<string, string>;
   /** Base URL of the command service's gRPC port, once started. */
   readonly commandUrl: string;
   /** The command service's Prometheus metrics. */
@@ -252,7 +265,7 @@ async function reapAbandonedRuns(): Promise<void> {
 
 /**
  * Starts NATS with deploy/local/nats.sh (and Valkey with deploy/local/valkey.sh when `valkey` is set,
- * Neo4j with deploy/local/neo4j.sh, without auth, when `neo4j` is set)
+ * Neo4j with deploy/local/neo4j.sh when `neo4j` is set; both with authentication on, as `make up`)
  * on free ports, in `.stack/bench/<run>`. Never touches the stack of `make up` (.stack/local) or of
  * the tests.
  */
@@ -276,13 +289,23 @@ export async function startBenchStack(
     NATS_PORT: String(ports.NATS_PORT),
     NATS_MONITOR_PORT: String(ports.NATS_MONITOR_PORT),
     ...(options.valkey ? { VALKEY_PORT: String(ports.VALKEY_PORT) } : {}),
-    ...(options.neo4j
-      ? { NEO4J_BOLT_PORT: String(ports.NEO4J_BOLT_PORT), NEO4J_AUTH: "none" }
-      : {}),
+    ...(options.neo4j ? { NEO4J_BOLT_PORT: String(ports.NEO4J_BOLT_PORT) } : {}),
   };
   const natsUrl = `nats://127.0.0.1:${ports.NATS_PORT}`;
   const valkeyUrl = options.valkey ? `redis://127.0.0.1:${ports.VALKEY_PORT}` : undefined;
   const neo4jUrl = options.neo4j ? `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}` : undefined;
+  const storeEnv = (user: BenchValkeyUser): Record<string, string> => ({
+    ...(valkeyUrl
+      ? {
+          VALKEY_URL: valkeyUrl,
+          VALKEY_USER: user,
+          VALKEY_PASSWORD_FILE: join(dir, "secrets/valkey", user),
+        }
+      : {}),
+    ...(neo4jUrl
+      ? { NEO4J_URL: neo4jUrl, NEO4J_PASSWORD_FILE: join(dir, "secrets/neo4j/password") }
+      : {}),
+  });
   const services = new Map<string, BenchService>();
   let stopped: Promise<void> | undefined;
   const natsEnv = (role = "admin"): Record<string, string> => {
@@ -308,6 +331,7 @@ export async function startBenchStack(
     provision,
     valkeyUrl,
     neo4jUrl,
+    storeEnv,
     commandUrl: `http://127.0.0.1:${ports.COMMAND_PORT}`,
     commandMetricsUrl: `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/metrics`,
     pids: () => {
@@ -346,8 +370,9 @@ export async function startBenchStack(
         [...(o.nodeArgs ?? []), join(repoRoot, o.entry)],
         {
           ...natsEnv(o.natsRole),
-          ...(valkeyUrl ? { VALKEY_URL: valkeyUrl } : {}),
-          ...(neo4jUrl ? { NEO4J_URL: neo4jUrl } : {}),
+          ...storeEnv(
+            o.valkeyUser ?? (o.entry.includes("services/query/") ? "query" : "projector"),
+          ),
           ...(o.listenVariable ? { [o.listenVariable]: `127.0.0.1:${port}` } : {}),
           [o.opsListenVariable]: `127.0.0.1:${opsPort}`,
           ...o.env,

@@ -5,8 +5,14 @@
 #
 #   deploy/local/neo4j.sh install|start|stop|status
 #
-# Env: NEO4J_BOLT_PORT (7687), NEO4J_AUTH ("none" or "neo4j/<password>"), NEO4J_HEAP (1g),
-#      NEO4J_PAGECACHE (512m), STACK_DIR, CACHE_DIR (see common.sh).
+# Env: NEO4J_BOLT_PORT (7687), NEO4J_HEAP (1g), NEO4J_PAGECACHE (512m), STACK_DIR, CACHE_DIR (see
+#      common.sh), NEO4J_AUTH (unset: authentication on, see below; "none" turns it off).
+#
+# Authentication is on: on first start a password for the built-in user neo4j is generated into
+# $STACK_DIR/secrets/neo4j/password (0600); the launcher reads it from there (never from the command
+# line) and sets it at every start, so replacing the file and restarting rotates it.
+#
+# NEO4J_TLS=1: Bolt with TLS only (bolt+s://), a certificate from the stack's CA ($STACK_DIR/pki).
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -18,10 +24,15 @@ NEO4J_HEAP="${NEO4J_HEAP:-1g}"
 SRC_DIR="$REPO_ROOT/deploy/local/neo4j"
 NEO4J_CACHE="$CACHE_DIR/neo4j-$NEO4J_VERSION"
 LIB_DIR="$NEO4J_CACHE/lib"
-CLASSES_DIR="$NEO4J_CACHE/classes"
 INSTALLED_MARKER="$NEO4J_CACHE/.installed"
 DATA_DIR="$STACK_DIR/data/neo4j"
 PORT_FILE="$STACK_DIR/run/neo4j.port"
+SECRETS_DIR="$STACK_DIR/secrets/neo4j"
+PKI_DIR="$STACK_DIR/pki"
+NEO4J_TLS="${NEO4J_TLS:-0}"
+[[ $NEO4J_TLS == 0 || $NEO4J_TLS == 1 ]] || die "NEO4J_TLS must be 0 or 1, not '$NEO4J_TLS'"
+NEO4J_AUTH="${NEO4J_AUTH:-}"
+[[ -z $NEO4J_AUTH || $NEO4J_AUTH == none ]] || die "NEO4J_AUTH must be unset (a generated password) or 'none', not '${NEO4J_AUTH%%/*}/...'"
 START_TIMEOUT=120
 
 # The JVM flags of Neo4j's own neo4j.conf, trimmed. Its page cache reflects into java.nio
@@ -65,18 +76,18 @@ install_jars() {
   echo "$want" >"$INSTALLED_MARKER"
 }
 
-# The launcher: recompiled whenever Launcher.java changes.
+# The launcher: compiled once per version of Launcher.java, into a folder named after its hash, so
+# clones with different launchers share the cache without recompiling over each other.
+LAUNCHER_SHA=$(sha "$SRC_DIR/Launcher.java")
+CLASSES_DIR="$NEO4J_CACHE/launcher-$LAUNCHER_SHA"
 install_launcher() {
-  local want
-  want=$(sha "$SRC_DIR/Launcher.java")
-  [[ -f $CLASSES_DIR/Launcher.class && $(cat "$NEO4J_CACHE/launcher.sha256" 2>/dev/null) == "$want" ]] && return 0
+  [[ -f $CLASSES_DIR/Launcher.class ]] && return 0
   command -v javac >/dev/null || die "javac not found (a Java 17 JDK is needed)"
   log "compiling the launcher"
-  rm -rf "$CLASSES_DIR.tmp"
-  javac -nowarn -d "$CLASSES_DIR.tmp" -cp "$LIB_DIR/*" "$SRC_DIR/Launcher.java" || die "javac failed"
-  rm -rf "$CLASSES_DIR"
-  mv "$CLASSES_DIR.tmp" "$CLASSES_DIR"
-  echo "$want" >"$NEO4J_CACHE/launcher.sha256"
+  local tmp
+  tmp=$(mktemp -d "$NEO4J_CACHE/launcher.XXXXXX")
+  javac -nowarn -d "$tmp" -cp "$LIB_DIR/*" "$SRC_DIR/Launcher.java" || die "javac failed"
+  mv -T "$tmp" "$CLASSES_DIR" 2>/dev/null || rm -rf "$tmp" # another start compiled it meanwhile
 }
 
 install() {
@@ -101,7 +112,9 @@ bolt_answers() {
 # answers, or the process is gone (checked by the caller).
 started_or_dead() {
   is_running neo4j || return 0
-  grep -q '^neo4j ready: ' < <(tail -c "+$(($1 + 1))" "$(log_file neo4j)") && bolt_answers "$NEO4J_BOLT_PORT"
+  grep -q '^neo4j ready: ' < <(tail -c "+$(($1 + 1))" "$(log_file neo4j)") || return 1
+  # Behind TLS the plain handshake is refused: an accepting port is what can be checked here.
+  if [[ $NEO4J_TLS == 1 ]]; then tcp_open "$NEO4J_BOLT_PORT"; else bolt_answers "$NEO4J_BOLT_PORT"; fi
 }
 
 # running_port: the Bolt port the running instance was started with.
@@ -118,8 +131,30 @@ start() {
   local log offset t0=$SECONDS
   log=$(log_file neo4j)
   offset=$(stat -c %s "$log" 2>/dev/null || echo 0)
-  log "starting on bolt://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log)"
-  NEO4J_BOLT_PORT="$NEO4J_BOLT_PORT" start_bg neo4j \
+  local auth=(NEO4J_AUTH=none) how="authentication off"
+  if [[ $NEO4J_AUTH != none ]]; then
+    mkdir -p "$SECRETS_DIR"
+    chmod 700 "$STACK_DIR/secrets" "$SECRETS_DIR"
+    [[ -s $SECRETS_DIR/password ]] || (umask 077 && openssl rand -hex 24 | tr -d '\n' >"$SECRETS_DIR/password")
+    auth=(NEO4J_AUTH= NEO4J_PASSWORD_FILE="$SECRETS_DIR/password")
+    how="user neo4j, password in $SECRETS_DIR/password"
+  fi
+  local tls=() scheme=bolt
+  if [[ $NEO4J_TLS == 1 ]]; then
+    # Neo4j's layout: private.key (PKCS#8) and public.crt in one folder, with trusted/ and revoked/.
+    local bolt="$PKI_DIR/neo4j-bolt"
+    "$(dirname "${BASH_SOURCE[0]}")/pki.sh" ca "$PKI_DIR"
+    if ! [[ -f $PKI_DIR/neo4j.pem ]] || ! openssl x509 -checkend 86400 -noout -in "$PKI_DIR/neo4j.pem" >/dev/null; then
+      "$(dirname "${BASH_SOURCE[0]}")/pki.sh" server "$PKI_DIR" neo4j
+    fi
+    mkdir -p "$bolt/trusted" "$bolt/revoked"
+    (umask 077 && openssl pkcs8 -topk8 -nocrypt -in "$PKI_DIR/neo4j-key.pem" -out "$bolt/private.key")
+    cp "$PKI_DIR/neo4j.pem" "$bolt/public.crt"
+    tls=(NEO4J_TLS_DIR="$bolt")
+    scheme=bolt+s
+  fi
+  log "starting on $scheme://$BIND_HOST:$NEO4J_BOLT_PORT (data $DATA_DIR, log $log; $how)"
+  start_bg neo4j env NEO4J_BOLT_PORT="$NEO4J_BOLT_PORT" "${auth[@]}" "${tls[@]}" \
     java "${JVM_OPTS[@]}" -cp "$CLASSES_DIR:$LIB_DIR/*" Launcher "$DATA_DIR"
   echo "$NEO4J_BOLT_PORT" >"$PORT_FILE"
   if ! wait_for "neo4j to answer on Bolt" "$START_TIMEOUT" started_or_dead "$offset"; then
@@ -133,7 +168,7 @@ start() {
     rm -f "$(pid_file neo4j)" "$PORT_FILE"
     die "neo4j failed to start"
   fi
-  log "ready on bolt://$BIND_HOST:$NEO4J_BOLT_PORT in $((SECONDS - t0))s (pid $(cat "$(pid_file neo4j)"))"
+  log "ready on $scheme://$BIND_HOST:$NEO4J_BOLT_PORT in $((SECONDS - t0))s (pid $(cat "$(pid_file neo4j)"))"
 }
 
 stop() {
@@ -146,7 +181,7 @@ stop() {
 
 status() {
   if is_running neo4j; then
-    echo "neo4j    running  bolt://$BIND_HOST:$(running_port)"
+    echo "neo4j    running  $([[ $NEO4J_TLS == 1 ]] && echo bolt+s || echo bolt)://$BIND_HOST:$(running_port)"
   else
     echo "neo4j    stopped"
     return 1

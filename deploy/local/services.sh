@@ -4,7 +4,10 @@
 # Each service logs in to NATS as its own user (the seeds deploy/local/nats.sh keeps in
 # $STACK_DIR/secrets/nats); `ctx <args>` runs bin/ctx as the operator (ctx provision, ctx demo, ...).
 # Env: STACK_DIR, NATS_PORT, VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
-#      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564).
+#      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564),
+#      VALKEY_TLS, NEO4J_TLS (0; 1 when valkey.sh / neo4j.sh run with TLS).
+# Each service logs in to Valkey as its own user (query: read only; projectors: the read model's
+# keys) and to Neo4j as neo4j, with the passwords the stack generated, given as files.
 LOG_TAG=services
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -19,6 +22,8 @@ QUERY_OPS_PORT="${QUERY_OPS_PORT:-9552}"
 VALKEY_PORT="${VALKEY_PORT:-6379}"
 NEO4J_BOLT_PORT="${NEO4J_BOLT_PORT:-7687}"
 PROJECTOR_OPS_PORT_BASE="${PROJECTOR_OPS_PORT_BASE:-9561}"
+VALKEY_TLS="${VALKEY_TLS:-0}"
+NEO4J_TLS="${NEO4J_TLS:-0}"
 # Two replicas per read model, as a StatefulSet would run them: name, projection, ops port.
 PROJECTORS=(
   "projector-neo4j-0 neo4j $((PROJECTOR_OPS_PORT_BASE + 0))"
@@ -35,6 +40,26 @@ role_env() {
   local file="$STACK_DIR/secrets/nats/$2.env" line
   [[ -f $file ]] || die "no NATS credentials for $2 in $file; start NATS first (deploy/local/stack.sh up)"
   while IFS= read -r line; do [[ -n $line ]] && into+=("${3:-}$line"); done <"$file"
+}
+
+# store_env <valkey-user>: VAR=value lines that log in to the stack's Valkey as that user and to
+# its Neo4j; nothing for a store whose secrets this stack did not generate (LOCAL_SERVERS=0).
+store_env() {
+  local secrets="$STACK_DIR/secrets"
+  if [[ -f $secrets/valkey/$1 ]]; then
+    echo "VALKEY_USER=$1"
+    echo "VALKEY_PASSWORD_FILE=$secrets/valkey/$1"
+  fi
+  if [[ $VALKEY_TLS == 1 ]]; then
+    echo "VALKEY_URL=rediss://$BIND_HOST:$VALKEY_PORT"
+    echo "VALKEY_TLS_CA=$STACK_DIR/pki/ca.pem"
+  fi
+  if [[ $NEO4J_TLS == 1 ]]; then
+    echo "NEO4J_URL=bolt+s://$BIND_HOST:$NEO4J_BOLT_PORT"
+    echo "NEO4J_TLS_CA=$STACK_DIR/pki/ca.pem"
+  fi
+  [[ -f $secrets/neo4j/password ]] && echo "NEO4J_PASSWORD_FILE=$secrets/neo4j/password"
+  return 0
 }
 
 # start_service <name> <ops-port> <entry> [VAR=value...]
@@ -64,12 +89,14 @@ case "${1:-}" in
     query_env=()
     role_env query_env query
     role_env query_env snapshotter SNAPSHOTTER_
+    mapfile -t -O "${#query_env[@]}" query_env < <(store_env query)
     start_service query "$QUERY_OPS_PORT" services/query/src/main.ts "${query_env[@]}" \
       QUERY_LISTEN="$BIND_HOST:$QUERY_PORT" QUERY_OPS_LISTEN="$BIND_HOST:$QUERY_OPS_PORT"
     for p in "${PROJECTORS[@]}"; do
       read -r name projection port <<<"$p"
       projector_env=()
       role_env projector_env "projector-$projection"
+      mapfile -t -O "${#projector_env[@]}" projector_env < <(store_env projector)
       # A larger young generation: projecting allocates heavily and briefly per event; with
       # V8's default semi-space the Valkey projector spent 22 % of its CPU collecting
       # (docs/BENCHMARKS.md, projection).

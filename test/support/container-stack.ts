@@ -5,6 +5,8 @@ import type { RunningStack } from "./local-stack.ts";
  * The same three servers from their official images, for machines with a Docker engine
  * (TEST_STACK=containers). Kept thin on purpose: the local process stack is the one CI runs.
  */
+const anonymous = { user: "default", password: "", passwordFile: "" };
+
 export async function startContainerStack(): Promise<RunningStack> {
   const [{ NatsContainer }, { ValkeyContainer }, { Neo4jContainer }] = await Promise.all([
     import("@testcontainers/nats"),
@@ -25,6 +27,9 @@ export async function startContainerStack(): Promise<RunningStack> {
     neo4jUrl: neo4j.getBoltUri(),
     neo4jUser: neo4j.getUsername(),
     neo4jPassword: neo4j.getPassword(),
+    // No password files, no ACL users: the containers run as their images come (see DEVELOPMENT.md).
+    neo4jPasswordFile: "",
+    valkeyUsers: { admin: anonymous, projector: anonymous, ctx: anonymous, query: anonymous },
   };
   return {
     endpoints,

@@ -1,7 +1,8 @@
+import { readFileSync } from "node:fs";
 import type { TestProject } from "vitest/node";
 import { startContainerStack } from "./container-stack.ts";
 import type { StackEndpoints } from "./endpoints.ts";
-import { type RunningStack, startLocalStack } from "./local-stack.ts";
+import { type RunningStack, startLocalStack, valkeyUsers } from "./local-stack.ts";
 
 /**
  * One set of real servers per test run, shared by every project that needs them:
@@ -20,6 +21,7 @@ const registry = globalThis as unknown as Record<symbol, Shared | undefined>;
 function fromEnvironment(): RunningStack | undefined {
   const { TEST_NATS_URL, TEST_VALKEY_URL, TEST_NEO4J_URL } = process.env;
   if (!TEST_NATS_URL || !TEST_VALKEY_URL || !TEST_NEO4J_URL) return undefined;
+  const passwordFile = process.env.TEST_NEO4J_PASSWORD_FILE ?? "";
   const endpoints: StackEndpoints = {
     natsUrl: TEST_NATS_URL,
     // TEST_NATS_NKEY_SEED_FILE: the seed of an identity that may create and delete streams.
@@ -32,9 +34,24 @@ function fromEnvironment(): RunningStack | undefined {
     valkeyUrl: TEST_VALKEY_URL,
     neo4jUrl: TEST_NEO4J_URL,
     neo4jUser: process.env.TEST_NEO4J_USER ?? "neo4j",
-    neo4jPassword: process.env.TEST_NEO4J_PASSWORD ?? "",
+    neo4jPassword:
+      process.env.TEST_NEO4J_PASSWORD ??
+      (passwordFile ? readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "") : ""),
+    neo4jPasswordFile: passwordFile,
+    valkeyUsers: externalValkeyUsers(),
   };
   return { endpoints, stop: async () => undefined };
+}
+
+/**
+ * Valkey users of given servers: TEST_VALKEY_SECRETS_DIR holds a password file per user, as
+ * deploy/local/valkey.sh writes them; unset, every role is the default user without a password.
+ */
+function externalValkeyUsers(): StackEndpoints["valkeyUsers"] {
+  const dir = process.env.TEST_VALKEY_SECRETS_DIR;
+  if (dir) return valkeyUsers(dir);
+  const anonymous = { user: "default", password: "", passwordFile: "" };
+  return { admin: anonymous, projector: anonymous, ctx: anonymous, query: anonymous };
 }
 
 function start(): Promise<RunningStack> {

@@ -3,7 +3,7 @@ import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node"
 import { inject } from "vitest";
 import type { StackEndpoints } from "./endpoints.ts";
 
-export type { StackEndpoints } from "./endpoints.ts";
+export type { StackEndpoints, StoreLogin, ValkeyRole } from "./endpoints.ts";
 export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
 export { freePort } from "./local-stack.ts";
@@ -13,9 +13,13 @@ export type { Neo4jServer } from "./neo4j-server.ts";
 export { startNeo4jServer } from "./neo4j-server.ts";
 export type { TestCertificate, TestPki } from "./pki.ts";
 export { createTestPki } from "./pki.ts";
+export type { ValkeyLogin } from "./store-logins.ts";
+export { neo4jEnv, storeEnv, valkeyEnv, valkeyLogin } from "./store-logins.ts";
 export type { TcpProxy } from "./tcp-proxy.ts";
 export { startTcpProxy } from "./tcp-proxy.ts";
 export { uniqueName } from "./unique-name.ts";
+export type { ValkeyServer } from "./valkey-server.ts";
+export { startValkeyServer } from "./valkey-server.ts";
 
 /** The servers of this test run (from the global setup). */
 export function stack(): StackEndpoints {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import type { StackEndpoints } from "./endpoints.ts";
+import type { StackEndpoints, StoreLogin, ValkeyRole } from "./endpoints.ts";
 
 const run = promisify(execFile);
 const repoRoot = resolve(import.meta.dirname, "../..");
@@ -86,7 +86,9 @@ export async function startLocalStack(): Promise<RunningStack> {
   };
   const env = {
     STACK_DIR: dir,
-    NEO4J_AUTH: "none",
+    // Tests give every file its own key prefix: the users' rules cover all keys here (the
+    // read-model's prefix alone is proven in libs/read-model-valkey's valkey-acl.int.spec.ts).
+    VALKEY_KEY_PATTERN: "*",
     ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
   };
   const stop = async () => {
@@ -108,8 +110,29 @@ export async function startLocalStack(): Promise<RunningStack> {
       valkeyUrl: `redis://127.0.0.1:${ports.VALKEY_PORT}`,
       neo4jUrl: `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}`,
       neo4jUser: "neo4j",
-      neo4jPassword: "",
+      ...neo4jLogin(dir),
+      valkeyUsers: valkeyUsers(join(dir, "secrets/valkey")),
     },
     stop,
   };
+}
+
+/** The users deploy/local/valkey.sh made, with the passwords it generated into `secretsDir`. */
+export function valkeyUsers(secretsDir: string): Record<ValkeyRole, StoreLogin> {
+  const login = (user: ValkeyRole): StoreLogin => {
+    const passwordFile = join(secretsDir, user);
+    return { user, password: readFileSync(passwordFile, "utf8"), passwordFile };
+  };
+  return {
+    admin: login("admin"),
+    projector: login("projector"),
+    ctx: login("ctx"),
+    query: login("query"),
+  };
+}
+
+/** The password deploy/local/neo4j.sh generated in a stack folder for the user neo4j. */
+export function neo4jLogin(stackDir: string): { neo4jPassword: string; neo4jPasswordFile: string } {
+  const neo4jPasswordFile = join(stackDir, "secrets/neo4j/password");
+  return { neo4jPassword: readFileSync(neo4jPasswordFile, "utf8"), neo4jPasswordFile };
 }

@@ -1,3 +1,5 @@
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
@@ -7,6 +9,9 @@ import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.connectors.HttpConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.configuration.ssl.ClientAuth;
+import org.neo4j.configuration.ssl.SslPolicyConfig;
+import org.neo4j.configuration.ssl.SslPolicyScope;
 import org.neo4j.dbms.api.DatabaseManagementService;
 import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
 import org.neo4j.io.ByteUnit;
@@ -19,7 +24,11 @@ import org.neo4j.io.ByteUnit;
  * Usage: java Launcher <home-dir>   (or env NEO4J_DATA_DIR)
  * Env:   NEO4J_BOLT_PORT  Bolt port on 127.0.0.1, default 7687
  *        NEO4J_AUTH       "none" (default) or "neo4j/<password>"
+ *        NEO4J_PASSWORD_FILE  a file holding the password of the user neo4j: authentication on
+ *                         (wins over NEO4J_AUTH; keeps the password off the command line and env)
  *        NEO4J_PAGECACHE  page cache size, e.g. "512m" (default) or "2g"
+ *        NEO4J_TLS_DIR    a folder with private.key (PKCS#8 PEM) and public.crt: Bolt with TLS
+ *                         only (bolt+s://); unset: Bolt without TLS
  *
  * Prints "neo4j ready: bolt://..." once Bolt accepts queries; SIGTERM stops it cleanly.
  */
@@ -33,14 +42,36 @@ public final class Launcher {
         }
         int port = Integer.parseInt(env("NEO4J_BOLT_PORT", "7687"));
         String auth = env("NEO4J_AUTH", "none");
+        String passwordFile = env("NEO4J_PASSWORD_FILE", "");
         String password = null;
-        if (auth.startsWith("neo4j/")) {
+        if (!passwordFile.isBlank()) {
+            try {
+                password = Files.readString(Path.of(passwordFile)).strip();
+            } catch (IOException e) {
+                fail("cannot read NEO4J_PASSWORD_FILE " + passwordFile + ": " + e);
+            }
+            if (password == null || password.isEmpty()) {
+                fail("NEO4J_PASSWORD_FILE " + passwordFile + " is empty");
+            }
+        } else if (auth.startsWith("neo4j/")) {
             password = auth.substring("neo4j/".length());
         } else if (!auth.equals("none")) {
             fail("NEO4J_AUTH must be 'none' or 'neo4j/<password>'");
         }
 
-        DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(Path.of(home).toAbsolutePath())
+        DatabaseManagementServiceBuilder builder = new DatabaseManagementServiceBuilder(Path.of(home).toAbsolutePath());
+        String tlsDir = env("NEO4J_TLS_DIR", "");
+        if (!tlsDir.isBlank()) {
+            Path dir = Path.of(tlsDir).toAbsolutePath();
+            SslPolicyConfig bolt = SslPolicyConfig.forScope(SslPolicyScope.BOLT);
+            builder.setConfig(bolt.enabled, true)
+                    .setConfig(bolt.base_directory, dir)
+                    .setConfig(bolt.private_key, dir.resolve("private.key"))
+                    .setConfig(bolt.public_certificate, dir.resolve("public.crt"))
+                    .setConfig(bolt.client_auth, ClientAuth.NONE)
+                    .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.REQUIRED);
+        }
+        DatabaseManagementService dbms = builder
                 // Only Bolt, and only on loopback: nothing listens on other interfaces.
                 .setConfig(GraphDatabaseSettings.default_listen_address, new SocketAddress(HOST))
                 .setConfig(GraphDatabaseSettings.default_advertised_address, new SocketAddress(HOST))
@@ -78,7 +109,8 @@ public final class Launcher {
             System.err.println("neo4j launcher: could not set the password: " + e.getMessage());
             System.exit(1); // runs the shutdown hook
         }
-        System.out.println("neo4j ready: bolt://" + HOST + ":" + port + " (auth " + (password == null ? "none" : "neo4j") + ")");
+        System.out.println("neo4j ready: " + (tlsDir.isBlank() ? "bolt://" : "bolt+s://") + HOST + ":" + port
+                + " (auth " + (password == null ? "none" : "neo4j") + ")");
         stopped.await();
     }
 

@@ -1,5 +1,7 @@
 export type { ConfigProblem } from "./config-error.ts";
 export { ConfigError, isConfigError } from "./config-error.ts";
+export type { FileValue } from "./file-env.ts";
+export { fileEnv } from "./file-env.ts";
 export type {
   EventStreamConfig,
   ReadModelConfig,

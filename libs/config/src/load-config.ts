@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError } from "./config-error.ts";
+import { fileEnv } from "./file-env.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -78,10 +79,24 @@ export const env = {
 /** Where the stores of the local stack listen; every service reads these. */
 export const storesSchema = z.object({
   NATS_URL: env.url("nats://127.0.0.1:4222", ["nats", "tls"]),
-  VALKEY_URL: env.url("redis://127.0.0.1:6379", ["redis", "rediss", "valkey"]),
+  /** rediss:// (or valkeys://) for TLS. */
+  VALKEY_URL: env.url("redis://127.0.0.1:6379", ["redis", "rediss", "valkey", "valkeys"]),
+  /** The ACL user (unset: Valkey's default user). */
+  VALKEY_USER: z.string().min(1).optional(),
+  VALKEY_PASSWORD_FILE: fileEnv.secret(),
+  /** The CA that signed Valkey's certificate (unset: the system's CAs); TLS URLs only. */
+  VALKEY_TLS_CA: fileEnv.pem(),
+  /** A client certificate and its key, for a Valkey that asks for one; TLS URLs only. */
+  VALKEY_TLS_CERT: fileEnv.pem(),
+  VALKEY_TLS_KEY: fileEnv.pem(),
+  /** bolt+s:// or neo4j+s:// for TLS. */
   NEO4J_URL: env.url("bolt://127.0.0.1:7687", ["bolt", "neo4j", "bolt+s", "neo4j+s"]),
   NEO4J_USER: z.string().default("neo4j"),
+  /** Prefer NEO4J_PASSWORD_FILE; setting both is an error. */
   NEO4J_PASSWORD: z.string().default(""),
+  NEO4J_PASSWORD_FILE: fileEnv.secret(),
+  /** The CA that signed Neo4j's certificate (unset: the system's CAs); bolt+s/neo4j+s URLs only. */
+  NEO4J_TLS_CA: fileEnv.pem(),
   LOG_LEVEL: env.logLevel(),
 });
 

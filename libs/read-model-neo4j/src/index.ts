@@ -1,4 +1,7 @@
 // The graph read model: a Projection for the projector runtime, and the queries readers ask of it.
+
+export type { Neo4jConnection, Neo4jConnectionConfig } from "./neo4j-driver.ts";
+export { createNeo4jDriver, neo4jConnection } from "./neo4j-driver.ts";
 export type {
   GraphAnswer,
   GraphReader,

@@ -2,7 +2,8 @@
 
 export type { ValkeyReadModelOptions } from "./key-layout.ts";
 export type { StoredStory } from "./stored-story.ts";
-export { createValkeyClient } from "./valkey-client.ts";
+export type { ValkeyConnection, ValkeyConnectionConfig, ValkeyTls } from "./valkey-client.ts";
+export { createValkeyClient, valkeyConnection } from "./valkey-client.ts";
 export type {
   StoryUpdate,
   ValkeyContextReader,

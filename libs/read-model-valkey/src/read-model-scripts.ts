@@ -83,6 +83,8 @@ return 1
  *
  * KEYS: the active-generation pointer.
  * ARGV: generation stem (`{prefix}:g`), key suffix, default generation, command, its arguments.
+ *
+ * Read-only (EVALSHA_RO): the command it is given can never be a write.
  */
 export const readActiveScript = valkeyScript(
   "read-active",
@@ -91,6 +93,7 @@ local generation = redis.call('GET', KEYS[1]) or ARGV[3]
 local key = ARGV[1] .. generation .. ARGV[2]
 return {generation, redis.call(ARGV[4], key, unpack(ARGV, 5))}
 `,
+  { readOnly: true },
 );
 
 export const allScripts = [writeStoryScript, checkpointScript, readActiveScript] as const;

@@ -4,7 +4,7 @@ import type { RecordedEvent } from "@ctx/event-store";
 import type { Projection, StoryEvents } from "@ctx/projector";
 import { expectedContext, recorded, sampleHistory } from "@ctx/projector/testing";
 import { SubtaskStatus } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { stack, uniqueName, valkeyLogin } from "@ctx/test-support";
 import type { Valkey } from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -47,7 +47,7 @@ describe("Valkey context reader", () => {
 
   beforeAll(async () => {
     const keyPrefix = uniqueName("reader");
-    valkey = createValkeyClient(stack().valkeyUrl);
+    valkey = createValkeyClient(valkeyLogin(stack()));
     projection = createValkeyProjection(valkey, { keyPrefix });
     reader = createValkeyContextReader(valkey, { keyPrefix });
     await projection.init();

@@ -11,14 +11,14 @@ import {
 } from "@ctx/projector";
 import { expectedContext, projectionContract, recorded } from "@ctx/projector/testing";
 import { SubtaskStatus } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { stack, uniqueName, type ValkeyLogin, valkeyLogin } from "@ctx/test-support";
 import { Valkey } from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createValkeyClient, createValkeyContextReader, createValkeyProjection } from "./index.ts";
 
 const clients: Valkey[] = [];
-function client(url = stack().valkeyUrl): Valkey {
-  const valkey = createValkeyClient(url);
+function client(at: ValkeyLogin | string = valkeyLogin(stack())): Valkey {
+  const valkey = createValkeyClient(at);
   clients.push(valkey);
   return valkey;
 }

@@ -1,4 +1,4 @@
-import { stack, uniqueName } from "@ctx/test-support";
+import { stack, uniqueName, valkeyLogin } from "@ctx/test-support";
 import type { Valkey } from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createValkeyClient } from "./valkey-client.ts";
@@ -7,7 +7,7 @@ import { loadScripts, runScripts, valkeyScript } from "./valkey-script.ts";
 describe("runScripts", () => {
   let valkey: Valkey;
   beforeAll(() => {
-    valkey = createValkeyClient(stack().valkeyUrl);
+    valkey = createValkeyClient(valkeyLogin(stack()));
   });
   afterAll(async () => {
     await valkey.quit();

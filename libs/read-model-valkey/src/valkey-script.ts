@@ -6,10 +6,20 @@ export interface ValkeyScript {
   readonly name: string;
   readonly lua: string;
   readonly sha: string;
+  /**
+   * Run with EVALSHA_RO / EVAL_RO: the server refuses any write the script attempts, and a user
+   * allowed only to read its keys (ACL `%R~`) may run it (the query service's user).
+   */
+  readonly readOnly: boolean;
 }
 
-export function valkeyScript(name: string, lua: string): ValkeyScript {
-  return { name, lua, sha: createHash("sha1").update(lua).digest("hex") };
+export function valkeyScript(
+  name: string,
+  lua: string,
+  options: { readonly readOnly?: boolean } = {},
+): ValkeyScript {
+  const sha = createHash("sha1").update(lua).digest("hex");
+  return { name, lua, sha, readOnly: options.readOnly ?? false };
 }
 
 /** One call of a script: its keys and arguments. */
@@ -74,22 +84,28 @@ async function send(
     const body = command === "evalsha" ? only.script.sha : only.script.lua;
     const { keys, args } = only;
     return [
-      await valkey.callBuffer(command, body, keys.length, ...keys, ...args).then(
-        (reply): Result => [null, reply],
-        (error: Error): Result => [error, null],
-      ),
+      await valkey
+        .callBuffer(variant(command, only.script), body, keys.length, ...keys, ...args)
+        .then(
+          (reply): Result => [null, reply],
+          (error: Error): Result => [error, null],
+        ),
     ];
   }
   const pipeline = valkey.pipeline();
   for (const { script, keys, args } of calls) {
     const body = command === "evalsha" ? script.sha : script.lua;
-    pipeline.callBuffer(command, body, keys.length, ...keys, ...args);
+    pipeline.callBuffer(variant(command, script), body, keys.length, ...keys, ...args);
   }
   const results = await pipeline.exec();
   if (results === null || results.length !== calls.length) {
     throw new Error(`Valkey answered ${results?.length ?? "no"} of ${calls.length} script calls`);
   }
   return results;
+}
+
+function variant(command: "evalsha" | "eval", script: ValkeyScript): string {
+  return script.readOnly ? `${command}_ro` : command;
 }
 
 function isNoScript(error: Error | null): boolean {

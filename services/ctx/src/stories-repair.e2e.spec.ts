@@ -24,7 +24,7 @@ import {
   SubtaskAddedSchema,
 } from "@ctx/proto";
 import { loadQueryConfig, startQueryApp } from "@ctx/query-service";
-import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, stack, storeEnv, uniqueName } from "@ctx/test-support";
 import {
   type JetStreamManager,
   jetstream,
@@ -72,10 +72,8 @@ beforeAll(async () => {
   store = createEventStore(nc, { names: settings });
   env = {
     ...s.natsEnv,
-    VALKEY_URL: s.valkeyUrl,
-    NEO4J_URL: s.neo4jUrl,
-    NEO4J_USER: s.neo4jUser,
-    NEO4J_PASSWORD: s.neo4jPassword,
+    // ctx runs as the operator's Valkey user.
+    ...storeEnv(s, "ctx"),
     READ_MODEL_NAMESPACE: uniqueName("repair"),
     EVENT_STREAM: settings.stream,
     EVENT_SUBJECT_PREFIX: settings.subjectPrefix,

@@ -21,7 +21,7 @@ import {
 } from "@ctx/projector";
 import { ContextEventSchema, SubtaskAddedSchema } from "@ctx/proto";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
-import { connectTestNats, eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, stack, uniqueName, valkeyLogin } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
@@ -129,7 +129,7 @@ async function expectModelIsStream(projection: Projection, id: StoryId, version:
 
 beforeAll(async () => {
   nc = await connectTestNats();
-  valkey = createValkeyClient(stack().valkeyUrl);
+  valkey = createValkeyClient(valkeyLogin(stack()));
   const name = uniqueName("FORGED");
   settings = {
     stream: name,

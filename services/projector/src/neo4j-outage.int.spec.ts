@@ -23,6 +23,7 @@ import {
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadProjectorConfig } from "./config.ts";
 import { type OpenReadModel, openReadModel } from "./read-models.ts";
 import {
   type ProjectorProcess,
@@ -70,7 +71,7 @@ beforeAll(async () => {
   store = createEventStore(nc, { names: settings });
   env = projectorEnv(
     streams,
-    { valkeyUrl: stack().valkeyUrl, neo4j: neo4jServer, namespace },
+    { neo4j: neo4jServer, namespace },
     {
       PROJECTOR_BATCH_SIZE: "100",
       PROJECTION: "neo4j",
@@ -78,13 +79,7 @@ beforeAll(async () => {
       LOG_LEVEL: "info",
     },
   );
-  model = openReadModel("neo4j", {
-    VALKEY_URL: stack().valkeyUrl,
-    NEO4J_URL: neo4jServer.url,
-    NEO4J_USER: neo4jServer.user,
-    NEO4J_PASSWORD: neo4jServer.password,
-    READ_MODEL_NAMESPACE: namespace,
-  });
+  model = openReadModel("neo4j", loadProjectorConfig(env));
 }, 240_000);
 
 afterAll(async () => {

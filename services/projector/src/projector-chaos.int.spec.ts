@@ -10,7 +10,7 @@ import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ReadModelKind } from "./config.ts";
+import { loadProjectorConfig, type ReadModelKind } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
 import {
   type ProjectorProcess,
@@ -44,10 +44,10 @@ beforeAll(async () => {
   namespace = uniqueName("chaos");
   store = createEventStore(nc, { names: settings });
   const s = stack();
-  const neo4j = { url: s.neo4jUrl, user: s.neo4jUser, password: s.neo4jPassword };
+  const neo4j = { url: s.neo4jUrl, user: s.neo4jUser, passwordFile: s.neo4jPasswordFile };
   env = projectorEnv(
     streams,
-    { valkeyUrl: s.valkeyUrl, neo4j, namespace },
+    { neo4j, namespace },
     { PROJECTOR_LEASE_TTL_MS: "2000", PROJECTOR_BATCH_SIZE: "200" },
   );
 }, 60_000);
@@ -66,14 +66,7 @@ afterAll(async () => {
 }, 120_000);
 
 function modelSettings(kind: ReadModelKind) {
-  const s = stack();
-  return openReadModel(kind, {
-    VALKEY_URL: s.valkeyUrl,
-    NEO4J_URL: s.neo4jUrl,
-    NEO4J_USER: s.neo4jUser,
-    NEO4J_PASSWORD: s.neo4jPassword,
-    READ_MODEL_NAMESPACE: namespace,
-  });
+  return openReadModel(kind, loadProjectorConfig({ ...env, PROJECTION: kind }));
 }
 
 function start(kind: ReadModelKind, index: number): void {

@@ -30,8 +30,7 @@ beforeAll(async () => {
   env = projectorEnv(
     streams,
     {
-      valkeyUrl: s.valkeyUrl,
-      neo4j: { url: s.neo4jUrl, user: s.neo4jUser, password: s.neo4jPassword },
+      neo4j: { url: s.neo4jUrl, user: s.neo4jUser, passwordFile: s.neo4jPasswordFile },
       namespace,
     },
     {

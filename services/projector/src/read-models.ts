@@ -1,12 +1,19 @@
-import type { StoresConfig } from "@ctx/config";
 import type { Projection } from "@ctx/projector";
-import { createNeo4jProjection } from "@ctx/read-model-neo4j";
-import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
-import neo4j from "neo4j-driver";
+import {
+  createNeo4jDriver,
+  createNeo4jProjection,
+  type Neo4jConnectionConfig,
+  neo4jConnection,
+} from "@ctx/read-model-neo4j";
+import {
+  createValkeyClient,
+  createValkeyProjection,
+  type ValkeyConnectionConfig,
+  valkeyConnection,
+} from "@ctx/read-model-valkey";
 import type { ReadModelKind } from "./config.ts";
 
-export interface ReadModelSettings
-  extends Pick<StoresConfig, "VALKEY_URL" | "NEO4J_URL" | "NEO4J_USER" | "NEO4J_PASSWORD"> {
+export interface ReadModelSettings extends ValkeyConnectionConfig, Neo4jConnectionConfig {
   readonly NEO4J_DATABASE?: string | undefined;
   readonly READ_MODEL_NAMESPACE: string;
 }
@@ -21,7 +28,7 @@ export interface OpenReadModel {
 export function openReadModel(kind: ReadModelKind, settings: ReadModelSettings): OpenReadModel {
   switch (kind) {
     case "valkey": {
-      const valkey = createValkeyClient(settings.VALKEY_URL);
+      const valkey = createValkeyClient(valkeyConnection(settings));
       return {
         projection: createValkeyProjection(valkey, { keyPrefix: settings.READ_MODEL_NAMESPACE }),
         close: async () => {
@@ -30,11 +37,7 @@ export function openReadModel(kind: ReadModelKind, settings: ReadModelSettings):
       };
     }
     case "neo4j": {
-      const auth =
-        settings.NEO4J_PASSWORD === ""
-          ? neo4j.auth.basic(settings.NEO4J_USER, "")
-          : neo4j.auth.basic(settings.NEO4J_USER, settings.NEO4J_PASSWORD);
-      const driver = neo4j.driver(settings.NEO4J_URL, auth, {
+      const driver = createNeo4jDriver(neo4jConnection(settings), {
         connectionAcquisitionTimeout: 5_000,
         connectionTimeout: 3_000,
         maxTransactionRetryTime: 0,

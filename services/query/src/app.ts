@@ -1,8 +1,12 @@
 import type { Logger } from "@ctx/config";
 import { createEventStore, type EventStreamNames } from "@ctx/event-store";
 import { ContextQueryService } from "@ctx/proto";
-import { createNeo4jGraphReader } from "@ctx/read-model-neo4j";
-import { createValkeyClient, createValkeyContextReader } from "@ctx/read-model-valkey";
+import { createNeo4jDriver, createNeo4jGraphReader, neo4jConnection } from "@ctx/read-model-neo4j";
+import {
+  createValkeyClient,
+  createValkeyContextReader,
+  valkeyConnection,
+} from "@ctx/read-model-valkey";
 import {
   createHealthRegistry,
   rpcLimitsOf,
@@ -25,7 +29,6 @@ import {
   type Snapshotter,
 } from "@ctx/snapshots";
 import { jetstreamManager } from "@nats-io/jetstream";
-import neo4j from "neo4j-driver";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
 import { createContextQueries } from "./context/context-queries.ts";
@@ -49,6 +52,9 @@ export interface QueryApp {
  * questions), the snapshotter when enabled, the gRPC server and the ops endpoints.
  */
 export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
+  // First: a store setting that does not fit (ConfigError) stops the start before anything opens.
+  const valkeyAt = valkeyConnection(config);
+  const neo4jAt = neo4jConnection(config);
   const nc = await connectNats(natsConnectionOf(config), {
     name: "context-query-service",
     waitOnFirstConnect: true,
@@ -128,17 +134,13 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
       : undefined;
   await snapshotter?.start();
 
-  const valkey = createValkeyClient(config.VALKEY_URL);
+  const valkey = createValkeyClient(valkeyAt);
   valkey.on("error", (e: unknown) => logger.debug({ err: e }, "Valkey connection error"));
-  const driver = neo4j.driver(
-    config.NEO4J_URL,
-    neo4j.auth.basic(config.NEO4J_USER, config.NEO4J_PASSWORD),
-    {
-      connectionAcquisitionTimeout: 5_000,
-      connectionTimeout: 3_000,
-      maxTransactionRetryTime: 1_000,
-    },
-  );
+  const driver = createNeo4jDriver(neo4jAt, {
+    connectionAcquisitionTimeout: 5_000,
+    connectionTimeout: 3_000,
+    maxTransactionRetryTime: 1_000,
+  });
   const namespace = config.READ_MODEL_NAMESPACE;
   const graph = createNeo4jGraphReader(driver, {
     namespace,

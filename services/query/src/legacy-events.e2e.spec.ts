@@ -18,7 +18,7 @@ import {
 } from "@ctx/proto";
 import { createNeo4jProjection } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
-import { connectTestNats, eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, stack, uniqueName, valkeyLogin } from "@ctx/test-support";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
 import neo4j, { type Driver } from "neo4j-driver";
@@ -50,9 +50,9 @@ beforeAll(async () => {
   s = await startQueryStack();
   withSnapshots = await s.startQuery({ SNAPSHOT_INTERVAL: "2" });
   withoutSnapshots = await s.startQuery({ SNAPSHOTS: "off", SNAPSHOTTER: "off" });
-  const { valkeyUrl, neo4jUrl, neo4jUser, neo4jPassword } = stack();
+  const { neo4jUrl, neo4jUser, neo4jPassword } = stack();
   projectorConnection = await connectTestNats();
-  valkey = createValkeyClient(valkeyUrl);
+  valkey = createValkeyClient(valkeyLogin(stack()));
   driver = neo4j.driver(neo4jUrl, neo4j.auth.basic(neo4jUser, neo4jPassword));
   const namespace = uniqueName("legacy");
   models = [

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
 import { leaseBucket, leaseGroup, type ParkingNames, provisionParking } from "@ctx/projector";
-import { eventually, stack, uniqueName } from "@ctx/test-support";
+import { eventually, stack, uniqueName, valkeyEnv } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -131,22 +131,25 @@ export async function provisionTestStreams(
 export interface Neo4jAt {
   readonly url: string;
   readonly user: string;
-  readonly password: string;
+  readonly passwordFile: string;
 }
 
-/** The environment of projector replicas on those streams; `more` adds or overrides settings. */
+/**
+ * The environment of projector replicas on those streams, logged in to the stack's Valkey as its
+ * projector user; `more` adds or overrides settings.
+ */
 export function projectorEnv(
   streams: { settings: EventStreamSettings; parking: ParkingNames },
-  at: { valkeyUrl: string; neo4j: Neo4jAt; namespace: string },
+  at: { neo4j: Neo4jAt; namespace: string },
   more: Record<string, string> = {},
 ): Record<string, string> {
   const { settings, parking } = streams;
   return {
     ...stack().natsEnv,
-    VALKEY_URL: at.valkeyUrl,
+    ...valkeyEnv(stack(), "projector"),
     NEO4J_URL: at.neo4j.url,
     NEO4J_USER: at.neo4j.user,
-    NEO4J_PASSWORD: at.neo4j.password,
+    NEO4J_PASSWORD_FILE: at.neo4j.passwordFile,
     READ_MODEL_NAMESPACE: at.namespace,
     EVENT_STREAM: settings.stream,
     EVENT_SUBJECT_PREFIX: settings.subjectPrefix,

@@ -14,7 +14,7 @@ import { ContextCommandService, ContextQueryService } from "@ctx/proto";
 import { createNeo4jProjection } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
 import { provisionSnapshotStream } from "@ctx/snapshots";
-import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, stack, storeEnv, uniqueName, valkeyLogin } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
@@ -74,7 +74,7 @@ export async function startQueryStack(): Promise<QueryStack> {
   const jsm = await jetstreamManager(nc);
   await provisionEventStream(jsm, settings);
   const store = createEventStore(nc, { names: settings });
-  const valkey: Valkey = createValkeyClient(s.valkeyUrl);
+  const valkey: Valkey = createValkeyClient(valkeyLogin(s));
   const driver: Driver = neo4j.driver(s.neo4jUrl, neo4j.auth.basic(s.neo4jUser, s.neo4jPassword));
   const projections: Projection[] = [
     createValkeyProjection(valkey, { keyPrefix: namespace }),
@@ -85,10 +85,8 @@ export async function startQueryStack(): Promise<QueryStack> {
   const stoppers: (() => Promise<void>)[] = [];
   const baseEnv = {
     ...s.natsEnv,
-    VALKEY_URL: s.valkeyUrl,
-    NEO4J_URL: s.neo4jUrl,
-    NEO4J_USER: s.neo4jUser,
-    NEO4J_PASSWORD: s.neo4jPassword,
+    // The query service reads Valkey as its own read-only user.
+    ...storeEnv(s, "query"),
     EVENT_STREAM: settings.stream,
     EVENT_SUBJECT_PREFIX: settings.subjectPrefix,
     EVENT_PARTITIONS: String(settings.partitions),

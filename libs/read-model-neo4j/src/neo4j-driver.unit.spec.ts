@@ -1,0 +1,54 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isConfigError, loadConfig, storesSchema } from "@ctx/config";
+import { describe, expect, it } from "vitest";
+import { neo4jConnection } from "./neo4j-driver.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "neo4j-config-"));
+const passwordFile = join(dir, "password");
+writeFileSync(passwordFile, "s3cret\n");
+const caFile = join(dir, "ca.pem");
+writeFileSync(caFile, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+
+const connectionOf = (env: Record<string, string>) =>
+  neo4jConnection(loadConfig(storesSchema, env));
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    if (isConfigError(e)) return e.problems.map((p) => p.variable);
+    throw e;
+  }
+  return [];
+}
+
+describe("neo4jConnection", () => {
+  it("takes the password from NEO4J_PASSWORD_FILE and the CA's path from NEO4J_TLS_CA", () => {
+    expect(
+      connectionOf({
+        NEO4J_URL: "bolt+s://127.0.0.1:7687",
+        NEO4J_PASSWORD_FILE: passwordFile,
+        NEO4J_TLS_CA: caFile,
+      }),
+    ).toEqual({
+      url: "bolt+s://127.0.0.1:7687",
+      user: "neo4j",
+      password: "s3cret",
+      tlsCaFile: caFile,
+    });
+  });
+
+  it("refuses two passwords, and a CA with a plain URL", () => {
+    expect(
+      problemsOf(() =>
+        connectionOf({
+          NEO4J_PASSWORD: "x",
+          NEO4J_PASSWORD_FILE: passwordFile,
+          NEO4J_TLS_CA: caFile,
+        }),
+      ),
+    ).toEqual(["NEO4J_PASSWORD", "NEO4J_TLS_CA"]);
+  });
+});
