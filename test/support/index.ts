@@ -16,3 +16,5 @@ export { uniqueName } from "./unique-name.ts";
 export function stack(): StackEndpoints {
   return inject("stack");
 }
+export type { SignOptions, TestAuth, TestKey } from "./test-auth.ts";
+export { createTestAuth, sendTestToken, signJwt, testAuth } from "./test-auth.ts";
