@@ -3,9 +3,11 @@ import { createEventStore, type EventStreamSettings, provisionEventStream } from
 import { ContextCommandService } from "@ctx/proto";
 import {
   createHealthRegistry,
+  loadRpcSecurity,
+  Role,
   rpcLimitsOf,
   ServingStatus,
-  startOpsServer,
+  startOpsListeners,
   startRpcServer,
 } from "@ctx/rpc";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -25,6 +27,12 @@ export interface CommandApp {
 
 /** Starts the command service: NATS, the event stream, the gRPC server and the ops endpoints. */
 export async function startCommandApp(config: CommandConfig, logger: Logger): Promise<CommandApp> {
+  // First: a bad key set or certificate stops the start before any connection is made.
+  const security = await loadRpcSecurity(config, {
+    rules: [{ service: ContextCommandService, roles: [Role.writer] }],
+    logger,
+  });
+
   const nc = await connect({
     servers: config.NATS_URL,
     name: "context-command-service",
@@ -107,9 +115,11 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
-    reflection: [ContextCommandService],
+    ...(security.reflection ? { reflection: [ContextCommandService] } : {}),
+    ...security.server,
   });
-  const ops = await startOpsServer({
+  const ops = await startOpsListeners({
+    ...security.ops,
     host: config.COMMAND_OPS_LISTEN.host,
     port: config.COMMAND_OPS_LISTEN.port,
     registry,

@@ -4,7 +4,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@ctx/config";
 import { ContextCommandService, CreateContextRequestSchema } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { sendTestToken, stack, testAuth, uniqueName } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CommandApp, startCommandApp } from "./app.ts";
 import { loadCommandConfig } from "./config.ts";
@@ -25,6 +25,7 @@ beforeAll(async () => {
     EVENT_SUBJECT_PREFIX: stream.toLowerCase(),
     SHUTDOWN_GRACE_MS: "2000",
     RPC_MAX_REQUEST_BYTES: "2048",
+    ...testAuth().env,
   });
   app = await startCommandApp(
     config,
@@ -32,7 +33,10 @@ beforeAll(async () => {
   );
   client = createClient(
     ContextCommandService,
-    createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.rpcPort}` }),
+    createGrpcTransport({
+      baseUrl: `http://127.0.0.1:${app.rpcPort}`,
+      interceptors: [sendTestToken],
+    }),
   );
 });
 

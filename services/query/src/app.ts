@@ -5,9 +5,11 @@ import { createNeo4jGraphReader } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyContextReader } from "@ctx/read-model-valkey";
 import {
   createHealthRegistry,
+  loadRpcSecurity,
+  Role,
   rpcLimitsOf,
   ServingStatus,
-  startOpsServer,
+  startOpsListeners,
   startRpcServer,
 } from "@ctx/rpc";
 import {
@@ -44,6 +46,12 @@ export interface QueryApp {
  * questions), the snapshotter when enabled, the gRPC server and the ops endpoints.
  */
 export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
+  // First: a bad key set or certificate stops the start before any connection is made.
+  const security = await loadRpcSecurity(config, {
+    rules: [{ service: ContextQueryService, roles: [Role.reader] }],
+    logger,
+  });
+
   const nc = await connect({
     servers: config.NATS_URL,
     name: "context-query-service",
@@ -170,9 +178,11 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
-    reflection: [ContextQueryService],
+    ...(security.reflection ? { reflection: [ContextQueryService] } : {}),
+    ...security.server,
   });
-  const ops = await startOpsServer({
+  const ops = await startOpsListeners({
+    ...security.ops,
     host: config.QUERY_OPS_LISTEN.host,
     port: config.QUERY_OPS_LISTEN.port,
     registry,

@@ -1,9 +1,18 @@
-import { env, eventStreamSchema, loadConfig, readModelSchema, rpcServerSchema } from "@ctx/config";
+import {
+  checkRpcSecurity,
+  env,
+  eventStreamSchema,
+  loadConfig,
+  readModelSchema,
+  rpcSecuritySchema,
+  rpcServerSchema,
+} from "@ctx/config";
 import { z } from "zod";
 
 export const queryConfigSchema = eventStreamSchema
   .extend(readModelSchema.shape)
   .extend(rpcServerSchema.shape)
+  .extend(rpcSecuritySchema.shape)
   .extend({
     /** gRPC / gRPC-Web / Connect listen address. */
     QUERY_LISTEN: env.listen("127.0.0.1:50052"),
@@ -45,5 +54,7 @@ export type QueryConfig = z.infer<typeof queryConfigSchema>;
 export function loadQueryConfig(
   source: Readonly<Record<string, string | undefined>> = process.env,
 ): QueryConfig {
-  return loadConfig(queryConfigSchema, source);
+  const config = loadConfig(queryConfigSchema, source);
+  checkRpcSecurity(config);
+  return config;
 }

@@ -24,7 +24,7 @@ import {
   ServerReflection,
   ServerReflectionRequestSchema,
 } from "@ctx/proto/grpc";
-import { eventually } from "@ctx/test-support";
+import { eventually, sendTestToken, testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { printContextAtTwoTimes } from "./demo.ts";
 import { metricValue } from "./testing/metrics.ts";
@@ -460,7 +460,7 @@ describe("store outages", () => {
 describe("the ctx demo", () => {
   it("prints a story halfway through its history and now, and the events between", async () => {
     const lines: string[] = [];
-    await printContextAtTwoTimes(query.baseUrl, story, (line) => lines.push(line));
+    await printContextAtTwoTimes(query.baseUrl, story, (line) => lines.push(line), [sendTestToken]);
     const text = lines.join("\n");
     expect(text).toContain("(v4):");
     expect(text).toContain("(v8):");
@@ -484,7 +484,10 @@ describe("grpc.health.v1", () => {
 describe("gRPC server reflection", () => {
   /** Asks a server over one reflection stream, as grpcurl does, and decodes what it answers. */
   async function reflect(baseUrl: string, service?: string) {
-    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl }));
+    const client = createClient(
+      ServerReflection,
+      createGrpcTransport({ baseUrl, interceptors: [sendTestToken] }),
+    );
     async function* requests() {
       yield create(ServerReflectionRequestSchema, {
         host: "localhost",
@@ -576,6 +579,7 @@ function rawGrpc(
       ":path": path,
       "content-type": "application/grpc+proto",
       te: "trailers",
+      authorization: testAuth().authorization,
       ...extraHeaders,
     });
     let status: string | undefined;

@@ -1,4 +1,4 @@
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type CommandApp, loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
@@ -13,7 +13,7 @@ import { type Projection, rebuildStory } from "@ctx/projector";
 import { ContextCommandService, ContextQueryService } from "@ctx/proto";
 import { createNeo4jProjection } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
-import { stack, uniqueName } from "@ctx/test-support";
+import { stack, testAuth, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
@@ -93,6 +93,7 @@ export async function startQueryStack(): Promise<QueryStack> {
     EVENT_PARTITIONS: String(settings.partitions),
     SHUTDOWN_GRACE_MS: "2000",
     LOG_LEVEL: "silent",
+    ...testAuth().env,
   };
 
   return {
@@ -118,7 +119,10 @@ export async function startQueryStack(): Promise<QueryStack> {
       const app = await startQueryApp(config, logger);
       stoppers.push(() => app.stop());
       const baseUrl = `http://127.0.0.1:${app.rpcPort}`;
-      const client = createClient(ContextQueryService, createGrpcTransport({ baseUrl }));
+      const client = createClient(
+        ContextQueryService,
+        createGrpcTransport({ baseUrl, interceptors: [withTestToken] }),
+      );
       return { app, baseUrl, client };
     },
 
@@ -131,7 +135,10 @@ export async function startQueryStack(): Promise<QueryStack> {
       const app = await startCommandApp(config, logger);
       stoppers.push(() => app.stop());
       const baseUrl = `http://127.0.0.1:${app.rpcPort}`;
-      const client = createClient(ContextCommandService, createGrpcTransport({ baseUrl }));
+      const client = createClient(
+        ContextCommandService,
+        createGrpcTransport({ baseUrl, interceptors: [withTestToken] }),
+      );
       return { app, baseUrl, client };
     },
 
@@ -160,3 +167,12 @@ export async function startQueryStack(): Promise<QueryStack> {
 
 /** A story id no other test uses. */
 export const newStory = (): StoryId => storyId(uniqueName("story"));
+
+/**
+ * A Connect client interceptor that sends the test issuer's token (all roles) unless the call
+ * sets an authorization header of its own.
+ */
+export const withTestToken: Interceptor = (next) => (req) => {
+  if (!req.header.has("authorization")) req.header.set("authorization", testAuth().authorization);
+  return next(req);
+};
