@@ -297,6 +297,39 @@ describe("ListEvents", () => {
     );
     expect(await codeOf(q.listEvents({ storyId: newStory() }))).toBe(Code.NotFound);
   });
+
+  it("says who wrote each event: the principal the command service authenticated, stored and returned", async () => {
+    const storyId = newStory() as string;
+    const as = (sub: string) => ({
+      headers: { authorization: `Bearer ${testAuth().sign({ sub, roles: ["writer"] })}` },
+    });
+    await commands.createContext({ storyId, title: "Who", commandId: "who-1" }, as("ana"));
+    // The principal is no part of a command's identity: another caller's retry is a retry.
+    const retry = await commands.createContext(
+      { storyId, title: "Who", commandId: "who-1" },
+      as("cy"),
+    );
+    expect(retry.result?.deduplicated).toBe(true);
+    await commands.applyChanges(
+      {
+        storyId,
+        changes: [
+          { change: { case: "addSubtask", value: { subtaskId: "a", title: "A" } } },
+          { change: { case: "addSubtask", value: { subtaskId: "b", title: "B" } } },
+        ],
+      },
+      as("bo"),
+    );
+    const listed = await q.listEvents({ storyId });
+    expect(listed.events.map((e) => [e.version, e.principal])).toEqual([
+      [1, "jwt:ana"],
+      [2, "jwt:bo"],
+      [3, "jwt:bo"],
+    ]);
+    // As stored, under the hash chain.
+    const stored = await events(storyId as StoryId);
+    expect(stored.map((e) => e.envelope.principal)).toEqual(["jwt:ana", "jwt:bo", "jwt:bo"]);
+  });
 });
 
 describe("DiffContext", () => {
