@@ -12,6 +12,7 @@ import {
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { createTestAuth } from "@ctx/test-support/auth";
 
 const run = promisify(execFile);
 export const repoRoot = resolve(import.meta.dirname, "../..");
@@ -66,6 +67,11 @@ export interface BenchStack {
   readonly commandUrl: string;
   /** The command service's Prometheus metrics. */
   readonly commandMetricsUrl: string;
+  /**
+   * `Bearer <token>` (all roles) of the run's own token issuer: the services run with AUTH=jwt, as
+   * `make up` runs them, so the figures include verifying tokens (once per token: they are cached).
+   */
+  readonly authorization: string;
   /**
    * Pids of the server processes, for CPU accounting: nats, command, valkey and the services started
    * with startService, by name.
@@ -263,6 +269,8 @@ export async function startBenchStack(
       ? { NEO4J_BOLT_PORT: String(ports.NEO4J_BOLT_PORT), NEO4J_AUTH: "none" }
       : {}),
   };
+  mkdirSync(join(dir, "auth"), { recursive: true, mode: 0o700 });
+  const auth = createTestAuth({ dir: join(dir, "auth") });
   const natsUrl = `nats://127.0.0.1:${ports.NATS_PORT}`;
   const valkeyUrl = options.valkey ? `redis://127.0.0.1:${ports.VALKEY_PORT}` : undefined;
   const neo4jUrl = options.neo4j ? `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}` : undefined;
@@ -276,6 +284,7 @@ export async function startBenchStack(
     neo4jUrl,
     commandUrl: `http://127.0.0.1:${ports.COMMAND_PORT}`,
     commandMetricsUrl: `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/metrics`,
+    authorization: auth.authorization,
     pids: () => {
       const out: Record<string, number> = {};
       for (const name of ["nats", "valkey", "neo4j", "command", ...services.keys()]) {
@@ -293,6 +302,7 @@ export async function startBenchStack(
           NATS_URL: natsUrl,
           COMMAND_LISTEN: `127.0.0.1:${ports.COMMAND_PORT}`,
           COMMAND_OPS_LISTEN: `127.0.0.1:${ports.COMMAND_OPS_PORT}`,
+          ...auth.env,
         },
         `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/readyz`,
       );
@@ -313,6 +323,7 @@ export async function startBenchStack(
           ...(neo4jUrl ? { NEO4J_URL: neo4jUrl } : {}),
           ...(o.listenVariable ? { [o.listenVariable]: `127.0.0.1:${port}` } : {}),
           [o.opsListenVariable]: `127.0.0.1:${opsPort}`,
+          ...auth.env,
           ...o.env,
         },
         `http://127.0.0.1:${opsPort}/readyz`,
