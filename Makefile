@@ -85,9 +85,7 @@ up: deps ## Starts NATS, Valkey, Neo4j and the services on 127.0.0.1 (detached),
 	@deploy/local/services.sh ctx demo
 	@$(MAKE) status
 	@echo
-	@echo "Call it:   grpcurl -plaintext -import-path proto -import-path .tools/proto-deps \\"
-	@echo "             -proto context/v1/command_service.proto \\"
-	@echo "             -d '{\"story_id\":\"s-1\",\"title\":\"My story\"}' 127.0.0.1:50051 context.v1.ContextCommandService/CreateContext"
+	@deploy/local/services.sh token
 	@echo "Stop it:   make down   (data stays in .stack/local; make reset deletes it)"
 
 down: ## Stops what `make up` started, by pid; data is kept in .stack/local

@@ -50,6 +50,7 @@ import {
 } from "@ctx/proto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { bearer } from "./support/bearer.ts";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop } from "./support/load.ts";
@@ -327,7 +328,11 @@ async function main(): Promise<void> {
       sessions.push(sessionManager);
       return createClient(
         ContextQueryService,
-        createGrpcTransport({ baseUrl: service.url, sessionManager }),
+        createGrpcTransport({
+          baseUrl: service.url,
+          sessionManager,
+          interceptors: [bearer(stack.authorization)],
+        }),
       );
     };
     const client = querying(withSnapshots);
@@ -339,7 +344,7 @@ async function main(): Promise<void> {
         h2Sessions.push(session);
         return session;
       };
-      return measuredCalls(connectClient, h2Client(open));
+      return measuredCalls(connectClient, h2Client(open, stack.authorization));
     };
     const t1 = performance.now();
     const snapshotsWritten = await waitForSnapshotter(withSnapshots);

@@ -15,6 +15,7 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { ContextCommandService } from "@ctx/proto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { bearer } from "./support/bearer.ts";
 import { gauge, scrape } from "./support/metrics.ts";
 import { openLoop } from "./support/open-loop.ts";
 import { describeMachine, gitState, natsServerVersion } from "./support/run-info.ts";
@@ -126,7 +127,11 @@ async function main(): Promise<void> {
       clients.push(
         createClient(
           ContextCommandService,
-          createGrpcTransport({ baseUrl: stack.commandUrl, sessionManager }),
+          createGrpcTransport({
+            baseUrl: stack.commandUrl,
+            sessionManager,
+            interceptors: [bearer(stack.authorization)],
+          }),
         ),
       );
     }

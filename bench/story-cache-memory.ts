@@ -21,6 +21,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
 import { ContextCommandService } from "@ctx/proto";
+import { createTestAuth } from "@ctx/test-support/auth";
+import { bearer } from "./support/bearer.ts";
 import { closedLoop } from "./support/load.ts";
 import { gauge, scrape } from "./support/metrics.ts";
 import { type BenchStack, onShutdown, startBenchStack } from "./support/servers.ts";
@@ -60,6 +62,9 @@ const shapes: readonly Shape[] = [
   { name: "ApplyChanges: ten events per command", changesPerCommand: 10 },
 ];
 
+/** The service runs with authentication on, as deployed: a token issuer of the bench's own. */
+const auth = createTestAuth();
+
 async function measure(stack: BenchStack, shape: Shape, index: number): Promise<ShapeResult> {
   const config = loadCommandConfig({
     // Its own stream per shape: the admin's user (the command user's rights name the default one).
@@ -74,6 +79,7 @@ async function measure(stack: BenchStack, shape: Shape, index: number): Promise<
     // Room for stories of a subtask per event, when BENCH_CACHE_EVENTS asks for more than a story
     // may hold by default (1,000 subtasks).
     STORY_MAX_SUBTASKS: String(Math.max(1_000, settings.eventsPerStory)),
+    ...auth.env,
   });
   const logger = createLogger({ name: "bench-cache-memory", level: "warn", pretty: false });
   // The service only checks for its stream: the operator creates it.
@@ -85,7 +91,10 @@ async function measure(stack: BenchStack, shape: Shape, index: number): Promise<
   try {
     const client = createClient(
       ContextCommandService,
-      createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.rpcPort}` }),
+      createGrpcTransport({
+        baseUrl: `http://127.0.0.1:${app.rpcPort}`,
+        interceptors: [bearer(auth.authorization)],
+      }),
     );
     await client.createContext({ storyId: "warm-up", title: "Warm-up", description: "" });
     const metricsUrl = `http://127.0.0.1:${app.opsPort}/metrics`;

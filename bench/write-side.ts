@@ -40,6 +40,7 @@ import {
 } from "@ctx/proto";
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { bearer } from "./support/bearer.ts";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop, StoryPicker } from "./support/load.ts";
 import { buildLoadgen, goClosedLoop } from "./support/loadgen.ts";
@@ -179,7 +180,11 @@ async function main(): Promise<void> {
       clients.push(
         createClient(
           ContextCommandService,
-          createGrpcTransport({ baseUrl: stack.commandUrl, sessionManager }),
+          createGrpcTransport({
+            baseUrl: stack.commandUrl,
+            sessionManager,
+            interceptors: [bearer(stack.authorization)],
+          }),
         ),
       );
     }
@@ -197,7 +202,7 @@ async function main(): Promise<void> {
             session.on("error", () => undefined);
             h2Sessions.push(session);
             return session;
-          }),
+          }, stack.authorization),
         );
       }
     }

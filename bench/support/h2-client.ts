@@ -16,7 +16,11 @@ export interface H2Client {
  * the last one (the services close a connection idle for RPC_IDLE_TIMEOUT_MS, and the benches
  * open theirs minutes before they measure).
  */
-export function h2Client(open: () => http2.ClientHttp2Session): H2Client {
+export function h2Client(
+  open: () => http2.ClientHttp2Session,
+  /** The authorization header to send (the services run with authentication on). */
+  authorization?: string,
+): H2Client {
   let session: http2.ClientHttp2Session | undefined;
   const current = () => {
     if (session === undefined || session.closed || session.destroyed) session = open();
@@ -35,6 +39,7 @@ export function h2Client(open: () => http2.ClientHttp2Session): H2Client {
           ":path": path,
           "content-type": "application/grpc+proto",
           te: "trailers",
+          ...(authorization ? { authorization } : {}),
         });
         const chunks: Buffer[] = [];
         let status: string | undefined;

@@ -13,6 +13,7 @@ import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { connectNats, natsConnectionOf } from "@ctx/service";
+import { createTestAuth } from "@ctx/test-support/auth";
 import type { NatsConnection } from "@nats-io/transport-node";
 
 const run = promisify(execFile);
@@ -92,6 +93,11 @@ export interface BenchStack {
   readonly commandUrl: string;
   /** The command service's Prometheus metrics. */
   readonly commandMetricsUrl: string;
+  /**
+   * `Bearer <token>` (all roles) of the run's own token issuer: the services run with AUTH=jwt, as
+   * `make up` runs them, so the figures include verifying tokens (once per token: they are cached).
+   */
+  readonly authorization: string;
   /**
    * Pids of the server processes, for CPU accounting: nats, command, valkey and the services started
    * with startService, by name.
@@ -291,6 +297,8 @@ export async function startBenchStack(
     ...(options.valkey ? { VALKEY_PORT: String(ports.VALKEY_PORT) } : {}),
     ...(options.neo4j ? { NEO4J_BOLT_PORT: String(ports.NEO4J_BOLT_PORT) } : {}),
   };
+  mkdirSync(join(dir, "auth"), { recursive: true, mode: 0o700 });
+  const auth = createTestAuth({ dir: join(dir, "auth") });
   const natsUrl = `nats://127.0.0.1:${ports.NATS_PORT}`;
   const valkeyUrl = options.valkey ? `redis://127.0.0.1:${ports.VALKEY_PORT}` : undefined;
   const neo4jUrl = options.neo4j ? `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}` : undefined;
@@ -334,6 +342,7 @@ export async function startBenchStack(
     storeEnv,
     commandUrl: `http://127.0.0.1:${ports.COMMAND_PORT}`,
     commandMetricsUrl: `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/metrics`,
+    authorization: auth.authorization,
     pids: () => {
       const out: Record<string, number> = {};
       for (const name of ["nats", "valkey", "neo4j", "command", ...services.keys()]) {
@@ -352,6 +361,7 @@ export async function startBenchStack(
           ...natsEnv(options.natsRole ?? "command"),
           COMMAND_LISTEN: `127.0.0.1:${ports.COMMAND_PORT}`,
           COMMAND_OPS_LISTEN: `127.0.0.1:${ports.COMMAND_OPS_PORT}`,
+          ...auth.env,
         },
         `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/readyz`,
       );
@@ -375,6 +385,7 @@ export async function startBenchStack(
           ),
           ...(o.listenVariable ? { [o.listenVariable]: `127.0.0.1:${port}` } : {}),
           [o.opsListenVariable]: `127.0.0.1:${opsPort}`,
+          ...auth.env,
           ...o.env,
         },
         `http://127.0.0.1:${opsPort}/readyz`,

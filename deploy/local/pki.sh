@@ -4,7 +4,9 @@
 #
 #   deploy/local/pki.sh ca <dir>                     ca.pem, ca-key.pem (once; kept if present)
 #   deploy/local/pki.sh server <dir> <name>          <name>.pem, <name>-key.pem for 127.0.0.1, ::1, localhost
-#   deploy/local/pki.sh client <dir> <name> [<cn>]   <name>.pem, <name>-key.pem with CN <cn> (default <name>)
+#   deploy/local/pki.sh client <dir> <name> [<cn>] [<ou,...>]
+#                                                    <name>.pem, <name>-key.pem with CN <cn> (default <name>)
+#                                                    and one OU per role (the gRPC services read roles from OU)
 #
 # Certificates are ECDSA P-256, valid 30 days (the stack regenerates what has expired), signed by
 # the CA of <dir>. Keys are written 0600.
@@ -26,29 +28,34 @@ ca() {
     -out "$dir/ca.pem" 2>/dev/null
 }
 
-# leaf <dir> <name> <cn> <extensions...>: a key and a certificate signed by the CA of <dir>.
+# leaf <dir> <name> <subject> <extensions...>: a key and a certificate signed by the CA of <dir>.
 leaf() {
-  local dir=$1 name=$2 cn=$3
+  local dir=$1 name=$2 subject=$3
   shift 3
   ca "$dir"
   local ext
   ext=$(mktemp)
   printf '%s\n' "$@" >"$ext"
   (umask 077 && openssl ecparam -name prime256v1 -genkey -noout -out "$dir/$name-key.pem")
-  openssl req -new -key "$dir/$name-key.pem" -subj "/CN=$cn" -out "$dir/$name.csr" 2>/dev/null
+  openssl req -new -key "$dir/$name-key.pem" -subj "$subject" -out "$dir/$name.csr" 2>/dev/null
   openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \
     -days "$DAYS" -sha256 -extfile "$ext" -out "$dir/$name.pem" 2>/dev/null
   rm -f "$dir/$name.csr" "$ext" "$dir/ca.srl"
 }
 
 server() {
-  leaf "$1" "$2" "$2" \
+  leaf "$1" "$2" "/CN=$2" \
     "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
     "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"
 }
 
 client() {
-  leaf "$1" "$2" "${3:-$2}" \
+  local subject="/CN=${3:-$2}" ou
+  if [[ -n ${4:-} ]]; then
+    IFS=, read -r -a ous <<<"$4"
+    for ou in "${ous[@]}"; do subject+="/OU=$ou"; done
+  fi
+  leaf "$1" "$2" "$subject" \
     "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth"
 }
 
@@ -56,6 +63,6 @@ command -v openssl >/dev/null || die "openssl is needed to make the local certif
 case "${1:-}" in
   ca) [[ $# -eq 2 ]] || die "usage: $0 ca <dir>"; ca "$2" ;;
   server) [[ $# -eq 3 ]] || die "usage: $0 server <dir> <name>"; server "$2" "$3" ;;
-  client) [[ $# -ge 3 ]] || die "usage: $0 client <dir> <name> [<cn>]"; client "$2" "$3" "${4:-}" ;;
+  client) [[ $# -ge 3 ]] || die "usage: $0 client <dir> <name> [<cn>] [<ou,...>]"; client "$2" "$3" "${4:-}" "${5:-}" ;;
   *) die "usage: $0 ca|server|client <dir> ..." ;;
 esac

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The context services as local processes (Node from .tools/), detached, logs in the stack folder.
-# Usage: deploy/local/services.sh start|stop|status|ctx <args...>
+# Usage: deploy/local/services.sh start|stop|status|token|ctx <args...>
 # Each service logs in to NATS as its own user (the seeds deploy/local/nats.sh keeps in
 # $STACK_DIR/secrets/nats); `ctx <args>` runs bin/ctx as the operator (ctx provision, ctx demo, ...).
 # Env: STACK_DIR, NATS_PORT, VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
 #      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564),
-#      VALKEY_TLS, NEO4J_TLS (0; 1 when valkey.sh / neo4j.sh run with TLS).
+#      VALKEY_TLS, NEO4J_TLS (0; 1 when valkey.sh / neo4j.sh run with TLS),
+#      AUTH (jwt; off serves every caller unauthenticated, logged by the services).
 # Each service logs in to Valkey as its own user (query: read only; projectors: the read model's
 # keys) and to Neo4j as neo4j, with the passwords the stack generated, given as files.
 LOG_TAG=services
@@ -62,6 +63,30 @@ store_env() {
   return 0
 }
 
+# Authentication of the gRPC services: bearer JWTs verified against a key set in the ignored stack
+# folder, with a development token (sub dev, every role, 12 h) that make up prints and ctx uses.
+AUTH="${AUTH:-jwt}"
+AUTH_DIR="$STACK_DIR/secrets/auth"
+AUTH_ISSUER=ctx-local
+AUTH_AUDIENCE=context-service
+auth_env() {
+  if [[ $AUTH == off ]]; then
+    echo AUTH=off
+  else
+    echo AUTH="$AUTH" AUTH_JWKS_FILE="$AUTH_DIR/jwks.json" AUTH_ISSUER="$AUTH_ISSUER" AUTH_AUDIENCE="$AUTH_AUDIENCE"
+  fi
+}
+# auth_setup: the signing key and JWKS (kept across restarts) and a fresh development token.
+auth_setup() {
+  [[ $AUTH == off ]] && { log "AUTH=off: the gRPC services serve every caller unauthenticated"; return 0; }
+  mkdir -p "$AUTH_DIR"
+  chmod 700 "$STACK_DIR/secrets" "$AUTH_DIR"
+  "$REPO_ROOT/bin/ctx" token keygen --dir "$AUTH_DIR" >/dev/null
+  (umask 077 && "$REPO_ROOT/bin/ctx" token mint --key "$AUTH_DIR/signing-key.pem" \
+    --issuer "$AUTH_ISSUER" --audience "$AUTH_AUDIENCE" --subject dev --roles "writer reader admin" \
+    --ttl 12h >"$AUTH_DIR/dev-token.tmp" && mv "$AUTH_DIR/dev-token.tmp" "$AUTH_DIR/dev-token")
+}
+
 # start_service <name> <ops-port> <entry> [VAR=value...]
 start_service() {
   local name=$1 ops_port=$2 entry=$3
@@ -81,17 +106,21 @@ start_service() {
 case "${1:-}" in
   start)
     [[ -x $NODE ]] || die "Node is not provisioned; run 'make deps' first"
+    auth_setup
+    read -r -a AUTH_VARS <<<"$(auth_env)"
     command_env=()
     role_env command_env command
     start_service command "$COMMAND_OPS_PORT" services/command/src/main.ts "${command_env[@]}" \
-      COMMAND_LISTEN="$BIND_HOST:$COMMAND_PORT" COMMAND_OPS_LISTEN="$BIND_HOST:$COMMAND_OPS_PORT"
+      COMMAND_LISTEN="$BIND_HOST:$COMMAND_PORT" COMMAND_OPS_LISTEN="$BIND_HOST:$COMMAND_OPS_PORT" \
+      "${AUTH_VARS[@]}"
     # The snapshotter in the query process writes with its own user; the query user only reads.
     query_env=()
     role_env query_env query
     role_env query_env snapshotter SNAPSHOTTER_
     mapfile -t -O "${#query_env[@]}" query_env < <(store_env query)
     start_service query "$QUERY_OPS_PORT" services/query/src/main.ts "${query_env[@]}" \
-      QUERY_LISTEN="$BIND_HOST:$QUERY_PORT" QUERY_OPS_LISTEN="$BIND_HOST:$QUERY_OPS_PORT"
+      QUERY_LISTEN="$BIND_HOST:$QUERY_PORT" QUERY_OPS_LISTEN="$BIND_HOST:$QUERY_OPS_PORT" \
+      "${AUTH_VARS[@]}"
     for p in "${PROJECTORS[@]}"; do
       read -r name projection port <<<"$p"
       projector_env=()
@@ -144,9 +173,26 @@ case "${1:-}" in
     shift
     ctx_env=()
     role_env ctx_env ctx
-    exec env NATS_URL="nats://$BIND_HOST:$NATS_PORT" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
+    mapfile -t -O "${#ctx_env[@]}" ctx_env < <(store_env ctx)
+    exec env STACK_DIR="$STACK_DIR" NATS_URL="nats://$BIND_HOST:$NATS_PORT" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
       NEO4J_URL="bolt://$BIND_HOST:$NEO4J_BOLT_PORT" COMMAND_URL="http://$BIND_HOST:$COMMAND_PORT" \
       QUERY_URL="http://$BIND_HOST:$QUERY_PORT" "${ctx_env[@]}" "$REPO_ROOT/bin/ctx" "$@"
     ;;
-  *) die "usage: $0 start|stop|status|ctx <args...>" ;;
+  token)
+    # How to call the running services: the development token and a grpcurl line that uses it.
+    proto="-import-path proto -import-path .tools/proto-deps -proto context/v1/command_service.proto"
+    if [[ $AUTH == off ]]; then
+      echo "Call it:   grpcurl -plaintext $proto \\"
+    else
+      [[ -f $AUTH_DIR/dev-token ]] || die "no development token; run 'make up' first"
+      token=$(cat "$AUTH_DIR/dev-token")
+      echo "Development token (sub dev, roles writer reader admin, 12 h; also in $AUTH_DIR/dev-token):"
+      echo "authorization: Bearer $token"
+      echo
+      echo "Call it:   grpcurl -plaintext -H 'authorization: Bearer $token' \\"
+      echo "             $proto \\"
+    fi
+    echo "             -d '{\"story_id\":\"s-1\",\"title\":\"My story\"}' $BIND_HOST:$COMMAND_PORT context.v1.ContextCommandService/CreateContext"
+    ;;
+  *) die "usage: $0 start|stop|status|token|ctx <args...>" ;;
 esac

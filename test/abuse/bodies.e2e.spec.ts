@@ -1,6 +1,7 @@
 import * as http2 from "node:http2";
 import { createGzip } from "node:zlib";
 import { newStory, type QueryStack, startQueryStack } from "@ctx/query-service/testing";
+import { testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { frame, type Protocol, protocols } from "./support/raw-rpc.ts";
 
@@ -75,6 +76,7 @@ function stream(
     const req = session.request({
       ":method": "POST",
       ":path": path,
+      authorization: testAuth().authorization,
       "content-type": contentType[protocol],
       ...(protocol === "grpc" ? { te: "trailers" } : {}),
       ...(protocol.startsWith("connect") ? { "connect-protocol-version": "1" } : {}),

@@ -1,7 +1,7 @@
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { type QueryStack, startQueryStack } from "@ctx/query-service/testing";
-import { eventually } from "@ctx/test-support";
+import { eventually, testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { frame } from "./support/raw-rpc.ts";
 
@@ -112,6 +112,7 @@ describe("stalled connections", () => {
         ":path": "/context.v1.ContextQueryService/GetContext",
         "content-type": "application/grpc+proto",
         te: "trailers",
+        authorization: testAuth().authorization,
       });
       req.on("error", () => undefined);
       req.on("trailers", (t) => codes.push(String(t["grpc-status"])));

@@ -2,7 +2,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ContextQueryService } from "@ctx/proto";
 import { newStory, type QueryStack, startQueryStack } from "@ctx/query-service/testing";
-import { eventually, uniqueName } from "@ctx/test-support";
+import { eventually, sendTestToken, uniqueName } from "@ctx/test-support";
 import { AckPolicy } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -49,7 +49,10 @@ describe("a watch flood", () => {
     };
     const consumersBefore = await consumers();
     const clients = Array.from({ length: CONNECTIONS }, () =>
-      createClient(ContextQueryService, createGrpcTransport({ baseUrl })),
+      createClient(
+        ContextQueryService,
+        createGrpcTransport({ baseUrl, interceptors: [sendTestToken] }),
+      ),
     );
     const abort = new AbortController();
     const watchers: Watcher[] = Array.from({ length: WATCHES }, (_, i) => ({

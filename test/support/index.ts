@@ -25,6 +25,8 @@ export { startValkeyServer } from "./valkey-server.ts";
 export function stack(): StackEndpoints {
   return inject("stack");
 }
+export type { SignOptions, TestAuth, TestKey } from "./test-auth.ts";
+export { createTestAuth, sendTestToken, signJwt, testAuth } from "./test-auth.ts";
 
 /**
  * A connection to the test run's NATS as its test identity (see StackEndpoints.natsEnv); `options`

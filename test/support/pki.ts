@@ -22,8 +22,11 @@ export interface TestPki {
   readonly ca: string;
   /** A server certificate for 127.0.0.1, ::1 and localhost. */
   server(name: string): Promise<TestCertificate>;
-  /** A client certificate whose subject CN is `commonName` (default: `name`). */
-  client(name: string, commonName?: string): Promise<TestCertificate>;
+  /**
+   * A client certificate whose subject CN is `commonName` (default: `name`), with one subject OU
+   * per entry of `units` (the gRPC services take a certificate's OUs as its roles).
+   */
+  client(name: string, commonName?: string, units?: readonly string[]): Promise<TestCertificate>;
 }
 
 function certificate(dir: string, name: string): TestCertificate {
@@ -51,8 +54,9 @@ export async function createTestPki(
       await run("bash", [pkiScript, "server", dir, name]);
       return certificate(dir, name);
     },
-    async client(name, commonName) {
-      await run("bash", [pkiScript, "client", dir, name, ...(commonName ? [commonName] : [])]);
+    async client(name, commonName, units) {
+      const ou = units && units.length > 0 ? [units.join(",")] : [];
+      await run("bash", [pkiScript, "client", dir, name, commonName ?? name, ...ou]);
       return certificate(dir, name);
     },
   };

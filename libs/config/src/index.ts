@@ -20,6 +20,13 @@ export {
 } from "./load-config.ts";
 export type { Logger, LoggerOptions } from "./logger.ts";
 export { createLogger } from "./logger.ts";
+export type { AuthMode, ReflectionAccess, RpcSecurityConfig } from "./rpc-security-schema.ts";
+export {
+  authModes,
+  checkRpcSecurity,
+  reflectionAccess,
+  rpcSecuritySchema,
+} from "./rpc-security-schema.ts";
 export type { StoppableService } from "./run-service.ts";
 export { runService } from "./run-service.ts";
 export { untilAborted } from "./until-aborted.ts";

@@ -224,6 +224,7 @@ function envelopeOf(frame: Frame, payload: Message): ContextEvent {
     hash: frame.hash,
     commandName: frame.commandName,
     commandFingerprint: frame.commandFingerprint,
+    principal: frame.principal,
     payload: { case: frame.payload.case, value: payload } as ContextEvent["payload"],
   };
   if (frame.$unknown) envelope.$unknown = frame.$unknown;
@@ -424,6 +425,7 @@ export function setAsideEvent(
     commandEventIndex: frame.commandEventIndex,
     commandName: frame.commandName,
     commandFingerprint: frame.commandFingerprint,
+    principal: frame.principal,
     prevHash: frame.prevHash,
     hash: frame.hash,
     payload: { case: undefined },

@@ -66,6 +66,7 @@ export function writeSignedEnvelope(
   const fieldsEnd = w.pos;
   string(w, 0x6a, envelope.commandName);
   if (envelope.commandFingerprint.length > 0) bytes(w, 0x72, envelope.commandFingerprint);
+  string(w, 0x7a, envelope.principal);
   bytes(w, member.tag, payloadBytes);
   const digest = sha256(w.buf.subarray(0, w.pos));
   const out = new Uint8Array(w.pos - start + 2 + digest.length);
@@ -94,6 +95,7 @@ const envelopeFields: Readonly<Record<number, string>> = {
   12: "hash",
   13: "command_name",
   14: "command_fingerprint",
+  15: "principal",
 };
 
 interface PayloadMember {

@@ -99,6 +99,8 @@ export interface AppendMetadata {
    */
   readonly commandName?: string;
   readonly commandFingerprint?: Uint8Array;
+  /** Who issued the command (e.g. "jwt:alice"), written into every envelope; empty when unknown. */
+  readonly principal?: string;
 }
 
 /**
@@ -448,6 +450,7 @@ class JetStreamEventStore implements EventStore {
         hash: EMPTY,
         commandName: index === 0 ? (metadata.commandName ?? "") : "",
         commandFingerprint: index === 0 ? (metadata.commandFingerprint ?? EMPTY) : EMPTY,
+        principal: metadata.principal ?? "",
         payload: event.data,
       };
       const bytes = encodeWithHash(envelope);

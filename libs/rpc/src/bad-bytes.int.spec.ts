@@ -9,8 +9,10 @@ import {
   Http2SessionManager,
 } from "@connectrpc/connect-node";
 import { ContextCommandService, ContextQueryService } from "@ctx/proto";
+import { testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  bearer,
   connectErrorOf,
   envelope,
   grpcStatusOf,
@@ -57,7 +59,12 @@ const wrongCreate = withWrongInput(
 const wrongWatch = withWrongInput(ContextQueryService, ContextQueryService.method.watchContext);
 
 function transportFor(protocol: Protocol, binary: boolean, sessions: Http2SessionManager) {
-  const options = { baseUrl: t.url, sessionManager: sessions, useBinaryFormat: binary };
+  const options = {
+    baseUrl: t.url,
+    sessionManager: sessions,
+    useBinaryFormat: binary,
+    interceptors: [bearer(testAuth().authorization)],
+  };
   if (protocol === "grpc") return createGrpcTransport(options);
   if (protocol === "grpc-web") return createGrpcWebTransport({ ...options, httpVersion: "2" });
   return createConnectTransport({ ...options, httpVersion: "2" });

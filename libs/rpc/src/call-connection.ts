@@ -48,3 +48,8 @@ export function callContextValues(stream: http2.ServerHttp2Stream): ContextValue
   values.set(streamKey, stream);
   return values;
 }
+
+/** The HTTP/2 stream of a call (for interceptors of this lib); undefined outside our server. */
+export function callStreamOf(values: ContextValues): http2.ServerHttp2Stream | undefined {
+  return values.get(streamKey);
+}

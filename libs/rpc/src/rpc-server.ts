@@ -7,6 +7,9 @@ import { createValidateInterceptor } from "@connectrpc/validate";
 import { defaultCallsPerTurn, type Logger } from "@ctx/config";
 import type { Registry } from "prom-client";
 import { abortInterceptor } from "./abort-edge.ts";
+import type { AccessPolicy } from "./access-policy.ts";
+import { authInterceptor } from "./auth-interceptor.ts";
+import type { Authenticator } from "./authenticator.ts";
 import { correlationInterceptor } from "./correlation.ts";
 import { errorInterceptor } from "./error-edge.ts";
 import type { ErrorClassifier } from "./errors.ts";
@@ -19,6 +22,19 @@ import { createRegexMatcher } from "./regex-match.ts";
 import { createServerMetrics, RefusalReason } from "./server-metrics.ts";
 import { createSessionGuard } from "./session-guard.ts";
 import { turnBudgetInterceptor } from "./turn-budget.ts";
+
+/** Who may call what: the authenticator and the roles each method needs. */
+export interface RpcAuth {
+  readonly authenticator: Authenticator;
+  readonly policy: AccessPolicy;
+}
+
+/** TLS on the listener (PEM contents). With `clientCa`, client certificates are asked for and verified. */
+export interface RpcTls {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+  readonly clientCa?: string | Buffer;
+}
 
 export interface RpcServerOptions {
   readonly host: string;
@@ -40,6 +56,10 @@ export interface RpcServerOptions {
   readonly callsPerTurn?: number;
   /** Sizes, times and counts the server holds calls and connections to; unset ones: defaults. */
   readonly limits?: Partial<RpcLimits>;
+  /** Authentication and authorization of every call (unset: every caller is served, AUTH=off). */
+  readonly auth?: RpcAuth;
+  /** HTTP/2 over TLS (ALPN h2) instead of cleartext. */
+  readonly tls?: RpcTls;
 }
 
 export interface RpcServer {
@@ -49,8 +69,9 @@ export interface RpcServer {
 }
 
 /**
- * A Connect server on Node's http2 (cleartext, like most in-cluster gRPC) answering gRPC, gRPC-Web and
- * Connect. Every call goes through, outermost first: metrics, the turn budget (so the time a call
+ * A Connect server on Node's http2 (cleartext, or TLS with `tls`) answering gRPC, gRPC-Web and
+ * Connect. Every call goes through, outermost first: metrics, authentication and authorization
+ * (with `auth`; see authInterceptor), the turn budget (so the time a call
  * waits for its turn counts in its handling time), correlation ids, the error edge, and protovalidate
  * request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher).
  * grpc.health.v1 is built in, and gRPC server reflection when `reflection` names the services to
@@ -76,6 +97,16 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   });
   const outer = [
     metricsInterceptor(options.registry),
+    // Before the turn budget: a refused call costs a header lookup (and, once, a verification).
+    ...(options.auth
+      ? [
+          authInterceptor({
+            authenticator: options.auth.authenticator,
+            policy: options.auth.policy,
+            registry: options.registry,
+          }),
+        ]
+      : []),
     turnBudgetInterceptor({
       callsPerTurn: options.callsPerTurn ?? defaultCallsPerTurn,
       maxQueued: limits.maxQueuedCalls,
@@ -104,9 +135,20 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     limits,
     metrics,
   });
-  const server = http2.createServer({
-    settings: { maxConcurrentStreams: limits.maxConcurrentStreams },
-  });
+  const settings = { maxConcurrentStreams: limits.maxConcurrentStreams };
+  const tls = options.tls;
+  const server = tls
+    ? http2.createSecureServer({
+        settings,
+        cert: tls.cert,
+        key: tls.key,
+        ALPNProtocols: ["h2"],
+        handshakeTimeout: limits.handshakeTimeoutMs,
+        // Certificates are asked for, not demanded: health and bearer-token callers come without
+        // one, and the auth interceptor refuses an untrusted one with a status, not a reset.
+        ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+      })
+    : http2.createServer({ settings });
   server.maxConnections = limits.maxConnections;
   server.on("drop", () => metrics.refused(RefusalReason.tooManyConnections));
   const sessions = new Set<http2.ServerHttp2Session>();

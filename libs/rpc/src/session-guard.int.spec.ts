@@ -1,7 +1,7 @@
 import * as http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { CreateContextRequestSchema, WatchContextRequestSchema } from "@ctx/proto";
-import { eventually } from "@ctx/test-support";
+import { eventually, testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   connectRaw,
@@ -147,6 +147,7 @@ describe("keepalive", () => {
       ":path": watchContextPath,
       "content-type": "application/grpc+proto",
       te: "trailers",
+      authorization: testAuth().authorization,
     });
     req.on("data", () => undefined);
     req.end(envelope(watchRequest("quiet-watch")));

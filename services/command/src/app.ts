@@ -3,9 +3,11 @@ import { checkEventStream, createEventStore } from "@ctx/event-store";
 import { ContextCommandService } from "@ctx/proto";
 import {
   createHealthRegistry,
+  loadRpcSecurity,
+  Role,
   rpcLimitsOf,
   ServingStatus,
-  startOpsServer,
+  startOpsListeners,
   startRpcServer,
 } from "@ctx/rpc";
 import { connectNats, natsConnectionOf, waitForProvisioning } from "@ctx/service";
@@ -33,6 +35,12 @@ export interface CommandApp {
  * provisioned), the gRPC server.
  */
 export async function startCommandApp(config: CommandConfig, logger: Logger): Promise<CommandApp> {
+  // First: a bad key set or certificate stops the start before any connection is made.
+  const security = await loadRpcSecurity(config, {
+    rules: [{ service: ContextCommandService, roles: [Role.writer] }],
+    logger,
+  });
+
   const nc = await connectNats(natsConnectionOf(config), {
     name: "context-command-service",
     waitOnFirstConnect: true,
@@ -53,7 +61,8 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   let natsUp = true;
   let provisioned = false;
   // Alive (and not ready) from here: the stream may not be provisioned yet.
-  const ops = await startOpsServer({
+  const ops = await startOpsListeners({
+    ...security.ops,
     host: config.COMMAND_OPS_LISTEN.host,
     port: config.COMMAND_OPS_LISTEN.port,
     registry,
@@ -121,7 +130,8 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
-    reflection: [ContextCommandService],
+    ...(security.reflection ? { reflection: [ContextCommandService] } : {}),
+    ...security.server,
   });
   updateHealth();
   logger.info(

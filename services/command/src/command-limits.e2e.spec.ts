@@ -1,6 +1,6 @@
 import { createLogger, isConfigError } from "@ctx/config";
 import { storyId } from "@ctx/domain";
-import { stack, uniqueName } from "@ctx/test-support";
+import { stack, testAuth, uniqueName } from "@ctx/test-support";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCommandApp } from "./app.ts";
@@ -286,6 +286,7 @@ describe("the limits' settings", () => {
       COMMAND_OPS_LISTEN: "127.0.0.1:0",
       EVENT_STREAM: uniqueName("CMD_LIMITS"),
       STORY_MAX_BYTES: String(2 * 1024 * 1024),
+      ...testAuth().env,
     });
     const logger = createLogger({ name: "command-limits", level: "silent", pretty: false });
     const started = startCommandApp(config, logger);
@@ -296,7 +297,11 @@ describe("the limits' settings", () => {
   });
 
   it("refuse values outside their bounds at start-up", () => {
-    expect(() => loadCommandConfig({ COMMAND_MAX_CHANGES: "101" })).toThrow(/COMMAND_MAX_CHANGES/);
-    expect(() => loadCommandConfig({ STORY_MAX_BYTES: "-1" })).toThrow(/STORY_MAX_BYTES/);
+    expect(() => loadCommandConfig({ ...testAuth().env, COMMAND_MAX_CHANGES: "101" })).toThrow(
+      /COMMAND_MAX_CHANGES/,
+    );
+    expect(() => loadCommandConfig({ ...testAuth().env, STORY_MAX_BYTES: "-1" })).toThrow(
+      /STORY_MAX_BYTES/,
+    );
   });
 });

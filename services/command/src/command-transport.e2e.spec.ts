@@ -7,7 +7,7 @@ import {
 } from "@connectrpc/connect-node";
 import { storyId } from "@ctx/domain";
 import { ContextCommandService } from "@ctx/proto";
-import { stack, uniqueName } from "@ctx/test-support";
+import { sendTestToken, stack, testAuth, uniqueName } from "@ctx/test-support";
 import { type Deadline, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -148,11 +148,21 @@ describe("Connect and gRPC-Web", () => {
     try {
       const connect = createClient(
         ContextCommandService,
-        createConnectTransport({ baseUrl, httpVersion: "2", sessionManager: sessions }),
+        createConnectTransport({
+          baseUrl,
+          httpVersion: "2",
+          sessionManager: sessions,
+          interceptors: [sendTestToken],
+        }),
       );
       const grpcWeb = createClient(
         ContextCommandService,
-        createGrpcWebTransport({ baseUrl, httpVersion: "2", sessionManager: sessions }),
+        createGrpcWebTransport({
+          baseUrl,
+          httpVersion: "2",
+          sessionManager: sessions,
+          interceptors: [sendTestToken],
+        }),
       );
       const story = newStory();
 
@@ -209,6 +219,7 @@ function rawGrpc(
       ":path": path,
       "content-type": "application/grpc+proto",
       te: "trailers",
+      authorization: testAuth().authorization,
       ...extraHeaders,
     });
     let headers: http2.IncomingHttpHeaders = {};

@@ -1,9 +1,11 @@
 import {
   ConfigError,
+  checkRpcSecurity,
   type EventStreamConfig,
   env,
   eventStreamSchema,
   loadConfig,
+  rpcSecuritySchema,
   rpcServerSchema,
   storesSchema,
 } from "@ctx/config";
@@ -17,40 +19,45 @@ import { defaultCacheLimits } from "./handling/story-cache.ts";
 const count = (defaultValue: number, min: number, max: number) =>
   z.coerce.number().int().min(min).max(max).default(defaultValue);
 
-export const commandConfigSchema = eventStreamSchema.extend(rpcServerSchema.shape).extend({
-  ...natsConnectionSchema.shape,
-  NATS_URL: storesSchema.shape.NATS_URL,
-  LOG_LEVEL: storesSchema.shape.LOG_LEVEL,
-  /** gRPC / gRPC-Web / Connect listen address. */
-  COMMAND_LISTEN: env.listen("127.0.0.1:50051"),
-  /** /healthz, /readyz and /metrics. */
-  COMMAND_OPS_LISTEN: env.listen("127.0.0.1:9551"),
-  /** Stories whose state the service keeps in memory (0: none). */
-  STORY_CACHE_SIZE: z.coerce.number().int().min(0).default(defaultCacheLimits.stories),
-  /** Events the cached stories may hold in all (0: none); bounds the cache's memory. */
-  STORY_CACHE_EVENTS: z.coerce.number().int().min(0).default(defaultCacheLimits.events),
-  /** How long a stopping service lets calls in flight finish. */
-  SHUTDOWN_GRACE_MS: env.int(10_000),
-  /** Changes one command may carry; the proto allows 100 at most (ApplyChanges.changes). */
-  COMMAND_MAX_CHANGES: count(defaultStoryLimits.changesPerCommand, 1, 100),
-  /** Bytes of one event's payload. */
-  COMMAND_MAX_EVENT_BYTES: count(defaultStoryLimits.eventBytes, 1_024, 64 * 1024 * 1024),
-  /** Decisions one story may hold. */
-  STORY_MAX_DECISIONS: count(defaultStoryLimits.decisions, 1, 1_000_000),
-  /** Subtasks one story may hold. */
-  STORY_MAX_SUBTASKS: count(defaultStoryLimits.subtasks, 1, 1_000_000),
-  /** Subtask dependencies one story may hold. */
-  STORY_MAX_DEPENDENCIES: count(defaultStoryLimits.dependencies, 0, 10_000_000),
-  /** Bytes of a story's encoded context (its snapshot, Valkey entry and GetContext answer). */
-  STORY_MAX_BYTES: count(defaultStoryLimits.contextBytes, 1_024, 64 * 1024 * 1024),
-});
+export const commandConfigSchema = eventStreamSchema
+  .extend(rpcServerSchema.shape)
+  .extend(rpcSecuritySchema.shape)
+  .extend({
+    ...natsConnectionSchema.shape,
+    NATS_URL: storesSchema.shape.NATS_URL,
+    LOG_LEVEL: storesSchema.shape.LOG_LEVEL,
+    /** gRPC / gRPC-Web / Connect listen address. */
+    COMMAND_LISTEN: env.listen("127.0.0.1:50051"),
+    /** /healthz, /readyz and /metrics. */
+    COMMAND_OPS_LISTEN: env.listen("127.0.0.1:9551"),
+    /** Stories whose state the service keeps in memory (0: none). */
+    STORY_CACHE_SIZE: z.coerce.number().int().min(0).default(defaultCacheLimits.stories),
+    /** Events the cached stories may hold in all (0: none); bounds the cache's memory. */
+    STORY_CACHE_EVENTS: z.coerce.number().int().min(0).default(defaultCacheLimits.events),
+    /** How long a stopping service lets calls in flight finish. */
+    SHUTDOWN_GRACE_MS: env.int(10_000),
+    /** Changes one command may carry; the proto allows 100 at most (ApplyChanges.changes). */
+    COMMAND_MAX_CHANGES: count(defaultStoryLimits.changesPerCommand, 1, 100),
+    /** Bytes of one event's payload. */
+    COMMAND_MAX_EVENT_BYTES: count(defaultStoryLimits.eventBytes, 1_024, 64 * 1024 * 1024),
+    /** Decisions one story may hold. */
+    STORY_MAX_DECISIONS: count(defaultStoryLimits.decisions, 1, 1_000_000),
+    /** Subtasks one story may hold. */
+    STORY_MAX_SUBTASKS: count(defaultStoryLimits.subtasks, 1, 1_000_000),
+    /** Subtask dependencies one story may hold. */
+    STORY_MAX_DEPENDENCIES: count(defaultStoryLimits.dependencies, 0, 10_000_000),
+    /** Bytes of a story's encoded context (its snapshot, Valkey entry and GetContext answer). */
+    STORY_MAX_BYTES: count(defaultStoryLimits.contextBytes, 1_024, 64 * 1024 * 1024),
+  });
 
 export type CommandConfig = z.infer<typeof commandConfigSchema>;
 
 export function loadCommandConfig(
   source: Readonly<Record<string, string | undefined>> = process.env,
 ): CommandConfig {
-  return loadConfig(commandConfigSchema, source);
+  const config = loadConfig(commandConfigSchema, source);
+  checkRpcSecurity(config);
+  return config;
 }
 
 /** The event stream the configuration names: what `ctx provision` creates and the service checks. */

@@ -5,7 +5,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@ctx/config";
 import { provisionEventStream } from "@ctx/event-store";
 import { ContextCommandService, CreateContextRequestSchema } from "@ctx/proto";
-import { connectTestNats, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, sendTestToken, stack, testAuth, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -30,6 +30,7 @@ beforeAll(async () => {
     EVENT_SUBJECT_PREFIX: stream.toLowerCase(),
     SHUTDOWN_GRACE_MS: "2000",
     RPC_MAX_REQUEST_BYTES: "2048",
+    ...testAuth().env,
   });
   nc = await connectTestNats();
   await provisionEventStream(await jetstreamManager(nc), eventStreamSettingsOf(config));
@@ -39,7 +40,10 @@ beforeAll(async () => {
   );
   client = createClient(
     ContextCommandService,
-    createGrpcTransport({ baseUrl: `http://127.0.0.1:${app.rpcPort}` }),
+    createGrpcTransport({
+      baseUrl: `http://127.0.0.1:${app.rpcPort}`,
+      interceptors: [sendTestToken],
+    }),
   );
 });
 

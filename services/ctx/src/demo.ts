@@ -1,10 +1,11 @@
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { loadConfig } from "@ctx/config";
 import type { StoryId } from "@ctx/domain";
 import { openReadModel, readModelKinds } from "@ctx/projector-service";
 import { type CommandResult, ContextCommandService, SubtaskStatus } from "@ctx/proto";
 import { ctxConfigSchema } from "./ctx-env.ts";
+import { ctxCredentials } from "./grpc-credentials.ts";
 
 type Commands = Client<typeof ContextCommandService>;
 
@@ -16,10 +17,11 @@ export async function runDemo(
   commandUrl: string,
   storyId: string,
   print: (line: string) => void,
+  interceptors: Interceptor[] = ctxCredentials(),
 ): Promise<number> {
   const client: Commands = createClient(
     ContextCommandService,
-    createGrpcTransport({ baseUrl: commandUrl }),
+    createGrpcTransport({ baseUrl: commandUrl, interceptors }),
   );
   let version = 0;
   const step = async (

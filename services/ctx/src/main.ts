@@ -1,13 +1,15 @@
 import { printContextAtTwoTimes } from "@ctx/query-service";
 import { Command } from "commander";
-import { eventStats, upcastDryRun } from "./commands/events.ts";
+import { eventStats, listStoryEvents, upcastDryRun } from "./commands/events.ts";
 import { natsAuthConfigCommand } from "./commands/nats.ts";
 import { parkedDiscard, parkedList, parkedReplay } from "./commands/parked.ts";
 import { projectionsStatus, rebuildProjections } from "./commands/projections.ts";
 import { provision } from "./commands/provision.ts";
 import { storiesCheck, storiesRepair } from "./commands/stories.ts";
 import { provisionStreams } from "./commands/streams.ts";
+import { keygen, mint } from "./commands/token.ts";
 import { runDemo, waitForReadModels } from "./demo.ts";
+import { ctxCredentials } from "./grpc-credentials.ts";
 import { writeLegacyDemo } from "./legacy-demo.ts";
 
 // `bin/ctx`, the operator CLI. Connection settings come from the same environment variables as the
@@ -46,7 +48,7 @@ program
     }) => {
       const version = await runDemo(options.commandUrl, options.story, print);
       await waitForReadModels(options.story, version, print);
-      await printContextAtTwoTimes(options.queryUrl, options.story, print);
+      await printContextAtTwoTimes(options.queryUrl, options.story, print, ctxCredentials());
       await writeLegacyDemo(options.legacyStory, print);
     },
   );
@@ -67,6 +69,38 @@ nats
   .requiredOption("--config <file>", "the server configuration fragment to write")
   .requiredOption("--secrets <dir>", "where each role's seed and env file go (0600)")
   .action((options: { config: string; secrets: string }) => natsAuthConfigCommand(options, print));
+
+const token = program
+  .command("token")
+  .description("signing keys and bearer tokens for the gRPC services (AUTH=jwt)");
+token
+  .command("keygen")
+  .description("a signing key and the JWKS that verifies it (AUTH_JWKS_FILE); kept if present")
+  .requiredOption("--dir <dir>", "where to write signing-key.pem (0600) and jwks.json")
+  .option("--kid <id>", "key id (default: ctx-<timestamp>)")
+  .option("--rotate", "add a new key, keeping the old ones in the key set")
+  .action((options: { dir: string; kid?: string; rotate?: boolean }) => keygen(options, print));
+token
+  .command("mint")
+  .description("print a bearer token signed with a key of ctx token keygen")
+  .requiredOption("--key <file>", "the signing key (PKCS#8 PEM)")
+  .option("--kid <id>", "key id (default: the one keygen wrote beside the key)")
+  .requiredOption("--issuer <iss>", "the issuer the services expect (AUTH_ISSUER)")
+  .requiredOption("--audience <aud>", "the audience the services expect (AUTH_AUDIENCE)")
+  .requiredOption("--subject <sub>", "who the token stands for: events record jwt:<sub>")
+  .option("--roles <roles>", "roles: writer, reader, admin (space or comma separated)", "reader")
+  .option("--ttl <duration>", "lifetime, e.g. 30m, 12h, 7d", "1h")
+  .action(
+    (options: {
+      key: string;
+      kid?: string;
+      issuer: string;
+      audience: string;
+      subject: string;
+      roles: string;
+      ttl: string;
+    }) => mint(options, print),
+  );
 
 const streams = program.command("streams").description("the JetStream streams");
 streams
@@ -100,6 +134,11 @@ events
   .command("stats")
   .description("events per (type, schema version) in the stream, and how each is read today")
   .action(() => eventStats(print));
+events
+  .command("list")
+  .description("a story's events: when, what, who (the authenticated principal) and the command")
+  .requiredOption("--story <id>", "story id")
+  .action((options: { story: string }) => listStoryEvents(options, print));
 events
   .command("upcast")
   .description("a story's events as stored and as upcast, side by side (never rewrites anything)")

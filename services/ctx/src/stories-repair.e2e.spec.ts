@@ -24,7 +24,14 @@ import {
   SubtaskAddedSchema,
 } from "@ctx/proto";
 import { loadQueryConfig, startQueryApp } from "@ctx/query-service";
-import { connectTestNats, stack, storeEnv, uniqueName } from "@ctx/test-support";
+import {
+  connectTestNats,
+  sendTestToken,
+  stack,
+  storeEnv,
+  testAuth,
+  uniqueName,
+} from "@ctx/test-support";
 import {
   type JetStreamManager,
   jetstream,
@@ -82,6 +89,7 @@ beforeAll(async () => {
     PARKED_SUBJECT_PREFIX: parkedStream.toLowerCase(),
     SHUTDOWN_GRACE_MS: "2000",
     LOG_LEVEL: "silent",
+    ...testAuth().env,
   };
   const command = await startCommandApp(
     loadCommandConfig({ ...env, COMMAND_LISTEN: "127.0.0.1:0", COMMAND_OPS_LISTEN: "127.0.0.1:0" }),
@@ -104,11 +112,17 @@ beforeAll(async () => {
   opsPorts.push(query.opsPort);
   commands = createClient(
     ContextCommandService,
-    createGrpcTransport({ baseUrl: `http://127.0.0.1:${command.rpcPort}` }),
+    createGrpcTransport({
+      baseUrl: `http://127.0.0.1:${command.rpcPort}`,
+      interceptors: [sendTestToken],
+    }),
   );
   queries = createClient(
     ContextQueryService,
-    createGrpcTransport({ baseUrl: `http://127.0.0.1:${query.rpcPort}` }),
+    createGrpcTransport({
+      baseUrl: `http://127.0.0.1:${query.rpcPort}`,
+      interceptors: [sendTestToken],
+    }),
   );
 });
 

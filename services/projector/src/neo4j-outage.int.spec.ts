@@ -16,7 +16,6 @@ import {
   connectTestNats,
   eventually,
   type Neo4jServer,
-  stack,
   startNeo4jServer,
   uniqueName,
 } from "@ctx/test-support";

@@ -9,9 +9,11 @@ import {
 } from "@ctx/read-model-valkey";
 import {
   createHealthRegistry,
+  loadRpcSecurity,
+  Role,
   rpcLimitsOf,
   ServingStatus,
-  startOpsServer,
+  startOpsListeners,
   startRpcServer,
 } from "@ctx/rpc";
 import {
@@ -52,7 +54,13 @@ export interface QueryApp {
  * questions), the snapshotter when enabled, the gRPC server and the ops endpoints.
  */
 export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
-  // First: a store setting that does not fit (ConfigError) stops the start before anything opens.
+  // First: a bad key set or certificate stops the start before any connection is made.
+  const security = await loadRpcSecurity(config, {
+    rules: [{ service: ContextQueryService, roles: [Role.reader] }],
+    logger,
+  });
+
+  // A store setting that does not fit (ConfigError) stops the start before anything opens.
   const valkeyAt = valkeyConnection(config);
   const neo4jAt = neo4jConnection(config);
   const nc = await connectNats(natsConnectionOf(config), {
@@ -74,7 +82,8 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   let natsUp = true;
   let provisioned = false;
   // Alive (and not ready) from here: the streams may not be provisioned yet.
-  const ops = await startOpsServer({
+  const ops = await startOpsListeners({
+    ...security.ops,
     host: config.QUERY_OPS_LISTEN.host,
     port: config.QUERY_OPS_LISTEN.port,
     registry,
@@ -205,7 +214,8 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
-    reflection: [ContextQueryService],
+    ...(security.reflection ? { reflection: [ContextQueryService] } : {}),
+    ...security.server,
   });
   updateHealth();
   logger.info(

@@ -1,4 +1,12 @@
-import { env, eventStreamSchema, loadConfig, readModelSchema, rpcServerSchema } from "@ctx/config";
+import {
+  checkRpcSecurity,
+  env,
+  eventStreamSchema,
+  loadConfig,
+  readModelSchema,
+  rpcSecuritySchema,
+  rpcServerSchema,
+} from "@ctx/config";
 import { natsConnectionSchema, prefixedNatsConnectionSchema } from "@ctx/service";
 import { z } from "zod";
 
@@ -9,6 +17,7 @@ export const queryConfigSchema = eventStreamSchema
   // The snapshotter's own identity (it writes snapshots; the query identity only reads). Unset:
   // the snapshotter shares the query service's connection.
   .extend(prefixedNatsConnectionSchema("SNAPSHOTTER_").shape)
+  .extend(rpcSecuritySchema.shape)
   .extend({
     /** gRPC / gRPC-Web / Connect listen address. */
     QUERY_LISTEN: env.listen("127.0.0.1:50052"),
@@ -50,5 +59,7 @@ export type QueryConfig = z.infer<typeof queryConfigSchema>;
 export function loadQueryConfig(
   source: Readonly<Record<string, string | undefined>> = process.env,
 ): QueryConfig {
-  return loadConfig(queryConfigSchema, source);
+  const config = loadConfig(queryConfigSchema, source);
+  checkRpcSecurity(config);
+  return config;
 }

@@ -1,5 +1,5 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   type Context,
@@ -19,8 +19,13 @@ export async function printContextAtTwoTimes(
   queryUrl: string,
   storyId: string,
   print: (line: string) => void,
+  /** E.g. one that sends a bearer token. */
+  interceptors: Interceptor[] = [],
 ): Promise<void> {
-  const client = createClient(ContextQueryService, createGrpcTransport({ baseUrl: queryUrl }));
+  const client = createClient(
+    ContextQueryService,
+    createGrpcTransport({ baseUrl: queryUrl, interceptors }),
+  );
   const now = await client.getContext({ storyId });
   const middle = Math.max(1, Math.ceil(now.version / 2));
   const [event] = (await client.listEvents({ storyId, fromVersion: middle, pageSize: 1 })).events;

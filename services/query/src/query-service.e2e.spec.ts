@@ -24,7 +24,7 @@ import {
   ServerReflection,
   ServerReflectionRequestSchema,
 } from "@ctx/proto/grpc";
-import { eventually } from "@ctx/test-support";
+import { eventually, sendTestToken, testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { printContextAtTwoTimes } from "./demo.ts";
 import { metricValue } from "./testing/metrics.ts";
@@ -297,6 +297,39 @@ describe("ListEvents", () => {
     );
     expect(await codeOf(q.listEvents({ storyId: newStory() }))).toBe(Code.NotFound);
   });
+
+  it("says who wrote each event: the principal the command service authenticated, stored and returned", async () => {
+    const storyId = newStory() as string;
+    const as = (sub: string) => ({
+      headers: { authorization: `Bearer ${testAuth().sign({ sub, roles: ["writer"] })}` },
+    });
+    await commands.createContext({ storyId, title: "Who", commandId: "who-1" }, as("ana"));
+    // The principal is no part of a command's identity: another caller's retry is a retry.
+    const retry = await commands.createContext(
+      { storyId, title: "Who", commandId: "who-1" },
+      as("cy"),
+    );
+    expect(retry.result?.deduplicated).toBe(true);
+    await commands.applyChanges(
+      {
+        storyId,
+        changes: [
+          { change: { case: "addSubtask", value: { subtaskId: "a", title: "A" } } },
+          { change: { case: "addSubtask", value: { subtaskId: "b", title: "B" } } },
+        ],
+      },
+      as("bo"),
+    );
+    const listed = await q.listEvents({ storyId });
+    expect(listed.events.map((e) => [e.version, e.principal])).toEqual([
+      [1, "jwt:ana"],
+      [2, "jwt:bo"],
+      [3, "jwt:bo"],
+    ]);
+    // As stored, under the hash chain.
+    const stored = await events(storyId as StoryId);
+    expect(stored.map((e) => e.envelope.principal)).toEqual(["jwt:ana", "jwt:bo", "jwt:bo"]);
+  });
 });
 
 describe("DiffContext", () => {
@@ -460,7 +493,7 @@ describe("store outages", () => {
 describe("the ctx demo", () => {
   it("prints a story halfway through its history and now, and the events between", async () => {
     const lines: string[] = [];
-    await printContextAtTwoTimes(query.baseUrl, story, (line) => lines.push(line));
+    await printContextAtTwoTimes(query.baseUrl, story, (line) => lines.push(line), [sendTestToken]);
     const text = lines.join("\n");
     expect(text).toContain("(v4):");
     expect(text).toContain("(v8):");
@@ -484,7 +517,10 @@ describe("grpc.health.v1", () => {
 describe("gRPC server reflection", () => {
   /** Asks a server over one reflection stream, as grpcurl does, and decodes what it answers. */
   async function reflect(baseUrl: string, service?: string) {
-    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl }));
+    const client = createClient(
+      ServerReflection,
+      createGrpcTransport({ baseUrl, interceptors: [sendTestToken] }),
+    );
     async function* requests() {
       yield create(ServerReflectionRequestSchema, {
         host: "localhost",
@@ -576,6 +612,7 @@ function rawGrpc(
       ":path": path,
       "content-type": "application/grpc+proto",
       te: "trailers",
+      authorization: testAuth().authorization,
       ...extraHeaders,
     });
     let status: string | undefined;

@@ -9,7 +9,7 @@ import {
   WatchContextRequestSchema,
   type WatchContextResponse,
 } from "@ctx/proto";
-import { eventually } from "@ctx/test-support";
+import { eventually, sendTestToken, testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { metricValue } from "./testing/metrics.ts";
 import {
@@ -181,6 +181,7 @@ function clientFrom(query: RunningQuery, localAddress: string): QueryClient {
   const { port } = new URL(query.baseUrl);
   const transport = createGrpcTransport({
     baseUrl: query.baseUrl,
+    interceptors: [sendTestToken],
     nodeOptions: {
       createConnection: () => net.connect({ host: "127.0.0.1", port: Number(port), localAddress }),
     },
@@ -263,6 +264,7 @@ describe("WatchContext limits", () => {
       ":path": "/context.v1.ContextQueryService/WatchContext",
       "content-type": "application/grpc+proto",
       te: "trailers",
+      authorization: testAuth().authorization,
     });
     frozen.on("error", () => undefined);
     const closed = new Promise<number>((resolve) =>

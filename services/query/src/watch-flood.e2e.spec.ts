@@ -2,7 +2,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { fold, type StoryId, toContextMessage } from "@ctx/domain";
 import { ContextQueryService, type WatchContextResponse } from "@ctx/proto";
-import { eventually, uniqueName } from "@ctx/test-support";
+import { eventually, sendTestToken, uniqueName } from "@ctx/test-support";
 import { AckPolicy, jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { metricValue } from "./testing/metrics.ts";
@@ -72,7 +72,10 @@ describe("WatchContext under a flood of watches", () => {
 
     // Ten connections, 150 watches on each.
     const clients: QueryClient[] = Array.from({ length: 10 }, () =>
-      createClient(ContextQueryService, createGrpcTransport({ baseUrl: query.baseUrl })),
+      createClient(
+        ContextQueryService,
+        createGrpcTransport({ baseUrl: query.baseUrl, interceptors: [sendTestToken] }),
+      ),
     );
     const watchers: Watcher[] = [];
     for (const [i, story] of stories.entries()) {

@@ -1,4 +1,5 @@
 import * as http2 from "node:http2";
+import { testAuth } from "@ctx/test-support";
 
 /**
  * A client that puts exactly the bytes it is given on the wire, for each protocol our services
@@ -99,7 +100,7 @@ export function frame(body: Uint8Array, flags = 0): Uint8Array {
 }
 
 function requestHeaders(c: RawCall): http2.OutgoingHttpHeaders {
-  const base = { ":method": "POST", ":path": c.path };
+  const base = { ":method": "POST", ":path": c.path, authorization: testAuth().authorization };
   switch (c.protocol) {
     case "grpc":
       return {

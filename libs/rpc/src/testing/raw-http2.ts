@@ -1,4 +1,5 @@
 import * as net from "node:net";
+import { testAuth } from "@ctx/test-support";
 
 /*
  * HTTP/2 spoken by hand over a TCP socket, for clients that misbehave on purpose: half a preface,
@@ -48,13 +49,25 @@ export function headerBlock(headers: Record<string, string>): Buffer {
   for (const [name, value] of Object.entries(headers)) {
     const n = Buffer.from(name, "latin1");
     const v = Buffer.from(value, "latin1");
-    if (n.byteLength > 126 || v.byteLength > 126) throw new RangeError("header too long");
-    parts.push(Buffer.from([0x00, n.byteLength]), n, Buffer.from([v.byteLength]), v);
+    parts.push(Buffer.from([0x00]), hpackLength(n.byteLength), n, hpackLength(v.byteLength), v);
   }
   return Buffer.concat(parts);
 }
 
-/** The headers of a gRPC call to `path` on 127.0.0.1. */
+/** A string length as HPACK writes it: an integer with a 7-bit prefix, no Huffman coding. */
+function hpackLength(length: number): Buffer {
+  if (length < 127) return Buffer.from([length]);
+  const bytes = [127];
+  let rest = length - 127;
+  while (rest >= 128) {
+    bytes.push((rest % 128) + 128);
+    rest = Math.floor(rest / 128);
+  }
+  bytes.push(rest);
+  return Buffer.from(bytes);
+}
+
+/** The headers of a gRPC call to `path` on 127.0.0.1, with the test issuer's token. */
 export function grpcHeaders(path: string): Record<string, string> {
   return {
     ":method": "POST",
@@ -63,6 +76,7 @@ export function grpcHeaders(path: string): Record<string, string> {
     ":authority": "127.0.0.1",
     "content-type": "application/grpc+proto",
     te: "trailers",
+    authorization: testAuth().authorization,
   };
 }
 

@@ -6,6 +6,7 @@ import {
   ConnectError,
   createClient,
   type HandlerContext,
+  type Interceptor,
   type Transport,
 } from "@connectrpc/connect";
 import {
@@ -27,10 +28,19 @@ import {
   type WatchContextRequest,
   WatchContextResponseSchema,
 } from "@ctx/proto";
+import { testAuth } from "@ctx/test-support";
 import { Registry } from "prom-client";
+import { createAccessPolicy } from "../access-policy.ts";
+import { createAuthenticator } from "../authenticator.ts";
 import { createHealthRegistry } from "../health.ts";
 import type { RpcLimits } from "../limits.ts";
-import { type RpcServer, startRpcServer } from "../rpc-server.ts";
+import { type Principal, principalOf, Role } from "../principal.ts";
+import {
+  type RpcAuth,
+  type RpcServer,
+  type RpcServerOptions,
+  startRpcServer,
+} from "../rpc-server.ts";
 
 /*
  * A real RPC server (startRpcServer on a free port) serving the command and query services with
@@ -64,6 +74,8 @@ export interface TestServer {
   readonly ignoring: { count: number; release(): void };
   /** Signals of the WatchContext calls started, by story id. */
   readonly watches: Map<string, AbortSignal>;
+  /** The principal of each CreateContext call, by story id (undefined: auth off). */
+  readonly principals: Map<string, Principal | undefined>;
   commandClient(
     protocol: Protocol,
     options?: TransportTuning,
@@ -80,11 +92,38 @@ export interface TransportTuning {
   readonly gzip?: boolean;
   readonly readMaxBytes?: number;
   readonly useBinaryFormat?: boolean;
+  /** The authorization header to send (default: the test issuer's token, all roles; null: none). */
+  readonly authorization?: string | null;
+}
+
+/**
+ * The authentication of the test server by default: bearer tokens of the shared test issuer
+ * (testAuth), commands for writers and queries for readers, as the services run.
+ */
+export async function testServerAuth(): Promise<RpcAuth> {
+  const auth = testAuth();
+  return {
+    authenticator: await createAuthenticator({
+      jwt: { jwksFile: auth.jwksFile, issuer: auth.issuer, audience: auth.audience },
+    }),
+    policy: createAccessPolicy([
+      { service: ContextCommandService, roles: [Role.writer] },
+      { service: ContextQueryService, roles: [Role.reader] },
+    ]),
+  };
 }
 
 export async function startTestServer(
-  options: { limits?: Partial<RpcLimits>; callsPerTurn?: number } = {},
+  options: {
+    limits?: Partial<RpcLimits>;
+    callsPerTurn?: number;
+    /** Default: testServerAuth(); "off": every caller is served. */
+    auth?: RpcAuth | "off";
+    tls?: RpcServerOptions["tls"];
+    reflection?: RpcServerOptions["reflection"];
+  } = {},
 ): Promise<TestServer> {
+  const auth = options.auth ?? (await testServerAuth());
   const logged: { err: unknown; msg: string }[] = [];
   const logger = createLogger({ name: "rpc-test-server", level: "error" });
   // Keep what would be logged, and keep the test output quiet.
@@ -110,6 +149,7 @@ export async function startTestServer(
     },
   };
   const watches = new Map<string, AbortSignal>();
+  const principals = new Map<string, Principal | undefined>();
   const registry = new Registry();
   const server = await startRpcServer({
     host: "127.0.0.1",
@@ -117,6 +157,7 @@ export async function startTestServer(
     routes: (router) => {
       router.service(ContextCommandService, {
         async createContext(req: CreateContextRequest, ctx: HandlerContext) {
+          principals.set(req.storyId, principalOf(ctx));
           if (req.title === "wait") {
             await aborted(ctx.signal);
             throw ConnectError.from(ctx.signal.reason);
@@ -152,18 +193,23 @@ export async function startTestServer(
     registry,
     ...(options.callsPerTurn === undefined ? {} : { callsPerTurn: options.callsPerTurn }),
     ...(options.limits === undefined ? {} : { limits: options.limits }),
+    ...(auth === "off" ? {} : { auth }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.reflection === undefined ? {} : { reflection: options.reflection }),
   });
-  const url = `http://127.0.0.1:${server.port}`;
+  const url = `${options.tls ? "https" : "http"}://127.0.0.1:${server.port}`;
   const sessions: Http2SessionManager[] = [];
   const transport = (protocol: Protocol, tuning: TransportTuning = {}): Transport => {
     const sessionManager = new Http2SessionManager(url);
     sessions.push(sessionManager);
-    const { gzip, ...rest } = tuning;
+    const { gzip, authorization, ...rest } = tuning;
+    const sent = authorization === undefined ? testAuth().authorization : authorization;
     const common = {
       baseUrl: url,
       sessionManager,
       ...rest,
       ...(gzip ? { sendCompression: compressionGzip } : {}),
+      ...(sent === null ? {} : { interceptors: [bearer(sent)] }),
     };
     if (protocol === "grpc") return createGrpcTransport(common);
     if (protocol === "grpc-web") return createGrpcWebTransport({ ...common, httpVersion: "2" });
@@ -177,6 +223,7 @@ export async function startTestServer(
     logged,
     ignoring,
     watches,
+    principals,
     commandClient: (protocol, tuning) =>
       createClient(ContextCommandService, transport(protocol, tuning)),
     queryClient: (protocol, tuning) =>
@@ -195,6 +242,14 @@ export async function startTestServer(
       ignoring.release();
       await server.close(1_000);
     },
+  };
+}
+
+/** A Connect client interceptor that sends this authorization header unless the call sets one. */
+export function bearer(authorization: string): Interceptor {
+  return (next) => (req) => {
+    if (!req.header.has("authorization")) req.header.set("authorization", authorization);
+    return next(req);
   };
 }
 
@@ -248,7 +303,14 @@ export function rawRequest(
   return new Promise((resolve, reject) => {
     const session = http2.connect(url);
     session.on("error", reject);
-    const req = session.request({ ":method": "POST", ...headers });
+    // The test issuer's token unless the test sends its own (or `authorization: undefined`).
+    const all: http2.OutgoingHttpHeaders = {
+      ":method": "POST",
+      authorization: testAuth().authorization,
+      ...headers,
+    };
+    if (all.authorization === undefined) delete all.authorization;
+    const req = session.request(all);
     let head: http2.IncomingHttpHeaders = {};
     let trailers: http2.IncomingHttpHeaders = {};
     const chunks: Buffer[] = [];

@@ -51,6 +51,11 @@ export interface CommandRequest {
   readonly commandId?: string;
   readonly correlationId: string;
   readonly causationId: string;
+  /**
+   * Who issued the command (the authenticated principal, e.g. "jwt:alice"), stored in every event
+   * of it; not part of the fingerprint, so a retry by another principal is still a retry.
+   */
+  readonly principal?: string;
   /** Aborts retries when the caller's deadline has passed. */
   readonly signal?: AbortSignal;
 }
@@ -148,6 +153,7 @@ export function createCommandHandler(
             causationId: request.causationId,
             commandName: request.name,
             commandFingerprint: fingerprintBytes(fingerprint),
+            principal: request.principal ?? "",
           },
         );
         options.onAppend?.((performance.now() - started) / 1000, events.length);

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { type Command, storyId } from "@ctx/domain";
 import { CommandResultSchema, ContextCommandService } from "@ctx/proto";
-import { correlationOf } from "@ctx/rpc";
+import { correlationOf, principalOf } from "@ctx/rpc";
 import type { CommandHandler } from "../handling/command-handler.ts";
 import * as to from "./to-command.ts";
 
@@ -24,6 +24,7 @@ export function registerCommandService(router: ConnectRouter, handler: CommandHa
       ...(req.commandId !== undefined ? { commandId: req.commandId } : {}),
       correlationId,
       causationId,
+      principal: principalOf(ctx)?.id ?? "",
       signal: ctx.signal,
     });
     return {

@@ -3,7 +3,7 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { createLogger } from "@ctx/config";
 import { createEventStore, type EventStore, provisionEventStream } from "@ctx/event-store";
 import { connectNats, natsConnectionOf } from "@ctx/service";
-import { stack, uniqueName } from "@ctx/test-support";
+import { stack, testAuth, uniqueName } from "@ctx/test-support";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -52,10 +52,34 @@ function serviceClient(path: string): grpc.ServiceClientConstructor {
   return node as grpc.ServiceClientConstructor;
 }
 
-/** A client of context.v1.ContextCommandService built from the .proto files alone. */
-export function commandClient(address: string): grpc.Client {
+/**
+ * A client of context.v1.ContextCommandService built from the .proto files alone. It sends the
+ * test issuer's token (all roles) on every call that carries no authorization of its own; pass
+ * `authorization: null` for a client without credentials.
+ */
+export function commandClient(
+  address: string,
+  options: { authorization?: string | null } = {},
+): grpc.Client {
   const Client = serviceClient("context.v1.ContextCommandService");
-  return new Client(address, grpc.credentials.createInsecure());
+  const authorization =
+    options.authorization === undefined ? testAuth().authorization : options.authorization;
+  return new Client(address, grpc.credentials.createInsecure(), {
+    interceptors: authorization === null ? [] : [bearer(authorization)],
+  });
+}
+
+/** A grpc-js interceptor that adds `authorization` to calls that do not set it. */
+export function bearer(authorization: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        if (metadata.get("authorization").length === 0) {
+          metadata.set("authorization", authorization);
+        }
+        next(metadata, listener);
+      },
+    });
 }
 
 /** A request of the command service encoded by the .proto-loaded serializer, for raw-bytes calls. */
@@ -284,6 +308,7 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
     EVENT_STREAM: stream,
     EVENT_SUBJECT_PREFIX: stream.toLowerCase(),
     SHUTDOWN_GRACE_MS: "2000",
+    ...testAuth().env,
     ...options.env,
   });
   const logger = createLogger({ name: "command-e2e", level: "silent", pretty: false });

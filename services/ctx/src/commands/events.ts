@@ -138,3 +138,33 @@ export async function upcastDryRun(
     );
   });
 }
+
+/**
+ * `ctx events list --story S`: a story's history, one line per stored event: when, what, who (the
+ * principal the command service authenticated; "-" for events written without authentication or
+ * before it was recorded), and the command and correlation ids that tie it to logs.
+ */
+export async function listStoryEvents(
+  options: { story: string },
+  print: (line: string) => void,
+): Promise<void> {
+  await withCtxEnv(async ({ nc, names }) => {
+    const store = createEventStore(nc, { names });
+    const stored = await store.readStored(storyId(options.story), { mustExist: true });
+    const rows: string[][] = [
+      ["version", "occurred at", "event", "principal", "command id", "correlation id"],
+    ];
+    for (const event of stored) {
+      const envelope = event.envelope;
+      rows.push([
+        String(event.version),
+        event.occurredAt.toISOString(),
+        event.setAside !== undefined ? "(set aside)" : `${event.eventType} v${event.schemaVersion}`,
+        envelope.principal || "-",
+        envelope.commandId || "-",
+        envelope.correlationId || "-",
+      ]);
+    }
+    print(table(rows));
+  });
+}

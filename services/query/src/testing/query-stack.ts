@@ -1,4 +1,4 @@
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type CommandApp, loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
@@ -14,7 +14,14 @@ import { ContextCommandService, ContextQueryService } from "@ctx/proto";
 import { createNeo4jProjection } from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
 import { provisionSnapshotStream } from "@ctx/snapshots";
-import { connectTestNats, stack, storeEnv, uniqueName, valkeyLogin } from "@ctx/test-support";
+import {
+  connectTestNats,
+  stack,
+  storeEnv,
+  testAuth,
+  uniqueName,
+  valkeyLogin,
+} from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
@@ -92,6 +99,7 @@ export async function startQueryStack(): Promise<QueryStack> {
     EVENT_PARTITIONS: String(settings.partitions),
     SHUTDOWN_GRACE_MS: "2000",
     LOG_LEVEL: "silent",
+    ...testAuth().env,
   };
 
   return {
@@ -126,7 +134,10 @@ export async function startQueryStack(): Promise<QueryStack> {
       const app = await startQueryApp(config, logger);
       stoppers.push(() => app.stop());
       const baseUrl = `http://127.0.0.1:${app.rpcPort}`;
-      const client = createClient(ContextQueryService, createGrpcTransport({ baseUrl }));
+      const client = createClient(
+        ContextQueryService,
+        createGrpcTransport({ baseUrl, interceptors: [withTestToken] }),
+      );
       return { app, baseUrl, client };
     },
 
@@ -139,7 +150,10 @@ export async function startQueryStack(): Promise<QueryStack> {
       const app = await startCommandApp(config, logger);
       stoppers.push(() => app.stop());
       const baseUrl = `http://127.0.0.1:${app.rpcPort}`;
-      const client = createClient(ContextCommandService, createGrpcTransport({ baseUrl }));
+      const client = createClient(
+        ContextCommandService,
+        createGrpcTransport({ baseUrl, interceptors: [withTestToken] }),
+      );
       return { app, baseUrl, client };
     },
 
@@ -168,3 +182,12 @@ export async function startQueryStack(): Promise<QueryStack> {
 
 /** A story id no other test uses. */
 export const newStory = (): StoryId => storyId(uniqueName("story"));
+
+/**
+ * A Connect client interceptor that sends the test issuer's token (all roles) unless the call
+ * sets an authorization header of its own.
+ */
+export const withTestToken: Interceptor = (next) => (req) => {
+  if (!req.header.has("authorization")) req.header.set("authorization", testAuth().authorization);
+  return next(req);
+};

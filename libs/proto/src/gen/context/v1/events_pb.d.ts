@@ -116,6 +116,16 @@ export declare type ContextEvent = Message<"context.v1.ContextEvent"> & {
   commandFingerprint: Uint8Array;
 
   /**
+   * Who issued the command, as the command service authenticated the caller: "jwt:<sub>" or
+   * "mtls:<certificate CN>". Set on every event of the command; covered by hash, so the history
+   * says who did what. Empty when the service ran with AUTH=off and on events written before it
+   * existed. Not part of command_fingerprint: a retry by another principal is still a retry.
+   *
+   * @generated from field: string principal = 15;
+   */
+  principal: string;
+
+  /**
    * @generated from oneof context.v1.ContextEvent.payload
    */
   payload: {
@@ -254,6 +264,11 @@ export declare type ContextEventFrame = Message<"context.v1.ContextEventFrame"> 
    * @generated from field: bytes command_fingerprint = 14;
    */
   commandFingerprint: Uint8Array;
+
+  /**
+   * @generated from field: string principal = 15;
+   */
+  principal: string;
 
   /**
    * @generated from oneof context.v1.ContextEventFrame.payload

@@ -1,0 +1,174 @@
+import { request } from "node:https";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { ContextCommandService, ContextQueryService } from "@ctx/proto";
+import { Health } from "@ctx/proto/grpc";
+import { createTestPki, type TestCertificate, type TestPki, testAuth } from "@ctx/test-support";
+import { Registry } from "prom-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAccessPolicy } from "./access-policy.ts";
+import { createAuthenticator } from "./authenticator.ts";
+import { startOpsListeners } from "./ops-server.ts";
+import { Role } from "./principal.ts";
+import {
+  bearer,
+  type Protocol,
+  protocols,
+  startTestServer,
+  type TestServer,
+} from "./testing/rpc-test-server.ts";
+
+// TLS on the gRPC listener, and client certificates as credentials (AUTH=jwt,mtls): the subject
+// CN is the principal, the OUs its roles. Certificates from the private CA of deploy/local/pki.sh.
+
+let pki: TestPki;
+let otherPki: TestPki;
+let server: TestCertificate;
+let alice: TestCertificate;
+let nobody: TestCertificate;
+let stranger: TestCertificate;
+let t: TestServer;
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  otherPki = await createTestPki();
+  server = await pki.server("rpc");
+  alice = await pki.client("alice", "alice", [Role.writer, Role.reader]);
+  nobody = await pki.client("nobody");
+  stranger = await otherPki.client("stranger", "alice", [Role.admin]);
+  const auth = testAuth();
+  t = await startTestServer({
+    tls: { cert: server.cert, key: server.key, clientCa: pki.ca },
+    auth: {
+      authenticator: await createAuthenticator({
+        mtls: true,
+        jwt: { jwksFile: auth.jwksFile, issuer: auth.issuer, audience: auth.audience },
+      }),
+      policy: createAccessPolicy([
+        { service: ContextCommandService, roles: [Role.writer] },
+        { service: ContextQueryService, roles: [Role.reader] },
+      ]),
+    },
+  });
+}, 60_000);
+afterAll(async () => {
+  await t?.close();
+});
+
+/** A transport over TLS that trusts the private CA, with a client certificate or not. */
+function transport(protocol: Protocol, client?: TestCertificate, authorization?: string) {
+  const options = {
+    baseUrl: t.url,
+    nodeOptions: { ca: pki.ca, ...(client ? { cert: client.cert, key: client.key } : {}) },
+    ...(authorization ? { interceptors: [bearer(authorization)] } : {}),
+  };
+  if (protocol === "grpc") return createGrpcTransport(options);
+  if (protocol === "grpc-web") return createGrpcWebTransport({ ...options, httpVersion: "2" });
+  return createConnectTransport({ ...options, httpVersion: "2" });
+}
+
+async function codeOf(call: () => Promise<unknown>): Promise<Code | undefined> {
+  try {
+    await call();
+    return undefined;
+  } catch (e) {
+    return ConnectError.from(e).code;
+  }
+}
+
+describe("TLS on the gRPC listener", () => {
+  it("serves https URLs", () => {
+    expect(t.url).toMatch(/^https:/);
+  });
+
+  for (const protocol of protocols) {
+    it(`given a bearer token over TLS, over ${protocol}, then the call is served`, async () => {
+      const client = createClient(
+        ContextQueryService,
+        transport(protocol, undefined, testAuth().authorization),
+      );
+      expect((await client.getContext({ storyId: "tls" })).context?.storyId).toBe("tls");
+    });
+
+    it(`given a client certificate with the role, over ${protocol}, then its CN is the principal`, async () => {
+      const story = `mtls-${protocol}`;
+      const client = createClient(ContextCommandService, transport(protocol, alice));
+      expect((await client.createContext({ storyId: story, title: "T" })).result?.version).toBe(1);
+      expect(t.principals.get(story)).toEqual({
+        id: "mtls:alice",
+        method: "mtls",
+        roles: new Set([Role.writer, Role.reader]),
+      });
+    });
+  }
+
+  it("given a client certificate without the role, then the call is PERMISSION_DENIED", async () => {
+    const client = createClient(ContextCommandService, transport("grpc", nobody));
+    expect(await codeOf(() => client.createContext({ storyId: "s", title: "T" }))).toBe(
+      Code.PermissionDenied,
+    );
+  });
+
+  it("given neither certificate nor token, then calls are UNAUTHENTICATED and health is open", async () => {
+    const client = createClient(ContextQueryService, transport("grpc"));
+    expect(await codeOf(() => client.getContext({ storyId: "s" }))).toBe(Code.Unauthenticated);
+    const health = createClient(Health, transport("grpc"));
+    expect(await codeOf(() => health.check({ service: "" }))).toBeUndefined();
+  });
+
+  it("given a certificate of another CA (even with admin in its OU), then the call is UNAUTHENTICATED", async () => {
+    const before = await t.metric("rpc_server_auth_refused_total", {
+      reason: "untrusted_certificate",
+    });
+    const client = createClient(ContextQueryService, transport("grpc", stranger));
+    expect(await codeOf(() => client.getContext({ storyId: "s" }))).toBe(Code.Unauthenticated);
+    expect(
+      await t.metric("rpc_server_auth_refused_total", { reason: "untrusted_certificate" }),
+    ).toBe(before + 1);
+  });
+
+  it("given a certificate and a bad token, then the token decides (UNAUTHENTICATED)", async () => {
+    const client = createClient(ContextCommandService, transport("grpc", alice, "Bearer bad"));
+    expect(await codeOf(() => client.createContext({ storyId: "s", title: "T" }))).toBe(
+      Code.Unauthenticated,
+    );
+  });
+});
+
+describe("the ops listeners", () => {
+  function get(port: number, path: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port, path, ca: pki.ca }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+  }
+
+  it("given TLS and METRICS_LISTEN, then probes answer over HTTPS on one port and /metrics on the other only", async () => {
+    const ops = await startOpsListeners({
+      host: "127.0.0.1",
+      port: 0,
+      registry: new Registry(),
+      ready: () => true,
+      tls: { cert: server.cert, key: server.key },
+      metricsListen: { host: "127.0.0.1", port: 0 },
+    });
+    try {
+      expect(ops.metricsPort).not.toBe(ops.port);
+      expect(await get(ops.port, "/healthz")).toBe(200);
+      expect(await get(ops.port, "/readyz")).toBe(200);
+      expect(await get(ops.port, "/metrics")).toBe(404);
+      expect(await get(ops.metricsPort, "/metrics")).toBe(200);
+      expect(await get(ops.metricsPort, "/readyz")).toBe(404);
+    } finally {
+      await ops.close();
+    }
+  });
+});
