@@ -58,6 +58,8 @@ export interface BenchServiceOptions {
    * default stream names). `ctx provision` runs first, with `env`'s names.
    */
   readonly natsRole?: string;
+  /** Run `ctx provision` first (default true; false when the bench did, outside its timing). */
+  readonly provision?: boolean;
 }
 
 /** The servers of one bench run: its own NATS and command service, on free ports, in its own folder. */
@@ -339,7 +341,7 @@ export async function startBenchStack(
       const port = o.listenVariable ? await freePort() : 0;
       const opsPort = await freePort();
       // The services only check for their streams and buckets: the operator creates them.
-      await provision(o.env);
+      if (o.provision !== false) await provision(o.env);
       const pid = await spawnService(
         dir,
         name,
