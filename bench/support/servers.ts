@@ -64,6 +64,8 @@ export interface BenchServiceOptions {
    * default stream names). `ctx provision` runs first, with `env`'s names.
    */
   readonly natsRole?: string;
+  /** Run `ctx provision` first (default true; false when the bench did, outside its timing). */
+  readonly provision?: boolean;
 }
 
 /** The ACL users deploy/local/valkey.sh makes. */
@@ -373,7 +375,7 @@ export async function startBenchStack(
       const port = o.listenVariable ? await freePort() : 0;
       const opsPort = await freePort();
       // The services only check for their streams and buckets: the operator creates them.
-      await provision(o.env);
+      if (o.provision !== false) await provision(o.env);
       const pid = await spawnService(
         dir,
         name,
