@@ -20,10 +20,17 @@ export {
 } from "./load-config.ts";
 export type { Logger, LoggerOptions } from "./logger.ts";
 export { createLogger } from "./logger.ts";
-export type { AuthMode, ReflectionAccess, RpcSecurityConfig } from "./rpc-security-schema.ts";
+export type {
+  AuthMode,
+  OpsListenerConfig,
+  ReflectionAccess,
+  RpcSecurityConfig,
+} from "./rpc-security-schema.ts";
 export {
   authModes,
+  checkOpsListener,
   checkRpcSecurity,
+  opsListenerSchema,
   reflectionAccess,
   rpcSecuritySchema,
 } from "./rpc-security-schema.ts";

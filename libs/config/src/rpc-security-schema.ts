@@ -12,10 +12,47 @@ export type ReflectionAccess = (typeof reflectionAccess)[number];
 const optionalFile = () => z.string().optional();
 
 /**
+ * The ops listener of every service (/healthz, /readyz, /metrics): TLS, and /metrics on a listener
+ * of its own, so the probes can be reachable by the kubelet and the metrics stay private.
+ */
+export const opsListenerSchema = z.object({
+  /** TLS on the ops listener(s): the server's certificate chain and key (PEM files). */
+  OPS_TLS_CERT_FILE: optionalFile(),
+  OPS_TLS_KEY_FILE: optionalFile(),
+  /** /metrics on a listener of its own (host:port); the ops listener then serves probes only. */
+  METRICS_LISTEN: z
+    .string()
+    .regex(/^[^:\s]+:\d{1,5}$/, { message: "must be host:port" })
+    .transform((v) => {
+      const at = v.lastIndexOf(":");
+      return { host: v.slice(0, at), port: Number(v.slice(at + 1)) };
+    })
+    .optional(),
+});
+
+export type OpsListenerConfig = z.infer<typeof opsListenerSchema>;
+
+/**
+ * The checks across the ops variables: a certificate with its key.
+ *
+ * @throws ConfigError naming the variable to set.
+ */
+export function checkOpsListener(config: OpsListenerConfig): void {
+  const problems = opsListenerProblems(config);
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
+function opsListenerProblems(config: OpsListenerConfig): ConfigProblem[] {
+  if (!config.OPS_TLS_CERT_FILE === !config.OPS_TLS_KEY_FILE) return [];
+  const missing = config.OPS_TLS_CERT_FILE ? "OPS_TLS_KEY_FILE" : "OPS_TLS_CERT_FILE";
+  return [{ variable: missing, message: "set OPS_TLS_CERT_FILE and OPS_TLS_KEY_FILE together" }];
+}
+
+/**
  * Authentication, TLS and the ops listeners of a gRPC service (libs/rpc). AUTH has no default on
  * purpose: a service whose operator forgot it refuses to start instead of serving everyone.
  */
-export const rpcSecuritySchema = z.object({
+export const rpcSecuritySchema = opsListenerSchema.extend({
   AUTH: z
     .string({
       error: "must be set: jwt, mtls, jwt,mtls, or off (off serves every caller unauthenticated)",
@@ -54,18 +91,6 @@ export const rpcSecuritySchema = z.object({
   RPC_TLS_KEY_FILE: optionalFile(),
   /** The CA whose client certificates the gRPC listener verifies (needed for AUTH=mtls). */
   RPC_TLS_CLIENT_CA_FILE: optionalFile(),
-  /** TLS on the ops listener (/healthz, /readyz, /metrics). */
-  OPS_TLS_CERT_FILE: optionalFile(),
-  OPS_TLS_KEY_FILE: optionalFile(),
-  /** /metrics on a listener of its own (host:port); the ops listener then serves probes only. */
-  METRICS_LISTEN: z
-    .string()
-    .regex(/^[^:\s]+:\d{1,5}$/, { message: "must be host:port" })
-    .transform((v) => {
-      const at = v.lastIndexOf(":");
-      return { host: v.slice(0, at), port: Number(v.slice(at + 1)) };
-    })
-    .optional(),
   /**
    * gRPC server reflection: off, for any authenticated caller (default: grpcurl and buf curl work
    * with a token, and an anonymous scanner learns nothing), or public.
@@ -122,18 +147,16 @@ export function checkRpcSecurity(config: RpcSecurityConfig): void {
       }
     }
   }
-  const pairs = [
-    ["RPC_TLS_CERT_FILE", "RPC_TLS_KEY_FILE"],
-    ["OPS_TLS_CERT_FILE", "OPS_TLS_KEY_FILE"],
-  ] as const;
-  for (const [cert, key] of pairs) {
-    if (!config[cert] !== !config[key]) {
-      const missing = config[cert] ? key : cert;
-      if (!problems.some((p) => p.variable === missing)) {
-        problems.push({ variable: missing, message: `set ${cert} and ${key} together` });
-      }
+  if (!config.RPC_TLS_CERT_FILE !== !config.RPC_TLS_KEY_FILE) {
+    const missing = config.RPC_TLS_CERT_FILE ? "RPC_TLS_KEY_FILE" : "RPC_TLS_CERT_FILE";
+    if (!problems.some((p) => p.variable === missing)) {
+      problems.push({
+        variable: missing,
+        message: "set RPC_TLS_CERT_FILE and RPC_TLS_KEY_FILE together",
+      });
     }
   }
+  problems.push(...opsListenerProblems(config));
   if (config.RPC_TLS_CLIENT_CA_FILE && !config.RPC_TLS_CERT_FILE && !modes.includes("mtls")) {
     problems.push({
       variable: "RPC_TLS_CERT_FILE",

@@ -57,5 +57,8 @@ export async function runService<C extends { readonly LOG_LEVEL: string }>(
     if (isConfigError(e)) boot.fatal(e.message);
     else boot.fatal({ err: e }, `${name} failed to start`);
     process.exitCode = 1;
+    // What the start opened before it failed (a NATS connection, a store client) would keep the
+    // process alive, not serving: exit once the log line is out.
+    setTimeout(() => process.exit(1), 500).unref();
   }
 }

@@ -1,5 +1,10 @@
 import { readFileSync } from "node:fs";
-import { ConfigError, type Logger, type RpcSecurityConfig } from "@ctx/config";
+import {
+  ConfigError,
+  type Logger,
+  type OpsListenerConfig,
+  type RpcSecurityConfig,
+} from "@ctx/config";
 import { createAccessPolicy, type ServiceRule } from "./access-policy.ts";
 import { createAuthenticator } from "./authenticator.ts";
 import type { RpcAuth, RpcTls } from "./rpc-server.ts";
@@ -11,9 +16,40 @@ export interface RpcSecurity {
   /** Whether to register gRPC reflection at all (RPC_REFLECTION is not off). */
   readonly reflection: boolean;
   /** For startOpsListeners: spread into its options. */
-  readonly ops: {
-    readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
-    readonly metricsListen?: { readonly host: string; readonly port: number };
+  readonly ops: OpsSecurity;
+}
+
+/** What the ops variables (opsListenerSchema) configure: spread into startOpsListeners' options. */
+export interface OpsSecurity {
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer };
+  readonly metricsListen?: { readonly host: string; readonly port: number };
+}
+
+/** Reads the PEM file a variable names; undefined when it is unset. */
+function readNamed<C>(config: C, variable: keyof C & string): Buffer | undefined {
+  const path = config[variable];
+  if (typeof path !== "string") return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new ConfigError([{ variable, message: `cannot read ${path}: ${(e as Error).message}` }], {
+      cause: e,
+    });
+  }
+}
+
+/**
+ * Reads the ops listener's certificate and key (OPS_TLS_*) and where /metrics goes
+ * (METRICS_LISTEN): what every service, gRPC or not, needs for its ops endpoints.
+ *
+ * @throws ConfigError naming the variable whose file cannot be read.
+ */
+export function loadOpsSecurity(config: OpsListenerConfig): OpsSecurity {
+  const cert = readNamed(config, "OPS_TLS_CERT_FILE");
+  const key = readNamed(config, "OPS_TLS_KEY_FILE");
+  return {
+    ...(cert && key ? { tls: { cert, key } } : {}),
+    ...(config.METRICS_LISTEN ? { metricsListen: config.METRICS_LISTEN } : {}),
   };
 }
 
@@ -30,20 +66,7 @@ export async function loadRpcSecurity(
   options: { readonly rules: readonly ServiceRule[]; readonly logger: Logger },
 ): Promise<RpcSecurity> {
   const modes = config.AUTH.split(",");
-  const read = (variable: keyof RpcSecurityConfig): Buffer | undefined => {
-    const path = config[variable];
-    if (typeof path !== "string") return undefined;
-    try {
-      return readFileSync(path);
-    } catch (e) {
-      throw new ConfigError(
-        [{ variable, message: `cannot read ${path}: ${(e as Error).message}` }],
-        {
-          cause: e,
-        },
-      );
-    }
-  };
+  const read = (variable: keyof RpcSecurityConfig & string) => readNamed(config, variable);
   const cert = read("RPC_TLS_CERT_FILE");
   const key = read("RPC_TLS_KEY_FILE");
   const clientCa = read("RPC_TLS_CLIENT_CA_FILE");
@@ -84,14 +107,9 @@ export async function loadRpcSecurity(
       policy: createAccessPolicy(options.rules, { reflection: config.RPC_REFLECTION }),
     };
   }
-  const opsCert = read("OPS_TLS_CERT_FILE");
-  const opsKey = read("OPS_TLS_KEY_FILE");
   return {
     server: { ...(auth ? { auth } : {}), ...(tls ? { tls } : {}) },
     reflection: config.RPC_REFLECTION !== "off",
-    ops: {
-      ...(opsCert && opsKey ? { tls: { cert: opsCert, key: opsKey } } : {}),
-      ...(config.METRICS_LISTEN ? { metricsListen: config.METRICS_LISTEN } : {}),
-    },
+    ops: loadOpsSecurity(config),
   };
 }

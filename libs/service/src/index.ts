@@ -1,5 +1,7 @@
-// The service shell: what every process of the context service does the same way. For now, how it
-// connects to NATS (credentials, TLS, its own reply inbox) from validated configuration.
+// The service shell: what every process of the context service does the same way: its NATS
+// identity (credentials, TLS, its own reply inbox), its ops and gRPC listeners with their security,
+// readiness and a graceful stop.
+
 export type {
   NatsAuth,
   NatsConnectionConfig,
@@ -16,5 +18,12 @@ export {
   natsConnectOptions,
   prefixedNatsConnectionSchema,
 } from "./nats-connection.ts";
+export type {
+  ServeRpcOptions,
+  ServiceShell,
+  ServiceShellOptions,
+  ShellNatsOptions,
+} from "./service-shell.ts";
+export { openServiceShell } from "./service-shell.ts";
 export type { WaitForProvisioningOptions } from "./wait-for-provisioning.ts";
 export { waitForProvisioning } from "./wait-for-provisioning.ts";

@@ -1,18 +1,10 @@
 import type { Logger } from "@ctx/config";
 import { checkEventStream, createEventStore } from "@ctx/event-store";
 import { ContextCommandService } from "@ctx/proto";
-import {
-  createHealthRegistry,
-  loadRpcSecurity,
-  Role,
-  rpcLimitsOf,
-  ServingStatus,
-  startOpsListeners,
-  startRpcServer,
-} from "@ctx/rpc";
-import { connectNats, natsConnectionOf, waitForProvisioning } from "@ctx/service";
+import { loadRpcSecurity, Role, rpcLimitsOf } from "@ctx/rpc";
+import { natsConnectionOf, openServiceShell, waitForProvisioning } from "@ctx/service";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Gauge, Histogram } from "prom-client";
 import {
   type CommandConfig,
   checkLimitsFit,
@@ -40,35 +32,27 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     rules: [{ service: ContextCommandService, roles: [Role.writer] }],
     logger,
   });
-
-  const nc = await connectNats(natsConnectionOf(config), {
+  const shell = await openServiceShell({
     name: "context-command-service",
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
+    logger,
+    nats: natsConnectionOf(config),
     // nats.js otherwise builds two Errors per request up front, only for their stack traces.
-    noAsyncTraces: true,
+    natsOptions: { noAsyncTraces: true },
+    ops: { ...config.COMMAND_OPS_LISTEN, ...security.ops },
+    shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
   });
+  const { nc, registry } = shell;
   try {
     checkLimitsFit(config, nc.info?.max_payload ?? Number.POSITIVE_INFINITY);
   } catch (e) {
-    await nc.close();
+    await shell.stop();
     throw e;
   }
   const settings = eventStreamSettingsOf(config);
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  let draining = false;
-  let natsUp = true;
+  // Alive (and not ready) from here: the stream may not be provisioned yet. The command user may
+  // append to the stream but not create or change it: `ctx provision` does.
   let provisioned = false;
-  // Alive (and not ready) from here: the stream may not be provisioned yet.
-  const ops = await startOpsListeners({
-    ...security.ops,
-    host: config.COMMAND_OPS_LISTEN.host,
-    port: config.COMMAND_OPS_LISTEN.port,
-    registry,
-    ready: () => provisioned && !draining && natsUp,
-  });
-  // The command user may append to the stream but not create or change it: `ctx provision` does.
+  shell.readyWhen(() => provisioned);
   const jsm = await jetstreamManager(nc);
   await waitForProvisioning(() => checkEventStream(jsm, settings), {
     what: `stream ${settings.stream}`,
@@ -108,51 +92,23 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     },
   });
 
-  const health = createHealthRegistry([ContextCommandService.typeName]);
-  const updateHealth = () =>
-    health.setAll(!draining && natsUp ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
-  void (async () => {
-    for await (const status of nc.status()) {
-      if (status.type === "disconnect") natsUp = false;
-      if (status.type === "reconnect") natsUp = true;
-      logger.info({ nats: status.type }, "NATS connection status");
-      updateHealth();
-    }
-  })();
-
-  const rpc = await startRpcServer({
-    host: config.COMMAND_LISTEN.host,
-    port: config.COMMAND_LISTEN.port,
+  const rpc = await shell.serveRpc({
+    listen: config.COMMAND_LISTEN,
+    security,
+    services: [ContextCommandService],
     routes: (router) => registerCommandService(router, handler),
     classify: classifyCommandError,
-    logger,
-    health,
-    registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
-    ...(security.reflection ? { reflection: [ContextCommandService] } : {}),
-    ...security.server,
   });
-  updateHealth();
   logger.info(
     {
       grpc: `${config.COMMAND_LISTEN.host}:${rpc.port}`,
-      ops: `${config.COMMAND_OPS_LISTEN.host}:${ops.port}`,
+      ops: `${config.COMMAND_OPS_LISTEN.host}:${shell.opsPort}`,
       stream: settings.stream,
     },
     "command service ready",
   );
 
-  return {
-    rpcPort: rpc.port,
-    opsPort: ops.port,
-    async stop() {
-      draining = true;
-      updateHealth();
-      await rpc.close(config.SHUTDOWN_GRACE_MS);
-      await ops.close();
-      await nc.drain();
-      logger.info("command service stopped");
-    },
-  };
+  return { rpcPort: rpc.port, opsPort: shell.opsPort, stop: () => shell.stop() };
 }

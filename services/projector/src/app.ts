@@ -1,11 +1,10 @@
 import type { Logger } from "@ctx/config";
 import type { EventStreamNames } from "@ctx/event-store";
 import { createProjector, leaseBucket, leaseGroup, type ParkingNames } from "@ctx/projector";
-import { startOpsServer } from "@ctx/rpc";
-import { connectNats, natsConnectionOf, waitForProvisioning } from "@ctx/service";
+import { loadOpsSecurity } from "@ctx/rpc";
+import { natsConnectionOf, openServiceShell, waitForProvisioning } from "@ctx/service";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { millis, nanos } from "@nats-io/transport-node";
-import { collectDefaultMetrics, Registry } from "prom-client";
 import type { ProjectorConfig } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
 
@@ -20,18 +19,22 @@ export async function startProjectorApp(
   config: ProjectorConfig,
   logger: Logger,
 ): Promise<ProjectorApp> {
-  const nats = natsConnectionOf(config);
-  const nc = await connectNats(nats, {
+  const model = openReadModel(config.PROJECTION, config);
+  // Health and metrics answer from the start: a replica waiting for its streams or its read model
+  // is alive, and not ready, until its projector has started.
+  const shell = await openServiceShell({
     name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}`,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
+    logger,
+    nats: natsConnectionOf(config),
+    ops: { ...config.PROJECTOR_OPS_LISTEN, ...loadOpsSecurity(config) },
+  }).catch(async (e: unknown) => {
+    await model.close();
+    throw e;
   });
+  shell.onStop(() => model.close());
+  const { nc, registry } = shell;
   // The lease heartbeat gets a connection of its own, so its replies never wait behind deliveries.
-  const leaseConnection = await connectNats(nats, {
-    name: `context-projector-${config.PROJECTION}-${config.PROJECTOR_REPLICA_ID}-leases`,
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
-  });
+  const leaseConnection = await shell.connectNats("leases");
   const names: EventStreamNames = {
     stream: config.EVENT_STREAM,
     subjectPrefix: config.EVENT_SUBJECT_PREFIX,
@@ -40,9 +43,6 @@ export async function startProjectorApp(
     stream: config.PARKED_STREAM,
     subjectPrefix: config.PARKED_SUBJECT_PREFIX,
   };
-  const model = openReadModel(config.PROJECTION, config);
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
   const projector = createProjector({
     nc,
     leaseConnection,
@@ -62,21 +62,8 @@ export async function startProjectorApp(
     leaseTtlMs: config.PROJECTOR_LEASE_TTL_MS,
     heartbeatMs: config.PROJECTOR_LEASE_HEARTBEAT_MS,
   });
-  let natsUp = true;
-  void (async () => {
-    for await (const status of nc.status()) {
-      if (status.type === "disconnect") natsUp = false;
-      if (status.type === "reconnect") natsUp = true;
-    }
-  })();
-  // Health and metrics answer from the start: a replica waiting for its read model to come up is
-  // alive, and not ready, until its projector has started.
-  const ops = await startOpsServer({
-    host: config.PROJECTOR_OPS_LISTEN.host,
-    port: config.PROJECTOR_OPS_LISTEN.port,
-    registry,
-    ready: () => natsUp && projector.ready(),
-  });
+  shell.readyWhen(() => projector.ready());
+  shell.onStop(() => projector.stop());
   // The projector's user may not create streams or buckets: `ctx provision` does. Until then the
   // replica is alive and not ready.
   const jsm = await jetstreamManager(nc);
@@ -97,22 +84,16 @@ export async function startProjectorApp(
     { what: `streams ${names.stream}, ${parking.stream} and ${leases}`, logger },
   );
   await projector.start().catch(async (e: unknown) => {
-    await ops.close();
+    await shell.stop();
     throw e;
   });
   logger.info(
-    { projection: config.PROJECTION, replica: config.PROJECTOR_REPLICA_ID, ops: ops.port },
+    { projection: config.PROJECTION, replica: config.PROJECTOR_REPLICA_ID, ops: shell.opsPort },
     "projector ready",
   );
   return {
-    opsPort: ops.port,
+    opsPort: shell.opsPort,
     owned: () => projector.owned(),
-    async stop() {
-      await projector.stop();
-      await ops.close();
-      await model.close();
-      await nc.drain();
-      await leaseConnection.drain();
-    },
+    stop: () => shell.stop(),
   };
 }

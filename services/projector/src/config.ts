@@ -1,5 +1,12 @@
 import { hostname } from "node:os";
-import { env, eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
+import {
+  checkOpsListener,
+  env,
+  eventStreamSchema,
+  loadConfig,
+  opsListenerSchema,
+  readModelSchema,
+} from "@ctx/config";
 import { DEFAULT_BATCH_SIZE, DEFAULT_PULL_MAX_BYTES } from "@ctx/projector";
 import { natsConnectionSchema } from "@ctx/service";
 import { z } from "zod";
@@ -10,6 +17,7 @@ export type ReadModelKind = (typeof readModelKinds)[number];
 export const projectorConfigSchema = eventStreamSchema
   .extend(readModelSchema.shape)
   .extend({ ...natsConnectionSchema.shape, NATS_URL: readModelSchema.shape.NATS_URL })
+  .extend(opsListenerSchema.shape)
   .extend({
     /** The read model this replica projects into. */
     PROJECTION: z.enum(readModelKinds, { message: `must be one of ${readModelKinds.join(", ")}` }),
@@ -51,5 +59,7 @@ export type ProjectorConfig = z.infer<typeof projectorConfigSchema>;
 export function loadProjectorConfig(
   source: Readonly<Record<string, string | undefined>> = process.env,
 ): ProjectorConfig {
-  return loadConfig(projectorConfigSchema, source);
+  const config = loadConfig(projectorConfigSchema, source);
+  checkOpsListener(config);
+  return config;
 }

@@ -7,19 +7,11 @@ import {
   createValkeyContextReader,
   valkeyConnection,
 } from "@ctx/read-model-valkey";
+import { loadRpcSecurity, Role, rpcLimitsOf } from "@ctx/rpc";
 import {
-  createHealthRegistry,
-  loadRpcSecurity,
-  Role,
-  rpcLimitsOf,
-  ServingStatus,
-  startOpsListeners,
-  startRpcServer,
-} from "@ctx/rpc";
-import {
-  connectNats,
   definesNatsConnection,
   natsConnectionOf,
+  openServiceShell,
   waitForProvisioning,
 } from "@ctx/service";
 import {
@@ -31,7 +23,6 @@ import {
   type Snapshotter,
 } from "@ctx/snapshots";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { collectDefaultMetrics, Registry } from "prom-client";
 import type { QueryConfig } from "./config.ts";
 import { createContextQueries } from "./context/context-queries.ts";
 import { createGraphQueries } from "./graph/graph-queries.ts";
@@ -63,32 +54,25 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   // A store setting that does not fit (ConfigError) stops the start before anything opens.
   const valkeyAt = valkeyConnection(config);
   const neo4jAt = neo4jConnection(config);
-  const nc = await connectNats(natsConnectionOf(config), {
+  const shell = await openServiceShell({
     name: "context-query-service",
-    waitOnFirstConnect: true,
-    maxReconnectAttempts: -1,
+    logger,
+    nats: natsConnectionOf(config),
     // Without it nats.js builds Errors per request up front for their stack traces; with async
     // stack traces those keep the awaiting calls' frames (decoded snapshots, segments) alive
     // while a batched direct get's subscription waits out its 5 s timer.
-    noAsyncTraces: true,
+    natsOptions: { noAsyncTraces: true },
+    ops: { ...config.QUERY_OPS_LISTEN, ...security.ops },
+    shutdownGraceMs: config.SHUTDOWN_GRACE_MS,
   });
+  const { nc, registry, stopping } = shell;
   const names: EventStreamNames = {
     stream: config.EVENT_STREAM,
     subjectPrefix: config.EVENT_SUBJECT_PREFIX,
   };
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const stopping = new AbortController();
-  let natsUp = true;
-  let provisioned = false;
   // Alive (and not ready) from here: the streams may not be provisioned yet.
-  const ops = await startOpsListeners({
-    ...security.ops,
-    host: config.QUERY_OPS_LISTEN.host,
-    port: config.QUERY_OPS_LISTEN.port,
-    registry,
-    ready: () => provisioned && !stopping.signal.aborted && natsUp,
-  });
+  let provisioned = false;
+  shell.readyWhen(() => provisioned);
   // The query user reads; `ctx provision` creates the streams.
   const jsm = await jetstreamManager(nc);
   await waitForProvisioning(() => jsm.streams.info(names.stream), {
@@ -119,12 +103,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   // query service's stays read-only; without one it shares the query service's connection.
   const snapshotterNc =
     config.SNAPSHOTTER && definesNatsConnection(config, "SNAPSHOTTER_")
-      ? await connectNats(natsConnectionOf(config, "SNAPSHOTTER_"), {
-          name: "context-query-service-snapshotter",
-          waitOnFirstConnect: true,
-          maxReconnectAttempts: -1,
-          noAsyncTraces: true,
-        })
+      ? await shell.connectNats("snapshotter", natsConnectionOf(config, "SNAPSHOTTER_"))
       : undefined;
   const snapshotter =
     config.SNAPSHOTTER && snapshots
@@ -142,6 +121,9 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
         })
       : undefined;
   await snapshotter?.start();
+  shell.onStop(async () => {
+    await snapshotter?.stop();
+  });
 
   const valkey = createValkeyClient(valkeyAt);
   valkey.on("error", (e: unknown) => logger.debug({ err: e }, "Valkey connection error"));
@@ -149,6 +131,10 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     connectionAcquisitionTimeout: 5_000,
     connectionTimeout: 3_000,
     maxTransactionRetryTime: 1_000,
+  });
+  shell.onStop(async () => {
+    await valkey.quit().catch(() => valkey.disconnect());
+    await driver.close();
   });
   const namespace = config.READ_MODEL_NAMESPACE;
   const graph = createNeo4jGraphReader(driver, {
@@ -165,7 +151,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   });
 
   provisioned = true;
-  const health = createHealthRegistry([ContextQueryService.typeName]);
   const watches = createWatchHub({
     nc,
     names,
@@ -178,28 +163,18 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     },
     metrics: createWatchMetrics(registry),
     logger: logger.child({ component: "watch" }),
-    stopping: stopping.signal,
+    stopping,
   });
-  const updateHealth = () =>
-    health.setAll(
-      !stopping.signal.aborted && natsUp ? ServingStatus.SERVING : ServingStatus.NOT_SERVING,
-    );
-  void (async () => {
-    for await (const status of nc.status()) {
-      if (status.type === "disconnect") natsUp = false;
-      if (status.type === "reconnect") {
-        natsUp = true;
-        // Core NATS does not keep what was published while the connection was down.
-        watches.resync();
-      }
-      logger.info({ nats: status.type }, "NATS connection status");
-      updateHealth();
-    }
-  })();
+  shell.onStop(() => watches.close());
+  shell.onNatsStatus((status) => {
+    // Core NATS does not keep what was published while the connection was down.
+    if (status.type === "reconnect") watches.resync();
+  });
 
-  const rpc = await startRpcServer({
-    host: config.QUERY_LISTEN.host,
-    port: config.QUERY_LISTEN.port,
+  const rpc = await shell.serveRpc({
+    listen: config.QUERY_LISTEN,
+    security,
+    services: [ContextQueryService],
     routes: (router) =>
       registerQueryService(router, {
         contexts,
@@ -209,19 +184,13 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
         watches,
       }),
     classify: classifyQueryError,
-    logger,
-    health,
-    registry,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
-    ...(security.reflection ? { reflection: [ContextQueryService] } : {}),
-    ...security.server,
   });
-  updateHealth();
   logger.info(
     {
       grpc: `${config.QUERY_LISTEN.host}:${rpc.port}`,
-      ops: `${config.QUERY_OPS_LISTEN.host}:${ops.port}`,
+      ops: `${config.QUERY_OPS_LISTEN.host}:${shell.opsPort}`,
       stream: names.stream,
       snapshots: config.SNAPSHOTS ? config.SNAPSHOT_INTERVAL : "off",
       snapshotter: snapshotter !== undefined,
@@ -231,20 +200,8 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
 
   return {
     rpcPort: rpc.port,
-    opsPort: ops.port,
+    opsPort: shell.opsPort,
     snapshotter,
-    async stop() {
-      stopping.abort();
-      updateHealth();
-      await rpc.close(config.SHUTDOWN_GRACE_MS);
-      watches.close();
-      await ops.close();
-      await snapshotter?.stop();
-      await valkey.quit().catch(() => valkey.disconnect());
-      await driver.close();
-      await snapshotterNc?.drain();
-      await nc.drain();
-      logger.info("query service stopped");
-    },
+    stop: () => shell.stop(),
   };
 }

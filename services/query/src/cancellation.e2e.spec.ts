@@ -124,7 +124,12 @@ describe("cancellation and deadlines", () => {
     const warm = await query.client.getContext({ storyId: story });
     expect(warm.version).toBe(3);
     valkeyProxy.hold();
-    const call = query.client.getContext({ storyId: story }, { timeoutMs: 500 });
+    // The deadline goes to the server only: a client-side timeout of the same length could cut
+    // the call first, and the server would then count a cancellation, not its own deadline.
+    const call = query.client.getContext(
+      { storyId: story },
+      { headers: { "grpc-timeout": "500m" } },
+    );
     expect(await codeOf(call)).toBe(Code.DeadlineExceeded);
     await eventually(async () => expect(await handled("GetContext", "DeadlineExceeded")).toBe(1));
     valkeyProxy.release();
