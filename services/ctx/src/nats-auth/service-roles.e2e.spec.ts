@@ -11,9 +11,12 @@ import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
   eventually,
   freePort,
+  sendTestToken,
   stack,
   startNatsServer,
+  storeEnv,
   type TestNatsServer,
+  testAuth,
   uniqueName,
 } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -37,7 +40,10 @@ function ctx(...args: string[]): Promise<{ code: number; stdout: string; stderr:
     execFile(
       resolve(repoRoot, "bin/ctx"),
       args,
-      { env: { ...process.env, ...common, ...server.env("ctx") }, timeout: 60_000 },
+      {
+        env: { ...process.env, ...common, ...storeEnv(stack(), "ctx"), ...server.env("ctx") },
+        timeout: 60_000,
+      },
       (error, stdout, stderr) => {
         const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
         done({ code, stdout, stderr });
@@ -51,12 +57,7 @@ const readyz = async (port: number) =>
 
 beforeAll(async () => {
   server = await startNatsServer();
-  const s = stack();
   common = {
-    VALKEY_URL: s.valkeyUrl,
-    NEO4J_URL: s.neo4jUrl,
-    NEO4J_USER: s.neo4jUser,
-    NEO4J_PASSWORD: s.neo4jPassword,
     READ_MODEL_NAMESPACE: uniqueName("roles"),
     EVENT_PARTITIONS: "4",
     SHUTDOWN_GRACE_MS: "2000",
@@ -80,6 +81,7 @@ describe("the services with their own NATS users", () => {
       loadCommandConfig({
         ...common,
         ...server.env("command"),
+        ...testAuth().env,
         COMMAND_LISTEN: "127.0.0.1:0",
         COMMAND_OPS_LISTEN: `127.0.0.1:${opsPort}`,
       }),
@@ -104,6 +106,7 @@ describe("the services with their own NATS users", () => {
         loadProjectorConfig({
           ...common,
           ...server.env(`projector-${projection}`),
+          ...storeEnv(stack(), "projector"),
           PROJECTION: projection,
           PROJECTOR_REPLICA_ID: `${projection}-0`,
           PROJECTOR_OPS_LISTEN: "127.0.0.1:0",
@@ -121,7 +124,9 @@ describe("the services with their own NATS users", () => {
       loadQueryConfig({
         ...common,
         ...server.env("query"),
+        ...storeEnv(stack(), "query"),
         ...snapshotter,
+        ...testAuth().env,
         QUERY_LISTEN: "127.0.0.1:0",
         QUERY_OPS_LISTEN: "127.0.0.1:0",
         SNAPSHOT_INTERVAL: "2",
@@ -134,11 +139,17 @@ describe("the services with their own NATS users", () => {
   it("append, project into both read models, answer current, temporal and watch queries", async () => {
     const commands = createClient(
       ContextCommandService,
-      createGrpcTransport({ baseUrl: `http://127.0.0.1:${command.rpcPort}` }),
+      createGrpcTransport({
+        baseUrl: `http://127.0.0.1:${command.rpcPort}`,
+        interceptors: [sendTestToken],
+      }),
     );
     const queries = createClient(
       ContextQueryService,
-      createGrpcTransport({ baseUrl: `http://127.0.0.1:${query.rpcPort}` }),
+      createGrpcTransport({
+        baseUrl: `http://127.0.0.1:${query.rpcPort}`,
+        interceptors: [sendTestToken],
+      }),
     );
     const story = uniqueName("story");
     await commands.createContext({ storyId: story, title: "Checkout" });
