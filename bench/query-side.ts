@@ -410,7 +410,7 @@ async function main(): Promise<void> {
       );
       if (settings.loadClients.includes("go")) {
         log(`floor: a no-op node:http2 gRPC server at ${settings.rate} calls/s…`);
-        floor = await floorPhase(requests);
+        floor = await floorPhase(requests, stack.authorization);
       }
       for (const client of settings.loadClients) {
         log(`GetContext: ${settings.rate} calls/s, open loop, sent by the ${client} client…`);
@@ -710,6 +710,7 @@ async function readModelPhase(
       method: `/${ContextQueryService.typeName}/GetContext`,
       requests,
       tallyField: GetContextResponseSchema.field.source.number,
+      authorization: stack.authorization,
     });
     result = go;
     notFromReadModel = go.calls - (go.tally[String(ContextSource.READ_MODEL)] ?? 0);
@@ -747,7 +748,10 @@ async function readModelPhase(
  * nothing (bench/support/noop-grpc-server.ts), with the GetContext requests echoed back. What is
  * left between it and GetContext is the service's work: Connect, validation, Valkey, encoding.
  */
-async function floorPhase(requests: readonly Uint8Array[]): Promise<FloorPhase> {
+async function floorPhase(
+  requests: readonly Uint8Array[],
+  authorization: string,
+): Promise<FloorPhase> {
   const server = await startNoopGrpcServer();
   try {
     // In the "query" column: the server under load.
@@ -756,6 +760,8 @@ async function floorPhase(requests: readonly Uint8Array[]): Promise<FloorPhase> 
       target: server.target,
       method: "/bench.Noop/Echo",
       requests,
+      // The same header as the measured calls, so the floor carries what they carry.
+      authorization,
       ratePerSecond: settings.rate,
       maxInFlight: settings.maxInFlight,
       warmupMs: settings.currentWarmupSeconds * 1000,

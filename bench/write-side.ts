@@ -264,6 +264,7 @@ async function main(): Promise<void> {
               method: service.appendPath,
               requests: goRequests,
               sequential: true,
+              authorization: stack.authorization,
             })
           : closedLoop({ ...window, call: (worker) => service.append(worker % connections) }),
       );

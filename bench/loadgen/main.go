@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -58,7 +59,13 @@ type input struct {
 	// Sequential sends the requests in order, each at most once, instead of picking at random:
 	// for commands that must not repeat. Running out fails the run.
 	Sequential bool `json:"sequential"`
+	// Authorization, when set, is sent as the authorization header of every call (a bearer token:
+	// the services run with authentication on, as deployed).
+	Authorization string `json:"authorization"`
 }
+
+// callCtx carries the calls' metadata (the authorization header), made once for every call.
+var callCtx = context.Background()
 
 type output struct {
 	Scheduled    int            `json:"scheduled"`
@@ -110,6 +117,9 @@ func run() error {
 		}
 		requests[i] = b
 	}
+	if in.Authorization != "" {
+		callCtx = metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", in.Authorization))
+	}
 	conn, err := grpc.NewClient(in.Target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
@@ -120,7 +130,7 @@ func run() error {
 	// Connect before the clock starts, so the first calls do not pay the handshake. In sequential
 	// mode this uses up the first request.
 	var warm []byte
-	if err := conn.Invoke(context.Background(), in.Method, &requests[0], &warm); err != nil {
+	if err := conn.Invoke(callCtx, in.Method, &requests[0], &warm); err != nil {
 		return fmt.Errorf("first call: %w", err)
 	}
 	if in.Sequential {
@@ -199,7 +209,7 @@ func closedLoop(conn *grpc.ClientConn, in *input, requests [][]byte, out *output
 				}
 				sent := time.Now()
 				var answer []byte
-				err := conn.Invoke(context.Background(), in.Method, &request, &answer)
+				err := conn.Invoke(callCtx, in.Method, &request, &answer)
 				end := time.Now()
 				if end.Before(measureFrom) || end.After(measureTo) {
 					continue
@@ -262,7 +272,7 @@ func openLoop(conn *grpc.ClientConn, in *input, requests [][]byte, out *output) 
 			defer func() { <-inFlight }()
 			sent := time.Now()
 			var answer []byte
-			err := conn.Invoke(context.Background(), in.Method, &request, &answer)
+			err := conn.Invoke(callCtx, in.Method, &request, &answer)
 			end := time.Now()
 			if !measured {
 				return

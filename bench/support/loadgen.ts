@@ -27,6 +27,8 @@ interface GoLoadOptions {
   readonly durationMs: number;
   /** Count the answers by the value of this top-level varint field (e.g. an enum). */
   readonly tallyField?: number;
+  /** The authorization header of every call (`Bearer <token>`; the services authenticate). */
+  readonly authorization?: string;
 }
 
 export interface GoOpenLoopOptions extends GoLoadOptions {
@@ -118,6 +120,7 @@ async function runLoadgen(
     warmupMs: options.warmupMs,
     durationMs: options.durationMs,
     tallyField: options.tallyField ?? 0,
+    ...(options.authorization ? { authorization: options.authorization } : {}),
     ...loop,
   });
   const out = await new Promise<string>((resolve, reject) => {
