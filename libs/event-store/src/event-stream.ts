@@ -156,10 +156,7 @@ export async function checkEventStream(
   settings: EventStreamSettings = defaultEventStreamSettings,
 ): Promise<StreamInfo> {
   const desired = desiredConfig(settings);
-  const existing = await jsm.streams.info(settings.stream).catch((e: unknown) => {
-    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
-    throw e;
-  });
+  const existing = await streamInfoIfAny(jsm, settings.stream);
   if (!existing) throw new StreamConfigurationError(`stream ${settings.stream} does not exist`);
   const different = differences(existing.config, desired);
   if (different.length > 0) {
@@ -168,6 +165,17 @@ export async function checkEventStream(
     );
   }
   return existing;
+}
+
+/** The stream's info, or undefined when there is no such stream. */
+async function streamInfoIfAny(
+  jsm: JetStreamManager,
+  stream: string,
+): Promise<StreamInfo | undefined> {
+  return jsm.streams.info(stream).catch((e: unknown) => {
+    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
+    throw e;
+  });
 }
 
 /**
@@ -187,18 +195,16 @@ function differences(current: StreamConfig, desired: ReturnType<typeof desiredCo
 }
 
 /**
- * Creates the event stream, or brings an existing one to the given settings. Idempotent: run at every
- * start-up and by `ctx streams provision`. Storage type cannot change on a live stream; that is an error.
+ * Creates the event stream, or brings an existing one to the given settings. Idempotent: run by
+ * `ctx provision` (the operator; the services only check the stream, see checkEventStream).
+ * Storage type cannot change on a live stream; that is an error.
  */
 export async function provisionEventStream(
   jsm: JetStreamManager,
   settings: EventStreamSettings = defaultEventStreamSettings,
 ): Promise<StreamInfo> {
   const desired = desiredConfig(settings);
-  const existing = await jsm.streams.info(settings.stream).catch((e: unknown) => {
-    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
-    throw e;
-  });
+  const existing = await streamInfoIfAny(jsm, settings.stream);
   if (!existing) return jsm.streams.add(desired);
   if (existing.config.storage !== desired.storage) {
     throw new StreamConfigurationError(
