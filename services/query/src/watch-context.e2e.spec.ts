@@ -176,12 +176,23 @@ describe("WatchContext", () => {
   });
 });
 
-/** A client of `query` whose connections come from `localAddress` (another loopback address). */
-function clientFrom(query: RunningQuery, localAddress: string): QueryClient {
+/**
+ * A client of `query` whose connections come from `localAddress` (another loopback address),
+ * calling as `subject` (default: the test token's).
+ */
+function clientFrom(query: RunningQuery, localAddress: string, subject?: string): QueryClient {
   const { port } = new URL(query.baseUrl);
+  const token = subject === undefined ? undefined : testAuth().sign({ sub: subject });
   const transport = createGrpcTransport({
     baseUrl: query.baseUrl,
-    interceptors: [sendTestToken],
+    interceptors: [
+      token === undefined
+        ? sendTestToken
+        : (next) => (req) => {
+            req.header.set("authorization", `Bearer ${token}`);
+            return next(req);
+          },
+    ],
     nodeOptions: {
       createConnection: () => net.connect({ host: "127.0.0.1", port: Number(port), localAddress }),
     },
@@ -214,10 +225,12 @@ describe("WatchContext limits", () => {
       WATCH_MAX: "5",
       WATCH_MAX_PER_CLIENT: "3",
     });
-    const a = limited.client; // from 127.0.0.1
-    const b = clientFrom(limited, "127.0.0.2");
+    // The client is the caller (its principal), not its address.
+    const a = limited.client; // from 127.0.0.1, as "test"
+    const sameCallerElsewhere = clientFrom(limited, "127.0.0.3");
+    const b = clientFrom(limited, "127.0.0.1", "another-caller");
     const fromA = [await openWatch(a, story), await openWatch(a, story), await openWatch(a, story)];
-    const refusedA = await openWatch(a, story);
+    const refusedA = await openWatch(sameCallerElsewhere, story);
     expect(await refusedA.ended).toBe(Code.ResourceExhausted);
     // Another client still may, up to the limit of the process.
     const fromB = [await openWatch(b, story), await openWatch(b, story)];
