@@ -168,7 +168,7 @@ export async function checkEventStream(
 }
 
 /** The stream's info, or undefined when there is no such stream. */
-async function streamInfoIfAny(
+export async function streamInfoIfAny(
   jsm: JetStreamManager,
   stream: string,
 ): Promise<StreamInfo | undefined> {

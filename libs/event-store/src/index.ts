@@ -68,6 +68,7 @@ export {
   storyPartition,
   storySubjects,
   storySubjectsInPartition,
+  streamInfoIfAny,
 } from "./event-stream.ts";
 export type { ChainItem, ChainVerdict } from "./hash-chain.ts";
 export { equalBytes, eventHash, verifyChain } from "./hash-chain.ts";

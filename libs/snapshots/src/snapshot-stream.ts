@@ -1,3 +1,4 @@
+import { StreamConfigurationError, streamInfoIfAny } from "@ctx/event-store";
 import {
   type JetStreamManager,
   StorageType,
@@ -79,34 +80,28 @@ export async function checkSnapshotStream(
   jsm: JetStreamManager,
   names: SnapshotStreamNames = defaultSnapshotStreamNames,
 ): Promise<StreamInfo> {
-  const existing = await jsm.streams.info(names.stream).catch((e: unknown) => {
-    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
-    throw e;
-  });
-  if (!existing) throw new Error(`stream ${names.stream} does not exist`);
+  const existing = await streamInfoIfAny(jsm, names.stream);
+  if (!existing) throw new StreamConfigurationError(`stream ${names.stream} does not exist`);
   if (!existing.config.allow_direct) {
-    throw new Error(`stream ${names.stream} does not allow direct gets`);
+    throw new StreamConfigurationError(`stream ${names.stream} does not allow direct gets`);
   }
   return existing;
 }
 
 /**
- * Creates the snapshot stream, or brings an existing one to the given settings. Idempotent: the
- * query service runs it at every start.
+ * Creates the snapshot stream, or brings an existing one to the given settings. Idempotent: run by
+ * `ctx provision` (the query service only checks the stream, see checkSnapshotStream).
  */
 export async function provisionSnapshotStream(
   jsm: JetStreamManager,
   settings: SnapshotStreamSettings = defaultSnapshotStreamSettings,
 ): Promise<StreamInfo> {
   const desired = desiredConfig(settings);
-  const existing = await jsm.streams.info(settings.stream).catch((e: unknown) => {
-    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
-    throw e;
-  });
+  const existing = await streamInfoIfAny(jsm, settings.stream);
   if (!existing) return jsm.streams.add(desired);
   const current = existing.config;
   if (current.storage !== desired.storage) {
-    throw new Error(
+    throw new StreamConfigurationError(
       `stream ${settings.stream} uses ${current.storage} storage, not ${desired.storage}; delete it (snapshots are rebuilt from the events)`,
     );
   }
