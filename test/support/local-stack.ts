@@ -7,7 +7,6 @@ import type { StackEndpoints, StoreLogin, ValkeyRole } from "./endpoints.ts";
 
 const run = promisify(execFile);
 const repoRoot = resolve(import.meta.dirname, "../..");
-const stackScript = join(repoRoot, "deploy/local/stack.sh");
 const testStacksDir = join(repoRoot, ".stack/test");
 
 export interface RunningStack {
@@ -38,9 +37,17 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function stackScriptRun(action: "up" | "down", env: Record<string, string>): Promise<void> {
+/**
+ * Runs `deploy/local/<script>.sh <action>` with `env` over this process's environment, as the
+ * local stack does; a failure carries the script's output.
+ */
+export async function runLocalScript(
+  script: "stack" | "nats" | "valkey" | "neo4j",
+  action: string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<void> {
   try {
-    await run("bash", [stackScript, action], {
+    await run("bash", [join(repoRoot, `deploy/local/${script}.sh`), action], {
       env: { ...process.env, ...env },
       timeout: 600_000,
       maxBuffer: 16 * 1024 * 1024,
@@ -48,12 +55,27 @@ async function stackScriptRun(action: "up" | "down", env: Record<string, string>
   } catch (e) {
     const err = e as { stderr?: string; stdout?: string };
     throw new Error(
-      `deploy/local/stack.sh ${action} failed:\n${err.stderr ?? ""}${err.stdout ?? ""}`,
-      {
-        cause: e,
-      },
+      `deploy/local/${script}.sh ${action} failed:\n${err.stderr ?? ""}${err.stdout ?? ""}`,
+      { cause: e },
     );
   }
+}
+
+const stackScriptRun = (action: "up" | "down", env: Record<string, string>) =>
+  runLocalScript("stack", action, env);
+
+/**
+ * A folder of its own under `.stack/test` for servers this process starts, marked with its pid so
+ * that the next run stops them and removes it if this process dies first (reapAbandonedStacks).
+ */
+export function ownedStackDir(label: string): string {
+  const dir = join(
+    testStacksDir,
+    `${process.pid}-${label}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`,
+  );
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "owner.pid"), String(process.pid));
+  return dir;
 }
 
 /**
@@ -75,9 +97,7 @@ export async function reapAbandonedStacks(): Promise<void> {
 /** Starts NATS, Valkey and Neo4j from deploy/local on free ports, in a folder of their own. */
 export async function startLocalStack(): Promise<RunningStack> {
   await reapAbandonedStacks();
-  const dir = join(testStacksDir, `${process.pid}-${Date.now().toString(36)}`);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "owner.pid"), String(process.pid));
+  const dir = ownedStackDir("stack");
   const ports = {
     NATS_PORT: await freePort(),
     NATS_MONITOR_PORT: await freePort(),

@@ -1,12 +1,6 @@
-import { execFile } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
-import { freePort } from "./local-stack.ts";
-
-const run = promisify(execFile);
-const repoRoot = resolve(import.meta.dirname, "../..");
-const natsScript = join(repoRoot, "deploy/local/nats.sh");
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, ownedStackDir, runLocalScript } from "./local-stack.ts";
 
 export interface NatsServerOptions {
   /** Serve TLS with this certificate; with `ca`, clients must present a certificate it signed. */
@@ -28,13 +22,7 @@ export interface TestNatsServer {
  * in a folder under .stack/test that the next run reaps if this one dies.
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<TestNatsServer> {
-  const dir = join(
-    repoRoot,
-    ".stack/test",
-    `${process.pid}-nats-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`,
-  );
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "owner.pid"), String(process.pid));
+  const dir = ownedStackDir("nats");
   const port = await freePort();
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
@@ -50,14 +38,7 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
         }
       : {}),
   };
-  const script = async (action: "start" | "stop") => {
-    try {
-      await run("bash", [natsScript, action], { env, timeout: 300_000 });
-    } catch (e) {
-      const err = e as { stderr?: string };
-      throw new Error(`deploy/local/nats.sh ${action} failed:\n${err.stderr ?? ""}`, { cause: e });
-    }
-  };
+  const script = (action: "start" | "stop") => runLocalScript("nats", action, env);
   const stop = async () => {
     await script("stop");
     rmSync(dir, { recursive: true, force: true });

@@ -1,13 +1,6 @@
-import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
-import { freePort } from "./local-stack.ts";
-
-const run = promisify(execFile);
-const repoRoot = resolve(import.meta.dirname, "../..");
-const neo4jScript = join(repoRoot, "deploy/local/neo4j.sh");
-const testStacksDir = join(repoRoot, ".stack/test");
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, ownedStackDir, runLocalScript } from "./local-stack.ts";
 
 /**
  * A Neo4j server of one test file alone, for tests that stop, crash and restart it: the shared
@@ -46,9 +39,7 @@ export async function startNeo4jServer(
     readonly heap?: string;
   } = {},
 ): Promise<Neo4jServer> {
-  const dir = join(testStacksDir, `neo4j-${process.pid}-${Date.now().toString(36)}`);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "owner.pid"), String(process.pid));
+  const dir = ownedStackDir("neo4j");
   const port = await freePort();
   const env = {
     ...process.env,
@@ -58,17 +49,7 @@ export async function startNeo4jServer(
     ...(options.heap ? { NEO4J_HEAP: options.heap, NEO4J_PAGECACHE: "64m" } : {}),
   };
   const pidFile = join(dir, "run/neo4j.pid");
-  const script = async (action: "start" | "stop") => {
-    try {
-      await run("bash", [neo4jScript, action], { env, timeout: 300_000 });
-    } catch (e) {
-      const err = e as { stderr?: string; stdout?: string };
-      throw new Error(
-        `deploy/local/neo4j.sh ${action} failed:\n${err.stderr ?? ""}${err.stdout ?? ""}`,
-        { cause: e },
-      );
-    }
-  };
+  const script = (action: "start" | "stop") => runLocalScript("neo4j", action, env);
   const pid = () => {
     if (!existsSync(pidFile)) return undefined;
     const value = Number(readFileSync(pidFile, "utf8"));

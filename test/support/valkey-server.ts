@@ -1,14 +1,7 @@
-import { execFile } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
 import type { StoreLogin, ValkeyRole } from "./endpoints.ts";
-import { freePort, valkeyUsers } from "./local-stack.ts";
-
-const run = promisify(execFile);
-const repoRoot = resolve(import.meta.dirname, "../..");
-const valkeyScript = join(repoRoot, "deploy/local/valkey.sh");
-const testStacksDir = join(repoRoot, ".stack/test");
+import { freePort, ownedStackDir, runLocalScript, valkeyUsers } from "./local-stack.ts";
 
 /** A Valkey server of one test file alone, as deploy/local/valkey.sh runs it (ACL users, TLS). */
 export interface ValkeyServer {
@@ -29,9 +22,7 @@ export interface ValkeyServer {
 export async function startValkeyServer(
   options: { readonly tls?: boolean; readonly keyPattern?: string } = {},
 ): Promise<ValkeyServer> {
-  const dir = join(testStacksDir, `valkey-${process.pid}-${Date.now().toString(36)}`);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "owner.pid"), String(process.pid));
+  const dir = ownedStackDir("valkey");
   const port = await freePort();
   const env = {
     ...process.env,
@@ -40,17 +31,7 @@ export async function startValkeyServer(
     VALKEY_TLS: options.tls ? "1" : "0",
     VALKEY_KEY_PATTERN: options.keyPattern ?? "ctx:*",
   };
-  const script = async (action: "start" | "stop") => {
-    try {
-      await run("bash", [valkeyScript, action], { env, timeout: 300_000 });
-    } catch (e) {
-      const err = e as { stderr?: string; stdout?: string };
-      throw new Error(
-        `deploy/local/valkey.sh ${action} failed:\n${err.stderr ?? ""}${err.stdout ?? ""}`,
-        { cause: e },
-      );
-    }
-  };
+  const script = (action: "start" | "stop") => runLocalScript("valkey", action, env);
   const remove = async () => {
     await script("stop");
     rmSync(dir, { recursive: true, force: true });
