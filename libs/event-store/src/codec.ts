@@ -487,20 +487,6 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
   ): RecordedEvent => {
     if (p instanceof LegacyStoredEvent)
       return new UpcastEvent(p, eventType, schemaVersion, data, part);
-    if (p.setAside !== undefined) {
-      return {
-        sequence: p.sequence,
-        storyId: p.storyId,
-        version: p.version,
-        eventId: p.eventId,
-        occurredAt: p.occurredAt,
-        envelope: p.envelope,
-        eventType,
-        schemaVersion,
-        data: { case: undefined },
-        setAside: p.setAside,
-      };
-    }
     const event: RecordedEvent = {
       sequence: p.sequence,
       storyId: p.storyId,
@@ -510,8 +496,10 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
       envelope: p.envelope,
       eventType,
       schemaVersion,
-      data,
+      // A set-aside message stands in the history without a payload of its own.
+      data: p.setAside === undefined ? data : { case: undefined },
     };
+    if (p.setAside !== undefined) return Object.assign(event, { setAside: p.setAside });
     return part === undefined ? event : Object.assign(event, { part });
   };
 

@@ -7,7 +7,7 @@ import { projectionsStatus, rebuildProjections } from "./commands/projections.ts
 import { provision } from "./commands/provision.ts";
 import { storiesCheck, storiesRepair } from "./commands/stories.ts";
 import { provisionStreams } from "./commands/streams.ts";
-import { keygen, mint } from "./commands/token.ts";
+import { keygen, type MintOptions, mint } from "./commands/token.ts";
 import { runDemo, waitForReadModels } from "./demo.ts";
 import { ctxCredentials } from "./grpc-credentials.ts";
 import { writeLegacyDemo } from "./legacy-demo.ts";
@@ -90,17 +90,7 @@ token
   .requiredOption("--subject <sub>", "who the token stands for: events record jwt:<sub>")
   .option("--roles <roles>", "roles: writer, reader, admin (space or comma separated)", "reader")
   .option("--ttl <duration>", "lifetime, e.g. 30m, 12h, 7d", "1h")
-  .action(
-    (options: {
-      key: string;
-      kid?: string;
-      issuer: string;
-      audience: string;
-      subject: string;
-      roles: string;
-      ttl: string;
-    }) => mint(options, print),
-  );
+  .action((options: MintOptions) => mint(options, print));
 
 const streams = program.command("streams").description("the JetStream streams");
 streams

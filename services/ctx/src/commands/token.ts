@@ -45,22 +45,21 @@ function seconds(text: string): number {
   return Number(match[1]) * unit;
 }
 
+export interface MintOptions {
+  key: string;
+  kid?: string;
+  issuer: string;
+  audience: string;
+  subject: string;
+  roles: string;
+  ttl: string;
+}
+
 /**
  * `ctx token mint`: a bearer token signed with a key `ctx token keygen` made, for the services'
  * AUTH=jwt. Prints the token alone (for `$(...)` and files).
  */
-export async function mint(
-  options: {
-    key: string;
-    kid?: string;
-    issuer: string;
-    audience: string;
-    subject: string;
-    roles: string;
-    ttl: string;
-  },
-  print: (line: string) => void,
-): Promise<void> {
+export async function mint(options: MintOptions, print: (line: string) => void): Promise<void> {
   const key = await importPKCS8(readFileSync(options.key, "utf8"), alg);
   const kidFile = options.key.replace(/\.pem$/, ".kid");
   const kid =
