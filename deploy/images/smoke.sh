@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The images in real containers (make test-images): each image starts read-only as its own uid and
-# resolves every module (a configuration error, not a missing module, is the expected stop); then
+# The images in real containers (make test-images): each image starts read-only and resolves
+# every module (a configuration error, not a missing module, is the expected stop); then
 # the command service's image runs against a NATS of deploy/local (on free ports, its own stack
 # folder, the command user's seed mounted read-only), /readyz answers 200 and one CreateContext
 # through the container is stored in the stream.
@@ -62,6 +62,8 @@ check_starts() {
 }
 
 main() {
+  local owner
+  owner=$("$NODE" -p 'const { uid, gid } = require(process.argv[1]).user; `${uid}:${gid}`' "$REPO_ROOT/deploy/images/images.json")
   PODMAN_STATE_DIR="${PODMAN_STATE:-$REPO_ROOT/.stack/podman}"
   "$PODMAN" info >/dev/null || die "podman does not work here"
   "$PODMAN" rm -af >/dev/null 2>&1 || true
@@ -92,7 +94,7 @@ main() {
   done <"$STACK_DIR/secrets/nats/command.env"
   [[ -n ${seed:-} ]] || die "no NATS seed for the command user in $STACK_DIR/secrets/nats/command.env"
   cp "$seed" "$secrets/command.nk" && cp "$auth/jwks.json" "$secrets/jwks.json"
-  chown -R 10001:10001 "$secrets" && chmod 0400 "$secrets/command.nk"
+  chown -R "$owner" "$secrets" && chmod 0400 "$secrets/command.nk"
 
   local port ops
   port=$(free_port) ops=$(free_port)
@@ -110,7 +112,7 @@ main() {
   fi
   local uid
   uid=$("$PODMAN" exec "$CONTAINER" /usr/local/bin/node -e 'process.stdout.write(`${process.getuid()}:${process.getgid()}`)')
-  [[ $uid == 10001:10001 ]] || die "the command service runs as $uid, not 10001:10001"
+  [[ $uid == "$owner" ]] || die "the command service runs as $uid, not $owner"
   log "ctx-command (read-only, uid:gid $uid, all capabilities dropped) is ready: /readyz 200"
 
   # One CreateContext over Connect (JSON over cleartext HTTP/2), then the event read back from the stream.
