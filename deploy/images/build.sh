@@ -5,7 +5,8 @@
 # together. The same commit gives the same digests (docs/DEPLOYMENT.md#images).
 # Usage: deploy/images/build.sh            (make images)
 # Env: IMAGES_DIR (<repo>/.build/images), CACHE_DIR, DEBIAN_MIRROR (default: the mirror apt uses).
-# Output: an OCI image layout per image in $IMAGES_DIR/<name>/ (tag: the version), the summary in
+# Output: an OCI image layout per image in $IMAGES_DIR/<name>/ (tagged with the version: the commit's
+# short hash, -dirty after edits), the summary in
 # $IMAGES_DIR/images.json, a table on stdout.
 LOG_TAG=images
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -98,7 +99,9 @@ main() {
   local revision version created source
   revision=$(git -C "$REPO_ROOT" rev-parse HEAD)
   version=$(git -C "$REPO_ROOT" rev-parse --short=12 HEAD)
-  if [[ -n $(git -C "$REPO_ROOT" status --porcelain --untracked-files=no -- libs services package.json pnpm-lock.yaml) ]]; then
+  # Edits of tracked files the images are made from mark the version; untracked files are not in.
+  if [[ -n $(git -C "$REPO_ROOT" status --porcelain --untracked-files=no -- libs services package.json \
+    pnpm-lock.yaml pnpm-workspace.yaml .npmrc versions.env deploy/images deploy/service-node-flags) ]]; then
     version="$version-dirty"
   fi
   created=$(TZ=UTC git -C "$REPO_ROOT" log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ HEAD)
@@ -126,6 +129,14 @@ main() {
       die "crane mutate $name: $(cat "$WORK/crane.log")"
     "$CRANE" pull --format=oci "$REGISTRY/ctx-$name:$version" "$IMAGES_DIR.tmp/$name" 2>"$WORK/crane.log" ||
       die "crane pull $name: $(cat "$WORK/crane.log")"
+    # The version as the layout's tag (org.opencontainers.image.ref.name), which skopeo and podman
+    # select with oci:<layout>:<version>; the image's digest does not change.
+    "$NODE" -e '
+      const [file, tag] = process.argv.slice(1);
+      const fs = require("fs");
+      const index = JSON.parse(fs.readFileSync(file, "utf8"));
+      for (const m of index.manifests) m.annotations = { ...m.annotations, "org.opencontainers.image.ref.name": tag };
+      fs.writeFileSync(file, JSON.stringify(index));' "$IMAGES_DIR.tmp/$name/index.json" "$version"
     local digest manifest size
     digest=$("$CRANE" digest "$REGISTRY/ctx-$name:$version")
     manifest=$("$CRANE" manifest "$REGISTRY/ctx-$name:$version")
