@@ -45,8 +45,8 @@ import { auditStream } from "./support/stream-audit.ts";
 // read model (in-process, each with its own replica id, NATS connections and ops listener, as
 // services/projector runs one), and a 20,000-event gRPC load on the command service. During the
 // load, one after the other: SIGKILL a node that does not lead the event stream and restart it;
-// SIGKILL the stream's leader and restart it; freeze a node (SIGSTOP, then SIGCONT) so that it
-// drops out of the cluster and its clients' requests go unanswered. After each, once the cluster
+// SIGKILL the stream's leader and restart it; freeze the leader (SIGSTOP, then SIGCONT) long enough
+// for the others to elect another, while its clients' requests go unanswered. After each, once the cluster
 // is current again: every acknowledged command is in the stream exactly once and nothing else is,
 // stories are gapless with intact hash chains, both read models equal the fold of the stream,
 // nothing is parked, every event was applied exactly once per model (the replicas'
