@@ -597,11 +597,16 @@ class JetStreamEventStore implements EventStore {
     const code = reply.error?.err_code;
     if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
     if (code === BATCH_DUPLICATE_MSG_ID) {
-      // The batch was sent before (its ack was lost): the events are stored if the story's head is ours.
-      const head = await this.#fetchHead(storyId);
+      // The batch was sent before (its ack was lost): the events are stored if the story's head is
+      // ours. Asked of the leader, which stored them; a follower may not hold them yet.
+      const jsm = await this.#manager();
+      const head = await this.#guard(() =>
+        jsm.streams.getMessage(this.names.stream, {
+          last_by_subj: storySubjects(this.names, storyId),
+        }),
+      );
       const lastId = messages[last]?.envelope.eventId;
-      const stored = head && (await this.#eventIdAt(head.sequence)) === lastId;
-      if (stored) return { lastSequence: head.sequence, deduplicated: true };
+      if (head && eventIdOf(head) === lastId) return { lastSequence: head.seq, deduplicated: true };
       throw new WrongLastSequence(reply.error?.description ?? "duplicate message id");
     }
     if (reply.error) {
@@ -678,23 +683,21 @@ class JetStreamEventStore implements EventStore {
     }
   }
 
+  /**
+   * The events a re-sent append found stored, read from the stream's leader: it acknowledged them,
+   * and a follower (which any direct get may reach) may not hold them yet.
+   */
   async #storedEvents(first: number, last: number): Promise<RecordedEvent[]> {
     const jsm = await this.#manager();
     const events: RecordedEvent[] = [];
     for (let seq = first; seq <= last; seq++) {
-      const msg = await this.#guard(() => jsm.direct.getMessage(this.names.stream, { seq }));
+      const msg = await this.#guard(() => jsm.streams.getMessage(this.names.stream, { seq }));
       if (!msg) {
         throw new CorruptEventError({ sequence: seq, reason: "acknowledged but missing" });
       }
       events.push(...this.upcaster.decode(msg.data, msg.seq, msg.subject));
     }
     return events;
-  }
-
-  async #eventIdAt(sequence: number): Promise<string | undefined> {
-    const jsm = await this.#manager();
-    const msg = await jsm.direct.getMessage(this.names.stream, { seq: sequence });
-    return msg ? decodeStoredEvent(msg.data, msg.seq, msg.subject).eventId : undefined;
   }
 
   /** Runs a NATS call; wrong-last-sequence becomes WrongLastSequence, outages EventStoreUnavailableError. */
@@ -1279,6 +1282,16 @@ class JetStreamEventStore implements EventStore {
         problem: e.problem,
       })),
     };
+  }
+}
+
+/** The event id of a stored message; undefined when it is no event a reader can read. */
+function eventIdOf(msg: StoredMsg): string | undefined {
+  try {
+    return decodeStoredEvent(msg.data, msg.seq, msg.subject).eventId;
+  } catch (e) {
+    if (isEventReadError(e)) return undefined;
+    throw e;
   }
 }
 
