@@ -391,8 +391,9 @@ class JetStreamEventStore implements EventStore {
     for (let attempt = 1; ; attempt++) {
       let head = this.#heads.get(storyId) ?? (await this.#fetchHead(storyId));
       if (expected !== "any" && (head?.version ?? 0) !== expected) {
-        // The cached head may be stale; only the server's answer counts.
-        head = await this.#fetchHead(storyId);
+        // The cached head may be stale; only the server's answer counts (its leader's: a
+        // follower may be behind).
+        head = await this.#fetchHead(storyId, true);
         const actual = head?.version ?? streamVersion(0);
         if (actual !== expected) throw new ConcurrencyError(storyId, expected, actual);
       }
@@ -402,7 +403,8 @@ class JetStreamEventStore implements EventStore {
       } catch (e) {
         if (!(e instanceof WrongLastSequence)) throw e;
         this.#heads.delete(storyId);
-        const current = await this.#fetchHead(storyId);
+        // The leader refused the expectation: ask it what the head is (a follower may not know).
+        const current = await this.#fetchHead(storyId, true);
         const actual = current?.version ?? streamVersion(0);
         if (
           !partitionDoubted &&
@@ -727,10 +729,14 @@ class JetStreamEventStore implements EventStore {
     return head;
   }
 
-  async #fetchHead(storyId: StoryId): Promise<StoryHead | undefined> {
+  /** The story's last message, by direct get (any replica), or from the stream's leader. */
+  async #fetchHead(storyId: StoryId, fromLeader = false): Promise<StoryHead | undefined> {
     const jsm = await this.#manager();
+    const query = { last_by_subj: storySubjects(this.names, storyId) };
     const msg = await this.#guard(() =>
-      directGet(jsm, this.names.stream, { last_by_subj: storySubjects(this.names, storyId) }),
+      fromLeader
+        ? jsm.streams.getMessage(this.names.stream, query)
+        : directGet(jsm, this.names.stream, query),
     );
     if (!msg) {
       this.#heads.delete(storyId);
@@ -743,7 +749,7 @@ class JetStreamEventStore implements EventStore {
       // The last message cannot be read. If it is set aside, the head is where the story's chain
       // ends: a whole read says (and remembers it); if not, that read fails with why.
       this.#heads.delete(storyId);
-      await this.readStored(storyId, { bySubject: false });
+      await this.readStored(storyId, { bySubject: false, fromLeader });
       const head = this.#heads.get(storyId);
       if (head === undefined) throw e;
       return head;
