@@ -1,0 +1,365 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { jetstreamManager, type StreamInfo } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { StreamBackupError } from "./errors.ts";
+import { streamInfoIfAny } from "./event-stream.ts";
+import {
+  type RestoreOptions,
+  restoreStream,
+  type SnapshotOptions,
+  type StreamSnapshotMeta,
+  snapshotStream,
+} from "./stream-snapshot.ts";
+
+// A backup is a folder (docs/OPERATIONS.md, "Backups"):
+//
+//   manifest.json               what was backed up, when, from which server; per stream its
+//                               sequences, message count and the SHA-256 of both files below
+//   <STREAM>.json               the stream's config and state as the server gave them with the
+//                               snapshot: the body of the restore request
+//   <STREAM>.snapshot.s2        the server's snapshot, byte for byte (an S2-compressed archive)
+//
+// The snapshot is the server's own, so a restore is the server's own too: the same messages at the
+// same sequences with the same headers, timestamps and bytes.
+
+/** The manifest's format; a restore refuses any other. */
+export const backupFormat = "ctx-stream-backup/1";
+const manifestFile = "manifest.json";
+
+/** One stream of a backup, as its manifest records it. */
+export interface BackedUpStream {
+  readonly name: string;
+  readonly meta_file: string;
+  readonly meta_sha256: string;
+  readonly data_file: string;
+  readonly data_bytes: number;
+  readonly data_sha256: string;
+  readonly first_seq: number;
+  readonly last_seq: number;
+  readonly messages: number;
+  /** Bytes the messages take in the stream (uncompressed). */
+  readonly stream_bytes: number;
+  readonly replicas: number;
+}
+
+export interface BackupManifest {
+  readonly format: typeof backupFormat;
+  /** When the backup was taken (ISO 8601, UTC): its snapshots are from about then. */
+  readonly created_at: string;
+  /** The server the client was connected to (a stream's leader takes its snapshot). */
+  readonly server: { readonly version: string; readonly name: string; readonly cluster?: string };
+  readonly streams: readonly BackedUpStream[];
+}
+
+export interface BackupProgress {
+  readonly stream: string;
+  /** Bytes of snapshot data written so far (compressed). */
+  readonly bytes: number;
+  /** The stream's messages and stored bytes at the snapshot (known once the server answers). */
+  readonly messages: number;
+  readonly streamBytes: number;
+  readonly done: boolean;
+}
+
+export interface BackupOptions extends Pick<SnapshotOptions, "inboxPrefix" | "timeoutMs"> {
+  /** The streams to back up, in order. */
+  readonly streams: readonly string[];
+  /** The backup's folder; it must not exist (or be empty) unless `force`. */
+  readonly out: string;
+  /** Replace an existing backup at `out` (only a backup: any other folder is left alone). */
+  readonly force?: boolean;
+  readonly onProgress?: (progress: BackupProgress) => void;
+}
+
+const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+async function pathKind(path: string): Promise<"none" | "file" | "empty" | "backup" | "folder"> {
+  const s = await stat(path).catch(() => undefined);
+  if (!s) return "none";
+  if (!s.isDirectory()) return "file";
+  const entries = await readdir(path);
+  if (entries.length === 0) return "empty";
+  return entries.includes(manifestFile) ? "backup" : "folder";
+}
+
+/**
+ * Backs up streams into a new folder: each stream's point-in-time snapshot, its config and state,
+ * and the manifest with their checksums. Written beside `out` and renamed into place when complete,
+ * so `out` never holds half a backup. Appends go on meanwhile; they are not in the backup.
+ */
+export async function backupStreams(
+  nc: NatsConnection,
+  options: BackupOptions,
+): Promise<BackupManifest> {
+  const out = resolve(options.out);
+  const existing = await pathKind(out);
+  if (existing === "file" || existing === "folder") {
+    throw new StreamBackupError(
+      `${out} exists and is not a backup; give a new or empty folder`,
+      "path",
+    );
+  }
+  if (existing === "backup" && !options.force) {
+    throw new StreamBackupError(
+      `${out} already holds a backup; give another folder, or --force to replace it`,
+      "path",
+    );
+  }
+  const parent = dirname(out);
+  if (!(await stat(parent).catch(() => undefined))?.isDirectory()) {
+    throw new StreamBackupError(`the folder ${parent} does not exist`, "path");
+  }
+  const partial = join(parent, `.${basename(out)}.partial-${process.pid}`);
+  await rm(partial, { recursive: true, force: true });
+  await mkdir(partial, { mode: 0o700 }).catch((e: unknown) => {
+    throw new StreamBackupError(`cannot write in ${parent}: ${(e as Error).message}`, "path", {
+      cause: e,
+    });
+  });
+  try {
+    const streams: BackedUpStream[] = [];
+    for (const name of options.streams) {
+      streams.push(await backupOne(nc, name, partial, options));
+    }
+    const info = nc.info;
+    const manifest: BackupManifest = {
+      format: backupFormat,
+      created_at: new Date().toISOString(),
+      server: {
+        version: info?.version ?? "unknown",
+        name: info?.server_name ?? "unknown",
+        ...(info?.cluster ? { cluster: info.cluster } : {}),
+      },
+      streams,
+    };
+    await writeFile(join(partial, manifestFile), json(manifest), { mode: 0o600 });
+    if (existing === "empty") await rm(out, { recursive: true });
+    if (existing === "backup") {
+      const old = join(parent, `.${basename(out)}.old-${process.pid}`);
+      await rename(out, old);
+      await rename(partial, out);
+      await rm(old, { recursive: true, force: true });
+    } else {
+      await rename(partial, out);
+    }
+    return manifest;
+  } catch (e) {
+    await rm(partial, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function backupOne(
+  nc: NatsConnection,
+  stream: string,
+  folder: string,
+  options: BackupOptions,
+): Promise<BackedUpStream> {
+  const dataFile = `${stream}.snapshot.s2`;
+  const metaFile = `${stream}.json`;
+  const file = await open(join(folder, dataFile), "wx", 0o600);
+  const hash = createHash("sha256");
+  let bytes = 0;
+  let known = { messages: 0, streamBytes: 0 };
+  let meta: StreamSnapshotMeta;
+  try {
+    meta = await snapshotStream(
+      nc,
+      stream,
+      async (chunk) => {
+        hash.update(chunk);
+        await file.write(chunk);
+        bytes += chunk.length;
+        options.onProgress?.({ stream, bytes, ...known, done: false });
+      },
+      {
+        ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        onMeta: (m) => {
+          known = { messages: m.state.messages, streamBytes: m.state.bytes };
+          options.onProgress?.({ stream, bytes, ...known, done: false });
+        },
+      },
+    );
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  options.onProgress?.({ stream, bytes, ...known, done: true });
+  const metaText = json(meta);
+  await writeFile(join(folder, metaFile), metaText, { mode: 0o600 });
+  return {
+    name: stream,
+    meta_file: metaFile,
+    meta_sha256: sha256Hex(new TextEncoder().encode(metaText)),
+    data_file: dataFile,
+    data_bytes: bytes,
+    data_sha256: hash.digest("hex"),
+    first_seq: meta.state.first_seq,
+    last_seq: meta.state.last_seq,
+    messages: meta.state.messages,
+    stream_bytes: meta.state.bytes,
+    replicas: meta.config.num_replicas,
+  };
+}
+
+/** A backup whose manifest and checksums were verified: safe to restore. */
+export interface VerifiedBackup {
+  readonly path: string;
+  readonly manifest: BackupManifest;
+  /** Each stream's restore request (config and state), in the manifest's order. */
+  readonly metas: ReadonlyMap<string, StreamSnapshotMeta>;
+}
+
+function badBackup(path: string, why: string): StreamBackupError {
+  return new StreamBackupError(`${path} is not a usable backup: ${why}`, "bad_backup");
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const piece of createReadStream(path)) hash.update(piece as Buffer);
+  return hash.digest("hex");
+}
+
+/**
+ * Opens a backup and checks it before anything is sent to a server: the manifest's format, every
+ * file's presence, size and SHA-256, and that each stream's config and state agree with the
+ * manifest.
+ */
+export async function openBackup(path: string): Promise<VerifiedBackup> {
+  const folder = resolve(path);
+  const kind = await pathKind(folder);
+  if (kind === "none") throw new StreamBackupError(`${folder} does not exist`, "path");
+  if (kind !== "backup") throw badBackup(folder, `no ${manifestFile} in it`);
+  let manifest: BackupManifest;
+  try {
+    manifest = JSON.parse(await readFile(join(folder, manifestFile), "utf8")) as BackupManifest;
+  } catch (e) {
+    throw badBackup(folder, `${manifestFile} is not JSON (${(e as Error).message})`);
+  }
+  if (manifest.format !== backupFormat) {
+    throw badBackup(folder, `format ${JSON.stringify(manifest.format)}, not ${backupFormat}`);
+  }
+  if (!Array.isArray(manifest.streams) || manifest.streams.length === 0) {
+    throw badBackup(folder, "the manifest lists no stream");
+  }
+  const metas = new Map<string, StreamSnapshotMeta>();
+  for (const s of manifest.streams) {
+    const inside = (name: unknown) => {
+      if (typeof name !== "string" || name !== basename(name) || name.startsWith(".")) {
+        throw badBackup(
+          folder,
+          `stream ${s.name}: file name ${JSON.stringify(name)} is not allowed`,
+        );
+      }
+      return join(folder, name);
+    };
+    const metaPath = inside(s.meta_file);
+    const dataPath = inside(s.data_file);
+    const metaBytes = await readFile(metaPath).catch(() => {
+      throw badBackup(folder, `${s.meta_file} is missing`);
+    });
+    if (sha256Hex(metaBytes) !== s.meta_sha256) {
+      throw badBackup(folder, `${s.meta_file} does not match its checksum in the manifest`);
+    }
+    const size = (await stat(dataPath).catch(() => undefined))?.size;
+    if (size === undefined) throw badBackup(folder, `${s.data_file} is missing`);
+    if (size !== s.data_bytes) {
+      throw badBackup(
+        folder,
+        `${s.data_file} has ${size} bytes, the manifest says ${s.data_bytes}`,
+      );
+    }
+    if ((await fileSha256(dataPath)) !== s.data_sha256) {
+      throw badBackup(folder, `${s.data_file} does not match its checksum in the manifest`);
+    }
+    const meta = JSON.parse(new TextDecoder().decode(metaBytes)) as StreamSnapshotMeta;
+    const state = meta.state;
+    if (
+      meta.config?.name !== s.name ||
+      state?.first_seq !== s.first_seq ||
+      state.last_seq !== s.last_seq ||
+      state.messages !== s.messages
+    ) {
+      throw badBackup(folder, `${s.meta_file} does not describe what the manifest says`);
+    }
+    metas.set(s.name, meta);
+  }
+  return { path: folder, manifest, metas };
+}
+
+/**
+ * Whether a restored stream holds what the manifest says: its messages and last sequence, and its
+ * first sequence when it has messages (an empty stream's first sequence is only where the next
+ * message would go: 0 or 1 for one that never had any, and the server restores it as it likes).
+ */
+function sameState(state: StreamInfo["state"], s: BackedUpStream): boolean {
+  return (
+    state.messages === s.messages &&
+    state.last_seq === s.last_seq &&
+    (s.messages === 0 || state.first_seq === s.first_seq)
+  );
+}
+
+export interface RestoredStream {
+  readonly name: string;
+  readonly info: StreamInfo;
+  /** Whether the restored stream's messages, first and last sequence are the manifest's. */
+  readonly matches: boolean;
+}
+
+export interface RestoreBackupOptions extends Pick<RestoreOptions, "timeoutMs" | "chunkBytes"> {
+  /** Restore with this many replicas instead of the backup's (R1 to R3 and back). */
+  readonly replicas?: number;
+  readonly onProgress?: (progress: {
+    readonly stream: string;
+    readonly bytes: number;
+    readonly total: number;
+  }) => void;
+}
+
+/**
+ * Restores every stream of a verified backup into the connected server, which must not have them
+ * (checked for all before the first is restored). Each restored stream's state is compared with
+ * the manifest.
+ */
+export async function restoreBackup(
+  nc: NatsConnection,
+  backup: VerifiedBackup,
+  options: RestoreBackupOptions = {},
+): Promise<RestoredStream[]> {
+  const jsm = await jetstreamManager(nc);
+  for (const s of backup.manifest.streams) {
+    if (await streamInfoIfAny(jsm, s.name)) {
+      throw new StreamBackupError(
+        `stream ${s.name} already exists on the target server; a restore only creates streams (delete it first, as the admin, if it is to be replaced)`,
+        "exists",
+      );
+    }
+  }
+  const restored: RestoredStream[] = [];
+  for (const s of backup.manifest.streams) {
+    const meta = backup.metas.get(s.name) as StreamSnapshotMeta;
+    const config =
+      options.replicas === undefined
+        ? meta.config
+        : { ...meta.config, num_replicas: options.replicas };
+    const info = await restoreStream(
+      nc,
+      { config, state: meta.state },
+      createReadStream(join(backup.path, s.data_file), { highWaterMark: 256 * 1024 }),
+      {
+        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
+        onProgress: ({ bytes }) =>
+          options.onProgress?.({ stream: s.name, bytes, total: s.data_bytes }),
+      },
+    );
+    restored.push({ name: s.name, info, matches: sameState(info.state, s) });
+  }
+  return restored;
+}
