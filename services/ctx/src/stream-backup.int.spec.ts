@@ -1,0 +1,291 @@
+import { execFile } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createLogger } from "@ctx/config";
+import { type ContextEventData, fold, type StoryId, storyId, streamVersion } from "@ctx/domain";
+import { eventData } from "@ctx/domain/testing";
+import {
+  type BackupManifest,
+  createEventStore,
+  type EventStore,
+  provisionEventStream,
+  verifyChain,
+} from "@ctx/event-store";
+import {
+  defaultParkingNames,
+  type Projection,
+  provisionParking,
+  rebuildProjection,
+} from "@ctx/projector";
+import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
+import { connectNats, natsConnectionOf } from "@ctx/service";
+import {
+  stack,
+  startNatsServer,
+  type TestNatsServer,
+  uniqueName,
+  valkeyLogin,
+} from "@ctx/test-support";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Valkey } from "iovalkey";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Issue #22: `ctx streams backup` and `ctx streams restore`, end to end with the real CLI as the
+// operator's NATS user. Stories written as the command service writes them (several events per
+// command, atomically) are backed up while appends go on, restored into a second, empty server, and
+// then read, verify and project exactly as before.
+
+const repoRoot = resolve(import.meta.dirname, "../../..");
+const logger = createLogger({ name: "stream-backup-test", level: "silent", pretty: false });
+const events = "CONTEXT_EVENTS";
+const partitions = 16;
+
+let source: TestNatsServer;
+let target: TestNatsServer;
+let sourceNc: NatsConnection;
+let targetNc: NatsConnection;
+let sourceStore: EventStore;
+let work: string;
+const valkeys: Valkey[] = [];
+const stories: StoryId[] = [];
+
+interface CtxRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** `bin/ctx` as the operator (the ctx user) of a server. */
+function ctx(server: TestNatsServer, args: readonly string[]): Promise<CtxRun> {
+  const env = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "",
+    STACK_DIR: join(work, "no-stack"),
+    ...server.env("ctx"),
+  };
+  return new Promise((done) => {
+    execFile(join(repoRoot, "bin/ctx"), [...args], { env, timeout: 120_000 }, (e, stdout, stderr) =>
+      done({ code: e ? Number(e.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+async function admin(server: TestNatsServer): Promise<NatsConnection> {
+  return connectNats(natsConnectionOf(server.env("admin")), { timeout: 5_000 });
+}
+
+/** A story's commands: each appends 1–5 events at once, as one atomic batch. */
+async function writeStory(store: EventStore, id: StoryId, commands: number, seed: number) {
+  let version = 0;
+  let subtasks = 0;
+  for (let c = 0; c < commands; c++) {
+    const batch: ContextEventData[] = [];
+    if (version === 0) batch.push(eventData.contextCreated({ title: `story ${id}` }));
+    const size = 1 + ((seed + c * 7) % 5);
+    while (batch.length < size) {
+      const n = subtasks++;
+      batch.push(
+        n % 3 === 2
+          ? eventData.decisionAdded({ decisionId: `d${n}`, title: `decision ${n}`, rationale: "r" })
+          : eventData.subtaskAdded({ subtaskId: `t${n}`, title: `subtask ${n}` }),
+      );
+    }
+    const result = await store.append(
+      id,
+      batch.map((data) => ({ data, commandId: `${id}-c${c}` })),
+      streamVersion(version),
+    );
+    version = result.version;
+  }
+  return version;
+}
+
+async function allMessages(jsm: JetStreamManager, last: number) {
+  const out = [];
+  for (let seq = 1; seq <= last; seq++) {
+    const m = await jsm.streams.getMessage(events, { seq });
+    out.push({
+      seq: m?.seq,
+      subject: m?.subject,
+      time: m?.timestamp,
+      data: Buffer.from(m?.data ?? []).toString("base64"),
+      header: m?.header ? [...m.header.keys()].map((k) => [k, m.header.values(k)]) : [],
+    });
+  }
+  return out;
+}
+
+async function project(nc: NatsConnection, keyPrefix: string): Promise<Projection> {
+  const valkey = createValkeyClient(valkeyLogin(stack()));
+  valkeys.push(valkey);
+  const projection = createValkeyProjection(valkey, { keyPrefix });
+  const result = await rebuildProjection({
+    nc,
+    store: createEventStore(nc),
+    partitions,
+    projection,
+    logger,
+    dropDelayMs: 0,
+  });
+  expect(result.switched).toBe(true);
+  return projection;
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "ctx-backup-"));
+  [source, target] = await Promise.all([startNatsServer(), startNatsServer()]);
+  sourceNc = await admin(source);
+  targetNc = await admin(target);
+  const jsm = await jetstreamManager(sourceNc);
+  await provisionEventStream(jsm);
+  await provisionParking(jsm);
+  sourceStore = createEventStore(sourceNc);
+  // 40 stories, about 3,000 events.
+  for (let i = 0; i < 40; i++) stories.push(storyId(`${uniqueName("bk")}-${i}`));
+  await Promise.all(stories.map((id, i) => writeStory(sourceStore, id, 25, i)));
+});
+
+afterAll(async () => {
+  await Promise.all(valkeys.map((v) => v.quit().catch(() => undefined)));
+  await sourceNc?.close();
+  await targetNc?.close();
+  await Promise.all([source?.stop(), target?.stop()]);
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe("ctx streams backup and restore", () => {
+  let manifest: BackupManifest;
+  const backup = () => join(work, "backup");
+
+  it("backs up the event and parked streams while appends go on, point in time", async () => {
+    const late = storyId(uniqueName("late"));
+    let writing = true;
+    const writer = (async () => {
+      let n = 0;
+      while (writing) await writeStory(sourceStore, storyId(`${late}-${n++}`), 3, n);
+    })();
+    const run = await ctx(source, ["streams", "backup", "--out", backup(), "--parked", "--json"]);
+    writing = false;
+    await writer;
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    manifest = JSON.parse(run.stdout) as BackupManifest;
+    expect(manifest.streams.map((s) => s.name)).toEqual([events, defaultParkingNames.stream]);
+    const [ev] = manifest.streams;
+    expect(ev?.first_seq).toBe(1);
+    expect(ev?.messages).toBe(ev?.last_seq);
+    expect(ev?.messages).toBeGreaterThanOrEqual(3_000);
+    expect(manifest.server.version).toMatch(/^2\./);
+    expect(JSON.parse(readFileSync(join(backup(), "manifest.json"), "utf8")).streams).toEqual(
+      manifest.streams,
+    );
+  });
+
+  it("refuses to overwrite a backup without --force, and a missing stream", async () => {
+    const again = await ctx(source, ["streams", "backup", "--out", backup()]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/already holds a backup.*--force/);
+    expect(again.stderr).not.toMatch(/\n\s+at /);
+    const missing = await ctx(source, [
+      "streams",
+      "backup",
+      "--out",
+      join(work, "missing"),
+      "--stream",
+      "NO_SUCH_STREAM",
+    ]);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/NO_SUCH_STREAM.*stream not found/);
+    expect(missing.stderr).not.toMatch(/\n\s+at /);
+    const badPath = await ctx(source, ["streams", "backup", "--out", join(work, "nope", "deeper")]);
+    expect(badPath.code).not.toBe(0);
+    expect(badPath.stderr).toMatch(/does not exist/);
+  });
+
+  it("restores into an empty server, where every story reads, verifies and projects as before", async () => {
+    const run = await ctx(target, ["streams", "restore", "--from", backup(), "--json"]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    const summary = JSON.parse(run.stdout) as {
+      streams: { name: string; messages: number; last_seq: number; matches_manifest: boolean }[];
+    };
+    expect(summary.streams.every((s) => s.matches_manifest)).toBe(true);
+    const ev = manifest.streams[0];
+    expect(summary.streams[0]).toMatchObject({ messages: ev?.messages, last_seq: ev?.last_seq });
+
+    // Every message up to the snapshot, byte for byte: subject, headers, time, envelope.
+    const last = ev?.last_seq ?? 0;
+    expect(await allMessages(await jetstreamManager(targetNc), last)).toEqual(
+      await allMessages(await jetstreamManager(sourceNc), last),
+    );
+    expect((await (await jetstreamManager(targetNc)).streams.info(events)).state.messages).toBe(
+      ev?.messages,
+    );
+
+    const restoredStore = createEventStore(targetNc);
+    for (const id of stories) {
+      const before = await sourceStore.read(id);
+      const after = await restoredStore.read(id);
+      expect(after).toEqual(before);
+      expect(verifyChain(after)).toEqual({ intact: true, events: before.length });
+    }
+
+    const [was, is] = await Promise.all([
+      project(sourceNc, uniqueName("before")),
+      project(targetNc, uniqueName("after")),
+    ]);
+    for (const id of stories) {
+      const a = await was.readContext(await was.activeGeneration(), id);
+      const b = await is.readContext(await is.activeGeneration(), id);
+      expect(b).toEqual(a);
+      expect(b?.context.storyId).toBe(id);
+      expect(b?.version).toBe(fold(id, await restoredStore.read(id)).version);
+    }
+
+    // The restored stream takes appends where the backup ended.
+    const first = stories[0] as StoryId;
+    const head = (await restoredStore.head(first))?.version ?? 0;
+    const appended = await restoredStore.append(
+      first,
+      [{ data: eventData.subtaskAdded({ subtaskId: "after-restore", title: "x" }) }],
+      streamVersion(head),
+    );
+    expect(appended.version).toBe(head + 1);
+  });
+
+  it("refuses to restore over a stream the server has", async () => {
+    const run = await ctx(target, ["streams", "restore", "--from", backup()]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/stream CONTEXT_EVENTS already exists on the target server/);
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("refuses a backup whose data does not match its checksum, before it reaches a server", async () => {
+    const damaged = join(work, "damaged");
+    cpSync(backup(), damaged, { recursive: true });
+    const data = join(damaged, `${events}.snapshot.s2`);
+    const bytes = readFileSync(data);
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = (bytes[middle] ?? 0) ^ 0xff;
+    writeFileSync(data, bytes);
+    const empty = await startNatsServer();
+    try {
+      const run = await ctx(empty, ["streams", "restore", "--from", damaged]);
+      expect(run.code).not.toBe(0);
+      expect(run.stderr).toMatch(/CONTEXT_EVENTS\.snapshot\.s2 does not match its checksum/);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+      const nc = await admin(empty);
+      await expect((await jetstreamManager(nc)).streams.info(events)).rejects.toThrow(
+        /stream not found/,
+      );
+      await nc.close();
+      const nothing = await ctx(empty, ["streams", "restore", "--from", join(work, "nothing")]);
+      expect(nothing.code).not.toBe(0);
+      expect(nothing.stderr).toMatch(/does not exist/);
+    } finally {
+      await empty.stop();
+    }
+  });
+});
