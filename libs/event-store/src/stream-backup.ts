@@ -1,9 +1,17 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { readdir, stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { jetstreamManager, type StreamInfo } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  type BackupSink,
+  type BackupSource,
+  folderSink,
+  folderSource,
+  isTarPath,
+  tarSink,
+  tarSource,
+} from "./backup-files.ts";
 import { StreamBackupError } from "./errors.ts";
 import { streamInfoIfAny } from "./event-stream.ts";
 import {
@@ -14,7 +22,7 @@ import {
   snapshotStream,
 } from "./stream-snapshot.ts";
 
-// A backup is a folder (docs/OPERATIONS.md, "Backups"):
+// A backup is a folder, or a tar of the same files (docs/OPERATIONS.md, "Backups"):
 //
 //   manifest.json               what was backed up, when, from which server; per stream its
 //                               sequences, message count and the SHA-256 of both files below
@@ -67,7 +75,7 @@ export interface BackupProgress {
 export interface BackupOptions extends Pick<SnapshotOptions, "inboxPrefix" | "timeoutMs"> {
   /** The streams to back up, in order. */
   readonly streams: readonly string[];
-  /** The backup's folder; it must not exist (or be empty) unless `force`. */
+  /** The backup's folder, or a tar file when it ends in `.tar`; new (or an empty folder) unless `force`. */
   readonly out: string;
   /** Replace an existing backup at `out` (only a backup: any other folder is left alone). */
   readonly force?: boolean;
@@ -75,12 +83,22 @@ export interface BackupOptions extends Pick<SnapshotOptions, "inboxPrefix" | "ti
 }
 
 const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
-async function pathKind(path: string): Promise<"none" | "file" | "empty" | "backup" | "folder"> {
+type PathKind = "none" | "file" | "empty" | "backup" | "folder";
+
+async function pathKind(path: string): Promise<PathKind> {
   const s = await stat(path).catch(() => undefined);
   if (!s) return "none";
-  if (!s.isDirectory()) return "file";
+  if (!s.isDirectory()) {
+    if (!isTarPath(path)) return "file";
+    const source = await tarSource(path).catch(() => undefined);
+    const kind = source?.size(manifestFile) === undefined ? "file" : "backup";
+    await source?.close();
+    return kind;
+  }
   const entries = await readdir(path);
   if (entries.length === 0) return "empty";
   return entries.includes(manifestFile) ? "backup" : "folder";
@@ -99,13 +117,13 @@ export async function backupStreams(
   const existing = await pathKind(out);
   if (existing === "file" || existing === "folder") {
     throw new StreamBackupError(
-      `${out} exists and is not a backup; give a new or empty folder`,
+      `${out} exists and is not a backup; give a new path or an empty folder`,
       "path",
     );
   }
   if (existing === "backup" && !options.force) {
     throw new StreamBackupError(
-      `${out} already holds a backup; give another folder, or --force to replace it`,
+      `${out} already holds a backup; give another path, or --force to replace it`,
       "path",
     );
   }
@@ -113,9 +131,7 @@ export async function backupStreams(
   if (!(await stat(parent).catch(() => undefined))?.isDirectory()) {
     throw new StreamBackupError(`the folder ${parent} does not exist`, "path");
   }
-  const partial = join(parent, `.${basename(out)}.partial-${process.pid}`);
-  await rm(partial, { recursive: true, force: true });
-  await mkdir(partial, { mode: 0o700 }).catch((e: unknown) => {
+  const sink = await (isTarPath(out) ? tarSink(out) : folderSink(out)).catch((e: unknown) => {
     throw new StreamBackupError(`cannot write in ${parent}: ${(e as Error).message}`, "path", {
       cause: e,
     });
@@ -123,7 +139,7 @@ export async function backupStreams(
   try {
     const streams: BackedUpStream[] = [];
     for (const name of options.streams) {
-      streams.push(await backupOne(nc, name, partial, options));
+      streams.push(await backupOne(nc, name, sink, options));
     }
     const info = nc.info;
     const manifest: BackupManifest = {
@@ -136,19 +152,11 @@ export async function backupStreams(
       },
       streams,
     };
-    await writeFile(join(partial, manifestFile), json(manifest), { mode: 0o600 });
-    if (existing === "empty") await rm(out, { recursive: true });
-    if (existing === "backup") {
-      const old = join(parent, `.${basename(out)}.old-${process.pid}`);
-      await rename(out, old);
-      await rename(partial, out);
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(partial, out);
-    }
+    await sink.put(manifestFile, encode(json(manifest)));
+    await sink.commit(existing === "backup");
     return manifest;
   } catch (e) {
-    await rm(partial, { recursive: true, force: true });
+    await sink.discard();
     throw e;
   }
 }
@@ -156,23 +164,22 @@ export async function backupStreams(
 async function backupOne(
   nc: NatsConnection,
   stream: string,
-  folder: string,
+  sink: BackupSink,
   options: BackupOptions,
 ): Promise<BackedUpStream> {
   const dataFile = `${stream}.snapshot.s2`;
   const metaFile = `${stream}.json`;
-  const file = await open(join(folder, dataFile), "wx", 0o600);
   const hash = createHash("sha256");
   let bytes = 0;
   let known = { messages: 0, streamBytes: 0 };
-  let meta: StreamSnapshotMeta;
-  try {
+  let meta: StreamSnapshotMeta | undefined;
+  await sink.streamed(dataFile, async (write) => {
     meta = await snapshotStream(
       nc,
       stream,
       async (chunk) => {
         hash.update(chunk);
-        await file.write(chunk);
+        await write(chunk);
         bytes += chunk.length;
         options.onProgress?.({ stream, bytes, ...known, done: false });
       },
@@ -185,17 +192,15 @@ async function backupOne(
         },
       },
     );
-    await file.sync();
-  } finally {
-    await file.close();
-  }
+  });
+  if (!meta) throw new StreamBackupError(`snapshot of stream ${stream}: no answer`, "server");
   options.onProgress?.({ stream, bytes, ...known, done: true });
-  const metaText = json(meta);
-  await writeFile(join(folder, metaFile), metaText, { mode: 0o600 });
+  const metaBytes = encode(json(meta));
+  await sink.put(metaFile, metaBytes);
   return {
     name: stream,
     meta_file: metaFile,
-    meta_sha256: sha256Hex(new TextEncoder().encode(metaText)),
+    meta_sha256: sha256Hex(metaBytes),
     data_file: dataFile,
     data_bytes: bytes,
     data_sha256: hash.digest("hex"),
@@ -207,77 +212,82 @@ async function backupOne(
   };
 }
 
-/** A backup whose manifest and checksums were verified: safe to restore. */
+/** A backup whose manifest and checksums were verified: safe to restore. Close it when done. */
 export interface VerifiedBackup {
   readonly path: string;
   readonly manifest: BackupManifest;
   /** Each stream's restore request (config and state), in the manifest's order. */
   readonly metas: ReadonlyMap<string, StreamSnapshotMeta>;
+  /** The snapshot bytes of a stream of the backup. */
+  data(stream: string): AsyncIterable<Uint8Array>;
+  close(): Promise<void>;
 }
 
 function badBackup(path: string, why: string): StreamBackupError {
   return new StreamBackupError(`${path} is not a usable backup: ${why}`, "bad_backup");
 }
 
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const piece of createReadStream(path)) hash.update(piece as Buffer);
-  return hash.digest("hex");
-}
-
 /**
- * Opens a backup and checks it before anything is sent to a server: the manifest's format, every
- * file's presence, size and SHA-256, and that each stream's config and state agree with the
- * manifest.
+ * Opens a backup (folder or tar) and checks it before anything is sent to a server: the manifest's
+ * format, every file's presence, size and SHA-256, and that each stream's config and state agree
+ * with the manifest.
  */
 export async function openBackup(path: string): Promise<VerifiedBackup> {
-  const folder = resolve(path);
-  const kind = await pathKind(folder);
-  if (kind === "none") throw new StreamBackupError(`${folder} does not exist`, "path");
-  if (kind !== "backup") throw badBackup(folder, `no ${manifestFile} in it`);
+  const where = resolve(path);
+  const kind = await pathKind(where);
+  if (kind === "none") throw new StreamBackupError(`${where} does not exist`, "path");
+  if (kind !== "backup") throw badBackup(where, `no ${manifestFile} in it`);
+  const source = await (isTarPath(where) ? tarSource(where) : folderSource(where)).catch(
+    (e: unknown) => {
+      throw badBackup(where, (e as Error).message);
+    },
+  );
+  try {
+    return await verify(where, source);
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+}
+
+async function verify(where: string, source: BackupSource): Promise<VerifiedBackup> {
   let manifest: BackupManifest;
   try {
-    manifest = JSON.parse(await readFile(join(folder, manifestFile), "utf8")) as BackupManifest;
+    manifest = JSON.parse(decode(await source.read(manifestFile))) as BackupManifest;
   } catch (e) {
-    throw badBackup(folder, `${manifestFile} is not JSON (${(e as Error).message})`);
+    throw badBackup(where, `${manifestFile} is not JSON (${(e as Error).message})`);
   }
   if (manifest.format !== backupFormat) {
-    throw badBackup(folder, `format ${JSON.stringify(manifest.format)}, not ${backupFormat}`);
+    throw badBackup(where, `format ${JSON.stringify(manifest.format)}, not ${backupFormat}`);
   }
   if (!Array.isArray(manifest.streams) || manifest.streams.length === 0) {
-    throw badBackup(folder, "the manifest lists no stream");
+    throw badBackup(where, "the manifest lists no stream");
   }
   const metas = new Map<string, StreamSnapshotMeta>();
+  const files = new Map<string, string>();
   for (const s of manifest.streams) {
-    const inside = (name: unknown) => {
-      if (typeof name !== "string" || name !== basename(name) || name.startsWith(".")) {
-        throw badBackup(
-          folder,
-          `stream ${s.name}: file name ${JSON.stringify(name)} is not allowed`,
-        );
+    const present = (name: unknown): string => {
+      if (typeof name !== "string" || source.size(name) === undefined) {
+        throw badBackup(where, `stream ${s.name}: ${JSON.stringify(name)} is missing`);
       }
-      return join(folder, name);
+      return name;
     };
-    const metaPath = inside(s.meta_file);
-    const dataPath = inside(s.data_file);
-    const metaBytes = await readFile(metaPath).catch(() => {
-      throw badBackup(folder, `${s.meta_file} is missing`);
-    });
+    const metaFile = present(s.meta_file);
+    const dataFile = present(s.data_file);
+    const metaBytes = await source.read(metaFile);
     if (sha256Hex(metaBytes) !== s.meta_sha256) {
-      throw badBackup(folder, `${s.meta_file} does not match its checksum in the manifest`);
+      throw badBackup(where, `${metaFile} does not match its checksum in the manifest`);
     }
-    const size = (await stat(dataPath).catch(() => undefined))?.size;
-    if (size === undefined) throw badBackup(folder, `${s.data_file} is missing`);
+    const size = source.size(dataFile);
     if (size !== s.data_bytes) {
-      throw badBackup(
-        folder,
-        `${s.data_file} has ${size} bytes, the manifest says ${s.data_bytes}`,
-      );
+      throw badBackup(where, `${dataFile} has ${size} bytes, the manifest says ${s.data_bytes}`);
     }
-    if ((await fileSha256(dataPath)) !== s.data_sha256) {
-      throw badBackup(folder, `${s.data_file} does not match its checksum in the manifest`);
+    const hash = createHash("sha256");
+    for await (const piece of source.stream(dataFile)) hash.update(piece);
+    if (hash.digest("hex") !== s.data_sha256) {
+      throw badBackup(where, `${dataFile} does not match its checksum in the manifest`);
     }
-    const meta = JSON.parse(new TextDecoder().decode(metaBytes)) as StreamSnapshotMeta;
+    const meta = JSON.parse(decode(metaBytes)) as StreamSnapshotMeta;
     const state = meta.state;
     if (
       meta.config?.name !== s.name ||
@@ -285,11 +295,18 @@ export async function openBackup(path: string): Promise<VerifiedBackup> {
       state.last_seq !== s.last_seq ||
       state.messages !== s.messages
     ) {
-      throw badBackup(folder, `${s.meta_file} does not describe what the manifest says`);
+      throw badBackup(where, `${metaFile} does not describe what the manifest says`);
     }
     metas.set(s.name, meta);
+    files.set(s.name, dataFile);
   }
-  return { path: folder, manifest, metas };
+  return {
+    path: where,
+    manifest,
+    metas,
+    data: (stream) => source.stream(files.get(stream) ?? ""),
+    close: () => source.close(),
+  };
 }
 
 /**
@@ -332,6 +349,14 @@ export async function restoreBackup(
   backup: VerifiedBackup,
   options: RestoreBackupOptions = {},
 ): Promise<RestoredStream[]> {
+  // The server would take the whole upload and only then refuse to create the stream.
+  const replicas = options.replicas ?? Math.max(...backup.manifest.streams.map((s) => s.replicas));
+  if (replicas > 1 && !nc.info?.cluster) {
+    throw new StreamBackupError(
+      `${replicas} replicas need a JetStream cluster, and the server ${nc.info?.server_name ?? ""} is not in one; restore with --replicas 1`,
+      "refused",
+    );
+  }
   const jsm = await jetstreamManager(nc);
   for (const s of backup.manifest.streams) {
     if (await streamInfoIfAny(jsm, s.name)) {
@@ -348,17 +373,12 @@ export async function restoreBackup(
       options.replicas === undefined
         ? meta.config
         : { ...meta.config, num_replicas: options.replicas };
-    const info = await restoreStream(
-      nc,
-      { config, state: meta.state },
-      createReadStream(join(backup.path, s.data_file), { highWaterMark: 256 * 1024 }),
-      {
-        ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-        ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
-        onProgress: ({ bytes }) =>
-          options.onProgress?.({ stream: s.name, bytes, total: s.data_bytes }),
-      },
-    );
+    const info = await restoreStream(nc, { config, state: meta.state }, backup.data(s.name), {
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
+      onProgress: ({ bytes }) =>
+        options.onProgress?.({ stream: s.name, bytes, total: s.data_bytes }),
+    });
     restored.push({ name: s.name, info, matches: sameState(info.state, s) });
   }
   return restored;

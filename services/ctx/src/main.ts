@@ -106,9 +106,9 @@ streams
 streams
   .command("backup")
   .description(
-    "a point-in-time snapshot of the event stream (JetStream's own), with its config, state and a manifest with checksums, into a new folder",
+    "a point-in-time snapshot of the event stream (JetStream's own), with its config, state and a manifest with checksums, into a new folder or tar file",
   )
-  .requiredOption("--out <folder>", "the backup's folder (new, or empty)")
+  .requiredOption("--out <path>", "the backup's folder (new, or empty), or a tar file (*.tar)")
   .option("--stream <name>", "the stream to back up (default: EVENT_STREAM)")
   .option("--parked", "also back up the parked stream (PARKED_STREAM)")
   .option("--force", "replace a backup already in --out")
@@ -119,7 +119,7 @@ streams
   .description(
     "restore a backup's streams into a server that does not have them (verifies the checksums first, compares the result with the manifest)",
   )
-  .requiredOption("--from <folder>", "the backup's folder")
+  .requiredOption("--from <path>", "the backup's folder or tar file")
   .option("--replicas <n>", "replicas of the restored streams (default: the backup's)")
   .option("--json", "print a machine-readable summary, no progress")
   .action((options: RestoreCommandOptions) => streamsRestore(options, print));

@@ -1,5 +1,13 @@
-import { execFile } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createLogger } from "@ctx/config";
@@ -9,6 +17,7 @@ import {
   type BackupManifest,
   createEventStore,
   type EventStore,
+  openBackup,
   provisionEventStream,
   verifyChain,
 } from "@ctx/event-store";
@@ -183,11 +192,22 @@ describe("ctx streams backup and restore", () => {
     );
   });
 
-  it("refuses to overwrite a backup without --force, and a missing stream", async () => {
+  it("refuses to overwrite a backup without --force, replaces it with, and refuses a missing stream", async () => {
     const again = await ctx(source, ["streams", "backup", "--out", backup()]);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toMatch(/already holds a backup.*--force/);
     expect(again.stderr).not.toMatch(/\n\s+at /);
+    const forced = await ctx(source, [
+      "streams",
+      "backup",
+      "--out",
+      backup(),
+      "--parked",
+      "--force",
+    ]);
+    expect(forced.code).toBe(0);
+    manifest = JSON.parse(readFileSync(join(backup(), "manifest.json"), "utf8")) as BackupManifest;
+    expect(readdirSync(work).filter((f) => f.startsWith("."))).toEqual([]);
     const missing = await ctx(source, [
       "streams",
       "backup",
@@ -260,6 +280,54 @@ describe("ctx streams backup and restore", () => {
     expect(run.code).not.toBe(0);
     expect(run.stderr).toMatch(/stream CONTEXT_EVENTS already exists on the target server/);
     expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("writes the same backup as one tar file, which restores the same, and refuses R3 on one server", async () => {
+    const tar = join(work, "backup.tar");
+    const made = await ctx(source, ["streams", "backup", "--out", tar]);
+    expect(made.code).toBe(0);
+    expect(made.stdout).toMatch(/CONTEXT_EVENTS: \d+ messages/);
+    // A tar as tar knows it, both ways: unpacked, it is the backup folder; a tar of a backup
+    // folder is a backup.
+    expect(execFileSync("tar", ["-tf", tar], { encoding: "utf8" }).split("\n").sort()).toEqual([
+      "",
+      "CONTEXT_EVENTS.json",
+      "CONTEXT_EVENTS.snapshot.s2",
+      "manifest.json",
+    ]);
+    const unpacked = join(work, "unpacked");
+    mkdirSync(unpacked);
+    execFileSync("tar", ["-xf", tar, "-C", unpacked]);
+    const repacked = join(work, "repacked.tar");
+    execFileSync("tar", ["-cf", repacked, "-C", backup(), "."]);
+    for (const path of [unpacked, repacked]) {
+      const opened = await openBackup(path);
+      expect(opened.manifest.streams.length).toBeGreaterThan(0);
+      await opened.close();
+    }
+    const empty = await startNatsServer();
+    try {
+      const r3 = await ctx(empty, ["streams", "restore", "--from", tar, "--replicas", "3"]);
+      expect(r3.code).not.toBe(0);
+      expect(r3.stderr).toMatch(
+        /3 replicas need a JetStream cluster, and the server .* is not in one; restore with --replicas 1/,
+      );
+      expect(r3.stderr).not.toMatch(/\n\s+at /);
+      const run = await ctx(empty, ["streams", "restore", "--from", tar]);
+      expect(run.stderr).toBe("");
+      expect(run.stdout).toMatch(/manifest and checksums verified/);
+      expect(run.stdout).toMatch(
+        /CONTEXT_EVENTS: restored \d+ messages .*replicas 1: matches the manifest/,
+      );
+      const nc = await admin(empty);
+      const restoredStore = createEventStore(nc);
+      for (const id of stories.slice(0, 5)) {
+        expect(await restoredStore.read(id)).toEqual(await sourceStore.read(id));
+      }
+      await nc.close();
+    } finally {
+      await empty.stop();
+    }
   });
 
   it("refuses a backup whose data does not match its checksum, before it reaches a server", async () => {

@@ -4,6 +4,7 @@ import {
   openBackup,
   restoreBackup,
   StreamBackupError,
+  type VerifiedBackup,
 } from "@ctx/event-store";
 import { SingleBar } from "cli-progress";
 import { withCtxEnv } from "../ctx-env.ts";
@@ -54,7 +55,7 @@ export interface BackupCommandOptions {
   readonly json?: boolean;
 }
 
-/** `ctx streams backup --out <folder>`: a point-in-time snapshot of the event stream. */
+/** `ctx streams backup --out <path>`: a point-in-time snapshot of the event stream. */
 export async function streamsBackup(
   options: BackupCommandOptions,
   print: (line: string) => void,
@@ -120,7 +121,7 @@ function parseReplicas(value: string | undefined): number | undefined {
 }
 
 /**
- * `ctx streams restore --from <folder>`: checks the backup, restores its streams into a server that
+ * `ctx streams restore --from <path>`: checks the backup, restores its streams into a server that
  * does not have them, and compares the restored state with the manifest.
  */
 export async function streamsRestore(
@@ -135,6 +136,19 @@ export async function streamsRestore(
       `backup of ${backup.manifest.created_at} from nats-server ${backup.manifest.server.version}: manifest and checksums verified`,
     );
   }
+  try {
+    await restoreVerified(backup, replicas, options, print);
+  } finally {
+    await backup.close();
+  }
+}
+
+async function restoreVerified(
+  backup: VerifiedBackup,
+  replicas: number | undefined,
+  options: RestoreCommandOptions,
+  print: (line: string) => void,
+): Promise<void> {
   await withCtxEnv(async ({ nc }) => {
     const progress = progressReporter(options.json === true, print);
     const started = Date.now();
