@@ -175,7 +175,7 @@ export interface RestoreOptions {
 
 /** Re-cuts a byte source into chunks of exactly `size` bytes (the last may be shorter). */
 async function* rechunk(
-  source: AsyncIterable<Uint8Array>,
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   size: number,
 ): AsyncGenerator<Uint8Array> {
   let pending = new Uint8Array(size);
@@ -205,7 +205,7 @@ async function* rechunk(
 export async function restoreStream(
   nc: NatsConnection,
   meta: StreamSnapshotMeta,
-  data: AsyncIterable<Uint8Array>,
+  data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: RestoreOptions = {},
 ): Promise<StreamInfo> {
   const stream = meta.config.name;
