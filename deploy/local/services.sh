@@ -3,7 +3,8 @@
 # Usage: deploy/local/services.sh start|stop|status|token|ctx <args...>
 # Each service logs in to NATS as its own user (the seeds deploy/local/nats.sh keeps in
 # $STACK_DIR/secrets/nats); `ctx <args>` runs bin/ctx as the operator (ctx provision, ctx demo, ...).
-# Env: STACK_DIR, NATS_PORT, VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
+# Env: STACK_DIR, NATS_PORT (a single server's; a cluster's nodes are read from the stack),
+#      EVENT_STREAM_REPLICAS (3 on a cluster, else 1), VALKEY_PORT, NEO4J_BOLT_PORT, COMMAND_PORT (50051), COMMAND_OPS_PORT (9551),
 #      QUERY_PORT (50052), QUERY_OPS_PORT (9552), PROJECTOR_OPS_PORT_BASE (9561: replicas use 9561..9564),
 #      VALKEY_TLS, NEO4J_TLS (0; 1 when valkey.sh / neo4j.sh run with TLS),
 #      AUTH (jwt; off serves every caller unauthenticated, logged by the services).
@@ -34,6 +35,18 @@ PROJECTORS=(
 )
 
 ready() { curl -fsS "http://$BIND_HOST:$1/readyz" >/dev/null; }
+
+# Where NATS listens: every node of the stack's cluster (deploy/local/nats.sh remembers them), and
+# its streams' replicas: 3 on a cluster (R3), 1 on one server; EVENT_STREAM_REPLICAS set wins.
+if [[ -f $STACK_DIR/nats/nodes ]]; then
+  NATS_URL=$("$REPO_ROOT/deploy/local/nats.sh" urls)
+  nats_nodes=$(wc -l <"$STACK_DIR/nats/nodes")
+else
+  NATS_URL="nats://$BIND_HOST:$NATS_PORT"
+  nats_nodes=1
+fi
+if ((nats_nodes >= 3)); then default_replicas=3; else default_replicas=1; fi
+export EVENT_STREAM_REPLICAS="${EVENT_STREAM_REPLICAS:-$default_replicas}"
 
 # role_env <array> <role> [prefix]: appends a role's NATS variables (seed file, inbox prefix).
 role_env() {
@@ -95,7 +108,7 @@ start_service() {
     log "$name already running (pid $(cat "$(pid_file "$name")"))"
     return 0
   fi
-  start_bg "$name" env NATS_URL="nats://$BIND_HOST:$NATS_PORT" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
+  start_bg "$name" env NATS_URL="$NATS_URL" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
     NEO4J_URL="bolt://$BIND_HOST:$NEO4J_BOLT_PORT" "$@" "$NODE" "${NODE_FLAGS[@]}" "$REPO_ROOT/$entry"
   if ! wait_for "$name" 60 ready "$ops_port"; then
     tail -n 40 "$(log_file "$name")" >&2
@@ -174,7 +187,7 @@ case "${1:-}" in
     ctx_env=()
     role_env ctx_env ctx
     mapfile -t -O "${#ctx_env[@]}" ctx_env < <(store_env ctx)
-    exec env STACK_DIR="$STACK_DIR" NATS_URL="nats://$BIND_HOST:$NATS_PORT" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
+    exec env STACK_DIR="$STACK_DIR" NATS_URL="$NATS_URL" VALKEY_URL="redis://$BIND_HOST:$VALKEY_PORT" \
       NEO4J_URL="bolt://$BIND_HOST:$NEO4J_BOLT_PORT" COMMAND_URL="http://$BIND_HOST:$COMMAND_PORT" \
       QUERY_URL="http://$BIND_HOST:$QUERY_PORT" "${ctx_env[@]}" "$REPO_ROOT/bin/ctx" "$@"
     ;;

@@ -92,7 +92,11 @@ write_acl() {
   (
     umask 077
     {
-      echo "user default off resetpass resetkeys resetchannels -@all"
+      # Nobody logs in as the default user (off, no password), but Valkey replays its append-only
+      # file as that user and checks the user's rights again at each EXEC (valkey-io/valkey#3983):
+      # without rights, every transaction of the read model was dropped at a restart, silently.
+      # The rights are safe on a user no connection can authenticate as.
+      echo "user default off resetpass ~* &* +@all"
       for u in "${USERS[@]}"; do
         hash=$(tr -d '\n' <"$SECRETS_DIR/$u" | sha256sum | cut -d' ' -f1)
         echo "user $u on resetpass #$hash $(rules "$u")"

@@ -7,8 +7,13 @@ export type { StackEndpoints, StoreLogin, ValkeyRole } from "./endpoints.ts";
 export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
 export { freePort } from "./local-stack.ts";
-export type { NatsServerOptions, TestNatsServer } from "./nats-server.ts";
-export { startNatsServer } from "./nats-server.ts";
+export type {
+  NatsServerOptions,
+  TestNatsCluster,
+  TestNatsNode,
+  TestNatsServer,
+} from "./nats-server.ts";
+export { startNatsCluster, startNatsServer } from "./nats-server.ts";
 export type { Neo4jServer } from "./neo4j-server.ts";
 export { startNeo4jServer } from "./neo4j-server.ts";
 export type { TestCertificate, TestPki } from "./pki.ts";

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, ownedStackDir, runLocalScript } from "./local-stack.ts";
 
@@ -50,16 +50,110 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const url = `${options.tls ? "tls" : "nats"}://127.0.0.1:${port}`;
   return {
     url,
-    env(role) {
-      const file = join(dir, "secrets/nats", `${role}.env`);
-      const vars = Object.fromEntries(
-        readFileSync(file, "utf8")
-          .split("\n")
-          .filter((line) => line.includes("="))
-          .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
-      );
-      return { NATS_URL: url, ...vars };
-    },
+    env: (role) => ({ NATS_URL: url, ...roleEnv(dir, role) }),
     stop,
   };
+}
+
+/** The variables deploy/local/nats.sh wrote for a role (its seed file, its inbox prefix). */
+function roleEnv(dir: string, role: string): Record<string, string> {
+  const file = join(dir, "secrets/nats", `${role}.env`);
+  return Object.fromEntries(
+    readFileSync(file, "utf8")
+      .split("\n")
+      .filter((line) => line.includes("="))
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+  );
+}
+
+/** One nats-server of a TestNatsCluster. */
+export interface TestNatsNode {
+  /** Its server_name, as JetStream's cluster info names leaders and replicas (`nats-0`, ...). */
+  readonly name: string;
+  /** This node's client URL. */
+  readonly url: string;
+  /** Its monitoring endpoint: `/healthz`, `/jsz`, `/routez`. */
+  readonly monitorUrl: string;
+  /** The running process's pid; undefined when it is not running. */
+  pid(): number | undefined;
+  /** Sends a signal to the node's process (SIGKILL, SIGSTOP, SIGCONT, SIGTERM); none when stopped. */
+  signal(signal: NodeJS.Signals): void;
+  /** Starts it again on its data if it is not running, and waits until the cluster is current. */
+  start(): Promise<void>;
+}
+
+/** A JetStream cluster of one spec's own, started by deploy/local/nats.sh with NATS_CLUSTER. */
+export interface TestNatsCluster {
+  /** Every node's client URL, comma-separated: what NATS_URL takes. */
+  readonly url: string;
+  readonly nodes: readonly TestNatsNode[];
+  /** NATS_URL (every node) and the variables a process of that role connects with. */
+  env(role: string): Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a JetStream cluster exactly as `make up NATS_CLUSTER=3` does (routes between the nodes on
+ * 127.0.0.1, the shipped users, a data folder each) on free ports, in a folder under .stack/test
+ * that the next run reaps if this one dies. Streams on it may have up to `nodes` replicas.
+ */
+export async function startNatsCluster(
+  options: { readonly nodes?: number; readonly names?: Readonly<Record<string, string>> } = {},
+): Promise<TestNatsCluster> {
+  const count = options.nodes ?? 3;
+  const dir = ownedStackDir("nats-cluster");
+  const ports = async () => {
+    const list: number[] = [];
+    for (let i = 0; i < count; i++) list.push(await freePort());
+    return list;
+  };
+  const client = await ports();
+  const monitor = await ports();
+  const routes = await ports();
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    ...options.names,
+    STACK_DIR: dir,
+    NATS_CLUSTER: String(count),
+    NATS_PORTS: client.join(","),
+    NATS_MONITOR_PORTS: monitor.join(","),
+    NATS_CLUSTER_PORTS: routes.join(","),
+  };
+  const script = (action: "start" | "stop") => runLocalScript("nats", action, env);
+  const stop = async () => {
+    // A stopped (SIGSTOP) node would not hear the TERM.
+    for (const node of nodes) node.signal("SIGCONT");
+    await script("stop");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const nodes: TestNatsNode[] = client.map((port, i) => {
+    const pidFile = join(dir, "run", `nats-${i}.pid`);
+    const pid = () => {
+      if (!existsSync(pidFile)) return undefined;
+      const value = Number(readFileSync(pidFile, "utf8"));
+      try {
+        process.kill(value, 0);
+        return value;
+      } catch {
+        return undefined;
+      }
+    };
+    return {
+      name: `nats-${i}`,
+      url: `nats://127.0.0.1:${port}`,
+      monitorUrl: `http://127.0.0.1:${monitor[i]}`,
+      pid,
+      signal(signal) {
+        const value = pid();
+        if (value !== undefined) process.kill(value, signal);
+      },
+      start: () => script("start"),
+    };
+  });
+  await script("start").catch(async (e: unknown) => {
+    await stop().catch(() => undefined);
+    throw e;
+  });
+  const url = nodes.map((n) => n.url).join(",");
+  return { url, nodes, env: (role) => ({ NATS_URL: url, ...roleEnv(dir, role) }), stop };
 }

@@ -10,6 +10,8 @@ export interface ValkeyServer {
   /** The CA of the server's certificate (TLS only; its folder holds the CA key for client certificates). */
   readonly caFile: string;
   readonly users: Readonly<Record<ValkeyRole, StoreLogin>>;
+  /** Stops it (SIGTERM, as an orchestrator does) and starts it again on its data. */
+  restart(): Promise<void>;
   /** Stops it and deletes its data and secrets. */
   remove(): Promise<void>;
 }
@@ -46,6 +48,10 @@ export async function startValkeyServer(
     url: `${options.tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
     caFile: join(dir, "pki/ca.pem"),
     users: valkeyUsers(join(dir, "secrets/valkey")),
+    restart: async () => {
+      await script("stop");
+      await script("start");
+    },
     remove,
   };
 }

@@ -16,6 +16,7 @@ export {
   readModelSchema,
   rpcServerDefaults,
   rpcServerSchema,
+  splitUrls,
   storesSchema,
 } from "./load-config.ts";
 export type { Logger, LoggerOptions } from "./logger.ts";

@@ -25,6 +25,14 @@ export function loadConfig<S extends z.ZodObject>(schema: S, env: Env = process.
   );
 }
 
+/** The URLs of a comma-separated list (`env.urls`), trimmed, without empty entries. */
+export function splitUrls(list: string): string[] {
+  return list
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u !== "");
+}
+
 /** Field builders for environment variables (all strings on the way in). */
 export const env = {
   /** A TCP port number. */
@@ -39,6 +47,24 @@ export const env = {
         message: `must be a URL with scheme ${schemes.join(" or ")}`,
       })
       .default(defaultUrl),
+  /**
+   * One URL or a comma-separated list (a cluster's seed servers: a client tries them in turn and
+   * learns the others from the servers), each with one of the given schemes.
+   */
+  urls: (defaultUrls: string, schemes: readonly string[]) =>
+    z
+      .string()
+      .refine((v) => splitUrls(v).length > 0, { message: "must name at least one URL" })
+      .refine(
+        (v) =>
+          splitUrls(v).every(
+            (u) => URL.canParse(u) && schemes.includes(new URL(u).protocol.slice(0, -1)),
+          ),
+        {
+          message: `must be a URL with scheme ${schemes.join(" or ")}, or a comma-separated list of them`,
+        },
+      )
+      .default(defaultUrls),
   /** true/false, on/off, 1/0, yes/no. */
   bool: (defaultValue: boolean) =>
     z
@@ -78,7 +104,7 @@ export const env = {
 
 /** Where the stores of the local stack listen; every service reads these. */
 export const storesSchema = z.object({
-  NATS_URL: env.url("nats://127.0.0.1:4222", ["nats", "tls"]),
+  NATS_URL: env.urls("nats://127.0.0.1:4222", ["nats", "tls"]),
   /** rediss:// (or valkeys://) for TLS. */
   VALKEY_URL: env.url("redis://127.0.0.1:6379", ["redis", "rediss", "valkey", "valkeys"]),
   /** The ACL user (unset: Valkey's default user). */

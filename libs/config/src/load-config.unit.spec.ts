@@ -8,6 +8,7 @@ import {
   loadConfig,
   rpcServerDefaults,
   rpcServerSchema,
+  splitUrls,
   storesSchema,
 } from "./index.ts";
 
@@ -72,6 +73,22 @@ describe("loadConfig", () => {
         new RegExp(name),
       );
     }
+  });
+
+  it("takes a comma-separated list of NATS URLs (a cluster's seeds) and refuses a bad entry", () => {
+    const list = "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224";
+    expect(loadConfig(storesSchema, { NATS_URL: list }).NATS_URL).toBe(list);
+    expect(splitUrls(list)).toEqual([
+      "nats://127.0.0.1:4222",
+      "nats://127.0.0.1:4223",
+      "nats://127.0.0.1:4224",
+    ]);
+    expect(() =>
+      loadConfig(storesSchema, { NATS_URL: "nats://127.0.0.1:4222,http://127.0.0.1:4223" }),
+    ).toThrow(/NATS_URL: must be a URL with scheme nats or tls, or a comma-separated list/);
+    expect(() => loadConfig(storesSchema, { NATS_URL: " , " })).toThrow(
+      /NATS_URL: must name at least one URL/,
+    );
   });
 
   it("fails naming every bad variable", () => {

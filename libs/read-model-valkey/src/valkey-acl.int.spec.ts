@@ -66,6 +66,14 @@ describe("Valkey logins", () => {
     await expect(client({}).get("ctx:active-generation")).rejects.toThrow(/NOAUTH|WRONGPASS/);
   });
 
+  it("keeps the read model across a restart: the append-only file replays its transactions", async () => {
+    // Valkey replays the file as the default user, which is off; it used to drop every MULTI/EXEC.
+    const read = () => createValkeyContextReader(client(server.users.query)).getContext(story);
+    expect((await read())?.context).toEqual(expectedContext(story, history));
+    await server.restart();
+    expect((await read())?.context).toEqual(expectedContext(story, history));
+  });
+
   it("refuses a wrong password", async () => {
     const wrong = client({ user: "query", password: "not-the-password" });
     await expect(wrong.get("ctx:active-generation")).rejects.toThrow(/WRONGPASS|NOAUTH/);

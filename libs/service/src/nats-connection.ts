@@ -1,5 +1,5 @@
 import { accessSync, constants, readFileSync } from "node:fs";
-import { ConfigError, type ConfigProblem, env } from "@ctx/config";
+import { ConfigError, type ConfigProblem, env, splitUrls } from "@ctx/config";
 import {
   type Authenticator,
   credsAuthenticator,
@@ -17,7 +17,7 @@ import { z } from "zod";
  * listings and of `env` dumps. Which combinations are valid is checked by {@link natsConnectionOf}.
  */
 export const natsConnectionSchema = z.object({
-  NATS_URL: env.url("nats://127.0.0.1:4222", ["nats", "tls"]),
+  NATS_URL: env.urls("nats://127.0.0.1:4222", ["nats", "tls"]),
   /** User name; its password is read from NATS_PASSWORD_FILE. */
   NATS_USER: z.string().optional(),
   NATS_PASSWORD_FILE: z.string().optional(),
@@ -182,7 +182,8 @@ export function natsConnectionOf(
 
   const auth = authOf(get);
   const ca = get("NATS_TLS_CA");
-  const tlsOn = url.startsWith("tls://") || ca !== undefined || cert !== undefined;
+  const tlsOn =
+    splitUrls(url).some((u) => u.startsWith("tls://")) || ca !== undefined || cert !== undefined;
   return {
     url,
     auth,
@@ -245,7 +246,7 @@ export function natsConnectOptions(settings: NatsConnectionSettings): Connection
   const authenticator = authenticatorOf(settings.auth);
   const tls: TlsOptions | undefined = settings.tls === undefined ? undefined : { ...settings.tls };
   return {
-    servers: settings.url,
+    servers: splitUrls(settings.url),
     ...(authenticator === undefined ? {} : { authenticator }),
     ...(tls === undefined ? {} : { tls }),
     ...(settings.inboxPrefix === undefined ? {} : { inboxPrefix: settings.inboxPrefix }),

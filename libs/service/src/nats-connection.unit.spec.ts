@@ -63,7 +63,7 @@ describe("the NATS connection configuration", () => {
       tls: undefined,
       inboxPrefix: undefined,
     });
-    expect(natsConnectOptions(s)).toEqual({ servers: "nats://127.0.0.1:4222" });
+    expect(natsConnectOptions(s)).toEqual({ servers: ["nats://127.0.0.1:4222"] });
   });
 
   it("reads each authentication method from its file", () => {
@@ -110,6 +110,15 @@ describe("the NATS connection configuration", () => {
       tls: { caFile: files.ca, certFile: files.cert, keyFile: files.key },
       inboxPrefix: "_INBOX_query",
     });
+  });
+
+  it("gives nats.js every server of a comma-separated NATS_URL (a cluster's seeds)", () => {
+    const s = settingsOf({ NATS_URL: "tls://n0.example:4222,tls://n1.example:4222" });
+    expect(s.tls).toEqual({});
+    expect(natsConnectOptions(s).servers).toEqual([
+      "tls://n0.example:4222",
+      "tls://n1.example:4222",
+    ]);
   });
 
   it("refuses two authentication methods, naming the second", () => {

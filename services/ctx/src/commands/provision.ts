@@ -5,7 +5,7 @@ import { provisionSnapshotStream } from "@ctx/snapshots";
 import { Kvm } from "@nats-io/kv";
 import { z } from "zod";
 import { withCtxEnv } from "../ctx-env.ts";
-import { provisionStreams } from "./streams.ts";
+import { provisionStreams, withReplicaErrors } from "./streams.ts";
 
 /** What `ctx provision` reads beside ctx's own variables: the same names and TTL the services use. */
 const provisionSchema = z.object({
@@ -24,21 +24,22 @@ export async function provision(print: (line: string) => void): Promise<void> {
   await provisionStreams(print);
   const extra = loadConfig(provisionSchema);
   await withCtxEnv(async ({ config, nc, jsm }) => {
-    const snapshots = await provisionSnapshotStream(jsm, {
-      stream: extra.SNAPSHOT_STREAM,
-      subjectPrefix: extra.SNAPSHOT_SUBJECT_PREFIX,
-      replicas: config.EVENT_STREAM_REPLICAS,
-      duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
-    });
+    const replicas = config.EVENT_STREAM_REPLICAS;
+    const snapshots = await withReplicaErrors(replicas, () =>
+      provisionSnapshotStream(jsm, {
+        stream: extra.SNAPSHOT_STREAM,
+        subjectPrefix: extra.SNAPSHOT_SUBJECT_PREFIX,
+        replicas,
+        duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
+      }),
+    );
     print(`${snapshots.config.name}: ready`);
     const kvm = new Kvm(nc);
     for (const kind of readModelKinds) {
       const bucket = leaseBucket(leaseGroup(config.EVENT_STREAM, kind));
-      await kvm.create(bucket, {
-        ttl: extra.PROJECTOR_LEASE_TTL_MS,
-        history: 1,
-        replicas: config.EVENT_STREAM_REPLICAS,
-      });
+      await withReplicaErrors(replicas, () =>
+        kvm.create(bucket, { ttl: extra.PROJECTOR_LEASE_TTL_MS, history: 1, replicas }),
+      );
       // The lease table is read by direct get.
       const info = await jsm.streams.info(`KV_${bucket}`);
       if (!info.config.allow_direct) {
