@@ -11,7 +11,14 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createLogger } from "@ctx/config";
-import { type ContextEventData, fold, type StoryId, storyId, streamVersion } from "@ctx/domain";
+import {
+  type ContextEventData,
+  fold,
+  type StoryId,
+  storyId,
+  streamVersion,
+  toContextMessage,
+} from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
 import {
   type BackupManifest,
@@ -30,8 +37,11 @@ import {
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
+  eventually,
   stack,
+  startNatsCluster,
   startNatsServer,
+  type TestNatsCluster,
   type TestNatsServer,
   uniqueName,
   valkeyLogin,
@@ -67,7 +77,7 @@ interface CtxRun {
 }
 
 /** `bin/ctx` as the operator (the ctx user) of a server. */
-function ctx(server: TestNatsServer, args: readonly string[]): Promise<CtxRun> {
+function ctx(server: NatsServers, args: readonly string[]): Promise<CtxRun> {
   const env = {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? "",
@@ -81,7 +91,10 @@ function ctx(server: TestNatsServer, args: readonly string[]): Promise<CtxRun> {
   });
 }
 
-async function admin(server: TestNatsServer): Promise<NatsConnection> {
+/** A server or a cluster: what a role connects with. */
+type NatsServers = Pick<TestNatsServer, "env">;
+
+async function admin(server: NatsServers): Promise<NatsConnection> {
   return connectNats(natsConnectionOf(server.env("admin")), { timeout: 5_000 });
 }
 
@@ -354,6 +367,92 @@ describe("ctx streams backup and restore", () => {
       expect(nothing.stderr).toMatch(/does not exist/);
     } finally {
       await empty.stop();
+    }
+  });
+});
+
+describe("ctx streams restore between R1 and R3", () => {
+  let cluster: TestNatsCluster;
+  let single: TestNatsServer;
+  const r1Backup = () => join(work, "r1-backup");
+  const r3Backup = () => join(work, "r3-backup");
+
+  beforeAll(async () => {
+    [cluster, single] = await Promise.all([startNatsCluster(), startNatsServer()]);
+    const made = await ctx(source, ["streams", "backup", "--out", r1Backup()]);
+    expect(made.code).toBe(0);
+  }, 120_000);
+
+  afterAll(async () => {
+    await Promise.all([cluster?.stop(), single?.stop()]);
+  });
+
+  /** Every story reads and verifies as on the source, and projects as it does there. */
+  async function sameStories(nc: NatsConnection) {
+    const store = createEventStore(nc);
+    for (const id of stories) {
+      const before = await sourceStore.read(id);
+      const after = await store.read(id);
+      // The source's first story took one more event after its backup.
+      expect(after).toEqual(before.slice(0, after.length));
+      expect(after.length).toBeGreaterThanOrEqual(before.length - 1);
+      expect(verifyChain(after)).toEqual({ intact: true, events: after.length });
+    }
+    const projection = await project(nc, uniqueName("replicas"));
+    const generation = await projection.activeGeneration();
+    for (const id of stories) {
+      expect((await projection.readContext(generation, id))?.context).toEqual(
+        toContextMessage(fold(id, await store.read(id))),
+      );
+    }
+  }
+
+  it("restores an R1 backup as R3 on a three-node cluster, every replica current", async () => {
+    const run = await ctx(cluster, ["streams", "restore", "--from", r1Backup(), "--replicas", "3"]);
+    expect(run.stderr).toBe("");
+    expect(run.stdout).toMatch(
+      /CONTEXT_EVENTS: restored \d+ messages .*replicas 3: matches the manifest/,
+    );
+    const nc = await admin(cluster);
+    try {
+      const jsm = await jetstreamManager(nc);
+      await eventually(
+        async () => {
+          const info = await jsm.streams.info(events);
+          expect(info.config.num_replicas).toBe(3);
+          expect(info.cluster?.replicas?.length).toBe(2);
+          expect(info.cluster?.replicas?.every((r) => r.current)).toBe(true);
+        },
+        { timeout: 30_000 },
+      );
+      await sameStories(nc);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it("backs up the R3 stream and restores it as R1 on a single server; R3 there is refused", async () => {
+    const made = await ctx(cluster, ["streams", "backup", "--out", r3Backup(), "--json"]);
+    expect(made.stderr).toBe("");
+    const manifest = JSON.parse(made.stdout) as BackupManifest;
+    expect(manifest.streams[0]?.replicas).toBe(3);
+    expect(manifest.server.cluster).toBeDefined();
+
+    const refused = await ctx(single, ["streams", "restore", "--from", r3Backup()]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/3 replicas need a JetStream cluster.*--replicas 1/);
+
+    const run = await ctx(single, ["streams", "restore", "--from", r3Backup(), "--replicas", "1"]);
+    expect(run.stderr).toBe("");
+    expect(run.stdout).toMatch(
+      /CONTEXT_EVENTS: restored \d+ messages .*replicas 1: matches the manifest/,
+    );
+    const nc = await admin(single);
+    try {
+      expect((await (await jetstreamManager(nc)).streams.info(events)).config.num_replicas).toBe(1);
+      await sameStories(nc);
+    } finally {
+      await nc.close();
     }
   });
 });
