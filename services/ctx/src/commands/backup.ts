@@ -14,29 +14,37 @@ import { withCtxEnv } from "../ctx-env.ts";
 
 const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(1)} MB`;
 
+/** What a progress update shows: a bar's format, position and payload, or a plain line. */
+interface ProgressView {
+  readonly format: string;
+  readonly value: number;
+  readonly total: number;
+  readonly payload: Record<string, string | number>;
+  readonly line: string;
+}
+
 /** Progress on a terminal: one bar per stream; otherwise a line every 2 s; none with --json. */
 function progressReporter(json: boolean, print: (line: string) => void) {
   const tty = !json && process.stderr.isTTY === true;
   let bar: SingleBar | undefined;
   let current = "";
   let lastLine = 0;
-  const started = Date.now();
   return {
-    update(stream: string, format: string, value: number, total: number, payload: object) {
+    update(stream: string, view: ProgressView) {
       if (json) return;
+      const total = Math.max(1, view.total);
       if (tty) {
         if (current !== stream) {
           bar?.stop();
-          bar = new SingleBar({ format, hideCursor: true, clearOnComplete: false });
-          bar.start(Math.max(1, total), 0, payload);
+          bar = new SingleBar({ format: view.format, hideCursor: true, clearOnComplete: false });
+          bar.start(total, 0, view.payload);
           current = stream;
         }
-        if (bar?.getTotal() !== Math.max(1, total)) bar?.setTotal(Math.max(1, total));
-        bar?.update(Math.min(value, Math.max(1, total)), payload);
+        if (bar?.getTotal() !== total) bar?.setTotal(total);
+        bar?.update(Math.min(view.value, total), view.payload);
       } else if (Date.now() - lastLine > 2_000) {
         lastLine = Date.now();
-        const rate = mb(value / Math.max(0.001, (Date.now() - started) / 1000));
-        print(`${stream}: ${mb(value)} of ${mb(total)} (${rate}/s)`);
+        print(view.line);
       }
     },
     stop() {
@@ -70,21 +78,26 @@ export async function streamsBackup(
       out: options.out,
       force: options.force === true,
       ...(config.NATS_INBOX_PREFIX === undefined ? {} : { inboxPrefix: config.NATS_INBOX_PREFIX }),
-      // The snapshot's compressed size is not known ahead: the bar runs against the stream's
-      // stored bytes and ends short of them by the compression.
-      onProgress: (p: BackupProgress) =>
-        progress.update(
-          p.stream,
-          "{stream} [{bar}] {received} of ~{stored} stored | {messages} messages",
-          p.done ? p.streamBytes : p.bytes,
-          p.streamBytes,
-          {
-            stream: p.stream,
-            received: mb(p.bytes),
-            stored: mb(p.streamBytes),
-            messages: p.messages,
-          },
-        ),
+      // The snapshot's compressed size is not known ahead (S2 shrinks our events to about a
+      // third): no percentage, the bytes received and the rate.
+      onProgress: (p: BackupProgress) => {
+        const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+        const payload = {
+          stream: p.stream,
+          received: mb(p.bytes),
+          rate: mb(p.bytes / seconds),
+          stored: mb(p.streamBytes),
+          messages: p.messages,
+        };
+        progress.update(p.stream, {
+          format:
+            "{stream}: {received} received ({rate}/s) | snapshot of {messages} messages, {stored} stored",
+          value: p.done ? 1 : 0,
+          total: 1,
+          payload,
+          line: `${p.stream}: ${payload.received} received (${payload.rate}/s) of a snapshot of ${p.messages} messages, ${payload.stored} stored`,
+        });
+      },
     }).finally(() => progress.stop());
     const seconds = (Date.now() - started) / 1000;
     if (options.json) {
@@ -155,17 +168,13 @@ async function restoreVerified(
     const restored = await restoreBackup(nc, backup, {
       ...(replicas === undefined ? {} : { replicas }),
       onProgress: (p) =>
-        progress.update(
-          p.stream,
-          "{stream} [{bar}] {percentage}% | {sent} of {size}",
-          p.bytes,
-          p.total,
-          {
-            stream: p.stream,
-            sent: mb(p.bytes),
-            size: mb(p.total),
-          },
-        ),
+        progress.update(p.stream, {
+          format: "{stream} [{bar}] {percentage}% | {sent} of {size} | ETA {eta_formatted}",
+          value: p.bytes,
+          total: p.total,
+          payload: { stream: p.stream, sent: mb(p.bytes), size: mb(p.total) },
+          line: `${p.stream}: ${mb(p.bytes)} of ${mb(p.total)} restored`,
+        }),
     }).finally(() => progress.stop());
     const seconds = (Date.now() - started) / 1000;
     const summary = restored.map((r) => ({
