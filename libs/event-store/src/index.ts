@@ -85,7 +85,13 @@ export type {
   RestoredStream,
   VerifiedBackup,
 } from "./stream-backup.ts";
-export { backupFormat, backupStreams, openBackup, restoreBackup } from "./stream-backup.ts";
+export {
+  backupFormat,
+  backupStreams,
+  endsInsideBatch,
+  openBackup,
+  restoreBackup,
+} from "./stream-backup.ts";
 export type {
   RestoreOptions,
   RestoreProgress,

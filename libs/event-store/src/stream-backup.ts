@@ -131,6 +131,43 @@ export async function backupStreams(
   if (!(await stat(parent).catch(() => undefined))?.isDirectory()) {
     throw new StreamBackupError(`the folder ${parent} does not exist`, "path");
   }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await backupOnce(nc, out, existing === "backup", options);
+    } catch (e) {
+      // A snapshot that ended inside a command's batch: another one, a moment later, will not.
+      if (!(e instanceof MidBatchError) || attempt === midBatchAttempts) throw e;
+    }
+  }
+}
+
+/** Snapshots taken before giving up on one that does not end inside a batch. */
+const midBatchAttempts = 5;
+
+/** A snapshot whose last message is not the last of its atomic batch (see `endsInsideBatch`). */
+class MidBatchError extends StreamBackupError {
+  override name = "MidBatchError";
+}
+
+/**
+ * Whether a stored message is a member of an atomic batch but not its last (the commit). The
+ * server keeps the batch headers on stored messages, and takes a snapshot's point from its store
+ * without waiting for a batch being applied to finish: a snapshot can end after the first events of
+ * a command. Restored, that story would hold part of a command, which nothing else can produce.
+ */
+export function endsInsideBatch(headers: { get(key: string): string } | undefined): boolean {
+  return (
+    (headers?.get("Nats-Batch-Id") ?? "") !== "" && (headers?.get("Nats-Batch-Commit") ?? "") === ""
+  );
+}
+
+async function backupOnce(
+  nc: NatsConnection,
+  out: string,
+  replace: boolean,
+  options: BackupOptions,
+): Promise<BackupManifest> {
+  const parent = dirname(out);
   const sink = await (isTarPath(out) ? tarSink(out) : folderSink(out)).catch((e: unknown) => {
     throw new StreamBackupError(`cannot write in ${parent}: ${(e as Error).message}`, "path", {
       cause: e,
@@ -153,7 +190,7 @@ export async function backupStreams(
       streams,
     };
     await sink.put(manifestFile, encode(json(manifest)));
-    await sink.commit(existing === "backup");
+    await sink.commit(replace);
     return manifest;
   } catch (e) {
     await sink.discard();
@@ -194,6 +231,18 @@ async function backupOne(
     );
   });
   if (!meta) throw new StreamBackupError(`snapshot of stream ${stream}: no answer`, "server");
+  if (meta.state.messages > 0) {
+    const jsm = await jetstreamManager(nc);
+    const last = await jsm.streams
+      .getMessage(stream, { seq: meta.state.last_seq })
+      .catch(() => undefined);
+    if (endsInsideBatch(last?.header)) {
+      throw new MidBatchError(
+        `the snapshots of stream ${stream} kept ending inside a command's batch (${midBatchAttempts} tries); run the backup again`,
+        "server",
+      );
+    }
+  }
   options.onProgress?.({ stream, bytes, ...known, done: true });
   const metaBytes = encode(json(meta));
   await sink.put(metaFile, metaBytes);
