@@ -132,6 +132,7 @@ export type StreamBackupProblem =
   | "bad_backup"
   | "path"
   | "mismatch"
+  | "interrupted"
   | "server";
 
 /**

@@ -72,7 +72,8 @@ export interface BackupProgress {
   readonly done: boolean;
 }
 
-export interface BackupOptions extends Pick<SnapshotOptions, "inboxPrefix" | "timeoutMs"> {
+export interface BackupOptions
+  extends Pick<SnapshotOptions, "inboxPrefix" | "timeoutMs" | "signal" | "chunkBytes"> {
   /** The streams to back up, in order. */
   readonly streams: readonly string[];
   /** The backup's folder, or a tar file when it ends in `.tar`; new (or an empty folder) unless `force`. */
@@ -223,6 +224,8 @@ async function backupOne(
       {
         ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
         onMeta: (m) => {
           known = { messages: m.state.messages, streamBytes: m.state.bytes };
           options.onProgress?.({ stream, bytes, ...known, done: false });
@@ -378,7 +381,8 @@ export interface RestoredStream {
   readonly matches: boolean;
 }
 
-export interface RestoreBackupOptions extends Pick<RestoreOptions, "timeoutMs" | "chunkBytes"> {
+export interface RestoreBackupOptions
+  extends Pick<RestoreOptions, "timeoutMs" | "chunkBytes" | "signal"> {
   /** Restore with this many replicas instead of the backup's (R1 to R3 and back). */
   readonly replicas?: number;
   readonly onProgress?: (progress: {
@@ -425,6 +429,7 @@ export async function restoreBackup(
     const info = await restoreStream(nc, { config, state: meta.state }, backup.data(s.name), {
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
       onProgress: ({ bytes }) =>
         options.onProgress?.({ stream: s.name, bytes, total: s.data_bytes }),
     });

@@ -42,6 +42,8 @@ export interface SnapshotOptions {
   readonly windowBytes?: number;
   /** How long the API request, and the wait for each next chunk, may take. Default 30 s. */
   readonly timeoutMs?: number;
+  /** Stops the snapshot (the server drops it when its chunks are no longer acknowledged). */
+  readonly signal?: AbortSignal;
   /** Called with the config and state as soon as the server answers, before the first chunk. */
   readonly onMeta?: (meta: StreamSnapshotMeta) => void;
   readonly onProgress?: (progress: SnapshotProgress) => void;
@@ -68,26 +70,34 @@ function requestFailure(what: string, e: unknown): StreamBackupError {
   );
 }
 
-/** The next message of an iterator, or an error when none comes within `ms`. */
+/** The next message of an iterator, or an error when none comes within `ms` or `signal` aborts. */
 async function nextWithin<T>(
   it: AsyncIterator<T>,
   ms: number,
   what: string,
+  signal: AbortSignal | undefined,
 ): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
+  let onAbort = () => {};
+  const stop = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new StreamBackupError(`${what}: nothing arrived for ${ms} ms`, "server")),
       ms,
     );
+    onAbort = () => reject(interrupted(what));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener("abort", onAbort, { once: true });
   });
   try {
-    const r = await Promise.race([it.next(), timeout]);
+    const r = await Promise.race([it.next(), stop]);
     return r.done ? undefined : r.value;
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
   }
 }
+
+const interrupted = (what: string) => new StreamBackupError(`${what}: interrupted`, "interrupted");
 
 /**
  * Snapshots `stream`, handing each chunk to `write` in order and acknowledging it only once
@@ -132,7 +142,7 @@ export async function snapshotStream(
     let bytes = 0;
     let chunks = 0;
     for (;;) {
-      const m: Msg | undefined = await nextWithin(it, timeout, what);
+      const m: Msg | undefined = await nextWithin(it, timeout, what, options.signal);
       if (m === undefined)
         throw new StreamBackupError(`${what}: the subscription closed`, "server");
       if (m.data.length === 0) {
@@ -168,6 +178,8 @@ export interface RestoreOptions {
   readonly inFlight?: number;
   /** How long the server may take to acknowledge a chunk. Default 30 s. */
   readonly timeoutMs?: number;
+  /** Stops the upload; the server drops the half-restored stream after 5 s without a chunk. */
+  readonly signal?: AbortSignal;
   /** How long the server may take to finish after the last chunk. Default 10 minutes. */
   readonly finishTimeoutMs?: number;
   readonly onProgress?: (progress: RestoreProgress) => void;
@@ -239,6 +251,7 @@ export async function restoreStream(
   };
   try {
     for await (const chunk of rechunk(data, options.chunkBytes ?? 128 * 1024)) {
+      if (options.signal?.aborted) throw interrupted(what);
       if (inFlight.length >= maxInFlight) await settleOldest();
       const sent = nc.request(deliver, chunk, { timeout });
       inFlight.push(sent);

@@ -217,5 +217,6 @@ try {
   await program.parseAsync();
 } catch (e) {
   console.error(`ctx: ${e instanceof Error ? e.message : String(e)}`);
-  process.exitCode = 1;
+  // A command may have said why it failed (130: interrupted).
+  if (!process.exitCode) process.exitCode = 1;
 }

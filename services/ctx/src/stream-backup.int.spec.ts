@@ -22,8 +22,10 @@ import {
 import { eventData } from "@ctx/domain/testing";
 import {
   type BackupManifest,
+  backupStreams,
   createEventStore,
   type EventStore,
+  isStreamBackupError,
   openBackup,
   provisionEventStream,
   verifyChain,
@@ -286,6 +288,22 @@ describe("ctx streams backup and restore", () => {
       streamVersion(head),
     );
     expect(appended.version).toBe(head + 1);
+  });
+
+  it("leaves nothing behind when interrupted", async () => {
+    const abort = new AbortController();
+    const out = join(work, "interrupted");
+    const outcome = await backupStreams(sourceNc, {
+      streams: [events],
+      out,
+      signal: abort.signal,
+      chunkBytes: 16 * 1024,
+      onProgress: (p) => {
+        if (p.bytes > 0) abort.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isStreamBackupError(outcome) && outcome.problem).toBe("interrupted");
+    expect(readdirSync(work).filter((f) => f.includes("interrupted"))).toEqual([]);
   });
 
   it("refuses to restore over a stream the server has", async () => {

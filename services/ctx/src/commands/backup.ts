@@ -14,6 +14,24 @@ import { withCtxEnv } from "../ctx-env.ts";
 
 const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(1)} MB`;
 
+/**
+ * Runs `work` with Ctrl-C turned into an abort: a backup then deletes what it wrote, a restore
+ * stops sending (the server drops the half-restored stream). Exit code 130 either way.
+ */
+async function interruptible<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  const onSigint = () => abort.abort();
+  process.once("SIGINT", onSigint);
+  try {
+    return await work(abort.signal);
+  } catch (e) {
+    if (abort.signal.aborted) process.exitCode = 130;
+    throw e;
+  } finally {
+    process.removeListener("SIGINT", onSigint);
+  }
+}
+
 /** What a progress update shows: a bar's format, position and payload, or a plain line. */
 interface ProgressView {
   readonly format: string;
@@ -73,32 +91,37 @@ export async function streamsBackup(
     if (options.parked) streams.push(config.PARKED_STREAM);
     const progress = progressReporter(options.json === true, print);
     const started = Date.now();
-    const manifest = await backupStreams(nc, {
-      streams,
-      out: options.out,
-      force: options.force === true,
-      ...(config.NATS_INBOX_PREFIX === undefined ? {} : { inboxPrefix: config.NATS_INBOX_PREFIX }),
-      // The snapshot's compressed size is not known ahead (S2 shrinks our events to about a
-      // third): no percentage, the bytes received and the rate.
-      onProgress: (p: BackupProgress) => {
-        const seconds = Math.max(0.001, (Date.now() - started) / 1000);
-        const payload = {
-          stream: p.stream,
-          received: mb(p.bytes),
-          rate: mb(p.bytes / seconds),
-          stored: mb(p.streamBytes),
-          messages: p.messages,
-        };
-        progress.update(p.stream, {
-          format:
-            "{stream}: {received} received ({rate}/s) | snapshot of {messages} messages, {stored} stored",
-          value: p.done ? 1 : 0,
-          total: 1,
-          payload,
-          line: `${p.stream}: ${payload.received} received (${payload.rate}/s) of a snapshot of ${p.messages} messages, ${payload.stored} stored`,
-        });
-      },
-    }).finally(() => progress.stop());
+    const manifest = await interruptible((signal) =>
+      backupStreams(nc, {
+        signal,
+        streams,
+        out: options.out,
+        force: options.force === true,
+        ...(config.NATS_INBOX_PREFIX === undefined
+          ? {}
+          : { inboxPrefix: config.NATS_INBOX_PREFIX }),
+        // The snapshot's compressed size is not known ahead (S2 shrinks our events to about a
+        // third): no percentage, the bytes received and the rate.
+        onProgress: (p: BackupProgress) => {
+          const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+          const payload = {
+            stream: p.stream,
+            received: mb(p.bytes),
+            rate: mb(p.bytes / seconds),
+            stored: mb(p.streamBytes),
+            messages: p.messages,
+          };
+          progress.update(p.stream, {
+            format:
+              "{stream}: {received} received ({rate}/s) | snapshot of {messages} messages, {stored} stored",
+            value: p.done ? 1 : 0,
+            total: 1,
+            payload,
+            line: `${p.stream}: ${payload.received} received (${payload.rate}/s) of a snapshot of ${p.messages} messages, ${payload.stored} stored`,
+          });
+        },
+      }),
+    ).finally(() => progress.stop());
     const seconds = (Date.now() - started) / 1000;
     if (options.json) {
       print(JSON.stringify({ out: options.out, seconds, ...manifest }));
@@ -165,17 +188,20 @@ async function restoreVerified(
   await withCtxEnv(async ({ nc }) => {
     const progress = progressReporter(options.json === true, print);
     const started = Date.now();
-    const restored = await restoreBackup(nc, backup, {
-      ...(replicas === undefined ? {} : { replicas }),
-      onProgress: (p) =>
-        progress.update(p.stream, {
-          format: "{stream} [{bar}] {percentage}% | {sent} of {size} | ETA {eta_formatted}",
-          value: p.bytes,
-          total: p.total,
-          payload: { stream: p.stream, sent: mb(p.bytes), size: mb(p.total) },
-          line: `${p.stream}: ${mb(p.bytes)} of ${mb(p.total)} restored`,
-        }),
-    }).finally(() => progress.stop());
+    const restored = await interruptible((signal) =>
+      restoreBackup(nc, backup, {
+        signal,
+        ...(replicas === undefined ? {} : { replicas }),
+        onProgress: (p) =>
+          progress.update(p.stream, {
+            format: "{stream} [{bar}] {percentage}% | {sent} of {size} | ETA {eta_formatted}",
+            value: p.bytes,
+            total: p.total,
+            payload: { stream: p.stream, sent: mb(p.bytes), size: mb(p.total) },
+            line: `${p.stream}: ${mb(p.bytes)} of ${mb(p.total)} restored`,
+          }),
+      }),
+    ).finally(() => progress.stop());
     const seconds = (Date.now() - started) / 1000;
     const summary = restored.map((r) => ({
       name: r.name,
