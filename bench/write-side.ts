@@ -67,6 +67,10 @@ const settings = {
   readSizes: [10, 100, 1000],
   profile: process.env.BENCH_PROFILE === "1",
   client: clientKind(process.env.BENCH_CLIENT ?? "connect"),
+  /** NATS servers: 1, or a JetStream cluster of this many nodes with every stream R3. */
+  natsCluster: envNumber("BENCH_NATS_CLUSTER", 1),
+  /** The read phases after the writes; BENCH_READS=0 leaves them out. */
+  reads: process.env.BENCH_READS !== "0",
 };
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
 
@@ -140,7 +144,7 @@ async function main(): Promise<void> {
   }
 
   if (settings.client === "go") await buildLoadgen();
-  const stack = await startBenchStack();
+  const stack = await startBenchStack({ natsCluster: settings.natsCluster });
   const sessions: Http2SessionManager[] = [];
   const h2Sessions: http2.ClientHttp2Session[] = [];
   let nc: NatsConnection | undefined;
@@ -166,6 +170,8 @@ async function main(): Promise<void> {
     await provisionEventStream(await jetstreamManager(nc), {
       ...defaultEventStreamSettings,
       ...rawNames,
+      // The raw baseline on the same replicas as the service's stream.
+      replicas: stack.natsNodes >= 3 ? 3 : 1,
     });
     const natsVersion = await natsServerVersion(stack);
 
@@ -208,7 +214,7 @@ async function main(): Promise<void> {
     }
     const service = commandServiceWriter(clients, ids, h2Clients);
     const raw = rawWriter(js, ids);
-    const cpuPids = () => ({ service: stack.pids().command, nats: stack.pids().nats });
+    const cpuPids = () => ({ service: stack.pids().command, nats: stack.natsPids() });
 
     log("setup: creating the stories (CreateContext through the service; ContextCreated raw)…");
     const setupService = await withCpu(cpuPids(), ["service"], () =>
@@ -287,12 +293,14 @@ async function main(): Promise<void> {
       });
     }
 
-    log("reads: batched direct get (store.read) versus an ordered consumer…");
     const reads: ReadStrategies[] = [];
-    for (const events of settings.readSizes) reads.push(await compareReads(store, js, events));
-
-    log("reads: whole random stories, subject by subject versus through the story's filter…");
-    const storyReads = await compareWholeStoryReads(store, nc, ids, cpuPids);
+    let storyReads: StoryReadCost | undefined;
+    if (settings.reads) {
+      log("reads: batched direct get (store.read) versus an ordered consumer…");
+      for (const events of settings.readSizes) reads.push(await compareReads(store, js, events));
+      log("reads: whole random stories, subject by subject versus through the story's filter…");
+      storyReads = await compareWholeStoryReads(store, nc, ids, cpuPids);
+    }
 
     const results = {
       bench: "write-side",
@@ -306,9 +314,10 @@ async function main(): Promise<void> {
       storyReads,
     };
     mkdirSync(resultsDir, { recursive: true });
-    writeFileSync(join(resultsDir, "write-side.json"), `${JSON.stringify(results, null, 2)}\n`);
+    const file = settings.natsCluster > 1 ? "write-side-cluster.json" : "write-side.json";
+    writeFileSync(join(resultsDir, file), `${JSON.stringify(results, null, 2)}\n`);
     console.log(report(results));
-    console.log(`\nJSON: bench/results/write-side.json`);
+    console.log(`\nJSON: bench/results/${file}`);
   } finally {
     await shutdown();
   }
@@ -539,7 +548,7 @@ async function compareWholeStoryReads(
   store: EventStore,
   nc: NatsConnection,
   ids: readonly string[],
-  pids: () => Record<string, number | undefined>,
+  pids: () => Record<string, number | readonly number[] | undefined>,
 ): Promise<StoryReadCost> {
   const jsm = await jetstreamManager(nc);
   const streamMessages = (await jsm.streams.info(serviceNames.stream)).state.messages;
@@ -642,7 +651,7 @@ function report(r: {
   setup: { commandService: Phase; rawJetStream: Phase };
   levels: readonly Level[];
   reads: readonly ReadStrategies[];
-  storyReads: StoryReadCost;
+  storyReads: StoryReadCost | undefined;
 }): string {
   const cpu = (p: Phase) => {
     const c = (k: string) => fmt(p.cpuPercent[k] ?? Number.NaN, 0);
@@ -663,7 +672,7 @@ function report(r: {
     "",
     `Write side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
     `Client (${settings.client === "go" ? "the Go load generator of bench/loadgen for the measured calls, this process for the rest" : `this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}`}), command service and NATS share the machine's ${m.cpus} cores.`,
-    `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call.`,
+    `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call; ${settings.natsCluster > 1 ? `a JetStream cluster of ${settings.natsCluster} nats-servers, streams R3` : "one nats-server, streams R1"}.`,
     "",
     table(
       [
@@ -722,10 +731,21 @@ function report(r: {
         fmt(l.commandService.benchLoopLagMs.p99, 1),
       ]),
     ),
+    ...(r.storyReads === undefined ? [] : readLines(r.reads, r.storyReads)),
+  ];
+  const errors = [
+    ...r.levels.flatMap((l) => [...l.commandService.errorSamples, ...l.rawJetStream.errorSamples]),
+  ];
+  if (errors.length > 0) lines.push("", "Errors seen:", ...errors.map((e) => `  ${e}`));
+  return lines.join("\n");
+}
+
+function readLines(reads: readonly ReadStrategies[], storyReads: StoryReadCost): string[] {
+  return [
     "",
     table(
       ["story events", "reads", "direct get p50 ms", "p99 ms", "ordered consumer p50 ms", "p99 ms"],
-      r.reads.map((x) => [
+      reads.map((x) => [
         String(x.events),
         String(x.reads),
         fmt(x.directGetMs.p50, 2),
@@ -735,10 +755,10 @@ function report(r: {
       ]),
     ),
     "",
-    `Whole-story reads of random stories, one at a time, on the grown stream (${r.storyReads.streamMessages} messages; last of two rounds each):`,
+    `Whole-story reads of random stories, one at a time, on the grown stream (${storyReads.streamMessages} messages; last of two rounds each):`,
     table(
       ["path", "reads", "p50 ms", "p99 ms", "NATS CPU ms per read (both rounds)"],
-      r.storyReads.paths.map((x) => [
+      storyReads.paths.map((x) => [
         x.path,
         String(x.phase.calls),
         fmt(x.phase.latencyMs.p50, 2),
@@ -747,11 +767,6 @@ function report(r: {
       ]),
     ),
   ];
-  const errors = [
-    ...r.levels.flatMap((l) => [...l.commandService.errorSamples, ...l.rawJetStream.errorSamples]),
-  ];
-  if (errors.length > 0) lines.push("", "Errors seen:", ...errors.map((e) => `  ${e}`));
-  return lines.join("\n");
 }
 
 await main();

@@ -73,7 +73,7 @@ export type CpuShares = Record<string, number>;
  * bound by its event loop, whatever its total share.
  */
 export function measureCpu(
-  pids: Readonly<Record<string, number | undefined>>,
+  pids: Readonly<Record<string, number | readonly number[] | undefined>>,
   mainThreads: readonly string[] = [],
 ): () => CpuShares {
   const started = performance.now();
@@ -83,9 +83,16 @@ export function measureCpu(
   const read = () => {
     const out: Record<string, number | undefined> = {};
     for (const [name, pid] of Object.entries(pids)) {
-      out[name] = pid === undefined ? undefined : cpuSeconds(pid);
+      if (Array.isArray(pid)) {
+        // Several processes of one kind (a cluster's nodes): their sum.
+        const each = pid.map((p: number) => cpuSeconds(p));
+        out[name] = each.includes(undefined) ? undefined : each.reduce((a = 0, b = 0) => a + b, 0);
+        continue;
+      }
+      const one = pid as number | undefined;
+      out[name] = one === undefined ? undefined : cpuSeconds(one);
       if (mainThreads.includes(name)) {
-        out[`${name}Main`] = pid === undefined ? undefined : cpuSeconds(pid, true);
+        out[`${name}Main`] = one === undefined ? undefined : cpuSeconds(one, true);
       }
     }
     return out;

@@ -21,7 +21,7 @@ export interface Phase extends LoadResult {
 
 /** Runs a load phase, measuring the CPU of `pids` (`mainThreads` also on their main thread alone). */
 export async function withCpu(
-  pids: Readonly<Record<string, number | undefined>>,
+  pids: Readonly<Record<string, number | readonly number[] | undefined>>,
   mainThreads: readonly string[],
   phase: () => Promise<LoadResult>,
 ): Promise<Phase> {

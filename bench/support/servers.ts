@@ -109,6 +109,10 @@ export interface BenchStack {
     readonly command?: number;
     readonly [name: string]: number | undefined;
   };
+  /** The pids of the NATS servers: one, or every node of a cluster. */
+  natsPids(): number[];
+  /** The stack's NATS servers: 1, or the nodes of its cluster (`natsCluster`). */
+  readonly natsNodes: number;
   /**
    * Starts `node services/command/src/main.ts` as a child process of its own (so client and service
    * never share an event loop), configured by environment like deploy/local/services.sh does it.
@@ -278,8 +282,14 @@ async function reapAbandonedRuns(): Promise<void> {
  * the tests.
  */
 export async function startBenchStack(
-  options: { readonly valkey?: boolean; readonly neo4j?: boolean } = {},
+  options: {
+    readonly valkey?: boolean;
+    readonly neo4j?: boolean;
+    /** A JetStream cluster of this many nodes (deploy/local/nats.sh NATS_CLUSTER), streams R3. */
+    readonly natsCluster?: number;
+  } = {},
 ): Promise<BenchStack> {
+  const natsNodes = options.natsCluster ?? 1;
   await reapAbandonedRuns();
   const dir = join(benchStacksDir, `${process.pid}-${Date.now().toString(36)}`);
   mkdirSync(dir, { recursive: true });
@@ -292,16 +302,35 @@ export async function startBenchStack(
     VALKEY_PORT: options.valkey ? await freePort() : 0,
     NEO4J_BOLT_PORT: options.neo4j ? await freePort() : 0,
   };
+  // A cluster's nodes: the first on the ports above, the others on ports of their own.
+  const clusterPorts = {
+    client: [ports.NATS_PORT],
+    monitor: [ports.NATS_MONITOR_PORT],
+    route: [] as number[],
+  };
+  for (let i = 0; i < natsNodes && natsNodes > 1; i++) {
+    if (i > 0) clusterPorts.client.push(await freePort());
+    if (i > 0) clusterPorts.monitor.push(await freePort());
+    clusterPorts.route.push(await freePort());
+  }
   const env: Record<string, string> = {
     STACK_DIR: dir,
     NATS_PORT: String(ports.NATS_PORT),
     NATS_MONITOR_PORT: String(ports.NATS_MONITOR_PORT),
+    ...(natsNodes > 1
+      ? {
+          NATS_CLUSTER: String(natsNodes),
+          NATS_PORTS: clusterPorts.client.join(","),
+          NATS_MONITOR_PORTS: clusterPorts.monitor.join(","),
+          NATS_CLUSTER_PORTS: clusterPorts.route.join(","),
+        }
+      : {}),
     ...(options.valkey ? { VALKEY_PORT: String(ports.VALKEY_PORT) } : {}),
     ...(options.neo4j ? { NEO4J_BOLT_PORT: String(ports.NEO4J_BOLT_PORT) } : {}),
   };
   mkdirSync(join(dir, "auth"), { recursive: true, mode: 0o700 });
   const auth = createTestAuth({ dir: join(dir, "auth") });
-  const natsUrl = `nats://127.0.0.1:${ports.NATS_PORT}`;
+  const natsUrl = clusterPorts.client.map((port) => `nats://127.0.0.1:${port}`).join(",");
   const valkeyUrl = options.valkey ? `redis://127.0.0.1:${ports.VALKEY_PORT}` : undefined;
   const neo4jUrl = options.neo4j ? `bolt://127.0.0.1:${ports.NEO4J_BOLT_PORT}` : undefined;
   const storeEnv = (user: BenchValkeyUser): Record<string, string> => ({
@@ -324,7 +353,9 @@ export async function startBenchStack(
       .split("\n")
       .filter((line) => line.includes("="))
       .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]);
-    return { NATS_URL: natsUrl, ...Object.fromEntries(vars) };
+    // On a cluster the streams are R3 (three nodes or more), for ctx provision and the services.
+    const replicas = natsNodes >= 3 ? { EVENT_STREAM_REPLICAS: "3" } : {};
+    return { NATS_URL: natsUrl, ...replicas, ...Object.fromEntries(vars) };
   };
   const provision = async (more: Readonly<Record<string, string>> = {}) => {
     await run(join(repoRoot, "bin/ctx"), ["provision"], {
@@ -345,6 +376,11 @@ export async function startBenchStack(
     commandUrl: `http://127.0.0.1:${ports.COMMAND_PORT}`,
     commandMetricsUrl: `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/metrics`,
     authorization: auth.authorization,
+    natsNodes,
+    natsPids: () => {
+      const names = natsNodes > 1 ? clusterPorts.client.map((_, i) => `nats-${i}`) : ["nats"];
+      return names.flatMap((name) => readPid(join(dir, `run/${name}.pid`)) ?? []);
+    },
     pids: () => {
       const out: Record<string, number> = {};
       for (const name of ["nats", "valkey", "neo4j", "command", ...services.keys()]) {

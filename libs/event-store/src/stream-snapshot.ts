@@ -1,6 +1,6 @@
 import type { ApiError, StreamConfig, StreamInfo, StreamState } from "@nats-io/jetstream";
 import { createInbox, Empty, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { StreamBackupError } from "./errors.ts";
+import { isNatsOutage, StreamBackupError } from "./errors.ts";
 
 // JetStream's own stream snapshot and restore API, which nats.js v3 has no client for. What the
 // server (2.15) does, read off its source (server/jetstream_api.go, stream_backup.go):
@@ -63,11 +63,12 @@ function apiFailure(what: string, error: ApiError): StreamBackupError {
 function requestFailure(what: string, e: unknown): StreamBackupError {
   const message = e instanceof Error ? e.message : String(e);
   const refused = /permissions violation/i.test(message);
-  return new StreamBackupError(
-    `${what}: ${refused ? "this NATS user may not do it (permissions violation)" : message}`,
-    refused ? "refused" : "server",
-    { cause: e },
-  );
+  const why = refused
+    ? "this NATS user may not do it (permissions violation)"
+    : isNatsOutage(e)
+      ? `NATS did not answer (${message}); in a cluster a stream elects a new leader for a few seconds after a server is lost: try again`
+      : message;
+  return new StreamBackupError(`${what}: ${why}`, refused ? "refused" : "server", { cause: e });
 }
 
 /** The next message of an iterator, or an error when none comes within `ms` or `signal` aborts. */

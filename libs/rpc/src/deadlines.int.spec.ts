@@ -125,4 +125,30 @@ describe("the turn budget's queue (1 call per turn, 5 waiting)", () => {
     // Shedding is not failing: the next call is served.
     expect((await client.createContext({ storyId: "after", title: "T" })).result?.version).toBe(1);
   });
+
+  it("given a burst over 9 connections and every protocol, then the shed calls are UNAVAILABLE on each, the shed count is exact, and every connection serves again", async () => {
+    // A client per connection (each transport opens its own), three per protocol.
+    const clients = protocols.flatMap((protocol) =>
+      [0, 1, 2].map((n) => ({ protocol, n, client: t.commandClient(protocol) })),
+    );
+    const before = await t.metric("rpc_server_refused_total", { reason: "queue_full" });
+    const burst = clients.flatMap(({ protocol, n, client }) =>
+      Array.from({ length: 40 }, (_, i) =>
+        client.createContext({ storyId: `flood-${protocol}-${n}-${i}`, title: "T" }),
+      ),
+    );
+    const codes = (await Promise.allSettled(burst)).map((r) =>
+      r.status === "fulfilled" ? "OK" : Code[ConnectError.from(r.reason).code],
+    );
+    const shed = codes.filter((c) => c === "Unavailable").length;
+    expect(shed).toBeGreaterThan(0);
+    expect(codes.filter((c) => c !== "OK" && c !== "Unavailable")).toEqual([]);
+    expect((await t.metric("rpc_server_refused_total", { reason: "queue_full" })) - before).toBe(
+      shed,
+    );
+    for (const { protocol, n, client } of clients) {
+      const after = await client.createContext({ storyId: `after-${protocol}-${n}`, title: "T" });
+      expect(after.result?.version, `${protocol} connection ${n}`).toBe(1);
+    }
+  });
 });

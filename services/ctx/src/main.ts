@@ -1,4 +1,5 @@
 import { printContextAtTwoTimes } from "@ctx/query-service";
+import { errors as natsErrors } from "@nats-io/transport-node";
 import { Command } from "commander";
 import {
   type BackupCommandOptions,
@@ -216,7 +217,15 @@ parked
 try {
   await program.parseAsync();
 } catch (e) {
-  console.error(`ctx: ${e instanceof Error ? e.message : String(e)}`);
+  console.error(`ctx: ${describeFailure(e)}`);
   // A command may have said why it failed (130: interrupted).
   if (!process.exitCode) process.exitCode = 1;
+}
+
+/** A failure in an operator's words; NATS's bare "timeout" says nothing of why or what to do. */
+function describeFailure(e: unknown): string {
+  if (e instanceof natsErrors.TimeoutError || e instanceof natsErrors.NoRespondersError) {
+    return `NATS did not answer in time (${e.message}). In a cluster a stream elects a new leader for a few seconds after a server is lost; try again. Otherwise check that NATS is up and NATS_URL names it.`;
+  }
+  return e instanceof Error ? e.message : String(e);
 }
