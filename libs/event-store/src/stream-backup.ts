@@ -55,7 +55,7 @@ export interface BackedUpStream {
 
 export interface BackupManifest {
   readonly format: typeof backupFormat;
-  /** When the backup was taken (ISO 8601, UTC): its snapshots are from about then. */
+  /** When the backup started (ISO 8601, UTC): each stream's snapshot is from a moment after. */
   readonly created_at: string;
   /** The server the client was connected to (a stream's leader takes its snapshot). */
   readonly server: { readonly version: string; readonly name: string; readonly cluster?: string };
@@ -106,9 +106,10 @@ async function pathKind(path: string): Promise<PathKind> {
 }
 
 /**
- * Backs up streams into a new folder: each stream's point-in-time snapshot, its config and state,
- * and the manifest with their checksums. Written beside `out` and renamed into place when complete,
- * so `out` never holds half a backup. Appends go on meanwhile; they are not in the backup.
+ * Backs up streams into a new folder or tar file: each stream's point-in-time snapshot, its config
+ * and state, and the manifest with their checksums. Written beside `out` and renamed into place
+ * when complete, so `out` never holds half a backup. Appends go on meanwhile; those after a
+ * stream's snapshot are not in the backup.
  */
 export async function backupStreams(
   nc: NatsConnection,
@@ -169,6 +170,8 @@ async function backupOnce(
   options: BackupOptions,
 ): Promise<BackupManifest> {
   const parent = dirname(out);
+  // When the first snapshot is asked for: each stream's is from a moment after it.
+  const createdAt = new Date().toISOString();
   const sink = await (isTarPath(out) ? tarSink(out) : folderSink(out)).catch((e: unknown) => {
     throw new StreamBackupError(`cannot write in ${parent}: ${(e as Error).message}`, "path", {
       cause: e,
@@ -182,7 +185,7 @@ async function backupOnce(
     const info = nc.info;
     const manifest: BackupManifest = {
       format: backupFormat,
-      created_at: new Date().toISOString(),
+      created_at: createdAt,
       server: {
         version: info?.version ?? "unknown",
         name: info?.server_name ?? "unknown",
