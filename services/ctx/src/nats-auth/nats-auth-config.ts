@@ -135,9 +135,11 @@ export function rolePermissions(names: NatsAuthNames): Readonly<Record<NatsRole,
       },
       subscribe: { allow: own("snapshotter") },
     },
-    // The operator: provisioning, rebuilds, parked replay and discard, status. Everything but
-    // destroying history: no stream delete or purge, no message delete on the event stream (an
-    // update could lift deny_delete; this still stops it).
+    // The operator: provisioning, rebuilds, parked replay and discard, status, backups and
+    // restores (JetStream's snapshot API: `$JS.API.STREAM.SNAPSHOT|RESTORE.*`, `$JS.SNAPSHOT.>`,
+    // chunks to its own inbox; a restore only creates a stream). Everything but destroying
+    // history: no stream delete or purge, no message delete on the event stream (an update could
+    // lift deny_delete; this still stops it).
     ctx: {
       publish: {
         allow: [">"],
