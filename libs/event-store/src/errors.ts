@@ -124,6 +124,31 @@ export class SetAsideRefusedError extends EventStoreError {
   override name = "SetAsideRefusedError";
 }
 
+/** What a backup or restore failed on, for callers that act on it (exit codes, retries). */
+export type StreamBackupProblem =
+  | "not_found"
+  | "exists"
+  | "refused"
+  | "bad_backup"
+  | "path"
+  | "mismatch"
+  | "interrupted"
+  | "server";
+
+/**
+ * A backup or restore that could not be done: a stream missing (or already there), a backup
+ * whose manifest or checksum does not hold, a path that cannot be used, or the server refusing.
+ */
+export class StreamBackupError extends EventStoreError {
+  override name = "StreamBackupError";
+  readonly problem: StreamBackupProblem;
+
+  constructor(message: string, problem: StreamBackupProblem, options?: ErrorOptions) {
+    super(message, options);
+    this.problem = problem;
+  }
+}
+
 export function isEventStoreError(e: unknown): e is EventStoreError {
   return e instanceof EventStoreError;
 }
@@ -153,6 +178,9 @@ export function isStreamConfigurationError(e: unknown): e is StreamConfiguration
 }
 export function isSetAsideRefusedError(e: unknown): e is SetAsideRefusedError {
   return e instanceof SetAsideRefusedError;
+}
+export function isStreamBackupError(e: unknown): e is StreamBackupError {
+  return e instanceof StreamBackupError;
 }
 
 /**

@@ -176,6 +176,29 @@ describe("append and read", () => {
     await expect(store.read(newStory(), { mustExist: true })).rejects.toThrow(/does not exist/);
   });
 
+  it("reads from the stream's leader what direct gets read, range and bounds alike", async () => {
+    const story = newStory();
+    await store.append(
+      story,
+      [
+        { data: created() },
+        { data: subtask("a") },
+        { data: decision("d") },
+        { data: subtask("b") },
+      ],
+      ExpectedVersion.NoStory,
+    );
+    await store.append(newStory(), [{ data: created() }], ExpectedVersion.NoStory);
+    const versions = (events: readonly RecordedEvent[]) => events.map((e) => e.version);
+    for (const options of [{}, { fromVersion: 2, toVersion: 3 }, { fromVersion: 4 }] as const) {
+      const direct = await store.read(story, options);
+      const leader = await store.read(story, { ...options, fromLeader: true });
+      expect(leader.map(withPlainHashes)).toEqual(direct.map(withPlainHashes));
+    }
+    expect(versions(await store.read(story, { fromLeader: true, toVersion: 2 }))).toEqual([1, 2]);
+    expect(await store.read(newStory(), { fromLeader: true })).toEqual([]);
+  });
+
   it("reads stories longer than one direct-get batch", async () => {
     const story = newStory();
     await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);

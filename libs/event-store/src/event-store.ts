@@ -21,6 +21,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
+  type MsgRequest,
   type StoredMsg,
 } from "@nats-io/jetstream";
 import {
@@ -149,6 +150,14 @@ export interface ReadOptions {
    * readStored): what every read did before, kept for comparisons (the write bench).
    */
   readonly bySubject?: boolean;
+  /**
+   * Read through the stream's leader (`STREAM.MSG.GET`, one message per request) instead of
+   * direct gets. Every replica of a replicated stream answers direct gets, and a follower may be a
+   * little behind its leader (while it catches up after a restart, or under load): a reader that
+   * knows the stream holds more than a direct get showed it (a projector delivered an event whose
+   * predecessors a read did not find) asks the leader before it concludes that they are missing.
+   */
+  readonly fromLeader?: boolean;
 }
 
 export interface ReadAllOptions {
@@ -382,8 +391,9 @@ class JetStreamEventStore implements EventStore {
     for (let attempt = 1; ; attempt++) {
       let head = this.#heads.get(storyId) ?? (await this.#fetchHead(storyId));
       if (expected !== "any" && (head?.version ?? 0) !== expected) {
-        // The cached head may be stale; only the server's answer counts.
-        head = await this.#fetchHead(storyId);
+        // The cached head may be stale; only the server's answer counts (its leader's: a
+        // follower may be behind).
+        head = await this.#fetchHead(storyId, true);
         const actual = head?.version ?? streamVersion(0);
         if (actual !== expected) throw new ConcurrencyError(storyId, expected, actual);
       }
@@ -393,7 +403,8 @@ class JetStreamEventStore implements EventStore {
       } catch (e) {
         if (!(e instanceof WrongLastSequence)) throw e;
         this.#heads.delete(storyId);
-        const current = await this.#fetchHead(storyId);
+        // The leader refused the expectation: ask it what the head is (a follower may not know).
+        const current = await this.#fetchHead(storyId, true);
         const actual = current?.version ?? streamVersion(0);
         if (
           !partitionDoubted &&
@@ -468,13 +479,30 @@ class JetStreamEventStore implements EventStore {
     // A publish whose ack timed out may have been stored: re-send the same bytes. The server drops
     // the duplicate (single event: by Nats-Msg-Id; batch: error 10201, then checked against the head).
     let outcome: { lastSequence: number; deduplicated: boolean } | undefined;
-    for (let attempt = 1; outcome === undefined; attempt++) {
+    let timeouts = 0;
+    let unsettled = 0;
+    while (outcome === undefined) {
       try {
         outcome = await this.#publishOnce(storyId, expectedSequence, messages);
       } catch (e) {
+        if (e instanceof StillInProcess) {
+          // The server has not settled an earlier attempt of this append, or another append of the
+          // story, yet: a replicated stream waits for its quorum, and a re-send after a timeout (or
+          // a leader change) finds the first one still in flight. Its outcome decides ours: ask
+          // again once it has settled (a duplicate, or a conflict), and give up as unavailable
+          // (the client retries with the same command id) when it takes too long.
+          if (++unsettled >= UNSETTLED_ATTEMPTS) {
+            throw new EventStoreUnavailableError(
+              `JetStream is still settling an earlier append of story ${storyId} (${e.message}); retry later`,
+              { cause: e },
+            );
+          }
+          await new Promise((r) => setTimeout(r, UNSETTLED_PAUSE_MS * unsettled));
+          continue;
+        }
         const timedOut =
           e instanceof EventStoreUnavailableError && e.cause instanceof natsErrors.TimeoutError;
-        if (!timedOut || !this.#connected || attempt >= 3) throw e;
+        if (!timedOut || !this.#connected || ++timeouts >= 3) throw e;
       }
     }
     const { lastSequence, deduplicated } = outcome;
@@ -529,7 +557,7 @@ class JetStreamEventStore implements EventStore {
       if (ack.error.err_code === WRONG_LAST_SEQUENCE) {
         throw new WrongLastSequence(ack.error.description);
       }
-      throw new JetStreamApiError(ack.error);
+      throw refusal(ack.error, new JetStreamApiError(ack.error));
     }
     if (ack.seq === undefined) {
       throw new AppendFailedError("JetStream acknowledged a publish without a sequence");
@@ -571,17 +599,27 @@ class JetStreamEventStore implements EventStore {
     const code = reply.error?.err_code;
     if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
     if (code === BATCH_DUPLICATE_MSG_ID) {
-      // The batch was sent before (its ack was lost): the events are stored if the story's head is ours.
-      const head = await this.#fetchHead(storyId);
+      // The batch was sent before (its ack was lost): the events are stored if the story's head is
+      // ours. Asked of the leader, which stored them; a follower may not hold them yet.
+      const jsm = await this.#manager();
+      const head = await this.#guard(() =>
+        jsm.streams.getMessage(this.names.stream, {
+          last_by_subj: storySubjects(this.names, storyId),
+        }),
+      );
       const lastId = messages[last]?.envelope.eventId;
-      const stored = head && (await this.#eventIdAt(head.sequence)) === lastId;
-      if (stored) return { lastSequence: head.sequence, deduplicated: true };
+      if (head && eventIdOf(head) === lastId) return { lastSequence: head.seq, deduplicated: true };
       throw new WrongLastSequence(reply.error?.description ?? "duplicate message id");
     }
     if (reply.error) {
-      throw new AppendFailedError(
-        `JetStream rejected the batch: ${reply.error.description} (${code})`,
-        { cause: new JetStreamApiError(reply.error) },
+      throw refusal(
+        reply.error,
+        new AppendFailedError(
+          `JetStream rejected the batch: ${reply.error.description} (${code})`,
+          {
+            cause: new JetStreamApiError(reply.error),
+          },
+        ),
       );
     }
     if (reply.count !== messages.length || reply.seq === undefined) {
@@ -647,23 +685,21 @@ class JetStreamEventStore implements EventStore {
     }
   }
 
+  /**
+   * The events a re-sent append found stored, read from the stream's leader: it acknowledged them,
+   * and a follower (which any direct get may reach) may not hold them yet.
+   */
   async #storedEvents(first: number, last: number): Promise<RecordedEvent[]> {
     const jsm = await this.#manager();
     const events: RecordedEvent[] = [];
     for (let seq = first; seq <= last; seq++) {
-      const msg = await this.#guard(() => jsm.direct.getMessage(this.names.stream, { seq }));
+      const msg = await this.#guard(() => jsm.streams.getMessage(this.names.stream, { seq }));
       if (!msg) {
         throw new CorruptEventError({ sequence: seq, reason: "acknowledged but missing" });
       }
       events.push(...this.upcaster.decode(msg.data, msg.seq, msg.subject));
     }
     return events;
-  }
-
-  async #eventIdAt(sequence: number): Promise<string | undefined> {
-    const jsm = await this.#manager();
-    const msg = await jsm.direct.getMessage(this.names.stream, { seq: sequence });
-    return msg ? decodeStoredEvent(msg.data, msg.seq, msg.subject).eventId : undefined;
   }
 
   /** Runs a NATS call; wrong-last-sequence becomes WrongLastSequence, outages EventStoreUnavailableError. */
@@ -693,10 +729,14 @@ class JetStreamEventStore implements EventStore {
     return head;
   }
 
-  async #fetchHead(storyId: StoryId): Promise<StoryHead | undefined> {
+  /** The story's last message, by direct get (any replica), or from the stream's leader. */
+  async #fetchHead(storyId: StoryId, fromLeader = false): Promise<StoryHead | undefined> {
     const jsm = await this.#manager();
+    const query = { last_by_subj: storySubjects(this.names, storyId) };
     const msg = await this.#guard(() =>
-      directGet(jsm, this.names.stream, { last_by_subj: storySubjects(this.names, storyId) }),
+      fromLeader
+        ? jsm.streams.getMessage(this.names.stream, query)
+        : directGet(jsm, this.names.stream, query),
     );
     if (!msg) {
       this.#heads.delete(storyId);
@@ -709,7 +749,7 @@ class JetStreamEventStore implements EventStore {
       // The last message cannot be read. If it is set aside, the head is where the story's chain
       // ends: a whole read says (and remembers it); if not, that read fails with why.
       this.#heads.delete(storyId);
-      await this.readStored(storyId, { bySubject: false });
+      await this.readStored(storyId, { bySubject: false, fromLeader });
       const head = this.#heads.get(storyId);
       if (head === undefined) throw e;
       return head;
@@ -864,7 +904,11 @@ class JetStreamEventStore implements EventStore {
     const beyond = (e: StoredEvent) => e.version > to || e.occurredAt.getTime() > until;
 
     // From the story's start, or from a known event whose version is given: subject by subject.
-    if (options.bySubject !== false && (after === 0 || options.fromVersion !== undefined)) {
+    if (
+      options.bySubject !== false &&
+      options.fromLeader !== true &&
+      (after === 0 || options.fromVersion !== undefined)
+    ) {
       const first = after === 0 ? 1 : from;
       // A message it cannot read is for the read through the filter below to judge, in order.
       const read = await this.#readBySubject(storyId, after, first, to, size, beyond).catch(
@@ -914,6 +958,7 @@ class JetStreamEventStore implements EventStore {
         const read = this.#readOne(storyId, msg, version, setAside);
         return read instanceof Promise ? read.then(take) : take(read);
       },
+      options.fromLeader === true,
     );
     if (reachedEnd && last) {
       // The chain goes on from the last event (or set-aside link); the next append expects the
@@ -1024,7 +1069,9 @@ class JetStreamEventStore implements EventStore {
     first: number,
     size: number,
     visit: (msg: StoredMsg) => boolean | Promise<boolean>,
+    fromLeader = false,
   ): Promise<boolean> {
+    if (fromLeader) return this.#scanLeader(filter, first, visit);
     const jsm = await this.#manager();
     let nextSequence = first;
     let cuts = 0;
@@ -1051,6 +1098,28 @@ class JetStreamEventStore implements EventStore {
       if (!extent.mayGoOn) return true;
       // The filter goes on past a sized request: grow towards full batches.
       size = Math.min(READ_BATCH, size * 4);
+    }
+  }
+
+  /**
+   * #scan through the stream's leader: `STREAM.MSG.GET` with `next_by_subj`, which only the leader
+   * answers, one message per request (it takes no batch). Resolves true when nothing more is stored
+   * on `filter`, false when `visit` stopped the read.
+   */
+  async #scanLeader(
+    filter: string,
+    first: number,
+    visit: (msg: StoredMsg) => boolean | Promise<boolean>,
+  ): Promise<boolean> {
+    const jsm = await this.#manager();
+    for (let next = first; ; ) {
+      // nats.js types the request without next_by_subj, which the server takes with seq.
+      const query = { seq: next, next_by_subj: filter } as unknown as MsgRequest;
+      const msg = await this.#guard(() => jsm.streams.getMessage(this.names.stream, query));
+      if (msg === null) return true;
+      next = msg.seq + 1;
+      const visited = visit(msg);
+      if (!(visited === true || (visited !== false && (await visited)))) return false;
     }
   }
 
@@ -1222,6 +1291,16 @@ class JetStreamEventStore implements EventStore {
   }
 }
 
+/** The event id of a stored message; undefined when it is no event a reader can read. */
+function eventIdOf(msg: StoredMsg): string | undefined {
+  try {
+    return decodeStoredEvent(msg.data, msg.seq, msg.subject).eventId;
+  } catch (e) {
+    if (isEventReadError(e)) return undefined;
+    throw e;
+  }
+}
+
 /** Where an event leaves its story: what the next append chains onto. */
 function headOf(event: Pick<StoredEvent, "version" | "sequence" | "envelope">): StoryHead {
   return { version: event.version, sequence: event.sequence, hash: event.envelope.hash };
@@ -1230,6 +1309,46 @@ function headOf(event: Pick<StoredEvent, "version" | "sequence" | "envelope">): 
 /** Internal: the server's wrong-last-sequence answer, turned into a ConcurrencyError by append. */
 class WrongLastSequence extends Error {
   override name = "WrongLastSequence";
+}
+
+/**
+ * Internal: the server cannot judge the append yet, because a message with its id, or another
+ * message of the story, is still in process (not settled by the stream's replicas): #publish
+ * asks again shortly.
+ */
+class StillInProcess extends Error {
+  override name = "StillInProcess";
+}
+
+// "duplicate message id is in process", and the wrong-last-sequence answer without a sequence that
+// a clustered stream gives while another message of the expected subjects is in process.
+const DUPLICATE_IN_PROCESS = 10158;
+const SUBJECT_IN_PROCESS = 10164;
+/**
+ * Refusals after which nothing of the append is stored and a later try can succeed: the stream has
+ * no leader or quorum right now (any 503, "not leader", "stream is offline"), or the leader changed
+ * during an atomic batch, so the new one saw its commit without its start ("batch is incomplete").
+ */
+const RETRIABLE_REFUSALS: ReadonlySet<number> = new Set([10009, 10118, 10176, 10194, 10211]);
+/** Attempts, and the pause that grows by this much before each, while an append is in process. */
+const UNSETTLED_ATTEMPTS = 8;
+const UNSETTLED_PAUSE_MS = 50;
+
+/**
+ * What a publish the server refused throws: StillInProcess (asked again), EventStoreUnavailableError
+ * for a refusal a later try can get past (the RPC edge answers UNAVAILABLE), else `otherwise`.
+ */
+function refusal(error: ApiError, otherwise: Error): Error {
+  if (error.err_code === DUPLICATE_IN_PROCESS || error.err_code === SUBJECT_IN_PROCESS) {
+    return new StillInProcess(`${error.description} (${error.err_code})`);
+  }
+  if (error.code === 503 || RETRIABLE_REFUSALS.has(error.err_code ?? 0)) {
+    return new EventStoreUnavailableError(
+      `JetStream cannot take the append now: ${error.description} (${error.err_code})`,
+      { cause: otherwise },
+    );
+  }
+  return otherwise;
 }
 
 /** What a failed NATS call throws: WrongLastSequence, EventStoreUnavailableError, or the error. */

@@ -18,7 +18,7 @@ export {
 } from "./codec.ts";
 // For sibling libs that make batched direct gets of their own (snapshot lookups).
 export { batchExtent, collectDirectBatch, directGet } from "./direct-batch.ts";
-export type { EventReadProblem } from "./errors.ts";
+export type { EventReadProblem, StreamBackupProblem } from "./errors.ts";
 export {
   AppendFailedError,
   ConcurrencyError,
@@ -36,9 +36,11 @@ export {
   isEventStoreUnavailableError,
   isNatsOutage,
   isSetAsideRefusedError,
+  isStreamBackupError,
   isStreamConfigurationError,
   isUnreadableEventError,
   SetAsideRefusedError,
+  StreamBackupError,
   StreamConfigurationError,
   UnreadableEventError,
 } from "./errors.ts";
@@ -73,6 +75,31 @@ export {
 export type { ChainItem, ChainVerdict } from "./hash-chain.ts";
 export { equalBytes, eventHash, verifyChain } from "./hash-chain.ts";
 export type { MessageVerdict } from "./set-aside.ts";
+// For operators (ctx streams backup / restore) and the backup bench: JetStream's snapshot API.
+export type {
+  BackedUpStream,
+  BackupManifest,
+  BackupOptions,
+  BackupProgress,
+  RestoreBackupOptions,
+  RestoredStream,
+  VerifiedBackup,
+} from "./stream-backup.ts";
+export {
+  backupFormat,
+  backupStreams,
+  endsInsideBatch,
+  openBackup,
+  restoreBackup,
+} from "./stream-backup.ts";
+export type {
+  RestoreOptions,
+  RestoreProgress,
+  SnapshotOptions,
+  SnapshotProgress,
+  StreamSnapshotMeta,
+} from "./stream-snapshot.ts";
+export { restoreStream, snapshotStream } from "./stream-snapshot.ts";
 export {
   contextUpcasters,
   decisionAddedV1,

@@ -235,10 +235,14 @@ export class BatchApplier {
       if (first.version > position.version + 1) {
         // Never apply out of order: fetch what is missing from the stream.
         try {
-          const missing = await store.read(storyId, {
-            fromVersion: position.version + 1,
-            toVersion: first.version - 1,
-          });
+          const range = { fromVersion: position.version + 1, toVersion: first.version - 1 };
+          let missing = await store.read(storyId, range);
+          if (missing[missing.length - 1]?.version !== range.toVersion) {
+            // Any replica of a replicated stream answers that read, and a follower may be behind
+            // the leader that delivered `first` (catching up after a restart): only the leader
+            // can say that the events before it are not stored.
+            missing = await store.read(storyId, { ...range, fromLeader: true });
+          }
           pending = [...missing, ...pending];
         } catch (e) {
           if (!isEventReadError(e)) throw e;

@@ -39,11 +39,26 @@ export const natsConnectionSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, { message: "must be dot-separated tokens" })
     .optional(),
+  /**
+   * How often the client pings its server, and how many pings may go unanswered before it drops
+   * the connection and reconnects (to another server of a cluster). nats.js waits 2 × 2 minutes by
+   * default: a service on a server cut off from the network (not crashed) stayed connected, and
+   * ready, to a silent server for minutes. One setting for the process: not prefixed.
+   */
+  NATS_PING_INTERVAL_MS: env.int(10_000),
+  NATS_MAX_PINGS_OUT: env.int(2),
 });
 
 export type NatsConnectionConfig = z.infer<typeof natsConnectionSchema>;
 
-const keys = Object.keys(natsConnectionSchema.shape) as (keyof NatsConnectionConfig)[];
+/** How the process watches its connections: one setting for every identity (never prefixed). */
+type LivenessKey = "NATS_PING_INTERVAL_MS" | "NATS_MAX_PINGS_OUT";
+const livenessKeys: readonly string[] = ["NATS_PING_INTERVAL_MS", "NATS_MAX_PINGS_OUT"];
+/** The variables of one identity: where, as whom, over what. */
+type IdentityKey = Exclude<keyof NatsConnectionConfig, LivenessKey>;
+const keys = (Object.keys(natsConnectionSchema.shape) as (keyof NatsConnectionConfig)[]).filter(
+  (key): key is IdentityKey => !livenessKeys.includes(key),
+);
 
 /**
  * The same variables under a prefix (`SNAPSHOTTER_NATS_URL`, …), for a process that needs a second
@@ -64,7 +79,7 @@ export function prefixedNatsConnectionSchema<P extends string>(
 type NatsShape = typeof natsConnectionSchema.shape;
 /** The NATS variables' fields under a prefix, all optional. */
 export type PrefixedNatsShape<P extends string> = {
-  [K in keyof NatsShape as `${P}${K}`]: z.ZodOptional<NatsShape[K]>;
+  [K in IdentityKey as `${P}${K}`]: z.ZodOptional<NatsShape[K]>;
 };
 
 /** Whether any of the NATS variables under the prefix is set (a second identity is configured). */
@@ -95,6 +110,9 @@ export interface NatsConnectionSettings {
     | { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string }
     | undefined;
   readonly inboxPrefix: string | undefined;
+  /** Client pings: the interval, and how many may go unanswered before it reconnects. */
+  readonly pingIntervalMs: number;
+  readonly maxPingsOut: number;
 }
 
 function readable(path: string): boolean {
@@ -195,7 +213,15 @@ export function natsConnectionOf(
         }
       : undefined,
     inboxPrefix: get("NATS_INBOX_PREFIX"),
+    // Unprefixed, parsed (a number) or raw (a string, as tests pass the environment).
+    pingIntervalMs: wholeNumber(config.NATS_PING_INTERVAL_MS, 10_000),
+    maxPingsOut: wholeNumber(config.NATS_MAX_PINGS_OUT, 2),
   };
+}
+
+function wholeNumber(value: unknown, fallback: number): number {
+  const n = typeof value === "string" && value !== "" ? Number(value) : value;
+  return typeof n === "number" && Number.isInteger(n) && n > 0 ? n : fallback;
 }
 
 function authOf(get: (key: keyof NatsConnectionConfig) => string | undefined): NatsAuth {
@@ -241,6 +267,9 @@ function authenticatorOf(auth: NatsAuth): Authenticator | undefined {
   }
 }
 
+/** How long a connection attempt may take to get the server's INFO (a caller's `timeout` wins). */
+const CONNECT_TIMEOUT_MS = 5_000;
+
 /** nats.js v3 connection options for the settings (no I/O until nats.js calls the authenticator). */
 export function natsConnectOptions(settings: NatsConnectionSettings): ConnectionOptions {
   const authenticator = authenticatorOf(settings.auth);
@@ -250,6 +279,11 @@ export function natsConnectOptions(settings: NatsConnectionSettings): Connection
     ...(authenticator === undefined ? {} : { authenticator }),
     ...(tls === undefined ? {} : { tls }),
     ...(settings.inboxPrefix === undefined ? {} : { inboxPrefix: settings.inboxPrefix }),
+    pingInterval: settings.pingIntervalMs,
+    maxPingOut: settings.maxPingsOut,
+    // A frozen server still completes TCP handshakes (the kernel does): without a bound on the
+    // NATS handshake, every reconnect that picked it waited nats.js's 20 s before trying another.
+    timeout: CONNECT_TIMEOUT_MS,
   };
 }
 

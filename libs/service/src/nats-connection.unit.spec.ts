@@ -62,8 +62,38 @@ describe("the NATS connection configuration", () => {
       auth: { kind: "none" },
       tls: undefined,
       inboxPrefix: undefined,
+      pingIntervalMs: 10_000,
+      maxPingsOut: 2,
     });
-    expect(natsConnectOptions(s)).toEqual({ servers: ["nats://127.0.0.1:4222"] });
+    expect(natsConnectOptions(s)).toEqual({
+      servers: ["nats://127.0.0.1:4222"],
+      pingInterval: 10_000,
+      maxPingOut: 2,
+      timeout: 5_000,
+    });
+  });
+
+  it("pings the server every NATS_PING_INTERVAL_MS and reconnects after NATS_MAX_PINGS_OUT unanswered, for every identity", () => {
+    const env = {
+      NATS_PING_INTERVAL_MS: "3000",
+      NATS_MAX_PINGS_OUT: "3",
+      SNAPSHOTTER_NATS_TOKEN_FILE: files.token,
+    };
+    const config = loadConfig(
+      natsConnectionSchema.extend(prefixedNatsConnectionSchema("SNAPSHOTTER_").shape),
+      env,
+    );
+    for (const prefix of ["", "SNAPSHOTTER_"]) {
+      expect(natsConnectOptions(natsConnectionOf(config, prefix))).toMatchObject({
+        pingInterval: 3_000,
+        maxPingOut: 3,
+      });
+    }
+    // Not an identity's variable: setting it names no second identity.
+    expect(definesNatsConnection({ SNAPSHOTTER_NATS_PING_INTERVAL_MS: "1" }, "SNAPSHOTTER_")).toBe(
+      false,
+    );
+    expect(problemsOf({ NATS_PING_INTERVAL_MS: "0" })).toEqual(["NATS_PING_INTERVAL_MS"]);
   });
 
   it("reads each authentication method from its file", () => {
@@ -166,6 +196,8 @@ describe("the NATS connection configuration", () => {
       auth: { kind: "token", tokenFile: files.token },
       tls: undefined,
       inboxPrefix: "_INBOX_snapshotter",
+      pingIntervalMs: 10_000,
+      maxPingsOut: 2,
     });
     expect(
       problemsOf(

@@ -1,6 +1,12 @@
 import { printContextAtTwoTimes } from "@ctx/query-service";
 import { errors as natsErrors } from "@nats-io/transport-node";
 import { Command } from "commander";
+import {
+  type BackupCommandOptions,
+  type RestoreCommandOptions,
+  streamsBackup,
+  streamsRestore,
+} from "./commands/backup.ts";
 import { eventStats, listStoryEvents, upcastDryRun } from "./commands/events.ts";
 import { natsAuthConfigCommand } from "./commands/nats.ts";
 import { parkedDiscard, parkedList, parkedReplay } from "./commands/parked.ts";
@@ -98,6 +104,26 @@ streams
   .command("provision")
   .description("create or update the event stream and the parked stream (idempotent)")
   .action(() => provisionStreams(print));
+streams
+  .command("backup")
+  .description(
+    "a point-in-time snapshot of the event stream (JetStream's own), with its config, state and a manifest with checksums, into a new folder or tar file",
+  )
+  .requiredOption("--out <path>", "the backup's folder (new, or empty), or a tar file (*.tar)")
+  .option("--stream <name>", "the stream to back up (default: EVENT_STREAM)")
+  .option("--parked", "also back up the parked stream (PARKED_STREAM)")
+  .option("--force", "replace a backup already in --out")
+  .option("--json", "print a machine-readable summary, no progress")
+  .action((options: BackupCommandOptions) => streamsBackup(options, print));
+streams
+  .command("restore")
+  .description(
+    "restore a backup's streams into a server that does not have them (verifies the checksums first, compares the result with the manifest)",
+  )
+  .requiredOption("--from <path>", "the backup's folder or tar file")
+  .option("--replicas <n>", "replicas of the restored streams (default: the backup's)")
+  .option("--json", "print a machine-readable summary, no progress")
+  .action((options: RestoreCommandOptions) => streamsRestore(options, print));
 
 const projections = program
   .command("projections")
@@ -192,7 +218,8 @@ try {
   await program.parseAsync();
 } catch (e) {
   console.error(`ctx: ${describeFailure(e)}`);
-  process.exitCode = 1;
+  // A command may have said why it failed (130: interrupted).
+  if (!process.exitCode) process.exitCode = 1;
 }
 
 /** A failure in an operator's words; NATS's bare "timeout" says nothing of why or what to do. */

@@ -104,12 +104,18 @@ export function createCommandHandler(
   const maxAttempts = options.maxAttempts ?? 10;
   const limits = options.limits ?? defaultStoryLimits;
 
-  async function load(storyId: StoryId): Promise<LoadedStory> {
+  /**
+   * Brings the story up to date from the store. `fromLeader` after the server said the story
+   * moved on (a conflict, a version the cache does not hold): only the stream's leader surely
+   * holds what it acknowledged, while a direct get may reach a follower that is behind.
+   */
+  async function load(storyId: StoryId, fromLeader = false): Promise<LoadedStory> {
     const cached = cache.get(storyId);
     const base: LoadedStory = cached ?? emptyStory(storyId);
     const events = await store.read(storyId, {
       afterSequence: base.sequence,
       fromVersion: base.state.version + 1,
+      ...(fromLeader ? { fromLeader } : {}),
     });
     const story = apply(base, events);
     cache.set(storyId, story);
@@ -127,7 +133,7 @@ export function createCommandHandler(
       const version = story.state.version;
       if (request.expectedVersion !== undefined && request.expectedVersion !== version) {
         // The cache may be behind; decide on what the store says.
-        story = await load(request.storyId);
+        story = await load(request.storyId, true);
         if (story.commands.has(commandId)) continue;
         if (request.expectedVersion !== story.state.version) {
           throw new ConcurrencyError(
@@ -166,7 +172,7 @@ export function createCommandHandler(
         // Another writer got there first. Its events follow the ones held here: read only those.
         // Nothing new means what is held no longer matches the stream (e.g. it was recreated).
         const held = story.sequence;
-        story = await load(request.storyId);
+        story = await load(request.storyId, true);
         if (story.sequence === held) {
           cache.delete(request.storyId);
           story = await load(request.storyId);

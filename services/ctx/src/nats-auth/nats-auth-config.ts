@@ -47,12 +47,16 @@ export function inboxPrefixOf(role: NatsRole): string {
 
 const api = "$JS.API";
 
-/** Reading one stream without a consumer: its info and direct gets (by sequence, last by subject). */
+/**
+ * Reading one stream without a consumer: its info, direct gets (by sequence, last by subject; any
+ * replica answers) and gets from its leader (for reads that must see all it acknowledged).
+ */
 function readStream(stream: string): string[] {
   return [
     `${api}.STREAM.INFO.${stream}`,
     `${api}.DIRECT.GET.${stream}`,
     `${api}.DIRECT.GET.${stream}.>`,
+    `${api}.STREAM.MSG.GET.${stream}`,
   ];
 }
 
@@ -61,7 +65,6 @@ function useBucket(bucket: string): string[] {
   const stream = `KV_${bucket}`;
   return [
     ...readStream(stream),
-    `${api}.STREAM.MSG.GET.${stream}`,
     `${api}.CONSUMER.CREATE.${stream}.>`,
     `${api}.CONSUMER.DELETE.${stream}.>`,
     `${api}.CONSUMER.MSG.NEXT.${stream}.>`,
@@ -132,9 +135,11 @@ export function rolePermissions(names: NatsAuthNames): Readonly<Record<NatsRole,
       },
       subscribe: { allow: own("snapshotter") },
     },
-    // The operator: provisioning, rebuilds, parked replay and discard, status. Everything but
-    // destroying history: no stream delete or purge, no message delete on the event stream (an
-    // update could lift deny_delete; this still stops it).
+    // The operator: provisioning, rebuilds, parked replay and discard, status, backups and
+    // restores (JetStream's snapshot API: `$JS.API.STREAM.SNAPSHOT|RESTORE.*`, `$JS.SNAPSHOT.>`,
+    // chunks to its own inbox; a restore only creates a stream). Everything but destroying
+    // history: no stream delete or purge, no message delete on the event stream (an update could
+    // lift deny_delete; this still stops it).
     ctx: {
       publish: {
         allow: [">"],

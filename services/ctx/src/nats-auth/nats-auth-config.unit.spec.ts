@@ -47,6 +47,18 @@ describe("the shipped NATS users", () => {
     ]);
   });
 
+  it("give stream snapshots and restores (backups) to the operator and the admin only", () => {
+    const permissions = rolePermissions(natsAuthNamesFrom({}));
+    for (const role of natsRoles.filter((r) => r !== "admin" && r !== "ctx")) {
+      const allowed = permissions[role].publish.allow;
+      expect(allowed.some((s) => /STREAM\.(SNAPSHOT|RESTORE)|^\$JS\.SNAPSHOT|^>$/.test(s))).toBe(
+        false,
+      );
+    }
+    expect(permissions.ctx.publish.allow).toEqual([">"]);
+    expect(permissions.ctx.publish.deny?.some((s) => /SNAPSHOT|RESTORE/.test(s))).toBe(false);
+  });
+
   it("follow the configured names", () => {
     const names = natsAuthNamesFrom({ EVENT_STREAM: "EV", EVENT_SUBJECT_PREFIX: "ev" });
     expect(names.leaseBuckets.neo4j).toBe("projector_leases_EV_neo4j");

@@ -1,4 +1,9 @@
-import { defaultEventStreamSettings, provisionEventStream } from "@ctx/event-store";
+import {
+  defaultEventStreamSettings,
+  provisionEventStream,
+  restoreStream,
+  snapshotStream,
+} from "@ctx/event-store";
 import { defaultParkingNames, leaseBucket, leaseGroup, provisionParking } from "@ctx/projector";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import { defaultSnapshotStreamSettings, provisionSnapshotStream } from "@ctx/snapshots";
@@ -8,7 +13,7 @@ import { Kvm } from "@nats-io/kv";
 import { nkeys } from "@nats-io/nats-core";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { NatsRole } from "./nats-auth-config.ts";
+import { inboxPrefixOf, type NatsRole, natsRoles } from "./nats-auth-config.ts";
 
 // The permission matrix of the shipped NATS users (ctx nats auth-config), on a server started by
 // deploy/local/nats.sh exactly as the local stack runs it, with the default stream names.
@@ -197,6 +202,39 @@ describe("NATS with the shipped users", () => {
     const admin = await jetstreamManager(await as("admin"));
     expect((await admin.streams.purge("PERM_SCRATCH")).success).toBe(true);
     expect(await admin.streams.delete("PERM_SCRATCH")).toBe(true);
+  });
+
+  it("lets the operator back up and restore a stream (JetStream's snapshot API), and no service", async () => {
+    const snapshot = async (nc: NatsConnection, role: NatsRole, stream: string) => {
+      const chunks: Uint8Array[] = [];
+      const meta = await snapshotStream(nc, stream, async (c) => void chunks.push(c), {
+        inboxPrefix: inboxPrefixOf(role),
+        timeoutMs: 5_000,
+      });
+      return { meta, chunks };
+    };
+    const ctx = await as("ctx");
+    const ctxJsm = await jetstreamManager(ctx);
+    await ctxJsm.streams.add({ name: "PERM_BACKUP", subjects: ["perm-backup.>"] });
+    await jetstream(ctx).publish("perm-backup.1", bytes);
+    const { meta, chunks } = await snapshot(ctx, "ctx", "PERM_BACKUP");
+    expect(meta.state.messages).toBe(1);
+    // Restoring over it is the server's to refuse; the operator may not delete it first.
+    await expect(restoreStream(ctx, meta, chunks)).rejects.toThrow(/already in use|exist/i);
+    await refused(ctxJsm.streams.delete("PERM_BACKUP"));
+    expect(await (await jetstreamManager(await as("admin"))).streams.delete("PERM_BACKUP")).toBe(
+      true,
+    );
+    const restored = await restoreStream(ctx, meta, chunks);
+    expect(restored.state).toMatchObject({ messages: 1, last_seq: 1 });
+
+    for (const role of natsRoles.filter((r) => r !== "ctx" && r !== "admin")) {
+      const nc = await as(role);
+      await refused(snapshot(nc, role, events));
+      await refused(
+        restoreStream(nc, { ...meta, config: { ...meta.config, name: "PERM_NEW" } }, chunks),
+      );
+    }
   });
 });
 
