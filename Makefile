@@ -75,6 +75,21 @@ test-int: deps ## Integration tests only (starts its own servers)
 test-e2e: deps ## End-to-end tests only (starts its own servers)
 	@vitest run --project e2e
 
+# --- container images ------------------------------------------------------------------------------
+
+.PHONY: images test-images
+images: deps ## OCI images of command, query, projector and ctx in .build/images, without Docker (docs/DEPLOYMENT.md)
+	@deploy/images/build.sh
+
+test-images: images ## Builds the images again (same digests?) and runs them under podman against a NATS (root)
+	@IMAGES_DIR=.build/images-again deploy/images/build.sh >/dev/null
+	@if ! diff .build/images/images.json .build/images-again/images.json; then \
+	  echo "the images are not reproducible: a second build gave other digests" >&2; exit 1; \
+	fi
+	@rm -rf .build/images-again
+	@echo "reproducible: a second build gave the same digests"
+	@deploy/images/smoke.sh
+
 # --- running the system -------------------------------------------------------------------------------
 
 .PHONY: up down reset status bench soak
