@@ -1,5 +1,12 @@
 import type { ApiError, StreamConfig, StreamInfo, StreamState } from "@nats-io/jetstream";
-import { createInbox, Empty, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import {
+  createInbox,
+  Empty,
+  errors,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from "@nats-io/transport-node";
 import { isNatsOutage, StreamBackupError } from "./errors.ts";
 
 // JetStream's own stream snapshot and restore API, which nats.js v3 has no client for. What the
@@ -113,25 +120,42 @@ export async function snapshotStream(
 ): Promise<StreamSnapshotMeta> {
   const timeout = options.timeoutMs ?? 30_000;
   const what = `snapshot of stream ${stream}`;
-  const inbox = createInbox(options.inboxPrefix ?? "_INBOX");
-  const sub = nc.subscribe(inbox);
+  const deadline = Date.now() + timeout;
+  let sub: Subscription | undefined;
   try {
-    // Subscribed before asking: the server sends the first chunk right after its answer.
-    await nc.flush();
-    const reply = await nc
-      .request(
-        `${api}.STREAM.SNAPSHOT.${stream}`,
-        JSON.stringify({
-          deliver_subject: inbox,
-          no_consumers: true,
-          chunk_size: options.chunkBytes ?? 128 * 1024,
-          window_size: options.windowBytes ?? 8 * 1024 * 1024,
-        }),
-        { timeout },
-      )
-      .catch((e: unknown) => {
-        throw requestFailure(what, e);
-      });
+    let reply: Msg;
+    // A stream without a leader (an election after a server was lost) leaves the request
+    // unanswered: ask again, each time on a new inbox so that chunks of an abandoned attempt can
+    // never mix with the next one's, until the timeout is spent.
+    for (;;) {
+      const inbox = createInbox(options.inboxPrefix ?? "_INBOX");
+      sub = nc.subscribe(inbox);
+      // Subscribed before asking: the server sends the first chunk right after its answer.
+      await nc.flush();
+      const left = deadline - Date.now();
+      try {
+        reply = await nc.request(
+          `${api}.STREAM.SNAPSHOT.${stream}`,
+          JSON.stringify({
+            deliver_subject: inbox,
+            no_consumers: true,
+            chunk_size: options.chunkBytes ?? 128 * 1024,
+            window_size: options.windowBytes ?? 8 * 1024 * 1024,
+          }),
+          { timeout: Math.max(1, Math.min(ATTEMPT_MS, left)) },
+        );
+        break;
+      } catch (e) {
+        sub.unsubscribe();
+        sub = undefined;
+        const unanswered =
+          e instanceof errors.TimeoutError || e instanceof errors.NoRespondersError;
+        if (!unanswered || deadline - Date.now() < PAUSE_MS || options.signal?.aborted) {
+          throw requestFailure(what, e);
+        }
+        await new Promise((r) => setTimeout(r, PAUSE_MS));
+      }
+    }
     const answer = reply.json<ApiResponse & Partial<StreamSnapshotMeta>>();
     if (answer.error) throw apiFailure(what, answer.error);
     if (!answer.config || !answer.state) {
@@ -139,7 +163,7 @@ export async function snapshotStream(
     }
     const meta = { config: answer.config, state: answer.state };
     options.onMeta?.(meta);
-    const it = sub[Symbol.asyncIterator]();
+    const it = (sub as Subscription)[Symbol.asyncIterator]();
     let bytes = 0;
     let chunks = 0;
     for (;;) {
@@ -163,9 +187,13 @@ export async function snapshotStream(
     }
     return meta;
   } finally {
-    sub.unsubscribe();
+    sub?.unsubscribe();
   }
 }
+
+/** How long one snapshot request waits for the stream's leader, and the pause before the next. */
+const ATTEMPT_MS = 5_000;
+const PAUSE_MS = 250;
 
 export interface RestoreProgress {
   /** Bytes of snapshot data sent and stored by the server. */

@@ -473,4 +473,24 @@ describe("ctx streams restore between R1 and R3", () => {
       await nc.close();
     }
   });
+  it("backs up the R3 stream right after its leader is killed: it asks again until a new leader answers", async () => {
+    const nc = await admin(cluster);
+    let killed: TestNatsCluster["nodes"][number] | undefined;
+    try {
+      const leader = (await (await jetstreamManager(nc)).streams.info(events)).cluster?.leader;
+      killed = cluster.nodes.find((n) => n.name === leader);
+      expect(killed, `the leader ${leader}`).toBeDefined();
+      killed?.signal("SIGKILL");
+      // The stream has no leader now: the first requests go unanswered until the election ends.
+      const out = join(work, "after-leader-loss");
+      const made = await ctx(cluster, ["streams", "backup", "--out", out, "--json"]);
+      expect(made.stderr).toBe("");
+      expect(made.code).toBe(0);
+      const manifest = JSON.parse(made.stdout) as BackupManifest;
+      expect(manifest.streams[0]?.messages).toBeGreaterThan(0);
+    } finally {
+      await nc.close().catch(() => undefined);
+      await killed?.start();
+    }
+  });
 });
