@@ -184,3 +184,49 @@ describe("snapshotter back-off", () => {
     );
   });
 });
+
+describe("snapshotter pulls", () => {
+  it("asks its consumer for a bounded number of bytes, not only of messages", async () => {
+    const { events, snapshots: snapshotNames } = names();
+    await provisionEventStream(jsm, events);
+    await provisionSnapshotStream(jsm, {
+      ...snapshotNames,
+      replicas: 1,
+      duplicateWindowMs: 60_000,
+    });
+    const store = createEventStore(nc, { names: events });
+    const snapshots = createSnapshotStore(nc, snapshotNames, { interval: INTERVAL });
+    const consumerName = uniqueName("snapper");
+    // The pull requests as the server gets them (the test identity may watch the JetStream API).
+    const pulls: { batch?: number; max_bytes?: number }[] = [];
+    const watch = nc.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${events.stream}.${consumerName}`, {
+      callback: (_, msg) => {
+        pulls.push(msg.json());
+      },
+    });
+    try {
+      const logger = createLogger({ name: "snapshotter-int", level: "silent", pretty: false });
+      const snapshotter = createSnapshotter({
+        nc,
+        store,
+        snapshots,
+        logger,
+        backoff,
+        consumerName,
+      });
+      running.push(snapshotter);
+      await snapshotter.start();
+      const story = await writeStory(store, INTERVAL);
+      await eventually(async () =>
+        expect((await snapshots.atOrBeforeVersion(story, INTERVAL))?.version).toBe(INTERVAL),
+      );
+      expect(pulls.length).toBeGreaterThan(0);
+      for (const pull of pulls) {
+        expect(pull.max_bytes).toBeGreaterThan(0);
+        expect(pull.max_bytes).toBeLessThanOrEqual(16 * 1024 * 1024);
+      }
+    } finally {
+      watch.unsubscribe();
+    }
+  });
+});

@@ -24,6 +24,8 @@ import { type StoredCopy, toSegment, toSnapshot } from "./snapshot-codec.ts";
 import type { SnapshotStore } from "./snapshot-store.ts";
 import { createTemporalReader, type PointInTime, type TemporalReader } from "./temporal-reader.ts";
 
+/** What the snapshotter's consumer may have delivered and not yet handled, at most. */
+const PULL_MAX_BYTES = 16 * 1024 * 1024;
 export interface SnapshotterOptions {
   readonly nc: NatsConnection;
   /** The event store whose stream is snapshotted. */
@@ -181,7 +183,10 @@ class JetStreamSnapshotter implements Snapshotter {
         const jsm = this.#jsm as JetStreamManager;
         await this.#ensureConsumer(jsm);
         const consumer = await jetstream(this.#o.nc).consumers.get(store.names.stream, this.#name);
-        this.#messages = await consumer.consume({ max_messages: 512 });
+        // Bounded by bytes, not by count: 512 events of the largest size a stream may hold came
+        // to 512 MB buffered; nats.js then asks for at most 100 messages per pull, plenty for a
+        // consumer that handles one event at a time.
+        this.#messages = await consumer.consume({ max_bytes: PULL_MAX_BYTES });
         lastFailure = undefined;
         for await (const msg of this.#messages) {
           await this.#handle(msg);
