@@ -55,6 +55,11 @@ function names(): { events: EventStreamSettings; snapshots: SnapshotStreamNames 
   return { events, snapshots };
 }
 
+/** The snapshot stream, as `ctx provision` makes it on one server. */
+function provisionSnapshots(snapshotNames: SnapshotStreamNames) {
+  return provisionSnapshotStream(jsm, { ...snapshotNames, replicas: 1, duplicateWindowMs: 60_000 });
+}
+
 /** A logger whose `level` calls are recorded: the delays the snapshotter chose, in order. */
 function recordingLogger(level: "warn" | "debug", message: RegExp) {
   const logger = createLogger({ name: "snapshotter-int", level: "silent", pretty: false });
@@ -111,11 +116,7 @@ describe("snapshotter back-off", () => {
     expectBackoff(delays());
 
     // The stream comes: the event it kept trying is snapshotted, nothing was skipped.
-    await provisionSnapshotStream(jsm, {
-      ...snapshotNames,
-      replicas: 1,
-      duplicateWindowMs: 60_000,
-    });
+    await provisionSnapshots(snapshotNames);
     await eventually(
       async () => expect((await snapshots.atOrBeforeVersion(story, INTERVAL))?.version).toBe(3),
       { timeout: 30_000 },
@@ -154,11 +155,7 @@ describe("snapshotter back-off", () => {
 
   it("reopens its consumer with growing waits until the event stream exists", async () => {
     const { events, snapshots: snapshotNames } = names();
-    await provisionSnapshotStream(jsm, {
-      ...snapshotNames,
-      replicas: 1,
-      duplicateWindowMs: 60_000,
-    });
+    await provisionSnapshots(snapshotNames);
     const store = createEventStore(nc, { names: events });
     const snapshots = createSnapshotStore(nc, snapshotNames, { interval: INTERVAL });
     const { logger, delays } = recordingLogger("debug", /reopening its consumer/);
@@ -189,11 +186,7 @@ describe("snapshotter pulls", () => {
   it("asks its consumer for a bounded number of bytes, not only of messages", async () => {
     const { events, snapshots: snapshotNames } = names();
     await provisionEventStream(jsm, events);
-    await provisionSnapshotStream(jsm, {
-      ...snapshotNames,
-      replicas: 1,
-      duplicateWindowMs: 60_000,
-    });
+    await provisionSnapshots(snapshotNames);
     const store = createEventStore(nc, { names: events });
     const snapshots = createSnapshotStore(nc, snapshotNames, { interval: INTERVAL });
     const consumerName = uniqueName("snapper");
