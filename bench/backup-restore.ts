@@ -8,20 +8,15 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/domain";
+import type { ContextEventData } from "@ctx/domain";
 import {
   backupStreams,
   defaultEventStreamSettings,
-  eventHash,
   openBackup,
   restoreBackup,
 } from "@ctx/event-store";
-import { ContextEventSchema } from "@ctx/proto";
 import { connectNats, natsConnectionOf } from "@ctx/service";
-import { v7 as uuidv7 } from "uuid";
-import { fillInterleaved } from "./support/fill.ts";
+import { currentEnvelopes, fillInterleaved } from "./support/fill.ts";
 import { describeMachine, gitState } from "./support/run-info.ts";
 import { type BenchStack, onShutdown, startBenchStack } from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
@@ -91,22 +86,7 @@ async function main() {
       events: settings.events,
       stories: settings.stories,
       publishWindow: settings.publishWindow,
-      envelope(s, version, prevHash, written) {
-        const data = eventOf(version);
-        const eventType = eventTypeOf(data);
-        const envelope = create(ContextEventSchema, {
-          eventId: uuidv7(),
-          storyId: `story-${s}`,
-          version,
-          occurredAt: timestampFromDate(new Date(t0 + written)),
-          eventType,
-          schemaVersion: currentSchemaVersion[eventType],
-          prevHash,
-          payload: data,
-        });
-        envelope.hash = eventHash(envelope);
-        return envelope;
-      },
+      envelope: currentEnvelopes(eventOf, t0),
     });
     await writer.drain();
 

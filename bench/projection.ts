@@ -13,17 +13,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/domain";
+import type { ContextEventData } from "@ctx/domain";
 import {
   defaultEventStreamSettings,
-  eventHash,
   partitionSubjects,
   provisionEventStream,
 } from "@ctx/event-store";
 import { partitionConsumers } from "@ctx/projector";
-import { ContextEventSchema, SubtaskStatus } from "@ctx/proto";
+import { SubtaskStatus } from "@ctx/proto";
 import {
   AckPolicy,
   type ConsumerInfo,
@@ -32,9 +29,8 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { v7 as uuidv7 } from "uuid";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
-import { fillInterleaved } from "./support/fill.ts";
+import { currentEnvelopes, fillInterleaved } from "./support/fill.ts";
 import { histogram, scrape } from "./support/metrics.ts";
 import { type BenchStack, onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
@@ -185,22 +181,7 @@ function fill(nc: NatsConnection): Promise<{ events: number; seconds: number }> 
     events: settings.events,
     stories: settings.stories,
     publishWindow: settings.publishWindow,
-    envelope(s, version, prevHash, written) {
-      const data = eventOf(version);
-      const eventType = eventTypeOf(data);
-      const envelope = create(ContextEventSchema, {
-        eventId: uuidv7(),
-        storyId: `story-${s}`,
-        version,
-        occurredAt: timestampFromDate(new Date(t0 + written)),
-        eventType,
-        schemaVersion: currentSchemaVersion[eventType],
-        prevHash,
-        payload: data,
-      });
-      envelope.hash = eventHash(envelope);
-      return envelope;
-    },
+    envelope: currentEnvelopes(eventOf, t0),
     onProgress(written) {
       if (written % 100_000 === 0) console.log(`  filled ${written} events`);
     },

@@ -1,8 +1,11 @@
-import { toBinary } from "@bufbuild/protobuf";
-import { type EventStreamNames, eventSubject } from "@ctx/event-store";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/domain";
+import { type EventStreamNames, eventHash, eventSubject } from "@ctx/event-store";
 import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { v7 as uuidv7 } from "uuid";
 
 export interface InterleavedFill {
   readonly events: number;
@@ -50,4 +53,31 @@ export async function fillInterleaved(
   }
   await Promise.all(inFlight);
   return { events: written, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * An `envelope` for fillInterleaved: version `version` of story `story-{s}` carries
+ * `eventOf(version)` in its current schema, hash-chained, written 1 ms after the event before it
+ * (the first at `t0`).
+ */
+export function currentEnvelopes(
+  eventOf: (version: number) => ContextEventData,
+  t0: number,
+): InterleavedFill["envelope"] {
+  return (s, version, prevHash, written) => {
+    const data = eventOf(version);
+    const eventType = eventTypeOf(data);
+    const envelope = create(ContextEventSchema, {
+      eventId: uuidv7(),
+      storyId: `story-${s}`,
+      version,
+      occurredAt: timestampFromDate(new Date(t0 + written)),
+      eventType,
+      schemaVersion: currentSchemaVersion[eventType],
+      prevHash,
+      payload: data,
+    });
+    envelope.hash = eventHash(envelope);
+    return envelope;
+  };
 }
