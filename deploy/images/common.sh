@@ -14,16 +14,6 @@ install_crane() {
   GOBIN="$(dirname "$CRANE")" go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 }
 
-# The Debian mirror apt already uses, so no new host is contacted (as deploy/local/valkey.sh).
-debian_mirror() {
-  local m
-  m=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
-    grep -oE 'https?://[^ ]+' | head -n 1 || true)
-  m="${DEBIAN_MIRROR:-$m}"
-  [[ -n $m ]] || die "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
-  echo "$m"
-}
-
 # debian_debs <name> <package=version...>: prints a folder holding exactly those .deb files,
 # downloaded once (cached under the name and the list's hash) with a private apt configuration:
 # the system's apt sources and cache are never touched.

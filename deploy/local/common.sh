@@ -68,5 +68,16 @@ stop_pid() {
   rm -f "$f"
 }
 
+# debian_mirror: the Debian mirror apt already uses (DEBIAN_MIRROR overrides it), so that fetching
+# packages with a private apt configuration contacts no new host.
+debian_mirror() {
+  local m
+  m=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
+    grep -oE 'https?://[^ ]+' | head -n 1 || true)
+  m="${DEBIAN_MIRROR:-$m}"
+  [[ -n $m ]] || die "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
+  echo "$m"
+}
+
 # tcp_open <port>: something accepts connections on 127.0.0.1:<port>.
 tcp_open() { (exec 3<>"/dev/tcp/$BIND_HOST/$1") 2>/dev/null; }

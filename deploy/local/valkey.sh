@@ -26,23 +26,13 @@ VALKEY_HOME="$CACHE_DIR/valkey-$VALKEY_DEB_VERSION"
 VALKEY_BIN="$VALKEY_HOME/root/usr/bin/valkey-server"
 VALKEY_CLI="$VALKEY_HOME/root/usr/bin/valkey-cli"
 
-# The Debian mirror apt already uses, so no new host is contacted.
-system_mirror() {
-  local m
-  m=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
-    grep -oE 'https?://[^ ]+' | head -n 1 || true)
-  m="${DEBIAN_MIRROR:-$m}"
-  [[ -n $m ]] || die "no Debian mirror found in /etc/apt/sources.list*; set DEBIAN_MIRROR"
-  echo "$m"
-}
-
 run() { LD_LIBRARY_PATH="$VALKEY_HOME/root/usr/lib/x86_64-linux-gnu" "$@"; }
 
 install() {
   [[ -x $VALKEY_BIN ]] && run "$VALKEY_BIN" --version | grep -q "v=$VALKEY_DEB_VERSION" && return 0
   command -v apt-get >/dev/null || die "apt-get is needed to fetch Valkey from Debian"
   local apt="$VALKEY_HOME/apt" mirror
-  mirror=$(system_mirror)
+  mirror=$(debian_mirror)
   log "fetching valkey $VALKEY_DEB_VERSION from $mirror bookworm-backports (once, cached in $CACHE_DIR)"
   rm -rf "$VALKEY_HOME" && mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/debs"
   cat >"$apt/sources.list" <<SRC
