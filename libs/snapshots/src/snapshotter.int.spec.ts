@@ -20,6 +20,7 @@ import {
   provisionSnapshotStream,
   type SnapshotStreamNames,
   type Snapshotter,
+  type SnapshotterOptions,
 } from "./index.ts";
 
 // The snapshotter waits out outages with the projectors' back-off policy (exponential, jittered,
@@ -58,6 +59,16 @@ function names(): { events: EventStreamSettings; snapshots: SnapshotStreamNames 
 /** The snapshot stream, as `ctx provision` makes it on one server. */
 function provisionSnapshots(snapshotNames: SnapshotStreamNames) {
   return provisionSnapshotStream(jsm, { ...snapshotNames, replicas: 1, duplicateWindowMs: 60_000 });
+}
+
+/** A snapshotter on the test connection with the test's back-off, started, and stopped after the test. */
+async function startSnapshotter(
+  options: Omit<SnapshotterOptions, "nc" | "backoff">,
+): Promise<Snapshotter> {
+  const snapshotter = createSnapshotter({ nc, backoff, ...options });
+  running.push(snapshotter);
+  await snapshotter.start();
+  return snapshotter;
 }
 
 /** A logger whose `level` calls are recorded: the delays the snapshotter chose, in order. */
@@ -100,16 +111,12 @@ describe("snapshotter back-off", () => {
       timeoutMs: 500,
     });
     const { logger, delays } = recordingLogger("warn", /a stream is unavailable; retrying/);
-    const snapshotter = createSnapshotter({
-      nc,
+    const snapshotter = await startSnapshotter({
       store,
       snapshots,
       logger,
-      backoff,
       consumerName: uniqueName("snapper"),
     });
-    running.push(snapshotter);
-    await snapshotter.start();
     const story = await writeStory(store, INTERVAL);
 
     await eventually(() => expect(delays().length).toBeGreaterThanOrEqual(8), { timeout: 30_000 });
@@ -159,16 +166,7 @@ describe("snapshotter back-off", () => {
     const store = createEventStore(nc, { names: events });
     const snapshots = createSnapshotStore(nc, snapshotNames, { interval: INTERVAL });
     const { logger, delays } = recordingLogger("debug", /reopening its consumer/);
-    const snapshotter = createSnapshotter({
-      nc,
-      store,
-      snapshots,
-      logger,
-      backoff,
-      consumerName: uniqueName("snapper"),
-    });
-    running.push(snapshotter);
-    await snapshotter.start();
+    await startSnapshotter({ store, snapshots, logger, consumerName: uniqueName("snapper") });
 
     await eventually(() => expect(delays().length).toBeGreaterThanOrEqual(8), { timeout: 30_000 });
     expectBackoff(delays());
@@ -199,16 +197,7 @@ describe("snapshotter pulls", () => {
     });
     try {
       const logger = createLogger({ name: "snapshotter-int", level: "silent", pretty: false });
-      const snapshotter = createSnapshotter({
-        nc,
-        store,
-        snapshots,
-        logger,
-        backoff,
-        consumerName,
-      });
-      running.push(snapshotter);
-      await snapshotter.start();
+      await startSnapshotter({ store, snapshots, logger, consumerName });
       const story = await writeStory(store, INTERVAL);
       await eventually(async () =>
         expect((await snapshots.atOrBeforeVersion(story, INTERVAL))?.version).toBe(INTERVAL),
