@@ -1,13 +1,13 @@
 import { createLogger } from "@ctx/config";
 import { leaseBucket, leaseGroup } from "@ctx/projector";
-import { connectTestNats, eventually, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, eventually, stack, sumOfSamples, uniqueName } from "@ctx/test-support";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ProjectorApp, startProjectorApp } from "./app.ts";
 import { loadProjectorConfig } from "./config.ts";
 import { openReadModel } from "./read-models.ts";
-import { projectorEnv, provisionTestStreams, sumOfSamples } from "./testing/projector-processes.ts";
+import { projectorEnv, provisionTestStreams } from "./testing/projector-processes.ts";
 
 // Issue #20, defect 1: partitions went unowned while every /readyz said 200. A replica is now
 // ready only while it holds what it should; /readyz and /metrics say so.

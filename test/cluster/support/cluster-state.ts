@@ -1,3 +1,4 @@
+import { sumOfSamples } from "@ctx/test-support";
 import type { JetStreamManager } from "@nats-io/jetstream";
 
 /** A node of the cluster as the checks need it (a TestNatsNode of @ctx/test-support). */
@@ -74,12 +75,5 @@ export async function busiestNode<N extends ClusterNode>(
 
 /** The sum of every sample of a Prometheus metric, whatever its labels, from a `/metrics` page. */
 export async function metricSum(opsPort: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (match?.[1] === name) sum += Number(match[2]);
-  }
-  return sum;
+  return sumOfSamples(await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text(), name);
 }

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { type EventStreamSettings, provisionEventStream } from "@ctx/event-store";
 import { leaseBucket, leaseGroup, type ParkingNames, provisionParking } from "@ctx/projector";
-import { eventually, stack, uniqueName, valkeyEnv } from "@ctx/test-support";
+import { eventually, stack, sumOfSamples, uniqueName, valkeyEnv } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -82,17 +82,6 @@ function readyOpsPort(line: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Sums the samples of one metric in the Prometheus text format, whatever their labels. */
-export function sumOfSamples(text: string, name: string): number {
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (match?.[1] === name) sum += Number(match[2]);
-  }
-  return sum;
 }
 
 /** Waits until a condition holds, with a generous timeout for loaded 2-core machines. */
