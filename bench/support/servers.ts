@@ -14,6 +14,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import { createTestAuth } from "@ctx/test-support/auth";
+import { natsRoleEnv } from "@ctx/test-support/nats-role-env";
 import type { NatsConnection } from "@nats-io/transport-node";
 
 const run = promisify(execFile);
@@ -348,14 +349,9 @@ export async function startBenchStack(
   const services = new Map<string, BenchService>();
   let stopped: Promise<void> | undefined;
   const natsEnv = (role = "admin"): Record<string, string> => {
-    const file = join(dir, "secrets/nats", `${role}.env`);
-    const vars = readFileSync(file, "utf8")
-      .split("\n")
-      .filter((line) => line.includes("="))
-      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]);
     // On a cluster the streams are R3 (three nodes or more), for ctx provision and the services.
     const replicas = natsNodes >= 3 ? { EVENT_STREAM_REPLICAS: "3" } : {};
-    return { NATS_URL: natsUrl, ...replicas, ...Object.fromEntries(vars) };
+    return { NATS_URL: natsUrl, ...replicas, ...natsRoleEnv(dir, role) };
   };
   const provision = async (more: Readonly<Record<string, string>> = {}) => {
     await run(join(repoRoot, "bin/ctx"), ["provision"], {

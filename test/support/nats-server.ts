@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, ownedStackDir, runLocalScript } from "./local-stack.ts";
+import { natsRoleEnv } from "./nats-role-env.ts";
 
 export interface NatsServerOptions {
   /** Serve TLS with this certificate; with `ca`, clients must present a certificate it signed. */
@@ -50,20 +51,9 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const url = `${options.tls ? "tls" : "nats"}://127.0.0.1:${port}`;
   return {
     url,
-    env: (role) => ({ NATS_URL: url, ...roleEnv(dir, role) }),
+    env: (role) => ({ NATS_URL: url, ...natsRoleEnv(dir, role) }),
     stop,
   };
-}
-
-/** The variables deploy/local/nats.sh wrote for a role (its seed file, its inbox prefix). */
-function roleEnv(dir: string, role: string): Record<string, string> {
-  const file = join(dir, "secrets/nats", `${role}.env`);
-  return Object.fromEntries(
-    readFileSync(file, "utf8")
-      .split("\n")
-      .filter((line) => line.includes("="))
-      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
-  );
 }
 
 /** One nats-server of a TestNatsCluster. */
@@ -155,5 +145,5 @@ export async function startNatsCluster(
     throw e;
   });
   const url = nodes.map((n) => n.url).join(",");
-  return { url, nodes, env: (role) => ({ NATS_URL: url, ...roleEnv(dir, role) }), stop };
+  return { url, nodes, env: (role) => ({ NATS_URL: url, ...natsRoleEnv(dir, role) }), stop };
 }
