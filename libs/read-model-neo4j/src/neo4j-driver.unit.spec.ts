@@ -1,7 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isConfigError, loadConfig, storesSchema } from "@ctx/config";
+import { loadConfig, storesSchema } from "@ctx/config";
+import { configProblems } from "@ctx/config/testing";
 import { describe, expect, it } from "vitest";
 import { neo4jConnection } from "./neo4j-driver.ts";
 
@@ -13,16 +14,6 @@ writeFileSync(caFile, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE--
 
 const connectionOf = (env: Record<string, string>) =>
   neo4jConnection(loadConfig(storesSchema, env));
-
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (e) {
-    if (isConfigError(e)) return e.problems.map((p) => p.variable);
-    throw e;
-  }
-  return [];
-}
 
 describe("neo4jConnection", () => {
   it("takes the password from NEO4J_PASSWORD_FILE and the CA's path from NEO4J_TLS_CA", () => {
@@ -42,7 +33,7 @@ describe("neo4jConnection", () => {
 
   it("refuses two passwords, and a CA with a plain URL", () => {
     expect(
-      problemsOf(() =>
+      configProblems(() =>
         connectionOf({
           NEO4J_PASSWORD: "x",
           NEO4J_PASSWORD_FILE: passwordFile,

@@ -1,7 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isConfigError, loadConfig, storesSchema } from "@ctx/config";
+import { loadConfig, storesSchema } from "@ctx/config";
+import { configProblems } from "@ctx/config/testing";
 import { describe, expect, it } from "vitest";
 import { valkeyConnection } from "./valkey-client.ts";
 
@@ -15,16 +16,6 @@ const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 const connectionOf = (env: Record<string, string>) =>
   valkeyConnection(loadConfig(storesSchema, env));
-
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (e) {
-    if (isConfigError(e)) return e.problems.map((p) => p.variable);
-    throw e;
-  }
-  return [];
-}
 
 describe("valkeyConnection", () => {
   it("logs in as VALKEY_USER with the password of VALKEY_PASSWORD_FILE, without its newline", () => {
@@ -44,28 +35,28 @@ describe("valkeyConnection", () => {
 
   it("names the variable of a missing, empty or non-PEM file", () => {
     expect(
-      problemsOf(() =>
+      configProblems(() =>
         connectionOf({
           VALKEY_PASSWORD_FILE: join(dir, "absent"),
           VALKEY_TLS_CA: file("not-pem", "hello"),
         }),
       ),
     ).toEqual(["VALKEY_PASSWORD_FILE", "VALKEY_TLS_CA"]);
-    expect(problemsOf(() => connectionOf({ VALKEY_PASSWORD_FILE: file("empty", "\n") }))).toEqual([
-      "VALKEY_PASSWORD_FILE",
-    ]);
+    expect(
+      configProblems(() => connectionOf({ VALKEY_PASSWORD_FILE: file("empty", "\n") })),
+    ).toEqual(["VALKEY_PASSWORD_FILE"]);
   });
 
   it("refuses TLS files with a plain URL, a certificate without its key, credentials in the URL", () => {
-    expect(problemsOf(() => connectionOf({ VALKEY_TLS_CA: file("ca2.pem", pem) }))).toEqual([
+    expect(configProblems(() => connectionOf({ VALKEY_TLS_CA: file("ca2.pem", pem) }))).toEqual([
       "VALKEY_TLS_CA",
     ]);
     expect(
-      problemsOf(() =>
+      configProblems(() =>
         connectionOf({ VALKEY_URL: "rediss://127.0.0.1:1", VALKEY_TLS_CERT: file("c.pem", pem) }),
       ),
     ).toEqual(["VALKEY_TLS_KEY"]);
-    expect(problemsOf(() => connectionOf({ VALKEY_URL: "redis://u:p@127.0.0.1:1" }))).toEqual([
+    expect(configProblems(() => connectionOf({ VALKEY_URL: "redis://u:p@127.0.0.1:1" }))).toEqual([
       "VALKEY_URL",
     ]);
   });

@@ -1,7 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isConfigError, loadConfig } from "@ctx/config";
+import { loadConfig } from "@ctx/config";
+import { configProblems } from "@ctx/config/testing";
 import { nkeys } from "@nats-io/nats-core";
 import { describe, expect, it } from "vitest";
 import {
@@ -44,15 +45,8 @@ const settingsOf = (env: Record<string, string>, prefix = "") =>
   );
 
 /** The variables a ConfigError names, or the error when it is not one. */
-const problemsOf = (env: Record<string, string>, prefix = ""): string[] => {
-  try {
-    settingsOf(env, prefix);
-  } catch (e) {
-    if (isConfigError(e)) return e.problems.map((p) => p.variable);
-    throw e;
-  }
-  return [];
-};
+const problemsOf = (env: Record<string, string>, prefix = ""): string[] =>
+  configProblems(() => settingsOf(env, prefix));
 
 describe("the NATS connection configuration", () => {
   it("connects anonymously over plain TCP when nothing else is set", () => {
