@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
+import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -27,6 +28,8 @@ export interface TestPki {
    * per entry of `units` (the gRPC services take a certificate's OUs as its roles).
    */
   client(name: string, commonName?: string, units?: readonly string[]): Promise<TestCertificate>;
+  /** The status of an HTTPS GET of `path` on 127.0.0.1:`port`, trusting only this CA. */
+  httpsStatus(port: number, path: string): Promise<number>;
 }
 
 function certificate(dir: string, name: string): TestCertificate {
@@ -46,10 +49,11 @@ export async function createTestPki(
 ): Promise<TestPki> {
   await run("bash", [pkiScript, "ca", dir]);
   const caFile = join(dir, "ca.pem");
+  const ca = readFileSync(caFile, "utf8");
   return {
     dir,
     caFile,
-    ca: readFileSync(caFile, "utf8"),
+    ca,
     async server(name) {
       await run("bash", [pkiScript, "server", dir, name]);
       return certificate(dir, name);
@@ -58,6 +62,16 @@ export async function createTestPki(
       const ou = units && units.length > 0 ? [units.join(",")] : [];
       await run("bash", [pkiScript, "client", dir, name, commonName ?? name, ...ou]);
       return certificate(dir, name);
+    },
+    httpsStatus(port, path) {
+      return new Promise((resolveStatus, reject) => {
+        const req = request({ host: "127.0.0.1", port, path, ca }, (res) => {
+          res.resume();
+          resolveStatus(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
     },
   };
 }

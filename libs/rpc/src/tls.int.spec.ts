@@ -1,4 +1,3 @@
-import { request } from "node:https";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   createConnectTransport,
@@ -140,17 +139,6 @@ describe("TLS on the gRPC listener", () => {
 });
 
 describe("the ops listeners", () => {
-  function get(port: number, path: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const req = request({ host: "127.0.0.1", port, path, ca: pki.ca }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on("error", reject);
-      req.end();
-    });
-  }
-
   it("given TLS and METRICS_LISTEN, then probes answer over HTTPS on one port and /metrics on the other only", async () => {
     const ops = await startOpsListeners({
       host: "127.0.0.1",
@@ -162,11 +150,11 @@ describe("the ops listeners", () => {
     });
     try {
       expect(ops.metricsPort).not.toBe(ops.port);
-      expect(await get(ops.port, "/healthz")).toBe(200);
-      expect(await get(ops.port, "/readyz")).toBe(200);
-      expect(await get(ops.port, "/metrics")).toBe(404);
-      expect(await get(ops.metricsPort, "/metrics")).toBe(200);
-      expect(await get(ops.metricsPort, "/readyz")).toBe(404);
+      expect(await pki.httpsStatus(ops.port, "/healthz")).toBe(200);
+      expect(await pki.httpsStatus(ops.port, "/readyz")).toBe(200);
+      expect(await pki.httpsStatus(ops.port, "/metrics")).toBe(404);
+      expect(await pki.httpsStatus(ops.metricsPort, "/metrics")).toBe(200);
+      expect(await pki.httpsStatus(ops.metricsPort, "/readyz")).toBe(404);
     } finally {
       await ops.close();
     }

@@ -1,11 +1,16 @@
-import { request } from "node:https";
-import { createServer } from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger, isConfigError } from "@ctx/config";
 import { storyId } from "@ctx/domain";
 import { ContextCommandService } from "@ctx/proto";
-import { createTestPki, stack, type TestPki, testAuth, uniqueName } from "@ctx/test-support";
+import {
+  createTestPki,
+  freePort,
+  stack,
+  type TestPki,
+  testAuth,
+  uniqueName,
+} from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCommandApp } from "./app.ts";
 import { loadCommandConfig } from "./config.ts";
@@ -40,26 +45,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.stop();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const address = s.address();
-      s.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-function https(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, path, ca: pki.ca }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 describe("TLS and client certificates from the configuration", () => {
   it("given a client certificate with the writer OU, then its commands are stored under mtls:<CN>", async () => {
@@ -103,9 +88,9 @@ describe("TLS and client certificates from the configuration", () => {
   });
 
   it("serves probes over HTTPS on the ops port and /metrics on METRICS_LISTEN only", async () => {
-    expect(await https(h.app.opsPort, "/readyz")).toBe(200);
-    expect(await https(h.app.opsPort, "/metrics")).toBe(404);
-    expect(await https(metricsPort, "/metrics")).toBe(200);
+    expect(await pki.httpsStatus(h.app.opsPort, "/readyz")).toBe(200);
+    expect(await pki.httpsStatus(h.app.opsPort, "/metrics")).toBe(404);
+    expect(await pki.httpsStatus(metricsPort, "/metrics")).toBe(200);
   });
 });
 
