@@ -473,15 +473,35 @@ describe("ctx streams restore between R1 and R3", () => {
       await nc.close();
     }
   });
-  it("backs up the R3 stream right after its leader is killed: it asks again until a new leader answers", async () => {
+  it("backs up the R3 stream right after the server leading it and the cluster's metadata is killed: it waits for both elections", async () => {
     const nc = await admin(cluster);
     let killed: TestNatsCluster["nodes"][number] | undefined;
     try {
-      const leader = (await (await jetstreamManager(nc)).streams.info(events)).cluster?.leader;
-      killed = cluster.nodes.find((n) => n.name === leader);
-      expect(killed, `the leader ${leader}`).toBeDefined();
+      // The worst moment: the stream's leader is also the meta leader, so the JetStream API
+      // itself goes unanswered for a while, not only the stream.
+      const jsm = await jetstreamManager(nc);
+      const metaLeader = await eventually(async () => {
+        const jsz = (await (await fetch(`${cluster.nodes[0]?.monitorUrl}/jsz`)).json()) as {
+          meta_cluster?: { leader?: string };
+        };
+        expect(jsz.meta_cluster?.leader).toBeTruthy();
+        return jsz.meta_cluster?.leader as string;
+      });
+      await eventually(async () => {
+        const leader = (await jsm.streams.info(events)).cluster?.leader;
+        if (leader !== metaLeader) {
+          await nc.request(
+            `$JS.API.STREAM.LEADER.STEPDOWN.${events}`,
+            JSON.stringify({ placement: { preferred: metaLeader } }),
+            { timeout: 5_000 },
+          );
+        }
+        expect((await jsm.streams.info(events)).cluster?.leader).toBe(metaLeader);
+      });
+      killed = cluster.nodes.find((n) => n.name === metaLeader);
+      expect(killed, `the leader ${metaLeader}`).toBeDefined();
       killed?.signal("SIGKILL");
-      // The stream has no leader now: the first requests go unanswered until the election ends.
+      // No meta leader and no stream leader now: requests go unanswered until the elections end.
       const out = join(work, "after-leader-loss");
       const made = await ctx(cluster, ["streams", "backup", "--out", out, "--json"]);
       expect(made.stderr).toBe("");
