@@ -26,6 +26,7 @@ ETCD_HOME="$K8S_CACHE/etcd-$(printf '%s\n' $ETCD_DEBIAN_PACKAGES | sha256sum | c
 ETCD="$ETCD_HOME/root/usr/bin/etcd"
 KWOK_HOME="$K8S_CACHE/kwok-$KWOK_VERSION"
 KWOK="$KWOK_HOME/bin/kwok"
+CRDS="$K8S_CACHE/crds-prometheus-operator-$PROMETHEUS_OPERATOR_VERSION"
 STATE="$STACK_DIR/k8s"
 K8S_NODES="${K8S_NODES:-3}"
 ZONES=(zone-a zone-b zone-c)
@@ -37,7 +38,7 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok pv-b
 install_kubernetes() {
   [[ -x $KUBE_BIN/kube-apiserver && -x $KUBE_BIN/kube-controller-manager && -x $KUBE_BIN/kube-scheduler ]] && return 0
   command -v go >/dev/null || die "Go is needed to build Kubernetes $KUBERNETES_VERSION"
-  grep -qE "^require k8s.io/kubernetes $KUBERNETES_VERSION\$" "$here/control-plane/go.mod" ||
+  [[ $(cd "$here/control-plane" && go list -m -f '{{.Version}}' k8s.io/kubernetes) == "$KUBERNETES_VERSION" ]] ||
     die "deploy/k8s/control-plane/go.mod does not require k8s.io/kubernetes $KUBERNETES_VERSION (versions.env): keep them in step"
   log "building kube-apiserver, kube-controller-manager, kube-scheduler $KUBERNETES_VERSION (once, ~15 min cold; cached in $KUBE_BIN)"
   local minor=${KUBERNETES_VERSION#v*.}
@@ -80,10 +81,26 @@ install_kwok() {
   rm -rf "$KWOK_HOME" && mv "$KWOK_HOME.tmp" "$KWOK_HOME"
 }
 
+# The CustomResourceDefinitions of the kinds the manifests use beyond Kubernetes' own
+# (PodMonitor, ServiceMonitor, PrometheusRule), from the prometheus-operator Go module.
+install_crds() {
+  [[ -f $CRDS/.complete ]] && return 0
+  command -v go >/dev/null || die "Go is needed to fetch prometheus-operator $PROMETHEUS_OPERATOR_VERSION's CRDs"
+  local mod
+  mod=$(cd "$K8S_CACHE" && GOFLAGS=-mod=mod go mod download -json \
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  rm -rf "$CRDS.tmp" && mkdir -p "$CRDS.tmp"
+  cp "$mod"/example/prometheus-operator-crd/monitoring.coreos.com_*.yaml "$CRDS.tmp/"
+  touch "$CRDS.tmp/.complete"
+  rm -rf "$CRDS" && mv "$CRDS.tmp" "$CRDS"
+}
+
 install() {
   command -v kubectl >/dev/null || die "kubectl is needed (the machine image has v1.32)"
+  mkdir -p "$K8S_CACHE"
   install_etcd
   install_kwok
+  install_crds
   install_kubernetes
 }
 
@@ -237,9 +254,11 @@ start_scheduler() {
 
 start_kwok() {
   is_running kwok && return 0
-  start_bg kwok "$KWOK" --kubeconfig "$STATE/kwok.kubeconfig" --config "$KWOK_HOME/stages.yaml" \
+  # etcd 3.4 has no watch progress requests, so the API server cannot stream lists; kwok's client
+  # asks for them and (unlike the control plane's) does not fall back: make it list and watch.
+  KUBE_FEATURE_WatchListClient=false start_bg kwok "$KWOK" --kubeconfig "$STATE/kwok.kubeconfig" --config "$KWOK_HOME/stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --cidr 10.244.0.0/16 --node-ip 10.0.0.1
+    --cidr 10.244.0.0/16 --node-ip 10.0.0.1 --node-lease-duration-seconds 40
 }
 
 # The simulated nodes: round-robin over three zones, each with room for the prod overlay.
@@ -292,6 +311,9 @@ start() {
     tail -n 20 "$(log_file kwok)" >&2
     return 1
   }
+  # Server-side: the CRDs are larger than the annotation client-side apply would keep.
+  kctl apply --server-side --field-manager control-plane -f "$CRDS" >/dev/null
+  kctl wait --for condition=Established --timeout 60s -f "$CRDS" >/dev/null
   is_running pv-binder || start_bg pv-binder "$here/pv-binder.sh" "$STATE/pv-binder.kubeconfig"
   status
 }

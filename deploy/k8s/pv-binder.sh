@@ -30,6 +30,10 @@ PV
   echo "created pv-$uid for $ns/$name ($size, class '${class}')"
 }
 
+# control-plane.sh starts this script in a session of its own and stops it by pid: take the watch
+# (kubectl and the reading subshell) down with it.
+trap 'trap - TERM; kill -- -$$ 2>/dev/null; exit 0' TERM
+
 # A watch ends now and then (the server's timeout, a restart): watch again.
 while true; do
   kubectl --kubeconfig "$kc" get pvc --all-namespaces --watch -o "jsonpath=$fields" 2>/dev/null |
