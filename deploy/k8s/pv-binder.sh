@@ -31,11 +31,11 @@ PV
 }
 
 # control-plane.sh starts this script in a session of its own and stops it by pid: take the watch
-# (kubectl and the reading subshell) down with it.
+# (kubectl and the reading subshell) down with it. Bash runs a trap only between commands, so the
+# watch runs in the background and the script waits for it.
 trap 'trap - TERM; kill -- -$$ 2>/dev/null; exit 0' TERM
 
-# A watch ends now and then (the server's timeout, a restart): watch again.
-while true; do
+watch_claims() {
   kubectl --kubeconfig "$kc" get pvc --all-namespaces --watch -o "jsonpath=$fields" 2>/dev/null |
     while read -r uid ns name phase size mode class access; do
       # An unset storage class prints as nothing: the access modes move one field to the left.
@@ -45,5 +45,12 @@ while true; do
       fi
       [[ $phase == Pending ]] && bind "$uid" "$ns" "$name" "$size" "$mode" "$class" "$access"
     done
-  sleep 1
+}
+
+# A watch ends now and then (the server's timeout, a restart): watch again.
+while true; do
+  watch_claims &
+  wait $!
+  sleep 1 &
+  wait $!
 done

@@ -1,6 +1,7 @@
+import { rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { eventually } from "@ctx/test-support";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createKubectl, type KubectlResult } from "./support/kubectl.ts";
 import { earlierManifests, type Rendered, render } from "./support/manifests.ts";
 import {
@@ -73,6 +74,10 @@ async function podsOn(node: string): Promise<string[]> {
 }
 
 describe(`the ${overlay} overlay on a real control plane`, () => {
+  afterAll(() => {
+    if (earlier) rmSync(earlier.checkoutDir, { recursive: true, force: true });
+  });
+
   it("is applied server-side into a namespace that enforces Pod Security restricted, without warnings or denials", async () => {
     const labels = namespaceOf(current).metadata.labels ?? {};
     expect(labels["pod-security.kubernetes.io/enforce"]).toBe("restricted");

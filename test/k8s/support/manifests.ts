@@ -30,6 +30,8 @@ const git = (repo: string, ...args: string[]): string =>
 export interface EarlierManifests {
   readonly commit: string;
   readonly subject: string;
+  /** The temporary folder the commit's tree is unpacked into (the caller deletes it). */
+  readonly checkoutDir: string;
   readonly overlayDir: string;
 }
 
@@ -62,6 +64,7 @@ export function earlierManifests(repo: string, overlay: string): EarlierManifest
     ]);
     return {
       commit,
+      checkoutDir: dir,
       subject: git(repo, "log", "-1", "--format=%s", commit),
       overlayDir: join(dir, "k8s", overlay),
     };
