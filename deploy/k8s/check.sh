@@ -37,11 +37,15 @@ NATS_BIN="$CACHE_DIR/nats-server-$NATS_SERVER_VERSION/bin/nats-server"
 "$REPO_ROOT/deploy/local/nats.sh" install
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-# Users as `ctx nats auth-config` writes them (fresh keys, thrown away), and routes as the Secret
-# nats-routes holds them.
-mkdir -p "$scratch/nats-auth" "$scratch/nats-routes"
+# Users as `ctx nats auth-config` writes them (fresh keys, thrown away), routes as the Secret
+# nats-routes holds them, and a certificate where the Secret nats-server-tls is mounted.
+mkdir -p "$scratch/nats-auth" "$scratch/nats-routes" "$scratch/nats-tls"
 "$REPO_ROOT/bin/ctx" nats auth-config --config "$scratch/nats-auth/auth.conf" --secrets "$scratch/seeds" >/dev/null
 "$REPO_ROOT/deploy/k8s/secrets.sh" routes-conf checkpassword >"$scratch/nats-routes/routes.conf"
+"$REPO_ROOT/deploy/local/pki.sh" server "$scratch/pki" nats nats-0.nats-headless
+cp "$scratch/pki/nats.pem" "$scratch/nats-tls/tls.crt"
+cp "$scratch/pki/nats-key.pem" "$scratch/nats-tls/tls.key"
+cp "$scratch/pki/ca.pem" "$scratch/nats-tls/ca.crt"
 
 for dir in "$REPO_ROOT"/k8s/overlays/*/; do
   overlay=$(basename "$dir")
@@ -67,6 +71,7 @@ for doc in yaml.safe_load_all(open(rendered)):
     if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("nats-config"):
         conf = doc["data"]["nats.conf"]
         conf = conf.replace("/data/jetstream", root + "/jetstream").replace("/var/run/nats/", root + "/")
+        conf = conf.replace("/etc/nats-tls/", root + "/nats-tls/")
         open(target, "w").write(conf)
         break
 else:
@@ -74,6 +79,7 @@ else:
 PY
   ln -sfn "$scratch/nats-auth" "$scratch/$overlay/nats-auth"
   ln -sfn "$scratch/nats-routes" "$scratch/$overlay/nats-routes"
+  ln -sfn "$scratch/nats-tls" "$scratch/$overlay/nats-tls"
   SERVER_NAME=nats-0 "$NATS_BIN" -t -c "$scratch/$overlay/nats-config/nats.conf" >"$OUT/$overlay.nats.txt" 2>&1 || {
     cat "$OUT/$overlay.nats.txt" >&2
     die "$overlay: nats-server refuses the NATS configuration"

@@ -15,6 +15,8 @@
 #   neo4j/password                          Neo4j's password
 #   auth/jwks.json (+ signing-key.pem)      `ctx token keygen`: for trying it out; in production the
 #                                           JWKS is your identity provider's (replace the file)
+#   pki/ca.pem, pki/nats.pem, nats-key.pem  deploy/local/pki.sh: a private CA and the NATS servers'
+#                                           certificate (the nodes' names; 30 days: cert-manager in production)
 # Env: NATS_REPLICAS (3), READ_MODEL_NAMESPACE (ctx) and the stream names, as the services get them.
 LOG_TAG=k8s-secrets
 . "$(dirname "${BASH_SOURCE[0]}")/../local/common.sh"
@@ -37,6 +39,17 @@ routes_conf() {
   echo "]"
 }
 
+# nats_names: the DNS names of the NATS nodes and of the nats service, comma-separated.
+nats_names() {
+  local i names=() svc
+  for svc in nats "nats.$namespace.svc" "nats.$namespace.svc.cluster.local"; do names+=("$svc"); done
+  for ((i = 0; i < NATS_REPLICAS; i++)); do
+    names+=("nats-$i.nats-headless" "nats-$i.nats-headless.$namespace.svc"
+      "nats-$i.nats-headless.$namespace.svc.cluster.local")
+  done
+  (IFS=,; echo "${names[*]}")
+}
+
 secret() { "${KUBECTL:-kubectl}" create secret generic "$@" --namespace "$namespace" --dry-run=client -o yaml; }
 
 make_secrets() {
@@ -53,6 +66,11 @@ make_secrets() {
   f="$dir/neo4j/password"
   [[ -s $f ]] || (umask 077 && openssl rand -hex 24 | tr -d '\n' >"$f")
   [[ -s $dir/auth/jwks.json ]] || "$REPO_ROOT/bin/ctx" token keygen --dir "$dir/auth" >/dev/null
+  # The NATS nodes' certificate (client TLS and routes, in the prod overlay): every name a client
+  # or a route dials. Made again when less than a day is left.
+  if ! [[ -f $dir/pki/nats.pem ]] || ! openssl x509 -checkend 86400 -noout -in "$dir/pki/nats.pem" >/dev/null; then
+    "$REPO_ROOT/deploy/local/pki.sh" server "$dir/pki" nats "$(nats_names)"
+  fi
   {
     secret nats-auth --from-file=auth.conf="$dir/nats/auth.conf"
     echo ---
@@ -72,6 +90,11 @@ make_secrets() {
       --from-literal=auth="neo4j/$(cat "$dir/neo4j/password")"
     echo ---
     secret auth-jwks --from-file=jwks.json="$dir/auth/jwks.json"
+    echo ---
+    secret nats-server-tls --from-file=tls.crt="$dir/pki/nats.pem" \
+      --from-file=tls.key="$dir/pki/nats-key.pem" --from-file=ca.crt="$dir/pki/ca.pem"
+    echo ---
+    secret nats-ca --from-file=ca.crt="$dir/pki/ca.pem"
   } >"$dir/secrets.yaml.tmp"
   chmod 600 "$dir/secrets.yaml.tmp" && mv "$dir/secrets.yaml.tmp" "$dir/secrets.yaml"
   log "wrote $dir/secrets.yaml (namespace $namespace): kubectl apply -f $dir/secrets.yaml"

@@ -36,7 +36,7 @@ install_pyyaml() {
   [[ -f $PYLIB/.complete ]] && return 0
   python3 -c 'import yaml' 2>/dev/null && mkdir -p "$PYLIB" && touch "$PYLIB/.complete" && return 0
   log "installing PyYAML $PYYAML_VERSION from PyPI (once, cached in $PYLIB)"
-  rm -rf "$PYLIB" && python3 -m pip install --quiet --no-deps --target "$PYLIB" "pyyaml==$PYYAML_VERSION"
+  rm -rf "$PYLIB" && python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$PYLIB" "pyyaml==$PYYAML_VERSION"
   touch "$PYLIB/.complete"
 }
 
