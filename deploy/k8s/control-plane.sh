@@ -21,7 +21,8 @@ LOG_TAG=k8s
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 K8S_CACHE="$CACHE_DIR/k8s"
-KUBE_BIN="$K8S_CACHE/kubernetes-$KUBERNETES_VERSION"
+# Keyed by the wrapper module too: a changed replace or dependency is a rebuild.
+KUBE_BIN="$K8S_CACHE/kubernetes-$KUBERNETES_VERSION-$(cat "$(dirname "${BASH_SOURCE[0]}")"/control-plane/go.{mod,sum} | sha256sum | cut -c1-12)"
 ETCD_HOME="$K8S_CACHE/etcd-$(printf '%s\n' $ETCD_DEBIAN_PACKAGES | sha256sum | cut -c1-16)"
 ETCD="$ETCD_HOME/root/usr/bin/etcd"
 KWOK_HOME="$K8S_CACHE/kwok-$KWOK_VERSION"
@@ -255,7 +256,8 @@ start_scheduler() {
 start_kwok() {
   is_running kwok && return 0
   # etcd 3.4 has no watch progress requests, so the API server cannot stream lists; kwok's client
-  # asks for them and (unlike the control plane's) does not fall back: make it list and watch.
+  # asks for them (its log says so), and a kwok started without this left new pods Pending here:
+  # make it list and watch.
   KUBE_FEATURE_WatchListClient=false start_bg kwok "$KWOK" --kubeconfig "$STATE/kwok.kubeconfig" --config "$KWOK_HOME/stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --cidr 10.244.0.0/16 --node-ip 10.0.0.1 --node-lease-duration-seconds 40
