@@ -74,6 +74,14 @@ interface Deployment extends KubeObject {
   };
 }
 
+interface Hpa extends KubeObject {
+  readonly spec: {
+    readonly scaleTargetRef: { readonly kind: string; readonly name: string };
+    readonly minReplicas?: number;
+    readonly maxReplicas: number;
+  };
+}
+
 interface Job extends KubeObject {
   readonly status: { readonly conditions?: readonly Condition[] };
 }
@@ -138,8 +146,8 @@ export async function pdbs(kubectl: Kubectl, namespace: string): Promise<readonl
 
 /**
  * What has not rolled out yet in the namespace, one line each (empty: everything has): StatefulSets
- * not all ready and updated, Deployments not all available and updated, Jobs not complete, claims
- * not bound. Warning events (a pod refused by Pod Security, a pod that cannot be scheduled) are added
+ * not all ready and updated, Deployments not all available and updated, HPAs' targets not yet
+ * scaled into their range, Jobs not complete, claims not bound. Warning events (a pod refused by Pod Security, a pod that cannot be scheduled) are added
  * so that a roll-out that never completes says why.
  */
 export async function rolloutProblems(kubectl: Kubectl, namespace: string): Promise<string[]> {
@@ -171,6 +179,22 @@ export async function rolloutProblems(kubectl: Kubectl, namespace: string): Prom
     ) {
       problems.push(
         `Deployment ${d.metadata.name}: ${st.availableReplicas ?? 0}/${want} available, ${st.updatedReplicas ?? 0} updated`,
+      );
+    }
+  }
+  // An HPA raises its target to minReplicas soon after the first apply (without metrics, that is
+  // all it does here): until then, "all replicas ready" counts too few.
+  const hpas = await kubectl.json<List<Hpa>>(["get", "horizontalpodautoscalers", ...n]);
+  for (const h of hpas.items) {
+    const { kind, name } = h.spec.scaleTargetRef;
+    const target = [...sets.items, ...deployments.items].find(
+      (w) => w.kind === kind && w.metadata.name === name,
+    );
+    const replicas = target?.spec.replicas ?? 1;
+    const min = h.spec.minReplicas ?? 1;
+    if (replicas < min || replicas > h.spec.maxReplicas) {
+      problems.push(
+        `HPA ${h.metadata.name}: ${kind} ${name} has ${replicas} replicas, not ${min}..${h.spec.maxReplicas}`,
       );
     }
   }
