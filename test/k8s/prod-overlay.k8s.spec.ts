@@ -180,6 +180,21 @@ describe(`the ${overlay} overlay on a real control plane`, () => {
     await expectRolledOut();
   });
 
+  it("applies again cleanly and without changing any object (an apply in CD or by hand is a no-op)", async () => {
+    const generations = async (): Promise<Map<string, number | undefined>> => {
+      const out = await kubectl.ok(["get", "-f", "-", "-o", "json"], { input: current.yaml });
+      const live = JSON.parse(out) as { items: KubeObject[] };
+      return new Map(
+        live.items.map((o) => [`${o.kind}/${o.metadata.name}`, o.metadata.generation]),
+      );
+    };
+    await expectRolledOut();
+    const before = await generations();
+    expectClean(await apply(current));
+    expect(await generations()).toEqual(before);
+    await expectRolledOut();
+  });
+
   if (earlier) {
     it(`upgrades: the manifests of ${earlier.commit.slice(0, 12)} ("${earlier.subject}"), then the current ones, apply and roll out`, async () => {
       await kubectl.ok(["delete", "namespace", namespace, "--wait=true", "--timeout=180s"]);
@@ -192,20 +207,8 @@ describe(`the ${overlay} overlay on a real control plane`, () => {
       await expectRolledOut();
     });
   } else {
-    // Nothing to upgrade from yet: say so in the test's name, and check what an upgrade needs at
-    // least, that applying the same manifests again is accepted and changes nothing.
-    it("has no earlier manifests in git history (k8s/ is new): applying the current ones again is clean and changes no object", async () => {
-      const generations = async (): Promise<Map<string, number | undefined>> => {
-        const out = await kubectl.ok(["get", "-f", "-", "-o", "json"], { input: current.yaml });
-        const live = JSON.parse(out) as { items: KubeObject[] };
-        return new Map(
-          live.items.map((o) => [`${o.kind}/${o.metadata.name}`, o.metadata.generation]),
-        );
-      };
-      const before = await generations();
-      expectClean(await apply(current));
-      expect(await generations()).toEqual(before);
-      await expectRolledOut();
-    });
+    // Nothing to upgrade from yet: say so in the test's name (the test above checks what an
+    // upgrade needs at least).
+    it.skip("has no earlier manifests in git history (k8s/ is new): no upgrade to check", () => {});
   }
 });
