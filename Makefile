@@ -55,7 +55,7 @@ breaking: deps ## Fails on wire-breaking changes to proto/ since the previous co
 
 # --- checks -----------------------------------------------------------------------------------------
 
-.PHONY: lint typecheck test test-unit test-int test-e2e
+.PHONY: lint typecheck test test-unit test-int test-e2e test-manifests
 lint: deps ## Biome (lint + format) and buf lint
 	@biome ci --colors=off .
 	@buf lint
@@ -63,8 +63,11 @@ lint: deps ## Biome (lint + format) and buf lint
 typecheck: deps ## tsc over the whole workspace
 	@tsc -p tsconfig.json
 
-test: check-generated lint typecheck breaking ## Every check: generated code, lint, types, buf breaking, all test suites
+test: check-generated lint typecheck breaking test-manifests ## Every check: generated code, lint, types, buf breaking, all test suites
 	@vitest run
+
+test-manifests: deps ## Renders every k8s/ overlay, validates it offline (schemas, policies, nats.conf): deploy/k8s/check.sh
+	@deploy/k8s/check.sh
 
 test-unit: deps ## Unit tests only (no servers)
 	@vitest run --project unit

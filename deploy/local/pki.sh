@@ -3,7 +3,9 @@
 # public CA. Keys never leave the folder they are made in (an ignored stack folder).
 #
 #   deploy/local/pki.sh ca <dir>                     ca.pem, ca-key.pem (once; kept if present)
-#   deploy/local/pki.sh server <dir> <name>          <name>.pem, <name>-key.pem for 127.0.0.1, ::1, localhost
+#   deploy/local/pki.sh server <dir> <name> [<dns,...>]
+#                                                    <name>.pem, <name>-key.pem for 127.0.0.1, ::1, localhost
+#                                                    and the DNS names given (e.g. a Kubernetes service's)
 #   deploy/local/pki.sh client <dir> <name> [<cn>] [<ou,...>]
 #                                                    <name>.pem, <name>-key.pem with CN <cn> (default <name>)
 #                                                    and one OU per role (the gRPC services read roles from OU)
@@ -44,9 +46,14 @@ leaf() {
 }
 
 server() {
+  local sans="IP:127.0.0.1,IP:::1,DNS:localhost" dns
+  if [[ -n ${3:-} ]]; then
+    IFS=, read -r -a names <<<"$3"
+    for dns in "${names[@]}"; do sans+=",DNS:$dns"; done
+  fi
   leaf "$1" "$2" "/CN=$2" \
     "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-    "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost"
+    "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=$sans"
 }
 
 client() {
@@ -62,7 +69,7 @@ client() {
 command -v openssl >/dev/null || die "openssl is needed to make the local certificates"
 case "${1:-}" in
   ca) [[ $# -eq 2 ]] || die "usage: $0 ca <dir>"; ca "$2" ;;
-  server) [[ $# -eq 3 ]] || die "usage: $0 server <dir> <name>"; server "$2" "$3" ;;
+  server) [[ $# -eq 3 || $# -eq 4 ]] || die "usage: $0 server <dir> <name> [<dns,...>]"; server "$2" "$3" "${4:-}" ;;
   client) [[ $# -ge 3 ]] || die "usage: $0 client <dir> <name> [<cn>] [<ou,...>]"; client "$2" "$3" "${4:-}" "${5:-}" ;;
   *) die "usage: $0 ca|server|client <dir> ..." ;;
 esac

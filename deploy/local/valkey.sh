@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Valkey from Debian bookworm-backports, unpacked into CACHE_DIR with a private apt configuration:
 # the system's apt sources are never touched.
-# Usage: deploy/local/valkey.sh install|start|stop|status|acl-reload|cli
+# Usage: deploy/local/valkey.sh install|start|stop|status|acl-reload|acl|cli
 # Env: VALKEY_PORT (6379), STACK_DIR, CACHE_DIR, DEBIAN_MIRROR (default: the mirror apt already uses),
 #      VALKEY_KEY_PATTERN (the read model's keys: READ_MODEL_NAMESPACE:*, default ctx:*),
 #      VALKEY_TLS (0; 1: VALKEY_PORT speaks TLS only, certificate from the stack's CA in $STACK_DIR/pki).
@@ -160,6 +160,7 @@ case "${1:-}" in
   stop) stop_pid valkey ;;
   status) status ;;
   acl-reload) acl_reload ;;
+  acl) write_acl ;; # passwords and users.acl only (deploy/k8s/secrets.sh makes the Kubernetes Secret of them)
   cli) shift; cli "$@" ;;
-  *) die "usage: $0 install|start|stop|status|acl-reload|cli" ;;
+  *) die "usage: $0 install|start|stop|status|acl-reload|acl|cli" ;;
 esac

@@ -24,10 +24,12 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createProjector,
+  leaseGroup,
   listParked,
   type ParkingNames,
   type Projector,
   partitionConsumers,
+  readLeaseTable,
 } from "./index.ts";
 import { MemoryProjection } from "./testing/index.ts";
 
@@ -275,6 +277,56 @@ describe("projector runtime (real NATS, in-memory model)", () => {
     );
     await eventually(() => expectModelEqualsFold(projection, ids), { timeout: 20_000 });
     await Promise.all([r1.stop(), r3.stop(), r4.stop()]);
+  });
+
+  // A StatefulSet scaled from 3 to 2 stops its highest ordinal (SIGTERM: a graceful stop), and the
+  // pod never comes back: nothing of it may stay behind (docs/DEPLOYMENT.md, "Scale").
+  it("scales down: the removed replica's member and leases go at once, its durables are replaced, nothing is missed", async () => {
+    const projection = new MemoryProjection(uniqueName("m"));
+    const names = ["projector-m-0", "projector-m-1", "projector-m-2"];
+    const replicas = await Promise.all(names.map((id) => startReplica(projection, id)));
+    const [r0, r1, r2] = replicas as [Projector, Projector, Projector];
+    await eventually(() => expect(r2.owned().length).toBeGreaterThan(0), { timeout: 15_000 });
+    const before = await writeStories(uniqueName("d"), 20, 3);
+    await eventually(() => expectModelEqualsFold(projection, before), { timeout: 20_000 });
+    const jsm = await jetstreamManager(nc);
+    const group = leaseGroup(settings.stream, projection.name);
+    // The durable consumers the replica that goes away works through.
+    const consumers = await partitionConsumers(jsm, settings.stream, projection.name);
+    const removedConsumers = r2.owned().map((p) => consumers.get(p)?.name);
+    expect(removedConsumers.length).toBeGreaterThan(0);
+    expect(removedConsumers).not.toContain(undefined);
+    await r2.stop();
+    // Gone from the table at once (a graceful stop deletes its member key and releases its leases),
+    // not after the lease TTL; the two others own every partition.
+    const table = await readLeaseTable(jsm, group);
+    expect(table.members).not.toContain("projector-m-2");
+    expect([...table.leases.values()].map((l) => l.owner)).not.toContain("projector-m-2");
+    await eventually(
+      async () => {
+        expect([...r0.owned(), ...r1.owned()].sort((a, b) => a - b)).toEqual([
+          0, 1, 2, 3, 4, 5, 6, 7,
+        ]);
+        const leases = (await readLeaseTable(jsm, group)).leases;
+        expect([...leases.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+        expect(new Set([...leases.values()].map((l) => l.owner))).toEqual(
+          new Set(["projector-m-0", "projector-m-1"]),
+        );
+        // One durable consumer per partition: the removed replica's were deleted by the new owners.
+        const ours: string[] = [];
+        for await (const c of jsm.consumers.list(settings.stream)) {
+          if (c.name.startsWith(`${projection.name}_`)) ours.push(c.name);
+        }
+        expect(ours).toHaveLength(settings.partitions);
+        for (const name of removedConsumers) expect(ours).not.toContain(name);
+      },
+      { timeout: 15_000 },
+    );
+    const after = await writeStories(uniqueName("e"), 20, 3);
+    await eventually(() => expectModelEqualsFold(projection, [...before, ...after]), {
+      timeout: 20_000,
+    });
+    await Promise.all([r0.stop(), r1.stop()]);
   });
 
   it("parks a poison event with its reason, marks the story stale and goes on with the others", async () => {
