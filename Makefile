@@ -84,7 +84,7 @@ test-e2e: deps ## End-to-end tests only (starts its own servers)
 
 # --- container images ------------------------------------------------------------------------------
 
-.PHONY: images test-images
+.PHONY: images test-images test-pods
 images: deps ## OCI images of command, query, projector and ctx in .build/images, without Docker (docs/DEPLOYMENT.md)
 	@deploy/images/build.sh
 
@@ -96,6 +96,9 @@ test-images: images ## Builds the images again (same digests?) and runs them und
 	@rm -rf .build/images-again
 	@echo "reproducible: a second build gave the same digests"
 	@deploy/images/smoke.sh
+
+test-pods: images ## The dev overlay's command, query and projector pods under podman (kube play) against the local stores; the demo through them (root)
+	@deploy/k8s/pods.sh
 
 # --- running the system -------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 # project's own configuration: containers.conf (runc, cgroupfs, this shell's open-file limit), storage and
 # run state under PODMAN_STATE, a signature policy and an empty registries.conf. Needs root (no
 # user namespaces are set up) and no network of its own: containers run with --network host.
-# Usage: deploy/images/podman.sh install | <podman arguments...>
+# Usage: deploy/images/podman.sh install | load-images <images-dir> <tag> | <podman arguments...>
+#   load-images: every image of <images-dir>/images.json (make images) as localhost/ctx-<name>:<tag>,
+#   and the pause image of the pods `podman kube play` runs.
 # Env: PODMAN_STATE (<repo>/.stack/podman), PODMAN_STORAGE_DRIVER (overlay; vfs where the kernel
 #      has no overlayfs: slower, it copies every layer), CACHE_DIR, DEBIAN_MIRROR.
 LOG_TAG=podman
@@ -44,6 +46,7 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$PODMAN_STATE/events.log"
 runtime = "runc"
+infra_image = "$PAUSE_IMAGE"
 conmon_path = ["$ROOT/usr/bin/conmon"]
 static_dir = "$PODMAN_STATE/libpod"
 tmp_dir = "$PODMAN_STATE/tmp"
@@ -71,9 +74,43 @@ CONF
   done
 }
 
+# The pods' pause process (podman kube play): Debian's static catatonit alone in an image of our
+# own. Podman would build the same itself, but its build reads /etc/containers/policy.json, which
+# this machine does not have and the project does not write.
+PAUSE_IMAGE="localhost/ctx-pause:catatonit"
+pause_image() {
+  "$0" image exists "$PAUSE_IMAGE" && return 0
+  local ctx
+  ctx=$(mktemp -d)
+  cp "$ROOT/usr/bin/catatonit" "$ctx/catatonit"
+  printf 'FROM scratch\nCOPY catatonit /catatonit\nENTRYPOINT ["/catatonit", "-P"]\n' >"$ctx/Containerfile"
+  "$0" build -q --signature-policy "$PODMAN_STATE/policy.json" -t "$PAUSE_IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
+# load_images <images-dir> <tag>: each OCI layout in, tagged localhost/ctx-<name>:<tag>.
+load_images() {
+  local dir=$1 tag=$2 links name id
+  [[ -f $dir/images.json ]] || die "no images in $dir; run 'make images' first"
+  # A layout's image name comes from its folder's path (oci: transport), which must be a valid
+  # reference: a lower-case link folder per call.
+  links="/tmp/ctx-images-$$" && rm -rf "$links" && mkdir -p "$links"
+  for name in $("$REPO_ROOT/.tools/bin/node" -p 'require(process.argv[1]).images.map((i) => i.name).join(" ")' "$dir/images.json"); do
+    ln -s "$(cd "$dir" && pwd)/$name" "$links/ctx-$name"
+    id=$("$0" pull -q --signature-policy "$PODMAN_STATE/policy.json" "oci:$links/ctx-$name")
+    "$0" tag "$id" "localhost/ctx-$name:$tag"
+  done
+  rm -rf "$links"
+  pause_image
+}
+
 case "${1:-}" in
   install) install ;;
-  "") die "usage: $0 install | <podman arguments...>" ;;
+  load-images)
+    [[ -n ${2:-} && -n ${3:-} ]] || die "usage: $0 load-images <images-dir> <tag>"
+    load_images "$2" "$3"
+    ;;
+  "") die "usage: $0 install | load-images <images-dir> <tag> | <podman arguments...>" ;;
   *)
     [[ $(id -u) == 0 ]] || die "the podman smoke run needs root (no user namespace is configured)"
     install

@@ -14,8 +14,6 @@ PODMAN="$REPO_ROOT/deploy/images/podman.sh"
 NODE="$REPO_ROOT/.tools/bin/node"
 [[ -f $IMAGES_DIR/images.json ]] || die "no images in $IMAGES_DIR; run 'make images' first"
 export STACK_DIR="$REPO_ROOT/.stack/images-smoke"
-# Image names come from their folder's path (oci: transport), which must be a valid reference:
-# a lower-case link folder per run.
 LINKS="/tmp/ctx-smoke-$$"
 CONTAINER="ctx-smoke-command-$$"
 
@@ -27,17 +25,6 @@ cleanup() {
   rm -rf "$LINKS" "$STACK_DIR"
 }
 trap cleanup EXIT
-
-# The layouts go in under ctx-<name>:smoke.
-load_images() {
-  mkdir -p "$LINKS"
-  local name id
-  for name in $("$NODE" -p 'require(process.argv[1]).images.map((i) => i.name).join(" ")' "$IMAGES_DIR/images.json"); do
-    ln -s "$IMAGES_DIR/$name" "$LINKS/ctx-$name"
-    id=$("$PODMAN" pull -q --signature-policy "$PODMAN_STATE_DIR/policy.json" "oci:$LINKS/ctx-$name")
-    "$PODMAN" tag "$id" "localhost/ctx-$name:smoke"
-  done
-}
 
 # Every image, without configuration, read-only and with nothing writable at all: the process
 # must get as far as reading its configuration (all static imports resolved) and stop on it.
@@ -64,10 +51,10 @@ check_starts() {
 main() {
   local owner
   owner=$("$NODE" -p 'const { uid, gid } = require(process.argv[1]).user; `${uid}:${gid}`' "$REPO_ROOT/deploy/images/images.json")
-  PODMAN_STATE_DIR="${PODMAN_STATE:-$REPO_ROOT/.stack/podman}"
   "$PODMAN" info >/dev/null || die "podman does not work here"
   "$PODMAN" rm -af >/dev/null 2>&1 || true
-  load_images
+  mkdir -p "$LINKS"
+  "$PODMAN" load-images "$IMAGES_DIR" smoke
   check_starts
 
   # A NATS of the local stack on free ports, with its users; the streams provisioned by ctx.
