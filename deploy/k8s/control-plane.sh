@@ -236,6 +236,9 @@ serving_flags() {
     --authorization-kubeconfig "$STATE/$1.kubeconfig" --leader-elect=false
 }
 
+# --node-monitor-grace-period 10m: a node whose lease renewals stall (kwok starved of CPU on a busy
+# machine; seen once during a test run) would turn NotReady after the default 50 s and have its pods
+# marked unready, which kwok never undoes (its Stages make Pending pods ready, not Running ones).
 start_controller_manager() {
   is_running kube-controller-manager && return 0
   local flags
@@ -243,7 +246,7 @@ start_controller_manager() {
   start_bg kube-controller-manager "$KUBE_BIN/kube-controller-manager" "${flags[@]}" \
     --service-account-private-key-file "$STATE/pki/service-account-key.pem" --root-ca-file "$STATE/pki/ca.pem" \
     --use-service-account-credentials=false --controllers '*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle' \
-    --cluster-name context-service-test
+    --cluster-name context-service-test --node-monitor-grace-period 10m
 }
 
 start_scheduler() {

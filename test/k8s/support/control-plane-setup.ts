@@ -42,6 +42,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   project.provide("kubeconfig", join(stackDir, "k8s/admin.kubeconfig"));
   return async () => {
+    // What still runs at the end (a component that died during the run shows as stopped).
+    await controlPlane("status", stackDir).catch(() => undefined);
     await controlPlane("stop", stackDir);
     if (process.env.K8S_KEEP === "1") console.log(`control plane state kept in ${stackDir}`);
     else rmSync(stackDir, { recursive: true, force: true });
