@@ -55,7 +55,7 @@ breaking: deps ## Fails on wire-breaking changes to proto/ since the previous co
 
 # --- checks -----------------------------------------------------------------------------------------
 
-.PHONY: lint typecheck test test-unit test-int test-e2e test-manifests
+.PHONY: lint typecheck test test-unit test-int test-e2e test-manifests test-k8s
 lint: deps ## Biome (lint + format) and buf lint
 	@biome ci --colors=off .
 	@buf lint
@@ -68,6 +68,10 @@ test: check-generated lint typecheck breaking test-manifests ## Every check: gen
 
 test-manifests: deps ## Renders every k8s/ overlay, validates it offline (schemas, policies, nats.conf): deploy/k8s/check.sh
 	@deploy/k8s/check.sh
+
+test-k8s: deps ## The prod overlay on a real Kubernetes control plane (apply, roll-out, drain, upgrade): deploy/k8s/control-plane.sh, test/k8s
+	@deploy/k8s/control-plane.sh install
+	@vitest run --config test/k8s/vitest.config.ts
 
 test-unit: deps ## Unit tests only (no servers)
 	@vitest run --project unit
