@@ -46,6 +46,17 @@ SRC
   echo "$dir"
 }
 
+# debian_unpack <name> <home> <package=version...>: the packages fetched (debian_debs) and
+# unpacked into <home>/root, once: <home> appears whole or not at all. No maintainer script runs.
+debian_unpack() {
+  local name=$1 home=$2 debs deb
+  shift 2
+  debs=$(debian_debs "$name" "$@")
+  rm -rf "$home.tmp" && mkdir -p "$home.tmp/root"
+  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$home.tmp/root"; done
+  rm -rf "$home" && mv "$home.tmp" "$home"
+}
+
 # repro_tar <folder> <out.tar>: a tar of the folder's contents that depends on nothing but them:
 # sorted names, mtime 0, owner root (numeric), no hard links, GNU format (no atime/ctime).
 repro_tar() {

@@ -18,11 +18,8 @@ ROOT="$PODMAN_HOME/root"
 
 install() {
   [[ -x $ROOT/usr/bin/podman ]] && return 0
-  local debs
-  debs=$(debian_debs podman $PODMAN_DEBIAN_PACKAGES)
-  rm -rf "$PODMAN_HOME.tmp" && mkdir -p "$PODMAN_HOME.tmp/root"
-  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$PODMAN_HOME.tmp/root"; done
-  rm -rf "$PODMAN_HOME" && mv "$PODMAN_HOME.tmp" "$PODMAN_HOME"
+  # shellcheck disable=SC2086 # a list of package=version words
+  debian_unpack podman "$PODMAN_HOME" $PODMAN_DEBIAN_PACKAGES
 }
 
 # The configuration, written on every call (cheap; paths follow PODMAN_STATE and the cache).

@@ -54,12 +54,8 @@ install_kubernetes() {
 
 install_etcd() {
   [[ -x $ETCD ]] && return 0
-  local debs
   # shellcheck disable=SC2086 # a list of package=version words
-  debs=$(debian_debs etcd $ETCD_DEBIAN_PACKAGES)
-  rm -rf "$ETCD_HOME.tmp" && mkdir -p "$ETCD_HOME.tmp/root"
-  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$ETCD_HOME.tmp/root"; done
-  rm -rf "$ETCD_HOME" && mv "$ETCD_HOME.tmp" "$ETCD_HOME"
+  debian_unpack etcd "$ETCD_HOME" $ETCD_DEBIAN_PACKAGES
 }
 
 # kwok and the Stage files shipped in its module (without Stages, kwok leaves nodes and pods alone):

@@ -16,20 +16,21 @@ SCHEMAS="$K8S_TOOLS/schemas/k8s-$KUBERNETES_VALIDATE_VERSION-v$KUBERNETES_SCHEMA
 
 need_go() { command -v go >/dev/null || die "Go is needed to build $1 (go install from the module proxy)"; }
 
+# go_tool <binary path> <module@version> [note]: go install into the binary's folder, once.
+go_tool() {
+  local bin=$1 module=$2 note=${3:-}
+  [[ -x $bin ]] && return 0
+  need_go "$(basename "$bin")"
+  log "building ${module##*/}${note:+ ($note)} once, cached in $K8S_TOOLS"
+  GOBIN="$(dirname "$bin")" GOFLAGS=-mod=mod go install "$module"
+}
+
 install_kubeconform() {
-  [[ -x $KUBECONFORM ]] && return 0
-  need_go kubeconform
-  log "building kubeconform $KUBECONFORM_VERSION (once, cached in $K8S_TOOLS)"
-  GOBIN="$(dirname "$KUBECONFORM")" GOFLAGS=-mod=mod \
-    go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  go_tool "$KUBECONFORM" "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
 }
 
 install_conftest() {
-  [[ -x $CONFTEST ]] && return 0
-  need_go conftest
-  log "building conftest $CONFTEST_VERSION (once, a few minutes; cached in $K8S_TOOLS)"
-  GOBIN="$(dirname "$CONFTEST")" GOFLAGS=-mod=mod \
-    go install "github.com/open-policy-agent/conftest@$CONFTEST_VERSION"
+  go_tool "$CONFTEST" "github.com/open-policy-agent/conftest@$CONFTEST_VERSION" "a few minutes"
 }
 
 install_pyyaml() {
