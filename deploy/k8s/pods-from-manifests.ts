@@ -27,8 +27,8 @@ export interface LocalBindings {
   image(reference: string): string;
   /** Variables every pod gets instead of the manifests' values, where the pod has them. */
   readonly env: Readonly<Record<string, string>>;
-  /** The file that holds a Secret's key here, or undefined when there is none. */
-  secretFile(secret: string, key: string): string | undefined;
+  /** The files that stand for a Secret's keys here, by key; undefined when there are none. */
+  secret(name: string): Readonly<Record<string, string>> | undefined;
   /** Where the pods' Secret and ConfigMap volumes are written: `<dir>/<pod>/<volume>/<path>`. */
   readonly volumesDir: string;
 }
@@ -134,7 +134,7 @@ export function podsFromManifests(
     const secretValue = (ref: { name: string; key: string }): string =>
       readFileSync(secretPath(ref.name, ref.key), "utf8");
     const secretPath = (secret: string, key: string): string => {
-      const file = local.secretFile(secret, key);
+      const file = local.secret(secret)?.[key];
       if (file === undefined) {
         throw new Error(`${where}: nothing here stands for the key ${key} of the Secret ${secret}`);
       }
@@ -195,7 +195,13 @@ export function podsFromManifests(
     const volume = (v: Volume): Json => {
       const dir = join(local.volumesDir, podName, v.name);
       if (v.secret) {
-        const keys = v.secret.items ?? keysOfSecret(v.secret.secretName, where);
+        // Without items, a Secret volume holds every key: those the local secret has.
+        const keys: readonly KeyToPath[] =
+          v.secret.items ??
+          Object.keys(local.secret(v.secret.secretName) ?? {}).map((key) => ({ key, path: key }));
+        if (keys.length === 0) {
+          throw new Error(`${where}: nothing here stands for the Secret ${v.secret.secretName}`);
+        }
         for (const item of keys) {
           files.push({
             path: join(dir, item.path),
@@ -268,41 +274,32 @@ function withoutClusterFields(spec: Json): Json {
   return rest;
 }
 
-/** A Secret volume without items holds every key: the keys are what the local secret has. */
-function keysOfSecret(secret: string, where: string): KeyToPath[] {
-  const keys = knownSecretKeys[secretKind(secret)];
-  if (!keys) throw new Error(`${where}: the keys of the Secret ${secret} are not known here`);
-  return keys.map((key) => ({ key, path: key }));
-}
-
-/** The keys each Secret of docs/DEPLOYMENT.md has (deploy/k8s/secrets.sh makes them). */
-const knownSecretKeys: Readonly<Record<string, readonly string[]>> = {
-  "nats-user": ["seed.nk"],
-  "valkey-user": ["password"],
-  "auth-jwks": ["jwks.json"],
-  "nats-ca": ["ca.crt"],
-};
-
-function secretKind(secret: string): string {
-  if (secret.startsWith("nats-user-")) return "nats-user";
-  if (secret.startsWith("valkey-user-")) return "valkey-user";
-  return secret;
-}
-
 /**
- * The local stack's file for a key of a Secret the manifests reference (deploy/local keeps them in
- * `$STACK_DIR/secrets`), or undefined.
+ * The local stack's files for the keys of a Secret the manifests reference (deploy/local keeps them
+ * in `$STACK_DIR/secrets`; the keys are those deploy/k8s/secrets.sh gives each Secret), or undefined.
  */
-export function localSecretFile(stackDir: string, secret: string, key: string): string | undefined {
+export function localSecret(
+  stackDir: string,
+  secret: string,
+): Readonly<Record<string, string>> | undefined {
   const secrets = join(stackDir, "secrets");
-  if (secret.startsWith("nats-user-") && key === "seed.nk") {
-    return join(secrets, "nats", `${secret.slice("nats-user-".length)}.nk`);
+  const role = /^nats-user-(.+)$/.exec(secret)?.[1];
+  if (role) return { "seed.nk": join(secrets, "nats", `${role}.nk`) };
+  const user = /^valkey-user-(.+)$/.exec(secret)?.[1];
+  if (user) return { password: join(secrets, "valkey", user) };
+  switch (secret) {
+    case "neo4j-auth":
+      return { password: join(secrets, "neo4j", "password") };
+    case "auth-jwks":
+      return { "jwks.json": join(secrets, "auth", "jwks.json") };
+    case "nats-ca":
+      return { "ca.crt": join(stackDir, "pki", "ca.pem") };
+    default:
+      return undefined;
   }
-  if (secret.startsWith("valkey-user-") && key === "password") {
-    return join(secrets, "valkey", secret.slice("valkey-user-".length));
-  }
-  if (secret === "neo4j-auth" && key === "password") return join(secrets, "neo4j", "password");
-  if (secret === "auth-jwks" && key === "jwks.json") return join(secrets, "auth", "jwks.json");
-  if (secret === "nats-ca" && key === "ca.crt") return join(stackDir, "pki", "ca.pem");
-  return undefined;
+}
+
+/** The local stack's file for one key of a Secret (see localSecret), or undefined. */
+export function localSecretFile(stackDir: string, secret: string, key: string): string | undefined {
+  return localSecret(stackDir, secret)?.[key];
 }

@@ -16,11 +16,11 @@ writeFileSync(join(secrets, "password"), "s3cret");
 const local: LocalBindings = {
   image: (ref) => `localhost/${ref.split("/").pop()?.split(":")[0]}:test`,
   env: { NATS_URL: "nats://127.0.0.1:4999", VALKEY_URL: "redis://127.0.0.1:6999" },
-  secretFile: (secret, key) =>
-    secret === "nats-user-projector" && key === "seed.nk"
-      ? join(secrets, "seed")
-      : secret === "store-auth" && key === "password"
-        ? join(secrets, "password")
+  secret: (name) =>
+    name === "nats-user-projector"
+      ? { "seed.nk": join(secrets, "seed") }
+      : name === "store-auth"
+        ? { password: join(secrets, "password") }
         : undefined,
   volumesDir: "/volumes",
 };
@@ -149,7 +149,7 @@ describe("the pods of the manifests, for podman", () => {
   });
 
   it("refuses what it cannot stand for instead of running a pod without it", () => {
-    const noSecret = { ...local, secretFile: () => undefined };
+    const noSecret = { ...local, secret: () => undefined };
     expect(() =>
       podsFromManifests([config, projector], [{ workload: "StatefulSet/projector" }], noSecret),
     ).toThrow(/nothing here stands for the key password of the Secret store-auth/);

@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import {
   type KubeObject,
-  localSecretFile,
+  localSecret,
   type PodRun,
   podsFromManifests,
 } from "./pods-from-manifests.ts";
@@ -65,7 +65,7 @@ const plan = podsFromManifests(objects, runs, {
     return `localhost/${name}:${tag}`;
   },
   env: { NATS_URL: need("NATS_URL"), VALKEY_URL: need("VALKEY_URL"), NEO4J_URL: need("NEO4J_URL") },
-  secretFile: (secret, key) => localSecretFile(stackDir, secret, key),
+  secret: (name) => localSecret(stackDir, name),
   volumesDir,
 });
 
