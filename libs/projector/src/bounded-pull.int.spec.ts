@@ -9,7 +9,13 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type BoundedPull, createBoundedPull, type Delivery, isPullEndedError } from "./index.ts";
+import {
+  type BoundedPull,
+  type BoundedPullOptions,
+  createBoundedPull,
+  type Delivery,
+  isPullEndedError,
+} from "./index.ts";
 
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -57,6 +63,24 @@ async function wire(stream: string) {
   });
   await nc.flush();
   return { seen, stop: () => sub.unsubscribe() };
+}
+
+/** A pull of at most 10 messages (and 100 kB) at a time. */
+function smallPull(
+  stream: string,
+  consumer: string,
+  options: Partial<BoundedPullOptions> = {},
+): BoundedPull {
+  return createBoundedPull({
+    nc,
+    stream,
+    consumer,
+    maxMessages: 10,
+    maxBytes: 100_000,
+    pullMessages: 10,
+    minPullBytes: 10_000,
+    ...options,
+  });
 }
 
 describe("bounded pull", () => {
@@ -107,14 +131,7 @@ describe("bounded pull", () => {
   it("asks again when a request expires, and delivers what comes later", async () => {
     const { stream, subject, consumer } = await streamWith(0, 0);
     const requests = await wire(stream);
-    const pull = createBoundedPull({
-      nc,
-      stream,
-      consumer,
-      maxMessages: 10,
-      maxBytes: 100_000,
-      pullMessages: 10,
-      minPullBytes: 10_000,
+    const pull = smallPull(stream, consumer, {
       expiresMs: 1_000,
       heartbeatMs: 500,
     });
@@ -129,17 +146,59 @@ describe("bounded pull", () => {
     }
   });
 
+  it("numbers its deliveries as the consumer does", async () => {
+    const { stream, consumer } = await streamWith(5, 10);
+    const pull = smallPull(stream, consumer);
+    try {
+      await eventually(() => expect(pull.queuedMessages).toBe(5));
+      const taken = pull.take(10, 100_000);
+      expect(taken.map((d) => [d.seq, d.deliverySeq])).toEqual([
+        [1, 1],
+        [2, 2],
+        [3, 3],
+        [4, 4],
+        [5, 5],
+      ]);
+      expect(pull.ended).toBeUndefined();
+    } finally {
+      pull.close();
+    }
+  });
+
+  // What a connection cut does to deliveries on their way: the consumer made them, they never
+  // came. Another client pulling from the same consumer makes the same gap, deterministically.
+  it("ends, queueing nothing after the gap, when deliveries it never saw were made", async () => {
+    const { stream, consumer } = await streamWith(30, 10);
+    const pull = smallPull(stream, consumer);
+    try {
+      // The window is full: no request of the pull is in flight.
+      await eventually(async () => {
+        expect(pull.queuedMessages).toBe(10);
+        expect((await jsm.consumers.info(stream, consumer)).num_waiting).toBe(0);
+      });
+      const thief = await (await js.consumers.get(stream, consumer)).fetch({
+        max_messages: 3,
+        expires: 2_000,
+      });
+      const stolen: number[] = [];
+      for await (const m of thief) stolen.push(m.seq);
+      expect(stolen).toEqual([11, 12, 13]);
+
+      expect(pull.take(10, 100_000).map((d) => d.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      await eventually(() => expect(pull.ended).toBeDefined());
+      expect(pull.ended?.message).toMatch(/deliveries 11 to 13 .* never arrived/);
+      // Message 14 came after the gap: acknowledging it would acknowledge 11 to 13 unseen.
+      expect(pull.queuedMessages).toBe(0);
+      expect((await jsm.consumers.info(stream, consumer)).ack_floor.stream_seq).toBe(0);
+    } finally {
+      pull.close();
+    }
+  });
+
   it("ends, saying why, when its consumer is deleted", async () => {
     const { stream, consumer } = await streamWith(0, 0);
     let ended: unknown;
-    const pull = createBoundedPull({
-      nc,
-      stream,
-      consumer,
-      maxMessages: 10,
-      maxBytes: 100_000,
-      pullMessages: 10,
-      minPullBytes: 10_000,
+    const pull = smallPull(stream, consumer, {
       onEnd: (e) => {
         ended = e;
       },

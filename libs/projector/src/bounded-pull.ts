@@ -14,6 +14,8 @@ export interface Delivery {
   readonly data: Uint8Array;
   /** Its sequence in the stream. */
   readonly seq: number;
+  /** Its delivery sequence of the consumer: one more for every delivery, redeliveries too. */
+  readonly deliverySeq: number;
   /** Bytes as JetStream counts them against a pull's max_bytes: subject, reply, headers, data. */
   readonly size: number;
   /** Acknowledges it, and with AckPolicy.All every delivery before it. */
@@ -52,6 +54,11 @@ export interface BoundedPullOptions {
   readonly onDelivery?: (delivery: Delivery) => void;
   /** Called once when the pull ended for good (see `ended`). */
   readonly onEnd?: (error: PullEndedError) => void;
+  /**
+   * Deliveries the consumer made before this pull (its `delivered.consumer_seq`): 0, the default,
+   * for a consumer made for this pull. The next delivery must be the one after it.
+   */
+  readonly deliveredBefore?: number;
 }
 
 /**
@@ -73,7 +80,10 @@ export interface BoundedPull {
   take(maxMessages: number, maxBytes: number): Delivery[];
   readonly queuedMessages: number;
   readonly queuedBytes: number;
-  /** Set once the pull ended for good: the consumer is gone, or the server refused the request. */
+  /**
+   * Set once the pull ended for good: the consumer is gone, the server refused the request, or
+   * deliveries were lost on the way.
+   */
   readonly ended: PullEndedError | undefined;
   /** Stops pulling; returns what is queued, for the caller to hand back. */
   close(): Delivery[];
@@ -118,6 +128,8 @@ class JetStreamBoundedPull implements BoundedPull {
   #request: PullRequest | undefined;
   #serial = 0;
   #retryAt = 0;
+  /** The delivery sequence the next delivery must have. */
+  #nextDelivery: number;
   #retryTimer: NodeJS.Timeout | undefined;
   readonly #watchdog: NodeJS.Timeout;
   // nats.js's status iterator has stop() (it is a listener of the connection until stopped), but
@@ -131,6 +143,7 @@ class JetStreamBoundedPull implements BoundedPull {
     this.#expiresMs = options.expiresMs ?? DEFAULT_EXPIRES_MS;
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#minPullBytes = options.minPullBytes;
+    this.#nextDelivery = (options.deliveredBefore ?? 0) + 1;
     // The connection's own inbox prefix by default: a user may subscribe to its own replies only.
     const connection = (options.nc as { options?: { inboxPrefix?: string } }).options;
     this.#inbox = createInbox(options.inboxPrefix ?? connection?.inboxPrefix);
@@ -147,7 +160,7 @@ class JetStreamBoundedPull implements BoundedPull {
     this.#watchdog = setInterval(() => this.#checkAlive(), this.#heartbeatMs);
     // After a reconnect the request in flight is likely gone with the old connection: ask again at
     // once (as nats.js's consume() does). If it was not, its deliveries still come to the same
-    // inbox, in order; they are never dropped (acknowledgements are cumulative).
+    // inbox, in order. What was on its way when the connection went is lost: #receive notices.
     const status: AsyncIterable<Status> & { stop?: () => void } = options.nc.status();
     this.#status = status;
     void (async () => {
@@ -261,6 +274,19 @@ class JetStreamBoundedPull implements BoundedPull {
     }
     const reply = msg.reply ?? "";
     const delivery = new PulledMessage(msg, reply, sizeOf(msg, reply));
+    if (delivery.deliverySeq > this.#nextDelivery) {
+      // Deliveries the server made never came (a connection cut while they were on their way).
+      // The server holds them as unacknowledged until their ack wait ends, and with
+      // AckPolicy.All acknowledging this one, or any later one, would acknowledge them unseen.
+      // Nothing after the gap is queued: the pull ends, and a new consumer starts again from
+      // what is acknowledged.
+      this.#end(
+        0,
+        `deliveries ${this.#nextDelivery} to ${delivery.deliverySeq - 1} of the consumer never arrived (lost on the way)`,
+      );
+      return;
+    }
+    if (delivery.deliverySeq > 0) this.#nextDelivery = delivery.deliverySeq + 1;
     this.#queue.push(delivery);
     this.#queuedBytes += delivery.size;
     const request = this.#request;
@@ -354,13 +380,16 @@ class PulledMessage implements Delivery {
   readonly #reply: string;
   readonly size: number;
   readonly seq: number;
+  readonly deliverySeq: number;
   #done = false;
 
   constructor(msg: Msg, reply: string, size: number) {
     this.#msg = msg;
     this.#reply = reply;
     this.size = size;
-    this.seq = streamSequence(reply);
+    const { stream, delivery } = ackSequences(reply);
+    this.seq = stream;
+    this.deliverySeq = delivery;
   }
 
   get subject(): string {
@@ -395,13 +424,16 @@ class PulledMessage implements Delivery {
 }
 
 /**
- * The stream sequence in a JetStream ack subject: `$JS.ACK.<stream>.<consumer>.<delivered>.
- * <stream seq>.<consumer seq>.<time>.<pending>`, or with `<domain>.<account hash>` after `ACK`
- * and a random token at the end.
+ * The stream and delivery sequences in a JetStream ack subject: `$JS.ACK.<stream>.<consumer>.
+ * <delivered>.<stream seq>.<consumer seq>.<time>.<pending>`, or with `<domain>.<account hash>`
+ * after `ACK` and a random token at the end. 0 for what is not there.
  */
-function streamSequence(reply: string): number {
+function ackSequences(reply: string): { stream: number; delivery: number } {
   const tokens = reply.split(".");
   const at = tokens.length === 9 ? 5 : 7;
-  const seq = Number(tokens[at]);
-  return Number.isSafeInteger(seq) ? seq : 0;
+  const number = (token: string | undefined) => {
+    const n = Number(token);
+    return Number.isSafeInteger(n) && n > 0 ? n : 0;
+  };
+  return { stream: number(tokens[at]), delivery: number(tokens[at + 1]) };
 }
