@@ -38,6 +38,7 @@ import {
   streamLeader,
 } from "./support/cluster-state.ts";
 import { type CommandLoad, createCommandLoad } from "./support/command-load.ts";
+import { describeProjectors } from "./support/projector-state.ts";
 import { auditStream } from "./support/stream-audit.ts";
 
 // Issue #22, faults under load: three nats-server processes on loopback with every stream and
@@ -244,6 +245,31 @@ async function expectModelsEqualFold(stories: ReadonlyMap<string, readonly Recor
   }
 }
 
+/** Where each model stands, for a failure to explain itself (see describeProjectors). */
+async function projectorState(stories: ReadonlyMap<string, readonly RecordedEvent[]>) {
+  const models = new Map(
+    readModelKinds.map((kind) => [
+      kind,
+      openReadModel(
+        kind,
+        loadProjectorConfig({ ...common, ...storeEnv(stack(), "admin"), PROJECTION: kind }),
+      ),
+    ]),
+  );
+  try {
+    return await describeProjectors({
+      jsm,
+      stream: STREAM,
+      replicas: projectors,
+      models,
+      partitions: PARTITIONS,
+      stories,
+    });
+  } finally {
+    for (const model of models.values()) await model.close();
+  }
+}
+
 /** Every promise of the issue, checked once the cluster is whole again. */
 async function expectNothingLost(phase: string): Promise<void> {
   await eventually(() => expectClusterCurrent(cluster.nodes, jsm), {
@@ -274,13 +300,23 @@ async function expectNothingLost(phase: string): Promise<void> {
 
   // Exactly once in effect: the replicas of a model applied, between them, each event once (a
   // redelivery is skipped by the version guard and counted as skipped, not applied).
-  await eventually(
-    async () => {
-      for (const kind of readModelKinds) {
-        expect(await appliedBy(kind), kind).toBeGreaterThanOrEqual(audit.events);
-      }
-    },
-    { timeout: 180_000, interval: 500 },
+  const catchUp = performance.now();
+  try {
+    await eventually(
+      async () => {
+        for (const kind of readModelKinds) {
+          expect(await appliedBy(kind), kind).toBeGreaterThanOrEqual(audit.events);
+        }
+      },
+      { timeout: 180_000, interval: 500 },
+    );
+  } catch (e) {
+    console.error(`${phase}: the models did not catch up\n${await projectorState(audit.stories)}`);
+    throw e;
+  }
+  // A figure, never asserted: how long the models took to catch up once the load had ended.
+  console.info(
+    `${phase}: both models caught up ${Math.round(performance.now() - catchUp)} ms after the audit`,
   );
   for (const kind of readModelKinds) expect(await appliedBy(kind), kind).toBe(audit.events);
   await expectModelsEqualFold(audit.stories);
