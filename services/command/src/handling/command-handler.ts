@@ -163,7 +163,11 @@ export function createCommandHandler(
           },
         );
         options.onAppend?.((performance.now() - started) / 1000, events.length);
-        story = appended(story, result, decided);
+        story = appended(story, result, decided, {
+          commandId,
+          name: request.name,
+          fingerprint,
+        });
         cache.set(request.storyId, story);
         const eventIds = result.events.map((e) => e.eventId);
         return { version: result.version, eventIds, deduplicated: result.deduplicated };
@@ -226,10 +230,16 @@ function emptyStory(storyId: StoryId): LoadedStory {
 /**
  * The story after an append of the events `decided` holds. When the store appended exactly them,
  * the decided state is the story's (evolve took the same events; only the version, the same, and
- * the time of the last event, set here, were provisional): the events are not applied twice.
+ * the time of the last event, set here, were provisional): the events are not applied twice, and
+ * the command is remembered from what the handler knows, not read back from the envelopes.
  * Otherwise (a re-sent append the store found stored already) they are applied as stored.
  */
-function appended(story: LoadedStory, result: AppendResult, decided: Decided): LoadedStory {
+function appended(
+  story: LoadedStory,
+  result: AppendResult,
+  decided: Decided,
+  command: { readonly commandId: string; readonly name: string; readonly fingerprint: string },
+): LoadedStory {
   const { events } = result;
   const last = events[events.length - 1];
   if (
@@ -240,7 +250,14 @@ function appended(story: LoadedStory, result: AppendResult, decided: Decided): L
   ) {
     return apply(story, events);
   }
-  record(story.commands, events);
+  if (command.commandId !== "") {
+    story.commands.set(command.commandId, {
+      version: last.version,
+      eventIds: events.map((e) => e.eventId),
+      name: internedName(command.name),
+      fingerprint: command.fingerprint,
+    });
+  }
   return {
     state: { ...decided.state, updatedAt: last.occurredAt },
     measure: decided.measure,
