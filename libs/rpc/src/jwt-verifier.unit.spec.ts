@@ -29,4 +29,19 @@ describe("JWT verifier", () => {
     expect(isAuthFailure(refused)).toBe(true);
     expect((refused as Error).message).toMatch(/expired/);
   });
+
+  it("given more callers than the verifier compares by content, when each calls in turn, then each gets its own principal", async () => {
+    const auth = createTestAuth();
+    const verifier = await createJwtVerifier({
+      jwksFile: auth.jwksFile,
+      issuer: auth.issuer,
+      audience: auth.audience,
+    });
+    const tokens = Array.from({ length: 7 }, (_, i) => auth.sign({ sub: `caller-${i}` }));
+    for (let round = 0; round < 3; round++) {
+      for (const [i, token] of tokens.entries()) {
+        expect((await verifier.verify(token)).id).toBe(`jwt:caller-${i}`);
+      }
+    }
+  });
 });
