@@ -236,17 +236,26 @@ export class BatchApplier {
         // Never apply out of order: fetch what is missing from the stream.
         try {
           const range = { fromVersion: position.version + 1, toVersion: first.version - 1 };
-          let missing = await store.read(storyId, range);
+          // Any replica of a replicated stream answers this read, and a follower may be behind
+          // the leader that delivered `first` (catching up after a restart), or answer one batch
+          // of the read where another replica answered the one before: what it gives, or the
+          // error it finds (versions that do not follow on), is not the last word. Only the
+          // leader can say that the events before `first` are not stored, or cannot be read.
+          let missing = await store.read(storyId, range).catch((e: unknown) => {
+            if (isEventReadError(e)) return [];
+            throw e;
+          });
           if (missing[missing.length - 1]?.version !== range.toVersion) {
-            // Any replica of a replicated stream answers that read, and a follower may be behind
-            // the leader that delivered `first` (catching up after a restart): only the leader
-            // can say that the events before it are not stored.
             missing = await store.read(storyId, { ...range, fromLeader: true });
           }
           pending = [...missing, ...pending];
         } catch (e) {
           if (!isEventReadError(e)) throw e;
           // What is missing cannot be read (parked where it was met): the story waits, stale.
+          this.#log.error(
+            { err: e, storyId, before: first.version },
+            "events before a delivered one cannot be read from the stream's leader; the story is marked stale",
+          );
           await this.call(() => projection.markStale(generation, storyId, e.message));
           this.#forget(generation, [storyId]);
           metrics.skipped.inc(this.#label, pending.length);
