@@ -28,8 +28,11 @@ export interface TurnBudgetOptions {
  * The queue is bounded: when `maxQueued` calls wait, the next is shed with UNAVAILABLE at once (a
  * server that has that much to start is behind; a client should back off or go elsewhere, and a
  * queue that grows without end only makes every call late and the heap large). A waiting call
- * whose signal is aborted (the client cancelled, its deadline passed) leaves the queue at once and
- * fails with the signal's reason.
+ * whose signal is aborted (the client cancelled, its deadline passed) never starts: it fails with
+ * the signal's reason when its turn comes, without taking the turn, or as soon as the queue is
+ * full, giving its place to the call that found it full. (Not through an abort listener per
+ * waiting call: at 256 calls in flight most calls wait, and adding and removing one cost about
+ * 1 µs per call.)
  */
 export function turnBudgetInterceptor(options: TurnBudgetOptions): Interceptor {
   const { callsPerTurn, maxQueued, onShed } = options;
@@ -54,8 +57,8 @@ export function turnBudgetInterceptor(options: TurnBudgetOptions): Interceptor {
 /** A call waiting for its turn. */
 interface Waiting {
   readonly start: () => void;
+  readonly fail: (reason: unknown) => void;
   readonly signal: AbortSignal;
-  readonly onAbort: () => void;
 }
 
 class TurnBudget {
@@ -82,23 +85,25 @@ class TurnBudget {
       return undefined;
     }
     if (signal.aborted) return Promise.reject(ConnectError.from(signal.reason));
-    if (this.#waiting.length >= this.#maxQueued) {
+    if (this.#waiting.length >= this.#maxQueued && this.#dropAborted() === 0) {
       this.#onShed?.();
       return Promise.reject(overloaded(this.#waiting.length));
     }
     return new Promise((resolve, reject) => {
-      const waiting: Waiting = {
-        start: resolve,
-        signal,
-        onAbort: () => {
-          const at = this.#waiting.indexOf(waiting);
-          if (at >= 0) this.#waiting.splice(at, 1);
-          reject(ConnectError.from(signal.reason));
-        },
-      };
-      signal.addEventListener("abort", waiting.onAbort, { once: true });
-      this.#waiting.push(waiting);
+      this.#waiting.push({ start: resolve, fail: reject, signal });
     });
+  }
+
+  /** Fails the waiting calls whose signal is aborted; returns how many left the queue. */
+  #dropAborted(): number {
+    const before = this.#waiting.length;
+    let kept = 0;
+    for (const w of this.#waiting) {
+      if (w.signal.aborted) w.fail(ConnectError.from(w.signal.reason));
+      else this.#waiting[kept++] = w;
+    }
+    this.#waiting.length = kept;
+    return before - kept;
   }
 
   #markTurnEnd(): void {
@@ -113,12 +118,17 @@ class TurnBudget {
    */
   #nextTurn(): void {
     this.#marked = false;
-    const group = this.#waiting.splice(0, this.#perTurn);
+    // The next calls that are still wanted; an aborted one fails without taking a turn.
+    const group: Waiting[] = [];
+    let taken = 0;
+    while (group.length < this.#perTurn && taken < this.#waiting.length) {
+      const w = this.#waiting[taken++] as Waiting;
+      if (w.signal.aborted) w.fail(ConnectError.from(w.signal.reason));
+      else group.push(w);
+    }
+    this.#waiting.splice(0, taken);
     this.#started = group.length;
     if (group.length > 0) this.#markTurnEnd();
-    for (const w of group) {
-      w.signal.removeEventListener("abort", w.onAbort);
-      w.start();
-    }
+    for (const w of group) w.start();
   }
 }

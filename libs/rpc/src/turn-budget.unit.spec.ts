@@ -110,19 +110,35 @@ describe("turnBudgetInterceptor", () => {
     expect(shed()).toBe(1);
   });
 
-  it("given a call waiting for its turn, when its signal is aborted, then it leaves the queue at once with the signal's reason", async () => {
-    const { started, send } = harness(1, 2);
+  it("given a call waiting for its turn, when its signal is aborted, then it gives its place to a call that finds the queue full, and fails with the signal's reason", async () => {
+    const { started, send, shed } = harness(1, 2);
     const cancel = new AbortController();
     const first = send(1);
     const waiting = send(2, cancel.signal);
     const third = send(3);
     await expect(send(4)).rejects.toMatchObject({ code: Code.Unavailable });
     cancel.abort(new ConnectError("the client cancelled", Code.Canceled));
-    // It fails before any later turn starts a call, and frees its place for the next call.
-    await expect(waiting).rejects.toMatchObject({ code: Code.Canceled });
     const fifth = send(5);
+    await expect(waiting).rejects.toMatchObject({ code: Code.Canceled });
     await Promise.all([first, third, fifth]);
     expect(started.map((s) => s.id)).toEqual([1, 3, 5]);
+    expect(shed()).toBe(1);
+  });
+
+  it("given a waiting call aborted before its turn, when the turn comes, then it fails without taking the turn", async () => {
+    const { started, send } = harness(1);
+    const cancel = new AbortController();
+    const first = send(1);
+    const waiting = send(2, cancel.signal);
+    const third = send(3);
+    cancel.abort(new ConnectError("deadline", Code.DeadlineExceeded));
+    await expect(waiting).rejects.toMatchObject({ code: Code.DeadlineExceeded });
+    await Promise.all([first, third]);
+    // 3 starts in the turn after 1's, the turn 2 would have taken.
+    expect(started).toEqual([
+      { id: 1, turn: started[0]?.turn },
+      { id: 3, turn: (started[0]?.turn ?? 0) + 1 },
+    ]);
   });
 
   it("given a full turn and a full queue, when a stream arrives, then it starts at once and is not shed", async () => {
