@@ -191,7 +191,11 @@ export interface EventStore {
   ): Promise<AppendResult>;
   /** A story's events in version order, upcast to their current shape. */
   read(storyId: StoryId, options?: ReadOptions): Promise<readonly RecordedEvent[]>;
-  /** A story's events as stored, not upcast (`ctx events upcast --dry-run` shows both). */
+  /**
+   * A story's events as stored, not upcast (`ctx events upcast --dry-run` shows both). A message
+   * that cannot be read (corrupt, another story's, versions that do not follow on) fails the read
+   * only once the stream's leader has read it so too: a follower's view is not the last word.
+   */
   readStored(storyId: StoryId, options?: ReadOptions): Promise<readonly StoredEvent[]>;
   /** Every event of the stream in stream order, upcast, with its partition, for replays and rebuilds. */
   readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent & { readonly partition: number }>;
@@ -886,6 +890,19 @@ class JetStreamEventStore implements EventStore {
   }
 
   async readStored(storyId: StoryId, options: ReadOptions = {}): Promise<readonly StoredEvent[]> {
+    try {
+      return await this.#readStoredOnce(storyId, options);
+    } catch (e) {
+      // Any replica answers a direct get, and one catching up after a restart can answer part of
+      // a read (versions that do not follow on, where another replica answered the batch before).
+      // That is not the last word: the leader reads the story again before a reader is told that
+      // it cannot be read. A message that is unreadable indeed is so on the leader too.
+      if (options.fromLeader === true || !isEventReadError(e)) throw e;
+      return this.#readStoredOnce(storyId, { ...options, fromLeader: true });
+    }
+  }
+
+  async #readStoredOnce(storyId: StoryId, options: ReadOptions): Promise<readonly StoredEvent[]> {
     const from = options.fromVersion ?? 1;
     const to = options.toVersion ?? Number.POSITIVE_INFINITY;
     const until = options.untilTime?.getTime() ?? Number.POSITIVE_INFINITY;

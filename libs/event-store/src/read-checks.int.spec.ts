@@ -136,6 +136,26 @@ describe("a forged envelope", () => {
       message: expect.stringMatching(/version 5/),
     });
   });
+
+  it("given a message a direct get finds out of place, then the stream's leader reads the story before the read fails", async () => {
+    const a = await story(1);
+    const sequence = await publishRaw(a, "SubtaskAdded", await envelopeFor(a, 5));
+    // Every request to the leader's message API for the stream, as the server receives it.
+    const asked: number[] = [];
+    const sub = nc.subscribe(`$JS.API.STREAM.MSG.GET.${settings.stream}`, {
+      callback: (_, msg) => {
+        asked.push((msg.json() as { seq: number }).seq);
+      },
+    });
+    await nc.flush();
+    try {
+      await expect(store.read(a)).rejects.toMatchObject({ sequence });
+      // A replica of a replicated stream may be behind: only the leader's read is the last word.
+      expect(asked.length).toBeGreaterThan(0);
+    } finally {
+      sub.unsubscribe();
+    }
+  });
 });
 
 describe("an unreadable stored message", () => {
