@@ -237,14 +237,10 @@ export class BatchApplier {
         try {
           const range = { fromVersion: position.version + 1, toVersion: first.version - 1 };
           // Any replica of a replicated stream answers this read, and a follower may be behind
-          // the leader that delivered `first` (catching up after a restart), or answer one batch
-          // of the read where another replica answered the one before: what it gives, or the
-          // error it finds (versions that do not follow on), is not the last word. Only the
-          // leader can say that the events before `first` are not stored, or cannot be read.
-          let missing = await store.read(storyId, range).catch((e: unknown) => {
-            if (isEventReadError(e)) return [];
-            throw e;
-          });
+          // the leader that delivered `first` (catching up after a restart): only the leader can
+          // say that the events before it are not stored. (A read that fails, the store itself
+          // checks on the leader before it says so.)
+          let missing = await store.read(storyId, range);
           if (missing[missing.length - 1]?.version !== range.toVersion) {
             missing = await store.read(storyId, { ...range, fromLeader: true });
           }
