@@ -29,7 +29,10 @@ export interface Delivery {
 export interface BoundedPullOptions {
   readonly nc: NatsConnection;
   readonly stream: string;
-  /** A durable pull consumer of the stream. */
+  /**
+   * A durable pull consumer of the stream, made for this pull and pulled by nothing else: its
+   * deliveries are numbered from 1, and a number skipped is a delivery lost on the way.
+   */
   readonly consumer: string;
   /** JetStream API prefix (default `$JS.API`). */
   readonly apiPrefix?: string;
@@ -54,11 +57,6 @@ export interface BoundedPullOptions {
   readonly onDelivery?: (delivery: Delivery) => void;
   /** Called once when the pull ended for good (see `ended`). */
   readonly onEnd?: (error: PullEndedError) => void;
-  /**
-   * Deliveries the consumer made before this pull (its `delivered.consumer_seq`): 0, the default,
-   * for a consumer made for this pull. The next delivery must be the one after it.
-   */
-  readonly deliveredBefore?: number;
 }
 
 /**
@@ -128,8 +126,8 @@ class JetStreamBoundedPull implements BoundedPull {
   #request: PullRequest | undefined;
   #serial = 0;
   #retryAt = 0;
-  /** The delivery sequence the next delivery must have. */
-  #nextDelivery: number;
+  /** The delivery sequence the next delivery must have (the consumer is this pull's own). */
+  #nextDelivery = 1;
   #retryTimer: NodeJS.Timeout | undefined;
   readonly #watchdog: NodeJS.Timeout;
   // nats.js's status iterator has stop() (it is a listener of the connection until stopped), but
@@ -143,7 +141,6 @@ class JetStreamBoundedPull implements BoundedPull {
     this.#expiresMs = options.expiresMs ?? DEFAULT_EXPIRES_MS;
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#minPullBytes = options.minPullBytes;
-    this.#nextDelivery = (options.deliveredBefore ?? 0) + 1;
     // The connection's own inbox prefix by default: a user may subscribe to its own replies only.
     const connection = (options.nc as { options?: { inboxPrefix?: string } }).options;
     this.#inbox = createInbox(options.inboxPrefix ?? connection?.inboxPrefix);

@@ -163,13 +163,14 @@ export function createCommandHandler(
           },
         );
         options.onAppend?.((performance.now() - started) / 1000, events.length);
+        const eventIds = result.events.map((e) => e.eventId);
         story = appended(story, result, decided, {
           commandId,
           name: request.name,
           fingerprint,
+          eventIds,
         });
         cache.set(request.storyId, story);
-        const eventIds = result.events.map((e) => e.eventId);
         return { version: result.version, eventIds, deduplicated: result.deduplicated };
       } catch (e) {
         if (!isConcurrencyError(e)) throw e;
@@ -238,7 +239,13 @@ function appended(
   story: LoadedStory,
   result: AppendResult,
   decided: Decided,
-  command: { readonly commandId: string; readonly name: string; readonly fingerprint: string },
+  command: {
+    readonly commandId: string;
+    readonly name: string;
+    readonly fingerprint: string;
+    /** The ids of `result.events`. */
+    readonly eventIds: readonly string[];
+  },
 ): LoadedStory {
   const { events } = result;
   const last = events[events.length - 1];
@@ -253,7 +260,7 @@ function appended(
   if (command.commandId !== "") {
     story.commands.set(command.commandId, {
       version: last.version,
-      eventIds: events.map((e) => e.eventId),
+      eventIds: command.eventIds,
       name: internedName(command.name),
       fingerprint: command.fingerprint,
     });
