@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { FailureSummary } from "./test/support/failure-summary.ts";
 
 // Three suites, told apart by file suffix (see ../README.md#tests):
 // unit (pure, no servers), integration (real NATS / Valkey / Neo4j), e2e (running services over gRPC).
@@ -9,6 +10,8 @@ const ignored = ["**/node_modules/**", ".tools/**", ".stack/**"];
 
 export default defineConfig({
   test: {
+    // CI keeps a run's tail: end it with what failed, in plain text.
+    reporters: ["default", new FailureSummary()],
     projects: [
       {
         extends: false,

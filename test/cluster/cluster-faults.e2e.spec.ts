@@ -19,6 +19,7 @@ import { ContextCommandService } from "@ctx/proto";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
   eventually,
+  metricSum,
   sendTestToken,
   stack,
   startNatsCluster,
@@ -31,12 +32,7 @@ import {
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  busiestNode,
-  expectClusterCurrent,
-  metricSum,
-  streamLeader,
-} from "./support/cluster-state.ts";
+import { busiestNode, expectClusterCurrent, streamLeader } from "./support/cluster-state.ts";
 import { type CommandLoad, createCommandLoad } from "./support/command-load.ts";
 import { describeProjectors } from "./support/projector-state.ts";
 import { auditStream } from "./support/stream-audit.ts";
@@ -290,6 +286,12 @@ async function expectNothingLost(phase: string): Promise<void> {
     codes,
   );
   expect(load.failures).toEqual([]);
+  // Never INTERNAL, not even for a call whose client had given up before the answer came.
+  if (command === undefined) throw new Error("the command service did not start");
+  const internal = await metricSum(command.opsPort, "rpc_server_handled_total", {
+    code: "Internal",
+  });
+  expect(internal, "calls the command service answered INTERNAL").toBe(0);
   for (const byCode of load.codes.values()) {
     for (const code of byCode.keys()) expect(OK_CODES).toContain(code);
   }

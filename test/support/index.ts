@@ -7,7 +7,7 @@ export type { StackEndpoints, StoreLogin, ValkeyRole } from "./endpoints.ts";
 export type { EventuallyOptions } from "./eventually.ts";
 export { eventually } from "./eventually.ts";
 export { freePort } from "./local-stack.ts";
-export { sumOfSamples } from "./metric-samples.ts";
+export { metricSum, sumOfSamples } from "./metric-samples.ts";
 export type {
   NatsServerOptions,
   TestNatsCluster,

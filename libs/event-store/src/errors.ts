@@ -1,4 +1,5 @@
 import type { StoryId, StreamVersion } from "@ctx/domain";
+import { JetStreamApiError } from "@nats-io/jetstream";
 import { errors as natsErrors } from "@nats-io/transport-node";
 
 // The event store's errors. A story that does not exist is the domain's StoryNotFoundError
@@ -184,12 +185,25 @@ export function isStreamBackupError(e: unknown): e is StreamBackupError {
 }
 
 /**
+ * JetStream API answers that mean the stream (or the cluster's meta layer) has no leader or quorum
+ * right now, as while a clustered stream elects a leader or a stopped node comes back: "JetStream
+ * system temporarily unavailable" (10008), "JetStream cluster can not handle request" (10009),
+ * "stream is offline" (10118, 10194), "expected last sequence per subject temporarily unavailable"
+ * (10163). The same request can succeed a moment later.
+ */
+export const TRANSIENT_API_ERRORS: ReadonlySet<number> = new Set([
+  10008, 10009, 10118, 10163, 10194,
+]);
+
+/**
  * Whether a NATS client error means the server could not be reached or did not answer (a timeout,
- * a closed connection, no responders): an outage, worth retrying later. Every lib that talks to
- * JetStream classifies its calls' failures with this one helper.
+ * a closed connection, no responders), or answered that it cannot serve the request right now (see
+ * TRANSIENT_API_ERRORS): an outage, worth retrying later. Every lib that talks to JetStream
+ * classifies its calls' failures with this one helper.
  */
 export function isNatsOutage(e: unknown): boolean {
   return (
+    (e instanceof JetStreamApiError && TRANSIENT_API_ERRORS.has(e.code)) ||
     // A direct get nobody answers (the stream is missing, or has no leader right now); nats.js
     // does not export the class, hence the name.
     (e instanceof Error &&

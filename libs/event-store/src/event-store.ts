@@ -54,6 +54,7 @@ import {
   isEventReadError,
   isNatsOutage,
   SetAsideRefusedError,
+  TRANSIENT_API_ERRORS,
 } from "./errors.ts";
 import {
   defaultEventStreamNames,
@@ -1343,10 +1344,11 @@ const DUPLICATE_IN_PROCESS = 10158;
 const SUBJECT_IN_PROCESS = 10164;
 /**
  * Refusals after which nothing of the append is stored and a later try can succeed: the stream has
- * no leader or quorum right now (any 503, "not leader", "stream is offline"), or the leader changed
- * during an atomic batch, so the new one saw its commit without its start ("batch is incomplete").
+ * no leader or quorum right now (any 503, and TRANSIENT_API_ERRORS), the leader changed during an
+ * atomic batch, so the new one saw its commit without its start ("batch is incomplete", 10176), or
+ * too many batches are in flight (10211).
  */
-const RETRIABLE_REFUSALS: ReadonlySet<number> = new Set([10009, 10118, 10176, 10194, 10211]);
+const RETRIABLE_REFUSALS: ReadonlySet<number> = new Set([...TRANSIENT_API_ERRORS, 10176, 10211]);
 /** Attempts, and the pause that grows by this much before each, while an append is in process. */
 const UNSETTLED_ATTEMPTS = 8;
 const UNSETTLED_PAUSE_MS = 50;

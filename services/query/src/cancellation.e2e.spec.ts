@@ -1,9 +1,15 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { StoryId } from "@ctx/domain";
-import { eventually, stack, startTcpProxy, type TcpProxy, uniqueName } from "@ctx/test-support";
+import {
+  eventually,
+  metricSum,
+  stack,
+  startTcpProxy,
+  type TcpProxy,
+  uniqueName,
+} from "@ctx/test-support";
 import neo4j, { type Driver } from "neo4j-driver";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { metricValue } from "./testing/metrics.ts";
 import {
   type CommandClient,
   newStory,
@@ -83,7 +89,7 @@ async function openTransactions(correlationId: string): Promise<number> {
 }
 
 const handled = (method: string, code: string) =>
-  metricValue(query.app.opsPort, "rpc_server_handled_total", { method, code });
+  metricSum(query.app.opsPort, "rpc_server_handled_total", { method, code });
 
 describe("cancellation and deadlines", () => {
   it("ends a graph query at Neo4j when the call's deadline passes, and answers DEADLINE_EXCEEDED", async () => {
@@ -135,7 +141,7 @@ describe("cancellation and deadlines", () => {
     valkeyProxy.release();
     // The read that was cut short left nothing behind: no fallback, and Valkey serves again.
     expect(
-      await metricValue(query.app.opsPort, "read_model_fallbacks_total", { reason: "unavailable" }),
+      await metricSum(query.app.opsPort, "read_model_fallbacks_total", { reason: "unavailable" }),
     ).toBe(0);
     expect((await query.client.getContext({ storyId: story })).version).toBe(3);
   });

@@ -24,10 +24,9 @@ import {
   ServerReflection,
   ServerReflectionRequestSchema,
 } from "@ctx/proto/grpc";
-import { eventually, sendTestToken, testAuth } from "@ctx/test-support";
+import { eventually, metricSum, sendTestToken, testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { printContextAtTwoTimes } from "./demo.ts";
-import { metricValue } from "./testing/metrics.ts";
 import {
   type CommandClient,
   newStory,
@@ -438,7 +437,7 @@ describe("graph questions", () => {
     expect(ofQa.blockers.map((t) => [t.subtaskId, t.depth])).toEqual([["ui", 1]]);
     expect(await codeOf(q.getBlockers({ storyId: stale, subtaskId: "nope" }))).toBe(Code.NotFound);
     expect(
-      await metricValue(query.app.opsPort, "graph_fallbacks_total", { reason: "stale" }),
+      await metricSum(query.app.opsPort, "graph_fallbacks_total", { reason: "stale" }),
     ).toBeGreaterThanOrEqual(4);
 
     // Rebuilt, the graph serves it again.

@@ -1,4 +1,3 @@
-import { sumOfSamples } from "@ctx/test-support";
 import type { JetStreamManager } from "@nats-io/jetstream";
 
 /** A node of the cluster as the checks need it (a TestNatsNode of @ctx/test-support). */
@@ -71,9 +70,4 @@ export async function busiestNode<N extends ClusterNode>(
   }
   if (best === undefined) throw new Error("no node to choose from");
   return best.node;
-}
-
-/** The sum of every sample of a Prometheus metric, whatever its labels, from a `/metrics` page. */
-export async function metricSum(opsPort: number, name: string): Promise<number> {
-  return sumOfSamples(await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text(), name);
 }

@@ -256,7 +256,15 @@ export function createCommandLoad(options: CommandLoadOptions): CommandLoad {
         count(name);
         if (!retriable.has(error.code) || Date.now() - started > options.giveUpMs) {
           failures.push({ commandId, code: name, message: error.rawMessage });
-          throw error;
+          const why = retriable.has(error.code)
+            ? `still ${name} after ${Date.now() - started} ms`
+            : name;
+          throw new Error(
+            `${phase}: ${plan.id} command ${commandId} failed (${why}): ${error.rawMessage}`,
+            {
+              cause: error,
+            },
+          );
         }
         await new Promise((r) => setTimeout(r, Math.min(1_000, 50 * attempt)));
       }

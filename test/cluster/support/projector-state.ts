@@ -2,8 +2,8 @@ import type { StoryId } from "@ctx/domain";
 import type { RecordedEvent } from "@ctx/event-store";
 import { partitionConsumers } from "@ctx/projector";
 import type { OpenReadModel, ProjectorApp, ReadModelKind } from "@ctx/projector-service";
+import { metricSum } from "@ctx/test-support";
 import type { JetStreamManager } from "@nats-io/jetstream";
-import { metricSum } from "./cluster-state.ts";
 
 export interface ProjectorReplica {
   readonly kind: ReadModelKind;
