@@ -203,7 +203,36 @@ export const rpcServerSchema = z.object({
   RPC_IDLE_TIMEOUT_MS: whole(rpcServerDefaults.idleTimeoutMs, 0),
   RPC_KEEPALIVE_INTERVAL_MS: whole(rpcServerDefaults.keepaliveIntervalMs, 0),
   RPC_KEEPALIVE_TIMEOUT_MS: whole(rpcServerDefaults.keepaliveTimeoutMs, 1),
+  /**
+   * Origins whose browser pages may call the service (CORS): exact origins such as
+   * `https://app.example.com`, comma- or space-separated, or `*`; empty: none.
+   */
+  RPC_CORS_ORIGINS: z
+    .string()
+    .default("")
+    .transform((value, ctx) => {
+      const origins = value.split(/[\s,]+/).filter((o) => o !== "");
+      for (const origin of origins) {
+        if (origin !== "*" && !isWebOrigin(origin)) {
+          ctx.addIssue({
+            code: "custom",
+            message: `${JSON.stringify(origin)} is not an origin: expected scheme://host[:port] (http or https, no path) or *`,
+          });
+        }
+      }
+      return origins;
+    }),
 });
+
+/** Whether `value` is an http(s) origin as a browser sends it: scheme, host and port, no more. */
+function isWebOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
+  } catch {
+    return false;
+  }
+}
 
 export type RpcServerConfig = z.infer<typeof rpcServerSchema>;
 

@@ -75,6 +75,26 @@ describe("loadConfig", () => {
     }
   });
 
+  it("takes CORS origins as exact web origins or *, none by default, and names a bad one", () => {
+    expect(loadConfig(rpcServerSchema, {}).RPC_CORS_ORIGINS).toEqual([]);
+    expect(
+      loadConfig(rpcServerSchema, {
+        RPC_CORS_ORIGINS: "https://app.example.com, http://localhost:5173",
+      }).RPC_CORS_ORIGINS,
+    ).toEqual(["https://app.example.com", "http://localhost:5173"]);
+    expect(loadConfig(rpcServerSchema, { RPC_CORS_ORIGINS: "*" }).RPC_CORS_ORIGINS).toEqual(["*"]);
+    for (const bad of [
+      "app.example.com",
+      "https://app.example.com/",
+      "ftp://x.example",
+      "https://a/b",
+    ]) {
+      expect(() => loadConfig(rpcServerSchema, { RPC_CORS_ORIGINS: bad }), bad).toThrow(
+        /RPC_CORS_ORIGINS: .* is not an origin/,
+      );
+    }
+  });
+
   it("takes a comma-separated list of NATS URLs (a cluster's seeds) and refuses a bad entry", () => {
     const list = "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224";
     expect(loadConfig(storesSchema, { NATS_URL: list }).NATS_URL).toBe(list);

@@ -9,7 +9,7 @@ import {
   isAuthFailure,
 } from "./auth-failure.ts";
 import type { Authenticator } from "./authenticator.ts";
-import { callStreamOf } from "./call-connection.ts";
+import { callSocketOf } from "./call-connection.ts";
 import { type Principal, principalKey } from "./principal.ts";
 
 export interface AuthInterceptorOptions {
@@ -42,7 +42,7 @@ export function authInterceptor(options: AuthInterceptorOptions): Interceptor {
   return (next) => async (req) => {
     const access = policy.accessOf(req.method);
     if (access.kind === "open") return next(req);
-    const socket = callStreamOf(req.contextValues)?.session?.socket;
+    const socket = callSocketOf(req.contextValues);
     let principal: Principal;
     try {
       principal = await authenticator.authenticate({

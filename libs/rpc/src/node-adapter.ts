@@ -1,9 +1,12 @@
+import type * as http from "node:http";
 import * as http2 from "node:http2";
+import type { Readable, Writable } from "node:stream";
 import type { DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
   type ConnectRouter,
+  type ContextValues,
   createConnectRouter,
   createMethodImplSpec,
   createServiceImplSpec,
@@ -35,7 +38,8 @@ import {
 } from "@connectrpc/connect/protocol-grpc-web";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "@ctx/config";
-import { callContextValues } from "./call-connection.ts";
+import { callContextValues, type Http1Exchange } from "./call-connection.ts";
+import type { Cors } from "./cors.ts";
 import { deadlineExceeded, normalizeConnectError, requestReadTimeout } from "./errors.ts";
 import { createExpiryQueue, type ExpiryHandle, type ExpiryQueue } from "./expiry-queue.ts";
 import type { RpcLimits } from "./limits.ts";
@@ -55,9 +59,11 @@ export interface NodeAdapterOptions {
   readonly logger: Logger;
   readonly limits: RpcLimits;
   readonly metrics: ServerMetrics;
+  /** Cross-origin calls from browsers: preflights answered, answers marked (see createCors). */
+  readonly cors: Cors;
 }
 
-/** Serves the HTTP/2 streams of a server's connections. */
+/** Serves the HTTP/2 streams and HTTP/1.1 requests of a server's connections. */
 export interface NodeAdapter {
   /** Handles one HTTP/2 stream of a guarded connection (the session's "stream" event). */
   handle(
@@ -65,6 +71,8 @@ export interface NodeAdapter {
     headers: http2.IncomingHttpHeaders,
     session: GuardedSession,
   ): void;
+  /** Handles one HTTP/1.1 request (the HTTP/1.1 server's "request" event). */
+  handleHttp1(req: http.IncomingMessage, res: http.ServerResponse): void;
   /** Stops the adapter's timers (the server is closing). */
   close(): void;
 }
@@ -73,7 +81,9 @@ export interface NodeAdapter {
  * Serves our routes from Node's HTTP/2 streams with Connect's universal handlers (connect-node's
  * adapter goes through the http1-style compatibility API, which costs a request and a response
  * object, header copies and stream wrappers per call). Unary gRPC calls with protobuf messages take
- * a shorter path through Connect's pieces (see createUnaryGrpc). Around both:
+ * a shorter path through Connect's pieces (see createUnaryGrpc). HTTP/1.1 requests (gRPC-Web and
+ * Connect from browsers, curl, `buf curl`) go to Connect's handlers with the same bounds. Around
+ * all of them:
  *
  * - **sizes**: a request message over `maxRequestBytes`, counted after decompression, is refused
  *   RESOURCE_EXHAUSTED; so is the body of a one-message request that brings more than that (read
@@ -86,7 +96,9 @@ export interface NodeAdapter {
  *   server's), a stream at `maxStreamDeadlineMs` (0: none). An expired call is answered at once,
  *   whether or not its handler notices (see abortInterceptor), and its signal is aborted;
  * - **bad bytes**: Connect's own errors for what a client sent become INVALID_ARGUMENT in our words,
- *   on every protocol (see normalizeConnectError and Call.respond).
+ *   on every protocol (see normalizeConnectError and Call.respond);
+ * - **browsers**: a CORS preflight (OPTIONS) is answered from `cors`, and an answer to an allowed
+ *   origin says so.
  *
  * A call's signal is aborted when its stream closes before the response was sent (the client
  * cancelled or went away), with a ConnectError: not on every close, which would build an unused
@@ -117,23 +129,38 @@ export function createNodeAdapter(options: NodeAdapterOptions): NodeAdapter {
     reads: createExpiryQueue(limits.requestReadTimeoutMs, (call: Call) => call.readTimedOut()),
     deadlines: createExpiryQueue(limits.maxDeadlineMs, (call: Call) => call.deadlinePassed()),
   };
+  const { cors } = options;
   return {
     handle(stream, headers, session) {
       const path = headers[":path"] ?? "";
       const query = path.indexOf("?");
       const pathname = query < 0 ? path : path.slice(0, query);
-      const handler = paths.get(pathname);
       // A stream can fail (reset by the client, session gone) at any time; an unhandled "error"
       // event would end the process. Failures reach the call through its signal instead.
       stream.on("error", () => undefined);
+      if (headers[":method"] === "OPTIONS") {
+        const answer = cors.preflight(headers.origin);
+        if (!stream.destroyed) {
+          stream.respond({ ...answer.headers, ":status": answer.status }, { endStream: true });
+        }
+        return;
+      }
+      const handler = paths.get(pathname);
       if (!handler) {
         if (!stream.destroyed) stream.respond({ ":status": 404 }, { endStream: true });
         return;
       }
-      const kind = handler.method.methodKind;
-      const call = new Call(stream, env, session, kind === "unary" || kind === "server_streaming");
       const spec = unary.get(pathname);
       const fast = spec !== undefined && unaryGrpc.accepts(headers);
+      const kind = handler.method.methodKind;
+      const call = new H2Call(
+        stream,
+        env,
+        session,
+        kind === "unary" || kind === "server_streaming",
+        // Browsers never call with gRPC's own protocol, which the fast path serves.
+        fast ? undefined : cors.responseHeaders(headers.origin),
+      );
       const url = `http://${headers[":authority"] ?? headers.host ?? "localhost"}${path}`;
       let served: Promise<void>;
       if (fast) {
@@ -142,9 +169,13 @@ export function createNodeAdapter(options: NodeAdapterOptions): NodeAdapter {
       } else {
         const header = webHeaders(headers);
         limitDeadline(header, handler.method, limits);
-        served = handler(call.request(header, url, headers[":method"] ?? "", headers)).then((res) =>
-          call.respond(res),
+        const request = call.request(
+          header,
+          url,
+          headers[":method"] ?? "",
+          headers["content-length"],
         );
+        served = handler(request).then((res) => call.respond(res));
       }
       served.catch((reason: unknown) => {
         call.finish();
@@ -152,6 +183,43 @@ export function createNodeAdapter(options: NodeAdapterOptions): NodeAdapter {
         options.logger.error({ err: reason, method: handler.method.name }, "handler failed");
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
+    },
+    handleHttp1(req, res) {
+      const path = req.url ?? "/";
+      const query = path.indexOf("?");
+      const pathname = query < 0 ? path : path.slice(0, query);
+      // As above: failures reach the call through its signal, never as an unhandled "error".
+      req.on("error", () => undefined);
+      res.on("error", () => undefined);
+      if (req.method === "OPTIONS") {
+        const answer = cors.preflight(req.headers.origin);
+        res.writeHead(answer.status, answer.headers).end();
+        return;
+      }
+      const handler = paths.get(pathname);
+      if (!handler) {
+        res.writeHead(404).end();
+        return;
+      }
+      const kind = handler.method.methodKind;
+      const call = new H1Call(
+        { req, res },
+        env,
+        kind === "unary" || kind === "server_streaming",
+        cors.responseHeaders(req.headers.origin),
+      );
+      const url = `http://${req.headers.host ?? "localhost"}${path}`;
+      const header = webHeaders(req.headers);
+      limitDeadline(header, handler.method, limits);
+      const request = call.request(header, url, req.method ?? "", req.headers["content-length"]);
+      handler(request)
+        .then((answer) => call.respond(answer))
+        .catch((reason: unknown) => {
+          call.finish();
+          if (ConnectError.from(reason).code === Code.Aborted) return;
+          options.logger.error({ err: reason, method: handler.method.name }, "handler failed");
+          res.destroy();
+        });
     },
     close() {
       env.reads.clear();
@@ -225,8 +293,8 @@ function recordingUnary(router: ConnectRouter, unary: Map<string, UnaryImplSpec>
   return recording;
 }
 
-/** An HTTP/2 request's headers as fetch Headers, without the pseudo-headers. */
-function webHeaders(headers: http2.IncomingHttpHeaders): Headers {
+/** A request's headers as fetch Headers, without HTTP/2's pseudo-headers. */
+function webHeaders(headers: http2.IncomingHttpHeaders | http.IncomingHttpHeaders): Headers {
   const header = new Headers();
   for (const name in headers) {
     if (name.charCodeAt(0) === 58 /* ":" */) continue;
@@ -237,39 +305,33 @@ function webHeaders(headers: http2.IncomingHttpHeaders): Headers {
   return header;
 }
 
-/** One call on one HTTP/2 stream. */
-class Call implements UnaryCall, BodyEvents {
-  readonly #stream: http2.ServerHttp2Stream;
-  readonly #env: CallEnv;
-  readonly #session: GuardedSession;
+/**
+ * One call: its signal, its deadline and the arrival of its request, and the writing of the answer
+ * Connect's handler gives, with our words for Connect's own errors. What it is carried over is
+ * its subclass's: an HTTP/2 stream (H2Call) or an HTTP/1.1 exchange (H1Call).
+ */
+abstract class Call implements BodyEvents {
+  protected readonly env: CallEnv;
   readonly #abort = new AbortController();
   /** Whether the request is one message whose arrival the read timeout bounds. */
   readonly #oneMessage: boolean;
+  /** CORS headers for the answer (a browser's call from an allowed origin). */
+  readonly #cors: Readonly<Record<string, string>> | undefined;
   #done = false;
   #read: ExpiryHandle | undefined;
   #interruptRead: ((e: ConnectError) => void) | undefined;
   #deadline: ExpiryHandle | undefined;
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #deadlineMs: number | undefined;
-  /** The fast path: an expired call is answered here, with gRPC trailers. */
-  #answersExpiry = false;
 
   constructor(
-    stream: http2.ServerHttp2Stream,
     env: CallEnv,
-    session: GuardedSession,
     oneMessage: boolean,
+    cors: Readonly<Record<string, string>> | undefined,
   ) {
-    this.#stream = stream;
-    this.#env = env;
-    this.#session = session;
+    this.env = env;
     this.#oneMessage = oneMessage;
-    session.streamOpened();
-    stream.once("close", () => {
-      this.#session.streamClosed();
-      this.#clearTimers();
-      if (!this.#done) this.#abort.abort(closedError(stream.rstCode ?? 0));
-    });
+    this.#cors = cors;
   }
 
   get signal(): AbortSignal {
@@ -287,11 +349,17 @@ class Call implements UnaryCall, BodyEvents {
     this.#clearTimers();
   }
 
+  /** The stream or connection closed: a call not answered yet is cancelled with `reason`. */
+  protected closed(reason: () => ConnectError): void {
+    this.#clearTimers();
+    if (!this.#done) this.#abort.abort(reason());
+  }
+
   // --- the request's arrival (BodyEvents) ---
 
   reading(interrupt: (e: ConnectError) => void): void {
     this.#interruptRead = interrupt;
-    if (this.#oneMessage && !this.#done) this.#read = this.#env.reads.add(this);
+    if (this.#oneMessage && !this.#done) this.#read = this.env.reads.add(this);
   }
 
   ended(): void {
@@ -301,38 +369,37 @@ class Call implements UnaryCall, BodyEvents {
   }
 
   tooLarge(): void {
-    this.#env.metrics.refused(RefusalReason.requestTooLarge);
+    this.env.metrics.refused(RefusalReason.requestTooLarge);
   }
 
   refused(reason: RefusalReason): void {
-    this.#env.metrics.refused(reason);
+    this.env.metrics.refused(reason);
   }
 
   readTimedOut(): void {
     this.#read = undefined;
     if (this.#done) return;
-    this.#env.metrics.refused(RefusalReason.readTimeout);
-    const error = requestReadTimeout(this.#env.limits.requestReadTimeoutMs);
+    this.env.metrics.refused(RefusalReason.readTimeout);
+    const error = requestReadTimeout(this.env.limits.requestReadTimeoutMs);
     this.#interruptRead?.(error);
     this.#interruptRead = undefined;
-    this.#expire(error);
+    this.expire(error);
   }
 
-  // --- deadlines (UnaryCall) ---
+  // --- deadlines ---
 
   /**
    * Holds the call (on the fast path) to the client's deadline if it is shorter than the server's
    * longest, with a timer of its own, or else to the server's, in the shared queue.
    */
   startDeadline(clientMs: number | undefined): void {
-    this.#answersExpiry = true;
-    const max = this.#env.limits.maxDeadlineMs;
+    const max = this.env.limits.maxDeadlineMs;
     if (clientMs !== undefined && clientMs < max) {
       this.#deadlineMs = clientMs;
       this.#deadlineTimer = setTimeout(() => this.deadlinePassed(), clientMs);
     } else {
       this.#deadlineMs = max;
-      this.#deadline = this.#env.deadlines.add(this);
+      this.#deadline = this.env.deadlines.add(this);
     }
   }
 
@@ -343,30 +410,12 @@ class Call implements UnaryCall, BodyEvents {
     const error = deadlineExceeded(this.#deadlineMs);
     this.#interruptRead?.(error);
     this.#interruptRead = undefined;
-    this.#expire(error);
+    this.expire(error);
   }
 
-  /** Aborts the call's signal and, on the fast path, answers it now with the error. */
-  #expire(error: ConnectError): void {
+  /** Aborts the call's signal (Connect's handler answers through abortInterceptor). */
+  protected expire(error: ConnectError): void {
     this.abort(error);
-    if (!this.#answersExpiry) return;
-    // Connect's handler answers through abortInterceptor; the fast path's handler may still be
-    // running, and its answer, when it comes, finds the stream answered.
-    this.finish();
-    const stream = this.#stream;
-    if (stream.destroyed || stream.headersSent) return;
-    const trailer = new Headers();
-    setTrailerStatus(trailer, error);
-    stream.respond(
-      { ":status": 200, "content-type": "application/grpc+proto" },
-      { waitForTrailers: true },
-    );
-    stream.once("wantTrailers", () => {
-      if (stream.destroyed) return;
-      stream.sendTrailers(toNodeHeaders(trailer));
-      closeUnread(stream);
-    });
-    stream.end();
   }
 
   #clearTimers(): void {
@@ -381,34 +430,53 @@ class Call implements UnaryCall, BodyEvents {
     }
   }
 
+  // --- the wire, as the subclass carries it ---
+
+  protected abstract readonly httpVersion: string;
+  /** The request body as it arrives. */
+  protected abstract body(): Readable;
+  protected abstract contextValues(): ContextValues;
+  /** The answer can no longer be started: the wire is gone, or the headers are out. */
+  protected abstract cannotAnswer(): boolean;
+  /**
+   * Sends the status and headers; with `trailer`, the answer ends with trailers (given by
+   * `trailer()` when the body is done, normalized).
+   */
+  protected abstract sendHead(
+    status: number,
+    head: http2.OutgoingHttpHeaders,
+    endStream: boolean,
+    trailer: (() => Headers) | undefined,
+  ): void;
+  protected abstract writeChunk(data: Uint8Array): Promise<void>;
+  /** Ends an answer whose head did not end it. */
+  protected abstract endAnswer(): void;
+  /** The answer is out: drops what the client still sends that nobody will read. */
+  protected abstract closeUnread(): void;
+
   // --- Connect's handler ---
 
-  request(
-    header: Headers,
-    url: string,
-    method: string,
-    headers: http2.IncomingHttpHeaders,
-  ): UniversalServerRequest {
-    const limit = this.#env.limits.maxRequestBytes;
-    return {
-      httpVersion: "2.0",
+  request(header: Headers, url: string, method: string, contentLength: string | undefined) {
+    const limit = this.env.limits.maxRequestBytes;
+    const request: UniversalServerRequest = {
+      httpVersion: this.httpVersion,
       method,
       url,
       header,
       body: new RequestBody(
-        this.#stream,
-        headers["content-length"],
+        this.body(),
+        contentLength,
         this.#oneMessage ? limit + envelopeBytes : undefined,
         limit,
         this,
       ),
       signal: this.#abort.signal,
-      contextValues: callContextValues(this.#stream),
+      contextValues: this.contextValues(),
     };
+    return request;
   }
 
   async respond(res: UniversalServerResponse): Promise<void> {
-    const stream = this.#stream;
     const fixed = await this.#normalized(res);
     const it = fixed.body?.[Symbol.asyncIterator]();
     const webTrailers = isGrpcWeb(fixed.header);
@@ -416,29 +484,31 @@ class Call implements UnaryCall, BodyEvents {
     try {
       // The first chunk comes before the headers: implementations may still set headers.
       let chunk = await it?.next();
-      if (stream.destroyed || stream.headersSent) return;
+      if (this.cannotAnswer()) return;
       const trailer = fixed.trailer;
       const head = toNodeHeaders(fixed.header);
-      head[":status"] = fixed.status;
+      if (this.#cors !== undefined) Object.assign(head, this.#cors);
       const endStream = (chunk === undefined || chunk.done === true) && trailer === undefined;
-      stream.respond(head, { waitForTrailers: trailer !== undefined, endStream });
-      if (trailer !== undefined) {
-        stream.once("wantTrailers", () => {
-          if (stream.destroyed) return;
-          this.#normalizeTrailer(trailer);
-          stream.sendTrailers(toNodeHeaders(trailer));
-          closeUnread(stream);
-        });
-      }
+      this.sendHead(
+        fixed.status,
+        head,
+        endStream,
+        trailer === undefined
+          ? undefined
+          : () => {
+              this.#normalizeTrailer(trailer);
+              return trailer;
+            },
+      );
       while (chunk !== undefined && chunk.done !== true) {
         const data = webTrailers ? this.#normalizeWebTrailer(chunk.value) : chunk.value;
-        await write(stream, data);
+        await this.writeChunk(data);
         chunk = await it?.next();
       }
       finished = true;
       this.finish();
-      if (!endStream && !stream.destroyed) stream.end();
-      if (trailer === undefined) closeUnread(stream);
+      if (!endStream) this.endAnswer();
+      if (trailer === undefined) this.closeUnread();
     } catch (e) {
       // Writing failed (the client went away): tell the implementation, stop.
       await it?.throw?.(e).catch(() => undefined);
@@ -463,7 +533,7 @@ class Call implements UnaryCall, BodyEvents {
     const message = decodeURIComponent(trailer.get("grpc-message") ?? "");
     const normalized = normalizeConnectError(Number(status) as Code, message);
     if (normalized === undefined) return;
-    this.#env.metrics.refused(normalized.reason);
+    this.env.metrics.refused(normalized.reason);
     trailer.delete("grpc-status-details-bin");
     setTrailerStatus(trailer, new ConnectError(normalized.message, normalized.code));
   }
@@ -488,7 +558,7 @@ class Call implements UnaryCall, BodyEvents {
       const error = safely(() => errorFromJsonBytes(bytes, undefined, unknownError));
       const normalized = error && normalizeConnectError(error.code, error.rawMessage);
       if (!error || !normalized) return { ...res, body: once(bytes) };
-      this.#env.metrics.refused(normalized.reason);
+      this.env.metrics.refused(normalized.reason);
       const body = errorToJsonBytes(new ConnectError(normalized.message, normalized.code), {});
       const header = new Headers(res.header);
       // Connect set the length of the body it wrote: a different body needs its own.
@@ -515,11 +585,173 @@ class Call implements UnaryCall, BodyEvents {
         yield chunk;
         continue;
       }
-      this.#env.metrics.refused(normalized.reason);
+      this.env.metrics.refused(normalized.reason);
       const fixed = new ConnectError(normalized.message, normalized.code);
       const json = JSON.stringify(endStreamToJson(end.metadata, fixed, undefined));
       yield encodeEnvelope(endStreamFlag, new TextEncoder().encode(json));
     }
+  }
+}
+
+/** A call on an HTTP/2 stream: every protocol, and the only kind the fast path serves. */
+class H2Call extends Call implements UnaryCall {
+  readonly #stream: http2.ServerHttp2Stream;
+  /** The fast path: an expired call is answered here, with gRPC trailers. */
+  #answersExpiry = false;
+  protected readonly httpVersion = "2.0";
+
+  constructor(
+    stream: http2.ServerHttp2Stream,
+    env: CallEnv,
+    session: GuardedSession,
+    oneMessage: boolean,
+    cors: Readonly<Record<string, string>> | undefined,
+  ) {
+    super(env, oneMessage, cors);
+    this.#stream = stream;
+    session.streamOpened();
+    stream.once("close", () => {
+      session.streamClosed();
+      this.closed(() => closedError(stream.rstCode ?? 0));
+    });
+  }
+
+  override startDeadline(clientMs: number | undefined): void {
+    this.#answersExpiry = true;
+    super.startDeadline(clientMs);
+  }
+
+  /** Aborts the call's signal and, on the fast path, answers it now with the error. */
+  protected override expire(error: ConnectError): void {
+    this.abort(error);
+    if (!this.#answersExpiry) return;
+    // Connect's handler answers through abortInterceptor; the fast path's handler may still be
+    // running, and its answer, when it comes, finds the stream answered.
+    this.finish();
+    const stream = this.#stream;
+    if (stream.destroyed || stream.headersSent) return;
+    const trailer = new Headers();
+    setTrailerStatus(trailer, error);
+    stream.respond(
+      { ":status": 200, "content-type": "application/grpc+proto" },
+      { waitForTrailers: true },
+    );
+    stream.once("wantTrailers", () => {
+      if (stream.destroyed) return;
+      stream.sendTrailers(toNodeHeaders(trailer));
+      closeUnread(stream);
+    });
+    stream.end();
+  }
+
+  protected body(): Readable {
+    return this.#stream;
+  }
+
+  protected contextValues(): ContextValues {
+    return callContextValues(this.#stream);
+  }
+
+  protected cannotAnswer(): boolean {
+    return this.#stream.destroyed || this.#stream.headersSent;
+  }
+
+  protected sendHead(
+    status: number,
+    head: http2.OutgoingHttpHeaders,
+    endStream: boolean,
+    trailer: (() => Headers) | undefined,
+  ): void {
+    const stream = this.#stream;
+    head[":status"] = status;
+    stream.respond(head, { waitForTrailers: trailer !== undefined, endStream });
+    if (trailer === undefined) return;
+    stream.once("wantTrailers", () => {
+      if (stream.destroyed) return;
+      stream.sendTrailers(toNodeHeaders(trailer()));
+      closeUnread(stream);
+    });
+  }
+
+  protected writeChunk(data: Uint8Array): Promise<void> {
+    return write(this.#stream, data);
+  }
+
+  protected endAnswer(): void {
+    if (!this.#stream.destroyed) this.#stream.end();
+  }
+
+  protected closeUnread(): void {
+    closeUnread(this.#stream);
+  }
+}
+
+/**
+ * A call over HTTP/1.1: gRPC-Web and Connect (unary and server streams), as browsers and plain
+ * HTTP clients send them. One call per connection at a time, so no stream bookkeeping; a request
+ * whose body was not read to its end (refused for its size) closes its connection after the answer.
+ */
+class H1Call extends Call {
+  readonly #exchange: Http1Exchange;
+  /** The trailers the answer ends with (gRPC over HTTP/1.1, chunked), when it has some. */
+  #trailer: (() => Headers) | undefined;
+  protected readonly httpVersion = "1.1";
+
+  constructor(
+    exchange: Http1Exchange,
+    env: CallEnv,
+    oneMessage: boolean,
+    cors: Readonly<Record<string, string>> | undefined,
+  ) {
+    super(env, oneMessage, cors);
+    this.#exchange = exchange;
+    exchange.res.once("close", () => this.closed(connectionClosedError));
+  }
+
+  protected body(): Readable {
+    return this.#exchange.req;
+  }
+
+  protected contextValues(): ContextValues {
+    return callContextValues(this.#exchange);
+  }
+
+  protected cannotAnswer(): boolean {
+    return this.#exchange.res.destroyed || this.#exchange.res.headersSent;
+  }
+
+  protected sendHead(
+    status: number,
+    head: http2.OutgoingHttpHeaders,
+    endStream: boolean,
+    trailer: (() => Headers) | undefined,
+  ): void {
+    const { req, res } = this.#exchange;
+    // What the client still sends would be read (and dropped) before the next request.
+    if (!req.complete) res.shouldKeepAlive = false;
+    if (trailer !== undefined) {
+      // HTTP/1.1 carries trailers after a chunked body (see endAnswer).
+      head.trailer = "grpc-status, grpc-message, grpc-status-details-bin";
+      this.#trailer = trailer;
+    }
+    res.writeHead(status, head as http.OutgoingHttpHeaders);
+    if (endStream) res.end();
+  }
+
+  protected writeChunk(data: Uint8Array): Promise<void> {
+    return write(this.#exchange.res, data);
+  }
+
+  protected endAnswer(): void {
+    const res = this.#exchange.res;
+    if (res.destroyed) return;
+    if (this.#trailer !== undefined) res.addTrailers(toNodeHeaders(this.#trailer()));
+    res.end();
+  }
+
+  protected closeUnread(): void {
+    const { req, res } = this.#exchange;
+    if (!req.complete) res.once("finish", () => req.socket.destroySoon());
   }
 }
 
@@ -562,11 +794,15 @@ function closedError(rstCode: number): ConnectError {
   return new ConnectError(`the HTTP/2 stream closed early (error code ${rstCode})`, code);
 }
 
+/** Why an HTTP/1.1 call whose connection closed before its answer ends: the client went. */
+const connectionClosedError = () =>
+  new ConnectError("the HTTP/1.1 connection closed before the answer", Code.Canceled);
+
 /** What a write to a stream the client closed fails with (Aborted: not logged as a failure). */
 const clientGone = () => new ConnectError("the client closed the call", Code.Aborted);
 
-/** Writes a chunk, waiting for the stream to drain when its buffer is full. */
-function write(stream: http2.ServerHttp2Stream, data: Uint8Array): Promise<void> {
+/** Writes a chunk, waiting for the stream (or response) to drain when its buffer is full. */
+function write(stream: Writable, data: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
     if (stream.destroyed) {
       reject(clientGone());

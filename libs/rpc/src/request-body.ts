@@ -1,4 +1,5 @@
 import * as http2 from "node:http2";
+import type { Readable } from "node:stream";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { malformedRequest, requestTooLarge } from "./errors.ts";
 
@@ -17,15 +18,16 @@ export interface BodyEvents {
 
 /**
  * The body of a request as Connect's handlers read it (an async iterable of chunks), straight from
- * the HTTP/2 stream, bounded: when `maxBytes` is given (requests of one message: unary and server
+ * the HTTP/2 stream (or the HTTP/1.1 request), bounded: when `maxBytes` is given (requests of one message: unary and server
  * streams), a body whose `content-length` says more is refused before a byte is read, and one that
  * brings more is refused as soon as it does (RESOURCE_EXHAUSTED); a 1,000 MB body costs the server
  * a few chunks. `interrupt` fails a pending read at once (the request stopped arriving, or the call
  * expired). Returning early neither destroys the stream (the call still answers on it) nor reads
- * on: HTTP/2 flow control stops the client, and the stream is reset when the answer is complete.
+ * on: HTTP/2 flow control stops the client, and the stream is reset when the answer is complete
+ * (over HTTP/1.1, TCP's flow control, and the connection closes after the answer).
  */
 export class RequestBody implements AsyncIterableIterator<Uint8Array> {
-  readonly #stream: http2.ServerHttp2Stream;
+  readonly #stream: Readable;
   readonly #maxBytes: number | undefined;
   readonly #limit: number;
   readonly #events: BodyEvents;
@@ -42,7 +44,7 @@ export class RequestBody implements AsyncIterableIterator<Uint8Array> {
    * @param limit the message limit to name in the error
    */
   constructor(
-    stream: http2.ServerHttp2Stream,
+    stream: Readable,
     contentLength: string | undefined,
     maxBytes: number | undefined,
     limit: number,

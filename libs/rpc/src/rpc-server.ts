@@ -1,5 +1,7 @@
+import * as http from "node:http";
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import * as net from "node:net";
+import * as tls from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
@@ -11,6 +13,7 @@ import type { AccessPolicy } from "./access-policy.ts";
 import { authInterceptor } from "./auth-interceptor.ts";
 import type { Authenticator } from "./authenticator.ts";
 import { correlationInterceptor } from "./correlation.ts";
+import { createCors } from "./cors.ts";
 import { errorInterceptor } from "./error-edge.ts";
 import type { ErrorClassifier } from "./errors.ts";
 import { type HealthRegistry, registerHealthService } from "./health.ts";
@@ -19,7 +22,12 @@ import { metricsInterceptor } from "./metrics.ts";
 import { createNodeAdapter } from "./node-adapter.ts";
 import { registerReflectionService } from "./reflection.ts";
 import { createRegexMatcher } from "./regex-match.ts";
-import { createServerMetrics, RefusalReason } from "./server-metrics.ts";
+import {
+  createServerMetrics,
+  RefusalReason,
+  type ServerMetrics,
+  SessionCloseReason,
+} from "./server-metrics.ts";
 import { createSessionGuard } from "./session-guard.ts";
 import { turnBudgetInterceptor } from "./turn-budget.ts";
 
@@ -58,8 +66,13 @@ export interface RpcServerOptions {
   readonly limits?: Partial<RpcLimits>;
   /** Authentication and authorization of every call (unset: every caller is served, AUTH=off). */
   readonly auth?: RpcAuth;
-  /** HTTP/2 over TLS (ALPN h2) instead of cleartext. */
+  /** TLS (ALPN h2 and http/1.1) instead of cleartext. */
   readonly tls?: RpcTls;
+  /**
+   * Origins whose browser pages may call the services (exact origins, or `*`); none: cross-origin
+   * calls are refused (see createCors).
+   */
+  readonly corsOrigins?: readonly string[];
 }
 
 export interface RpcServer {
@@ -69,8 +82,9 @@ export interface RpcServer {
 }
 
 /**
- * A Connect server on Node's http2 (cleartext, or TLS with `tls`) answering gRPC, gRPC-Web and
- * Connect. Every call goes through, outermost first: metrics, authentication and authorization
+ * A Connect server on one port (cleartext, or TLS with `tls`) answering gRPC, gRPC-Web and Connect
+ * over HTTP/2, and gRPC-Web and Connect over HTTP/1.1, for browsers and plain HTTP clients (see
+ * listenBoth). Every call goes through, outermost first: metrics, authentication and authorization
  * (with `auth`; see authInterceptor), the turn budget (so the time a call
  * waits for its turn counts in its handling time), correlation ids, the error edge, and protovalidate
  * request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher).
@@ -134,42 +148,46 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     fastInterceptors: [...outer, ...inner],
     limits,
     metrics,
+    cors: createCors(options.corsOrigins ?? []),
   });
   const settings = { maxConcurrentStreams: limits.maxConcurrentStreams };
-  const tls = options.tls;
-  const server = tls
-    ? http2.createSecureServer({
-        settings,
-        cert: tls.cert,
-        key: tls.key,
-        ALPNProtocols: ["h2"],
-        handshakeTimeout: limits.handshakeTimeoutMs,
-        // Certificates are asked for, not demanded: health and bearer-token callers come without
-        // one, and the auth interceptor refuses an untrusted one with a status, not a reset.
-        ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
-      })
-    : http2.createServer({ settings });
-  server.maxConnections = limits.maxConnections;
-  server.on("drop", () => metrics.refused(RefusalReason.tooManyConnections));
+  const h2 = http2.createServer({ settings });
   const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (session) => {
+  h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     const guarded = guard.track(session);
     session.on("stream", (stream, headers) => adapter.handle(stream, headers, guarded));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => resolve());
+  const h1 = http.createServer({
+    // The request head must arrive as fast as an HTTP/2 preface; an idle keep-alive connection
+    // closes as an idle HTTP/2 one does. A body's arrival is the adapter's (requestReadTimeoutMs).
+    headersTimeout: limits.handshakeTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: limits.idleTimeoutMs,
+    connectionsCheckingInterval: Math.min(1_000, limits.handshakeTimeoutMs),
   });
-  const port = (server.address() as AddressInfo).port;
+  h1.on("request", (req, res) => adapter.handleHttp1(req, res));
+  // Node starts checking its connections' timeouts when the server listens; this one never
+  // does (the front listens for it), so it is told it does.
+  h1.emit("listening");
+  const front = listenBoth({ h1, h2, limits, metrics, tls: options.tls });
+  front.maxConnections = limits.maxConnections;
+  front.on("drop", () => metrics.refused(RefusalReason.tooManyConnections));
+  await new Promise<void>((resolve, reject) => {
+    front.once("error", reject);
+    front.listen(options.port, options.host, () => resolve());
+  });
+  const port = (front.address() as net.AddressInfo).port;
   return {
     port,
     async close(graceMs = 10_000) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => front.close(() => resolve()));
       for (const session of sessions) session.close();
+      h1.closeIdleConnections();
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();
+        h1.closeAllConnections();
       }, graceMs);
       await closed;
       clearTimeout(timer);
@@ -178,3 +196,77 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     },
   };
 }
+
+/**
+ * The listening server of one port, handing each connection to the HTTP/2 or the HTTP/1.1 server.
+ * Over TLS the client says which in the handshake (ALPN: h2, else HTTP/1.1). In cleartext an
+ * HTTP/2 client starts with the connection preface ("PRI * HTTP/2.0…", prior knowledge, as gRPC
+ * clients do); no HTTP/1.1 request starts with "PRI", so the first bytes decide, and are handed
+ * on with the connection. A connection that sends nothing is closed after the handshake timeout.
+ */
+function listenBoth(options: {
+  readonly h1: http.Server;
+  readonly h2: http2.Http2Server;
+  readonly limits: RpcLimits;
+  readonly metrics: ServerMetrics;
+  readonly tls: RpcTls | undefined;
+}): net.Server {
+  const { h1, h2, limits, metrics } = options;
+  const toHttp1 = (socket: net.Socket) => {
+    // Dead clients of long answers (server streams) are found by TCP keepalive: HTTP/1.1 has no ping.
+    if (limits.keepaliveIntervalMs > 0) socket.setKeepAlive(true, limits.keepaliveIntervalMs);
+    h1.emit("connection", socket);
+  };
+  const tlsOptions = options.tls;
+  if (tlsOptions !== undefined) {
+    const server = tls.createServer({
+      cert: tlsOptions.cert,
+      key: tlsOptions.key,
+      ALPNProtocols: ["h2", "http/1.1"],
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      // Certificates are asked for, not demanded: health and bearer-token callers come without
+      // one, and the auth interceptor refuses an untrusted one with a status, not a reset.
+      ...(tlsOptions.clientCa
+        ? { ca: tlsOptions.clientCa, requestCert: true, rejectUnauthorized: false }
+        : {}),
+    });
+    server.on("secureConnection", (socket) => {
+      if (socket.alpnProtocol === "h2") h2.emit("connection", socket);
+      else toHttp1(socket);
+    });
+    // A failed handshake is the client's problem; Node closes the socket.
+    server.on("tlsClientError", (e: NodeJS.ErrnoException) => {
+      if (e.code === "ERR_TLS_HANDSHAKE_TIMEOUT") {
+        metrics.sessionClosed(SessionCloseReason.handshakeTimeout);
+      }
+    });
+    return server;
+  }
+  return net.createServer((socket) => {
+    socket.on("error", () => undefined);
+    socket.setTimeout(limits.handshakeTimeoutMs, () => {
+      metrics.sessionClosed(SessionCloseReason.handshakeTimeout);
+      socket.destroy();
+    });
+    let first: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      first = first.length === 0 ? chunk : Buffer.concat([first, chunk]);
+      // Too short to tell ("P", "PR"): wait for more.
+      if (first.length < preface.length && preface.startsWith(first.toString("latin1"))) return;
+      socket.off("data", onData);
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(first);
+      if (first.subarray(0, preface.length).toString("latin1") === preface) {
+        h2.emit("connection", socket);
+      } else {
+        toHttp1(socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+  });
+}
+
+/** The first bytes of HTTP/2's connection preface: what no HTTP/1.1 request starts with. */
+const preface = "PRI ";

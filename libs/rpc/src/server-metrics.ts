@@ -44,7 +44,7 @@ export function createServerMetrics(registry: Registry, openSessions: () => numb
   });
   const closed = new Counter({
     name: "rpc_server_sessions_closed_total",
-    help: "HTTP/2 connections the RPC server closed, by reason",
+    help: "Connections the RPC server closed, by reason",
     labelNames: ["reason"],
     registers: [registry],
   });

@@ -59,15 +59,20 @@ afterAll(async () => {
 });
 
 /** A transport over TLS that trusts the private CA, with a client certificate or not. */
-function transport(protocol: Protocol, client?: TestCertificate, authorization?: string) {
+function transport(
+  protocol: Protocol,
+  client?: TestCertificate,
+  authorization?: string,
+  httpVersion: "1.1" | "2" = "2",
+) {
   const options = {
     baseUrl: t.url,
     nodeOptions: { ca: pki.ca, ...(client ? { cert: client.cert, key: client.key } : {}) },
     ...(authorization ? { interceptors: [bearer(authorization)] } : {}),
   };
   if (protocol === "grpc") return createGrpcTransport(options);
-  if (protocol === "grpc-web") return createGrpcWebTransport({ ...options, httpVersion: "2" });
-  return createConnectTransport({ ...options, httpVersion: "2" });
+  if (protocol === "grpc-web") return createGrpcWebTransport({ ...options, httpVersion });
+  return createConnectTransport({ ...options, httpVersion });
 }
 
 async function codeOf(call: () => Promise<unknown>): Promise<Code | undefined> {
@@ -102,6 +107,31 @@ describe("TLS on the gRPC listener", () => {
         method: "mtls",
         roles: new Set([Role.writer, Role.reader]),
       });
+    });
+  }
+
+  // Browsers and plain HTTP clients over TLS: ALPN picks HTTP/1.1 on the same port.
+  for (const protocol of ["connect", "grpc-web"] as const) {
+    it(`given ${protocol} over HTTP/1.1 and TLS, then a token and a client certificate work as over HTTP/2`, async () => {
+      const reader = createClient(
+        ContextQueryService,
+        transport(protocol, undefined, testAuth().authorization, "1.1"),
+      );
+      expect((await reader.getContext({ storyId: "tls-h1" })).context?.storyId).toBe("tls-h1");
+      const story = `mtls-h1-${protocol}`;
+      const writer = createClient(
+        ContextCommandService,
+        transport(protocol, alice, undefined, "1.1"),
+      );
+      expect((await writer.createContext({ storyId: story, title: "T" })).result?.version).toBe(1);
+      expect(t.principals.get(story)?.id).toBe("mtls:alice");
+      const denied = createClient(
+        ContextCommandService,
+        transport(protocol, nobody, undefined, "1.1"),
+      );
+      expect(await codeOf(() => denied.createContext({ storyId: "s", title: "T" }))).toBe(
+        Code.PermissionDenied,
+      );
     });
   }
 

@@ -47,6 +47,8 @@ export interface ServeRpcOptions {
   readonly classify: ErrorClassifier;
   readonly callsPerTurn?: number;
   readonly limits?: Partial<RpcLimits>;
+  /** Origins whose browser pages may call (RPC_CORS_ORIGINS); none: cross-origin calls refused. */
+  readonly corsOrigins?: readonly string[];
 }
 
 /**
@@ -161,6 +163,7 @@ export async function openServiceShell(options: ServiceShellOptions): Promise<Se
         registry,
         ...(serve.callsPerTurn === undefined ? {} : { callsPerTurn: serve.callsPerTurn }),
         ...(serve.limits ? { limits: serve.limits } : {}),
+        ...(serve.corsOrigins ? { corsOrigins: serve.corsOrigins } : {}),
         ...(serve.security.reflection ? { reflection: serve.services } : {}),
         ...serve.security.server,
       });

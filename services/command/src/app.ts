@@ -100,6 +100,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     classify: classifyCommandError,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
+    corsOrigins: config.RPC_CORS_ORIGINS,
   });
   logger.info(
     {

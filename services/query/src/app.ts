@@ -186,6 +186,7 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     classify: classifyQueryError,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),
+    corsOrigins: config.RPC_CORS_ORIGINS,
   });
   logger.info(
     {

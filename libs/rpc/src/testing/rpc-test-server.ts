@@ -94,6 +94,8 @@ export interface TransportTuning {
   readonly useBinaryFormat?: boolean;
   /** The authorization header to send (default: the test issuer's token, all roles; null: none). */
   readonly authorization?: string | null;
+  /** HTTP/1.1 or HTTP/2 (default) for gRPC-Web and Connect; gRPC is HTTP/2 only. */
+  readonly httpVersion?: "1.1" | "2";
 }
 
 /**
@@ -121,6 +123,7 @@ export async function startTestServer(
     auth?: RpcAuth | "off";
     tls?: RpcServerOptions["tls"];
     reflection?: RpcServerOptions["reflection"];
+    corsOrigins?: RpcServerOptions["corsOrigins"];
   } = {},
 ): Promise<TestServer> {
   const auth = options.auth ?? (await testServerAuth());
@@ -196,13 +199,14 @@ export async function startTestServer(
     ...(auth === "off" ? {} : { auth }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
     ...(options.reflection === undefined ? {} : { reflection: options.reflection }),
+    ...(options.corsOrigins === undefined ? {} : { corsOrigins: options.corsOrigins }),
   });
   const url = `${options.tls ? "https" : "http"}://127.0.0.1:${server.port}`;
   const sessions: Http2SessionManager[] = [];
   const transport = (protocol: Protocol, tuning: TransportTuning = {}): Transport => {
     const sessionManager = new Http2SessionManager(url);
     sessions.push(sessionManager);
-    const { gzip, authorization, ...rest } = tuning;
+    const { gzip, authorization, httpVersion = "2", ...rest } = tuning;
     const sent = authorization === undefined ? testAuth().authorization : authorization;
     const common = {
       baseUrl: url,
@@ -212,8 +216,8 @@ export async function startTestServer(
       ...(sent === null ? {} : { interceptors: [bearer(sent)] }),
     };
     if (protocol === "grpc") return createGrpcTransport(common);
-    if (protocol === "grpc-web") return createGrpcWebTransport({ ...common, httpVersion: "2" });
-    return createConnectTransport({ ...common, httpVersion: "2" });
+    if (protocol === "grpc-web") return createGrpcWebTransport({ ...common, httpVersion });
+    return createConnectTransport({ ...common, httpVersion });
   };
   return {
     server,
