@@ -78,17 +78,3 @@ export async function withCtxEnv<T>(run: (env: CtxEnv) => Promise<T>): Promise<T
     await env.close();
   }
 }
-
-/** A plain text table: the first row is the header. */
-export function table(rows: readonly (readonly (string | number)[])[]): string {
-  const cells = rows.map((r) => r.map(String));
-  const widths = cells[0]?.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length))) ?? [];
-  return cells
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}

@@ -4,10 +4,62 @@ import { loadConfig } from "@ctx/config";
 import type { StoryId } from "@ctx/domain";
 import { openReadModel, readModelKinds } from "@ctx/projector-service";
 import { type CommandResult, ContextCommandService, SubtaskStatus } from "@ctx/proto";
+import type { View } from "./cli/output.ts";
 import { ctxConfigSchema } from "./ctx-env.ts";
 import { ctxCredentials } from "./grpc-credentials.ts";
 
 type Commands = Client<typeof ContextCommandService>;
+
+/** One command of the demo and the version it left the story at. */
+export interface DemoStep {
+  readonly what: string;
+  readonly version: number | null;
+  /** The command id was seen before: nothing new was appended. */
+  readonly deduplicated: boolean;
+}
+
+/** A read model holding the demo story. */
+export interface DemoReadModel {
+  readonly kind: string;
+  readonly version: number;
+  readonly generation: number;
+}
+
+/** What `ctx demo` did. */
+export interface DemoRun {
+  readonly story: string;
+  readonly commandUrl: string;
+  readonly steps: readonly DemoStep[];
+  readonly readModels: readonly DemoReadModel[];
+  /** The query service's time travel over the story, as lines (`printContextAtTwoTimes`). */
+  readonly timeTravel: readonly string[];
+  readonly legacy: LegacyDemo;
+}
+
+/** The story left as schema v1 wrote it (legacy-demo.ts). */
+export interface LegacyDemo {
+  readonly story: string;
+  /** false: it existed already and was left alone. */
+  readonly written: boolean;
+  /** How today's release reads its subtask's v1 status word. */
+  readonly subtaskStatus?: string;
+}
+
+export const demoView: View<DemoRun> = {
+  text: (d) => [
+    `story ${d.story} via ${d.commandUrl}`,
+    ...d.steps.map(
+      (s) => `  v${s.version ?? "?"}  ${s.what}${s.deduplicated ? "  (already done)" : ""}`,
+    ),
+    ...d.readModels.map(
+      (m) => `  ${m.kind} read model holds the story at v${m.version} (generation ${m.generation})`,
+    ),
+    ...d.timeTravel,
+    d.legacy.written
+      ? `story ${d.legacy.story}: 6 events, 3 of them in schema v1 (read today as v2; subtask csv is ${d.legacy.subtaskStatus})`
+      : `story ${d.legacy.story} (written by schema v1) exists already`,
+  ],
+};
 
 /**
  * Tells a short story through the command service: a context with decisions, subtasks and a
@@ -16,9 +68,9 @@ type Commands = Client<typeof ContextCommandService>;
 export async function runDemo(
   commandUrl: string,
   storyId: string,
-  print: (line: string) => void,
   interceptors: Interceptor[] = ctxCredentials(),
-): Promise<number> {
+): Promise<{ version: number; steps: DemoStep[] }> {
+  const steps: DemoStep[] = [];
   const client: Commands = createClient(
     ContextCommandService,
     createGrpcTransport({ baseUrl: commandUrl, interceptors }),
@@ -30,9 +82,12 @@ export async function runDemo(
   ) => {
     const { result } = await call();
     version = result?.version ?? version;
-    print(`  v${result?.version ?? "?"}  ${what}${result?.deduplicated ? "  (already done)" : ""}`);
+    steps.push({
+      what,
+      version: result?.version ?? null,
+      deduplicated: result?.deduplicated ?? false,
+    });
   };
-  print(`story ${storyId} via ${commandUrl}`);
   await step("created the context", () =>
     client.createContext({
       storyId,
@@ -115,27 +170,25 @@ export async function runDemo(
       ],
     }),
   );
-  return version;
+  return { version, steps };
 }
 
 /** Waits until the projectors have put the story, at that version, into both read models. */
 export async function waitForReadModels(
   storyId: string,
   version: number,
-  print: (line: string) => void,
-): Promise<void> {
+): Promise<DemoReadModel[]> {
   const config = loadConfig(ctxConfigSchema);
+  const held: DemoReadModel[] = [];
   for (const kind of readModelKinds) {
     const model = openReadModel(kind, config);
     try {
       const deadline = Date.now() + 30_000;
       for (;;) {
         const generation = await model.projection.activeGeneration();
-        const held = await model.projection.readContext(generation, storyId as StoryId);
-        if (held && held.version >= version) {
-          print(
-            `  ${kind} read model holds the story at v${held.version} (generation ${generation})`,
-          );
+        const context = await model.projection.readContext(generation, storyId as StoryId);
+        if (context && context.version >= version) {
+          held.push({ kind, version: context.version, generation });
           break;
         }
         if (Date.now() > deadline)
@@ -146,4 +199,5 @@ export async function waitForReadModels(
       await model.close();
     }
   }
+  return held;
 }

@@ -10,6 +10,7 @@ import {
   SubtaskStatus,
 } from "@ctx/proto";
 import { withCtxEnv } from "./ctx-env.ts";
+import type { LegacyDemo } from "./demo.ts";
 
 /**
  * Leaves behind a story as a release of schema version 1 wrote it (DecisionAdded and
@@ -17,13 +18,10 @@ import { withCtxEnv } from "./ctx-env.ts";
  * outlived an upgrade holds. `ctx events stats` then shows both versions, and
  * `ctx events upcast --dry-run --story <id>` how they are read. Skipped when the story exists.
  */
-export async function writeLegacyDemo(id: string, print: (line: string) => void): Promise<void> {
-  await withCtxEnv(async ({ nc, names }) => {
+export async function writeLegacyDemo(id: string): Promise<LegacyDemo> {
+  return await withCtxEnv(async ({ nc, names }) => {
     const store = createEventStore(nc, { names });
-    if (await store.head(storyId(id))) {
-      print(`story ${id} (written by schema v1) exists already`);
-      return;
-    }
+    if (await store.head(storyId(id))) return { story: id, written: false };
     const t0 = Date.now() - 86_400_000;
     const as = (
       i: number,
@@ -100,8 +98,6 @@ export async function writeLegacyDemo(id: string, print: (line: string) => void)
     const [read] = await store.read(storyId(id), { fromVersion: 5, toVersion: 5 });
     const status =
       read?.data.case === "subtaskUpdated" ? SubtaskStatus[read.data.value.status] : "?";
-    print(
-      `story ${id}: 6 events, 3 of them in schema v1 (read today as v2; subtask csv is ${status})`,
-    );
+    return { story: id, written: true, subtaskStatus: status ?? "?" };
   });
 }

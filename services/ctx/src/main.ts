@@ -1,44 +1,119 @@
 import { printContextAtTwoTimes } from "@ctx/query-service";
 import { errors as natsErrors } from "@nats-io/transport-node";
-import { Command } from "commander";
+import { Argument, Command, CommanderError, Option } from "commander";
+import { addConnectionOptions, applyConnectionOptions } from "./cli/connection-options.ts";
+import { durationOption, integerListOption, integerOption } from "./cli/option-parsers.ts";
+import {
+  createOutput,
+  exitCodes,
+  failureText,
+  type Output,
+  render,
+  type View,
+} from "./cli/output.ts";
+import { productVersion } from "./cli/version.ts";
 import {
   type BackupCommandOptions,
+  backupWrittenView,
   type RestoreCommandOptions,
+  restoreDoneView,
   streamsBackup,
   streamsRestore,
 } from "./commands/backup.ts";
-import { eventStats, listStoryEvents, upcastDryRun } from "./commands/events.ts";
-import { natsAuthConfigCommand } from "./commands/nats.ts";
-import { parkedDiscard, parkedList, parkedReplay } from "./commands/parked.ts";
-import { projectionsStatus, rebuildProjections } from "./commands/projections.ts";
+import {
+  eventStats,
+  eventStatsView,
+  listStoryEvents,
+  storyEventsView,
+  upcastDryRun,
+  upcastDryRunView,
+} from "./commands/events.ts";
+import { natsAuthConfigCommand, natsAuthWrittenView } from "./commands/nats.ts";
+import {
+  parkedDiscard,
+  parkedDiscardView,
+  parkedList,
+  parkedListView,
+  parkedReplay,
+  parkedReplayView,
+} from "./commands/parked.ts";
+import {
+  projectionsStatus,
+  projectionsStatusView,
+  rebuildProjections,
+  rebuildView,
+} from "./commands/projections.ts";
 import { provision } from "./commands/provision.ts";
-import { storiesCheck, storiesRepair } from "./commands/stories.ts";
-import { provisionStreams } from "./commands/streams.ts";
-import { keygen, type MintOptions, mint } from "./commands/token.ts";
-import { runDemo, waitForReadModels } from "./demo.ts";
+import {
+  storiesCheck,
+  storiesRepair,
+  storyCheckView,
+  storyRepairView,
+} from "./commands/stories.ts";
+import { provisionedView, provisionStreams } from "./commands/streams.ts";
+import {
+  keygen,
+  type MintOptions,
+  mint,
+  mintedTokenView,
+  signingKeyView,
+} from "./commands/token.ts";
+import { demoView, runDemo, waitForReadModels } from "./demo.ts";
 import { ctxCredentials } from "./grpc-credentials.ts";
 import { writeLegacyDemo } from "./legacy-demo.ts";
 
 // `bin/ctx`, the operator CLI. Connection settings come from the same environment variables as the
-// services (NATS_URL, VALKEY_URL, NEO4J_URL, EVENT_STREAM, ...); see docs/OPERATIONS.md.
-const print = (line: string) => console.log(line);
+// services (NATS_URL, VALKEY_URL, NEO4J_URL, EVENT_STREAM, ...), or the global options that stand
+// for them; see docs/OPERATIONS.md, "The ctx CLI", also for the exit codes and --json.
+
+/** --json anywhere: usage errors and failures are JSON on stderr too (one shape for scripts). */
+const jsonRequested = process.argv.slice(2).includes("--json");
+
 const program = new Command()
   .name("ctx")
   .description("Operate the context service: streams, projections, parked events, demo data")
-  .showHelpAfterError();
+  .version(productVersion(), "-V, --version", "print ctx's version")
+  // Usage errors exit 2, not commander's 1; inherited by the subcommands added below.
+  .exitOverride()
+  .configureOutput({
+    outputError: (message, write) =>
+      write(
+        jsonRequested
+          ? `${failureText(message.replace(/^error: /, "").trim(), true, { name: "UsageError", exitCode: exitCodes.usage })}\n`
+          : message,
+      ),
+  })
+  .showHelpAfterError(!jsonRequested);
+addConnectionOptions(program).hook("preAction", () => applyConnectionOptions(program));
+
+const jsonOption = () => new Option("--json", "print one JSON document on stdout, no progress");
+
+/** Runs a command that reports: its result rendered once, as text or JSON; its exit code set. */
+async function report<T>(
+  options: { json?: boolean },
+  view: View<T>,
+  run: (output: Output) => Promise<T> | T,
+): Promise<void> {
+  const output = createOutput({ json: options.json === true });
+  const code = render(await run(output), view, output);
+  if (code !== exitCodes.ok) process.exitCode = code;
+}
+
+program
+  .command("version")
+  .description("ctx's version and the Node it runs on")
+  .addOption(jsonOption())
+  .action((options: { json?: boolean }) =>
+    report(options, { text: (v: { version: string }) => [v.version] }, () => ({
+      version: productVersion(),
+      node: process.version,
+    })),
+  );
 
 program
   .command("demo")
-  .description("create a demo story with decisions and subtasks through the command service")
-  .option(
-    "--command-url <url>",
-    "command service address",
-    process.env.COMMAND_URL ?? "http://127.0.0.1:50051",
-  )
-  .option(
-    "--query-url <url>",
-    "query service address",
-    process.env.QUERY_URL ?? "http://127.0.0.1:50052",
+  .description(
+    "create a demo story with decisions and subtasks through the command service (--command-url, --query-url)",
   )
   .option("--story <id>", "story id", "demo-checkout")
   .option(
@@ -46,18 +121,23 @@ program
     "also leave a story as a schema-v1 release wrote it (see ctx events)",
     "demo-legacy-invoices",
   )
-  .action(
-    async (options: {
-      commandUrl: string;
-      queryUrl: string;
-      story: string;
-      legacyStory: string;
-    }) => {
-      const version = await runDemo(options.commandUrl, options.story, print);
-      await waitForReadModels(options.story, version, print);
-      await printContextAtTwoTimes(options.queryUrl, options.story, print, ctxCredentials());
-      await writeLegacyDemo(options.legacyStory, print);
-    },
+  .addOption(jsonOption())
+  .action((options: { story: string; legacyStory: string; json?: boolean }) =>
+    report(options, demoView, async () => {
+      const commandUrl = process.env.COMMAND_URL ?? "http://127.0.0.1:50051";
+      const queryUrl = process.env.QUERY_URL ?? "http://127.0.0.1:50052";
+      const { version, steps } = await runDemo(commandUrl, options.story);
+      const readModels = await waitForReadModels(options.story, version);
+      const timeTravel: string[] = [];
+      await printContextAtTwoTimes(
+        queryUrl,
+        options.story,
+        (line) => timeTravel.push(line),
+        ctxCredentials(),
+      );
+      const legacy = await writeLegacyDemo(options.legacyStory);
+      return { story: options.story, commandUrl, steps, readModels, timeTravel, legacy };
+    }),
   );
 
 program
@@ -65,7 +145,8 @@ program
   .description(
     "create or update the streams and lease buckets the services expect (idempotent; operator credentials)",
   )
-  .action(() => provision(print));
+  .addOption(jsonOption())
+  .action((options: { json?: boolean }) => report(options, provisionedView, () => provision()));
 
 const nats = program.command("nats").description("the NATS server's users and permissions");
 nats
@@ -75,7 +156,10 @@ nats
   )
   .requiredOption("--config <file>", "the server configuration fragment to write")
   .requiredOption("--secrets <dir>", "where each role's seed and env file go (0600)")
-  .action((options: { config: string; secrets: string }) => natsAuthConfigCommand(options, print));
+  .addOption(jsonOption())
+  .action((options: { config: string; secrets: string; json?: boolean }) =>
+    report(options, natsAuthWrittenView, () => natsAuthConfigCommand(options)),
+  );
 
 const token = program
   .command("token")
@@ -86,7 +170,10 @@ token
   .requiredOption("--dir <dir>", "where to write signing-key.pem (0600) and jwks.json")
   .option("--kid <id>", "key id (default: ctx-<timestamp>)")
   .option("--rotate", "add a new key, keeping the old ones in the key set")
-  .action((options: { dir: string; kid?: string; rotate?: boolean }) => keygen(options, print));
+  .addOption(jsonOption())
+  .action((options: { dir: string; kid?: string; rotate?: boolean; json?: boolean }) =>
+    report(options, signingKeyView, () => keygen(options)),
+  );
 token
   .command("mint")
   .description("print a bearer token signed with a key of ctx token keygen")
@@ -96,14 +183,24 @@ token
   .requiredOption("--audience <aud>", "the audience the services expect (AUTH_AUDIENCE)")
   .requiredOption("--subject <sub>", "who the token stands for: events record jwt:<sub>")
   .option("--roles <roles>", "roles: writer, reader, admin (space or comma separated)", "reader")
-  .option("--ttl <duration>", "lifetime, e.g. 30m, 12h, 7d", "1h")
-  .action((options: MintOptions) => mint(options, print));
+  .addOption(
+    new Option("--ttl <duration>", "lifetime, e.g. 90s, 30m, 12h, 7d")
+      .argParser(durationOption)
+      .default(3600, "1h"),
+  )
+  .addOption(jsonOption())
+  .action((options: MintOptions & { json?: boolean }) =>
+    report(options, mintedTokenView, () => mint(options)),
+  );
 
 const streams = program.command("streams").description("the JetStream streams");
 streams
   .command("provision")
   .description("create or update the event stream and the parked stream (idempotent)")
-  .action(() => provisionStreams(print));
+  .addOption(jsonOption())
+  .action((options: { json?: boolean }) =>
+    report(options, provisionedView, () => provisionStreams()),
+  );
 streams
   .command("backup")
   .description(
@@ -113,17 +210,25 @@ streams
   .option("--stream <name>", "the stream to back up (default: EVENT_STREAM)")
   .option("--parked", "also back up the parked stream (PARKED_STREAM)")
   .option("--force", "replace a backup already in --out")
-  .option("--json", "print a machine-readable summary, no progress")
-  .action((options: BackupCommandOptions) => streamsBackup(options, print));
+  .addOption(jsonOption())
+  .action((options: BackupCommandOptions & { json?: boolean }) =>
+    report(options, backupWrittenView, (output) => streamsBackup(options, output)),
+  );
 streams
   .command("restore")
   .description(
     "restore a backup's streams into a server that does not have them (verifies the checksums first, compares the result with the manifest)",
   )
   .requiredOption("--from <path>", "the backup's folder or tar file")
-  .option("--replicas <n>", "replicas of the restored streams (default: the backup's)")
-  .option("--json", "print a machine-readable summary, no progress")
-  .action((options: RestoreCommandOptions) => streamsRestore(options, print));
+  .option(
+    "--replicas <n>",
+    "replicas of the restored streams, 1 to 5 (default: the backup's)",
+    integerOption(1, 5),
+  )
+  .addOption(jsonOption())
+  .action((options: RestoreCommandOptions & { json?: boolean }) =>
+    report(options, restoreDoneView, (output) => streamsRestore(options, output)),
+  );
 
 const projections = program
   .command("projections")
@@ -131,37 +236,52 @@ const projections = program
 projections
   .command("status")
   .description("position, lag, owner and parked count per projection and partition")
-  .action(() => projectionsStatus(print));
+  .addOption(jsonOption())
+  .action((options: { json?: boolean }) =>
+    report(options, projectionsStatusView, () => projectionsStatus()),
+  );
 projections
   .command("rebuild")
   .description(
     "replay the stream into a new generation beside the live one, then switch readers (zero downtime)",
   )
-  .argument("<projection>", "neo4j, valkey or all")
+  .addArgument(new Argument("<projection>", "the read model").choices(["neo4j", "valkey", "all"]))
   .option("--story <id>", "rebuild one story in place instead")
-  .option("--batch-size <n>", "events read per write round (default 64000)", (v) =>
-    Number.parseInt(v, 10),
+  .option(
+    "--batch-size <n>",
+    "events read per write round, at least 1 (default 64000)",
+    integerOption(1),
   )
-  .action((which: string, options: { story?: string; batchSize?: number }) =>
-    rebuildProjections(which, options, print),
+  .addOption(jsonOption())
+  .action((which: string, options: { story?: string; batchSize?: number; json?: boolean }) =>
+    report(options, rebuildView, (output) => rebuildProjections(which, options, output)),
   );
 
 const events = program.command("events").description("the stored events and their schema versions");
 events
   .command("stats")
   .description("events per (type, schema version) in the stream, and how each is read today")
-  .action(() => eventStats(print));
+  .addOption(jsonOption())
+  .action((options: { json?: boolean }) =>
+    report(options, eventStatsView, (output) => eventStats(output)),
+  );
 events
   .command("list")
   .description("a story's events: when, what, who (the authenticated principal) and the command")
   .requiredOption("--story <id>", "story id")
-  .action((options: { story: string }) => listStoryEvents(options, print));
+  .addOption(jsonOption())
+  .action((options: { story: string; json?: boolean }) =>
+    report(options, storyEventsView, () => listStoryEvents(options)),
+  );
 events
   .command("upcast")
   .description("a story's events as stored and as upcast, side by side (never rewrites anything)")
   .requiredOption("--story <id>", "story id")
   .option("--dry-run", "show, do not write (the only mode: stored events are never rewritten)")
-  .action((options: { story: string; dryRun?: boolean }) => upcastDryRun(options, print));
+  .addOption(jsonOption())
+  .action((options: { story: string; dryRun?: boolean; json?: boolean }) =>
+    report(options, upcastDryRunView, () => upcastDryRun(options)),
+  );
 
 const stories = program
   .command("stories")
@@ -172,7 +292,10 @@ stories
     "every stored message of a story, as readers take it (exits 1 when one cannot be read)",
   )
   .requiredOption("--story <id>", "story id")
-  .action((options: { story: string }) => storiesCheck(options, print));
+  .addOption(jsonOption())
+  .action((options: { story: string; json?: boolean }) =>
+    report(options, storyCheckView, () => storiesCheck(options)),
+  );
 stories
   .command("repair")
   .description(
@@ -182,44 +305,76 @@ stories
   .requiredOption(
     "--sequence <n>",
     "stream sequence of a message to set aside (repeat for several; see ctx stories check)",
-    (v: string, all: string[] = []) => [...all, v],
+    integerListOption(1),
   )
   .requiredOption("--reason <text>", "why, recorded in the stream")
   .option("--operator <name>", "who, recorded in the stream (default: the user name)")
-  .action((options: { story: string; sequence: string[]; reason: string; operator?: string }) =>
-    storiesRepair(options, print),
+  .addOption(jsonOption())
+  .action(
+    (options: {
+      story: string;
+      sequence: number[];
+      reason: string;
+      operator?: string;
+      json?: boolean;
+    }) => report(options, storyRepairView, () => storiesRepair(options)),
   );
 
 const parked = program.command("parked").description("events a projection could not apply");
 parked
   .command("list")
-  .option("--projection <name>", "neo4j or valkey")
+  .addOption(new Option("--projection <name>", "only this read model").choices(["neo4j", "valkey"]))
+  .addOption(jsonOption())
   .description("list parked events with their reason")
-  .action((options: { projection?: string }) => parkedList(options.projection, print));
+  .action((options: { projection?: string; json?: boolean }) =>
+    report(options, parkedListView, () => parkedList(options.projection)),
+  );
 parked
   .command("replay")
-  .option("--projection <name>", "neo4j, valkey or all", "all")
+  .addOption(
+    new Option("--projection <name>", "the read model")
+      .choices(["neo4j", "valkey", "all"])
+      .default("all"),
+  )
   .option("--story <id>", "only this story")
+  .addOption(jsonOption())
   .description(
     "rebuild the stories of parked events from the stream; clears the entries that now apply",
   )
-  .action((options: { projection?: string; story?: string }) => parkedReplay(options, print));
+  .action((options: { projection?: string; story?: string; json?: boolean }) =>
+    report(options, parkedReplayView, () => parkedReplay(options)),
+  );
 parked
   .command("discard")
-  .argument("[ids...]", "ids from `ctx parked list`")
+  .addArgument(
+    new Argument("[ids...]", "ids from `ctx parked list`").argParser(integerListOption(1)),
+  )
   .option("--all", "every parked event (of --projection, if given)")
-  .option("--projection <name>", "neo4j or valkey")
+  .addOption(new Option("--projection <name>", "only this read model").choices(["neo4j", "valkey"]))
+  .addOption(jsonOption())
   .description("forget parked events (their stories stay stale until rebuilt)")
-  .action((ids: string[], options: { all?: boolean; projection?: string }) =>
-    parkedDiscard(ids, options, print),
+  .action(
+    (ids: number[] | undefined, options: { all?: boolean; projection?: string; json?: boolean }) =>
+      report(options, parkedDiscardView, () => parkedDiscard(ids ?? [], options)),
   );
 
 try {
   await program.parseAsync();
 } catch (e) {
-  console.error(`ctx: ${describeFailure(e)}`);
-  // A command may have said why it failed (130: interrupted).
-  if (!process.exitCode) process.exitCode = 1;
+  if (e instanceof CommanderError) {
+    // Commander has said why (help, the version, or a usage error) on its output.
+    process.exitCode = e.exitCode === 0 ? exitCodes.ok : exitCodes.usage;
+  } else {
+    // A command may have said why it failed (130: interrupted).
+    if (!process.exitCode) process.exitCode = exitCodes.failed;
+    const name = e instanceof Error ? e.name : undefined;
+    console.error(
+      failureText(describeFailure(e), jsonRequested, {
+        ...(name === undefined ? {} : { name }),
+        exitCode: Number(process.exitCode),
+      }),
+    );
+  }
 }
 
 /** A failure in an operator's words; NATS's bare "timeout" says nothing of why or what to do. */

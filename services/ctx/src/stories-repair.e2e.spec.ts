@@ -1,6 +1,4 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { resolve } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -40,6 +38,7 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CtxRun, runCtx } from "./testing/run-ctx.ts";
 
 // Issue #20, defect 6: one bad stored event blocked a story for good. Schema version 99 made every
 // read and command on the story FAILED_PRECONDITION, garbage bytes DATA_LOSS, an invalid story id
@@ -48,7 +47,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // `ctx stories repair`, recorded in the story's stream and visible in its history.
 
 const logger = createLogger({ name: "stories-repair-e2e", level: "silent", pretty: false });
-const repoRoot = resolve(import.meta.dirname, "../../..");
 
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -134,18 +132,8 @@ afterAll(async () => {
 });
 
 /** Runs `bin/ctx` as an operator would, on this test's stream. */
-function ctx(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(
-      resolve(repoRoot, "bin/ctx"),
-      args,
-      { env: { ...process.env, ...env }, timeout: 30_000 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
+function ctx(...args: string[]): Promise<CtxRun> {
+  return runCtx(args, { ...process.env, ...env }, 30_000);
 }
 
 /** What a call failed with (undefined when it did not). */

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import {
   cpSync,
   mkdirSync,
@@ -9,7 +9,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createLogger } from "@ctx/config";
 import {
   type ContextEventData,
@@ -52,13 +52,13 @@ import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CtxRun, runCtx } from "./testing/run-ctx.ts";
 
 // Issue #22: `ctx streams backup` and `ctx streams restore`, end to end with the real CLI as the
 // operator's NATS user. Stories written as the command service writes them (several events per
 // command, atomically) are backed up while appends go on, restored into a second, empty server, and
 // then read, verify and project exactly as before.
 
-const repoRoot = resolve(import.meta.dirname, "../../..");
 const logger = createLogger({ name: "stream-backup-test", level: "silent", pretty: false });
 const events = "CONTEXT_EVENTS";
 const partitions = 16;
@@ -72,12 +72,6 @@ let work: string;
 const valkeys: Valkey[] = [];
 const stories: StoryId[] = [];
 
-interface CtxRun {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** `bin/ctx` as the operator (the ctx user) of a server. */
 function ctx(server: NatsServers, args: readonly string[]): Promise<CtxRun> {
   const env = {
@@ -86,11 +80,7 @@ function ctx(server: NatsServers, args: readonly string[]): Promise<CtxRun> {
     STACK_DIR: join(work, "no-stack"),
     ...server.env("ctx"),
   };
-  return new Promise((done) => {
-    execFile(join(repoRoot, "bin/ctx"), [...args], { env, timeout: 120_000 }, (e, stdout, stderr) =>
-      done({ code: e ? Number(e.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+  return runCtx(args, env, 120_000);
 }
 
 /** A server or a cluster: what a role connects with. */

@@ -1,4 +1,5 @@
 import {
+  type BackupManifest,
   type BackupProgress,
   backupStreams,
   openBackup,
@@ -7,6 +8,7 @@ import {
   type VerifiedBackup,
 } from "@ctx/event-store";
 import { SingleBar } from "cli-progress";
+import type { Output, View } from "../cli/output.ts";
 import { withCtxEnv } from "../ctx-env.ts";
 
 // `ctx streams backup` and `ctx streams restore`: JetStream's own snapshot and restore of the event
@@ -42,14 +44,14 @@ interface ProgressView {
 }
 
 /** Progress on a terminal: one bar per stream; otherwise a line every 2 s; none with --json. */
-function progressReporter(json: boolean, print: (line: string) => void) {
-  const tty = !json && process.stderr.isTTY === true;
+function progressReporter(output: Output) {
+  const tty = output.bars;
   let bar: SingleBar | undefined;
   let current = "";
   let lastLine = 0;
   return {
     update(stream: string, view: ProgressView) {
-      if (json) return;
+      if (output.json) return;
       const total = Math.max(1, view.total);
       if (tty) {
         if (current !== stream) {
@@ -62,7 +64,7 @@ function progressReporter(json: boolean, print: (line: string) => void) {
         bar?.update(Math.min(view.value, total), view.payload);
       } else if (Date.now() - lastLine > 2_000) {
         lastLine = Date.now();
-        print(view.line);
+        output.note(view.line);
       }
     },
     stop() {
@@ -78,18 +80,33 @@ export interface BackupCommandOptions {
   readonly stream?: string;
   readonly parked?: boolean;
   readonly force?: boolean;
-  readonly json?: boolean;
 }
+
+/** What `ctx streams backup` wrote: the manifest, where, and how long it took. */
+export interface BackupWritten extends BackupManifest {
+  readonly out: string;
+  readonly seconds: number;
+}
+
+export const backupWrittenView: View<BackupWritten> = {
+  text: (b) => [
+    ...b.streams.map(
+      (s) =>
+        `${s.name}: ${s.messages} messages (sequences ${s.first_seq}–${s.last_seq}), ${mb(s.data_bytes)} in ${s.data_file}, sha256 ${s.data_sha256}`,
+    ),
+    `backup of ${b.streams.length} stream(s) from nats-server ${b.server.version} written to ${b.out} in ${b.seconds.toFixed(1)} s (point in time: appends after the snapshot are not in it)`,
+  ],
+};
 
 /** `ctx streams backup --out <path>`: a point-in-time snapshot of the event stream. */
 export async function streamsBackup(
   options: BackupCommandOptions,
-  print: (line: string) => void,
-): Promise<void> {
-  await withCtxEnv(async ({ config, nc }) => {
+  output: Output,
+): Promise<BackupWritten> {
+  return await withCtxEnv(async ({ config, nc }) => {
     const streams = [options.stream ?? config.EVENT_STREAM];
     if (options.parked) streams.push(config.PARKED_STREAM);
-    const progress = progressReporter(options.json === true, print);
+    const progress = progressReporter(output);
     const started = Date.now();
     const manifest = await interruptible((signal) =>
       backupStreams(nc, {
@@ -122,39 +139,61 @@ export async function streamsBackup(
         },
       }),
     ).finally(() => progress.stop());
-    const seconds = (Date.now() - started) / 1000;
-    if (options.json) {
-      print(JSON.stringify({ out: options.out, seconds, ...manifest }));
-      return;
-    }
-    for (const s of manifest.streams) {
-      print(
-        `${s.name}: ${s.messages} messages (sequences ${s.first_seq}–${s.last_seq}), ${mb(s.data_bytes)} in ${s.data_file}, sha256 ${s.data_sha256}`,
-      );
-    }
-    print(
-      `backup of ${manifest.streams.length} stream(s) from nats-server ${manifest.server.version} written to ${options.out} in ${seconds.toFixed(1)} s (point in time: appends after the snapshot are not in it)`,
-    );
+    return { out: options.out, seconds: (Date.now() - started) / 1000, ...manifest };
   });
 }
 
 export interface RestoreCommandOptions {
   readonly from: string;
-  readonly replicas?: string;
-  readonly json?: boolean;
+  /** Parsed by commander (integerOption(1, 5)). */
+  readonly replicas?: number;
 }
 
-function parseReplicas(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 5) {
-    throw new StreamBackupError(
-      `--replicas must be a whole number from 1 to 5, not "${value}"`,
-      "path",
-    );
-  }
-  return n;
+/** A restored stream, and whether it matches what the backup's manifest says. */
+export interface RestoredStream {
+  readonly name: string;
+  readonly replicas: number;
+  readonly messages: number;
+  readonly first_seq: number;
+  readonly last_seq: number;
+  readonly bytes: number;
+  readonly matches_manifest: boolean;
+  /** What the manifest says of it. */
+  readonly manifest: {
+    readonly messages: number;
+    readonly first_seq: number;
+    readonly last_seq: number;
+  };
 }
+
+export interface RestoreDone {
+  readonly from: string;
+  readonly seconds: number;
+  readonly streams: readonly RestoredStream[];
+}
+
+export const restoreDoneView: View<RestoreDone> = {
+  text: ({ streams, seconds }) => [
+    ...streams.map(
+      (s) =>
+        `${s.name}: restored ${s.messages} messages (sequences ${s.first_seq}–${s.last_seq}), replicas ${s.replicas}: ${s.matches_manifest ? "matches the manifest" : "DOES NOT match the manifest"}`,
+    ),
+    `restored in ${seconds.toFixed(1)} s`,
+  ],
+  failure: ({ streams }) => {
+    const wrong = streams.filter((s) => !s.matches_manifest);
+    if (wrong.length === 0) return undefined;
+    return new StreamBackupError(
+      `the restored state differs from the backup's manifest: ${wrong
+        .map(
+          (s) =>
+            `${s.name} has ${s.messages} messages, sequences ${s.first_seq}–${s.last_seq}; the manifest says ${s.manifest.messages}, ${s.manifest.first_seq}–${s.manifest.last_seq}`,
+        )
+        .join("; ")}`,
+      "mismatch",
+    );
+  },
+};
 
 /**
  * `ctx streams restore --from <path>`: checks the backup, restores its streams into a server that
@@ -162,18 +201,15 @@ function parseReplicas(value: string | undefined): number | undefined {
  */
 export async function streamsRestore(
   options: RestoreCommandOptions,
-  print: (line: string) => void,
-): Promise<void> {
-  const replicas = parseReplicas(options.replicas);
+  output: Output,
+): Promise<RestoreDone> {
   // Verified before connecting: a damaged backup never reaches the server.
   const backup = await openBackup(options.from);
-  if (!options.json) {
-    print(
-      `backup of ${backup.manifest.created_at} from nats-server ${backup.manifest.server.version}: manifest and checksums verified`,
-    );
-  }
+  output.note(
+    `backup of ${backup.manifest.created_at} from nats-server ${backup.manifest.server.version}: manifest and checksums verified`,
+  );
   try {
-    await restoreVerified(backup, replicas, options, print);
+    return await restoreVerified(backup, options, output);
   } finally {
     await backup.close();
   }
@@ -181,17 +217,16 @@ export async function streamsRestore(
 
 async function restoreVerified(
   backup: VerifiedBackup,
-  replicas: number | undefined,
   options: RestoreCommandOptions,
-  print: (line: string) => void,
-): Promise<void> {
-  await withCtxEnv(async ({ nc }) => {
-    const progress = progressReporter(options.json === true, print);
+  output: Output,
+): Promise<RestoreDone> {
+  return await withCtxEnv(async ({ nc }) => {
+    const progress = progressReporter(output);
     const started = Date.now();
     const restored = await interruptible((signal) =>
       restoreBackup(nc, backup, {
         signal,
-        ...(replicas === undefined ? {} : { replicas }),
+        ...(options.replicas === undefined ? {} : { replicas: options.replicas }),
         onProgress: (p) =>
           progress.update(p.stream, {
             format: "{stream} [{bar}] {percentage}% | {sent} of {size} | ETA {eta_formatted}",
@@ -202,37 +237,27 @@ async function restoreVerified(
           }),
       }),
     ).finally(() => progress.stop());
-    const seconds = (Date.now() - started) / 1000;
-    const summary = restored.map((r) => ({
-      name: r.name,
-      replicas: r.info.config.num_replicas,
-      messages: r.info.state.messages,
-      first_seq: r.info.state.first_seq,
-      last_seq: r.info.state.last_seq,
-      bytes: r.info.state.bytes,
-      matches_manifest: r.matches,
-    }));
-    if (options.json) print(JSON.stringify({ from: options.from, seconds, streams: summary }));
-    else {
-      for (const s of summary) {
-        print(
-          `${s.name}: restored ${s.messages} messages (sequences ${s.first_seq}–${s.last_seq}), replicas ${s.replicas}: ${s.matches_manifest ? "matches the manifest" : "DOES NOT match the manifest"}`,
-        );
-      }
-      print(`restored in ${seconds.toFixed(1)} s`);
-    }
-    const wrong = restored.filter((r) => !r.matches);
-    if (wrong.length > 0) {
-      const said = (name: string) => backup.manifest.streams.find((s) => s.name === name);
-      throw new StreamBackupError(
-        `the restored state differs from the backup's manifest: ${wrong
-          .map(({ name, info: { state } }) => {
-            const m = said(name);
-            return `${name} has ${state.messages} messages, sequences ${state.first_seq}–${state.last_seq}; the manifest says ${m?.messages}, ${m?.first_seq}–${m?.last_seq}`;
-          })
-          .join("; ")}`,
-        "mismatch",
-      );
-    }
+    const said = (name: string) => backup.manifest.streams.find((s) => s.name === name);
+    return {
+      from: options.from,
+      seconds: (Date.now() - started) / 1000,
+      streams: restored.map((r) => {
+        const m = said(r.name);
+        return {
+          name: r.name,
+          replicas: r.info.config.num_replicas,
+          messages: r.info.state.messages,
+          first_seq: r.info.state.first_seq,
+          last_seq: r.info.state.last_seq,
+          bytes: r.info.state.bytes,
+          matches_manifest: r.matches,
+          manifest: {
+            messages: m?.messages ?? 0,
+            first_seq: m?.first_seq ?? 0,
+            last_seq: m?.last_seq ?? 0,
+          },
+        };
+      }),
+    };
   });
 }

@@ -1,5 +1,3 @@
-import { execFile } from "node:child_process";
-import { resolve } from "node:path";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
   freePort,
@@ -10,31 +8,17 @@ import {
 } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CtxRun, runCtx } from "../testing/run-ctx.ts";
 
 // Issue #22: `ctx provision` on a three-node cluster makes every stream and bucket R3 (one setting,
 // EVENT_STREAM_REPLICAS), and refuses a replica count the servers cannot hold with an error naming
 // the setting, instead of hanging or quoting JetStream.
 
-const repoRoot = resolve(import.meta.dirname, "../../../..");
-
 let cluster: TestNatsCluster;
 let single: TestNatsServer;
 
-function ctx(
-  env: Record<string, string>,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(
-      resolve(repoRoot, "bin/ctx"),
-      args,
-      { env: { ...process.env, LOG_LEVEL: "silent", ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
+function ctx(env: Record<string, string>, ...args: string[]): Promise<CtxRun> {
+  return runCtx(args, { ...process.env, LOG_LEVEL: "silent", ...env });
 }
 
 beforeAll(async () => {

@@ -1,5 +1,6 @@
 import { env, eventStreamSchema, loadConfig } from "@ctx/config";
 import { leaseBucket, leaseGroup } from "@ctx/projector";
+import type { View } from "../cli/output.ts";
 import type { NatsAuthNames } from "../nats-auth/nats-auth-config.ts";
 import { writeNatsAuthFiles } from "../nats-auth/nats-auth-files.ts";
 
@@ -29,13 +30,21 @@ export function natsAuthNamesFrom(
   };
 }
 
+/** What `ctx nats auth-config` wrote. */
+export interface NatsAuthWritten {
+  readonly configFile: string;
+  readonly users: readonly string[];
+}
+
+export const natsAuthWrittenView: View<NatsAuthWritten> = {
+  text: ({ configFile, users }) => [`${configFile}: ${users.length} users (${users.join(", ")})`],
+};
+
 /** `ctx nats auth-config`: writes the server's users (public keys) and each role's seed. */
-export function natsAuthConfigCommand(
-  options: { config: string; secrets: string },
-  print: (line: string) => void,
-): void {
+export function natsAuthConfigCommand(options: {
+  config: string;
+  secrets: string;
+}): NatsAuthWritten {
   const files = writeNatsAuthFiles(natsAuthNamesFrom(), options.config, options.secrets);
-  print(
-    `${files.configFile}: ${Object.keys(files.roles).length} users (${Object.keys(files.roles).join(", ")})`,
-  );
+  return { configFile: files.configFile, users: Object.keys(files.roles) };
 }

@@ -13,7 +13,8 @@ import {
 } from "@ctx/projector";
 import { openReadModel, type ReadModelKind, readModelKinds } from "@ctx/projector-service";
 import { MultiBar } from "cli-progress";
-import { type CtxEnv, table, withCtxEnv } from "../ctx-env.ts";
+import { type Output, table, type View } from "../cli/output.ts";
+import { type CtxEnv, withCtxEnv } from "../ctx-env.ts";
 
 export function parseProjections(which: string): readonly ReadModelKind[] {
   if (which === "all") return readModelKinds;
@@ -38,49 +39,142 @@ async function leaseOwners(env: CtxEnv, kind: string): Promise<Map<number, strin
   return owners;
 }
 
+/** One partition of a projection in `ctx projections status`. */
+export interface PartitionStatus {
+  readonly partition: number;
+  /** The replica holding its lease; null: none. */
+  readonly replica: string | null;
+  readonly checkpoint: number;
+  /** The consumer's ack floor and pending events; null: no consumer yet. */
+  readonly ackFloor: number | null;
+  readonly pending: number | null;
+}
+
+export type ProjectionStatus =
+  | {
+      readonly projection: ReadModelKind;
+      readonly generation: number;
+      readonly lag: number;
+      readonly parked: number;
+      readonly replicas: number;
+      readonly partitions: readonly PartitionStatus[];
+    }
+  | { readonly projection: ReadModelKind; readonly unavailable: string };
+
+export interface ProjectionsStatus {
+  readonly stream: string;
+  readonly events: number;
+  readonly lastSequence: number;
+  readonly projections: readonly ProjectionStatus[];
+}
+
+export const projectionsStatusView: View<ProjectionsStatus> = {
+  text: ({ stream, events, lastSequence, projections }) => [
+    `${stream}: ${events} events, last sequence ${lastSequence}`,
+    ...projections.flatMap((p) =>
+      "unavailable" in p
+        ? [`${p.projection}: unavailable (${p.unavailable})`]
+        : [
+            "",
+            `${p.projection}: generation ${p.generation}, lag ${p.lag} events, parked ${p.parked}, replicas ${p.replicas}`,
+            table([
+              ["partition", "replica", "checkpoint", "ack floor", "pending"],
+              ...p.partitions.map((x) => [
+                x.partition,
+                x.replica ?? "-",
+                x.checkpoint,
+                x.ackFloor ?? "-",
+                x.pending ?? "-",
+              ]),
+            ]),
+          ],
+    ),
+  ],
+};
+
 /** `ctx projections status`: per projection and partition: owner, position, lag; parked counts. */
-export async function projectionsStatus(print: (line: string) => void): Promise<void> {
-  await withCtxEnv(async (env) => {
+export async function projectionsStatus(): Promise<ProjectionsStatus> {
+  return await withCtxEnv(async (env) => {
     const stream = await env.jsm.streams.info(env.names.stream);
-    print(
-      `${env.names.stream}: ${stream.state.messages} events, last sequence ${stream.state.last_seq}`,
-    );
+    const projections: ProjectionStatus[] = [];
     for (const kind of readModelKinds) {
       const model = openReadModel(kind, env.config);
       try {
         const generation = await model.projection.activeGeneration();
         const owners = await leaseOwners(env, kind);
         const parked = await listParked(env.jsm, env.parking, kind);
-        const rows: (string | number)[][] = [
-          ["partition", "replica", "checkpoint", "ack floor", "pending"],
-        ];
-        let lag = 0;
+        const partitions: PartitionStatus[] = [];
         const consumers = await partitionConsumers(env.jsm, env.names.stream, kind);
         for (let p = 0; p < env.config.EVENT_PARTITIONS; p++) {
           const info = consumers.get(p);
-          const pending = info ? info.num_pending + info.num_ack_pending : 0;
-          lag += pending;
-          rows.push([
-            p,
-            owners.get(p) ?? "-",
-            await model.projection.checkpoint(generation, p),
-            info?.ack_floor.stream_seq ?? "-",
-            info ? pending : "-",
-          ]);
+          partitions.push({
+            partition: p,
+            replica: owners.get(p) ?? null,
+            checkpoint: await model.projection.checkpoint(generation, p),
+            ackFloor: info?.ack_floor.stream_seq ?? null,
+            pending: info ? info.num_pending + info.num_ack_pending : null,
+          });
         }
-        print("");
-        print(
-          `${kind}: generation ${generation}, lag ${lag} events, parked ${parked.length}, replicas ${new Set(owners.values()).size}`,
-        );
-        print(table(rows));
+        projections.push({
+          projection: kind,
+          generation,
+          lag: partitions.reduce((sum, p) => sum + (p.pending ?? 0), 0),
+          parked: parked.length,
+          replicas: new Set(owners.values()).size,
+          partitions,
+        });
       } catch (e) {
-        print(`${kind}: unavailable (${(e as Error).message})`);
+        projections.push({ projection: kind, unavailable: (e as Error).message });
       } finally {
         await model.close();
       }
     }
+    return {
+      stream: env.names.stream,
+      events: stream.state.messages,
+      lastSequence: stream.state.last_seq,
+      projections,
+    };
   });
 }
+
+/** What became of one projection's rebuild. */
+export type RebuildOutcome =
+  | { readonly projection: ReadModelKind; readonly story: string; readonly version: number }
+  | {
+      readonly projection: ReadModelKind;
+      readonly generation: number;
+      readonly events: number;
+      readonly seconds: number;
+      /** Readers switched to the new generation; false: interrupted, the next run resumes. */
+      readonly switched: boolean;
+      readonly previousGeneration: number;
+    }
+  | { readonly projection: ReadModelKind; readonly failed: string };
+
+export interface RebuildResult {
+  readonly rebuilds: readonly RebuildOutcome[];
+  /** Ctrl-C stopped it after the current batches (exit code 130). */
+  readonly interrupted: boolean;
+}
+
+export const rebuildView: View<RebuildResult> = {
+  text: ({ rebuilds }) =>
+    rebuilds.map((r) =>
+      "failed" in r
+        ? `${r.projection}: rebuild failed: ${r.failed}`
+        : "story" in r
+          ? `${r.projection}: story ${r.story} rebuilt at version ${r.version}`
+          : r.switched
+            ? `${r.projection}: rebuilt generation ${r.generation} (${r.events} events in ${r.seconds.toFixed(1)} s); readers switched from generation ${r.previousGeneration}, which is deleted`
+            : `${r.projection}: rebuild of generation ${r.generation} interrupted after ${r.events} events; run it again to resume`,
+    ),
+  exitCode: ({ interrupted }) => (interrupted ? 130 : 0),
+  failure: ({ rebuilds }) => {
+    const failed = rebuilds.find((r) => "failed" in r);
+    return failed && "failed" in failed ? new Error(failed.failed) : undefined;
+  },
+};
 
 /**
  * `ctx projections rebuild <which> [--story S]`. With several models (`all`), they are rebuilt at
@@ -90,21 +184,22 @@ export async function projectionsStatus(print: (line: string) => void): Promise<
 export async function rebuildProjections(
   which: string,
   options: { story?: string; batchSize?: number },
-  print: (line: string) => void,
-): Promise<void> {
+  output: Output,
+): Promise<RebuildResult> {
   const kinds = parseProjections(which);
-  await withCtxEnv(async (env) => {
+  return await withCtxEnv(async (env) => {
     const store = createEventStore(env.nc, { names: env.names });
     const models = kinds.map((kind) => ({ kind, model: openReadModel(kind, env.config) }));
     try {
       if (options.story) {
+        const rebuilds: RebuildOutcome[] = [];
         for (const { kind, model } of models) {
           const { version } = await rebuildStory(model.projection, store, storyId(options.story));
-          print(`${kind}: story ${options.story} rebuilt at version ${version}`);
+          rebuilds.push({ projection: kind, story: options.story, version });
         }
-        return;
+        return { rebuilds, interrupted: false };
       }
-      await rebuildAll(env, models, store, options.batchSize, print);
+      return await rebuildAll(env, models, store, options.batchSize, output);
     } finally {
       await Promise.all(models.map(({ model }) => model.close()));
     }
@@ -118,24 +213,23 @@ async function rebuildAll(
   models: readonly { kind: ReadModelKind; model: { projection: Projection } }[],
   store: Parameters<typeof rebuildProjection>[0]["store"],
   batchSize: number | undefined,
-  print: (line: string) => void,
-): Promise<void> {
+  output: Output,
+): Promise<RebuildResult> {
   // Ctrl-C: every rebuild stops after its current batch; live generations stay untouched.
   const abort = new AbortController();
   const onSigint = () => {
-    print("\ninterrupting after the current batches; the live generations stay untouched");
+    output.note("\ninterrupting after the current batches; the live generations stay untouched");
     abort.abort();
   };
   process.once("SIGINT", onSigint);
-  const bars =
-    process.stderr.isTTY === true
-      ? new MultiBar({
-          format:
-            "{kind} [{bar}] {percentage}% | {value}/{total} seq | {rate} ev/s | ETA {eta_formatted}",
-          hideCursor: true,
-          clearOnComplete: false,
-        })
-      : undefined;
+  const bars = output.bars
+    ? new MultiBar({
+        format:
+          "{kind} [{bar}] {percentage}% | {value}/{total} seq | {rate} ev/s | ETA {eta_formatted}",
+        hideCursor: true,
+        clearOnComplete: false,
+      })
+    : undefined;
   const started = Date.now();
   const rebuildOne = async (kind: ReadModelKind, projection: Projection) => {
     const bar = bars?.create(1, 0, { kind: kind.padEnd(6), rate: 0 });
@@ -147,7 +241,9 @@ async function rebuildAll(
         bar.update(p.sequence, { rate });
       } else if (Date.now() - lastLine > 2_000) {
         lastLine = Date.now();
-        print(`${kind}: generation ${p.generation}: ${p.sequence}/${p.head} (${rate} events/s)`);
+        output.note(
+          `${kind}: generation ${p.generation}: ${p.sequence}/${p.head} (${rate} events/s)`,
+        );
       }
     };
     const result = await rebuildProjection({
@@ -161,27 +257,28 @@ async function rebuildAll(
       signal: abort.signal,
       onProgress: progress,
     });
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    return result.switched
-      ? `${kind}: rebuilt generation ${result.generation} (${result.events} events in ${seconds} s); readers switched from generation ${result.previousGeneration}, which is deleted`
-      : `${kind}: rebuild of generation ${result.generation} interrupted after ${result.events} events; run it again to resume`;
+    return {
+      projection: kind,
+      generation: result.generation,
+      events: result.events,
+      seconds: (Date.now() - started) / 1000,
+      switched: result.switched,
+      previousGeneration: result.previousGeneration,
+    };
   };
   try {
     const outcomes = await Promise.allSettled(
       models.map(({ kind, model }) => rebuildOne(kind, model.projection)),
     );
     bars?.stop();
-    let failure: unknown;
-    outcomes.forEach((outcome, i) => {
-      const kind = models[i]?.kind;
-      if (outcome.status === "fulfilled") print(outcome.value);
-      else {
-        print(`${kind}: rebuild failed: ${(outcome.reason as Error).message}`);
-        failure ??= outcome.reason;
-      }
-    });
-    if (failure !== undefined) throw failure;
-    if (abort.signal.aborted) process.exitCode = 130;
+    return {
+      rebuilds: outcomes.map((outcome, i): RebuildOutcome => {
+        if (outcome.status === "fulfilled") return outcome.value;
+        const projection = models[i]?.kind as ReadModelKind;
+        return { projection, failed: (outcome.reason as Error).message };
+      }),
+      interrupted: abort.signal.aborted,
+    };
   } finally {
     bars?.stop();
     process.removeListener("SIGINT", onSigint);

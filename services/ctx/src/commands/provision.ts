@@ -5,7 +5,7 @@ import { provisionSnapshotStream } from "@ctx/snapshots";
 import { Kvm } from "@nats-io/kv";
 import { z } from "zod";
 import { withCtxEnv } from "../ctx-env.ts";
-import { provisionStreams, withReplicaErrors } from "./streams.ts";
+import { type Provisioned, provisionStreams, withReplicaErrors } from "./streams.ts";
 
 /** What `ctx provision` reads beside ctx's own variables: the same names and TTL the services use. */
 const provisionSchema = z.object({
@@ -20,10 +20,11 @@ const provisionSchema = z.object({
  * there, so their NATS users need no right to create, change or delete a stream; run this (a
  * Kubernetes Job, `make up`) with the ctx operator's credentials, before or after the services.
  */
-export async function provision(print: (line: string) => void): Promise<void> {
-  await provisionStreams(print);
+export async function provision(): Promise<Provisioned> {
+  const streams = await provisionStreams();
   const extra = loadConfig(provisionSchema);
-  await withCtxEnv(async ({ config, nc, jsm }) => {
+  return await withCtxEnv(async ({ config, nc, jsm }) => {
+    const ready = [...streams.ready];
     const replicas = config.EVENT_STREAM_REPLICAS;
     const snapshots = await withReplicaErrors(replicas, () =>
       provisionSnapshotStream(jsm, {
@@ -33,7 +34,7 @@ export async function provision(print: (line: string) => void): Promise<void> {
         duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
       }),
     );
-    print(`${snapshots.config.name}: ready`);
+    ready.push({ kind: "stream", name: snapshots.config.name });
     const kvm = new Kvm(nc);
     for (const kind of readModelKinds) {
       const bucket = leaseBucket(leaseGroup(config.EVENT_STREAM, kind));
@@ -45,7 +46,8 @@ export async function provision(print: (line: string) => void): Promise<void> {
       if (!info.config.allow_direct) {
         await jsm.streams.update(info.config.name, { ...info.config, allow_direct: true });
       }
-      print(`KV ${bucket}: ready`);
+      ready.push({ kind: "kv", name: bucket });
     }
+    return { ...streams, ready };
   });
 }

@@ -3,6 +3,7 @@ import { provisionEventStream } from "@ctx/event-store";
 import { provisionParking } from "@ctx/projector";
 import { JetStreamApiError } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { View } from "../cli/output.ts";
 import { withCtxEnv } from "../ctx-env.ts";
 
 /** JetStream's codes for a replica count the servers cannot hold. */
@@ -10,9 +11,29 @@ const REPLICAS_NOT_SUPPORTED = 10074; // replicas > 1 on a server that is not cl
 const INSUFFICIENT_RESOURCES = 10023; // less storage than the replicas need
 const NO_SUITABLE_PEERS = 10005; // fewer servers than replicas (or none in the placement's tags)
 
+/** What `ctx streams provision` and `ctx provision` made sure of. */
+export interface Provisioned {
+  readonly eventStream: {
+    readonly name: string;
+    readonly events: number;
+    readonly partitions: number;
+    readonly replicas: number;
+    readonly subjects: readonly string[];
+  };
+  /** The other streams and the key-value buckets, in the order they were made ready. */
+  readonly ready: readonly { readonly kind: "stream" | "kv"; readonly name: string }[];
+}
+
+export const provisionedView: View<Provisioned> = {
+  text: ({ eventStream: s, ready }) => [
+    `${s.name}: ${s.events} events, ${s.partitions} partitions, replicas ${s.replicas}, subjects ${s.subjects.join(" ")}`,
+    ...ready.map((r) => `${r.kind === "kv" ? "KV " : ""}${r.name}: ready`),
+  ],
+};
+
 /** `ctx streams provision`: creates or updates the event and parked streams (idempotent). */
-export async function provisionStreams(print: (line: string) => void): Promise<void> {
-  await withCtxEnv(async ({ config, nc, jsm, parking }) => {
+export async function provisionStreams(): Promise<Provisioned> {
+  return await withCtxEnv(async ({ config, nc, jsm, parking }) => {
     const replicas = config.EVENT_STREAM_REPLICAS;
     checkReplicas(nc, replicas, config.NATS_URL);
     const info = await withReplicaErrors(replicas, () =>
@@ -24,11 +45,17 @@ export async function provisionStreams(print: (line: string) => void): Promise<v
         duplicateWindowMs: config.EVENT_DUPLICATE_WINDOW_MS,
       }),
     );
-    print(
-      `${info.config.name}: ${info.state.messages} events, ${config.EVENT_PARTITIONS} partitions, replicas ${info.config.num_replicas}, subjects ${info.config.subjects?.join(" ")}`,
-    );
     await withReplicaErrors(replicas, () => provisionParking(jsm, parking, replicas));
-    print(`${parking.stream}: ready`);
+    return {
+      eventStream: {
+        name: info.config.name,
+        events: info.state.messages,
+        partitions: config.EVENT_PARTITIONS,
+        replicas: info.config.num_replicas,
+        subjects: info.config.subjects ?? [],
+      },
+      ready: [{ kind: "stream", name: parking.stream }],
+    };
   });
 }
 

@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { exportJWK, exportPKCS8, generateKeyPair, importPKCS8, SignJWT } from "jose";
+import type { View } from "../cli/output.ts";
 
 /** The algorithm of the keys `ctx token keygen` makes: ECDSA P-256, small and fast to verify. */
 const alg = "ES256";
@@ -10,15 +11,17 @@ const alg = "ES256";
  * verifies its tokens (D/jwks.json, for AUTH_JWKS_FILE). Keeps both when they exist, so tokens
  * minted earlier stay valid; `--rotate` adds a new key and keeps the old one in the set.
  */
-export async function keygen(
-  options: { dir: string; kid?: string; rotate?: boolean },
-  print: (line: string) => void,
-): Promise<void> {
+export async function keygen(options: {
+  dir: string;
+  kid?: string;
+  rotate?: boolean;
+}): Promise<SigningKey> {
   const keyFile = join(options.dir, "signing-key.pem");
   const jwksFile = join(options.dir, "jwks.json");
   if (existsSync(keyFile) && existsSync(jwksFile) && !options.rotate) {
-    print(`${keyFile} and ${jwksFile} exist; kept (--rotate makes a new key)`);
-    return;
+    const kidFile = keyFile.replace(/\.pem$/, ".kid");
+    const kid = existsSync(kidFile) ? readFileSync(kidFile, "utf8").trim() : null;
+    return { kid, keyFile, jwksFile, kept: true };
   }
   mkdirSync(options.dir, { recursive: true, mode: 0o700 });
   const kid = options.kid ?? `ctx-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}`;
@@ -34,16 +37,26 @@ export async function keygen(
   writeFileSync(jwksFile, `${JSON.stringify({ keys: [jwk, ...previous] }, null, 2)}\n`, {
     mode: 0o600,
   });
-  print(`signing key ${kid}: ${keyFile}; key set: ${jwksFile}`);
+  return { kid, keyFile, jwksFile, kept: false };
 }
 
-/** A duration like 90s, 30m, 12h or 7d, in seconds. */
-function seconds(text: string): number {
-  const match = /^(\d+)([smhd])$/.exec(text);
-  if (!match) throw new Error(`--ttl must be like 30m, 12h or 7d, not ${JSON.stringify(text)}`);
-  const unit = { s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as "s" | "m" | "h" | "d"];
-  return Number(match[1]) * unit;
+/** The key `ctx token keygen` made, or kept. */
+export interface SigningKey {
+  /** null: a kept key without a .kid file beside it. */
+  readonly kid: string | null;
+  readonly keyFile: string;
+  readonly jwksFile: string;
+  /** Both files existed and stay as they were (no --rotate). */
+  readonly kept: boolean;
 }
+
+export const signingKeyView: View<SigningKey> = {
+  text: ({ kid, keyFile, jwksFile, kept }) => [
+    kept
+      ? `${keyFile} and ${jwksFile} exist; kept (--rotate makes a new key)`
+      : `signing key ${kid}: ${keyFile}; key set: ${jwksFile}`,
+  ],
+};
 
 export interface MintOptions {
   key: string;
@@ -52,26 +65,46 @@ export interface MintOptions {
   audience: string;
   subject: string;
   roles: string;
-  ttl: string;
+  /** The lifetime in seconds (commander parses --ttl with durationOption). */
+  ttl: number;
 }
+
+/** A token of `ctx token mint`, with what it says. */
+export interface MintedToken {
+  readonly token: string;
+  readonly kid: string | null;
+  readonly subject: string;
+  readonly roles: readonly string[];
+  readonly expiresAt: string;
+}
+
+/** The token alone on its line, for `$(...)` and files. */
+export const mintedTokenView: View<MintedToken> = { text: ({ token }) => [token] };
 
 /**
  * `ctx token mint`: a bearer token signed with a key `ctx token keygen` made, for the services'
- * AUTH=jwt. Prints the token alone (for `$(...)` and files).
+ * AUTH=jwt.
  */
-export async function mint(options: MintOptions, print: (line: string) => void): Promise<void> {
+export async function mint(options: MintOptions): Promise<MintedToken> {
   const key = await importPKCS8(readFileSync(options.key, "utf8"), alg);
   const kidFile = options.key.replace(/\.pem$/, ".kid");
   const kid =
     options.kid ?? (existsSync(kidFile) ? readFileSync(kidFile, "utf8").trim() : undefined);
   const roles = options.roles.split(/[ ,]+/).filter((r) => r !== "");
+  const expires = Math.floor(Date.now() / 1000) + options.ttl;
   const token = await new SignJWT({ roles })
     .setProtectedHeader({ alg, typ: "JWT", ...(kid ? { kid } : {}) })
     .setIssuer(options.issuer)
     .setAudience(options.audience)
     .setSubject(options.subject)
     .setIssuedAt()
-    .setExpirationTime(Math.floor(Date.now() / 1000) + seconds(options.ttl))
+    .setExpirationTime(expires)
     .sign(key);
-  print(token);
+  return {
+    token,
+    kid: kid ?? null,
+    subject: options.subject,
+    roles,
+    expiresAt: new Date(expires * 1000).toISOString(),
+  };
 }

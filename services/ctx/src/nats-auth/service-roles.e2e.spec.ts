@@ -1,5 +1,3 @@
-import { execFile } from "node:child_process";
-import { resolve } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type CommandApp, loadCommandConfig, startCommandApp } from "@ctx/command-service";
@@ -21,6 +19,7 @@ import {
 } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CtxRun, runCtx } from "../testing/run-ctx.ts";
 
 // Issue #21: every service does its whole job with its own NATS user, on a server that runs the
 // shipped users (deploy/local/nats.sh): the services wait, not ready, until the operator runs
@@ -28,27 +27,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // → ctx status, rebuild and parked replay with the operator's identity.
 
 const logger = createLogger({ name: "service-roles", level: "silent", pretty: false });
-const repoRoot = resolve(import.meta.dirname, "../../../..");
 
 let server: TestNatsServer;
 let common: Record<string, string>;
 const stoppers: (() => Promise<void>)[] = [];
 
 /** Runs `bin/ctx` with the operator's identity. */
-function ctx(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(
-      resolve(repoRoot, "bin/ctx"),
-      args,
-      {
-        env: { ...process.env, ...common, ...storeEnv(stack(), "ctx"), ...server.env("ctx") },
-        timeout: 60_000,
-      },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-        done({ code, stdout, stderr });
-      },
-    );
+function ctx(...args: string[]): Promise<CtxRun> {
+  return runCtx(args, {
+    ...process.env,
+    ...common,
+    ...storeEnv(stack(), "ctx"),
+    ...server.env("ctx"),
   });
 }
 
