@@ -13,6 +13,8 @@ NODE := .tools/bin/node
 DEPS_STAMP := node_modules/.deps-stamp
 PROTO_DEPS := .tools/proto-deps/.stamp
 GEN_DIR := libs/proto/src/gen
+API_REFERENCE := docs/reference
+PROTOC_GEN_DOC := .tools/bin/protoc-gen-doc
 PACKAGE_JSONS := package.json $(wildcard libs/*/package.json services/*/package.json test/package.json bench/package.json)
 
 .PHONY: help
@@ -40,14 +42,18 @@ deps: $(DEPS_STAMP) $(PROTO_DEPS) ## Installs the workspace's packages
 # --- protobuf -------------------------------------------------------------------------------------
 
 .PHONY: generate check-generated breaking
-generate: deps ## Regenerates libs/proto/src/gen from proto/
-	@rm -rf $(GEN_DIR)
-	@buf generate
+$(PROTOC_GEN_DOC): versions.env scripts/protoc-gen-doc.sh
+	@scripts/protoc-gen-doc.sh
 
-check-generated: generate ## Fails when the committed generated code is not what proto/ generates
-	@if ! git diff --quiet -- $(GEN_DIR) || [ -n "$$(git ls-files --others --exclude-standard -- $(GEN_DIR))" ]; then \
-	  git status --short -- $(GEN_DIR); \
-	  echo "libs/proto/src/gen is stale: run 'make generate' and commit the result" >&2; exit 1; \
+generate: deps $(PROTOC_GEN_DOC) ## Regenerates libs/proto/src/gen and the API reference (docs/reference) from proto/
+	@rm -rf $(GEN_DIR) $(API_REFERENCE)
+	@buf generate
+	@buf generate --template buf.gen.docs.yaml
+
+check-generated: generate ## Fails when the committed generated code or API reference is not what proto/ generates
+	@if ! git diff --quiet -- $(GEN_DIR) $(API_REFERENCE) || [ -n "$$(git ls-files --others --exclude-standard -- $(GEN_DIR) $(API_REFERENCE))" ]; then \
+	  git status --short -- $(GEN_DIR) $(API_REFERENCE); \
+	  echo "libs/proto/src/gen or docs/reference is stale: run 'make generate' and commit the result" >&2; exit 1; \
 	fi
 
 breaking: deps ## Fails on wire-breaking changes to proto/ since the previous commit

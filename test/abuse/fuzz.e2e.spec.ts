@@ -14,7 +14,7 @@ import {
 } from "./support/raw-rpc.ts";
 
 // Thousands of mutated requests, generated from valid ones, on every RPC of both services and over
-// every protocol they speak: whatever a client sends, the answer is a well-formed response with a
+// every protocol they speak (gRPC-Web and Connect over HTTP/2 and HTTP/1.1 alike): whatever a client sends, the answer is a well-formed response with a
 // status code that says what was wrong (never INTERNAL or UNKNOWN), the services keep serving, and
 // their memory stays bounded. Seeded, so a failure replays.
 
@@ -111,13 +111,15 @@ const seeds = [story, other, "t-1", "t-2", "d-1", "d-9", "cmd-1", "lead"];
 interface Case {
   readonly method: DescMethod;
   readonly protocol: Protocol;
+  /** Over HTTP/1.1 (browsers, curl): gRPC-Web and Connect only. */
+  readonly http1: boolean;
   readonly body: Uint8Array;
   readonly broken: boolean;
 }
 
 const caseArb: fc.Arbitrary<Case> = fc
-  .tuple(fc.constantFrom(...methods), fc.constantFrom(...protocols))
-  .chain(([method, protocol]) =>
+  .tuple(fc.constantFrom(...methods), fc.constantFrom(...protocols), fc.boolean())
+  .chain(([method, protocol, http1]) =>
     fc
       .tuple(
         mutatedArb(method.input, validRequest(method), seeds),
@@ -128,6 +130,7 @@ const caseArb: fc.Arbitrary<Case> = fc
         return {
           method,
           protocol,
+          http1: http1 && protocol !== "grpc",
           body: mutations ? applyByteMutations(bytes, mutations) : bytes,
           broken: mutations !== null,
         };
@@ -142,7 +145,7 @@ describe("fuzzed requests on every RPC and protocol", () => {
     const cases = fc.sample(caseArb, { numRuns: CALLS, seed: SEED });
     const rssBefore = process.memoryUsage().rss;
     const tally = new Map<string, number>();
-    const faults: { method: string; protocol: Protocol; broken: boolean; reply: RawReply }[] = [];
+    const faults: { method: string; protocol: string; broken: boolean; reply: RawReply }[] = [];
     let next = 0;
     const worker = async () => {
       while (next < cases.length) {
@@ -155,11 +158,13 @@ describe("fuzzed requests on every RPC and protocol", () => {
           body: c.body,
           streaming,
           timeoutMs: streaming ? 300 : 10_000,
+          http1: c.http1,
         });
-        const key = `${c.protocol} ${reply.code}`;
+        const over = c.http1 ? `${c.protocol} (HTTP/1.1)` : c.protocol;
+        const key = `${over} ${reply.code}`;
         tally.set(key, (tally.get(key) ?? 0) + 1);
         if (serverFaults.has(reply.code) || reply.malformed.length > 0) {
-          faults.push({ method: c.method.name, protocol: c.protocol, broken: c.broken, reply });
+          faults.push({ method: c.method.name, protocol: over, broken: c.broken, reply });
         }
       }
     };

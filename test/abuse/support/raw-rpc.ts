@@ -1,3 +1,4 @@
+import * as http from "node:http";
 import * as http2 from "node:http2";
 import { testAuth } from "@ctx/test-support";
 
@@ -58,6 +59,8 @@ export interface RawCall {
   readonly streaming?: boolean;
   /** Sent as the protocol's deadline header. */
   readonly timeoutMs: number;
+  /** Over HTTP/1.1, as browsers and curl send it (gRPC-Web and Connect only). */
+  readonly http1?: boolean;
 }
 
 /** Sends raw calls to a service. */
@@ -74,6 +77,7 @@ export function rawClient(baseUrl: string): RawClient {
   const open = new Set<http2.ClientHttp2Session>();
   return {
     async call(c) {
+      if (c.http1) return rawHttp1Call(baseUrl, c);
       const session = http2.connect(baseUrl);
       session.on("error", () => undefined);
       open.add(session);
@@ -159,6 +163,43 @@ function rawCall(session: http2.ClientHttp2Session, c: RawCall): Promise<RawRepl
     stream.on("close", () => done());
     stream.on("error", (e) => done(e));
     stream.end(requestBody(c));
+  });
+}
+
+/** One call over HTTP/1.1 on a connection of its own (the same reasons as above). */
+function rawHttp1Call(baseUrl: string, c: RawCall): Promise<RawReply> {
+  if (c.protocol === "grpc") throw new RangeError("gRPC needs HTTP/2");
+  return new Promise((resolve) => {
+    const { ":method": method, ":path": path, ...headers } = requestHeaders(c);
+    const req = http.request(`${baseUrl}${String(path)}`, {
+      method: String(method),
+      headers,
+      agent: false,
+    });
+    const chunks: Buffer[] = [];
+    let answer: http2.IncomingHttpHeaders = {};
+    let settled = false;
+    const done = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(giveUp);
+      resolve(interpret(c, answer, undefined, Buffer.concat(chunks), error));
+    };
+    const giveUp = setTimeout(() => {
+      req.destroy();
+      done();
+    }, c.timeoutMs + 5_000);
+    req.on("response", (res) => {
+      answer = {
+        ...res.headers,
+        ":status": String(res.statusCode ?? 0),
+      } as http2.IncomingHttpHeaders;
+      res.on("data", (d: Buffer) => chunks.push(d));
+      res.on("end", () => done());
+      res.on("error", (e) => done(e));
+    });
+    req.on("error", (e) => done(e));
+    req.end(requestBody(c));
   });
 }
 
