@@ -15,6 +15,7 @@ PROTO_DEPS := .tools/proto-deps/.stamp
 GEN_DIR := libs/proto/src/gen
 API_REFERENCE := docs/reference
 PROTOC_GEN_DOC := .tools/bin/protoc-gen-doc
+GRPCURL := .tools/bin/grpcurl
 PACKAGE_JSONS := package.json $(wildcard libs/*/package.json services/*/package.json test/package.json bench/package.json)
 
 .PHONY: help
@@ -42,8 +43,11 @@ deps: $(DEPS_STAMP) $(PROTO_DEPS) ## Installs the workspace's packages
 # --- protobuf -------------------------------------------------------------------------------------
 
 .PHONY: generate check-generated breaking
-$(PROTOC_GEN_DOC): versions.env scripts/protoc-gen-doc.sh
-	@scripts/protoc-gen-doc.sh
+$(PROTOC_GEN_DOC): versions.env scripts/go-tool.sh
+	@scripts/go-tool.sh protoc-gen-doc
+
+$(GRPCURL): versions.env scripts/go-tool.sh
+	@scripts/go-tool.sh grpcurl
 
 generate: deps $(PROTOC_GEN_DOC) ## Regenerates libs/proto/src/gen and the API reference (docs/reference) from proto/
 	@rm -rf $(GEN_DIR) $(API_REFERENCE)
@@ -69,7 +73,7 @@ lint: deps ## Biome (lint + format) and buf lint
 typecheck: deps ## tsc over the whole workspace
 	@tsc -p tsconfig.json
 
-test: check-generated lint typecheck breaking test-manifests ## Every check: generated code, lint, types, buf breaking, all test suites
+test: check-generated lint typecheck breaking test-manifests $(GRPCURL) ## Every check: generated code, lint, types, buf breaking, all test suites
 	@vitest run
 
 test-manifests: deps ## Renders every k8s/ overlay, validates it offline (schemas, policies, nats.conf): deploy/k8s/check.sh
@@ -82,7 +86,7 @@ test-k8s: deps ## The prod overlay on a real Kubernetes control plane (apply, ro
 test-unit: deps ## Unit tests only (no servers)
 	@vitest run --project unit
 
-test-int: deps ## Integration tests only (starts its own servers)
+test-int: deps $(GRPCURL) ## Integration tests only (starts its own servers)
 	@vitest run --project integration
 
 test-e2e: deps ## End-to-end tests only (starts its own servers)
