@@ -184,9 +184,23 @@ wait_node() {
   local proc
   proc=$(proc_name "$1")
   if ! wait_for "$2 on $3" "${NATS_START_TIMEOUT:-60}" healthy "$4"; then
-    tail -n 40 "$(log_file "$proc")" >&2
+    # In a cluster the cause is often another node's (a port it could not bind, a route refused).
+    each_node log_tail >&2
     exit 1
   fi
+}
+
+# log_tail <index> <name> ...: the end of a node's log, and whether its process still runs.
+log_tail() {
+  local proc pid
+  proc=$(proc_name "$1")
+  pid=$(cat "$(pid_file "$proc")" 2>/dev/null || true)
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    echo "--- $2 (pid $pid, running): $(log_file "$proc")"
+  else
+    echo "--- $2 (not running): $(log_file "$proc")"
+  fi
+  tail -n 15 "$(log_file "$proc")" 2>/dev/null || true
 }
 
 start() {
