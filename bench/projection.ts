@@ -276,7 +276,7 @@ interface ModelRun {
   readonly eventsPerSecond: number;
   /** The rate over the second half of the events: the model warm (a fresh JVM is slow at first). */
   readonly secondHalfEventsPerSecond: number | undefined;
-  /** Mean events per read-model write (`projector_batch_size`): how much each write carries. */
+  /** Mean events per read-model write (`ctx_projector_batch_events`): how much each write carries. */
   readonly meanBatchSize: number;
   /** Partition leases the projector lost, and slow-consumer cuts nats-server logged, in the phase. */
   readonly leasesLost: number;
@@ -321,7 +321,7 @@ async function project(
   const halfway = await caughtUp(nc, model, total);
   const ended = performance.now();
   const seconds = (ended - started) / 1000;
-  const batches = histogram(await scrape(service.metricsUrl), "projector_batch_size");
+  const batches = histogram(await scrape(service.metricsUrl), "ctx_projector_batch_events");
   const slowConsumers = countLines(stack, "nats", /Slow Consumer/i) - slowConsumersBefore;
   return {
     model,

@@ -578,8 +578,8 @@ async function waitForSnapshotter(service: BenchService): Promise<number> {
   const deadline = Date.now() + 300_000;
   for (;;) {
     const metrics = await scrape(service.metricsUrl);
-    if (gauge(metrics, "snapshotter_lag_events") === 0) {
-      return gauge(metrics, "snapshots_written_total");
+    if (gauge(metrics, "ctx_snapshotter_lag_events") === 0) {
+      return gauge(metrics, "ctx_snapshots_written_total");
     }
     if (Date.now() > deadline) throw new Error("the snapshotter did not catch up in 5 minutes");
     await sleep(250);
@@ -656,14 +656,14 @@ async function temporalPhase(
   );
   const after = await scrape(service.metricsUrl);
   const folded = (label: string) => {
-    const b = histogram(before, "temporal_events_folded", [label]);
-    const a = histogram(after, "temporal_events_folded", [label]);
+    const b = histogram(before, "ctx_query_temporal_events_folded", [label]);
+    const a = histogram(after, "ctx_query_temporal_events_folded", [label]);
     return { sum: a.sum - b.sum, count: a.count - b.count } satisfies SumCount;
   };
   const hit = folded('snapshot="hit"');
   const miss = folded('snapshot="miss"');
   const segment = folded('events_from="segment"');
-  const handling = ["rpc_server_handling_seconds", ['method="GetContextAtTime"']] as const;
+  const handling = ["grpc_server_handling_seconds", ['grpc_method="GetContextAtTime"']] as const;
   return {
     events: times.length,
     snapshots,
@@ -727,7 +727,7 @@ async function readModelPhase(
   const benchLoopLagMs = loopDelay();
   const cpuPercent = done();
   const after = await scrape(service.metricsUrl);
-  const handling = ["rpc_server_handling_seconds", ['method="GetContext"']] as const;
+  const handling = ["grpc_server_handling_seconds", ['grpc_method="GetContext"']] as const;
   const handled = bucketShares(buckets(before, ...handling), buckets(after, ...handling));
   return {
     client,

@@ -227,12 +227,12 @@ async function main(): Promise<void> {
         for (const [name, service] of replicas) {
           if (!name.startsWith(`projector-${model}-`)) continue;
           const text = await scrape(service.metricsUrl).catch(() => "");
-          owned += gauge(text, "projector_partitions_owned") || 0;
-          leasesLost += sum(text, "projector_leases_lost_total");
-          heartbeatFailures += sum(text, "projector_lease_heartbeat_failures_total");
-          unowned = Math.max(unowned, sum(text, "projector_partitions_unowned"));
-          missing += sum(text, "projector_partitions_missing");
-          lagEvents += sum(text, "projector_lag_events");
+          owned += gauge(text, "ctx_projector_partitions_owned") || 0;
+          leasesLost += sum(text, "ctx_projector_leases_lost_total");
+          heartbeatFailures += sum(text, "ctx_projector_lease_heartbeat_failures_total");
+          unowned = Math.max(unowned, sum(text, "ctx_projector_partitions_unowned"));
+          missing += sum(text, "ctx_projector_partitions_missing");
+          lagEvents += sum(text, "ctx_projector_lag_events");
           const ready = await fetch(`${service.opsUrl}/readyz`).then(
             (r) => r.ok,
             () => false,

@@ -7,7 +7,7 @@
 // AddSubtask changes per command) until every story holds `events` events. The heap is measured,
 // after two full collections, once the service has started and answered one call, and again
 // after the writes. Their difference, over the events the cache holds
-// (`command_story_cache_events`), is the figure. It includes the event store's per-story head and
+// (`ctx_command_story_cache_events`), is the figure. It includes the event store's per-story head and
 // everything else the writes left behind, so it is an upper bound of the cache's own cost.
 //
 // Env: BENCH_CACHE_STORIES (1000), BENCH_CACHE_EVENTS (100: events per story).
@@ -158,8 +158,8 @@ async function cacheGauges(url: string): Promise<{ stories: number; events: numb
     return value;
   };
   return {
-    stories: read("command_story_cache_stories"),
-    events: read("command_story_cache_events"),
+    stories: read("ctx_command_story_cache_stories"),
+    events: read("ctx_command_story_cache_events"),
   };
 }
 

@@ -275,8 +275,8 @@ async function main(): Promise<void> {
           : closedLoop({ ...window, call: (worker) => service.append(worker % connections) }),
       );
       const after = await scrape(stack.commandMetricsUrl);
-      const handling = ["rpc_server_handling_seconds", ['method="AddSubtask"']] as const;
-      const append = ["event_store_append_seconds", ['events="one"']] as const;
+      const handling = ["grpc_server_handling_seconds", ['grpc_method="AddSubtask"']] as const;
+      const append = ["ctx_event_store_append_seconds", ['events="one"']] as const;
       levels.push({
         concurrency,
         connections,

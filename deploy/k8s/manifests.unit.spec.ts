@@ -61,11 +61,7 @@ describe("the Kubernetes manifests", () => {
   it("alert on metrics the services export", () => {
     const rules = read("k8s/base/monitoring/prometheus-rules.yaml");
     const ours = new Set(
-      [
-        ...rules.matchAll(
-          /\b((?:projector|rpc_server|snapshotter|event_store|command|watch)[a-z_]*)\{/g,
-        ),
-      ].map((m) => m[1] as string),
+      [...rules.matchAll(/\b((?:ctx|grpc_server)_[a-z_]*)\{/g)].map((m) => m[1] as string),
     );
     expect(ours.size).toBeGreaterThan(5);
     const missing = [...ours].filter((metric) => !sources.includes(`name: "${metric}"`));

@@ -47,7 +47,7 @@ import { auditStream } from "./support/stream-audit.ts";
 // is current again: every acknowledged command is in the stream exactly once and nothing else is,
 // stories are gapless with intact hash chains, both read models equal the fold of the stream,
 // nothing is parked, every event was applied exactly once per model (the replicas'
-// projector_events_applied_total add up to the stream's count), every partition is held by one
+// ctx_projector_events_applied_total add up to the stream's count), every partition is held by one
 // live replica, and the clients saw only OK, UNAVAILABLE or DEADLINE_EXCEEDED.
 
 const STORIES = 300;
@@ -214,7 +214,8 @@ async function progress(more: number): Promise<void> {
 const appliedBy = async (kind: ReadModelKind) => {
   let sum = 0;
   for (const p of projectors) {
-    if (p.kind === kind) sum += await metricSum(p.app.opsPort, "projector_events_applied_total");
+    if (p.kind === kind)
+      sum += await metricSum(p.app.opsPort, "ctx_projector_events_applied_total");
   }
   return sum;
 };
@@ -279,7 +280,7 @@ async function expectNothingLost(phase: string): Promise<void> {
   const deduplicated = load.ledger.filter((e) => e.deduplicated).length;
   let leasesLost = 0;
   for (const { app } of projectors) {
-    leasesLost += await metricSum(app.opsPort, "projector_leases_lost_total");
+    leasesLost += await metricSum(app.opsPort, "ctx_projector_leases_lost_total");
   }
   console.info(
     `${phase}: ${load.events()} events acknowledged; ${retried} commands retried, ${deduplicated} of them found stored already (deduplicated); ${leasesLost} leases lost so far; status codes by phase`,
@@ -288,8 +289,8 @@ async function expectNothingLost(phase: string): Promise<void> {
   expect(load.failures).toEqual([]);
   // Never INTERNAL, not even for a call whose client had given up before the answer came.
   if (command === undefined) throw new Error("the command service did not start");
-  const internal = await metricSum(command.opsPort, "rpc_server_handled_total", {
-    code: "Internal",
+  const internal = await metricSum(command.opsPort, "grpc_server_handled_total", {
+    grpc_code: "Internal",
   });
   expect(internal, "calls the command service answered INTERNAL").toBe(0);
   for (const byCode of load.codes.values()) {
@@ -339,7 +340,7 @@ async function expectNothingLost(phase: string): Promise<void> {
       for (const { id, app } of projectors) {
         const ready = await fetch(`http://127.0.0.1:${app.opsPort}/readyz`);
         expect(ready.status, id).toBe(200);
-        expect(await metricSum(app.opsPort, "projector_partitions_unowned"), id).toBe(0);
+        expect(await metricSum(app.opsPort, "ctx_projector_partitions_unowned"), id).toBe(0);
       }
     },
     { timeout: 60_000, interval: 250 },

@@ -274,7 +274,7 @@ export interface EventStoreOptions {
   /** Upcasting of what this store reads (default: the product's chains). */
   readonly upcaster?: EventUpcaster;
   /**
-   * Registers `event_store_set_aside_read_total` (stored messages reads passed over because an
+   * Registers `ctx_event_store_set_aside_read_total` (stored messages reads passed over because an
    * operator set them aside) when given.
    */
   readonly registry?: Registry;
@@ -298,7 +298,7 @@ interface Outgoing {
 }
 
 const WRONG_LAST_SEQUENCE = 10071;
-const SET_ASIDE_METRIC = "event_store_set_aside_read_total";
+const SET_ASIDE_METRIC = "ctx_event_store_set_aside_read_total";
 /** Set-aside messages a store says it passed over (once each), remembered to say it once. */
 const SET_ASIDE_LOGGED = 10_000;
 const BATCH_DUPLICATE_MSG_ID = 10201;

@@ -254,8 +254,8 @@ describe("setting aside what no reader can read", () => {
     expect(appended.version).toBe(5);
     expect(verifyChain(await store.read(a))).toEqual({ intact: true, events: 5 });
     // The read said so: counted.
-    const counted = await registry.getSingleMetricAsString("event_store_set_aside_read_total");
-    expect(counted).toMatch(/event_store_set_aside_read_total [1-9]/);
+    const counted = await registry.getSingleMetricAsString("ctx_event_store_set_aside_read_total");
+    expect(counted).toMatch(/ctx_event_store_set_aside_read_total [1-9]/);
   });
 
   it("given an event of a newer schema in the middle, then it keeps its version, the chain goes on through it, and later events read", async () => {

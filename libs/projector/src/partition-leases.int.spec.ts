@@ -211,8 +211,8 @@ describe("partition leases", () => {
       const owned = replicas.flatMap((r) => r.owned()).sort((a, b) => a - b);
       expect(owned).toEqual(all);
       for (const registry of registries) {
-        expect(await metric(registry, "projector_lease_heartbeat_failures_total")).toBe(0);
-        expect(await metric(registry, "projector_leases_lost_total")).toBe(0);
+        expect(await metric(registry, "ctx_projector_lease_heartbeat_failures_total")).toBe(0);
+        expect(await metric(registry, "ctx_projector_leases_lost_total")).toBe(0);
       }
       expect(replicas.every((r) => r.ready())).toBe(true);
     } finally {
@@ -224,7 +224,7 @@ describe("partition leases", () => {
     const projection = new MemoryProjection(uniqueName("m"));
     const registry = new Registry();
     const lagSeries = async () =>
-      ((await registry.getSingleMetric("projector_lag_events")?.get())?.values ?? []).map((v) =>
+      ((await registry.getSingleMetric("ctx_projector_lag_events")?.get())?.values ?? []).map((v) =>
         Number(v.labels.partition),
       );
     const first = await startReplica(projection, "g1", registry);
@@ -282,8 +282,8 @@ describe("partition leases", () => {
       await eventually(() => expect(replica.ready()).toBe(false), { timeout: 10_000 });
       expect(replica.leaseHealth()?.missing).toEqual([3]);
       expect(replica.leaseHealth()?.unowned).toEqual([3]);
-      expect(await metric(registry, "projector_partitions_missing")).toBe(1);
-      expect(await metric(registry, "projector_partitions_unowned")).toBe(1);
+      expect(await metric(registry, "ctx_projector_partitions_missing")).toBe(1);
+      expect(await metric(registry, "ctx_projector_partitions_unowned")).toBe(1);
       expect(replica.owned()).not.toContain(3);
     } finally {
       haunting = false;
@@ -292,8 +292,8 @@ describe("partition leases", () => {
     // The ghost's lease lapses; the replica takes the partition and is ready again.
     await eventually(() => expect(replica.ready()).toBe(true), { timeout: 10_000 });
     expect(replica.owned()).toContain(3);
-    expect(await metric(registry, "projector_partitions_missing")).toBe(0);
-    expect(await metric(registry, "projector_partitions_unowned")).toBe(0);
+    expect(await metric(registry, "ctx_projector_partitions_missing")).toBe(0);
+    expect(await metric(registry, "ctx_projector_partitions_unowned")).toBe(0);
   });
 
   it("keep renewing the other leases while a partition's release waits for its batch in hand", async () => {
@@ -336,7 +336,7 @@ describe("partition leases", () => {
       for (const p of kept) expect(table.leases.get(p)?.owner).toBe("h1");
       expect(first.leaseHealth()?.missing).toEqual([]);
       expect(first.ready()).toBe(true);
-      expect(await metric(registry, "projector_leases_lost_total")).toBe(0);
+      expect(await metric(registry, "ctx_projector_leases_lost_total")).toBe(0);
       open();
       await eventually(async () => {
         expect([...first.owned(), ...second.owned()].sort((a, b) => a - b)).toEqual(

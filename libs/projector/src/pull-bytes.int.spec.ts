@@ -148,7 +148,7 @@ describe("pulls bounded by bytes", () => {
       let stableFor = 0;
       await eventually(
         async () => {
-          mostHeld = Math.max(mostHeld, await metric(registry, "projector_buffered_bytes"));
+          mostHeld = Math.max(mostHeld, await metric(registry, "ctx_projector_buffered_bytes"));
           const consumers = await partitionConsumers(jsm, settings.stream, projection.name);
           const delivered = [...consumers.values()].map((c) => c.num_ack_pending);
           for (const n of delivered) expect(n).toBeLessThanOrEqual(mostMessages);
@@ -186,7 +186,7 @@ describe("pulls bounded by bytes", () => {
         expect(read?.context).toEqual(toContextMessage(fold(id, await store.read(id))));
       }
       await eventually(async () =>
-        expect(await metric(registry, "projector_buffered_bytes")).toBe(0),
+        expect(await metric(registry, "ctx_projector_buffered_bytes")).toBe(0),
       );
       expect(cuts).toEqual([]);
     } finally {

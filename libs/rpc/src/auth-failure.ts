@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
-/** Why a call was refused by authentication or authorization (the `reason` label of rpc_server_auth_refused_total). */
+/** Why a call was refused by authentication or authorization (the `reason` label of ctx_rpc_auth_refused_total). */
 export const AuthFailureReason = {
   /** No credentials: no bearer token and no verified client certificate. */
   missing: "missing",

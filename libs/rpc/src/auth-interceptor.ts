@@ -22,12 +22,12 @@ export interface AuthInterceptorOptions {
  * Authenticates every call (but open ones, like health) and checks its role against the policy,
  * before anything else costs: UNAUTHENTICATED for missing or bad credentials, PERMISSION_DENIED
  * for a valid identity without the role. Refusals are counted by reason in
- * `rpc_server_auth_refused_total`. The principal is then available to handlers (principalOf).
+ * `ctx_rpc_auth_refused_total`. The principal is then available to handlers (principalOf).
  */
 export function authInterceptor(options: AuthInterceptorOptions): Interceptor {
   const { authenticator, policy } = options;
   const refused = new Counter({
-    name: "rpc_server_auth_refused_total",
+    name: "ctx_rpc_auth_refused_total",
     help: "Calls refused by authentication (UNAUTHENTICATED) or authorization (PERMISSION_DENIED), by reason",
     labelNames: ["reason"],
     registers: [options.registry],

@@ -123,7 +123,7 @@ describe("authentication", () => {
   for (const protocol of protocols) {
     for (const c of unauthenticated) {
       it(`given ${c.name}, over ${protocol}, then unary calls and streams are UNAUTHENTICATED`, async () => {
-        const before = await t.metric("rpc_server_auth_refused_total", { reason: c.reason });
+        const before = await t.metric("ctx_rpc_auth_refused_total", { reason: c.reason });
         const authorization = c.authorization();
         const { unary, stream } = await queryBoth(protocol, authorization);
         for (const error of [unary, stream]) {
@@ -133,9 +133,7 @@ describe("authentication", () => {
           const token = authorization?.split(" ")[1];
           if (token) expect(error?.rawMessage).not.toContain(token);
         }
-        expect(await t.metric("rpc_server_auth_refused_total", { reason: c.reason })).toBe(
-          before + 2,
-        );
+        expect(await t.metric("ctx_rpc_auth_refused_total", { reason: c.reason })).toBe(before + 2);
       });
     }
   }
@@ -169,7 +167,7 @@ describe("authentication", () => {
 describe("authorization", () => {
   for (const protocol of protocols) {
     it(`given a valid token without the role, over ${protocol}, then the call is PERMISSION_DENIED`, async () => {
-      const before = await t.metric("rpc_server_auth_refused_total", { reason: "no_role" });
+      const before = await t.metric("ctx_rpc_auth_refused_total", { reason: "no_role" });
       const writerOnly = `Bearer ${auth.sign({ sub: "w", roles: ["writer"] })}`;
       const { unary, stream } = await queryBoth(protocol, writerOnly);
       for (const error of [unary, stream]) {
@@ -184,9 +182,7 @@ describe("authorization", () => {
         }),
       );
       expect(command?.code).toBe(Code.PermissionDenied);
-      expect(await t.metric("rpc_server_auth_refused_total", { reason: "no_role" })).toBe(
-        before + 3,
-      );
+      expect(await t.metric("ctx_rpc_auth_refused_total", { reason: "no_role" })).toBe(before + 3);
     });
 
     it(`given the right role, or admin, over ${protocol}, then the call is served`, async () => {

@@ -115,7 +115,7 @@ describe("a message that is not the method's input", () => {
 
   it("counts what it refused as malformed, and logs none of it as unexpected", async () => {
     expect(
-      await t.metric("rpc_server_refused_total", { reason: "malformed_request" }),
+      await t.metric("ctx_rpc_refused_total", { reason: "malformed_request" }),
     ).toBeGreaterThanOrEqual(6);
     expect(t.logged).toEqual([]);
   });

@@ -121,7 +121,7 @@ describe("the turn budget's queue (1 call per turn, 5 waiting)", () => {
     const shed = codes.filter((c) => c === "Unavailable").length;
     expect(shed).toBeGreaterThan(0);
     expect(codes.filter((c) => c !== "OK" && c !== "Unavailable")).toEqual([]);
-    expect(await t.metric("rpc_server_refused_total", { reason: "queue_full" })).toBe(shed);
+    expect(await t.metric("ctx_rpc_refused_total", { reason: "queue_full" })).toBe(shed);
     // Shedding is not failing: the next call is served.
     expect((await client.createContext({ storyId: "after", title: "T" })).result?.version).toBe(1);
   });
@@ -131,7 +131,7 @@ describe("the turn budget's queue (1 call per turn, 5 waiting)", () => {
     const clients = protocols.flatMap((protocol) =>
       [0, 1, 2].map((n) => ({ protocol, n, client: t.commandClient(protocol) })),
     );
-    const before = await t.metric("rpc_server_refused_total", { reason: "queue_full" });
+    const before = await t.metric("ctx_rpc_refused_total", { reason: "queue_full" });
     const burst = clients.flatMap(({ protocol, n, client }) =>
       Array.from({ length: 40 }, (_, i) =>
         client.createContext({ storyId: `flood-${protocol}-${n}-${i}`, title: "T" }),
@@ -143,9 +143,7 @@ describe("the turn budget's queue (1 call per turn, 5 waiting)", () => {
     const shed = codes.filter((c) => c === "Unavailable").length;
     expect(shed).toBeGreaterThan(0);
     expect(codes.filter((c) => c !== "OK" && c !== "Unavailable")).toEqual([]);
-    expect((await t.metric("rpc_server_refused_total", { reason: "queue_full" })) - before).toBe(
-      shed,
-    );
+    expect((await t.metric("ctx_rpc_refused_total", { reason: "queue_full" })) - before).toBe(shed);
     for (const { protocol, n, client } of clients) {
       const after = await client.createContext({ storyId: `after-${protocol}-${n}`, title: "T" });
       expect(after.result?.version, `${protocol} connection ${n}`).toBe(1);

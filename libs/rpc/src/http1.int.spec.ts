@@ -204,14 +204,14 @@ describe("HTTP/1.1 on the gRPC port", () => {
   });
 
   it("given a connection that sends nothing, then it is closed after the handshake timeout and counted", async () => {
-    const before = await t.metric("rpc_server_sessions_closed_total", {
+    const before = await t.metric("ctx_rpc_connections_closed_total", {
       reason: "handshake_timeout",
     });
     const socket = net.connect(t.port, "127.0.0.1");
     socket.on("error", () => undefined);
     await new Promise((resolve) => socket.once("close", resolve));
     expect(
-      await t.metric("rpc_server_sessions_closed_total", { reason: "handshake_timeout" }),
+      await t.metric("ctx_rpc_connections_closed_total", { reason: "handshake_timeout" }),
     ).toBe(before + 1);
   });
 });

@@ -224,7 +224,7 @@ describe("with the default limits (4 MiB)", () => {
       expect(growth, c.name).toBeLessThan(64 * MiB);
     }
     expect(
-      await t.metric("rpc_server_refused_total", { reason: "request_too_large" }),
+      await t.metric("ctx_rpc_refused_total", { reason: "request_too_large" }),
     ).toBeGreaterThanOrEqual(3);
   });
 });
@@ -318,7 +318,7 @@ describe("with a limit of 64 KiB each way", () => {
       expect((await codeOf(under)).code, name).toBe(json ? Code.InvalidArgument : OK);
     }
     expect(
-      await t.metric("rpc_server_refused_total", { reason: "request_too_large" }),
+      await t.metric("ctx_rpc_refused_total", { reason: "request_too_large" }),
     ).toBeGreaterThanOrEqual(transports.length);
   });
 
@@ -346,7 +346,7 @@ describe("with a limit of 64 KiB each way", () => {
       expect(small.context?.title.length, protocol).toBe(1000);
     }
     expect(
-      await t.metric("rpc_server_refused_total", { reason: "response_too_large" }),
+      await t.metric("ctx_rpc_refused_total", { reason: "response_too_large" }),
     ).toBeGreaterThanOrEqual(2 * protocols.length);
   });
 });

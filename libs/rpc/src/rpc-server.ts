@@ -95,8 +95,8 @@ export interface RpcServer {
  * may take to arrive (see createNodeAdapter), the calls waiting for a turn (see
  * turnBudgetInterceptor), the streams per connection (HTTP/2 SETTINGS), the connections, and the
  * life of a connection that does not complete its handshake, stops answering pings, or stays idle
- * (see createSessionGuard). What it refuses and closes is counted in `rpc_server_refused_total`
- * and `rpc_server_sessions_closed_total`.
+ * (see createSessionGuard). What it refuses and closes is counted in `ctx_rpc_refused_total`
+ * and `ctx_rpc_connections_closed_total`.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const limits = resolveRpcLimits(options.limits);

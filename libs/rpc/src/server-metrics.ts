@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from "prom-client";
 
-/** Why the server refused or shed a call (the `reason` label of rpc_server_refused_total). */
+/** Why the server refused or shed a call (the `reason` label of ctx_rpc_refused_total). */
 export const RefusalReason = {
   /** A request message over the limit (RPC_MAX_REQUEST_BYTES), before or after decompression. */
   requestTooLarge: "request_too_large",
@@ -17,7 +17,7 @@ export const RefusalReason = {
 } as const;
 export type RefusalReason = (typeof RefusalReason)[keyof typeof RefusalReason];
 
-/** Why the server closed a connection (the `reason` label of rpc_server_sessions_closed_total). */
+/** Why the server closed a connection (the `reason` label of ctx_rpc_connections_closed_total). */
 export const SessionCloseReason = {
   handshakeTimeout: "handshake_timeout",
   keepaliveTimeout: "keepalive_timeout",
@@ -32,24 +32,24 @@ export interface ServerMetrics {
 }
 
 /**
- * rpc_server_refused_total{reason}, rpc_server_sessions_closed_total{reason} and
- * rpc_server_sessions (open connections, read from `openSessions` when scraped).
+ * ctx_rpc_refused_total{reason}, ctx_rpc_connections_closed_total{reason} and
+ * ctx_rpc_connections (open connections, read from `openSessions` when scraped).
  */
 export function createServerMetrics(registry: Registry, openSessions: () => number): ServerMetrics {
   const refused = new Counter({
-    name: "rpc_server_refused_total",
+    name: "ctx_rpc_refused_total",
     help: "Calls and connections the RPC server refused or shed, by reason",
     labelNames: ["reason"],
     registers: [registry],
   });
   const closed = new Counter({
-    name: "rpc_server_sessions_closed_total",
+    name: "ctx_rpc_connections_closed_total",
     help: "Connections the RPC server closed, by reason",
     labelNames: ["reason"],
     registers: [registry],
   });
   new Gauge({
-    name: "rpc_server_sessions",
+    name: "ctx_rpc_connections",
     help: "Open HTTP/2 connections of the RPC server",
     registers: [registry],
     collect() {

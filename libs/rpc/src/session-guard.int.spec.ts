@@ -91,10 +91,10 @@ describe("connections that misbehave", () => {
         `${open.length} still open`,
       ).toEqual([]);
     }, closes);
-    expect(await t.metric("rpc_server_sessions")).toBe(0);
+    expect(await t.metric("ctx_rpc_connections")).toBe(0);
     // The ones that never completed a handshake for that; the others (which cannot answer a ping)
     // by keepalive, or by the idle timeout once the server has answered their call.
-    const closedFor = (reason: string) => t.metric("rpc_server_sessions_closed_total", { reason });
+    const closedFor = (reason: string) => t.metric("ctx_rpc_connections_closed_total", { reason });
     expect(await closedFor("handshake_timeout")).toBeGreaterThanOrEqual(200);
     expect(
       (await closedFor("keepalive_timeout")) + (await closedFor("idle_timeout")),
@@ -132,7 +132,7 @@ describe("connections that misbehave", () => {
       expect(status.code, `${c.path} ${c.contentType}`).toBe(4 /* DEADLINE_EXCEEDED */);
     }
     expect(
-      await t.metric("rpc_server_refused_total", { reason: "read_timeout" }),
+      await t.metric("ctx_rpc_refused_total", { reason: "read_timeout" }),
     ).toBeGreaterThanOrEqual(3);
   });
 });
@@ -166,7 +166,7 @@ describe("keepalive", () => {
   });
 
   it("given a watch on a client that froze (it answers no ping), then the connection is dropped and the watch ends", async () => {
-    const before = await t.metric("rpc_server_sessions_closed_total", {
+    const before = await t.metric("ctx_rpc_connections_closed_total", {
       reason: "keepalive_timeout",
     });
     const c = await connectRaw(t.port);
@@ -181,7 +181,7 @@ describe("keepalive", () => {
     await eventually(() => expect(c.closed).toBe(true), closes);
     expect(c.frames.some((f) => f.type === FrameType.ping)).toBe(true);
     expect(
-      await t.metric("rpc_server_sessions_closed_total", { reason: "keepalive_timeout" }),
+      await t.metric("ctx_rpc_connections_closed_total", { reason: "keepalive_timeout" }),
     ).toBeGreaterThan(before);
   });
 });
@@ -209,7 +209,7 @@ describe("idle connections", () => {
     await eventually(() => expect(session.closed || session.destroyed).toBe(true), closes);
     expect(goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
     expect(
-      await t.metric("rpc_server_sessions_closed_total", { reason: "idle_timeout" }),
+      await t.metric("ctx_rpc_connections_closed_total", { reason: "idle_timeout" }),
     ).toBeGreaterThanOrEqual(1);
   });
 });
@@ -274,9 +274,9 @@ describe("connections per server", () => {
         connections.push(c);
       }
       await eventually(() => expect(connections.filter((c) => c.closed)).toHaveLength(5));
-      expect(
-        await small.metric("rpc_server_refused_total", { reason: "too_many_connections" }),
-      ).toBe(5);
+      expect(await small.metric("ctx_rpc_refused_total", { reason: "too_many_connections" })).toBe(
+        5,
+      );
     } finally {
       for (const c of connections) c.destroy();
       await small.close();

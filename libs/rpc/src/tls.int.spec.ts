@@ -150,14 +150,14 @@ describe("TLS on the gRPC listener", () => {
   });
 
   it("given a certificate of another CA (even with admin in its OU), then the call is UNAUTHENTICATED", async () => {
-    const before = await t.metric("rpc_server_auth_refused_total", {
+    const before = await t.metric("ctx_rpc_auth_refused_total", {
       reason: "untrusted_certificate",
     });
     const client = createClient(ContextQueryService, transport("grpc", stranger));
     expect(await codeOf(() => client.getContext({ storyId: "s" }))).toBe(Code.Unauthenticated);
-    expect(
-      await t.metric("rpc_server_auth_refused_total", { reason: "untrusted_certificate" }),
-    ).toBe(before + 1);
+    expect(await t.metric("ctx_rpc_auth_refused_total", { reason: "untrusted_certificate" })).toBe(
+      before + 1,
+    );
   });
 
   it("given a certificate and a bad token, then the token decides (UNAUTHENTICATED)", async () => {

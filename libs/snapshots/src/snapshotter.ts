@@ -37,7 +37,7 @@ export interface SnapshotterOptions {
   /** Durable consumer name on the event stream (default `snapshotter`); replicas share it. */
   readonly consumerName?: string;
   /**
-   * Registers `snapshots_written_total`, `snapshot_segments_total` and `snapshotter_lag_events`
+   * Registers `ctx_snapshots_written_total`, `ctx_snapshot_segments_total` and `ctx_snapshotter_lag_events`
    * when given.
    */
   readonly registry?: Registry;
@@ -116,23 +116,34 @@ class JetStreamSnapshotter implements Snapshotter {
     });
     if (options.registry) {
       this.#written = new Counter({
-        name: "snapshots_written_total",
+        name: "ctx_snapshots_written_total",
         help: "Snapshots stored by the snapshotter",
         registers: [options.registry],
       });
       this.#segments = new Counter({
-        name: "snapshot_segments_total",
+        name: "ctx_snapshot_segments_total",
         help: "Segments of events the snapshotter handled, by outcome (stored; too_large: not stored, readers use the event stream)",
         labelNames: ["outcome"],
         registers: [options.registry],
       });
       const lag = () => this.lag();
+      // When the lag cannot be read (NATS away), the gauge keeps the last one read, and the
+      // failure is counted: no sentinel value that a dashboard would draw as a lag.
+      const lagUnread = new Counter({
+        name: "ctx_snapshotter_lag_read_failures_total",
+        help: "Scrapes at which the snapshotter's lag could not be read (ctx_snapshotter_lag_events kept its last value)",
+        registers: [options.registry],
+      });
       new Gauge({
-        name: "snapshotter_lag_events",
-        help: "Events the snapshotter has not processed yet",
+        name: "ctx_snapshotter_lag_events",
+        help: "Events the snapshotter has not processed yet (the last value read)",
         registers: [options.registry],
         async collect() {
-          this.set(await lag().catch(() => -1));
+          try {
+            this.set(await lag());
+          } catch {
+            lagUnread.inc();
+          }
         },
       });
     }

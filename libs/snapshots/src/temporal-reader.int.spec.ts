@@ -480,9 +480,9 @@ describe("snapshotter", () => {
     await replay.start();
     try {
       await eventually(async () => expect(await replay.lag()).toBe(0), { timeout: 30_000 });
-      const written = await registry.getSingleMetricAsString("snapshots_written_total");
-      expect(written).toMatch(/snapshots_written_total 0$/m);
-      const segments = await registry.getSingleMetricAsString("snapshot_segments_total");
+      const written = await registry.getSingleMetricAsString("ctx_snapshots_written_total");
+      expect(written).toMatch(/ctx_snapshots_written_total 0$/m);
+      const segments = await registry.getSingleMetricAsString("ctx_snapshot_segments_total");
       expect(segments).not.toMatch(/outcome="stored"/);
     } finally {
       await replay.stop();

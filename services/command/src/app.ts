@@ -60,7 +60,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   });
   provisioned = true;
   const appendSeconds = new Histogram({
-    name: "event_store_append_seconds",
+    name: "ctx_event_store_append_seconds",
     help: "Time to append a command's events to JetStream (server-acknowledged)",
     labelNames: ["events"],
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
@@ -76,7 +76,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   });
 
   new Gauge({
-    name: "command_story_cache_stories",
+    name: "ctx_command_story_cache_stories",
     help: "Stories whose state the command service holds in memory",
     registers: [registry],
     collect() {
@@ -84,7 +84,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     },
   });
   new Gauge({
-    name: "command_story_cache_events",
+    name: "ctx_command_story_cache_events",
     help: "Events the cached stories hold in all (bounded by STORY_CACHE_EVENTS)",
     registers: [registry],
     collect() {

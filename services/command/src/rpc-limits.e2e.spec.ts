@@ -65,6 +65,6 @@ describe("the command service's RPC limits", () => {
     expect(error?.code).toBe(Code.ResourceExhausted);
     expect(error?.rawMessage).toMatch(/limit of 2048 bytes/);
     const metrics = await (await fetch(`http://127.0.0.1:${app.opsPort}/metrics`)).text();
-    expect(metrics).toMatch(/rpc_server_refused_total\{reason="request_too_large"\} 1/);
+    expect(metrics).toMatch(/ctx_rpc_refused_total\{reason="request_too_large"\} 1/);
   });
 });

@@ -273,7 +273,7 @@ describe("a story blocked by one bad stored message", () => {
       // Never silent: both services count the set-aside message their reads passed over.
       for (const port of opsPorts) {
         const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-        expect(metrics).toMatch(/^event_store_set_aside_read_total [1-9]/m);
+        expect(metrics).toMatch(/^ctx_event_store_set_aside_read_total [1-9]/m);
       }
 
       const after = await ctx("stories", "check", "--story", id);

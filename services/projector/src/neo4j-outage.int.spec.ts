@@ -145,7 +145,7 @@ describe("projectors through a Neo4j outage", () => {
       await settle(async () => {
         for (const r of replicas) expect(r.opsPort(), r.replicaId).toBeDefined();
         let owned = 0;
-        for (const r of replicas) owned += await r.metric("projector_partitions_owned");
+        for (const r of replicas) owned += await r.metric("ctx_projector_partitions_owned");
         expect(owned).toBe(PARTITIONS);
       }, 120_000);
     } catch (e) {
@@ -180,7 +180,7 @@ describe("projectors through a Neo4j outage", () => {
     });
 
     const storeErrors = () =>
-      Promise.all(replicas.map((r) => r.metric("projector_store_errors_total")));
+      Promise.all(replicas.map((r) => r.metric("ctx_projector_store_errors_total")));
     const outage = async ({ at, how, down, back }: (typeof outages)[number]) => {
       await eventually(() => expect(written).toBeGreaterThanOrEqual(at * total), {
         timeout: 300_000,
@@ -197,7 +197,7 @@ describe("projectors through a Neo4j outage", () => {
       await settle(async () => {
         const errors = await storeErrors();
         for (const [i, r] of replicas.entries()) {
-          if ((await r.metric("projector_partitions_owned")) > 0) {
+          if ((await r.metric("ctx_projector_partitions_owned")) > 0) {
             expect(errors[i], r.replicaId).toBeGreaterThan(errorsBefore[i] ?? 0);
           }
         }
@@ -239,7 +239,7 @@ describe("projectors through a Neo4j outage", () => {
       await settle(() => expectModelEqualsFold(projection, store, ids), 300_000);
       for (const r of replicas) expect(running(r), `${r.replicaId} is running`).toBe(true);
       for (const r of replicas) {
-        expect(await r.metric("projector_events_parked_total"), r.replicaId).toBe(0);
+        expect(await r.metric("ctx_projector_events_parked_total"), r.replicaId).toBe(0);
       }
       expect(await listParked(await jetstreamManager(nc), parking)).toEqual([]);
     } catch (e) {

@@ -73,8 +73,8 @@ describe("projector /readyz and /metrics", () => {
         timeout: 15_000,
       });
       const metrics = await (await fetch(`${ops}/metrics`)).text();
-      expect(sumOfSamples(metrics, "projector_partitions_missing")).toBe(1);
-      expect(sumOfSamples(metrics, "projector_partitions_unowned")).toBe(1);
+      expect(sumOfSamples(metrics, "ctx_projector_partitions_missing")).toBe(1);
+      expect(sumOfSamples(metrics, "ctx_projector_partitions_unowned")).toBe(1);
       expect(app.owned()).toEqual([0, 1, 3]);
 
       haunting = false;
@@ -84,8 +84,8 @@ describe("projector /readyz and /metrics", () => {
         timeout: 15_000,
       });
       const after = await (await fetch(`${ops}/metrics`)).text();
-      expect(sumOfSamples(after, "projector_partitions_missing")).toBe(0);
-      expect(sumOfSamples(after, "projector_partitions_unowned")).toBe(0);
+      expect(sumOfSamples(after, "ctx_projector_partitions_missing")).toBe(0);
+      expect(sumOfSamples(after, "ctx_projector_partitions_unowned")).toBe(0);
       expect(app.owned()).toEqual([0, 1, 2, 3]);
     } finally {
       haunting = false;

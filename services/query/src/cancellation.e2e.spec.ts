@@ -89,7 +89,10 @@ async function openTransactions(correlationId: string): Promise<number> {
 }
 
 const handled = (method: string, code: string) =>
-  metricSum(query.app.opsPort, "rpc_server_handled_total", { method, code });
+  metricSum(query.app.opsPort, "grpc_server_handled_total", {
+    grpc_method: method,
+    grpc_code: code,
+  });
 
 describe("cancellation and deadlines", () => {
   it("ends a graph query at Neo4j when the call's deadline passes, and answers DEADLINE_EXCEEDED", async () => {
@@ -141,7 +144,9 @@ describe("cancellation and deadlines", () => {
     valkeyProxy.release();
     // The read that was cut short left nothing behind: no fallback, and Valkey serves again.
     expect(
-      await metricSum(query.app.opsPort, "read_model_fallbacks_total", { reason: "unavailable" }),
+      await metricSum(query.app.opsPort, "ctx_query_read_model_fallbacks_total", {
+        reason: "unavailable",
+      }),
     ).toBe(0);
     expect((await query.client.getContext({ storyId: story })).version).toBe(3);
   });

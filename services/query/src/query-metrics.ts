@@ -33,23 +33,23 @@ export interface WatchMetrics {
 
 export function createWatchMetrics(registry: Registry): WatchMetrics {
   const open = new Gauge({
-    name: "watches_open",
+    name: "ctx_query_watches_open",
     help: "WatchContext calls open in this process",
     registers: [registry],
   });
   const stories = new Gauge({
-    name: "watched_stories",
+    name: "ctx_query_watched_stories",
     help: "Stories watched in this process (one core NATS subscription each, no JetStream consumer)",
     registers: [registry],
   });
   const ended = new Counter({
-    name: "watches_ended_total",
+    name: "ctx_query_watches_ended_total",
     help: "WatchContext calls ended, by reason (cancelled, lagging, stopping, error)",
     labelNames: ["reason"],
     registers: [registry],
   });
   const refused = new Counter({
-    name: "watches_refused_total",
+    name: "ctx_query_watches_refused_total",
     help: "WatchContext calls refused with RESOURCE_EXHAUSTED, by the limit reached (process, client)",
     labelNames: ["limit"],
     registers: [registry],
@@ -67,20 +67,20 @@ export function createWatchMetrics(registry: Registry): WatchMetrics {
 
 export function createQueryMetrics(registry: Registry): QueryMetrics {
   const folded = new Histogram({
-    name: "temporal_events_folded",
+    name: "ctx_query_temporal_events_folded",
     help: "Events read and folded for one temporal answer, by whether a snapshot was used and where the events came from (stream or segment)",
     labelNames: ["snapshot", "events_from"],
     buckets: [0, 1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000],
     registers: [registry],
   });
   const fallbacks = new Counter({
-    name: "read_model_fallbacks_total",
+    name: "ctx_query_read_model_fallbacks_total",
     help: "GetContext answers served from the event stream instead of Valkey, by reason",
     labelNames: ["reason"],
     registers: [registry],
   });
   const graphFallbacks = new Counter({
-    name: "graph_fallbacks_total",
+    name: "ctx_query_graph_fallbacks_total",
     help: "GetAffectedSubtasks and GetBlockers answers served from the event stream instead of Neo4j, by reason",
     labelNames: ["reason"],
     registers: [registry],

@@ -437,7 +437,7 @@ describe("graph questions", () => {
     expect(ofQa.blockers.map((t) => [t.subtaskId, t.depth])).toEqual([["ui", 1]]);
     expect(await codeOf(q.getBlockers({ storyId: stale, subtaskId: "nope" }))).toBe(Code.NotFound);
     expect(
-      await metricSum(query.app.opsPort, "graph_fallbacks_total", { reason: "stale" }),
+      await metricSum(query.app.opsPort, "ctx_query_graph_fallbacks_total", { reason: "stale" }),
     ).toBeGreaterThanOrEqual(4);
 
     // Rebuilt, the graph serves it again.

@@ -47,7 +47,7 @@ describe("the query service's RPC limits", () => {
     expect(error.rawMessage).toMatch(/limit of 2048 bytes/);
     const opsPort = query.app.opsPort;
     const metrics = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
-    expect(metrics).toMatch(/rpc_server_refused_total\{reason="response_too_large"\} 1/);
+    expect(metrics).toMatch(/ctx_rpc_refused_total\{reason="response_too_large"\} 1/);
   });
 
   it("given RPC_MAX_STREAM_DEADLINE_MS=500, when a watch outlives it, then DEADLINE_EXCEEDED after its first answer", async () => {

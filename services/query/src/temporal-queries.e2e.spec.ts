@@ -114,7 +114,7 @@ describe("temporal queries", () => {
     );
     // Snapshots were used by the one service, never by the other.
     const hits = (app: RunningQuery) =>
-      metric(app, "temporal_events_folded_count", 'snapshot="hit"');
+      metric(app, "ctx_query_temporal_events_folded_count", 'snapshot="hit"');
     expect(await hits(withSnapshots)).toBeGreaterThan(0);
     expect(await hits(withoutSnapshots)).toBe(0);
   });

@@ -168,8 +168,8 @@ describe("WatchContext", () => {
       }),
     );
     await eventually(() => expect(received).toHaveLength(4));
-    expect(await metricSum(other.app.opsPort, "watches_open")).toBe(4);
-    expect(await metricSum(other.app.opsPort, "watched_stories")).toBe(2);
+    expect(await metricSum(other.app.opsPort, "ctx_query_watches_open")).toBe(4);
+    expect(await metricSum(other.app.opsPort, "ctx_query_watched_stories")).toBe(2);
     await other.app.stop();
     expect(await Promise.all(watching)).toEqual(Array(4).fill(Code.Unavailable));
   });
@@ -236,19 +236,19 @@ describe("WatchContext limits", () => {
     const refusedB = await openWatch(b, story);
     expect(await refusedB.ended).toBe(Code.ResourceExhausted);
     const ops = limited.app.opsPort;
-    expect(await metricSum(ops, "watches_refused_total", { limit: "client" })).toBe(1);
-    expect(await metricSum(ops, "watches_refused_total", { limit: "process" })).toBe(1);
-    expect(await metricSum(ops, "watches_open")).toBe(5);
+    expect(await metricSum(ops, "ctx_query_watches_refused_total", { limit: "client" })).toBe(1);
+    expect(await metricSum(ops, "ctx_query_watches_refused_total", { limit: "process" })).toBe(1);
+    expect(await metricSum(ops, "ctx_query_watches_open")).toBe(5);
 
     // A watch that ends gives its place back.
     fromA[0]?.close();
     expect(await fromA[0]?.ended).toBe(Code.Canceled);
-    await eventually(async () => expect(await metricSum(ops, "watches_open")).toBe(4));
+    await eventually(async () => expect(await metricSum(ops, "ctx_query_watches_open")).toBe(4));
     const again = await openWatch(a, story);
-    expect(await metricSum(ops, "watches_open")).toBe(5);
+    expect(await metricSum(ops, "ctx_query_watches_open")).toBe(5);
     for (const w of [...fromA, ...fromB, again]) w.close();
-    await eventually(async () => expect(await metricSum(ops, "watches_open")).toBe(0));
-    expect(await metricSum(ops, "watched_stories")).toBe(0);
+    await eventually(async () => expect(await metricSum(ops, "ctx_query_watches_open")).toBe(0));
+    expect(await metricSum(ops, "ctx_query_watched_stories")).toBe(0);
   });
 
   it("ends a watch whose client stops reading, frees it, and the others go on", async () => {
@@ -290,7 +290,7 @@ describe("WatchContext limits", () => {
     frame.writeUInt32BE(request.length, 1);
     frame.set(request, 5);
     frozen.end(frame);
-    await eventually(async () => expect(await metricSum(ops, "watches_open")).toBe(2));
+    await eventually(async () => expect(await metricSum(ops, "ctx_query_watches_open")).toBe(2));
     await eventually(() => expect(received).toEqual([2]));
 
     // Write one event at a time, each once the reader has it: the reader never lags.
@@ -303,8 +303,8 @@ describe("WatchContext limits", () => {
 
     // The frozen client was cut with ENHANCE_YOUR_CALM (RESOURCE_EXHAUSTED), its watch freed.
     expect(await closed).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-    expect(await metricSum(ops, "watches_ended_total", { reason: "lagging" })).toBe(1);
-    expect(await metricSum(ops, "watches_open")).toBe(1);
+    expect(await metricSum(ops, "ctx_query_watches_ended_total", { reason: "lagging" })).toBe(1);
+    expect(await metricSum(ops, "ctx_query_watches_open")).toBe(1);
     controller.abort();
     expect(await reading).toBe(Code.Canceled);
     session.destroy();

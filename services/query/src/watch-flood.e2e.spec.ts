@@ -95,8 +95,8 @@ describe("WatchContext under a flood of watches", () => {
       interval: 200,
     });
     const ops = query.app.opsPort;
-    expect(await metricSum(ops, "watches_open")).toBe(STORIES * WATCHERS_PER_STORY);
-    expect(await metricSum(ops, "watched_stories")).toBe(STORIES);
+    expect(await metricSum(ops, "ctx_query_watches_open")).toBe(STORIES * WATCHERS_PER_STORY);
+    expect(await metricSum(ops, "ctx_query_watched_stories")).toBe(STORIES);
     expect(await consumers()).toBe(baseline);
 
     // Writers append to 20 stories at once while the 1,500 watches are open.
@@ -152,9 +152,9 @@ describe("WatchContext under a flood of watches", () => {
 
     for (const w of watchers) w.controller.abort();
     await Promise.all(watchers.map((w) => w.done));
-    await eventually(async () => expect(await metricSum(ops, "watches_open")).toBe(0));
-    expect(await metricSum(ops, "watched_stories")).toBe(0);
-    expect(await metricSum(ops, "watches_ended_total", { reason: "cancelled" })).toBe(
+    await eventually(async () => expect(await metricSum(ops, "ctx_query_watches_open")).toBe(0));
+    expect(await metricSum(ops, "ctx_query_watched_stories")).toBe(0);
+    expect(await metricSum(ops, "ctx_query_watches_ended_total", { reason: "cancelled" })).toBe(
       STORIES * WATCHERS_PER_STORY,
     );
   }, 180_000);

@@ -35,9 +35,9 @@ export async function describeProjectors(options: {
     const counts = await safely(async () => {
       const [applied, skipped, parked] = await Promise.all(
         [
-          "projector_events_applied_total",
-          "projector_events_skipped_total",
-          "projector_events_parked_total",
+          "ctx_projector_events_applied_total",
+          "ctx_projector_events_skipped_total",
+          "ctx_projector_events_parked_total",
         ].map((name) => metricSum(app.opsPort, name)),
       );
       return `applied ${applied}, skipped ${skipped}, parked ${parked}`;
