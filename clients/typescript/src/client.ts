@@ -20,13 +20,13 @@ import { type WatchOptions, watchStory } from "./watch.ts";
 
 export interface ContextClientOptions {
   /** Both services behind one URL (a gateway); or give commandUrl and queryUrl. */
-  readonly baseUrl?: string;
+  readonly baseUrl?: string | undefined;
   /** The command service, e.g. http://127.0.0.1:50051. */
-  readonly commandUrl?: string;
+  readonly commandUrl?: string | undefined;
   /** The query service, e.g. http://127.0.0.1:50052. */
-  readonly queryUrl?: string;
-  /** A bearer token for every call. */
-  readonly token?: string;
+  readonly queryUrl?: string | undefined;
+  /** A bearer token for every call (none when undefined or empty). */
+  readonly token?: string | undefined;
   /** Asked before every call for the bearer token (refresh it here); wins over `token`. */
   readonly getToken?: () => string | Promise<string>;
   /** Default "node" where `process.versions.node` exists, else "web". */
@@ -183,8 +183,8 @@ function transportsOf(options: ContextClientOptions) {
     return "command" in choice ? choice : { command: choice, query: choice };
   }
   const interceptors: Interceptor[] = [];
-  const getToken =
-    options.getToken ?? (options.token === undefined ? undefined : () => options.token as string);
+  const { token } = options;
+  const getToken = options.getToken ?? (token ? () => token : undefined);
   if (getToken) interceptors.push(bearerToken(getToken));
   interceptors.push(...(options.interceptors ?? []));
   const settings = {

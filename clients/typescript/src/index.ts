@@ -1,5 +1,6 @@
 // @ctx/client: the Context Service's typed client for Node and browsers.
 
+export { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 export { Code } from "@connectrpc/connect";
 export type {
   ChangeInit,
