@@ -109,7 +109,7 @@ it("create-and-read.ts creates a story and reads it at two times", async () => {
   expect(lines[1]).toMatch(/: version 4, 1 decision\(s\), 1 subtask\(s\)$/);
 });
 
-it("watch-story.ts prints every version from --from as it lands, then stops at --count", async () => {
+it("watch-story.ts prints each version from --from as it lands, up to --count", async () => {
   const storyId = newStory();
   await client.commands.createContext({ storyId, title: "watched" });
   await client.commands.addSubtask({ storyId, subtaskId: "a", title: "A" });
@@ -134,7 +134,7 @@ it("watch-story.ts prints every version from --from as it lands, then stops at -
   ]);
 });
 
-it("the browser page's module reads a story with the web transport, from an allowed origin", async () => {
+it("the page's module reads a story with the web transport from an allowed origin", async () => {
   const storyId = newStory();
   await client.commands.createContext({ storyId, title: "In a page" });
   await client.commands.addSubtask({ storyId, subtaskId: "ui", title: "Page" });

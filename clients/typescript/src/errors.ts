@@ -183,7 +183,7 @@ function versionOf(value: string | null): number | undefined {
   return Number(value);
 }
 
-/** An AbortSignal's reason as thrown by fetch and timers: the caller's cancellation, not an error. */
+/** An AbortSignal's reason as fetch and timers throw it: the caller's cancellation, no error. */
 function isAbortReason(e: unknown): boolean {
   return (
     typeof DOMException !== "undefined" &&

@@ -23,7 +23,9 @@ function files(dir: string): Map<string, string> {
 }
 
 it("src/gen is what `buf generate --template clients/typescript/buf.gen.yaml` makes", () => {
-  execFileSync("buf", ["generate", "--template", "clients/typescript/buf.gen.yaml", "-o", out], {
+  // buf from the workspace (@bufbuild/buf), as make generate runs it.
+  const buf = join(root, "node_modules", ".bin", "buf");
+  execFileSync(buf, ["generate", "--template", "clients/typescript/buf.gen.yaml", "-o", out], {
     cwd: root,
     stdio: "pipe",
   });

@@ -33,8 +33,10 @@ export interface RetryOptions {
   readonly now?: () => number;
 }
 
-/** What one attempt is given: the caller's signal, and the time it has (what is left of the
- * caller's deadline, bounded by the policy's attemptTimeoutMs), to pass on as the call's timeout. */
+/**
+ * What one attempt is given: the caller's signal, and the time it has (what is left of the
+ * caller's deadline, at most the policy's attemptTimeoutMs), to pass on as the call's timeout.
+ */
 export interface Attempt {
   readonly signal: AbortSignal | undefined;
   readonly timeoutMs: number | undefined;

@@ -88,7 +88,7 @@ describe("withRetries", () => {
     await expect(failure).rejects.toBe(reason);
   });
 
-  it("gives each attempt what is left of the caller's deadline, at most attemptTimeoutMs", async () => {
+  it("gives each attempt the rest of the caller's deadline, at most attemptTimeoutMs", async () => {
     let clock = 0;
     const timeouts: (number | undefined)[] = [];
     const failure = withRetries(

@@ -46,7 +46,7 @@ export async function* watchStory(
   callerSignal?.addEventListener("abort", onAbort, { once: true });
   if (callerSignal?.aborted) controller.abort(callerSignal.reason);
   const { signal } = controller;
-  let last = options.fromVersion === undefined ? undefined : options.fromVersion - 1;
+  let last = options.fromVersion === undefined ? undefined : Math.max(0, options.fromVersion - 1);
   let failures = 0;
   let lastError: unknown;
   try {
