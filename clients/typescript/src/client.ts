@@ -1,11 +1,5 @@
 import type { DescMethod, DescService, MessageInitShape } from "@bufbuild/protobuf";
-import {
-  type CallOptions,
-  type Client,
-  createClient,
-  type Interceptor,
-  type Transport,
-} from "@connectrpc/connect";
+import { type CallOptions, type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { newCommandId } from "./command-id.ts";
 import { isConcurrencyError, isNotFoundError, toCallError } from "./errors.ts";
 import {
@@ -194,31 +188,16 @@ function transportsOf(options: ContextClientOptions) {
     interceptors,
     ...(options.fetch ? { fetch: options.fetch } : {}),
   } as const;
-  const url = (which: "commandUrl" | "queryUrl") => {
+  const url = (which: "commandUrl" | "queryUrl") => () => {
     const u = options[which] ?? options.baseUrl;
-    if (u === undefined)
+    if (u === undefined) {
       throw new TypeError(`createContextClient: ${which} or baseUrl is required`);
+    }
     return u;
   };
   return {
-    command: lazyUrl(() => createTransport(url("commandUrl"), settings)),
-    query: lazyUrl(() => createTransport(url("queryUrl"), settings)),
-  };
-}
-
-// A client for queries only needs no command URL, and the other way round: a missing URL fails
-// the first call that needs it, not the construction.
-function lazyUrl(make: () => Transport) {
-  let t: Transport | undefined;
-  const get = () => {
-    t ??= make();
-    return t;
-  };
-  return {
-    unary: ((...args: Parameters<Transport["unary"]>) =>
-      get().unary(...args)) as Transport["unary"],
-    stream: ((...args: Parameters<Transport["stream"]>) =>
-      get().stream(...args)) as Transport["stream"],
+    command: createTransport(url("commandUrl"), settings),
+    query: createTransport(url("queryUrl"), settings),
   };
 }
 

@@ -120,11 +120,11 @@ export function toContextError(e: unknown): unknown {
 }
 
 /**
- * An attempt's error as the SDK's error. A failure the service never answered (the connection was
- * refused, reset or closed mid-call: connect-es reports these as UNKNOWN, INTERNAL, CANCELED or,
- * for a reset in connect-node, ABORTED, without a status from the wire) is UNAVAILABLE, so it is
- * retried like one, unless the caller's signal ended the call. A status the service sent (ABORTED
- * of a conflict included) is always read from the wire, in every protocol.
+ * An attempt's error as the SDK's error. A call whose connection was refused, reset or closed
+ * before the service answered (connect-es reports these as UNKNOWN, INTERNAL, CANCELED or, for a
+ * reset in connect-node, ABORTED, with no status from the wire and a network error as the cause)
+ * is UNAVAILABLE, so it is retried like one, unless the caller's signal ended the call. A status
+ * the service sent (the ABORTED of a conflict included) is read from the wire in every protocol.
  */
 export function toCallError(e: unknown, signal: AbortSignal | undefined): unknown {
   if (signal?.aborted !== true && isConnectionFailure(e)) {
@@ -146,8 +146,31 @@ function isConnectionFailure(e: unknown): e is ConnectError {
     (e.code === Code.Unknown ||
       e.code === Code.Internal ||
       e.code === Code.Canceled ||
-      e.code === Code.Aborted)
+      e.code === Code.Aborted) &&
+    causes(e).some(isNetworkError)
   );
+}
+
+// Node's socket and HTTP/2 errors (ECONNRESET, EPIPE, UND_ERR_SOCKET, ERR_HTTP2_…), connect-node's
+// reset HTTP/2 streams, and fetch's TypeError when the connection failed (Node: "fetch failed";
+// browsers: "Failed to fetch", "NetworkError when attempting to fetch resource.", "Load failed").
+const networkCode = /^(E[A-Z]+|UND_ERR_\w+|ERR_HTTP2_\w+|ERR_STREAM_\w+)$/;
+const networkMessage =
+  /^(fetch failed|Failed to fetch|NetworkError when attempting to fetch resource\.|Load failed)$|http\/2 stream closed/;
+
+function isNetworkError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const code = (e as { code?: unknown }).code;
+  return (typeof code === "string" && networkCode.test(code)) || networkMessage.test(e.message);
+}
+
+function causes(e: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let c = e; c !== undefined && c !== null && !chain.includes(c) && chain.length < 10; ) {
+    chain.push(c);
+    c = (c as { cause?: unknown }).cause;
+  }
+  return chain;
 }
 
 function violationsOf(e: ConnectError): FieldViolation[] {

@@ -136,12 +136,27 @@ describe("toCallError", () => {
   it.each([Code.Unknown, Code.Internal, Code.Canceled, Code.Aborted])(
     "a connection that failed (%s, no status from the wire) is UNAVAILABLE",
     (code) => {
-      const cause = new ConnectError("write EPIPE", code);
+      const socket = Object.assign(new Error("write EPIPE"), { code: "EPIPE" });
+      const cause = new ConnectError("write EPIPE", code, undefined, undefined, socket);
       const e = toCallError(cause, undefined) as ContextServiceError;
       expect(e).toMatchObject({ code: Code.Unavailable, cause });
       expect(e.message).toContain("write EPIPE");
     },
   );
+
+  it.each([
+    ["fetch failed", new TypeError("fetch failed")],
+    ["Failed to fetch", new TypeError("Failed to fetch")],
+    ["an HTTP/2 reset", new Error("http/2 stream closed with error code CANCEL (0x8)")],
+  ])("%s is a connection that failed", (_name, cause) => {
+    const e = ConnectError.from(cause);
+    expect(toCallError(e, undefined)).toMatchObject({ code: Code.Unavailable });
+  });
+
+  it("an error of the client's own (a bug, a bad answer) is not taken for one", () => {
+    const e = ConnectError.from(new SyntaxError("Unexpected token < in JSON"));
+    expect(toCallError(e, undefined)).toMatchObject({ code: Code.Unknown });
+  });
 
   it("a status the service sent keeps its code and class", () => {
     const conflict = toCallError(

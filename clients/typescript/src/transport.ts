@@ -24,41 +24,54 @@ export interface TransportSettings {
   readonly fetch?: typeof globalThis.fetch;
 }
 
-/** A transport to `baseUrl` as the settings say. */
-export function createTransport(baseUrl: string, settings: TransportSettings): Transport {
-  const interceptors = [...settings.interceptors];
-  if (settings.transport === "web") {
-    if (settings.protocol === "grpc") {
-      throw new TypeError('protocol "grpc" needs HTTP/2 trailers: use transport "node"');
-    }
-    const fetch = settings.fetch;
-    return lazyTransport(async () => {
-      const web = await import("@connectrpc/connect-web");
-      const options = { baseUrl, interceptors, ...(fetch ? { fetch } : {}) };
-      return settings.protocol === "grpc-web"
-        ? web.createGrpcWebTransport(options)
-        : web.createConnectTransport(options);
-    });
+/**
+ * A transport to the URL `baseUrl()` gives, as the settings say. Settings that cannot work throw
+ * here; the URL is asked for and the transport's module imported on the first call (a client
+ * used for queries only needs no command URL, a browser bundle never runs connect-node).
+ */
+export function createTransport(baseUrl: () => string, settings: TransportSettings): Transport {
+  if (settings.protocol === "grpc" && settings.transport === "web") {
+    throw new TypeError('protocol "grpc" needs HTTP/2 trailers: use transport "node"');
   }
   if (settings.protocol === "grpc" && settings.httpVersion !== "2") {
     throw new TypeError('protocol "grpc" needs httpVersion "2"');
   }
-  return lazyTransport(async () => {
-    const node = await import("@connectrpc/connect-node");
-    const { httpVersion } = settings;
-    switch (settings.protocol) {
-      case "grpc":
-        return node.createGrpcTransport({ baseUrl, interceptors });
-      case "grpc-web":
-        return node.createGrpcWebTransport({ baseUrl, httpVersion, interceptors });
-      case "connect":
-        return node.createConnectTransport({ baseUrl, httpVersion, interceptors });
-      default: {
-        const never: never = settings.protocol;
-        return never;
-      }
+  let made: Promise<Transport> | undefined;
+  const get = () => {
+    made ??= connect(baseUrl(), settings);
+    return made;
+  };
+  return {
+    unary: (async (...args: Parameters<Transport["unary"]>) =>
+      (await get()).unary(...args)) as Transport["unary"],
+    stream: (async (...args: Parameters<Transport["stream"]>) =>
+      (await get()).stream(...args)) as Transport["stream"],
+  };
+}
+
+async function connect(baseUrl: string, settings: TransportSettings): Promise<Transport> {
+  const interceptors = [...settings.interceptors];
+  if (settings.transport === "web") {
+    const web = await import("@connectrpc/connect-web");
+    const options = { baseUrl, interceptors, ...(settings.fetch ? { fetch: settings.fetch } : {}) };
+    return settings.protocol === "grpc-web"
+      ? web.createGrpcWebTransport(options)
+      : web.createConnectTransport(options);
+  }
+  const node = await import("@connectrpc/connect-node");
+  const { httpVersion } = settings;
+  switch (settings.protocol) {
+    case "grpc":
+      return node.createGrpcTransport({ baseUrl, interceptors });
+    case "grpc-web":
+      return node.createGrpcWebTransport({ baseUrl, httpVersion, interceptors });
+    case "connect":
+      return node.createConnectTransport({ baseUrl, httpVersion, interceptors });
+    default: {
+      const never: never = settings.protocol;
+      return never;
     }
-  });
+  }
 }
 
 /**
@@ -71,21 +84,5 @@ export function bearerToken(getToken: () => string | Promise<string>): Intercept
       req.header.set("authorization", `Bearer ${await getToken()}`);
     }
     return next(req);
-  };
-}
-
-// The transport's module is imported on the first call: connect-node only in Node, connect-web
-// only where it is chosen.
-function lazyTransport(make: () => Promise<Transport>): Transport {
-  let made: Promise<Transport> | undefined;
-  const get = () => {
-    made ??= make();
-    return made;
-  };
-  return {
-    unary: (async (...args: Parameters<Transport["unary"]>) =>
-      (await get()).unary(...args)) as Transport["unary"],
-    stream: (async (...args: Parameters<Transport["stream"]>) =>
-      (await get()).stream(...args)) as Transport["stream"],
   };
 }
