@@ -258,3 +258,48 @@ describe.each(transports)("over %s", (_name, transport) => {
     await expect(c.watch(newStory()).next()).rejects.toBeInstanceOf(NotFoundError);
   });
 });
+
+describe.each([transports[0], transports[4]])("over %s, a query service", (_name, transport) => {
+  it("stopped and started again: the watch carries on with every version once", async () => {
+    const first = await s.startQuery();
+    const proxy = await startDroppingProxy({ host: "127.0.0.1", port: first.app.rpcPort });
+    try {
+      const c = createContextClient({
+        commandUrl,
+        queryUrl,
+        token: testAuth().token,
+        ...transport,
+      });
+      const w = createContextClient({
+        queryUrl: proxy.url,
+        token: testAuth().token,
+        retry: { maxAttempts: 500, maxDelayMs: 50 },
+        ...transport,
+      });
+      const storyId = newStory();
+      await c.commands.createContext({ storyId, title: "restarted" });
+      const versions: number[] = [];
+      const watching = (async () => {
+        for await (const state of w.watch(storyId)) {
+          versions.push(state.version);
+          if (state.version === 4) break;
+        }
+      })();
+      await eventually(() => expect(versions).toEqual([1]));
+
+      // The service stops (its watches end with UNAVAILABLE); versions 2 and 3 land meanwhile.
+      await first.app.stop();
+      await c.commands.addSubtask({ storyId, subtaskId: "a", title: "A" });
+      await c.commands.addSubtask({ storyId, subtaskId: "b", title: "B" });
+      const second = await s.startQuery();
+      proxy.retarget(second.app.rpcPort);
+      await eventually(() => expect(versions).toEqual([1, 2, 3]), { timeout: 30_000 });
+
+      await c.commands.addSubtask({ storyId, subtaskId: "c", title: "C" });
+      await watching;
+      expect(versions).toEqual([1, 2, 3, 4]);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -3,7 +3,8 @@ import * as net from "node:net";
 /**
  * A TCP proxy on 127.0.0.1 (port 0) in front of a service, for tests of a client across dropped
  * connections: `down()` cuts every open connection and refuses new ones (closed as soon as they
- * are accepted) until `up()`. The service itself keeps running.
+ * are accepted) until `up()`. The service itself keeps running; `retarget` sends new connections
+ * to another port (a service started again).
  */
 export interface DroppingProxy {
   readonly port: number;
@@ -12,13 +13,15 @@ export interface DroppingProxy {
   accepted(): number;
   down(): void;
   up(): void;
+  retarget(port: number): void;
   close(): Promise<void>;
 }
 
-export async function startDroppingProxy(target: {
+export async function startDroppingProxy(to: {
   host: string;
   port: number;
 }): Promise<DroppingProxy> {
+  let target = to;
   let isDown = false;
   let accepted = 0;
   const open = new Set<net.Socket>();
@@ -54,6 +57,9 @@ export async function startDroppingProxy(target: {
     },
     up() {
       isDown = false;
+    },
+    retarget(port) {
+      target = { ...target, port };
     },
     async close() {
       for (const socket of open) socket.destroy();
