@@ -16,7 +16,9 @@ GEN_DIR := libs/proto/src/gen
 API_REFERENCE := docs/reference
 PROTOC_GEN_DOC := .tools/bin/protoc-gen-doc
 GRPCURL := .tools/bin/grpcurl
-PACKAGE_JSONS := package.json $(wildcard libs/*/package.json services/*/package.json test/package.json bench/package.json)
+# The SDK's own copy of the API's types (see clients/typescript/buf.gen.yaml).
+CLIENT_GEN_DIR := clients/typescript/src/gen
+PACKAGE_JSONS := package.json $(wildcard clients/*/package.json examples/package.json libs/*/package.json services/*/package.json test/package.json bench/package.json)
 
 .PHONY: help
 help: ## Lists the targets
@@ -49,15 +51,16 @@ $(PROTOC_GEN_DOC): versions.env scripts/go-tool.sh
 $(GRPCURL): versions.env scripts/go-tool.sh
 	@scripts/go-tool.sh grpcurl
 
-generate: deps $(PROTOC_GEN_DOC) ## Regenerates libs/proto/src/gen and the API reference (docs/reference) from proto/
-	@rm -rf $(GEN_DIR) $(API_REFERENCE)
+generate: deps $(PROTOC_GEN_DOC) ## Regenerates libs/proto/src/gen, the SDK's clients/typescript/src/gen and the API reference (docs/reference) from proto/
+	@rm -rf $(GEN_DIR) $(CLIENT_GEN_DIR) $(API_REFERENCE)
 	@buf generate
+	@buf generate --template clients/typescript/buf.gen.yaml
 	@buf generate --template buf.gen.docs.yaml
 
 check-generated: generate ## Fails when the committed generated code or API reference is not what proto/ generates
-	@if ! git diff --quiet -- $(GEN_DIR) $(API_REFERENCE) || [ -n "$$(git ls-files --others --exclude-standard -- $(GEN_DIR) $(API_REFERENCE))" ]; then \
-	  git status --short -- $(GEN_DIR) $(API_REFERENCE); \
-	  echo "libs/proto/src/gen or docs/reference is stale: run 'make generate' and commit the result" >&2; exit 1; \
+	@if ! git diff --quiet -- $(GEN_DIR) $(CLIENT_GEN_DIR) $(API_REFERENCE) || [ -n "$$(git ls-files --others --exclude-standard -- $(GEN_DIR) $(CLIENT_GEN_DIR) $(API_REFERENCE))" ]; then \
+	  git status --short -- $(GEN_DIR) $(CLIENT_GEN_DIR) $(API_REFERENCE); \
+	  echo "generated code or docs/reference is stale: run 'make generate' and commit the result" >&2; exit 1; \
 	fi
 
 breaking: deps ## Fails on wire-breaking changes to proto/ since the previous commit
@@ -70,8 +73,12 @@ lint: deps ## Biome (lint + format) and buf lint
 	@biome ci --colors=off .
 	@buf lint
 
-typecheck: deps ## tsc over the whole workspace
+typecheck: deps client ## tsc over the whole workspace (the examples need the built SDK's declarations)
 	@tsc -p tsconfig.json
+
+.PHONY: client
+client: deps ## Builds the SDK, @ctx/client, into clients/typescript/dist (JS + declarations)
+	@pnpm --dir clients/typescript --silent run build
 
 test: check-generated lint typecheck breaking test-manifests $(GRPCURL) ## Every check: generated code, lint, types, buf breaking, all test suites
 	@vitest run
