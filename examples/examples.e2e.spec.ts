@@ -36,7 +36,8 @@ beforeAll(async () => {
     queryUrl: query.baseUrl,
     token: testAuth().token,
   });
-});
+  // The build (tsc) comes first; on a loaded machine it alone can take a minute.
+}, 240_000);
 
 afterAll(async () => {
   await s?.stop();
