@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { newStory, type QueryStack, startQueryStack } from "@ctx/query-service/testing";
-import { eventually, testAuth } from "@ctx/test-support";
+import { eventually, startTcpProxy, type TcpProxy, testAuth } from "@ctx/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ContextClientOptions, createContextClient } from "./client.ts";
 import {
@@ -10,7 +10,6 @@ import {
   ValidationError,
 } from "./errors.ts";
 import type { GetContextResponse } from "./gen/context/v1/query_service_pb.js";
-import { type DroppingProxy, startDroppingProxy } from "./testing/dropping-proxy.ts";
 
 // The SDK against the real command and query services (in-process, on the test run's NATS, Valkey
 // and Neo4j), over every transport it offers: Node's HTTP/2 and HTTP/1.1 (Connect, gRPC,
@@ -20,18 +19,18 @@ import { type DroppingProxy, startDroppingProxy } from "./testing/dropping-proxy
 let s: QueryStack;
 let commandUrl: string;
 let queryUrl: string;
-let commandProxy: DroppingProxy;
-let queryProxy: DroppingProxy;
+let commandProxy: TcpProxy;
+let queryProxy: TcpProxy;
 
 beforeAll(async () => {
   s = await startQueryStack();
   queryUrl = (await s.startQuery()).baseUrl;
   commandUrl = (await s.startCommand()).baseUrl;
-  commandProxy = await startDroppingProxy({
+  commandProxy = await startTcpProxy({
     host: "127.0.0.1",
     port: Number(new URL(commandUrl).port),
   });
-  queryProxy = await startDroppingProxy({
+  queryProxy = await startTcpProxy({
     host: "127.0.0.1",
     port: Number(new URL(queryUrl).port),
   });
@@ -262,7 +261,7 @@ describe.each(transports)("over %s", (_name, transport) => {
 describe.each([transports[0], transports[4]])("over %s, a query service", (_name, transport) => {
   it("stopped and started again: the watch carries on with every version once", async () => {
     const first = await s.startQuery();
-    const proxy = await startDroppingProxy({ host: "127.0.0.1", port: first.app.rpcPort });
+    const proxy = await startTcpProxy({ host: "127.0.0.1", port: first.app.rpcPort });
     try {
       const c = createContextClient({
         commandUrl,
