@@ -1,5 +1,3 @@
-import { execFile } from "node:child_process";
-import { resolve } from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type CommandApp, loadCommandConfig, startCommandApp } from "@ctx/command-service";
@@ -20,6 +18,7 @@ import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
   eventually,
   metricSum,
+  runCtx,
   sendTestToken,
   stack,
   startNatsCluster,
@@ -60,7 +59,6 @@ const FREEZE_MS = 15_000;
 const STREAM = "CONTEXT_EVENTS";
 const OK_CODES = ["OK", "Unavailable", "DeadlineExceeded"];
 
-const repoRoot = resolve(import.meta.dirname, "../..");
 // Errors only (an event parked, an error answered INTERNAL): what explains a failure, on stdout.
 const logger = createLogger({ name: "cluster-faults", level: "error", pretty: false });
 
@@ -74,21 +72,12 @@ let store: EventStore;
 let load: CommandLoad;
 
 /** Runs `bin/ctx` as the operator against the cluster. */
-function ctx(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(
-      resolve(repoRoot, "bin/ctx"),
-      args,
-      {
-        env: { ...process.env, ...common, ...storeEnv(stack(), "ctx"), ...cluster.env("ctx") },
-        timeout: 120_000,
-      },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
+function ctx(...args: string[]) {
+  return runCtx(
+    args,
+    { ...process.env, ...common, ...storeEnv(stack(), "ctx"), ...cluster.env("ctx") },
+    120_000,
+  );
 }
 
 beforeAll(async () => {

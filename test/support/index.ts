@@ -47,3 +47,4 @@ export function connectTestNats(
   const env = stack().natsEnv;
   return connectNats(natsConnectionOf(url === undefined ? env : { ...env, NATS_URL: url }), rest);
 }
+export { type CtxRun, runCtx } from "./run-ctx.ts";

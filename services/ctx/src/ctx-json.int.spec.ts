@@ -4,12 +4,18 @@ import { createEventStore } from "@ctx/event-store";
 import { appendAsWritten } from "@ctx/event-store/testing";
 import { park } from "@ctx/projector";
 import { ContextCreatedSchema, SubtaskAddedSchema } from "@ctx/proto";
-import { connectTestNats, stack, storeEnv, uniqueName } from "@ctx/test-support";
+import {
+  type CtxRun,
+  connectTestNats,
+  runCtx,
+  stack,
+  storeEnv,
+  uniqueName,
+} from "@ctx/test-support";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Provisioned } from "./commands/streams.ts";
-import { type CtxRun, runCtx } from "./testing/run-ctx.ts";
 
 // Issue #24: ctx for scripts. The real bin/ctx, against the test run's NATS, Valkey and Neo4j,
 // reached through --nats-url (no NATS_URL in its environment): --json gives one JSON document on

@@ -23,7 +23,9 @@ import {
 } from "@ctx/proto";
 import { loadQueryConfig, startQueryApp } from "@ctx/query-service";
 import {
+  type CtxRun,
   connectTestNats,
+  runCtx,
   sendTestToken,
   stack,
   storeEnv,
@@ -38,7 +40,6 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CtxRun, runCtx } from "./testing/run-ctx.ts";
 
 // Issue #20, defect 6: one bad stored event blocked a story for good. Schema version 99 made every
 // read and command on the story FAILED_PRECONDITION, garbage bytes DATA_LOSS, an invalid story id

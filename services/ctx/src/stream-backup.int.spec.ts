@@ -39,7 +39,9 @@ import {
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
+  type CtxRun,
   eventually,
+  runCtx,
   stack,
   startNatsCluster,
   startNatsServer,
@@ -52,7 +54,6 @@ import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Valkey } from "iovalkey";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CtxRun, runCtx } from "./testing/run-ctx.ts";
 
 // Issue #22: `ctx streams backup` and `ctx streams restore`, end to end with the real CLI as the
 // operator's NATS user. Stories written as the command service writes them (several events per

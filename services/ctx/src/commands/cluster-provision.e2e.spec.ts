@@ -1,6 +1,8 @@
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
+  type CtxRun,
   freePort,
+  runCtx,
   startNatsCluster,
   startNatsServer,
   type TestNatsCluster,
@@ -8,7 +10,6 @@ import {
 } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CtxRun, runCtx } from "../testing/run-ctx.ts";
 
 // Issue #22: `ctx provision` on a three-node cluster makes every stream and bucket R3 (one setting,
 // EVENT_STREAM_REPLICAS), and refuses a replica count the servers cannot hold with an error naming

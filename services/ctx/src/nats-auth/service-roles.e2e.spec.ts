@@ -7,8 +7,10 @@ import { ContextCommandService, ContextQueryService, ContextSource } from "@ctx/
 import { loadQueryConfig, type QueryApp, startQueryApp } from "@ctx/query-service";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
+  type CtxRun,
   eventually,
   freePort,
+  runCtx,
   sendTestToken,
   stack,
   startNatsServer,
@@ -19,7 +21,6 @@ import {
 } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CtxRun, runCtx } from "../testing/run-ctx.ts";
 
 // Issue #21: every service does its whole job with its own NATS user, on a server that runs the
 // shipped users (deploy/local/nats.sh): the services wait, not ready, until the operator runs

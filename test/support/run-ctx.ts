@@ -8,7 +8,7 @@ export interface CtxRun {
   readonly stderr: string;
 }
 
-const binCtx = resolve(import.meta.dirname, "../../../../bin/ctx");
+const binCtx = resolve(import.meta.dirname, "../../bin/ctx");
 
 /**
  * Runs `bin/ctx` as an operator would, with exactly `env` as its environment (pass
