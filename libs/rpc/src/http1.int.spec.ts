@@ -287,3 +287,36 @@ describe("CORS", () => {
     expect(answer.headers["access-control-allow-origin"]).toBeUndefined();
   });
 });
+
+describe("closing the server", () => {
+  it("given an idle keep-alive connection and one with a call in flight, then both close without waiting for the grace period", async () => {
+    const server = await startTestServer();
+    const raw = (body: string) =>
+      `POST ${createContext} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+      `authorization: ${testAuth().authorization}\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+    const open = (request: string) => {
+      const socket = net.connect(server.port, "127.0.0.1");
+      let received = "";
+      socket.on("data", (c: Buffer) => {
+        received += c.toString();
+      });
+      const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+      socket.write(request);
+      return { received: () => received, ended };
+    };
+    // Idle: its call answered, the connection kept alive.
+    const idle = open(raw(JSON.stringify({ storyId: "closing-idle", title: "T" })));
+    await eventually(() => expect(idle.received()).toContain("keep-alive"));
+    // In flight: a call the server holds until released.
+    const busy = open(raw(JSON.stringify({ storyId: "closing-busy", title: "ignore" })));
+    await eventually(() => expect(server.ignoring.count).toBe(1));
+    // A grace period longer than the test: closing must not wait for it.
+    const closed = server.server.close(600_000);
+    await idle.ended;
+    server.ignoring.release();
+    await busy.ended;
+    expect(busy.received()).toMatch(/^HTTP\/1\.1 200/);
+    expect(busy.received().toLowerCase()).toContain("connection: close");
+    await closed;
+  });
+});

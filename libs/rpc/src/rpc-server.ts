@@ -167,7 +167,16 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     keepAliveTimeout: limits.idleTimeoutMs,
     connectionsCheckingInterval: Math.min(1_000, limits.handshakeTimeoutMs),
   });
-  h1.on("request", (req, res) => adapter.handleHttp1(req, res));
+  // HTTP/1.1 has no GOAWAY: once the server is closing, an answer says `Connection: close`, and an
+  // idle keep-alive connection is closed, so that closing does not wait the grace period for them.
+  let closing = false;
+  const answering = new Set<http.ServerResponse>();
+  h1.on("request", (req, res) => {
+    if (closing) res.shouldKeepAlive = false;
+    answering.add(res);
+    res.once("close", () => answering.delete(res));
+    adapter.handleHttp1(req, res);
+  });
   // Node starts checking its connections' timeouts when the server listens; this one never
   // does (the front listens for it), so it is told it does.
   h1.emit("listening");
@@ -182,8 +191,16 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   return {
     port,
     async close(graceMs = 10_000) {
+      closing = true;
       const closed = new Promise<void>((resolve) => front.close(() => resolve()));
       for (const session of sessions) session.close();
+      for (const res of answering) {
+        if (!res.headersSent) res.shouldKeepAlive = false;
+        else {
+          const socket = res.socket;
+          res.once("finish", () => socket?.end());
+        }
+      }
       h1.closeIdleConnections();
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();
