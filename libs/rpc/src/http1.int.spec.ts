@@ -20,7 +20,12 @@ let t: TestServer;
 beforeAll(async () => {
   t = await startTestServer({
     corsOrigins: [origin],
-    limits: { maxRequestBytes: 64 * 1024, handshakeTimeoutMs: 1_000, idleTimeoutMs: 1_500 },
+    limits: {
+      maxRequestBytes: 64 * 1024,
+      handshakeTimeoutMs: 1_000,
+      idleTimeoutMs: 1_500,
+      requestReadTimeoutMs: 1_000,
+    },
   });
 });
 afterAll(() => t.close());
@@ -175,6 +180,22 @@ describe("HTTP/1.1 on the gRPC port", () => {
     socket.write(`POST ${getContext} HTTP/1.1\r\nHost: x\r\n`);
     await new Promise((resolve) => socket.once("close", resolve));
     expect(Buffer.concat(received).toString()).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it("given a body that stops arriving, then the call is answered DEADLINE_EXCEEDED and the connection closes", async () => {
+    const socket = net.connect(t.port, "127.0.0.1");
+    let received = "";
+    socket.on("data", (c: Buffer) => {
+      received += c.toString();
+    });
+    const ended = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    socket.write(
+      `POST ${getContext} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+        `authorization: ${testAuth().authorization}\r\ncontent-length: 100\r\n\r\n{"storyId":`,
+    );
+    await ended;
+    expect(received).toMatch(/^HTTP\/1\.1 504/);
+    expect(received).toContain('"code":"deadline_exceeded"');
   });
 
   it("given request headers over Node's 16 KiB, then the answer is 431 and the connection closes", async () => {
