@@ -749,10 +749,11 @@ class H1Call extends Call {
     res.end();
   }
 
-  protected closeUnread(): void {
-    const { req, res } = this.#exchange;
-    if (!req.complete) res.once("finish", () => req.socket.destroySoon());
-  }
+  /**
+   * Nothing to do: an answer sent before its request was read says `Connection: close` (see
+   * sendHead), and Node closes the connection once the answer is out.
+   */
+  protected closeUnread(): void {}
 }
 
 const unknownError = new ConnectError("unreadable error", Code.Unknown);

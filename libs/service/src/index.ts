@@ -16,6 +16,7 @@ export {
   natsConnectionOf,
   natsConnectionSchema,
   natsConnectOptions,
+  natsLoginVariables,
   prefixedNatsConnectionSchema,
 } from "./nats-connection.ts";
 export type {

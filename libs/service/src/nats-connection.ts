@@ -51,6 +51,20 @@ export const natsConnectionSchema = z.object({
 
 export type NatsConnectionConfig = z.infer<typeof natsConnectionSchema>;
 
+/** The ways to log in to NATS, by the variable that names each: a connection takes one. */
+const loginMethods = [
+  ["NATS_PASSWORD_FILE", "password"],
+  ["NATS_TOKEN_FILE", "token"],
+  ["NATS_NKEY_SEED_FILE", "nkey"],
+  ["NATS_CREDS", "creds"],
+] as const;
+
+/** Every variable of a NATS login (NATS_USER goes with NATS_PASSWORD_FILE). */
+export const natsLoginVariables: readonly string[] = [
+  "NATS_USER",
+  ...loginMethods.map(([key]) => key),
+];
+
 /** How the process watches its connections: one setting for every identity (never prefixed). */
 type LivenessKey = "NATS_PING_INTERVAL_MS" | "NATS_MAX_PINGS_OUT";
 const livenessKeys: readonly string[] = ["NATS_PING_INTERVAL_MS", "NATS_MAX_PINGS_OUT"];
@@ -147,14 +161,7 @@ export function natsConnectionOf(
     get("NATS_URL") ?? (typeof config.NATS_URL === "string" ? config.NATS_URL : undefined);
   if (url === undefined) problems.push({ variable: name("NATS_URL"), message: "is required" });
 
-  const methods = (
-    [
-      ["NATS_PASSWORD_FILE", "password"],
-      ["NATS_TOKEN_FILE", "token"],
-      ["NATS_NKEY_SEED_FILE", "nkey"],
-      ["NATS_CREDS", "creds"],
-    ] as const
-  ).filter(([key]) => get(key) !== undefined);
+  const methods = loginMethods.filter(([key]) => get(key) !== undefined);
   if (methods.length > 1) {
     problems.push({
       variable: name(methods[1]?.[0] ?? "NATS_CREDS"),

@@ -1,3 +1,4 @@
+import { natsLoginVariables } from "@ctx/service";
 import { type Command, Option } from "commander";
 
 /**
@@ -13,14 +14,8 @@ export interface ConnectionOption {
   readonly replaces?: readonly string[];
 }
 
-/** The NATS logins (libs/service, nats-connection.ts): a connection takes one. */
-const natsLogins = [
-  "NATS_USER",
-  "NATS_PASSWORD_FILE",
-  "NATS_TOKEN_FILE",
-  "NATS_NKEY_SEED_FILE",
-  "NATS_CREDS",
-];
+/** The NATS logins: a connection takes one. */
+const natsLogins = natsLoginVariables;
 
 export const connectionOptions: readonly ConnectionOption[] = [
   {

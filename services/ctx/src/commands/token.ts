@@ -19,9 +19,7 @@ export async function keygen(options: {
   const keyFile = join(options.dir, "signing-key.pem");
   const jwksFile = join(options.dir, "jwks.json");
   if (existsSync(keyFile) && existsSync(jwksFile) && !options.rotate) {
-    const kidFile = keyFile.replace(/\.pem$/, ".kid");
-    const kid = existsSync(kidFile) ? readFileSync(kidFile, "utf8").trim() : null;
-    return { kid, keyFile, jwksFile, kept: true };
+    return { kid: readKid(keyFile) ?? null, keyFile, jwksFile, kept: true };
   }
   mkdirSync(options.dir, { recursive: true, mode: 0o700 });
   const kid = options.kid ?? `ctx-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}`;
@@ -33,11 +31,22 @@ export async function keygen(options: {
       : [];
   writeFileSync(keyFile, `${await exportPKCS8(privateKey)}`, { mode: 0o600 });
   chmodSync(keyFile, 0o600);
-  writeFileSync(keyFile.replace(/\.pem$/, ".kid"), `${kid}\n`, { mode: 0o600 });
+  writeFileSync(kidFileOf(keyFile), `${kid}\n`, { mode: 0o600 });
   writeFileSync(jwksFile, `${JSON.stringify({ keys: [jwk, ...previous] }, null, 2)}\n`, {
     mode: 0o600,
   });
   return { kid, keyFile, jwksFile, kept: false };
+}
+
+/** Where keygen keeps a key's id: beside the key, as `<key>.kid`. */
+function kidFileOf(keyFile: string): string {
+  return keyFile.replace(/\.pem$/, ".kid");
+}
+
+/** The id keygen wrote beside a key, if it did. */
+function readKid(keyFile: string): string | undefined {
+  const kidFile = kidFileOf(keyFile);
+  return existsSync(kidFile) ? readFileSync(kidFile, "utf8").trim() : undefined;
 }
 
 /** The key `ctx token keygen` made, or kept. */
@@ -87,9 +96,7 @@ export const mintedTokenView: View<MintedToken> = { text: ({ token }) => [token]
  */
 export async function mint(options: MintOptions): Promise<MintedToken> {
   const key = await importPKCS8(readFileSync(options.key, "utf8"), alg);
-  const kidFile = options.key.replace(/\.pem$/, ".kid");
-  const kid =
-    options.kid ?? (existsSync(kidFile) ? readFileSync(kidFile, "utf8").trim() : undefined);
+  const kid = options.kid ?? readKid(options.key);
   const roles = options.roles.split(/[ ,]+/).filter((r) => r !== "");
   const expires = Math.floor(Date.now() / 1000) + options.ttl;
   const token = await new SignJWT({ roles })
