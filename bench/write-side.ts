@@ -45,6 +45,7 @@ import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop, StoryPicker } from "./support/load.ts";
 import { buildLoadgen, goClosedLoop } from "./support/loadgen.ts";
 import { histogram, loopDelayMs, meanMs, scrape } from "./support/metrics.ts";
+import { type OtlpSink, startOtlpSink } from "./support/otlp-sink.ts";
 import {
   describeMachine,
   gitState,
@@ -71,6 +72,11 @@ const settings = {
   natsCluster: envNumber("BENCH_NATS_CLUSTER", 1),
   /** The read phases after the writes; BENCH_READS=0 leaves them out. */
   reads: process.env.BENCH_READS !== "0",
+  /**
+   * BENCH_TRACING=1: the command service traces every call (OTEL_* variables, every trace
+   * sampled, OTLP/HTTP protobuf to a sink on loopback); off by default, as services run.
+   */
+  tracing: process.env.BENCH_TRACING === "1",
 };
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
 
@@ -148,7 +154,9 @@ async function main(): Promise<void> {
   const sessions: Http2SessionManager[] = [];
   const h2Sessions: http2.ClientHttp2Session[] = [];
   let nc: NatsConnection | undefined;
+  let sink: OtlpSink | undefined;
   const shutdown = onShutdown(async () => {
+    await sink?.close();
     for (const s of sessions) s.abort();
     for (const s of h2Sessions) s.destroy();
     await nc?.close().catch(() => undefined);
@@ -159,11 +167,21 @@ async function main(): Promise<void> {
       rmSync(join(resultsDir, "profiles"), { recursive: true, force: true });
       mkdirSync(join(resultsDir, "profiles"), { recursive: true });
     }
-    await stack.startCommandService(
-      settings.profile
+    sink = settings.tracing ? await startOtlpSink() : undefined;
+    await stack.startCommandService({
+      ...(settings.profile
         ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${join(resultsDir, "profiles")}`] }
-        : {},
-    );
+        : {}),
+      ...(sink
+        ? {
+            env: {
+              OTEL_TRACES_EXPORTER: "otlp",
+              OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+              OTEL_TRACES_SAMPLER: "always_on",
+            },
+          }
+        : {}),
+    });
     log(`servers: NATS ${stack.natsUrl}, command service ${stack.commandUrl} (in ${stack.dir})`);
     nc = await stack.connectNats("bench-write-side");
     const js = jetstream(nc, { timeout: 10_000 });
@@ -312,6 +330,7 @@ async function main(): Promise<void> {
       levels,
       reads,
       storyReads,
+      ...(sink ? { tracing: { exportRequests: sink.requests, exportedBytes: sink.bytes } } : {}),
     };
     mkdirSync(resultsDir, { recursive: true });
     const file = settings.natsCluster > 1 ? "write-side-cluster.json" : "write-side.json";
@@ -652,6 +671,7 @@ function report(r: {
   levels: readonly Level[];
   reads: readonly ReadStrategies[];
   storyReads: StoryReadCost | undefined;
+  tracing?: { exportRequests: number; exportedBytes: number };
 }): string {
   const cpu = (p: Phase) => {
     const c = (k: string) => fmt(p.cpuPercent[k] ?? Number.NaN, 0);
@@ -672,6 +692,9 @@ function report(r: {
     "",
     `Write side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
     `Client (${settings.client === "go" ? "the Go load generator of bench/loadgen for the measured calls, this process for the rest" : `this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}`}), command service and NATS share the machine's ${m.cpus} cores.`,
+    settings.tracing
+      ? `Tracing ON in the command service: every call sampled, spans exported over OTLP/HTTP to a loopback sink (${r.tracing?.exportRequests ?? 0} requests, ${fmt((r.tracing?.exportedBytes ?? 0) / 1e6, 1)} MB).`
+      : "Tracing off in the command service (as it runs by default).",
     `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call; ${settings.natsCluster > 1 ? `a JetStream cluster of ${settings.natsCluster} nats-servers, streams R3` : "one nats-server, streams R1"}.`,
     "",
     table(

@@ -122,6 +122,8 @@ export interface BenchStack {
     readonly nodeArgs?: readonly string[];
     /** Default `command` (its stream is the default one). */
     readonly natsRole?: string;
+    /** More environment variables for it (e.g. OTEL_* to trace it). */
+    readonly env?: Readonly<Record<string, string>>;
   }): Promise<void>;
   /**
    * Starts another Node service (`node <entry>`) as a child process of its own, on free ports, named
@@ -396,6 +398,7 @@ export async function startBenchStack(
           COMMAND_LISTEN: `127.0.0.1:${ports.COMMAND_PORT}`,
           COMMAND_OPS_LISTEN: `127.0.0.1:${ports.COMMAND_OPS_PORT}`,
           ...auth.env,
+          ...options.env,
         },
         `http://127.0.0.1:${ports.COMMAND_OPS_PORT}/readyz`,
       );

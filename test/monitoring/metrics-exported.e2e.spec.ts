@@ -1,12 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "@ctx/config";
-import { leaseBucket, leaseGroup, provisionParking } from "@ctx/projector";
-import { loadProjectorConfig, type ProjectorApp, startProjectorApp } from "@ctx/projector-service";
+import type { ProjectorApp } from "@ctx/projector-service";
 import { newStory, type QueryStack, startQueryStack } from "@ctx/query-service/testing";
-import { stack, uniqueName, valkeyEnv } from "@ctx/test-support";
-import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startValkeyProjector } from "./valkey-projector.ts";
 
 // Issue #24: every series the Grafana dashboard and the alert rules query is one the running
 // services export, under the names they export it by. The command and query services (with the
@@ -53,33 +51,7 @@ beforeAll(async () => {
   s = await startQueryStack();
   const command = await s.startCommand();
   const query = await s.startQuery();
-  const parking = {
-    stream: `${s.settings.stream}_PARKED`,
-    subjectPrefix: `${s.settings.subjectPrefix}_parked`,
-  };
-  await provisionParking(s.jsm, parking);
-  await new Kvm(s.nc).create(leaseBucket(leaseGroup(s.settings.stream, "valkey")), {
-    ttl: 5_000,
-    history: 1,
-  });
-  projector = await startProjectorApp(
-    loadProjectorConfig({
-      ...stack().natsEnv,
-      ...valkeyEnv(stack(), "projector"),
-      PROJECTION: "valkey",
-      READ_MODEL_NAMESPACE: uniqueName("monitoring"),
-      EVENT_STREAM: s.settings.stream,
-      EVENT_SUBJECT_PREFIX: s.settings.subjectPrefix,
-      EVENT_PARTITIONS: String(s.settings.partitions),
-      PARKED_STREAM: parking.stream,
-      PARKED_SUBJECT_PREFIX: parking.subjectPrefix,
-      PROJECTOR_REPLICA_ID: "monitoring-0",
-      PROJECTOR_OPS_LISTEN: "127.0.0.1:0",
-      SHUTDOWN_GRACE_MS: "2000",
-      LOG_LEVEL: "silent",
-    }),
-    logger,
-  );
+  projector = await startValkeyProjector(s, "monitoring-0", logger);
   // A command, a failed one and queries: the labelled series have samples, not only their HELP.
   const story = newStory();
   await command.client.createContext({ storyId: story, title: "Monitored" });

@@ -1,6 +1,13 @@
 import { create } from "@bufbuild/protobuf";
-import { type ContextEventData, StoryNotFoundError, storyId, streamVersion } from "@ctx/domain";
+import {
+  type ContextEventData,
+  type StoryId,
+  StoryNotFoundError,
+  storyId,
+  streamVersion,
+} from "@ctx/domain";
 import { DecisionAddedSchema, SubtaskAddedSchema } from "@ctx/proto";
+import { startInMemoryTracing } from "@ctx/telemetry/testing";
 import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
@@ -390,6 +397,57 @@ describe("append and read", () => {
     expect(await read({ afterSequence: sequenceOf(40), fromVersion: 41, toVersion: 45 })).toEqual(
       [],
     );
+  });
+});
+
+describe("trace context in the stored messages", () => {
+  /** The NATS headers of each stored event of a story, in order. */
+  const storedHeaders = async (story: StoryId, versions: number) => {
+    const jsm = await jetstreamManager(nc);
+    const events = await store.read(story);
+    expect(events).toHaveLength(versions);
+    return Promise.all(
+      events.map(
+        async (e) => (await jsm.streams.getMessage(settings.stream, { seq: e.sequence }))?.header,
+      ),
+    );
+  };
+
+  it("stores none while tracing is off", async () => {
+    const story = newStory();
+    await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+    await store.append(story, [{ data: subtask("s1") }, { data: subtask("s2") }], streamVersion(1));
+    for (const header of await storedHeaders(story, 3)) {
+      expect(header?.has("traceparent")).toBe(false);
+      expect(header?.has("tracestate")).toBe(false);
+    }
+  });
+
+  it("stores the append's span in every event of the append while tracing is on", async () => {
+    const tracing = await startInMemoryTracing();
+    try {
+      const story = newStory();
+      await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+      await store.append(
+        story,
+        [{ data: subtask("s1") }, { data: subtask("s2") }],
+        streamVersion(1),
+      );
+      const sends = tracing.spans().filter((span) => span.name === `send ${settings.stream}`);
+      expect(sends.map((span) => span.attributes["messaging.batch.message_count"])).toEqual([1, 2]);
+      const parents = sends.map((span) => {
+        const { traceId, spanId } = span.spanContext();
+        return `00-${traceId}-${spanId}-01`;
+      });
+      const headers = await storedHeaders(story, 3);
+      expect(headers.map((h) => h?.get("traceparent"))).toEqual([
+        parents[0],
+        parents[1],
+        parents[1],
+      ]);
+    } finally {
+      await tracing.shutdown();
+    }
   });
 });
 

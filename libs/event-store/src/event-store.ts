@@ -14,6 +14,7 @@ import {
 } from "@ctx/domain";
 import { uuidv7 } from "@ctx/ids";
 import { type ContextEvent, EventsSetAsideSchema } from "@ctx/proto";
+import { inSpan, type TraceCarrier, traceCarrierOf, traceHeaders, tracing } from "@ctx/telemetry";
 import {
   type ApiError,
   DeliverPolicy,
@@ -30,6 +31,7 @@ import {
   type NatsConnection,
   errors as natsErrors,
 } from "@nats-io/transport-node";
+import { SpanKind } from "@opentelemetry/api";
 import { Counter, type Registry } from "prom-client";
 import { type AckPublisher, createAckPublisher, type OutgoingMessage } from "./ack-publisher.ts";
 import {
@@ -370,11 +372,50 @@ class JetStreamEventStore implements EventStore {
     return this.#jsm;
   }
 
-  async append(
+  append(
     storyId: StoryId,
     events: readonly NewEvent[],
     expected: ExpectedVersion,
     metadata: AppendMetadata = {},
+  ): Promise<AppendResult> {
+    if (!tracing.enabled || events.length === 0) {
+      return this.#append(storyId, events, expected, metadata, undefined);
+    }
+    // A PRODUCER span (OpenTelemetry's messaging conventions), child of the caller's (the RPC
+    // that commanded it); its W3C context goes into every event's NATS headers, where projectors
+    // and the snapshotter pick it up (see traceHeaders). Never into the envelope: not history.
+    return inSpan(
+      `send ${this.names.stream}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.operation.type": "send",
+          "messaging.destination.name": this.names.stream,
+          "messaging.batch.message_count": events.length,
+          "ctx.story_id": storyId,
+          ...(metadata.commandId ? { "ctx.command_id": metadata.commandId } : {}),
+          ...(metadata.correlationId ? { "ctx.correlation_id": metadata.correlationId } : {}),
+        },
+      },
+      async (span) => {
+        const result = await this.#append(storyId, events, expected, metadata, traceCarrierOf());
+        span.setAttributes({
+          "ctx.version": result.version,
+          "ctx.deduplicated": result.deduplicated,
+          ...(result.events[0] ? { "ctx.first_sequence": result.events[0].sequence } : {}),
+        });
+        return result;
+      },
+    );
+  }
+
+  async #append(
+    storyId: StoryId,
+    events: readonly NewEvent[],
+    expected: ExpectedVersion,
+    metadata: AppendMetadata,
+    trace: TraceCarrier | undefined,
   ): Promise<AppendResult> {
     if (events.length === 0) {
       const head = await this.head(storyId);
@@ -404,7 +445,7 @@ class JetStreamEventStore implements EventStore {
       }
       const outgoing = this.#envelopes(storyId, head, stamped, metadata);
       try {
-        return await this.#publish(storyId, head, outgoing);
+        return await this.#publish(storyId, head, outgoing, trace);
       } catch (e) {
         if (!(e instanceof WrongLastSequence)) throw e;
         this.#heads.delete(storyId);
@@ -479,6 +520,7 @@ class JetStreamEventStore implements EventStore {
     storyId: StoryId,
     head: StoryHead | undefined,
     messages: readonly Outgoing[],
+    trace: TraceCarrier | undefined,
   ): Promise<AppendResult> {
     const expectedSequence = head?.sequence ?? 0;
     // A publish whose ack timed out may have been stored: re-send the same bytes. The server drops
@@ -488,7 +530,7 @@ class JetStreamEventStore implements EventStore {
     let unsettled = 0;
     while (outcome === undefined) {
       try {
-        outcome = await this.#publishOnce(storyId, expectedSequence, messages);
+        outcome = await this.#publishOnce(storyId, expectedSequence, messages, trace);
       } catch (e) {
         if (e instanceof StillInProcess) {
           // The server has not settled an earlier attempt of this append, or another append of the
@@ -550,13 +592,16 @@ class JetStreamEventStore implements EventStore {
     storyId: StoryId,
     expectedSequence: number,
     messages: readonly Outgoing[],
+    trace: TraceCarrier | undefined,
   ): Promise<{ lastSequence: number; deduplicated: boolean }> {
-    if (messages.length > 1) return this.#publishBatch(storyId, expectedSequence, messages);
+    if (messages.length > 1) return this.#publishBatch(storyId, expectedSequence, messages, trace);
     const [only] = messages as [Outgoing];
-    const h = natsHeaders({
+    const record: Record<string, string[]> = {
       "Nats-Msg-Id": [only.envelope.eventId],
       ...this.#expectation(storyId, expectedSequence),
-    });
+    };
+    if (trace) withTraceHeaders(record, trace);
+    const h = natsHeaders(record);
     const ack = await this.#request([{ subject: only.subject, data: only.bytes, headers: h }]);
     if (ack.error) {
       if (ack.error.err_code === WRONG_LAST_SEQUENCE) {
@@ -591,6 +636,7 @@ class JetStreamEventStore implements EventStore {
     storyId: StoryId,
     expectedSequence: number,
     messages: readonly Outgoing[],
+    trace: TraceCarrier | undefined,
   ): Promise<{ lastSequence: number; deduplicated: boolean }> {
     const batchId = uuidv7();
     const last = messages.length - 1;
@@ -598,7 +644,7 @@ class JetStreamEventStore implements EventStore {
       messages.map((m, i) => ({
         subject: m.subject,
         data: m.bytes,
-        headers: this.#batchHeaders(batchId, i, i === last, m, storyId, expectedSequence),
+        headers: this.#batchHeaders(batchId, i, i === last, m, storyId, expectedSequence, trace),
       })),
     );
     const code = reply.error?.err_code;
@@ -642,6 +688,7 @@ class JetStreamEventStore implements EventStore {
     message: { envelope: ContextEvent },
     storyId: StoryId,
     expectedSequence: number,
+    trace: TraceCarrier | undefined,
   ): MsgHdrs {
     const record: Record<string, string[]> = {
       "Nats-Batch-Id": [batchId],
@@ -650,6 +697,7 @@ class JetStreamEventStore implements EventStore {
     };
     if (index === 0) Object.assign(record, this.#expectation(storyId, expectedSequence));
     if (commit) record["Nats-Batch-Commit"] = ["1"];
+    if (trace) withTraceHeaders(record, trace);
     return natsHeaders(record);
   }
 
@@ -1290,7 +1338,7 @@ class JetStreamEventStore implements EventStore {
     );
     let result: AppendResult;
     try {
-      result = await this.#publish(storyId, head, outgoing);
+      result = await this.#publish(storyId, head, outgoing, traceCarrierOf());
     } catch (e) {
       if (!(e instanceof WrongLastSequence)) throw e;
       throw new SetAsideRefusedError(
@@ -1390,6 +1438,16 @@ function guarded(e: unknown): unknown {
  */
 function natsHeaders(record: Record<string, string[]>): MsgHdrs {
   return MsgHdrsImpl.fromRecord(record);
+}
+
+/**
+ * Adds the W3C trace context of the append to a message's headers. Made by the propagator (a
+ * traceparent is 55 characters of [0-9a-f-]; a tracestate at most 32 list members of checked
+ * characters), so safe as header values.
+ */
+function withTraceHeaders(record: Record<string, string[]>, trace: TraceCarrier): void {
+  record[traceHeaders.traceparent] = [trace.traceparent];
+  if (trace.tracestate) record[traceHeaders.tracestate] = [trace.tracestate];
 }
 
 // An event id travels as the Nats-Msg-Id header value: printable ASCII without spaces.

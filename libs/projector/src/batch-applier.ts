@@ -9,12 +9,14 @@ import {
   type RecordedEvent,
 } from "@ctx/event-store";
 import { ContextEventSchema } from "@ctx/proto";
+import { inSpan, tracing } from "@ctx/telemetry";
 import type { JetStreamClient } from "@nats-io/jetstream";
+import { SpanKind } from "@opentelemetry/api";
 import { type BackoffSettings, type OutageRetry, outageRetry } from "./backoff.ts";
 import { isStoreUnavailableError, isVersionConflictError } from "./errors.ts";
 import type { ProjectorMetrics } from "./metrics.ts";
 import { type ParkingNames, park } from "./parking.ts";
-import type { Projection, StoryEvents, StoryPosition } from "./projection.ts";
+import type { Projection, ProjectionBatch, StoryEvents, StoryPosition } from "./projection.ts";
 
 /** Beyond this many remembered story versions, an applier starts remembering afresh. */
 const MAX_KNOWN_STORIES = 200_000;
@@ -299,10 +301,10 @@ export class BatchApplier {
     previousCheckpoint: number,
     checkpoint: number,
   ): Promise<boolean> {
-    const { projection, metrics } = this.#o;
+    const { metrics } = this.#o;
     const count = (list: readonly StoryEvents[]) => list.reduce((n, s) => n + s.events.length, 0);
     try {
-      await this.call(() => projection.apply({ generation, partition, checkpoint, stories }));
+      await this.#write({ generation, partition, checkpoint, stories });
       metrics.applied.inc(this.#label, count(stories));
       return true;
     } catch (e) {
@@ -311,22 +313,47 @@ export class BatchApplier {
     }
     for (const story of stories) {
       try {
-        await this.call(() =>
-          projection.apply({
-            generation,
-            partition,
-            checkpoint: previousCheckpoint,
-            stories: [story],
-          }),
-        );
+        await this.#write({
+          generation,
+          partition,
+          checkpoint: previousCheckpoint,
+          stories: [story],
+        });
         metrics.applied.inc(this.#label, story.events.length);
       } catch (e) {
         if (isVersionConflictError(e)) throw e;
         await this.#isolate(generation, partition, previousCheckpoint, story);
       }
     }
-    await this.call(() => projection.apply({ generation, partition, checkpoint, stories: [] }));
+    await this.#write({ generation, partition, checkpoint, stories: [] });
     return false;
+  }
+
+  /**
+   * One write to the model, with the applier's outage retries. With tracing on, a write of events
+   * is a span of its own (a child of the worker's batch span, hence of the command's trace when
+   * the batch is one command's events; see consumerParentage); a move of the checkpoint alone is not.
+   */
+  #write(batch: ProjectionBatch): Promise<void> {
+    const { projection } = this.#o;
+    const write = () => projection.apply(batch);
+    if (!tracing.enabled || batch.stories.length === 0) return this.call(write);
+    return this.call(() =>
+      inSpan(
+        `write ${projection.name}`,
+        {
+          kind: SpanKind.CLIENT,
+          attributes: {
+            "db.system.name": projection.name,
+            "ctx.generation": batch.generation,
+            "ctx.partition": batch.partition,
+            "ctx.stories": batch.stories.length,
+            "ctx.events": batch.stories.reduce((n, s) => n + s.events.length, 0),
+          },
+        },
+        write,
+      ),
+    );
   }
 
   /** Applies one story's events one by one; the first the model refuses is parked, the story marked stale. */
@@ -349,14 +376,12 @@ export class BatchApplier {
     for (const parts of stored) {
       const event = parts[0] as RecordedEvent;
       try {
-        await this.call(() =>
-          projection.apply({
-            generation,
-            partition,
-            checkpoint,
-            stories: [{ storyId: story.storyId, expectedVersion: version, events: parts }],
-          }),
-        );
+        await this.#write({
+          generation,
+          partition,
+          checkpoint,
+          stories: [{ storyId: story.storyId, expectedVersion: version, events: parts }],
+        });
         metrics.applied.inc(this.#label, parts.length);
         version = event.version;
         done += parts.length;

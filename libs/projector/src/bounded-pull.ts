@@ -18,6 +18,8 @@ export interface Delivery {
   readonly deliverySeq: number;
   /** Bytes as JetStream counts them against a pull's max_bytes: subject, reply, headers, data. */
   readonly size: number;
+  /** A header of the stored message; undefined when it has none of that name. */
+  header(name: string): string | undefined;
   /** Acknowledges it, and with AckPolicy.All every delivery before it. */
   ack(): void;
   /** Hands it back for redelivery (after `delayMs`, when given). */
@@ -395,6 +397,10 @@ class PulledMessage implements Delivery {
 
   get data(): Uint8Array {
     return this.#msg.data;
+  }
+
+  header(name: string): string | undefined {
+    return this.#msg.headers?.get(name) || undefined;
   }
 
   ack(): void {

@@ -9,6 +9,7 @@ import {
   partitionSubjects,
   type RecordedEvent,
 } from "@ctx/event-store";
+import { consumerParentage, inSpan, spanContextOf, tracing } from "@ctx/telemetry";
 import {
   AckPolicy,
   type ConsumerInfo,
@@ -19,6 +20,7 @@ import {
   type JetStreamManager,
 } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import { SpanKind } from "@opentelemetry/api";
 import type { BackoffSettings } from "./backoff.ts";
 import { BatchApplier, notePoisoned } from "./batch-applier.ts";
 import { type BoundedPull, createBoundedPull, type Delivery } from "./bounded-pull.ts";
@@ -322,6 +324,39 @@ export class PartitionWorker {
     return this.#ackFloorValue;
   }
 
+  /**
+   * Runs the write of a batch inside a CONSUMER span (OpenTelemetry's messaging conventions),
+   * linked to the append of each of its events (the trace context the command service stored in
+   * their headers), and continuing the command's trace when the batch is one trace's events.
+   */
+  #traced(batch: readonly Delivery[], apply: () => Promise<void>): Promise<void> {
+    const { names, projection, partition } = this.#o;
+    const sources = [];
+    for (const d of batch) {
+      const spanContext = spanContextOf((name) => d.header(name));
+      if (spanContext) sources.push({ spanContext, attributes: { "ctx.sequence": d.seq } });
+    }
+    const { parent, links } = consumerParentage(sources);
+    return inSpan(
+      `process ${names.stream}`,
+      {
+        kind: SpanKind.CONSUMER,
+        links,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.operation.type": "process",
+          "messaging.destination.name": names.stream,
+          "messaging.consumer.group.name": this.#consumer,
+          "messaging.batch.message_count": batch.length,
+          "ctx.projection": projection.name,
+          "ctx.partition": partition,
+        },
+      },
+      apply,
+      parent,
+    );
+  }
+
   async #project(batch: Delivery[]): Promise<void> {
     const started = performance.now();
     const { names, metrics, partition } = this.#o;
@@ -359,7 +394,7 @@ export class PartitionWorker {
       // the batch is no bound; the consumer's ack floor is: every event at or below it was
       // acknowledged, hence applied. It lags a little, which only means a little replay.
       const checkpoint = Math.max(this.#checkpoint, await this.#ackFloor());
-      const write = () =>
+      const apply = () =>
         this.#applier.applyBatch(
           this.#generation,
           partition,
@@ -367,6 +402,7 @@ export class PartitionWorker {
           this.#checkpoint,
           checkpoint,
         );
+      const write = tracing.enabled ? () => this.#traced(batch, apply) : apply;
       await (this.#o.writeSlots ? this.#o.writeSlots.execute(write) : write());
       this.#checkpoint = checkpoint;
       // The batch is the oldest deliveries of the queue, all applied now, as is every batch before

@@ -5,6 +5,8 @@ import {
   type Interceptor,
 } from "@connectrpc/connect";
 import { uuidv7 } from "@ctx/ids";
+import { tracing } from "@ctx/telemetry";
+import { trace } from "@opentelemetry/api";
 
 /** Request headers that carry the ids tying a call to the events and logs it causes. */
 export const correlationHeaders = {
@@ -35,6 +37,13 @@ export function correlationInterceptor(): Interceptor {
       causationId: clean(req.header.get(correlationHeaders.causationId)) ?? "",
     };
     req.contextValues.set(correlationKey, correlation);
+    // Tied to the trace: the call's span names the ids its events and log lines carry.
+    if (tracing.enabled) {
+      trace.getActiveSpan()?.setAttributes({
+        "ctx.correlation_id": correlation.correlationId,
+        ...(correlation.causationId ? { "ctx.causation_id": correlation.causationId } : {}),
+      });
+    }
     try {
       const res = await next(req);
       res.header.set(correlationHeaders.correlationId, correlation.correlationId);

@@ -7,6 +7,7 @@ import { createValidator } from "@bufbuild/protovalidate";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { defaultCallsPerTurn, type Logger } from "@ctx/config";
+import { tracing } from "@ctx/telemetry";
 import type { Registry } from "prom-client";
 import { abortInterceptor } from "./abort-edge.ts";
 import type { AccessPolicy } from "./access-policy.ts";
@@ -29,6 +30,7 @@ import {
   SessionCloseReason,
 } from "./server-metrics.ts";
 import { createSessionGuard } from "./session-guard.ts";
+import { tracingInterceptor } from "./tracing.ts";
 import { turnBudgetInterceptor } from "./turn-budget.ts";
 
 /** Who may call what: the authenticator and the roles each method needs. */
@@ -84,7 +86,8 @@ export interface RpcServer {
 /**
  * A Connect server on one port (cleartext, or TLS with `tls`) answering gRPC, gRPC-Web and Connect
  * over HTTP/2, and gRPC-Web and Connect over HTTP/1.1, for browsers and plain HTTP clients (see
- * listenBoth). Every call goes through, outermost first: metrics, authentication and authorization
+ * listenBoth). Every call goes through, outermost first: metrics, a trace span (with tracing on; see
+ * tracingInterceptor), authentication and authorization
  * (with `auth`; see authInterceptor), the turn budget (so the time a call
  * waits for its turn counts in its handling time), correlation ids, the error edge, and protovalidate
  * request validation (INVALID_ARGUMENT with the violations; see createRegexMatcher).
@@ -111,6 +114,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   });
   const outer = [
     metricsInterceptor(options.registry),
+    // Only with tracing on (see startTracing): off, a call costs nothing for it.
+    ...(tracing.enabled ? [tracingInterceptor()] : []),
     // Before the turn budget: a refused call costs a header lookup (and, once, a verification).
     ...(options.auth
       ? [

@@ -9,6 +9,7 @@ import {
   outageRetry,
 } from "@ctx/projector";
 import { ContextEventSchema } from "@ctx/proto";
+import { consumerParentage, inSpan, spanContextOf, tracing } from "@ctx/telemetry";
 import {
   AckPolicy,
   type ConsumerMessages,
@@ -18,6 +19,7 @@ import {
   jetstream,
 } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
+import { SpanKind } from "@opentelemetry/api";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { isSnapshotStoreUnavailableError } from "./errors.ts";
 import { type StoredCopy, toSegment, toSnapshot } from "./snapshot-codec.ts";
@@ -237,7 +239,7 @@ class JetStreamSnapshotter implements Snapshotter {
       }
       // An outage of either stream is waited out with back-off on this event (idempotent: a
       // retry finds what the failed attempt stored), keeping it ours meanwhile.
-      await this.#retryingOutages(msg, async () => {
+      const snapshot = async () => {
         const point = await this.#reader.atVersion(event.storyId, event.version);
         if (point.state.version !== event.version) {
           // The stream no longer holds this version of the story (never expected): nothing to store.
@@ -250,7 +252,11 @@ class JetStreamSnapshotter implements Snapshotter {
         // The segment first: a reader that finds a snapshot finds the segment before it too.
         await this.#writeSegment(point, event.version - this.#interval);
         if (await snapshots.write(toSnapshot(point.state, point.sequence))) this.#written?.inc();
-      });
+      };
+      await this.#retryingOutages(
+        msg,
+        tracing.enabled ? () => this.#traced(msg, snapshot) : snapshot,
+      );
       msg.ack();
     } catch (e) {
       if (this.#stopping.signal.aborted) {
@@ -262,6 +268,33 @@ class JetStreamSnapshotter implements Snapshotter {
       logger.error({ err: e, storyId, sequence: msg.seq }, "snapshotter skipped an event");
       msg.term(e instanceof Error ? e.message : String(e));
     }
+  }
+
+  /**
+   * Runs a snapshot's work inside a span linked to the append of the event that called for it
+   * (the trace context in its headers; see consumerParentage).
+   */
+  #traced(msg: JsMsg, fn: () => Promise<void>): Promise<void> {
+    const spanContext = spanContextOf((name) => msg.headers?.get(name));
+    const { parent, links } = consumerParentage(
+      spanContext ? [{ spanContext, attributes: { "ctx.sequence": msg.seq } }] : [],
+    );
+    return inSpan(
+      `snapshot ${this.#o.snapshots.names.stream}`,
+      {
+        kind: SpanKind.CONSUMER,
+        links,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.operation.type": "process",
+          "messaging.destination.name": this.#o.store.names.stream,
+          "messaging.consumer.group.name": this.#name,
+          "ctx.snapshot_stream": this.#o.snapshots.names.stream,
+        },
+      },
+      fn,
+      parent,
+    );
   }
 
   /** Runs `fn` with the shared back-off on outages, keeping `msg` from being redelivered meanwhile. */
