@@ -73,12 +73,20 @@ const settings = {
   /** The read phases after the writes; BENCH_READS=0 leaves them out. */
   reads: process.env.BENCH_READS !== "0",
   /**
-   * BENCH_TRACING=1: the command service traces every call (OTEL_* variables, every trace
-   * sampled, OTLP/HTTP protobuf to a sink on loopback); off by default, as services run.
+   * BENCH_TRACING=<ratio>: the command service traces (OTEL_* variables, OTLP/HTTP protobuf to a
+   * sink on loopback), sampling that share of the calls (1: every call); off (0) by default, as
+   * services run.
    */
-  tracing: process.env.BENCH_TRACING === "1",
+  tracing: envRatio("BENCH_TRACING"),
 };
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
+
+/** A share between 0 and 1 from the environment (default 0). */
+function envRatio(name: string): number {
+  const value = Number(process.env[name] ?? "0");
+  if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be a number from 0 to 1`);
+  return value;
+}
 
 /** The expectation's subjects as the store sends them: the story's partition once it has events. */
 function rawExpectedSubjects(storyId: string, lastSequence: number): string {
@@ -167,7 +175,7 @@ async function main(): Promise<void> {
       rmSync(join(resultsDir, "profiles"), { recursive: true, force: true });
       mkdirSync(join(resultsDir, "profiles"), { recursive: true });
     }
-    sink = settings.tracing ? await startOtlpSink() : undefined;
+    sink = settings.tracing > 0 ? await startOtlpSink() : undefined;
     await stack.startCommandService({
       ...(settings.profile
         ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${join(resultsDir, "profiles")}`] }
@@ -177,7 +185,8 @@ async function main(): Promise<void> {
             env: {
               OTEL_TRACES_EXPORTER: "otlp",
               OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-              OTEL_TRACES_SAMPLER: "always_on",
+              OTEL_TRACES_SAMPLER: "traceidratio",
+              OTEL_TRACES_SAMPLER_ARG: String(settings.tracing),
             },
           }
         : {}),
@@ -692,8 +701,8 @@ function report(r: {
     "",
     `Write side — ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, nats-server ${m.natsServer}`,
     `Client (${settings.client === "go" ? "the Go load generator of bench/loadgen for the measured calls, this process for the rest" : `this process; measured calls through ${settings.client === "h2" ? "a minimal node:http2 gRPC client" : "connect-node's gRPC client"}`}), command service and NATS share the machine's ${m.cpus} cores.`,
-    settings.tracing
-      ? `Tracing ON in the command service: every call sampled, spans exported over OTLP/HTTP to a loopback sink (${r.tracing?.exportRequests ?? 0} requests, ${fmt((r.tracing?.exportedBytes ?? 0) / 1e6, 1)} MB).`
+    settings.tracing > 0
+      ? `Tracing ON in the command service: ${settings.tracing === 1 ? "every call" : `${settings.tracing * 100} % of the calls`} sampled, spans exported over OTLP/HTTP to a loopback sink (${r.tracing?.exportRequests ?? 0} requests, ${fmt((r.tracing?.exportedBytes ?? 0) / 1e6, 1)} MB).`
       : "Tracing off in the command service (as it runs by default).",
     `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call; ${settings.natsCluster > 1 ? `a JetStream cluster of ${settings.natsCluster} nats-servers, streams R3` : "one nats-server, streams R1"}.`,
     "",

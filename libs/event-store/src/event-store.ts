@@ -31,7 +31,7 @@ import {
   type NatsConnection,
   errors as natsErrors,
 } from "@nats-io/transport-node";
-import { SpanKind } from "@opentelemetry/api";
+import { trace as otelTrace, SpanKind } from "@opentelemetry/api";
 import { Counter, type Registry } from "prom-client";
 import { type AckPublisher, createAckPublisher, type OutgoingMessage } from "./ack-publisher.ts";
 import {
@@ -381,6 +381,12 @@ class JetStreamEventStore implements EventStore {
     if (!tracing.enabled || events.length === 0) {
       return this.#append(storyId, events, expected, metadata, undefined);
     }
+    // A call that was not sampled: its children would not be either (the samplers are parent-
+    // based by default), so its context is passed on as it is, without a span of its own.
+    const caller = otelTrace.getActiveSpan();
+    if (caller !== undefined && !caller.isRecording()) {
+      return this.#append(storyId, events, expected, metadata, traceCarrierOf());
+    }
     // A PRODUCER span (OpenTelemetry's messaging conventions), child of the caller's (the RPC
     // that commanded it); its W3C context goes into every event's NATS headers, where projectors
     // and the snapshotter pick it up (see traceHeaders). Never into the envelope: not history.
@@ -400,6 +406,7 @@ class JetStreamEventStore implements EventStore {
       },
       async (span) => {
         const result = await this.#append(storyId, events, expected, metadata, traceCarrierOf());
+        if (!span.isRecording()) return result;
         span.setAttributes({
           "ctx.version": result.version,
           "ctx.deduplicated": result.deduplicated,

@@ -38,8 +38,9 @@ export function correlationInterceptor(): Interceptor {
     };
     req.contextValues.set(correlationKey, correlation);
     // Tied to the trace: the call's span names the ids its events and log lines carry.
-    if (tracing.enabled) {
-      trace.getActiveSpan()?.setAttributes({
+    const span = tracing.enabled ? trace.getActiveSpan() : undefined;
+    if (span?.isRecording()) {
+      span.setAttributes({
         "ctx.correlation_id": correlation.correlationId,
         ...(correlation.causationId ? { "ctx.causation_id": correlation.causationId } : {}),
       });

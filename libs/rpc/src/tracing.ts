@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { contextFromHeaders, endSpanWithError, tracer } from "@ctx/telemetry";
+import { contextFromHeaders, endSpanWithError, startSpan } from "@ctx/telemetry";
 import { context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 
 /**
@@ -26,7 +26,7 @@ const serverErrors = new Set([
 export function tracingInterceptor(): Interceptor {
   return (next) => async (req) => {
     const parent = contextFromHeaders((name) => req.header.get(name));
-    const span = tracer().startSpan(
+    const span = startSpan(
       `${req.service.typeName}/${req.method.name}`,
       {
         kind: SpanKind.SERVER,

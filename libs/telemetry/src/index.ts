@@ -6,6 +6,7 @@ export {
   inSpan,
   instrumentationScope,
   spanContextOf,
+  startSpan,
   type TraceCarrier,
   traceCarrierOf,
   traceHeaders,
