@@ -1,19 +1,23 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { newStory, type QueryStack, startQueryStack } from "@ctx/query-service/testing";
 import { eventually, testAuth } from "@ctx/test-support";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { type Browser, chromium } from "playwright-core";
+import { build } from "vite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildClient } from "../clients/typescript/scripts/build.ts";
 
 // The examples, run as a user runs them, against @ctx/client as built into dist/ (built here) and
-// the real command and query services. The browser page's module is loaded in Node with the web
-// transport (fetch) against a query service that allows the page's origin; what only a browser
-// does (the DOM, enforcing CORS, resolving the bare import) is not covered.
+// the real command and query services. The browser page is built with Vite (which resolves its bare
+// import) and opened in headless Chromium (Debian's, driven by playwright-core) from an origin of
+// its own: the browser sends the CORS preflight and enforces the answer, as it does for users.
 
 const examples = fileURLToPath(new URL(".", import.meta.url));
-const pageOrigin = "http://localhost:5173";
 let dist: string;
 let s: QueryStack;
 let env: Record<string, string>;
@@ -24,7 +28,7 @@ beforeAll(async () => {
   dist = buildClient();
   sdk = await import("@ctx/client");
   s = await startQueryStack();
-  const query = await s.startQuery({ RPC_CORS_ORIGINS: pageOrigin });
+  const query = await s.startQuery();
   const command = await s.startCommand();
   env = {
     CTX_COMMAND_URL: command.baseUrl,
@@ -42,17 +46,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await s?.stop();
 });
-
-// The page's module is plain JS (a browser runs it as it is): its shape, as the test uses it.
-const pageModule = "./browser/story-view.js";
-interface StoryView {
-  loadStory(options: {
-    queryUrl: string;
-    token: string;
-    storyId: string;
-    fetch?: typeof fetch;
-  }): Promise<{ title: string; version: number; lines: string[] }>;
-}
 
 /** Runs an example with node (as it is: type stripping), output kept as it comes. */
 function run(script: string, args: readonly string[]) {
@@ -135,49 +128,128 @@ it("watch-story.ts prints each version from --from as it lands, up to --count", 
   ]);
 });
 
-it("the page's module reads a story with the web transport from an allowed origin", async () => {
-  const storyId = newStory();
-  await client.commands.createContext({ storyId, title: "In a page" });
-  await client.commands.addSubtask({ storyId, subtaskId: "ui", title: "Page" });
-  const view = (await import(pageModule)) as StoryView;
+describe("the browser page, built by Vite and run in Chromium", () => {
+  let site: { origin: string; close(): Promise<void> };
+  let browser: Browser;
+  let allowingQuery: string;
+  let refusingQuery: string;
 
-  // What a browser sends first for a cross-origin call with an authorization header.
-  const preflight = await fetch(`${env.CTX_QUERY_URL}/context.v1.ContextQueryService/GetContext`, {
-    method: "OPTIONS",
-    headers: {
-      origin: pageOrigin,
-      "access-control-request-method": "POST",
-      "access-control-request-headers": "authorization,content-type,connect-protocol-version",
-    },
-  });
-  expect(preflight.ok).toBe(true);
-  expect(preflight.headers.get("access-control-allow-origin")).toBe(pageOrigin);
+  beforeAll(async () => {
+    // The page as a user ships it: Vite resolves the bare import and bundles @ctx/client (dist).
+    const out = mkdtempSync(join(tmpdir(), "ctx-page-"));
+    await build({
+      root: join(examples, "browser"),
+      configFile: false,
+      logLevel: "error",
+      build: { outDir: out, emptyOutDir: true },
+    });
+    site = await serve(out);
+    // Cross-origin: the page's origin is not the services'. One allows it, the other allows none.
+    allowingQuery = (await s.startQuery({ RPC_CORS_ORIGINS: site.origin })).baseUrl;
+    refusingQuery = (await s.startQuery()).baseUrl;
+    browser = await chromium.launch({
+      executablePath: chromiumPath(),
+      // Without the background networking, Chromium tries no Google hosts on a closed network.
+      args: [
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  }, 180_000);
 
-  // The call itself, with the Origin header a browser adds; the answer must allow the page.
-  const allowed: (string | null)[] = [];
-  const story = await view.loadStory({
-    queryUrl: env.CTX_QUERY_URL ?? "",
-    token: testAuth().token,
-    storyId,
-    fetch: async (input: string | URL | Request, init?: RequestInit) => {
-      const headers = new Headers(init?.headers);
-      headers.set("origin", pageOrigin);
-      const response = await fetch(input, { ...init, headers });
-      allowed.push(response.headers.get("access-control-allow-origin"));
-      return response;
-    },
+  afterAll(async () => {
+    await browser?.close();
+    await site?.close();
   });
-  expect(story).toEqual({
-    title: "In a page",
-    version: 2,
-    lines: ["subtask ui: Page (TODO)"],
-  });
-  expect(allowed).toEqual([pageOrigin]);
 
-  // The page's inline module imports what the module exports.
-  const html = readFileSync(join(examples, "browser", "index.html"), "utf8");
-  const imports = /import \{ ([^}]+) \} from "\.\/story-view\.js"/.exec(html)?.[1];
-  for (const name of (imports ?? "").split(",").map((n) => n.trim())) {
-    expect(typeof (view as unknown as Record<string, unknown>)[name]).toBe("function");
+  /** Opens the page, fills its form and shows the story; returns what the page shows. */
+  async function show(queryUrl: string, storyId: string, protocol: "connect" | "grpc-web") {
+    const page = await browser.newPage();
+    const failed: string[] = [];
+    page.on("pageerror", (e) => failed.push(e.message));
+    try {
+      await page.goto(`${site.origin}/index.html`);
+      await page.fill("input[name=queryUrl]", queryUrl);
+      await page.fill("input[name=token]", testAuth().token);
+      await page.fill("input[name=storyId]", storyId);
+      await page.selectOption("select[name=protocol]", protocol);
+      await page.click("button[type=submit]");
+      // Shown once the element has content: the story, or the error.
+      await page.waitForFunction('document.getElementById("story").textContent !== ""', null, {
+        timeout: 20_000,
+      });
+      expect(failed).toEqual([]);
+      return {
+        heading: await page.locator("#story h2").allTextContents(),
+        items: await page.locator("#story li").allTextContents(),
+        text: (await page.locator("#story").textContent()) ?? "",
+      };
+    } finally {
+      await page.close();
+    }
   }
+
+  it.each(["connect", "grpc-web"] as const)(
+    "shows a story read with %s from a query service that allows the page's origin",
+    async (protocol) => {
+      const storyId = newStory();
+      await client.commands.createContext({ storyId, title: "In a page" });
+      await client.commands.addSubtask({ storyId, subtaskId: "ui", title: "Page" });
+      const shown = await show(allowingQuery, storyId, protocol);
+      expect(shown.heading).toEqual(["In a page (version 2)"]);
+      expect(shown.items).toEqual(["subtask ui: Page (TODO)"]);
+    },
+  );
+
+  it("shows an error, and no story, when the query service does not allow the page's origin", async () => {
+    const storyId = newStory();
+    await client.commands.createContext({ storyId, title: "Not for this page" });
+    // The service answers the same call from Node, where nothing enforces CORS ...
+    const direct = sdk.createContextClient({ queryUrl: refusingQuery, token: testAuth().token });
+    expect((await direct.queries.getContext({ storyId })).version).toBe(1);
+    // ... and in the page, the browser's preflight is refused, so the call never goes out.
+    const shown = await show(refusingQuery, storyId, "connect");
+    // The browser refused the answer (CORS): the client sees a network failure, not the story.
+    expect(shown.heading).toEqual([]);
+    expect(shown.text).toBe(
+      "ContextServiceError: the service could not be reached: Failed to fetch",
+    );
+    expect(shown.text).not.toContain("Not for this page");
+  });
 });
+
+/** Serves a folder's files on 127.0.0.1 (a free port): the page's own origin. */
+async function serve(root: string): Promise<{ origin: string; close(): Promise<void> }> {
+  const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript" };
+  const server = createServer((req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
+    const file = join(root, path);
+    if (!file.startsWith(root) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
+    res.end(readFileSync(file));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Debian's Chromium, as scripts/chromium.sh installs it (make test does). */
+function chromiumPath(): string {
+  const linked = join(examples, "..", ".tools", "bin", "chromium");
+  const path = existsSync(linked) ? linked : "/usr/bin/chromium";
+  if (!existsSync(path)) throw new Error("no Chromium: run scripts/chromium.sh (make test does)");
+  return path;
+}

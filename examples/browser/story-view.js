@@ -1,17 +1,18 @@
-// The page's module: reads a story's current context from the query service with Connect-Web
-// (fetch), as a browser does. The service must allow the page's origin (RPC_CORS_ORIGINS).
+// The page's module: reads a story's current context from the query service with Connect-Web or
+// gRPC-Web (fetch), as a browser does. The service must allow the page's origin (RPC_CORS_ORIGINS).
 import { createContextClient, SubtaskStatus } from "@ctx/client";
 
 /**
  * The story as the page shows it.
- * @param {{ queryUrl: string, token: string, storyId: string, fetch?: typeof fetch }} options
+ * @param {{ queryUrl: string, token: string, storyId: string, protocol?: "connect" | "grpc-web", fetch?: typeof fetch }} options
  * @returns {Promise<{ title: string, version: number, lines: string[] }>}
  */
-export async function loadStory({ queryUrl, token, storyId, fetch }) {
+export async function loadStory({ queryUrl, token, storyId, protocol, fetch }) {
   const client = createContextClient({
     queryUrl,
     token,
     transport: "web",
+    protocol: protocol ?? "connect",
     ...(fetch ? { fetch } : {}),
   });
   const { context, version } = await client.queries.getContext({ storyId });
@@ -27,7 +28,7 @@ export async function loadStory({ queryUrl, token, storyId, fetch }) {
 /**
  * Shows a story (or the error) in the page.
  * @param {HTMLElement} element
- * @param {{ queryUrl: string, token: string, storyId: string }} options
+ * @param {{ queryUrl: string, token: string, storyId: string, protocol?: "connect" | "grpc-web" }} options
  */
 export async function showStory(element, options) {
   element.replaceChildren();
@@ -43,6 +44,6 @@ export async function showStory(element, options) {
     }
     element.append(heading, list);
   } catch (e) {
-    element.textContent = `${e instanceof Error ? e.name : "Error"}: ${String(e)}`;
+    element.textContent = e instanceof Error ? `${e.name}: ${e.message}` : `Error: ${String(e)}`;
   }
 }
