@@ -212,6 +212,13 @@ export interface EventStore {
   readAllStored(
     options?: ReadAllOptions,
   ): AsyncIterable<StoredEvent & { readonly partition: number }>;
+  /**
+   * Every message of the stream's event subjects in stream order, as stored (bytes, subject,
+   * sequence, time), whatever they hold: for verifying what the stream holds (`ctx audit verify`).
+   */
+  readAllMessages(options?: ReadAllOptions): AsyncIterable<StoredMessage>;
+  /** Every stored message of a story's subjects, in stream order, as stored (see readAllMessages). */
+  storyMessages(storyId: StoryId): Promise<readonly StoredMessage[]>;
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
   /**
@@ -1214,9 +1221,7 @@ class JetStreamEventStore implements EventStore {
     }
   }
 
-  async *readAllStored(
-    options: ReadAllOptions = {},
-  ): AsyncIterable<StoredEvent & { readonly partition: number }> {
+  async *readAllMessages(options: ReadAllOptions = {}): AsyncIterable<StoredMessage> {
     const jsm = await this.#manager();
     const info = await this.#guard(() => jsm.streams.info(this.names.stream));
     const from = Math.max(options.fromSequence ?? 1, info.state.first_seq);
@@ -1230,6 +1235,24 @@ class JetStreamEventStore implements EventStore {
       }),
     );
     const messages = await consumer.consume({ max_messages: 1024 });
+    try {
+      for await (const msg of messages) {
+        if (msg.seq > to) break;
+        yield { seq: msg.seq, subject: msg.subject, data: msg.data, time: msg.time };
+        if (msg.seq >= to || msg.info.pending === 0) break;
+      }
+    } finally {
+      await messages.close();
+    }
+  }
+
+  storyMessages(storyId: StoryId): Promise<readonly StoredMessage[]> {
+    return this.#guard(() => this.#storyMessages(storyId));
+  }
+
+  async *readAllStored(
+    options: ReadAllOptions = {},
+  ): AsyncIterable<StoredEvent & { readonly partition: number }> {
     // The set-aside entries of the stories whose messages could not be read, asked once each.
     const indexes = new Map<string, Promise<SetAsideIndex>>();
     const indexOf = (story: string) => {
@@ -1241,34 +1264,28 @@ class JetStreamEventStore implements EventStore {
       }
       return index;
     };
-    try {
-      for await (const msg of messages) {
-        if (msg.seq > to) break;
-        const { partition } = parseStoredSubject(this.names, msg.subject);
-        let event: StoredEvent | undefined;
-        try {
-          event = decodeStoredEvent(msg.data, msg.seq, msg.subject);
-          // A (type, version) no chain reads may be set aside: the replay then yields what the
-          // story's readers read (its version only) instead of what they would refuse.
-          const shape = { type: event.eventType, version: event.schemaVersion };
-          const { registry } = this.upcaster;
-          if (!registry.isCurrent(shape) && registry.steps(shape).length === 0) {
-            const story = event.storyId;
-            const entry = setAsideEntry(await indexOf(story), msg.seq, msg.data);
-            if (entry !== undefined) {
-              this.#passedOver(story, msg.seq);
-              event = setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
-            }
+    for await (const msg of this.readAllMessages(options)) {
+      const { partition } = parseStoredSubject(this.names, msg.subject);
+      let event: StoredEvent | undefined;
+      try {
+        event = decodeStoredEvent(msg.data, msg.seq, msg.subject);
+        // A (type, version) no chain reads may be set aside: the replay then yields what the
+        // story's readers read (its version only) instead of what they would refuse.
+        const shape = { type: event.eventType, version: event.schemaVersion };
+        const { registry } = this.upcaster;
+        if (!registry.isCurrent(shape) && registry.steps(shape).length === 0) {
+          const story = event.storyId;
+          const entry = setAsideEntry(await indexOf(story), msg.seq, msg.data);
+          if (entry !== undefined) {
+            this.#passedOver(story, msg.seq);
+            event = setAsideEvent(msg.data, msg.seq, msg.subject, entry, msg.time);
           }
-        } catch (e) {
-          if (!isEventReadError(e)) throw e;
-          event = await this.#replayed(msg, indexOf, e);
         }
-        if (event !== undefined) yield Object.assign(event, { partition });
-        if (msg.seq >= to || msg.info.pending === 0) break;
+      } catch (e) {
+        if (!isEventReadError(e)) throw e;
+        event = await this.#replayed(msg, indexOf, e);
       }
-    } finally {
-      await messages.close();
+      if (event !== undefined) yield Object.assign(event, { partition });
     }
   }
 

@@ -1,3 +1,5 @@
+export type { AuditedMessage, ChainBreak, ChainBreakKind } from "./chain-audit.ts";
+export { ChainAuditor, storedEventHash } from "./chain-audit.ts";
 export type {
   EventUpcaster,
   EventUpcasterOptions,
@@ -74,7 +76,7 @@ export {
 } from "./event-stream.ts";
 export type { ChainItem, ChainVerdict } from "./hash-chain.ts";
 export { equalBytes, eventHash, verifyChain } from "./hash-chain.ts";
-export type { MessageVerdict } from "./set-aside.ts";
+export type { MessageVerdict, StoredMessage } from "./set-aside.ts";
 // For operators (ctx streams backup / restore) and the backup bench: JetStream's snapshot API.
 export type {
   BackedUpStream,

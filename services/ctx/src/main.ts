@@ -12,6 +12,7 @@ import {
   type View,
 } from "./cli/output.ts";
 import { productVersion } from "./cli/version.ts";
+import { auditVerify, auditVerifyView } from "./commands/audit.ts";
 import {
   type BackupCommandOptions,
   backupWrittenView,
@@ -319,6 +320,24 @@ stories
       json?: boolean;
     }) => report(options, storyRepairView, () => storiesRepair(options)),
   );
+
+const audit = program
+  .command("audit")
+  .description("verify the stream's history: every story's hash chain, from the stored bytes");
+audit
+  .command("verify")
+  .description(
+    "recompute the hash chain of a story (--story) or of every story (--all) from the stored bytes; exits 1 on any break (docs/AUDIT.md)",
+  )
+  .addOption(new Option("--story <id>", "one story").conflicts("all"))
+  .addOption(new Option("--all", "every story of the stream (a progress bar on a terminal)"))
+  .addOption(jsonOption())
+  .action((options: { story?: string; all?: boolean; json?: boolean }, command: Command) => {
+    if (options.story === undefined && options.all !== true) {
+      command.error("error: give --story <id> or --all", { exitCode: exitCodes.usage });
+    }
+    return report(options, auditVerifyView, (output) => auditVerify(options, output));
+  });
 
 const parked = program.command("parked").description("events a projection could not apply");
 parked

@@ -1,3 +1,5 @@
+import { SingleBar } from "cli-progress";
+
 // How ctx reports: every command that reports something returns a structured result, and this
 // file renders it, once, as the human text (the command's view) or as one JSON document (--json).
 
@@ -62,6 +64,33 @@ export function render<T>(
   const failure = view.failure?.(result);
   if (failure !== undefined) throw failure;
   return view.exitCode?.(result) ?? 0;
+}
+
+/**
+ * Progress of a scan over `total` stored messages: a bar on a terminal (see Output.bars), nothing
+ * otherwise. `update` is cheap to call for every message.
+ */
+export function scanProgress(
+  output: Output,
+  total: number,
+  label: string,
+): { update(done: number): void; stop(done: number): void } {
+  const bar =
+    output.bars && total > 0
+      ? new SingleBar({
+          format: `${label} [{bar}] {percentage}% | {value}/{total} messages | ETA {eta_formatted}`,
+        })
+      : undefined;
+  bar?.start(total, 0);
+  return {
+    update(done) {
+      if (done % 1_000 === 0) bar?.update(done);
+    },
+    stop(done) {
+      bar?.update(done);
+      bar?.stop();
+    },
+  };
 }
 
 /** A failure as ctx prints it on stderr: `ctx: message`, or with --json `{"error": {...}}`. */

@@ -2,9 +2,8 @@ import { createRegistry, type JsonValue, type Message, toJson } from "@bufbuild/
 import { type StoryId, storyId } from "@ctx/domain";
 import { createEventStore, currentEnvelope, type RecordedEvent } from "@ctx/event-store";
 import { file_context_v1_events, legacyV1 } from "@ctx/proto";
-import { SingleBar } from "cli-progress";
 import type { Output, View } from "../cli/output.ts";
-import { table } from "../cli/output.ts";
+import { scanProgress, table } from "../cli/output.ts";
 import { withCtxEnv } from "../ctx-env.ts";
 
 // Every payload message a stored event may carry, current and legacy, for printing as JSON.
@@ -87,13 +86,7 @@ export async function eventStats(output: Output): Promise<EventStats> {
   return await withCtxEnv(async ({ nc, jsm, names }) => {
     const store = createEventStore(nc, { names });
     const total = (await jsm.streams.info(names.stream)).state.messages;
-    const bar =
-      output.bars && total > 0
-        ? new SingleBar({
-            format: "scanning [{bar}] {percentage}% | {value}/{total} events | ETA {eta_formatted}",
-          })
-        : undefined;
-    bar?.start(total, 0);
+    const progress = scanProgress(output, total, "scanning");
     const counts = new Map<string, { type: string; version: number; count: number }>();
     // Messages no reader can read, and messages an operator set aside, by kind: their own rows.
     const other = new Map<string, EventKindCount & { count: number }>();
@@ -101,7 +94,7 @@ export async function eventStats(output: Output): Promise<EventStats> {
     try {
       for await (const event of store.readAllStored()) {
         scanned += 1;
-        if (scanned % 1_000 === 0) bar?.update(scanned);
+        progress.update(scanned);
         const problem = event.unreadable?.error;
         if (problem !== undefined || event.setAside !== undefined) {
           const readAs =
@@ -131,8 +124,7 @@ export async function eventStats(output: Output): Promise<EventStats> {
         counts.set(key, entry);
       }
     } finally {
-      bar?.update(scanned);
-      bar?.stop();
+      progress.stop(scanned);
     }
     const { registry } = store.upcaster;
     const kinds: EventKindCount[] = [...counts.values()]

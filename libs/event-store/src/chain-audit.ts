@@ -1,0 +1,276 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
+import { type EventStreamNames, parseStoredSubject } from "./event-stream.ts";
+import { equalBytes } from "./hash-chain.ts";
+import { sha256 } from "./sha256.ts";
+
+/**
+ * What a break of a story's hash chain is:
+ * - `altered`: an event's content is not what its hash says (changed after it was written), or an
+ *   event links to a predecessor whose stored hash is not the one it was written after (the
+ *   predecessor was changed and hashed again);
+ * - `missing`: versions are skipped (events removed from the stream);
+ * - `reordered`: an event comes after a later version of its story (moved, or stored again);
+ * - `foreign-story`: the envelope stored on this story's subject is another story's;
+ * - `unreadable`: the stored bytes are not an envelope at all.
+ * A message that is not a link of the chain (reordered, foreign-story, unreadable) is no break when
+ * an operator set it aside: a later EventsSetAside of the story lists its sequence and the SHA-256
+ * of its bytes, so the stream records what became of it.
+ */
+export type ChainBreakKind = "altered" | "missing" | "reordered" | "foreign-story" | "unreadable";
+
+export interface ChainBreak {
+  readonly kind: ChainBreakKind;
+  /** The stream sequence of the message where the break shows. */
+  readonly sequence: number;
+  /** The story whose subject the message is stored on. */
+  readonly storyId: string;
+  /** The version the message holds (0 when it holds none). */
+  readonly version: number;
+  /** What the chain says should be there, and what is (hex hashes, versions or story ids). */
+  readonly expected?: string;
+  readonly actual?: string;
+  readonly detail: string;
+}
+
+/** A stored message, as the stream holds it. */
+export interface AuditedMessage {
+  readonly seq: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+}
+
+/** Where a story's chain stands after the messages seen so far. */
+interface StoryChain {
+  version: number;
+  hash: Uint8Array;
+  sequence: number;
+  events: number;
+  /** Message-level problems no EventsSetAside has vouched for yet, by sequence. */
+  readonly pending: Map<number, { readonly digest: Uint8Array; readonly issue: ChainBreak }>;
+}
+
+const EMPTY = new Uint8Array(0);
+const HASH_FIELD = 12;
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+
+/**
+ * Recomputes the hash chains of stories from their stored messages, fed in stream order (one
+ * story's or the whole stream's), and reports every break (see ChainBreakKind). Nothing is taken
+ * from the store's readers: each hash is recomputed from the stored bytes themselves (see
+ * storedEventHash), so what is verified is what the stream holds.
+ *
+ * Memory: a few dozen bytes per story seen, plus the breaks.
+ */
+export class ChainAuditor {
+  readonly #names: EventStreamNames;
+  readonly #stories = new Map<string, StoryChain>();
+  readonly #breaks: ChainBreak[] = [];
+  #messages = 0;
+
+  constructor(names: EventStreamNames) {
+    this.#names = names;
+  }
+
+  /** The breaks found so far (message-level ones only once no later repair can vouch for them). */
+  get breaks(): readonly ChainBreak[] {
+    return this.#breaks;
+  }
+
+  get messages(): number {
+    return this.#messages;
+  }
+
+  get stories(): number {
+    return this.#stories.size;
+  }
+
+  /** Checks the next stored message (stream order). */
+  add(message: AuditedMessage): void {
+    this.#messages += 1;
+    const { storyId } = parseStoredSubject(this.#names, message.subject);
+    if (storyId === "" || !message.subject.startsWith(`${this.#names.subjectPrefix}.`)) {
+      // Not an event subject of this stream's layout: nothing a chain can hold.
+      this.#breaks.push({
+        kind: "unreadable",
+        sequence: message.seq,
+        storyId: "",
+        version: 0,
+        detail: `stored on ${message.subject}, which is not an event subject of the stream`,
+      });
+      return;
+    }
+    const chain = this.#chain(storyId);
+    let envelope: ContextEvent;
+    try {
+      envelope = fromBinary(ContextEventSchema, message.data);
+    } catch (e) {
+      this.#pend(chain, message, {
+        kind: "unreadable",
+        sequence: message.seq,
+        storyId,
+        version: 0,
+        detail: `not an event envelope: ${e instanceof Error ? e.message : String(e)}`,
+      });
+      return;
+    }
+    if (envelope.storyId !== storyId) {
+      this.#pend(chain, message, {
+        kind: "foreign-story",
+        sequence: message.seq,
+        storyId,
+        version: envelope.version,
+        expected: storyId,
+        actual: envelope.storyId,
+        detail: `the envelope stored on story ${storyId} is story ${JSON.stringify(envelope.storyId)}'s version ${envelope.version}`,
+      });
+      return;
+    }
+    const at = { sequence: message.seq, storyId, version: envelope.version };
+    const expectedVersion = chain.version + 1;
+    if (envelope.version < expectedVersion) {
+      this.#pend(chain, message, {
+        kind: "reordered",
+        ...at,
+        expected: String(expectedVersion),
+        actual: String(envelope.version),
+        detail: `version ${envelope.version} comes after version ${chain.version} (stream message ${chain.sequence})`,
+      });
+      return;
+    }
+    const recomputed = storedEventHash(message.data, envelope.prevHash);
+    if (recomputed === undefined || !equalBytes(recomputed, envelope.hash)) {
+      this.#breaks.push({
+        kind: "altered",
+        ...at,
+        expected: recomputed === undefined ? "" : hex(recomputed),
+        actual: hex(envelope.hash),
+        detail: "the event's content does not hash to the hash stored with it: it was changed",
+      });
+    } else if (envelope.version > expectedVersion) {
+      this.#breaks.push({
+        kind: "missing",
+        ...at,
+        expected: String(expectedVersion),
+        actual: String(envelope.version),
+        detail:
+          envelope.version === expectedVersion + 1
+            ? `version ${expectedVersion} is not in the stream`
+            : `versions ${expectedVersion}–${envelope.version - 1} are not in the stream`,
+      });
+    } else if (!equalBytes(envelope.prevHash, chain.hash)) {
+      this.#breaks.push({
+        kind: "altered",
+        ...at,
+        expected: hex(chain.hash),
+        actual: hex(envelope.prevHash),
+        detail: `written after a version ${chain.version} whose hash was ${hex(envelope.prevHash)}; the stored version ${chain.version} (stream message ${chain.sequence}) hashes to another: it was changed and hashed again`,
+      });
+    }
+    // Whatever it is, the chain goes on from this event: one change is one break, not every
+    // event after it.
+    chain.version = envelope.version;
+    chain.hash = envelope.hash;
+    chain.sequence = message.seq;
+    chain.events += 1;
+    if (envelope.payload.case === "eventsSetAside") {
+      for (const entry of envelope.payload.value.setAside) {
+        const held = chain.pending.get(Number(entry.sequence));
+        if (held !== undefined && equalBytes(held.digest, entry.sha256)) {
+          chain.pending.delete(Number(entry.sequence));
+        }
+      }
+    }
+  }
+
+  /**
+   * The verdict once every message was added: the breaks, with the message-level problems no
+   * EventsSetAside vouched for, in stream order.
+   */
+  finish(): readonly ChainBreak[] {
+    for (const chain of this.#stories.values()) {
+      for (const { issue } of chain.pending.values()) this.#breaks.push(issue);
+      chain.pending.clear();
+    }
+    this.#breaks.sort((a, b) => a.sequence - b.sequence);
+    return this.#breaks;
+  }
+
+  #chain(storyId: string): StoryChain {
+    let chain = this.#stories.get(storyId);
+    if (chain === undefined) {
+      chain = { version: 0, hash: EMPTY, sequence: 0, events: 0, pending: new Map() };
+      this.#stories.set(storyId, chain);
+    }
+    return chain;
+  }
+
+  /** A message-level problem: a break unless a later EventsSetAside of the story vouches for it. */
+  #pend(chain: StoryChain, message: AuditedMessage, issue: ChainBreak): void {
+    chain.pending.set(message.seq, { digest: sha256(message.data), issue });
+  }
+}
+
+/**
+ * An event's hash as the stored bytes give it (docs/AUDIT.md): SHA-256 over the previous event's
+ * hash (`prev_hash`, as stored in the envelope) followed by the stored bytes with the `hash` field
+ * (number 12) taken out, every other byte as it is. The writer hashes the envelope's encoding
+ * before the hash is set, and protobuf-es writes fields in number order, so the two agree for
+ * every envelope the store wrote. Undefined when the bytes are not a well-formed protobuf message.
+ */
+export function storedEventHash(bytes: Uint8Array, prevHash: Uint8Array): Uint8Array | undefined {
+  const unsigned = withoutField(bytes, HASH_FIELD);
+  return unsigned === undefined ? undefined : sha256(prevHash, unsigned);
+}
+
+/** The protobuf wire bytes without every occurrence of one field; undefined when malformed. */
+export function withoutField(bytes: Uint8Array, field: number): Uint8Array | undefined {
+  const kept: Uint8Array[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const start = at;
+    const tag = varint(bytes, at);
+    if (tag === undefined) return undefined;
+    at = tag.next;
+    const wireType = tag.value % 8;
+    const number = Math.floor(tag.value / 8);
+    if (number === 0) return undefined;
+    if (wireType === 0) {
+      const value = varint(bytes, at);
+      if (value === undefined) return undefined;
+      at = value.next;
+    } else if (wireType === 1) {
+      at += 8;
+    } else if (wireType === 5) {
+      at += 4;
+    } else if (wireType === 2) {
+      const length = varint(bytes, at);
+      if (length === undefined) return undefined;
+      at = length.next + length.value;
+    } else {
+      return undefined;
+    }
+    if (at > bytes.length) return undefined;
+    if (number !== field) kept.push(bytes.subarray(start, at));
+  }
+  const out = new Uint8Array(kept.reduce((n, part) => n + part.length, 0));
+  let offset = 0;
+  for (const part of kept) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** A base-128 varint at `at` (up to 2^53); undefined when cut short or too long. */
+function varint(bytes: Uint8Array, at: number): { value: number; next: number } | undefined {
+  let value = 0;
+  let scale = 1;
+  for (let i = at; i < bytes.length && i < at + 10; i++) {
+    const byte = bytes[i] as number;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return value > Number.MAX_SAFE_INTEGER ? undefined : { value, next: i + 1 };
+    scale *= 128;
+  }
+  return undefined;
+}

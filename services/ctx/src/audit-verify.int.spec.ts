@@ -1,0 +1,193 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type StoryId, storyId } from "@ctx/domain";
+import { eventData } from "@ctx/domain/testing";
+import {
+  type ChainBreak,
+  createEventStore,
+  type EventStore,
+  type EventStreamSettings,
+  ExpectedVersion,
+  eventHash,
+  eventSubject,
+  provisionEventStream,
+  type StoredMessage,
+  storySubjects,
+} from "@ctx/event-store";
+import { testStreamSettings } from "@ctx/event-store/testing";
+import { ContextEventSchema } from "@ctx/proto";
+import { connectTestNats, runCtx, stack, uniqueName } from "@ctx/test-support";
+import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Issue #25: `ctx audit verify` recomputes every story's hash chain from the bytes the stream
+// holds. Each way of tampering with stored events is done here as someone with NATS rights would
+// (purging a story and publishing it again changed, deleting a message, publishing another story's
+// event on its subject), and each is found, named, and makes ctx exit 1.
+
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let settings: EventStreamSettings;
+let store: EventStore;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  nc = await connectTestNats();
+  jsm = await jetstreamManager(nc);
+  settings = testStreamSettings(uniqueName("AUDIT"));
+  await provisionEventStream(jsm, settings);
+  // The stream refuses deletes and purges, and no update lifts that; an insider with the
+  // account's admin rights recreates it without (as a doctored restore would).
+  const { config } = await jsm.streams.info(settings.stream);
+  await jsm.streams.delete(settings.stream);
+  await jsm.streams.add({ ...config, deny_delete: false, deny_purge: false });
+  store = createEventStore(nc, { names: settings });
+  env = {
+    ...stack().natsEnv,
+    EVENT_STREAM: settings.stream,
+    EVENT_SUBJECT_PREFIX: settings.subjectPrefix,
+    EVENT_PARTITIONS: String(settings.partitions),
+    LOG_LEVEL: "silent",
+  };
+});
+
+afterAll(async () => {
+  await jsm?.streams.delete(settings.stream).catch(() => undefined);
+  await nc?.close();
+});
+
+/** A story of four events, written by the store as the command service writes them. */
+async function writtenStory(label: string): Promise<StoryId> {
+  const id = storyId(uniqueName(label));
+  await store.append(
+    id,
+    [{ data: eventData.contextCreated({ title: label }) }],
+    ExpectedVersion.NoStory,
+  );
+  for (const [i, title] of ["one", "two", "three"].entries()) {
+    await store.append(
+      id,
+      [{ data: eventData.subtaskAdded({ subtaskId: `t${i}`, title }) }],
+      ExpectedVersion.Any,
+    );
+  }
+  return id;
+}
+
+/** Rewrites a story as someone with NATS rights can: purges it and publishes `messages` again. */
+async function rewrite(id: StoryId, messages: readonly Uint8Array[]): Promise<void> {
+  await jsm.streams.purge(settings.stream, { filter: storySubjects(settings, id) });
+  const js = jetstream(nc);
+  for (const data of messages) {
+    const { eventType } = fromBinary(ContextEventSchema, data);
+    await js.publish(eventSubject(settings, id, eventType), data);
+  }
+}
+
+/** The story's stored messages, and a changed copy of one of them (`rehash`: hashed again). */
+async function stored(id: StoryId) {
+  const messages = await store.storyMessages(id);
+  return {
+    messages,
+    bytes: messages.map((m) => m.data),
+    changed(index: number, rehash: boolean): Uint8Array {
+      const envelope = fromBinary(ContextEventSchema, (messages[index] as StoredMessage).data);
+      envelope.payload = eventData.subtaskAdded({ subtaskId: "t0", title: "rewritten" });
+      if (rehash) envelope.hash = eventHash(envelope);
+      return toBinary(ContextEventSchema, envelope);
+    },
+  };
+}
+
+interface Verified {
+  readonly code: number | null;
+  readonly result: { stories: number; messages: number; breaks: ChainBreak[] };
+}
+
+async function verify(...args: string[]): Promise<Verified> {
+  const run = await runCtx(
+    ["audit", "verify", ...args, "--json"],
+    { ...process.env, ...env },
+    60_000,
+  );
+  return { code: run.code, result: JSON.parse(run.stdout) as Verified["result"] };
+}
+
+const kinds = (v: Verified) => v.result.breaks.map((b) => [b.kind, b.version]);
+
+describe("ctx audit verify", () => {
+  it("finds nothing wrong with stories as the store wrote them, and exits 0", async () => {
+    const id = await writtenStory("intact");
+    const v = await verify("--story", id);
+    expect(v.code).toBe(0);
+    expect(v.result).toMatchObject({ stories: 1, messages: 4, breaks: [] });
+  });
+
+  it("finds an altered payload, with the hash its content has and the hash stored", async () => {
+    const id = await writtenStory("altered");
+    const s = await stored(id);
+    await rewrite(id, [s.bytes[0], s.changed(1, false), s.bytes[2], s.bytes[3]] as Uint8Array[]);
+    const v = await verify("--story", id);
+    expect(v.code).toBe(1);
+    expect(kinds(v)).toEqual([["altered", 2]]);
+    const [found] = v.result.breaks;
+    expect(found?.actual).toBe(
+      Buffer.from(fromBinary(ContextEventSchema, s.bytes[1] as Uint8Array).hash).toString("hex"),
+    );
+    expect(found?.expected).toMatch(/^[0-9a-f]{64}$/);
+    expect(found?.expected).not.toBe(found?.actual);
+  });
+
+  it("finds an event altered and hashed again, where the next event links to it", async () => {
+    const id = await writtenStory("rehashed");
+    const s = await stored(id);
+    await rewrite(id, [s.bytes[0], s.changed(1, true), s.bytes[2], s.bytes[3]] as Uint8Array[]);
+    expect(kinds(await verify("--story", id))).toEqual([["altered", 3]]);
+  });
+
+  it("finds a removed event", async () => {
+    const id = await writtenStory("removed");
+    const s = await stored(id);
+    await jsm.streams.deleteMessage(settings.stream, (s.messages[1] as StoredMessage).seq, true);
+    const v = await verify("--story", id);
+    expect(kinds(v)).toEqual([["missing", 3]]);
+    expect(v.result.breaks[0]?.sequence).toBe((s.messages[2] as StoredMessage).seq);
+  });
+
+  it("finds reordered events", async () => {
+    const id = await writtenStory("reordered");
+    const s = await stored(id);
+    await rewrite(id, [s.bytes[0], s.bytes[2], s.bytes[1], s.bytes[3]] as Uint8Array[]);
+    expect(kinds(await verify("--story", id))).toEqual([
+      ["missing", 3],
+      ["reordered", 2],
+    ]);
+  });
+
+  it("finds another story's event stored on a story's subject", async () => {
+    const id = await writtenStory("target");
+    const other = await stored(await writtenStory("source"));
+    await jetstream(nc).publish(eventSubject(settings, id, "SubtaskAdded"), other.bytes[3]);
+    const v = await verify("--story", id);
+    expect(kinds(v)).toEqual([["foreign-story", 4]]);
+    expect(v.result.breaks[0]).toMatchObject({ storyId: id, expected: id });
+  });
+
+  it("with --all, verifies every story of the stream and lists every break", async () => {
+    const v = await verify("--all");
+    expect(v.code).toBe(1);
+    expect(v.result.stories).toBe(7);
+    expect(v.result.breaks.map((b) => b.kind).sort()).toEqual(
+      ["altered", "altered", "foreign-story", "missing", "missing", "reordered"].sort(),
+    );
+    // In stream order.
+    const sequences = v.result.breaks.map((b) => b.sequence);
+    expect(sequences).toEqual([...sequences].sort((a, b) => a - b));
+  });
+
+  it("says how it is used when given neither --story nor --all (exit 2)", async () => {
+    const run = await runCtx(["audit", "verify"], { ...process.env, ...env }, 30_000);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("--story <id> or --all");
+  });
+});
