@@ -90,6 +90,7 @@ function validRequest(method: DescMethod): MessageShape<DescMessage> {
     GetContextAtTime: { storyId: story, timestamp: at },
     GetContextAtVersion: { storyId: story, version: 2 },
     ListEvents: { storyId: story, fromVersion: 1, pageSize: 10 },
+    ListStoredEvents: { storyId: story, afterSequence: 0n, pageSize: 10 },
     DiffContext: {
       storyId: story,
       from: { point: { case: "version", value: 1 } },

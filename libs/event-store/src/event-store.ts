@@ -217,8 +217,14 @@ export interface EventStore {
    * sequence, time), whatever they hold: for verifying what the stream holds (`ctx audit verify`).
    */
   readAllMessages(options?: ReadAllOptions): AsyncIterable<StoredMessage>;
-  /** Every stored message of a story's subjects, in stream order, as stored (see readAllMessages). */
-  storyMessages(storyId: StoryId): Promise<readonly StoredMessage[]>;
+  /**
+   * The stored messages of a story's subjects, in stream order, as stored (see readAllMessages):
+   * all of them, or a page (see StoryMessagesOptions).
+   */
+  storyMessages(
+    storyId: StoryId,
+    options?: StoryMessagesOptions,
+  ): Promise<readonly StoredMessage[]>;
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
   /**
@@ -249,6 +255,16 @@ export interface EventStore {
    * StoryNotFoundError
    */
   setAside(storyId: StoryId, request: SetAsideRequest): Promise<SetAsideResult>;
+}
+
+/** A page of a story's stored messages (storyMessages). */
+export interface StoryMessagesOptions {
+  /** Only messages after this stream sequence (default 0: from the first). */
+  readonly afterSequence?: number;
+  /** At most this many messages. */
+  readonly limit?: number;
+  /** No more messages once their bytes reach this (the message that reaches it is the last). */
+  readonly maxBytes?: number;
 }
 
 /** Which messages of a story to set aside, and why (`ctx stories repair`). */
@@ -1246,8 +1262,22 @@ class JetStreamEventStore implements EventStore {
     }
   }
 
-  storyMessages(storyId: StoryId): Promise<readonly StoredMessage[]> {
-    return this.#guard(() => this.#storyMessages(storyId));
+  async storyMessages(
+    storyId: StoryId,
+    options: StoryMessagesOptions = {},
+  ): Promise<readonly StoredMessage[]> {
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
+    const messages: StoredMessage[] = [];
+    let bytes = 0;
+    const first = (options.afterSequence ?? 0) + 1;
+    if (limit < 1) return messages;
+    await this.#scan(storyId, storySubjects(this.names, storyId), first, READ_BATCH, (msg) => {
+      messages.push(msg);
+      bytes += msg.data.length;
+      return messages.length < limit && bytes < maxBytes;
+    });
+    return messages;
   }
 
   async *readAllStored(

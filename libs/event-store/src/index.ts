@@ -57,6 +57,7 @@ export type {
   SetAsideRequest,
   SetAsideResult,
   StoryHead,
+  StoryMessagesOptions,
 } from "./event-store.ts";
 export { createEventStore, ExpectedVersion } from "./event-store.ts";
 export type { EventStreamNames, EventStreamSettings } from "./event-stream.ts";

@@ -8,6 +8,7 @@ import type { TemporalReader } from "@ctx/snapshots";
 import type { ContextQueries } from "../context/context-queries.ts";
 import { diffContext } from "../diff/diff-context.ts";
 import { listEvents } from "../events/list-events.ts";
+import { listStoredEvents } from "../events/list-stored-events.ts";
 import type { GraphCall, GraphQueries } from "../graph/graph-queries.ts";
 import { watchContext } from "../watch/watch-context.ts";
 import type { WatchHub } from "../watch/watch-hub.ts";
@@ -62,6 +63,9 @@ export function registerQueryService(router: ConnectRouter, parts: QueryServiceP
       if (req.until.case === "untilTime") requestTime(req.until.value, "until_time");
       return bound(ctx, (signal) => listEvents(reader, store, storyId(req.storyId), req, signal));
     },
+
+    listStoredEvents: (req, ctx) =>
+      bound(ctx, (signal) => listStoredEvents(store, storyId(req.storyId), req, signal)),
 
     diffContext(req, ctx) {
       for (const [field, point] of [

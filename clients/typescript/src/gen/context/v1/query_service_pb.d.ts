@@ -196,6 +196,104 @@ export declare type ListEventsResponse = Message<"context.v1.ListEventsResponse"
 export declare const ListEventsResponseSchema: GenMessage<ListEventsResponse>;
 
 /**
+ * @generated from message context.v1.ListStoredEventsRequest
+ */
+export declare type ListStoredEventsRequest = Message<"context.v1.ListStoredEventsRequest"> & {
+  /**
+   * @generated from field: string story_id = 1;
+   */
+  storyId: string;
+
+  /**
+   * Only messages stored after this stream sequence (0: from the story's first); pass the previous
+   * page's next_after_sequence.
+   *
+   * @generated from field: uint64 after_sequence = 2;
+   */
+  afterSequence: bigint;
+
+  /**
+   * At most this many messages (default 100, at most 1000). A page also ends once it holds about
+   * 1 MiB of message bytes (always at least one message).
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message context.v1.ListStoredEventsRequest.
+ * Use `create(ListStoredEventsRequestSchema)` to create a new message.
+ */
+export declare const ListStoredEventsRequestSchema: GenMessage<ListStoredEventsRequest>;
+
+/**
+ * One message of a story's subjects, as stored.
+ *
+ * @generated from message context.v1.StoredEventMessage
+ */
+export declare type StoredEventMessage = Message<"context.v1.StoredEventMessage"> & {
+  /**
+   * Its stream sequence.
+   *
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * The subject it is stored on: `<prefix>.<partition>.<story>.<event type>`.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * Its bytes, as stored.
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * When the stream stored it.
+   *
+   * @generated from field: google.protobuf.Timestamp stored_at = 4;
+   */
+  storedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message context.v1.StoredEventMessage.
+ * Use `create(StoredEventMessageSchema)` to create a new message.
+ */
+export declare const StoredEventMessageSchema: GenMessage<StoredEventMessage>;
+
+/**
+ * @generated from message context.v1.ListStoredEventsResponse
+ */
+export declare type ListStoredEventsResponse = Message<"context.v1.ListStoredEventsResponse"> & {
+  /**
+   * In stream order.
+   *
+   * @generated from field: repeated context.v1.StoredEventMessage messages = 1;
+   */
+  messages: StoredEventMessage[];
+
+  /**
+   * The after_sequence of the next page; 0 on the last page.
+   *
+   * @generated from field: uint64 next_after_sequence = 2;
+   */
+  nextAfterSequence: bigint;
+};
+
+/**
+ * Describes the message context.v1.ListStoredEventsResponse.
+ * Use `create(ListStoredEventsResponseSchema)` to create a new message.
+ */
+export declare const ListStoredEventsResponseSchema: GenMessage<ListStoredEventsResponse>;
+
+/**
  * A point in a story's history: a time or a version.
  *
  * @generated from message context.v1.ContextPoint
@@ -703,6 +801,19 @@ export declare const ContextQueryService: GenService<{
     methodKind: "unary";
     input: typeof ListEventsRequestSchema;
     output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * A story's messages exactly as the stream stores them, a page at a time: each one's bytes (a
+   * context.v1.ContextEvent as written, hash included, or whatever else is stored on the story's
+   * subjects), subject and stream sequence. Nothing is decoded, checked or upcast: for verifying
+   * the story's hash chain without trusting this service (docs/AUDIT.md).
+   *
+   * @generated from rpc context.v1.ContextQueryService.ListStoredEvents
+   */
+  listStoredEvents: {
+    methodKind: "unary";
+    input: typeof ListStoredEventsRequestSchema;
+    output: typeof ListStoredEventsResponseSchema;
   },
   /**
    * What changed between two points (times or versions) of a story, with the events responsible.

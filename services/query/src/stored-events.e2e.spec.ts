@@ -1,0 +1,196 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { StoryId } from "@ctx/domain";
+import { eventData } from "@ctx/domain/testing";
+import { eventSubject } from "@ctx/event-store";
+import { ContextEventSchema, type StoredEventMessage } from "@ctx/proto";
+import { runCtx, stack, testAuth } from "@ctx/test-support";
+import { jetstream, type StoredMsg } from "@nats-io/jetstream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type CommandClient,
+  newStory,
+  type QueryClient,
+  type QueryStack,
+  startQueryStack,
+} from "./testing/query-stack.ts";
+
+// Issue #25: ListStoredEvents gives a story's messages exactly as stored, so that an auditor can
+// verify the story's hash chain without trusting the service: tools/audit/verify_chain.py (Python,
+// standard library only) does, here against real stories, and it finds the same breaks as
+// `ctx audit verify` in a story someone tampered with.
+
+const repoRoot = join(import.meta.dirname, "../../..");
+let s: QueryStack;
+let command: CommandClient;
+let query: QueryClient;
+let queryUrl: string;
+
+beforeAll(async () => {
+  s = await startQueryStack();
+  command = (await s.startCommand()).client;
+  const started = await s.startQuery({ SNAPSHOTS: "off", SNAPSHOTTER: "off" });
+  query = started.client;
+  queryUrl = started.baseUrl;
+});
+
+afterAll(async () => {
+  await s?.stop();
+});
+
+/** A story of `subtasks` + 1 events, written through the command service. */
+async function commandedStory(subtasks: number): Promise<StoryId> {
+  const id = newStory();
+  await command.createContext({ storyId: id, title: "Audited" });
+  for (let i = 0; i < subtasks; i++) {
+    await command.addSubtask({ storyId: id, subtaskId: `t${i}`, title: `Subtask ${i}` });
+  }
+  return id;
+}
+
+/** Every page of ListStoredEvents, `pageSize` at a time. */
+async function allPages(id: string, pageSize: number) {
+  const pages: StoredEventMessage[][] = [];
+  let after = 0n;
+  do {
+    const page = await query.listStoredEvents({ storyId: id, afterSequence: after, pageSize });
+    pages.push(page.messages);
+    after = page.nextAfterSequence;
+  } while (after !== 0n);
+  return pages;
+}
+
+interface Verdict {
+  readonly code: number | null;
+  readonly result: {
+    messages: number;
+    version: number;
+    hash: string;
+    breaks: { sequence: number; version: number; kind: string }[];
+  };
+}
+
+/** The independent verifier, run as an auditor runs it. */
+function pythonVerify(id: string, ...extra: string[]): Promise<Verdict> {
+  const script = join(repoRoot, "tools/audit/verify_chain.py");
+  const args = [script, "--url", queryUrl, "--story", id, "--json", ...extra];
+  return new Promise((resolve, reject) => {
+    execFile(
+      "python3",
+      args,
+      { env: { ...process.env, CTX_TOKEN: testAuth().token }, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : null) : 0;
+        try {
+          resolve({ code, result: JSON.parse(stdout) as Verdict["result"] });
+        } catch {
+          reject(new Error(`verify_chain.py gave no JSON (exit ${code}): ${stderr}`));
+        }
+      },
+    );
+  });
+}
+
+describe("ListStoredEvents", () => {
+  it("gives every message of a story as stored, page by page, in stream order", async () => {
+    const id = await commandedStory(4);
+    const pages = await allPages(id, 2);
+    expect(pages.map((p) => p.length)).toEqual([2, 2, 1]);
+    const messages = pages.flat();
+    const versions = messages.map((m) => fromBinary(ContextEventSchema, m.data).version);
+    expect(versions).toEqual([1, 2, 3, 4, 5]);
+    for (const m of messages) {
+      const stored = (await s.jsm.direct.getMessage(s.settings.stream, {
+        seq: Number(m.sequence),
+      })) as StoredMsg;
+      expect(Buffer.from(m.data)).toEqual(Buffer.from(stored.data));
+      expect(m.subject).toBe(stored.subject);
+    }
+    // Past the end: an empty last page.
+    const last = messages[messages.length - 1] as StoredEventMessage;
+    const after = await query.listStoredEvents({ storyId: id, afterSequence: last.sequence });
+    expect(after).toMatchObject({ messages: [], nextAfterSequence: 0n });
+  });
+
+  it("answers NOT_FOUND for a story without messages", async () => {
+    const error = await query.listStoredEvents({ storyId: newStory() }).catch((e) => e);
+    expect(ConnectError.from(error).code).toBe(Code.NotFound);
+  });
+});
+
+describe("the independent verifier (tools/audit/verify_chain.py)", () => {
+  it("finds a commanded story intact, with the head the store has", async () => {
+    const id = await commandedStory(6);
+    const verdict = await pythonVerify(id, "--page-size", "3");
+    expect(verdict.code).toBe(0);
+    const head = await s.store.head(id);
+    expect(verdict.result).toMatchObject({
+      messages: 7,
+      version: 7,
+      hash: Buffer.from(head?.hash ?? []).toString("hex"),
+      breaks: [],
+    });
+  });
+
+  it("finds the breaks of a tampered story, the same ones ctx audit verify finds", async () => {
+    const id = await commandedStory(3);
+    const other = await commandedStory(1);
+    const js = jetstream(s.nc);
+    const story = await s.store.storyMessages(id);
+    const publish = (data: Uint8Array) =>
+      js.publish(eventSubject(s.settings, id, "SubtaskAdded"), data);
+    // Another story's event on its subject; one of its own events again; and a next version
+    // whose content does not match its hash (a forged event with a copied hash).
+    await publish(((await s.store.storyMessages(other))[1] as { data: Uint8Array }).data);
+    await publish((story[1] as { data: Uint8Array }).data);
+    const last = fromBinary(ContextEventSchema, (story[3] as { data: Uint8Array }).data);
+    const forged = create(ContextEventSchema, {
+      ...last,
+      version: 5,
+      prevHash: last.hash,
+      payload: eventData.subtaskAdded({ subtaskId: "forged", title: "Forged" }),
+    });
+    await publish(toBinary(ContextEventSchema, forged));
+
+    const verdict = await pythonVerify(id);
+    expect(verdict.code).toBe(1);
+    const found = verdict.result.breaks.map((b) => [b.kind, b.version]);
+    expect(found).toEqual([
+      ["foreign-story", 2],
+      ["reordered", 2],
+      ["altered", 5],
+    ]);
+
+    const ctx = await runCtx(
+      ["audit", "verify", "--story", id, "--json"],
+      {
+        ...process.env,
+        ...stack().natsEnv,
+        EVENT_STREAM: s.settings.stream,
+        EVENT_SUBJECT_PREFIX: s.settings.subjectPrefix,
+        EVENT_PARTITIONS: String(s.settings.partitions),
+      },
+      60_000,
+    );
+    expect(ctx.code).toBe(1);
+    const audited = JSON.parse(ctx.stdout) as Verdict["result"];
+    expect(audited.breaks.map((b) => [b.kind, b.version, b.sequence])).toEqual(
+      verdict.result.breaks.map((b) => [b.kind, b.version, b.sequence]),
+    );
+  });
+
+  it("says why when it cannot ask the service (exit 2)", async () => {
+    const verdict = await new Promise<number | null>((resolve) => {
+      execFile(
+        "python3",
+        [join(repoRoot, "tools/audit/verify_chain.py"), "--url", queryUrl, "--story", "s-1"],
+        { env: { ...process.env, CTX_TOKEN: "" } },
+        (error) => resolve(error ? (typeof error.code === "number" ? error.code : null) : 0),
+      );
+    });
+    // Without a token the service answers UNAUTHENTICATED.
+    expect(verdict).toBe(2);
+  });
+});
