@@ -34,14 +34,21 @@ export interface LoadedSnapshot {
   readonly state: ContextState;
   /** Stream sequence of the last event folded into the snapshot. */
   readonly eventSequence: number;
+  /** That event's hash; empty for a snapshot written before the hash was kept. */
+  readonly eventHash: Uint8Array;
 }
 
 /**
- * The snapshot of a state whose last event sits at `eventSequence` in the event stream.
+ * The snapshot of a state whose last event sits at `eventSequence` in the event stream, with that
+ * event's hash (`eventHash`), which anchors the snapshot to the history it was folded from.
  *
  * @throws RangeError for a state without events (there is nothing to snapshot).
  */
-export function toSnapshot(state: ContextState, eventSequence: number): ContextSnapshot {
+export function toSnapshot(
+  state: ContextState,
+  eventSequence: number,
+  eventHash: Uint8Array = new Uint8Array(0),
+): ContextSnapshot {
   if (state.version === 0 || state.updatedAt === undefined) {
     throw new RangeError(`story ${state.storyId} has no events: there is nothing to snapshot`);
   }
@@ -51,6 +58,7 @@ export function toSnapshot(state: ContextState, eventSequence: number): ContextS
     occurredAt: timestampFromDate(state.updatedAt),
     eventSequence: BigInt(eventSequence),
     schemaVersion: currentSnapshotSchemaVersion,
+    eventHash,
   });
 }
 
@@ -89,6 +97,7 @@ export function loadSnapshot(snapshot: ContextSnapshot): LoadedSnapshot | undefi
         timestampDate(snapshot.occurredAt),
       ),
       eventSequence: Number(snapshot.eventSequence),
+      eventHash: snapshot.eventHash,
     };
   } catch (e) {
     if (e instanceof RangeError) return undefined;

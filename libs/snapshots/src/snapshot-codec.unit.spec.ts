@@ -36,8 +36,9 @@ const state = evolveAll(
 );
 
 describe("snapshots on the wire", () => {
-  it("round-trip a state exactly, with the sequence to resume after", () => {
-    const snapshot = toSnapshot(state, 42);
+  it("round-trip a state exactly, with the sequence to resume after and its event's hash", () => {
+    const hash = new Uint8Array(32).fill(9);
+    const snapshot = toSnapshot(state, 42, hash);
     expect(snapshot).toMatchObject({
       version: 5,
       eventSequence: 42n,
@@ -49,7 +50,10 @@ describe("snapshots on the wire", () => {
     expect(loadSnapshot(decoded as NonNullable<typeof decoded>)).toEqual({
       state,
       eventSequence: 42,
+      eventHash: hash,
     });
+    // Written before the hash was kept: an empty one (the reader then checks the rest only).
+    expect(loadSnapshot(toSnapshot(state, 42))?.eventHash).toEqual(new Uint8Array(0));
   });
 
   it("refuses to snapshot a story without events", () => {

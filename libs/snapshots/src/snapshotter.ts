@@ -251,7 +251,10 @@ class JetStreamSnapshotter implements Snapshotter {
         }
         // The segment first: a reader that finds a snapshot finds the segment before it too.
         await this.#writeSegment(point, event.version - this.#interval);
-        if (await snapshots.write(toSnapshot(point.state, point.sequence))) this.#written?.inc();
+        // Anchored by the hash of its last event, as stored (an upcaster keeps it).
+        const last = point.events[point.events.length - 1]?.envelope.hash;
+        const snapshot = toSnapshot(point.state, point.sequence, last);
+        if (await snapshots.write(snapshot)) this.#written?.inc();
       };
       await this.#retryingOutages(
         msg,

@@ -385,6 +385,47 @@ describe("temporal reader", () => {
     expect(atTime.state).toEqual(fold(story, history));
   });
 
+  it("never uses a snapshot whose event the stream holds with another hash", async () => {
+    // Snapshots of its own, none written by a snapshotter: only the ones this test writes.
+    const names = { stream: uniqueName("HASHSNAP"), subjectPrefix: uniqueName("hashsnap") };
+    await provisionSnapshotStream(jsm, { ...names, replicas: 1, duplicateWindowMs: 60_000 });
+    try {
+      const own = createSnapshotStore(nc, names, { interval: INTERVAL });
+      const reader = createTemporalReader({ nc, store, snapshots: own, logger });
+      const fourEvents = (title: string) => [
+        [eventData.contextCreated({ title })],
+        [eventData.subtaskAdded({ subtaskId: "a" })],
+        [eventData.subtaskAdded({ subtaskId: "b" })],
+        [eventData.subtaskAdded({ subtaskId: "c" })],
+      ];
+
+      // Left from a history rewritten since: the stream's event at the snapshot's position has
+      // the same story, version and time, but not the hash the snapshot was folded up to.
+      const story = newStory();
+      const history = await append(story, fourEvents("real"));
+      const anchor = history[2] as RecordedEvent;
+      const forged = fold(story, [
+        ...history.slice(0, 2),
+        { ...anchor, data: eventData.subtaskAdded({ subtaskId: "forged" }) },
+      ]);
+      await own.write(toSnapshot(forged, anchor.sequence, new Uint8Array(32).fill(7)));
+      const point = await reader.atVersion(story, 4);
+      expect(point.snapshotVersion).toBe(0);
+      expect(point.state).toEqual(fold(story, history));
+
+      // With the hash the stream holds, a snapshot is used.
+      const honest = newStory();
+      const events = await append(honest, fourEvents("honest"));
+      const at = events[2] as RecordedEvent;
+      await own.write(toSnapshot(fold(honest, events.slice(0, 3)), at.sequence, at.envelope.hash));
+      const used = await reader.atVersion(honest, 4);
+      expect(used.snapshotVersion).toBe(3);
+      expect(used.state).toEqual(fold(honest, events));
+    } finally {
+      await jsm.streams.delete(names.stream).catch(() => undefined);
+    }
+  });
+
   it("folds every event that occurred by a time, also those stored after it (past the read's size hint)", async () => {
     const story = newStory();
     const early = await append(
@@ -452,6 +493,10 @@ describe("snapshotter", () => {
       const snapshot = await snapshots.atOrBeforeVersion(story, v);
       expect(snapshot?.version).toBe(v);
       expect(Number(snapshot?.eventSequence)).toBe(history[v - 1]?.sequence);
+      // Anchored by the hash of its last event, as stored.
+      expect(Buffer.from(snapshot?.eventHash ?? [])).toEqual(
+        Buffer.from(history[v - 1]?.envelope.hash ?? []),
+      );
       // The events before it, as stored, in the segment after the previous snapshot.
       const segment = await snapshots.segment(story, v - INTERVAL);
       expect(segment?.events.map((e) => Number(e.sequence))).toEqual(

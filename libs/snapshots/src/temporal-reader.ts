@@ -451,16 +451,21 @@ class SnapshotTemporalReader implements TemporalReader {
   }
 }
 
-/** Whether the stream's event is the snapshot's last one: same story, position, version, time. */
+/**
+ * Whether the stream's event is the snapshot's last one: same story, position, version, time, and
+ * (for a snapshot that kept it) hash. A history rewritten since the snapshot was written, even
+ * with the same versions at the same positions, no longer holds the event it was folded up to.
+ */
 function anchors(
   snapshot: LoadedSnapshot,
-  event: Pick<RecordedEvent, "storyId" | "sequence" | "version" | "occurredAt">,
+  event: Pick<RecordedEvent, "storyId" | "sequence" | "version" | "occurredAt" | "envelope">,
 ): boolean {
   return (
     event.storyId === snapshot.state.storyId &&
     event.sequence === snapshot.eventSequence &&
     event.version === snapshot.state.version &&
-    event.occurredAt.getTime() === snapshot.state.updatedAt?.getTime()
+    event.occurredAt.getTime() === snapshot.state.updatedAt?.getTime() &&
+    (snapshot.eventHash.length === 0 || equalBytes(event.envelope.hash, snapshot.eventHash))
   );
 }
 

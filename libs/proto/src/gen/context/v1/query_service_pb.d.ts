@@ -647,6 +647,14 @@ export declare type ContextSnapshot = Message<"context.v1.ContextSnapshot"> & {
    * @generated from field: uint32 schema_version = 5;
    */
   schemaVersion: number;
+
+  /**
+   * The hash of that event, as stored in its envelope: a reader uses the snapshot only when the
+   * stream's event at event_sequence has this hash (empty in snapshots written before it was kept).
+   *
+   * @generated from field: bytes event_hash = 6;
+   */
+  eventHash: Uint8Array;
 };
 
 /**
