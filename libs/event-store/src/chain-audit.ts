@@ -1,5 +1,3 @@
-import { fromBinary } from "@bufbuild/protobuf";
-import { type ContextEvent, ContextEventSchema } from "@ctx/proto";
 import { type EventStreamNames, parseStoredSubject } from "./event-stream.ts";
 import { equalBytes } from "./hash-chain.ts";
 import { sha256 } from "./sha256.ts";
@@ -101,16 +99,14 @@ export class ChainAuditor {
       return;
     }
     const chain = this.#chain(storyId);
-    let envelope: ContextEvent;
-    try {
-      envelope = fromBinary(ContextEventSchema, message.data);
-    } catch (e) {
+    const envelope = chainFields(message.data);
+    if (envelope === undefined) {
       this.#pend(chain, message, {
         kind: "unreadable",
         sequence: message.seq,
         storyId,
         version: 0,
-        detail: `not an event envelope: ${e instanceof Error ? e.message : String(e)}`,
+        detail: "not an event envelope: malformed protobuf wire bytes",
       });
       return;
     }
@@ -138,12 +134,12 @@ export class ChainAuditor {
       });
       return;
     }
-    const recomputed = storedEventHash(message.data, envelope.prevHash);
-    if (recomputed === undefined || !equalBytes(recomputed, envelope.hash)) {
+    const recomputed = sha256(envelope.prevHash, envelope.unsigned);
+    if (!equalBytes(recomputed, envelope.hash)) {
       this.#breaks.push({
         kind: "altered",
         ...at,
-        expected: recomputed === undefined ? "" : hex(recomputed),
+        expected: hex(recomputed),
         actual: hex(envelope.hash),
         detail: "the event's content does not hash to the hash stored with it: it was changed",
       });
@@ -173,12 +169,10 @@ export class ChainAuditor {
     chain.hash = envelope.hash;
     chain.sequence = message.seq;
     chain.events += 1;
-    if (envelope.payload.case === "eventsSetAside") {
-      for (const entry of envelope.payload.value.setAside) {
-        const held = chain.pending.get(Number(entry.sequence));
-        if (held !== undefined && equalBytes(held.digest, entry.sha256)) {
-          chain.pending.delete(Number(entry.sequence));
-        }
+    for (const entry of envelope.setAside) {
+      const held = chain.pending.get(entry.sequence);
+      if (held !== undefined && equalBytes(held.digest, entry.sha256)) {
+        chain.pending.delete(entry.sequence);
       }
     }
   }
@@ -226,36 +220,139 @@ export function storedEventHash(bytes: Uint8Array, prevHash: Uint8Array): Uint8A
 /** The protobuf wire bytes without every occurrence of one field; undefined when malformed. */
 export function withoutField(bytes: Uint8Array, field: number): Uint8Array | undefined {
   const kept: Uint8Array[] = [];
+  const wellFormed = forEachField(bytes, (number, _wire, _value, start, end) => {
+    if (number !== field) kept.push(bytes.subarray(start, end));
+    return true;
+  });
+  return wellFormed ? concat(kept) : undefined;
+}
+
+/** What the chain needs of a stored envelope, read straight from its wire bytes in one pass. */
+export interface ChainFields {
+  readonly storyId: string;
+  readonly version: number;
+  readonly prevHash: Uint8Array;
+  readonly hash: Uint8Array;
+  /** The stored bytes without field 12 (what the hash is computed over, after prev_hash). */
+  readonly unsigned: Uint8Array;
+  /** An EventsSetAside's entries: the sequences and SHA-256 digests it vouches for. */
+  readonly setAside: readonly { readonly sequence: number; readonly sha256: Uint8Array }[];
+}
+
+const STORY_ID = 2;
+const VERSION = 3;
+const PREV_HASH = 11;
+const EVENTS_SET_ASIDE = 27;
+const SET_ASIDE_ENTRY = 3;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The chain's fields of a stored envelope (docs/AUDIT.md's table); undefined when the bytes are not
+ * a well-formed protobuf message, or one of those fields has another wire type or is not UTF-8.
+ * Nothing else of the envelope is decoded: the payload is only walked when it is an EventsSetAside.
+ */
+export function chainFields(bytes: Uint8Array): ChainFields | undefined {
+  let storyId = "";
+  let version = 0;
+  let prevHash: Uint8Array = EMPTY;
+  let hash: Uint8Array = EMPTY;
+  const kept: Uint8Array[] = [];
+  const setAside: { sequence: number; sha256: Uint8Array }[] = [];
+  const wellFormed = forEachField(bytes, (number, wire, value, start, end) => {
+    if (number === HASH_FIELD) {
+      if (wire !== 2) return false;
+      hash = value as Uint8Array;
+      return true;
+    }
+    kept.push(bytes.subarray(start, end));
+    if (number === STORY_ID) {
+      if (wire !== 2) return false;
+      try {
+        storyId = utf8.decode(value as Uint8Array);
+      } catch {
+        return false;
+      }
+    } else if (number === VERSION) {
+      if (wire !== 0) return false;
+      version = value as number;
+    } else if (number === PREV_HASH) {
+      if (wire !== 2) return false;
+      prevHash = value as Uint8Array;
+    } else if (number === EVENTS_SET_ASIDE) {
+      if (wire !== 2) return false;
+      return forEachField(value as Uint8Array, (n, w, entry) => {
+        if (n !== SET_ASIDE_ENTRY) return true;
+        if (w !== 2) return false;
+        let sequence = 0;
+        let digest: Uint8Array = EMPTY;
+        const ok = forEachField(entry as Uint8Array, (n2, w2, v2) => {
+          if (n2 === 1 && w2 === 0) sequence = v2 as number;
+          else if (n2 === 2 && w2 === 2) digest = v2 as Uint8Array;
+          return true;
+        });
+        setAside.push({ sequence, sha256: digest });
+        return ok;
+      });
+    }
+    return true;
+  });
+  if (!wellFormed) return undefined;
+  return { storyId, version, prevHash, hash, unsigned: concat(kept), setAside };
+}
+
+/**
+ * Calls `visit` with every field of a protobuf message, in wire order: its number, wire type,
+ * value (a varint's number; a length-delimited field's bytes; undefined for fixed widths) and where
+ * the whole field (tag included) starts and ends. False when the bytes are malformed (or `visit`
+ * said so); groups (wire types 3 and 4) count as malformed: no envelope has them.
+ */
+function forEachField(
+  bytes: Uint8Array,
+  visit: (
+    number: number,
+    wireType: number,
+    value: number | Uint8Array | undefined,
+    start: number,
+    end: number,
+  ) => boolean,
+): boolean {
   let at = 0;
   while (at < bytes.length) {
     const start = at;
     const tag = varint(bytes, at);
-    if (tag === undefined) return undefined;
+    if (tag === undefined) return false;
     at = tag.next;
     const wireType = tag.value % 8;
     const number = Math.floor(tag.value / 8);
-    if (number === 0) return undefined;
+    if (number === 0) return false;
+    let value: number | Uint8Array | undefined;
     if (wireType === 0) {
-      const value = varint(bytes, at);
-      if (value === undefined) return undefined;
-      at = value.next;
+      const read = varint(bytes, at);
+      if (read === undefined) return false;
+      value = read.value;
+      at = read.next;
     } else if (wireType === 1) {
       at += 8;
     } else if (wireType === 5) {
       at += 4;
     } else if (wireType === 2) {
       const length = varint(bytes, at);
-      if (length === undefined) return undefined;
+      if (length === undefined) return false;
       at = length.next + length.value;
+      if (at <= bytes.length) value = bytes.subarray(length.next, at);
     } else {
-      return undefined;
+      return false;
     }
-    if (at > bytes.length) return undefined;
-    if (number !== field) kept.push(bytes.subarray(start, at));
+    if (at > bytes.length) return false;
+    if (!visit(number, wireType, value, start, at)) return false;
   }
-  const out = new Uint8Array(kept.reduce((n, part) => n + part.length, 0));
+  return true;
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
   let offset = 0;
-  for (const part of kept) {
+  for (const part of parts) {
     out.set(part, offset);
     offset += part.length;
   }

@@ -4,7 +4,13 @@ import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/d
 import { eventData } from "@ctx/domain/testing";
 import { ContextEventSchema, EventsSetAsideSchema } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
-import { type AuditedMessage, ChainAuditor, storedEventHash, withoutField } from "./chain-audit.ts";
+import {
+  type AuditedMessage,
+  ChainAuditor,
+  chainFields,
+  storedEventHash,
+  withoutField,
+} from "./chain-audit.ts";
 import { encodeWithHash, eventHash } from "./hash-chain.ts";
 import { sha256 } from "./sha256.ts";
 
@@ -67,6 +73,40 @@ describe("the hash of a stored event", () => {
       expect(storedEventHash(m.data, envelope.prevHash)).toEqual(envelope.hash);
       expect(storedEventHash(m.data, envelope.prevHash)).toEqual(eventHash(envelope));
     }
+  });
+
+  it("reads the chain's fields straight from the wire bytes, as protobuf-es decodes them", () => {
+    for (const m of story("s-1", payloads(3))) {
+      const envelope = decode(m);
+      expect(chainFields(m.data)).toEqual({
+        storyId: envelope.storyId,
+        version: envelope.version,
+        prevHash: envelope.prevHash,
+        hash: envelope.hash,
+        unsigned: withoutField(m.data, 12),
+        setAside: [],
+      });
+    }
+    const repair = create(ContextEventSchema, {
+      storyId: "s-1",
+      version: 4,
+      payload: {
+        case: "eventsSetAside",
+        value: create(EventsSetAsideSchema, {
+          setAside: [
+            { sequence: 7n, sha256: Uint8Array.of(1, 2), version: 0 },
+            { sequence: 9n, sha256: Uint8Array.of(3), version: 2 },
+          ],
+        }),
+      },
+    });
+    expect(chainFields(toBinary(ContextEventSchema, repair))?.setAside).toEqual([
+      { sequence: 7, sha256: Uint8Array.of(1, 2) },
+      { sequence: 9, sha256: Uint8Array.of(3) },
+    ]);
+    // A chain field of another wire type, a story id that is not UTF-8: no envelope.
+    expect(chainFields(Uint8Array.of(0x1a, 0x01, 0x00))).toBeUndefined(); // version as bytes
+    expect(chainFields(Uint8Array.of(0x12, 0x01, 0xff))).toBeUndefined(); // story id 0xff
   });
 
   it("takes out every occurrence of the field and nothing else; malformed bytes give none", () => {
