@@ -15,7 +15,15 @@ import { sha256 } from "./sha256.ts";
  * an operator set it aside: a later EventsSetAside of the story lists its sequence and the SHA-256
  * of its bytes, so the stream records what became of it.
  */
-export type ChainBreakKind = "altered" | "missing" | "reordered" | "foreign-story" | "unreadable";
+export type ChainBreakKind =
+  | "altered"
+  | "missing"
+  | "reordered"
+  | "foreign-story"
+  | "unreadable"
+  // Found against the signed checkpoints (see CheckpointAuditor), not within a story's chain.
+  | "checkpoint"
+  | "checkpoint-signature";
 
 export interface ChainBreak {
   readonly kind: ChainBreakKind;

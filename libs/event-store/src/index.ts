@@ -1,6 +1,26 @@
 export type { AuditedMessage, ChainBreak, ChainBreakKind } from "./chain-audit.ts";
 export { ChainAuditor, storedEventHash } from "./chain-audit.ts";
 export type {
+  CheckpointKey,
+  CheckpointNames,
+  StoredCheckpoint,
+  StreamHashState,
+} from "./checkpoints.ts";
+export {
+  CheckpointAuditor,
+  checkpointNames,
+  checkpointSignature,
+  checkpointState,
+  emptyStreamHash,
+  ensureCheckpointStream,
+  lastCheckpoint,
+  matchesCheckpoint,
+  publishCheckpoint,
+  readCheckpoints,
+  StreamHasher,
+  signCheckpoint,
+} from "./checkpoints.ts";
+export type {
   EventUpcaster,
   EventUpcasterOptions,
   MessageOrigin,

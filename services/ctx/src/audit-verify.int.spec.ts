@@ -1,24 +1,22 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { type StoryId, storyId } from "@ctx/domain";
+import type { StoryId } from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
 import {
   type ChainBreak,
   createEventStore,
   type EventStore,
   type EventStreamSettings,
-  ExpectedVersion,
   eventHash,
   eventSubject,
-  provisionEventStream,
   type StoredMessage,
   storySubjects,
 } from "@ctx/event-store";
-import { testStreamSettings } from "@ctx/event-store/testing";
 import { ContextEventSchema } from "@ctx/proto";
-import { connectTestNats, runCtx, stack, uniqueName } from "@ctx/test-support";
+import { connectTestNats, runCtx, stack } from "@ctx/test-support";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fourEventStory, insiderStream } from "./testing/insider-stream.ts";
 
 // Issue #25: `ctx audit verify` recomputes every story's hash chain from the bytes the stream
 // holds. Each way of tampering with stored events is done here as someone with NATS rights would
@@ -34,13 +32,7 @@ let env: Record<string, string>;
 beforeAll(async () => {
   nc = await connectTestNats();
   jsm = await jetstreamManager(nc);
-  settings = testStreamSettings(uniqueName("AUDIT"));
-  await provisionEventStream(jsm, settings);
-  // The stream refuses deletes and purges, and no update lifts that; an insider with the
-  // account's admin rights recreates it without (as a doctored restore would).
-  const { config } = await jsm.streams.info(settings.stream);
-  await jsm.streams.delete(settings.stream);
-  await jsm.streams.add({ ...config, deny_delete: false, deny_purge: false });
+  settings = await insiderStream(jsm, "AUDIT");
   store = createEventStore(nc, { names: settings });
   env = {
     ...stack().natsEnv,
@@ -56,23 +48,7 @@ afterAll(async () => {
   await nc?.close();
 });
 
-/** A story of four events, written by the store as the command service writes them. */
-async function writtenStory(label: string): Promise<StoryId> {
-  const id = storyId(uniqueName(label));
-  await store.append(
-    id,
-    [{ data: eventData.contextCreated({ title: label }) }],
-    ExpectedVersion.NoStory,
-  );
-  for (const [i, title] of ["one", "two", "three"].entries()) {
-    await store.append(
-      id,
-      [{ data: eventData.subtaskAdded({ subtaskId: `t${i}`, title }) }],
-      ExpectedVersion.Any,
-    );
-  }
-  return id;
-}
+const writtenStory = (label: string) => fourEventStory(store, label);
 
 /** Rewrites a story as someone with NATS rights can: purges it and publishes `messages` again. */
 async function rewrite(id: StoryId, messages: readonly Uint8Array[]): Promise<void> {

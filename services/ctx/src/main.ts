@@ -12,7 +12,14 @@ import {
   type View,
 } from "./cli/output.ts";
 import { productVersion } from "./cli/version.ts";
-import { auditVerify, auditVerifyView } from "./commands/audit.ts";
+import {
+  auditCheckpoint,
+  auditKeygen,
+  auditVerify,
+  auditVerifyView,
+  checkpointKeyView,
+  checkpointWrittenView,
+} from "./commands/audit.ts";
 import {
   type BackupCommandOptions,
   backupWrittenView,
@@ -330,14 +337,54 @@ audit
     "recompute the hash chain of a story (--story) or of every story (--all) from the stored bytes; exits 1 on any break (docs/AUDIT.md)",
   )
   .addOption(new Option("--story <id>", "one story").conflicts("all"))
-  .addOption(new Option("--all", "every story of the stream (a progress bar on a terminal)"))
+  .addOption(
+    new Option(
+      "--all",
+      "every story of the stream, and the stream against its signed checkpoints (a progress bar on a terminal)",
+    ),
+  )
+  .addOption(
+    new Option(
+      "--keys <dir>",
+      "the checkpoint keys (a file per key, named by its id): with --all, checks the checkpoints' signatures",
+    ).env("AUDIT_KEYS_DIR"),
+  )
   .addOption(jsonOption())
-  .action((options: { story?: string; all?: boolean; json?: boolean }, command: Command) => {
-    if (options.story === undefined && options.all !== true) {
-      command.error("error: give --story <id> or --all", { exitCode: exitCodes.usage });
-    }
-    return report(options, auditVerifyView, (output) => auditVerify(options, output));
-  });
+  .action(
+    (
+      options: { story?: string; all?: boolean; keys?: string; json?: boolean },
+      command: Command,
+    ) => {
+      if (options.story === undefined && options.all !== true) {
+        command.error("error: give --story <id> or --all", { exitCode: exitCodes.usage });
+      }
+      return report(options, auditVerifyView, (output) => auditVerify(options, output));
+    },
+  );
+audit
+  .command("checkpoint")
+  .description(
+    "sign what the event stream holds now: a checkpoint (stream position and hash, HMAC-SHA256) in its own stream; run it on a schedule",
+  )
+  .addOption(
+    new Option("--keys <dir>", "the checkpoint keys (a file per key, named by its id)")
+      .env("AUDIT_KEYS_DIR")
+      .makeOptionMandatory(),
+  )
+  .option("--key-id <id>", "the key to sign with (needed when the folder holds several)")
+  .addOption(jsonOption())
+  .action((options: { keys: string; keyId?: string; json?: boolean }) =>
+    report(options, checkpointWrittenView, (output) => auditCheckpoint(options, output)),
+  );
+audit
+  .command("keygen")
+  .description("a new random checkpoint key, written to the keys folder (0600); old keys are kept")
+  .requiredOption("--keys <dir>", "the checkpoint keys folder")
+  .option("--key-id <id>", "its id (default: ckpt-<time>)")
+  .addOption(jsonOption())
+  .action((options: { keys: string; keyId?: string; json?: boolean }) =>
+    report(options, checkpointKeyView, () => auditKeygen(options)),
+  );
 
 const parked = program.command("parked").description("events a projection could not apply");
 parked

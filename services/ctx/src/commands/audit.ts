@@ -1,5 +1,31 @@
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { ConfigError } from "@ctx/config";
 import { StoryNotFoundError, storyId } from "@ctx/domain";
-import { ChainAuditor, type ChainBreak, createEventStore } from "@ctx/event-store";
+import {
+  ChainAuditor,
+  type ChainBreak,
+  CheckpointAuditor,
+  checkpointNames,
+  checkpointSignature,
+  checkpointState,
+  createEventStore,
+  ensureCheckpointStream,
+  lastCheckpoint,
+  publishCheckpoint,
+  readCheckpoints,
+  StreamHasher,
+  signCheckpoint,
+} from "@ctx/event-store";
 import { type Output, scanProgress, table, type View } from "../cli/output.ts";
 import { withCtxEnv } from "../ctx-env.ts";
 
@@ -11,6 +37,15 @@ export interface AuditVerification {
   readonly stories: number;
   readonly messages: number;
   readonly seconds: number;
+  /**
+   * The signed checkpoints (with --all): how many there are, how many the stream matched, and
+   * whether their signatures were checked (--keys).
+   */
+  readonly checkpoints?: {
+    readonly found: number;
+    readonly matched: number;
+    readonly signaturesChecked: boolean;
+  };
   /** Every break, in stream order (exit code 1 when there is one). */
   readonly breaks: readonly ChainBreak[];
 }
@@ -38,6 +73,15 @@ export const auditVerifyView: View<AuditVerification> = {
           ...r.breaks.map((b) => `stream message ${b.sequence} (${b.kind}): ${b.detail}`),
           "",
         ]),
+    ...(r.checkpoints === undefined
+      ? []
+      : [
+          r.checkpoints.found === 0
+            ? "no signed checkpoints (ctx audit checkpoint writes them)"
+            : `${r.checkpoints.matched} of ${r.checkpoints.found} signed checkpoint(s) match the stream${
+                r.checkpoints.signaturesChecked ? "" : " (signatures not checked: give --keys)"
+              }`,
+        ]),
     `${r.story ?? r.stream}: ${r.messages} messages of ${r.stories} ${r.stories === 1 ? "story" : "stories"} verified in ${r.seconds.toFixed(1)} s: ${
       r.breaks.length === 0
         ? "every hash chain is intact"
@@ -53,9 +97,10 @@ export const auditVerifyView: View<AuditVerification> = {
  * sequence, story, version, kind, and the expected and actual values. Exits 1 on any break.
  */
 export async function auditVerify(
-  options: { story?: string; all?: boolean },
+  options: { story?: string; all?: boolean; keys?: string },
   output: Output,
 ): Promise<AuditVerification> {
+  const keys = options.keys === undefined ? undefined : loadCheckpointKeys(options.keys);
   return await withCtxEnv(async ({ nc, jsm, names }) => {
     const store = createEventStore(nc, { names });
     const auditor = new ChainAuditor(names);
@@ -64,26 +109,188 @@ export async function auditVerify(
       const messages = await store.storyMessages(storyId(options.story));
       if (messages.length === 0) throw new StoryNotFoundError(storyId(options.story));
       for (const m of messages) auditor.add(m);
-    } else {
-      const total = (await jsm.streams.info(names.stream)).state.messages;
-      const progress = scanProgress(output, total, "verifying");
-      try {
-        for await (const m of store.readAllMessages()) {
-          auditor.add(m);
-          progress.update(auditor.messages);
-        }
-      } finally {
-        progress.stop(auditor.messages);
-      }
+      return {
+        stream: names.stream,
+        story: options.story,
+        stories: auditor.stories,
+        messages: auditor.messages,
+        seconds: (performance.now() - started) / 1000,
+        breaks: auditor.finish(),
+      };
     }
-    const breaks = auditor.finish();
+    const stored = await readCheckpoints(nc, jsm, checkpointNames(names));
+    const signed = new CheckpointAuditor(stored, keys);
+    const total = (await jsm.streams.info(names.stream)).state.messages;
+    const progress = scanProgress(output, total, "verifying");
+    try {
+      for await (const m of store.readAllMessages()) {
+        auditor.add(m);
+        signed.add(m);
+        progress.update(auditor.messages);
+      }
+    } finally {
+      progress.stop(auditor.messages);
+    }
+    const breaks = [...auditor.finish(), ...signed.finish()].sort(
+      (a, b) => a.sequence - b.sequence,
+    );
     return {
       stream: names.stream,
-      ...(options.story === undefined ? {} : { story: options.story }),
       stories: auditor.stories,
       messages: auditor.messages,
       seconds: (performance.now() - started) / 1000,
+      checkpoints: {
+        found: stored.length,
+        matched: signed.verified,
+        signaturesChecked: keys !== undefined,
+      },
       breaks,
     };
+  });
+}
+
+/**
+ * The checkpoint keys in a folder: every file is one key, its name the key id, its content (at
+ * least 32 characters, surrounding whitespace ignored) the HMAC-SHA256 secret.
+ * @throws ConfigError for a folder without keys, or a key too short.
+ */
+export function loadCheckpointKeys(dir: string): Map<string, Uint8Array> {
+  const keys = new Map<string, Uint8Array>();
+  const problem = (message: string) => new ConfigError([{ variable: "--keys", message }]);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw problem(`${dir} is not a folder`);
+  for (const name of readdirSync(dir).sort()) {
+    const file = join(dir, name);
+    if (name.startsWith(".") || !statSync(file).isFile()) continue;
+    const secret = readFileSync(file, "utf8").trim();
+    if (secret.length < 32) throw problem(`the key ${name} is shorter than 32 characters`);
+    keys.set(name, new TextEncoder().encode(secret));
+  }
+  if (keys.size === 0) throw problem(`${dir} holds no key (ctx audit keygen makes one)`);
+  return keys;
+}
+
+/** What `ctx audit keygen` made. */
+export interface CheckpointKeyMade {
+  readonly keyId: string;
+  readonly file: string;
+}
+
+export const checkpointKeyView: View<CheckpointKeyMade> = {
+  text: (k) => [
+    `checkpoint key ${k.keyId} written to ${k.file} (0600); sign with --key-id ${k.keyId}`,
+  ],
+};
+
+/** `ctx audit keygen --keys D [--key-id ID]`: a new random checkpoint key (a file of D, 0600). */
+export function auditKeygen(options: { keys: string; keyId?: string }): CheckpointKeyMade {
+  const keyId =
+    options.keyId ?? `ckpt-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}`;
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(keyId) || keyId.startsWith(".")) {
+    throw new ConfigError([
+      { variable: "--key-id", message: "must be 1-64 letters, digits, . _ or -" },
+    ]);
+  }
+  mkdirSync(options.keys, { recursive: true, mode: 0o700 });
+  const file = join(options.keys, keyId);
+  if (existsSync(file)) {
+    throw new ConfigError([
+      { variable: "--key-id", message: `${file} exists: keys are never overwritten` },
+    ]);
+  }
+  writeFileSync(file, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return { keyId, file };
+}
+
+/** What `ctx audit checkpoint` did. */
+export interface CheckpointWritten {
+  readonly stream: string;
+  /** False when the stream held nothing new since the last checkpoint (none written). */
+  readonly written: boolean;
+  readonly lastSequence: number;
+  readonly messages: number;
+  readonly streamHash: string;
+  readonly keyId: string;
+  /** Messages hashed by this run (those after the previous checkpoint). */
+  readonly hashed: number;
+}
+
+export const checkpointWrittenView: View<CheckpointWritten> = {
+  text: (c) => [
+    c.written
+      ? `signed checkpoint of ${c.stream} up to message ${c.lastSequence} (${c.messages} messages; ${c.hashed} hashed now), stream hash ${c.streamHash.slice(0, 16)}…, key ${c.keyId}`
+      : `${c.stream}: nothing new since the last checkpoint (message ${c.lastSequence}); none written`,
+  ],
+};
+
+/**
+ * `ctx audit checkpoint --keys D [--key-id ID]`: signs what the event stream holds now. Goes on
+ * from the last checkpoint (whose signature it checks first) over the messages stored since, and
+ * writes the new one to the checkpoint stream, refused by the server if another was written
+ * meanwhile (run it again). Run it on a schedule (a cron job, a Kubernetes CronJob).
+ */
+export async function auditCheckpoint(
+  options: { keys: string; keyId?: string },
+  output: Output,
+): Promise<CheckpointWritten> {
+  const keys = loadCheckpointKeys(options.keys);
+  const keyId = options.keyId ?? (keys.size === 1 ? [...keys.keys()][0] : undefined);
+  const secret = keyId === undefined ? undefined : keys.get(keyId);
+  if (keyId === undefined || secret === undefined) {
+    throw new ConfigError([
+      {
+        variable: "--key-id",
+        message: `name the key to sign with: one of ${[...keys.keys()].join(", ")}`,
+      },
+    ]);
+  }
+  return await withCtxEnv(async ({ nc, jsm, names, config }) => {
+    const where = checkpointNames(names);
+    await ensureCheckpointStream(jsm, where, config.EVENT_STREAM_REPLICAS);
+    const last = await lastCheckpoint(jsm, where);
+    if (last !== undefined) {
+      const verdict = last.checkpoint ? checkpointSignature(last.checkpoint, keys) : "invalid";
+      if (verdict !== "valid") {
+        throw new Error(
+          `the last checkpoint (message ${last.seq} of ${where.stream}) is not signed by any of the keys given (${verdict}): run ctx audit verify --all --keys ${options.keys}`,
+        );
+      }
+    }
+    const from = last?.checkpoint ? checkpointState(last.checkpoint) : undefined;
+    const upTo = (await jsm.streams.info(names.stream)).state.last_seq;
+    const hasher = new StreamHasher(from);
+    if (upTo > (from?.sequence ?? 0)) {
+      const store = createEventStore(nc, { names });
+      const progress = scanProgress(output, upTo - (from?.sequence ?? 0), "hashing");
+      let hashed = 0;
+      try {
+        for await (const m of store.readAllMessages({
+          fromSequence: (from?.sequence ?? 0) + 1,
+          toSequence: upTo,
+        })) {
+          hasher.add(m);
+          progress.update(++hashed);
+        }
+      } finally {
+        progress.stop(hashed);
+      }
+    }
+    const state = hasher.state;
+    const hashed = state.messages - (from?.messages ?? 0);
+    const base = {
+      stream: names.stream,
+      lastSequence: state.sequence,
+      messages: state.messages,
+      streamHash: Buffer.from(state.hash).toString("hex"),
+      keyId,
+      hashed,
+    };
+    if (hashed === 0) return { ...base, written: false };
+    const checkpoint = signCheckpoint(names.stream, state, { id: keyId, secret });
+    const published = await publishCheckpoint(nc, where, checkpoint, last?.seq ?? 0);
+    if (!published.stored) {
+      throw new Error("another checkpoint was written meanwhile: run ctx audit checkpoint again");
+    }
+    return { ...base, written: true };
   });
 }

@@ -601,3 +601,69 @@ export declare type SetAsideMessage = Message<"context.v1.SetAsideMessage"> & {
  */
 export declare const SetAsideMessageSchema: GenMessage<SetAsideMessage>;
 
+/**
+ * A signed statement of everything the event stream held up to a point, kept in a stream of its
+ * own (`<event stream>_CHECKPOINTS`, written by `ctx audit checkpoint`). Whoever rewrites the event
+ * stream after it, even re-hashing every story, cannot make the stream hash below come out the same
+ * again, nor sign another without the key (docs/AUDIT.md, "Signed checkpoints").
+ *
+ * @generated from message context.v1.AuditCheckpoint
+ */
+export declare type AuditCheckpoint = Message<"context.v1.AuditCheckpoint"> & {
+  /**
+   * The event stream's name.
+   *
+   * @generated from field: string stream = 1;
+   */
+  stream: string;
+
+  /**
+   * Covers every message of the stream up to and including this stream sequence.
+   *
+   * @generated from field: uint64 last_sequence = 2;
+   */
+  lastSequence: bigint;
+
+  /**
+   * How many messages that is.
+   *
+   * @generated from field: uint64 messages = 3;
+   */
+  messages: bigint;
+
+  /**
+   * The stream hash at last_sequence: SHA-256 chained over every message in sequence order
+   * (docs/AUDIT.md).
+   *
+   * @generated from field: bytes stream_hash = 4;
+   */
+  streamHash: Uint8Array;
+
+  /**
+   * When it was signed.
+   *
+   * @generated from field: google.protobuf.Timestamp signed_at = 5;
+   */
+  signedAt?: Timestamp | undefined;
+
+  /**
+   * Which key signed it.
+   *
+   * @generated from field: string key_id = 6;
+   */
+  keyId: string;
+
+  /**
+   * HMAC-SHA256, with the key named by key_id, over this message encoded without this field.
+   *
+   * @generated from field: bytes signature = 7;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message context.v1.AuditCheckpoint.
+ * Use `create(AuditCheckpointSchema)` to create a new message.
+ */
+export declare const AuditCheckpointSchema: GenMessage<AuditCheckpoint>;
+
