@@ -576,12 +576,13 @@ describe("gRPC server reflection", () => {
       "GetContextAtTime",
       "GetContextAtVersion",
       "ListEvents",
+      "ListStoredEvents",
       "DiffContext",
       "GetAffectedSubtasks",
       "GetBlockers",
       "WatchContext",
     ]);
-    expect(registry.getMessage("context.v1.ContextSnapshot")?.fields).toHaveLength(5);
+    expect(registry.getMessage("context.v1.ContextSnapshot")?.fields).toHaveLength(6);
   });
 
   it("describes the command service too", async () => {

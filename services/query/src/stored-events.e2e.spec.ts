@@ -114,6 +114,19 @@ describe("ListStoredEvents", () => {
     expect(after).toMatchObject({ messages: [], nextAfterSequence: 0n });
   });
 
+  it("answers an empty last page past the stream's end, and INVALID_ARGUMENT past 2^53", async () => {
+    const id = await commandedStory(1);
+    const far = await query.listStoredEvents({
+      storyId: id,
+      afterSequence: BigInt(Number.MAX_SAFE_INTEGER),
+    });
+    expect(far).toMatchObject({ messages: [], nextAfterSequence: 0n });
+    const error = await query
+      .listStoredEvents({ storyId: id, afterSequence: 2n ** 63n })
+      .catch((e) => e);
+    expect(ConnectError.from(error).code).toBe(Code.InvalidArgument);
+  });
+
   it("answers NOT_FOUND for a story without messages", async () => {
     const error = await query.listStoredEvents({ storyId: newStory() }).catch((e) => e);
     expect(ConnectError.from(error).code).toBe(Code.NotFound);

@@ -206,7 +206,7 @@ export declare type ListStoredEventsRequest = Message<"context.v1.ListStoredEven
 
   /**
    * Only messages stored after this stream sequence (0: from the story's first); pass the previous
-   * page's next_after_sequence.
+   * page's next_after_sequence. At most 2^53 − 1 (JetStream's sequences stay far below).
    *
    * @generated from field: uint64 after_sequence = 2;
    */
