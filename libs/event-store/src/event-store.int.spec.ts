@@ -27,7 +27,7 @@ import {
   storySubjects,
   verifyChain,
 } from "./index.ts";
-import { testStreamSettings } from "./testing/index.ts";
+import { testStreamSettings, withPlainBytes } from "./testing/index.ts";
 
 const created = (title = "A story"): ContextEventData => ({
   case: "contextCreated",
@@ -60,17 +60,6 @@ afterAll(async () => {
 });
 
 const newStory = () => storyId(uniqueName("story"));
-
-/** An event with its hashes as plain Uint8Arrays, to compare their bytes whatever array holds them. */
-const withPlainHashes = (e: RecordedEvent) => ({
-  ...e,
-  envelope: {
-    ...e.envelope,
-    hash: Uint8Array.from(e.envelope.hash),
-    prevHash: Uint8Array.from(e.envelope.prevHash),
-    commandFingerprint: Uint8Array.from(e.envelope.commandFingerprint),
-  },
-});
 
 describe("provisionEventStream", () => {
   it("is idempotent and applies changed settings", async () => {
@@ -124,7 +113,7 @@ describe("append and read", () => {
     const events = await store.read(story);
     // What append returns is built from the envelopes it wrote: it must be what readers decode
     // (byte for byte: a reader's hashes are Buffer views of the message, the writer's own arrays).
-    expect(result.events.map(withPlainHashes)).toEqual(events.slice(1).map(withPlainHashes));
+    expect(result.events.map(withPlainBytes)).toEqual(events.slice(1).map(withPlainBytes));
     expect(events.map((e) => e.eventType)).toEqual([
       "ContextCreated",
       "SubtaskAdded",
@@ -147,7 +136,7 @@ describe("append and read", () => {
     );
 
     const events = await store.read(story);
-    expect(result.events.map(withPlainHashes)).toEqual(events.slice(1).map(withPlainHashes));
+    expect(result.events.map(withPlainBytes)).toEqual(events.slice(1).map(withPlainBytes));
     expect(events.map((e) => e.envelope.commandName)).toEqual(["", "ApplyChanges", ""]);
     expect(events.map((e) => Buffer.from(e.envelope.commandFingerprint).toString("hex"))).toEqual([
       "",
@@ -200,7 +189,7 @@ describe("append and read", () => {
     for (const options of [{}, { fromVersion: 2, toVersion: 3 }, { fromVersion: 4 }] as const) {
       const direct = await store.read(story, options);
       const leader = await store.read(story, { ...options, fromLeader: true });
-      expect(leader.map(withPlainHashes)).toEqual(direct.map(withPlainHashes));
+      expect(leader.map(withPlainBytes)).toEqual(direct.map(withPlainBytes));
     }
     expect(versions(await store.read(story, { fromLeader: true, toVersion: 2 }))).toEqual([1, 2]);
     expect(await store.read(newStory(), { fromLeader: true })).toEqual([]);
