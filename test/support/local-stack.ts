@@ -15,6 +15,32 @@ export interface RunningStack {
 }
 
 /** A port nobody listens on right now (the OS picks it). */
+/**
+ * `count` distinct ports nobody listens on right now. Each is held until all are picked: ports
+ * picked one after another can repeat (the OS hands a port it just took back out again), and a
+ * cluster whose two nodes were given one route port does not form.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const server = createServer();
+          server.unref();
+          server.on("error", reject);
+          server.listen(0, "127.0.0.1", () => resolve(server));
+        }),
+    ),
+  );
+  const ports = servers.map((server) => {
+    const address = server.address();
+    return typeof address === "object" && address !== null ? address.port : 0;
+  });
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
@@ -98,11 +124,12 @@ export async function reapAbandonedStacks(): Promise<void> {
 export async function startLocalStack(): Promise<RunningStack> {
   await reapAbandonedStacks();
   const dir = ownedStackDir("stack");
+  const [nats, natsMonitor, valkey, neo4j] = await freePorts(4);
   const ports = {
-    NATS_PORT: await freePort(),
-    NATS_MONITOR_PORT: await freePort(),
-    VALKEY_PORT: await freePort(),
-    NEO4J_BOLT_PORT: await freePort(),
+    NATS_PORT: nats,
+    NATS_MONITOR_PORT: natsMonitor,
+    VALKEY_PORT: valkey,
+    NEO4J_BOLT_PORT: neo4j,
   };
   const env = {
     STACK_DIR: dir,

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { freePort, ownedStackDir, runLocalScript } from "./local-stack.ts";
+import { freePorts, ownedStackDir, runLocalScript } from "./local-stack.ts";
 import { natsRoleEnv } from "./nats-role-env.ts";
 
 export interface NatsServerOptions {
@@ -24,13 +24,13 @@ export interface TestNatsServer {
  */
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<TestNatsServer> {
   const dir = ownedStackDir("nats");
-  const port = await freePort();
+  const [port, monitorPort] = (await freePorts(2)) as [number, number];
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     ...options.names,
     STACK_DIR: dir,
     NATS_PORT: String(port),
-    NATS_MONITOR_PORT: String(await freePort()),
+    NATS_MONITOR_PORT: String(monitorPort),
     ...(options.tls
       ? {
           NATS_SERVER_TLS_CERT: options.tls.certFile,
@@ -92,14 +92,11 @@ export async function startNatsCluster(
 ): Promise<TestNatsCluster> {
   const count = options.nodes ?? 3;
   const dir = ownedStackDir("nats-cluster");
-  const ports = async () => {
-    const list: number[] = [];
-    for (let i = 0; i < count; i++) list.push(await freePort());
-    return list;
-  };
-  const client = await ports();
-  const monitor = await ports();
-  const routes = await ports();
+  // All at once: distinct from one another (see freePorts).
+  const all = await freePorts(count * 3);
+  const client = all.slice(0, count);
+  const monitor = all.slice(count, 2 * count);
+  const routes = all.slice(2 * count);
   const env: Record<string, string> = {
     ...(process.env as Record<string, string>),
     ...options.names,
