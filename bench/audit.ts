@@ -9,9 +9,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eventData } from "@ctx/domain/testing";
 import { ChainAuditor, createEventStore, defaultEventStreamNames } from "@ctx/event-store";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { currentEnvelopes, fillInterleaved } from "./support/fill.ts";
+import { rawOrderedRead } from "./support/raw-read.ts";
 import { describeMachine, gitState } from "./support/run-info.ts";
 import { type BenchStack, onShutdown, startBenchStack } from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
@@ -24,22 +25,6 @@ const settings = {
 };
 const names = defaultEventStreamNames;
 const repoRoot = join(import.meta.dirname, "..");
-
-/** The raw rate: the stream consumed in order, nothing decoded (the ratios' denominator). */
-async function rawRead(nc: NatsConnection): Promise<{ events: number; seconds: number }> {
-  const consumer = await jetstream(nc).consumers.get(names.stream, {
-    filter_subjects: [`${names.subjectPrefix}.>`],
-  });
-  const started = performance.now();
-  let events = 0;
-  const messages = await consumer.consume({ max_messages: 1024 });
-  for await (const msg of messages) {
-    events += msg.data.length > 0 ? 1 : 0;
-    if (msg.info.pending === 0) break;
-  }
-  await messages.close();
-  return { events, seconds: (performance.now() - started) / 1000 };
-}
 
 /** The library: every message through ChainAuditor, in this process. */
 async function libraryAudit(nc: NatsConnection) {
@@ -109,7 +94,7 @@ async function main(): Promise<void> {
     console.log(
       `  filled ${names.stream}: ${filled.events} events in ${fmt(filled.seconds)} s (${fmt(info.state.bytes / 1e6)} MB)`,
     );
-    const raw = await rawRead(nc);
+    const raw = await rawOrderedRead(nc, names);
     const library = await libraryAudit(nc);
     const ctx = await ctxAudit(stack);
     await nc.close();

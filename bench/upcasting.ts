@@ -18,10 +18,11 @@ import {
 } from "@ctx/event-store";
 import { envelopeAsWritten } from "@ctx/event-store/testing";
 import { DecisionAddedSchema, legacyV1, SubtaskStatus, SubtaskUpdatedSchema } from "@ctx/proto";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { fillInterleaved } from "./support/fill.ts";
+import { rawOrderedRead } from "./support/raw-read.ts";
 import { onShutdown, startBenchStack } from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
@@ -166,19 +167,8 @@ async function replay(
 
 /** The raw rate: the same ordered consumption with no decoding at all (the ratios' denominator). */
 async function rawReplay(nc: NatsConnection, names: EventStreamSettings): Promise<number> {
-  const js = jetstream(nc);
-  const consumer = await js.consumers.get(names.stream, {
-    filter_subjects: [`${names.subjectPrefix}.>`],
-  });
-  const started = performance.now();
-  let events = 0;
-  const messages = await consumer.consume({ max_messages: 1024 });
-  for await (const msg of messages) {
-    events += msg.data.length > 0 ? 1 : 0;
-    if (msg.info.pending === 0) break;
-  }
-  await messages.close();
-  return events / ((performance.now() - started) / 1000);
+  const { events, seconds } = await rawOrderedRead(nc, names);
+  return events / seconds;
 }
 
 /** CPU only: decoding (and upcasting) the same stored bytes in a loop, no NATS. */

@@ -54,7 +54,7 @@ import {
   withCpu,
 } from "./support/run-info.ts";
 import { onShutdown, startBenchStack } from "./support/servers.ts";
-import { envNumber, resultsDir } from "./support/settings.ts";
+import { envNumber, envRatio, resultsDir } from "./support/settings.ts";
 import { fmt, type LatencySummary, summarize, table } from "./support/stats.ts";
 
 const settings = {
@@ -80,13 +80,6 @@ const settings = {
   tracing: envRatio("BENCH_TRACING"),
 };
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
-
-/** A share between 0 and 1 from the environment (default 0). */
-function envRatio(name: string): number {
-  const value = Number(process.env[name] ?? "0");
-  if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be a number from 0 to 1`);
-  return value;
-}
 
 /** The expectation's subjects as the store sends them: the story's partition once it has events. */
 function rawExpectedSubjects(storyId: string, lastSequence: number): string {

@@ -10,3 +10,10 @@ export function envNumber(name: string, fallback: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
   return value;
 }
+
+/** A share between 0 and 1 from the environment, 0 when unset; anything else stops the bench. */
+export function envRatio(name: string): number {
+  const value = Number(process.env[name] ?? "0");
+  if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be a number from 0 to 1`);
+  return value;
+}

@@ -1,5 +1,5 @@
 export type { AuditedMessage, ChainBreak, ChainBreakKind } from "./chain-audit.ts";
-export { ChainAuditor, storedEventHash } from "./chain-audit.ts";
+export { ChainAuditor } from "./chain-audit.ts";
 export type {
   CheckpointKey,
   CheckpointNames,
