@@ -11,9 +11,10 @@ import { sha256 } from "./sha256.ts";
  * - `reordered`: an event comes after a later version of its story (moved, or stored again);
  * - `foreign-story`: the envelope stored on this story's subject is another story's;
  * - `unreadable`: the stored bytes are not an envelope at all.
- * A message that is not a link of the chain (reordered, foreign-story, unreadable) is no break when
- * an operator set it aside: a later EventsSetAside of the story lists its sequence and the SHA-256
- * of its bytes, so the stream records what became of it.
+ * A message no reader reads (reordered, foreign-story, unreadable, and an event whose content does
+ * not hash to its stored hash) is no break when an operator set it aside: a later EventsSetAside of
+ * the story lists its sequence and the SHA-256 of its bytes, so the stream records what became of
+ * it. A link whose predecessor was changed and hashed again stays a break.
  */
 export type ChainBreakKind =
   | "altered"
@@ -144,12 +145,14 @@ export class ChainAuditor {
     }
     const recomputed = sha256(envelope.prevHash, envelope.unsigned);
     if (!equalBytes(recomputed, envelope.hash)) {
-      this.#breaks.push({
+      // No reader reads it (they check the same hash): an operator may have set it aside.
+      this.#pend(chain, message, {
         kind: "altered",
         ...at,
         expected: hex(recomputed),
         actual: hex(envelope.hash),
-        detail: "the event's content does not hash to the hash stored with it: it was changed",
+        detail:
+          "the event's content does not hash to the hash stored with it: it was changed, or written by someone other than the event store",
       });
     } else if (envelope.version > expectedVersion) {
       this.#breaks.push({

@@ -24,6 +24,7 @@ import {
   type EventReadProblem,
   UnreadableEventError,
 } from "./errors.ts";
+import { storedHashMatches } from "./stored-hash.ts";
 import { contextUpcasters, legacyPayloadSchemas } from "./upcasting/context-upcasters.ts";
 
 /** Position of a message in the JetStream stream (not a story version). */
@@ -184,6 +185,13 @@ function decodeFrame(bytes: Uint8Array, sequence: number, place: Place): Frame {
     throw new CorruptEventError(problem(`invalid story id ${JSON.stringify(frame.storyId)}`), {
       cause: e,
     });
+  }
+  if (!storedHashMatches(bytes, frame.prevHash, frame.hash)) {
+    throw new CorruptEventError(
+      problem(
+        "its content does not hash to its stored hash: changed after it was written, or not written by the event store",
+      ),
+    );
   }
   return frame as Frame;
 }

@@ -17,7 +17,7 @@ import {
   EventMismatchError,
   eventHash,
 } from "./index.ts";
-import { envelopeAsWritten, type WrittenEvent } from "./testing/index.ts";
+import { envelopeAsWritten, hashedAgain, type WrittenEvent } from "./testing/index.ts";
 
 /** Where the test messages were stored: story s-1 (a copy without its subject). */
 const inStory = { storyId: "s-1" };
@@ -59,7 +59,8 @@ const legacy = written({
 
 /** The bytes with one more top-level field (number 15, a varint), as a newer writer might add. */
 // Field 16 (a varint: tag 16 << 3 = 128, two bytes), which no release has defined yet.
-const withUnknownField = (bytes: Uint8Array) => new Uint8Array([...bytes, 0x80, 0x01, 42]);
+const withUnknownField = (bytes: Uint8Array) =>
+  hashedAgain(new Uint8Array([...bytes, 0x80, 0x01, 42]));
 
 describe("ContextEventFrame", () => {
   it("has every field of ContextEvent under the same number, with the payloads left as bytes", () => {
@@ -141,14 +142,16 @@ describe("decoding a stored event", () => {
       ...fromBinary(ContextEventFrameSchema, legacy),
       payload: { case: "decisionAdded", value: new Uint8Array([0x0a, 0x05]) },
     });
-    const bytes = toBinary(ContextEventFrameSchema, frame);
+    const bytes = hashedAgain(toBinary(ContextEventFrameSchema, frame));
     expect(() => decodeEvent(bytes, 9, inStory)).toThrow(CorruptEventError);
     expect(() => decodeEvent(bytes, 9, inStory)).toThrow(
       /context\.legacy\.v1\.DecisionAdded payload/,
     );
-    const asCurrent = toBinary(
-      ContextEventFrameSchema,
-      create(ContextEventFrameSchema, { ...frame, schemaVersion: 2 }),
+    const asCurrent = hashedAgain(
+      toBinary(
+        ContextEventFrameSchema,
+        create(ContextEventFrameSchema, { ...frame, schemaVersion: 2 }),
+      ),
     );
     expect(() => decodeEvent(asCurrent, 9, inStory)).toThrow(/context\.v1\.DecisionAdded payload/);
   });
@@ -217,6 +220,54 @@ describe("checking a message against where it was stored", () => {
       expect(read).toThrow(CorruptEventError);
       expect(read).toThrow(/invalid story id "-no story-"/);
     }
+  });
+
+  describe("given an envelope whose content does not hash to its stored hash", () => {
+    const tampered = {
+      "a changed payload": (() => {
+        const envelope = fromBinary(ContextEventSchema, current);
+        envelope.payload = {
+          case: "subtaskUpdated",
+          value: create(SubtaskUpdatedSchema, { subtaskId: "t-1", assignee: "mallory" }),
+        };
+        return toBinary(ContextEventSchema, envelope);
+      })(),
+      "an all-zero hash": toBinary(ContextEventSchema, {
+        ...fromBinary(ContextEventSchema, current),
+        hash: new Uint8Array(32),
+      }),
+      "no hash at all": toBinary(ContextEventSchema, {
+        ...fromBinary(ContextEventSchema, current),
+        hash: new Uint8Array(0),
+      }),
+      "another prev_hash, the hash kept": toBinary(ContextEventSchema, {
+        ...fromBinary(ContextEventSchema, current),
+        prevHash: new Uint8Array(32).fill(8),
+      }),
+      "the hash field twice": new Uint8Array([
+        ...current,
+        0x62,
+        32,
+        ...fromBinary(ContextEventSchema, current).hash,
+      ]),
+    };
+    for (const [what, bytes] of Object.entries(tampered)) {
+      it(`(${what}), then no reader reads it: a CorruptEventError that says so`, () => {
+        for (const read of [
+          () => decodeEvent(bytes, 9, subject("s-1", "SubtaskUpdated")),
+          () => decodeStoredEvent(bytes, 9, inStory),
+        ]) {
+          expect(read).toThrow(CorruptEventError);
+          expect(read).toThrow(/does not hash to its stored hash/);
+        }
+      });
+    }
+
+    it("(the same bytes hashed again, as their writer would have), then it is read", () => {
+      expect(() =>
+        decodeEvent(hashedAgain(tampered["a changed payload"]), 9, inStory),
+      ).not.toThrow();
+    });
   });
 
   it("given bytes that are no envelope, then the error names the sequence and the subject's story", () => {

@@ -6,6 +6,7 @@ import {
   type EventStore,
   EventStoreUnavailableError,
   equalBytes,
+  isEventReadError,
   isNatsOutage,
   type ReadOptions,
   type RecordedEvent,
@@ -272,9 +273,16 @@ class SnapshotTemporalReader implements TemporalReader {
     for (let current: ContextSegment | undefined = segment, hops = 0; ; hops++) {
       for (const copy of current.events) {
         // A copy keeps no subject: it is checked against the story it was copied for.
-        const decoded = store.upcaster.decode(copy.data, Number(copy.sequence), { storyId });
-        const stored = decoded[0];
-        if (stored === undefined || stored.storyId !== storyId || stored.version !== version + 1) {
+        // A copy that cannot be read (damaged, or not what the stream's event hashed) is no
+        // match for the stream either: the stream is read instead.
+        const decoded = decodedCopy(store, copy, storyId);
+        const stored = decoded?.[0];
+        if (
+          decoded === undefined ||
+          stored === undefined ||
+          stored.storyId !== storyId ||
+          stored.version !== version + 1
+        ) {
           return undefined;
         }
         const { envelope } = stored;
@@ -475,4 +483,18 @@ function beyond(bound: Bound, event: Pick<RecordedEvent, "version" | "occurredAt
     (bound.toVersion !== undefined && event.version > bound.toVersion) ||
     (bound.untilTime !== undefined && event.occurredAt.getTime() > bound.untilTime.getTime())
   );
+}
+
+/** A segment's copy of an event as the store reads it; undefined when it cannot be read. */
+function decodedCopy(
+  store: EventStore,
+  copy: ContextSegment["events"][number],
+  storyId: StoryId,
+): readonly RecordedEvent[] | undefined {
+  try {
+    return store.upcaster.decode(copy.data, Number(copy.sequence), { storyId });
+  } catch (e) {
+    if (isEventReadError(e)) return undefined;
+    throw e;
+  }
 }

@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
-import { type StoryId, storyId } from "@ctx/domain";
+import { currentSchemaVersion, type StoryId, storyId } from "@ctx/domain";
 import {
   createEventStore,
   type EventStore,
@@ -190,6 +190,30 @@ const corruptions = {
       )
     ).seq;
   },
+  // Issue #25: an envelope that reads well, on the right subject, after the story's head, whose
+  // hash is not its content's. The command service used to chain the next event onto it.
+  "a forged event with an all-zero hash": async (id: StoryId) => {
+    const head = await store.head(id);
+    const envelope = envelopeAsWritten(
+      id,
+      (head?.version ?? 0) + 1,
+      head?.hash ?? new Uint8Array(0),
+      {
+        eventType: "SubtaskAdded",
+        schemaVersion: currentSchemaVersion.SubtaskAdded,
+        payloadSchema: SubtaskAddedSchema,
+        payload: create(SubtaskAddedSchema, { subtaskId: "s9", title: "forged" }),
+        occurredAt: new Date(),
+      },
+    );
+    envelope.hash = new Uint8Array(32);
+    return (
+      await jetstream(nc).publish(
+        eventSubject(settings, id, "SubtaskAdded"),
+        toBinary(ContextEventSchema, envelope),
+      )
+    ).seq;
+  },
 } as const;
 
 describe("a story blocked by one bad stored message", () => {
@@ -197,6 +221,7 @@ describe("a story blocked by one bad stored message", () => {
     ["schema version 99", Code.FailedPrecondition],
     ["garbage bytes", Code.DataLoss],
     ["an invalid story id in the envelope", Code.DataLoss],
+    ["a forged event with an all-zero hash", Code.DataLoss],
   ] as const)(
     "given %s, then every read and command fails with code %i naming the message, and ctx stories repair brings the story back, on the record",
     async (kind, code) => {
@@ -258,8 +283,10 @@ describe("a story blocked by one bad stored message", () => {
       expect(repaired.code).toBe(0);
       expect(repaired.stdout).toMatch(new RegExp(`set aside stream message ${sequence}`));
 
-      // Commands and reads work again; the repair is version 3 (4 when the bad event held a version).
-      const heldVersion = kind === "schema version 99";
+      // Commands and reads work again; the repair is version 3 (4 when the bad event held a
+      // version: a link of the chain, whose content no reader reads).
+      const heldVersion =
+        kind === "schema version 99" || kind === "a forged event with an all-zero hash";
       const repairVersion = heldVersion ? 4 : 3;
       const added = await commands.addSubtask({ storyId: id, subtaskId: "s2", title: "Ship" });
       expect(added.result?.version).toBe(repairVersion + 1);
