@@ -273,3 +273,66 @@ test_autoscaled_workload_without_pdb_denied if {
 		"Deployment/demo: runs up to 4 replicas",
 	)
 }
+
+# JetStream's file store against its volume claim (nats_storage.rego): a StatefulSet and the
+# ConfigMap it mounts, shaped as k8s/base/nats renders them.
+nats_conf(max_file_store) := sprintf(`server_name: $SERVER_NAME
+jetstream {
+  store_dir: /data/jetstream
+  # a comment: max_file_store: 1T
+  %s
+  max_memory_store: 256M
+}
+`, [max_file_store])
+
+nats_objects(max_file_store, claim) := combined([
+	{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nats-config-abc"}, "data": {"nats.conf": nats_conf(max_file_store)}},
+	{
+		"apiVersion": "apps/v1",
+		"kind": "StatefulSet",
+		"metadata": {"name": "nats"},
+		"spec": {
+			"template": {"spec": {
+				"containers": [
+					{"name": "nats", "volumeMounts": [
+						{"name": "config", "mountPath": "/etc/nats-config"},
+						{"name": "data", "mountPath": "/data"},
+					]},
+					{"name": "exporter"},
+				],
+				"volumes": [{"name": "config", "configMap": {"name": "nats-config-abc"}}],
+			}},
+			"volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": claim}}}}],
+		},
+	},
+])
+
+test_max_file_store_below_the_claim_accepted if {
+	not fires(nats_objects("max_file_store: 9G", "10Gi"), "max_file_store")
+	not fires(nats_objects("max_file_store: 95G", "100Gi"), "max_file_store")
+	not fires(nats_objects("max_file = 90GB", "100Gi"), "max_file_store")
+}
+
+test_max_file_store_as_large_as_the_claim_denied if {
+	fires(nats_objects("max_file_store: 10G", "10G"), "StatefulSet/nats: max_file_store 10G (nats.conf of ConfigMap nats-config-abc) is 100.0 % of the volume claim data (10G) holding /data/jetstream; keep it at most 90 %")
+}
+
+test_max_file_store_above_the_claim_denied if {
+	fires(nats_objects("max_file_store: 95G", "10Gi"), "is 884.8 % of the volume claim data (10Gi)")
+}
+
+# nats-server reads GB as GiB: 95GB on 100Gi leaves 5 %, too little; 95G leaves 11.5 %.
+test_max_file_store_units_as_nats_reads_them if {
+	fires(nats_objects("max_file_store: 95GB", "100Gi"), "is 95.0 % of the volume claim data")
+	not fires(nats_objects("max_file_store: 95G", "100Gi"), "max_file_store")
+}
+
+test_max_file_store_missing_denied if {
+	fires(nats_objects("", "10Gi"), "StatefulSet/nats: nats.conf of ConfigMap nats-config-abc sets no max_file_store")
+}
+
+test_store_dir_off_the_claim_denied if {
+	objs := nats_objects("max_file_store: 9G", "10Gi")
+	moved := [{"path": objs[0].path, "contents": json.patch(objs[0].contents, [{"op": "replace", "path": "/data/nats.conf", "value": replace(nats_conf("max_file_store: 9G"), "/data/jetstream", "/tmp/jetstream")}])}, objs[1]]
+	fires(moved, "the JetStream store_dir /tmp/jetstream (nats.conf of ConfigMap nats-config-abc) is on no volume claim template")
+}

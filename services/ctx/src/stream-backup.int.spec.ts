@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { createLogger } from "@ctx/config";
 import {
   type ContextEventData,
+  type ContextState,
   fold,
   type StoryId,
   storyId,
@@ -37,6 +38,13 @@ import {
   provisionParking,
   rebuildProjection,
 } from "@ctx/projector";
+import {
+  createNeo4jDriver,
+  createNeo4jGraphReader,
+  createNeo4jProjection,
+  type GraphReader,
+  type StoryGraphEdge,
+} from "@ctx/read-model-neo4j";
 import { createValkeyClient, createValkeyProjection } from "@ctx/read-model-valkey";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
@@ -59,7 +67,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // Issue #22: `ctx streams backup` and `ctx streams restore`, end to end with the real CLI as the
 // operator's NATS user. Stories written as the command service writes them (several events per
 // command, atomically) are backed up while appends go on, restored into a second, empty server, and
-// then read, verify and project exactly as before.
+// then read, verify and project exactly as before, into both read models (Valkey and the Neo4j graph).
 
 const logger = createLogger({ name: "stream-backup-test", level: "silent", pretty: false });
 const events = "CONTEXT_EVENTS";
@@ -72,6 +80,8 @@ let targetNc: NatsConnection;
 let sourceStore: EventStore;
 let work: string;
 const valkeys: Valkey[] = [];
+let neo4jDriver: ReturnType<typeof createNeo4jDriver> | undefined;
+const graphs: Projection[] = [];
 const stories: StoryId[] = [];
 
 /** `bin/ctx` as the operator (the ctx user) of a server. */
@@ -92,22 +102,48 @@ async function admin(server: NatsServers): Promise<NatsConnection> {
   return connectNats(natsConnectionOf(server.env("admin")), { timeout: 5_000 });
 }
 
+/**
+ * The n-th event of a story after its creation. In turns of four: a subtask; one depending on it; a
+ * decision affecting both; the previous turn's decision superseded by this turn's. Every kind of
+ * relationship of the graph model comes up.
+ */
+function storyEvent(n: number): ContextEventData {
+  switch (n % 4) {
+    case 1:
+      return eventData.subtaskAdded({
+        subtaskId: `t${n}`,
+        title: `subtask ${n}`,
+        dependsOn: [`t${n - 1}`],
+      });
+    case 2:
+      return eventData.decisionAdded({
+        decisionId: `d${n}`,
+        title: `decision ${n}`,
+        rationale: "r",
+        affectsSubtaskIds: [`t${n - 2}`, `t${n - 1}`],
+      });
+    case 3:
+      if (n >= 7) {
+        return eventData.decisionSuperseded({
+          decisionId: `d${n - 5}`,
+          supersededByDecisionId: `d${n - 1}`,
+        });
+      }
+      return eventData.subtaskAdded({ subtaskId: `t${n}`, title: `subtask ${n}` });
+    default:
+      return eventData.subtaskAdded({ subtaskId: `t${n}`, title: `subtask ${n}` });
+  }
+}
+
 /** A story's commands: each appends 1–5 events at once, as one atomic batch. */
 async function writeStory(store: EventStore, id: StoryId, commands: number, seed: number) {
   let version = 0;
-  let subtasks = 0;
+  let n = 0;
   for (let c = 0; c < commands; c++) {
     const batch: ContextEventData[] = [];
     if (version === 0) batch.push(eventData.contextCreated({ title: `story ${id}` }));
     const size = 1 + ((seed + c * 7) % 5);
-    while (batch.length < size) {
-      const n = subtasks++;
-      batch.push(
-        n % 3 === 2
-          ? eventData.decisionAdded({ decisionId: `d${n}`, title: `decision ${n}`, rationale: "r" })
-          : eventData.subtaskAdded({ subtaskId: `t${n}`, title: `subtask ${n}` }),
-      );
-    }
+    while (batch.length < size) batch.push(storyEvent(n++));
     const result = await store.append(
       id,
       batch.map((data) => ({ data, commandId: `${id}-c${c}` })),
@@ -149,6 +185,51 @@ async function project(nc: NatsConnection, keyPrefix: string): Promise<Projectio
   return projection;
 }
 
+/** The Neo4j graph model of a server's stream, rebuilt from it, and the graph questions' reader. */
+async function projectGraph(
+  nc: NatsConnection,
+  namespace: string,
+): Promise<{ projection: Projection; reader: GraphReader }> {
+  if (neo4jDriver === undefined) {
+    const { neo4jUrl, neo4jUser, neo4jPassword } = stack();
+    neo4jDriver = createNeo4jDriver({ url: neo4jUrl, user: neo4jUser, password: neo4jPassword });
+  }
+  const projection = createNeo4jProjection(neo4jDriver, { namespace });
+  graphs.push(projection);
+  await projection.init();
+  const result = await rebuildProjection({
+    nc,
+    store: createEventStore(nc),
+    partitions,
+    projection,
+    logger,
+    dropDelayMs: 0,
+  });
+  expect(result.switched).toBe(true);
+  return { projection, reader: createNeo4jGraphReader(neo4jDriver, { namespace }) };
+}
+
+/** A story's relationships as the fold of its events has them, in a fixed order. */
+function edgesOf(state: ContextState): StoryGraphEdge[] {
+  const context = toContextMessage(state);
+  return sortedEdges([
+    ...context.decisions.flatMap((d) => [
+      ...d.affectsSubtaskIds.map((t) => ({ type: "AFFECTS" as const, from: d.decisionId, to: t })),
+      ...(d.supersededByDecisionId === ""
+        ? []
+        : [{ type: "SUPERSEDES" as const, from: d.supersededByDecisionId, to: d.decisionId }]),
+    ]),
+    ...context.subtasks.flatMap((t) =>
+      t.dependsOn.map((on) => ({ type: "DEPENDS_ON" as const, from: t.subtaskId, to: on })),
+    ),
+  ]);
+}
+
+const sortedEdges = (edges: readonly StoryGraphEdge[]) =>
+  [...edges].sort((a, b) =>
+    `${a.type} ${a.from} ${a.to}`.localeCompare(`${b.type} ${b.from} ${b.to}`),
+  );
+
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "ctx-backup-"));
   [source, target] = await Promise.all([startNatsServer(), startNatsServer()]);
@@ -165,6 +246,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(valkeys.map((v) => v.quit().catch(() => undefined)));
+  // The graphs this file wrote leave the shared Neo4j.
+  for (const graph of graphs) {
+    for (const generation of await graph.generations().catch(() => [])) {
+      await graph.dropGeneration(generation).catch(() => undefined);
+    }
+  }
+  await neo4jDriver?.close();
   await sourceNc?.close();
   await targetNc?.close();
   await Promise.all([source?.stop(), target?.stop()]);
@@ -270,6 +358,32 @@ describe("ctx streams backup and restore", () => {
       expect(b?.context.storyId).toBe(id);
       expect(b?.version).toBe(fold(id, await restoredStore.read(id)).version);
     }
+
+    // The graph model too: each story's nodes and relationships, projected from the restored
+    // stream, are those projected from the original one, and those of the fold of its events.
+    const [graphWas, graphIs] = await Promise.all([
+      projectGraph(sourceNc, uniqueName("graph-before")),
+      projectGraph(targetNc, uniqueName("graph-after")),
+    ]);
+    const generation = await graphIs.projection.activeGeneration();
+    const types = new Set<string>();
+    let edges = 0;
+    for (const id of stories) {
+      const state = fold(id, await restoredStore.read(id));
+      const a = await graphWas.reader.storyGraph(id);
+      const b = await graphIs.reader.storyGraph(id);
+      expect(b).toEqual(a);
+      expect(b).toMatchObject({ storyId: id, version: state.version, stale: false });
+      expect(sortedEdges(b?.edges ?? [])).toEqual(edgesOf(state));
+      expect((await graphIs.projection.readContext(generation, id))?.context).toEqual(
+        toContextMessage(state),
+      );
+      edges += b?.edges.length ?? 0;
+      for (const e of b?.edges ?? []) types.add(e.type);
+    }
+    // Every kind of relationship was compared, not only empty graphs.
+    expect([...types].sort()).toEqual(["AFFECTS", "DEPENDS_ON", "SUPERSEDES"]);
+    expect(edges).toBeGreaterThan(stories.length * 10);
 
     // The restored stream takes appends where the backup ended.
     const first = stories[0] as StoryId;
