@@ -96,7 +96,7 @@ auth_setup() {
   chmod 700 "$STACK_DIR/secrets" "$AUTH_DIR"
   "$REPO_ROOT/bin/ctx" token keygen --dir "$AUTH_DIR" >/dev/null
   (umask 077 && "$REPO_ROOT/bin/ctx" token mint --key "$AUTH_DIR/signing-key.pem" \
-    --issuer "$AUTH_ISSUER" --audience "$AUTH_AUDIENCE" --subject dev --roles "writer reader admin" \
+    --issuer "$AUTH_ISSUER" --audience "$AUTH_AUDIENCE" --subject dev --roles "writer reader auditor admin" \
     --ttl 12h >"$AUTH_DIR/dev-token.tmp" && mv "$AUTH_DIR/dev-token.tmp" "$AUTH_DIR/dev-token")
 }
 

@@ -1,32 +1,40 @@
 #!/usr/bin/env python3
-"""Verifies a story's hash chain from the bytes the Context Service stores, without its code.
+"""Verifies the Context Service's history from the bytes it stores, without its code.
 
-It asks the query service for the story's messages exactly as the stream stores them
-(context.v1.ContextQueryService/ListStoredEvents, Connect's JSON protocol over HTTP) and recomputes
-every link with the rule of docs/AUDIT.md: an event's hash is SHA-256 over the previous event's
-hash followed by the event's stored bytes with field 12 (`hash`) taken out. Python's standard
-library only: no generated code, no protobuf package.
+With --story, it asks the query service for one story's messages exactly as the stream stores them
+(context.v1.ContextQueryService/ListStoredEvents) and recomputes every link of its hash chain. With
+--all, it reads the whole event stream and its signed checkpoints (context.v1.ContextAuditService,
+the `auditor` role) and checks every story's chain and every checkpoint: the stream hash at the
+checkpoint's position and, with --keys, its HMAC-SHA256 signature. The rules are docs/AUDIT.md's.
+Connect's JSON protocol over HTTP; Python's standard library only: no generated code, no protobuf
+package.
 
-    verify_chain.py --url http://127.0.0.1:50052 --story S [--token T] [--json]
+    verify_chain.py --url http://127.0.0.1:50052 (--story S | --all [--keys DIR]) [--token T] [--json]
 
-The token comes from --token or CTX_TOKEN. Exit codes: 0 the chain is intact, 1 a break (each is
-printed), 2 a usage, network or service error.
+The token comes from --token or CTX_TOKEN. --keys is a folder of checkpoint keys as `ctx audit
+keygen` writes them (a file per key: its name the key id, its content the secret). Exit codes: 0
+intact, 1 a break (each is printed), 2 a usage, network or service error.
 """
 
 import argparse
 import base64
 import hashlib
+import hmac
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
 
-METHOD = "/context.v1.ContextQueryService/ListStoredEvents"
+STORED_EVENTS = "/context.v1.ContextQueryService/ListStoredEvents"
+STREAM_MESSAGES = "/context.v1.ContextAuditService/ListStreamMessages"
+CHECKPOINTS = "/context.v1.ContextAuditService/ListAuditCheckpoints"
 # Field numbers of context.v1.ContextEvent (proto/context/v1/events.proto).
 STORY_ID, VERSION, PREV_HASH, HASH, EVENTS_SET_ASIDE = 2, 3, 11, 12, 27
 # context.v1.EventsSetAside.set_aside, and context.v1.SetAsideMessage's sequence and sha256.
 SET_ASIDE, SEQUENCE, SHA256 = 3, 1, 2
+# context.v1.AuditCheckpoint.
+CP_LAST_SEQUENCE, CP_MESSAGES, CP_STREAM_HASH, CP_SIGNED_AT, CP_KEY_ID, CP_SIGNATURE = 2, 3, 4, 5, 6, 7
 
 
 class Malformed(Exception):
@@ -71,6 +79,11 @@ def fields(data):
         yield number, wire, value, start, at
 
 
+def without_field(data, field):
+    """The message's bytes with every occurrence of one field taken out, the rest as stored."""
+    return b"".join(data[start:end] for number, _, _, start, end in fields(data) if number != field)
+
+
 def envelope(data):
     """story id, version, prev_hash, hash, the bytes without `hash`, and set-aside entries."""
     story, version, prev, stored_hash, unsigned, set_aside = "", 0, b"", b"", bytearray(), []
@@ -98,95 +111,221 @@ def envelope(data):
     return story, version, prev, stored_hash, bytes(unsigned), set_aside
 
 
-def verify(story, messages):
-    """The breaks of a story's chain, and its head (version, hash), from its stored messages."""
-    breaks, pending = [], {}
-    head_version, head_hash, head_sequence = 0, b"", 0
-    for sequence, data in messages:
+class Chain:
+    """One story's hash chain, fed its stored messages in stream order."""
+
+    def __init__(self, story):
+        self.story, self.breaks, self.pending = story, [], {}
+        self.version, self.hash, self.sequence, self.messages = 0, b"", 0, 0
+
+    def add(self, sequence, data):
+        self.messages += 1
+
         def brk(kind, version, detail):
-            return {"sequence": sequence, "version": version, "kind": kind, "detail": detail}
+            return {"sequence": sequence, "story": self.story, "version": version, "kind": kind, "detail": detail}
+
+        def pend(issue):
+            # A message no reader reads: no break once an operator's EventsSetAside vouches for it.
+            self.pending[sequence] = (hashlib.sha256(data).digest(), issue)
 
         try:
             owner, version, prev, stored_hash, unsigned, set_aside = envelope(data)
         except Malformed as e:
-            pending[sequence] = (hashlib.sha256(data).digest(), brk("unreadable", 0, str(e)))
-            continue
-        if owner != story:
-            detail = f"an envelope of story {owner!r} (version {version})"
-            pending[sequence] = (hashlib.sha256(data).digest(), brk("foreign-story", version, detail))
-            continue
-        if version <= head_version:
-            detail = f"version {version} after version {head_version} (message {head_sequence})"
-            pending[sequence] = (hashlib.sha256(data).digest(), brk("reordered", version, detail))
-            continue
+            return pend(brk("unreadable", 0, str(e)))
+        if owner != self.story:
+            return pend(brk("foreign-story", version, f"an envelope of story {owner!r} (version {version})"))
+        if version <= self.version:
+            return pend(brk("reordered", version, f"version {version} after version {self.version} (message {self.sequence})"))
         if hashlib.sha256(prev + unsigned).digest() != stored_hash:
-            # No reader reads it either; an operator's EventsSetAside may vouch for it.
-            detail = "its content does not hash to its stored hash"
-            pending[sequence] = (hashlib.sha256(data).digest(), brk("altered", version, detail))
-        elif version > head_version + 1:
-            breaks.append(brk("missing", version, f"versions {head_version + 1}-{version - 1} are missing"))
-        elif prev != head_hash:
-            breaks.append(brk("altered", version, f"version {head_version} was changed and hashed again"))
-        head_version, head_hash, head_sequence = version, stored_hash, sequence
+            pend(brk("altered", version, "its content does not hash to its stored hash"))
+        elif version > self.version + 1:
+            self.breaks.append(brk("missing", version, f"versions {self.version + 1}-{version - 1} are missing"))
+        elif prev != self.hash:
+            self.breaks.append(brk("altered", version, f"version {self.version} was changed and hashed again"))
+        # Whatever it is, the chain goes on from it: one change is one break.
+        self.version, self.hash, self.sequence = version, stored_hash, sequence
         for entry_sequence, digest in set_aside:
-            held = pending.get(entry_sequence)
+            held = self.pending.get(entry_sequence)
             if held is not None and held[0] == digest:
-                del pending[entry_sequence]
-    breaks.extend(issue for _, issue in pending.values())
-    breaks.sort(key=lambda b: b["sequence"])
-    return breaks, head_version, head_hash
+                del self.pending[entry_sequence]
+
+    def finish(self):
+        return self.breaks + [issue for _, issue in self.pending.values()]
 
 
-def stored_messages(url, story, token, page_size):
-    """Every message of the story's subjects, as stored, page by page."""
+class StreamHash:
+    """docs/AUDIT.md's stream hash: SHA-256 chained over (sequence, subject, bytes) of every message."""
+
+    def __init__(self):
+        self.sequence, self.messages, self.hash = 0, 0, b""
+
+    def add(self, sequence, subject, data):
+        name = subject.encode("utf-8")
+        self.hash = hashlib.sha256(
+            self.hash + sequence.to_bytes(8, "big") + len(name).to_bytes(4, "big") + name + data
+        ).digest()
+        self.sequence, self.messages = sequence, self.messages + 1
+
+
+def checkpoint(stored_sequence, data, keys):
+    """A stored checkpoint's fields, and a break when its signature is not one of `keys`."""
+    cp = {"stored_at_sequence": stored_sequence, "last_sequence": 0, "messages": 0, "stream_hash": b"",
+          "signed_at": 0, "key_id": "", "signature": b""}
+    names = {CP_LAST_SEQUENCE: "last_sequence", CP_MESSAGES: "messages", CP_STREAM_HASH: "stream_hash",
+             CP_KEY_ID: "key_id", CP_SIGNATURE: "signature"}
+    try:
+        for number, wire, value, _, _ in fields(data):
+            if number in names:
+                cp[names[number]] = value if wire == 0 else bytes(value)
+            elif number == CP_SIGNED_AT and wire == 2:
+                cp["signed_at"] = next((v for n, w, v, _, _ in fields(value) if n == 1 and w == 0), 0)
+        cp["key_id"] = cp["key_id"].decode("utf-8") if isinstance(cp["key_id"], bytes) else ""
+        unsigned = without_field(data, CP_SIGNATURE)
+    except (Malformed, UnicodeDecodeError):
+        return None, f"checkpoint stream message {stored_sequence} is not a checkpoint"
+    if keys is None:
+        return cp, None
+    secret = keys.get(cp["key_id"])
+    if secret is None:
+        return cp, f"checkpoint stream message {stored_sequence} is signed with key {cp['key_id']!r}, which is not among the keys given"
+    if not hmac.compare_digest(hmac.new(secret, unsigned, hashlib.sha256).digest(), cp["signature"]):
+        return cp, f"checkpoint stream message {stored_sequence} does not carry a valid signature of key {cp['key_id']!r}"
+    return cp, None
+
+
+def call(url, method, body, token):
+    request = urllib.request.Request(
+        url.rstrip("/") + method,
+        data=json.dumps(body).encode(),
+        headers={
+            "content-type": "application/json",
+            "connect-protocol-version": "1",
+            **({"authorization": f"Bearer {token}"} if token else {}),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def pages(url, method, body, token, items, page_size):
+    """Every item of a paged list, page by page (after_sequence ... next_after_sequence)."""
     after = 0
     while True:
-        body = {"storyId": story, "afterSequence": str(after)}
-        if page_size:
-            body["pageSize"] = page_size
-        request = urllib.request.Request(
-            url.rstrip("/") + METHOD,
-            data=json.dumps(body).encode(),
-            headers={
-                "content-type": "application/json",
-                "connect-protocol-version": "1",
-                **({"authorization": f"Bearer {token}"} if token else {}),
-            },
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            page = json.load(response)
-        for m in page.get("messages", []):
-            yield int(m["sequence"]), base64.b64decode(m.get("data", ""))
+        page = call(url, method, {**body, "afterSequence": str(after), **({"pageSize": page_size} if page_size else {})}, token)
+        for m in page.get(items, []):
+            yield int(m["sequence"]), m.get("subject", ""), base64.b64decode(m.get("data", ""))
         after = int(page.get("nextAfterSequence", "0"))
         if after == 0:
             return
 
 
+def verify_story(args):
+    chain = Chain(args.story)
+    for sequence, _, data in pages(args.url, STORED_EVENTS, {"storyId": args.story}, args.token, "messages", args.page_size):
+        chain.add(sequence, data)
+    breaks = sorted(chain.finish(), key=lambda b: b["sequence"])
+    return {"story": args.story, "messages": chain.messages, "version": chain.version,
+            "hash": chain.hash.hex(), "breaks": breaks}
+
+
+def verify_all(args, keys):
+    breaks, checkpoints = [], []
+    for stored_sequence, _, data in pages(args.url, CHECKPOINTS, {}, args.token, "checkpoints", args.page_size):
+        cp, problem = checkpoint(stored_sequence, data, keys)
+        if problem is not None:
+            breaks.append({"sequence": cp["last_sequence"] if cp else 0, "story": "", "version": 0,
+                           "kind": "checkpoint-signature", "detail": problem})
+        else:
+            checkpoints.append(cp)
+    checkpoints.sort(key=lambda c: c["last_sequence"])
+    chains, stream, matched, next_cp = {}, StreamHash(), 0, 0
+
+    def settle(through):
+        # Each checkpoint is compared with the stream hash once the stream is read up to its position.
+        nonlocal matched, next_cp
+        while next_cp < len(checkpoints) and checkpoints[next_cp]["last_sequence"] <= through:
+            cp = checkpoints[next_cp]
+            next_cp += 1
+            last = cp["last_sequence"]
+            if (stream.sequence, stream.messages, stream.hash) == (last, cp["messages"], cp["stream_hash"]):
+                matched += 1
+                continue
+            detail = (f"the stream up to message {last} is not what the checkpoint signed: rewritten after it was signed"
+                      if stream.sequence == last else
+                      f"the checkpoint covers the stream up to message {last}, which the stream does not hold: messages were removed")
+            breaks.append({"sequence": last, "story": "", "version": 0, "kind": "checkpoint", "detail": detail})
+
+    for sequence, subject, data in pages(args.url, STREAM_MESSAGES, {}, args.token, "messages", args.page_size):
+        settle(sequence - 1)
+        stream.add(sequence, subject, data)
+        settle(sequence)
+        tokens = subject.split(".")
+        story = tokens[-2] if len(tokens) >= 4 else ""
+        if not story:
+            breaks.append({"sequence": sequence, "story": "", "version": 0, "kind": "unreadable",
+                           "detail": f"stored on {subject}, which is not an event subject"})
+            continue
+        chains.setdefault(story, Chain(story)).add(sequence, data)
+    settle(float("inf"))
+    for chain in chains.values():
+        breaks.extend(chain.finish())
+    breaks.sort(key=lambda b: b["sequence"])
+    return {"messages": stream.messages, "stories": len(chains), "stream_hash": stream.hash.hex(),
+            "checkpoints": {"found": len(checkpoints) + sum(b["kind"] == "checkpoint-signature" for b in breaks),
+                            "matched": matched, "signatures_checked": keys is not None},
+            "breaks": breaks}
+
+
+def load_keys(folder):
+    keys = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            keys[name] = f.read().strip().encode("utf-8")
+    if not keys:
+        raise ValueError(f"{folder} holds no key")
+    return keys
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="the query service, e.g. http://127.0.0.1:50052")
-    parser.add_argument("--story", required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--story", help="one story's chain")
+    which.add_argument("--all", action="store_true", help="every story of the stream, and the signed checkpoints")
+    parser.add_argument("--keys", help="with --all: a folder of checkpoint keys; signatures are checked")
     parser.add_argument("--token", default=os.environ.get("CTX_TOKEN", ""))
     parser.add_argument("--page-size", type=int, default=0, help="messages per request (default: the service's)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     args = parser.parse_args()
+    if args.keys and not args.all:
+        parser.error("--keys goes with --all")
     try:
-        messages = list(stored_messages(args.url, args.story, args.token, args.page_size))
+        keys = load_keys(args.keys) if args.keys else None
+        result = verify_all(args, keys) if args.all else verify_story(args)
     except urllib.error.HTTPError as e:
         print(f"verify_chain: {e.code} {e.read().decode(errors='replace')}", file=sys.stderr)
         return 2
     except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
         print(f"verify_chain: {e}", file=sys.stderr)
         return 2
-    breaks, version, head = verify(args.story, messages)
+    breaks = result["breaks"]
     if args.json:
-        print(json.dumps({"story": args.story, "messages": len(messages), "version": version,
-                          "hash": head.hex(), "breaks": breaks}))
+        print(json.dumps(result))
     else:
         for b in breaks:
-            print(f"stream message {b['sequence']} (version {b['version']}): {b['kind']}: {b['detail']}")
+            where = f"story {b['story']}, " if b["story"] else ""
+            print(f"stream message {b['sequence']} ({where}version {b['version']}): {b['kind']}: {b['detail']}")
         state = "intact" if not breaks else f"{len(breaks)} break(s)"
-        print(f"{args.story}: {len(messages)} messages, version {version}, head {head.hex()}: {state}")
+        if args.all:
+            cps = result["checkpoints"]
+            signed = "signatures checked" if cps["signatures_checked"] else "signatures NOT checked (no --keys)"
+            print(f"{result['stories']} stories, {result['messages']} messages; "
+                  f"{cps['matched']} of {cps['found']} checkpoints match ({signed}): {state}")
+        else:
+            print(f"{args.story}: {result['messages']} messages, version {result['version']}, head {result['hash']}: {state}")
     return 1 if breaks else 0
 
 

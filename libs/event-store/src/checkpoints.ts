@@ -8,9 +8,11 @@ import {
   jetstream,
   RetentionPolicy,
   StorageType,
+  type StoredMsg,
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ChainBreak } from "./chain-audit.ts";
+import { collectDirectBatch } from "./direct-batch.ts";
 import type { EventStreamNames } from "./event-stream.ts";
 import { equalBytes } from "./hash-chain.ts";
 import type { StoredMessage } from "./set-aside.ts";
@@ -207,6 +209,27 @@ export async function readCheckpoints(
     await messages.close();
   }
   return out;
+}
+
+/**
+ * A page of the checkpoint stream as stored: the messages after `afterSequence`, at most `limit`
+ * (none when no checkpoint stream exists: no checkpoint was ever signed). Direct gets, which any
+ * replica answers and a reader with read rights on the stream may ask.
+ */
+export async function checkpointMessages(
+  jsm: JetStreamManager,
+  names: CheckpointNames,
+  options: { readonly afterSequence?: number; readonly limit: number },
+  timeoutMs = 5_000,
+): Promise<StoredMsg[]> {
+  const after = options.afterSequence ?? 0;
+  const info = await jsm.streams.info(names.stream).catch((e: unknown) => {
+    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
+    throw e;
+  });
+  if (info === undefined || info.state.messages === 0 || after >= info.state.last_seq) return [];
+  const request = { seq: after + 1, batch: options.limit, next_by_subj: names.subject };
+  return collectDirectBatch(jsm, names.stream, request, timeoutMs);
 }
 
 function parseCheckpoint(data: Uint8Array): AuditCheckpoint | undefined {

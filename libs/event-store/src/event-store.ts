@@ -225,6 +225,11 @@ export interface EventStore {
     storyId: StoryId,
     options?: StoryMessagesOptions,
   ): Promise<readonly StoredMessage[]>;
+  /**
+   * A page of the whole stream's messages, in stream order, as stored (see StoryMessagesOptions):
+   * what auditors verify the stream and its checkpoints from (ContextAuditService).
+   */
+  streamMessages(options?: StoryMessagesOptions): Promise<readonly StoredMessage[]>;
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
   /**
@@ -1045,7 +1050,7 @@ class JetStreamEventStore implements EventStore {
       return event.version < to;
     };
     const reachedEnd = await this.#scan(
-      storyId,
+      `story ${storyId}`,
       storySubjects(this.names, storyId),
       after + 1,
       size,
@@ -1136,7 +1141,7 @@ class JetStreamEventStore implements EventStore {
           part.push(e);
           return e.version < lastVersion;
         };
-        await this.#scan(storyId, subject, afterSequence + 1, batch, (msg) => {
+        await this.#scan(`story ${storyId}`, subject, afterSequence + 1, batch, (msg) => {
           const read = this.#readOne(storyId, msg, undefined, setAside);
           return read instanceof Promise ? read.then(take) : take(read);
         });
@@ -1160,7 +1165,7 @@ class JetStreamEventStore implements EventStore {
    * Resolves whether the read saw the end of what is stored on `filter`.
    */
   async #scan(
-    storyId: StoryId,
+    what: string,
     filter: string,
     first: number,
     size: number,
@@ -1180,7 +1185,7 @@ class JetStreamEventStore implements EventStore {
       const extent = batchExtent(batch, size);
       if (extent.usable < batch.length && ++cuts > MAX_CUT_BATCHES) {
         throw new EventStoreUnavailableError(
-          `reading story ${storyId}: ${cuts} batches in a row lost messages on the way`,
+          `reading ${what}: ${cuts} batches in a row lost messages on the way`,
         );
       }
       for (let i = 0; i < extent.usable; i++) {
@@ -1262,9 +1267,25 @@ class JetStreamEventStore implements EventStore {
     }
   }
 
-  async storyMessages(
+  storyMessages(
     storyId: StoryId,
     options: StoryMessagesOptions = {},
+  ): Promise<readonly StoredMessage[]> {
+    return this.#messagesOn(`story ${storyId}`, storySubjects(this.names, storyId), options);
+  }
+
+  streamMessages(options: StoryMessagesOptions = {}): Promise<readonly StoredMessage[]> {
+    return this.#messagesOn(
+      `stream ${this.names.stream}`,
+      `${this.names.subjectPrefix}.>`,
+      options,
+    );
+  }
+
+  async #messagesOn(
+    what: string,
+    filter: string,
+    options: StoryMessagesOptions,
   ): Promise<readonly StoredMessage[]> {
     const limit = options.limit ?? Number.POSITIVE_INFINITY;
     const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
@@ -1272,7 +1293,8 @@ class JetStreamEventStore implements EventStore {
     let bytes = 0;
     const first = (options.afterSequence ?? 0) + 1;
     if (limit < 1) return messages;
-    await this.#scan(storyId, storySubjects(this.names, storyId), first, READ_BATCH, (msg) => {
+    const size = Math.min(READ_BATCH, limit);
+    await this.#scan(what, filter, first, size, (msg) => {
       messages.push(msg);
       bytes += msg.data.length;
       return messages.length < limit && bytes < maxBytes;
@@ -1339,10 +1361,16 @@ class JetStreamEventStore implements EventStore {
   /** Every stored message of a story, in stream order. */
   async #storyMessages(storyId: StoryId): Promise<StoredMessage[]> {
     const messages: StoredMessage[] = [];
-    await this.#scan(storyId, storySubjects(this.names, storyId), 1, READ_BATCH, (msg) => {
-      messages.push(msg);
-      return true;
-    });
+    await this.#scan(
+      `story ${storyId}`,
+      storySubjects(this.names, storyId),
+      1,
+      READ_BATCH,
+      (msg) => {
+        messages.push(msg);
+        return true;
+      },
+    );
     return messages;
   }
 

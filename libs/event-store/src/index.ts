@@ -8,6 +8,7 @@ export type {
 } from "./checkpoints.ts";
 export {
   CheckpointAuditor,
+  checkpointMessages,
   checkpointNames,
   checkpointSignature,
   checkpointState,

@@ -3,6 +3,7 @@
 // Payloads as first written (schema version 1): kept so stored bytes stay readable; see
 // proto/context/legacy/v1/events.proto. Namespaced, since their message names are the current ones.
 export * as legacyV1 from "./gen/context/legacy/v1/events_pb.js";
+export * from "./gen/context/v1/audit_service_pb.js";
 export * from "./gen/context/v1/command_service_pb.js";
 export * from "./gen/context/v1/context_pb.js";
 export * from "./gen/context/v1/events_pb.js";

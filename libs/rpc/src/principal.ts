@@ -6,6 +6,8 @@ export const Role = {
   writer: "writer",
   /** Queries and watches: ContextQueryService. */
   reader: "reader",
+  /** The whole stream and its checkpoints as stored: ContextAuditService. */
+  auditor: "auditor",
   /** Anything, operational methods included. */
   admin: "admin",
 } as const;

@@ -21,6 +21,7 @@ import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jet
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fourEventStory, insiderStream } from "./testing/insider-stream.ts";
+import { pythonVerifyAll } from "./testing/python-verifier.ts";
 
 // Issue #25: signed checkpoints. `ctx audit checkpoint` signs what the event stream holds (a stream
 // hash over every message, HMAC-SHA256 with a key from a folder), and `ctx audit verify --all`
@@ -91,9 +92,23 @@ interface Verified {
   };
 }
 
+/**
+ * `ctx audit verify --all --keys` over the stream; and the independent verifier (Python, through
+ * the query service) must come to the same verdict: the same breaks, the same checkpoint counts.
+ */
 async function verifyAll(s: Stream, keys: string): Promise<Verified> {
   const run = await s.ctx("audit", "verify", "--all", "--keys", keys, "--json");
-  return { code: run.code, result: JSON.parse(run.stdout) as Verified["result"] };
+  const verified = { code: run.code, result: JSON.parse(run.stdout) as Verified["result"] };
+  const python = await pythonVerifyAll(s.settings, "--keys", keys);
+  expect(python.code, "the Python verifier's exit code").toBe(verified.code);
+  const found = (breaks: readonly { kind: string; sequence: number }[]) =>
+    breaks.map((b) => [b.kind, b.sequence]);
+  expect(found(python.result.breaks)).toEqual(found(verified.result.breaks));
+  const { found: count, matched, signatures_checked } = python.result.checkpoints;
+  expect({ found: count, matched, signaturesChecked: signatures_checked }).toEqual(
+    verified.result.checkpoints,
+  );
+  return verified;
 }
 
 async function checkpoint(s: Stream, keys: string, ...extra: string[]) {

@@ -17,6 +17,7 @@ import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jet
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fourEventStory, insiderStream } from "./testing/insider-stream.ts";
+import { pythonVerifyAll } from "./testing/python-verifier.ts";
 
 // Issue #25: `ctx audit verify` recomputes every story's hash chain from the bytes the stream
 // holds. Each way of tampering with stored events is done here as someone with NATS rights would
@@ -159,6 +160,14 @@ describe("ctx audit verify", () => {
     // In stream order.
     const sequences = v.result.breaks.map((b) => b.sequence);
     expect(sequences).toEqual([...sequences].sort((a, b) => a - b));
+
+    // The independent verifier, from the bytes the query service hands out, finds the same.
+    const python = await pythonVerifyAll(settings);
+    expect(python.code).toBe(1);
+    expect(python.result.stories).toBe(7);
+    const found = (breaks: readonly { kind: string; sequence: number; version: number }[]) =>
+      breaks.map((b) => [b.kind, b.sequence, b.version]);
+    expect(found(python.result.breaks)).toEqual(found(v.result.breaks));
   });
 
   it("says how it is used when given neither --story nor --all (exit 2)", async () => {

@@ -190,7 +190,11 @@ token
   .requiredOption("--issuer <iss>", "the issuer the services expect (AUTH_ISSUER)")
   .requiredOption("--audience <aud>", "the audience the services expect (AUTH_AUDIENCE)")
   .requiredOption("--subject <sub>", "who the token stands for: events record jwt:<sub>")
-  .option("--roles <roles>", "roles: writer, reader, admin (space or comma separated)", "reader")
+  .option(
+    "--roles <roles>",
+    "roles: writer, reader, auditor, admin (space or comma separated)",
+    "reader",
+  )
   .addOption(
     new Option("--ttl <duration>", "lifetime, e.g. 90s, 30m, 12h, 7d")
       .argParser(durationOption)

@@ -1,6 +1,11 @@
 import type { Logger } from "@ctx/config";
-import { createEventStore, type EventStreamNames } from "@ctx/event-store";
-import { ContextQueryService } from "@ctx/proto";
+import {
+  checkpointMessages,
+  checkpointNames,
+  createEventStore,
+  type EventStreamNames,
+} from "@ctx/event-store";
+import { ContextAuditService, ContextQueryService } from "@ctx/proto";
 import { createNeo4jDriver, createNeo4jGraphReader, neo4jConnection } from "@ctx/read-model-neo4j";
 import {
   createValkeyClient,
@@ -23,6 +28,7 @@ import {
   type Snapshotter,
 } from "@ctx/snapshots";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { registerAuditService } from "./audit/audit-service.ts";
 import type { QueryConfig } from "./config.ts";
 import { createContextQueries } from "./context/context-queries.ts";
 import { createGraphQueries } from "./graph/graph-queries.ts";
@@ -47,7 +53,11 @@ export interface QueryApp {
 export async function startQueryApp(config: QueryConfig, logger: Logger): Promise<QueryApp> {
   // First: a bad key set or certificate stops the start before any connection is made.
   const security = await loadRpcSecurity(config, {
-    rules: [{ service: ContextQueryService, roles: [Role.reader] }],
+    rules: [
+      { service: ContextQueryService, roles: [Role.reader] },
+      // Every story's events at once, as stored: for auditors, not for every reader.
+      { service: ContextAuditService, roles: [Role.auditor] },
+    ],
     logger,
   });
 
@@ -174,15 +184,21 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
   const rpc = await shell.serveRpc({
     listen: config.QUERY_LISTEN,
     security,
-    services: [ContextQueryService],
-    routes: (router) =>
+    services: [ContextQueryService, ContextAuditService],
+    routes: (router) => {
       registerQueryService(router, {
         contexts,
         reader,
         store,
         graph: createGraphQueries({ graph, reader, metrics }),
         watches,
-      }),
+      });
+      const checkpointStream = checkpointNames(names);
+      registerAuditService(router, {
+        store,
+        checkpoints: (page) => checkpointMessages(jsm, checkpointStream, page),
+      });
+    },
     classify: classifyQueryError,
     callsPerTurn: config.RPC_CALLS_PER_TURN,
     limits: rpcLimitsOf(config),

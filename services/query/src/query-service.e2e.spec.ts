@@ -565,6 +565,7 @@ describe("gRPC server reflection", () => {
   it("describes the query service, without .proto files", async () => {
     const { listed, registry } = await reflect(query.baseUrl, "context.v1.ContextQueryService");
     expect(listed).toEqual([
+      "context.v1.ContextAuditService",
       "context.v1.ContextQueryService",
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",

@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { StoryId } from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
 import { eventSubject } from "@ctx/event-store";
-import { ContextEventSchema, type StoredEventMessage } from "@ctx/proto";
+import { ContextAuditService, ContextEventSchema, type StoredEventMessage } from "@ctx/proto";
 import { runCtx, stack, testAuth } from "@ctx/test-support";
 import { jetstream, type StoredMsg } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -130,6 +131,63 @@ describe("ListStoredEvents", () => {
   it("answers NOT_FOUND for a story without messages", async () => {
     const error = await query.listStoredEvents({ storyId: newStory() }).catch((e) => e);
     expect(ConnectError.from(error).code).toBe(Code.NotFound);
+  });
+});
+
+describe("ContextAuditService", () => {
+  const audit = (authorization?: string) =>
+    createClient(
+      ContextAuditService,
+      createGrpcTransport({
+        baseUrl: queryUrl,
+        interceptors: [
+          (next) => (req) => {
+            req.header.set("authorization", authorization ?? testAuth().authorization);
+            return next(req);
+          },
+        ],
+      }),
+    );
+
+  it("gives the whole stream as stored, page by page, to an auditor", async () => {
+    await commandedStory(2);
+    await commandedStory(1);
+    const auditor = audit(`Bearer ${testAuth().sign({ roles: ["auditor"] })}`);
+    const messages: StoredEventMessage[] = [];
+    let after = 0n;
+    do {
+      const page = await auditor.listStreamMessages({ afterSequence: after, pageSize: 3 });
+      expect(page.messages.length).toBeLessThanOrEqual(3);
+      messages.push(...page.messages);
+      after = page.nextAfterSequence;
+    } while (after !== 0n);
+    const info = await s.jsm.streams.info(s.settings.stream);
+    expect(messages.map((m) => Number(m.sequence))).toEqual(
+      Array.from({ length: info.state.last_seq }, (_, i) => i + 1),
+    );
+    for (const m of messages.slice(-3)) {
+      const stored = (await s.jsm.direct.getMessage(s.settings.stream, {
+        seq: Number(m.sequence),
+      })) as StoredMsg;
+      expect(Buffer.from(m.data)).toEqual(Buffer.from(stored.data));
+      expect(m.subject).toBe(stored.subject);
+    }
+    // No checkpoint was ever signed on this stream: none, not an error.
+    expect(await auditor.listAuditCheckpoints({})).toMatchObject({
+      checkpoints: [],
+      nextAfterSequence: 0n,
+    });
+  });
+
+  it("is refused to a reader (PERMISSION_DENIED): it hands out every story at once", async () => {
+    const reader = audit(`Bearer ${testAuth().sign({ roles: ["reader"] })}`);
+    for (const call of [
+      () => reader.listStreamMessages({}),
+      () => reader.listAuditCheckpoints({}),
+    ]) {
+      const error = await call().catch((e) => e);
+      expect(ConnectError.from(error).code).toBe(Code.PermissionDenied);
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import { checkpointNames } from "@ctx/event-store";
 /**
  * The NATS server's accounts and users for the context service: one application account with
  * JetStream, one NKey user per role, each allowed exactly the subjects its process calls (read off
@@ -115,7 +116,15 @@ export function rolePermissions(names: NatsAuthNames): Readonly<Record<NatsRole,
     "projector-valkey": projector("valkey"),
     query: {
       publish: {
-        allow: [`${api}.INFO`, ...readStream(events), ...readStream(names.snapshotStream)],
+        allow: [
+          `${api}.INFO`,
+          ...readStream(events),
+          ...readStream(names.snapshotStream),
+          // The signed checkpoints, for ContextAuditService.
+          ...readStream(
+            checkpointNames({ stream: events, subjectPrefix: names.eventSubjectPrefix }).stream,
+          ),
+        ],
       },
       // Watches are plain subscriptions to a story's appends.
       subscribe: { allow: [...own("query"), `${names.eventSubjectPrefix}.*.*`] },

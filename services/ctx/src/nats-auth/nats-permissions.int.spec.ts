@@ -1,5 +1,8 @@
 import {
+  checkpointMessages,
+  checkpointNames,
   defaultEventStreamSettings,
+  ensureCheckpointStream,
   provisionEventStream,
   restoreStream,
   snapshotStream,
@@ -68,6 +71,9 @@ beforeAll(async () => {
   await provisionEventStream(jsm);
   await provisionParking(jsm);
   await provisionSnapshotStream(jsm);
+  // `ctx audit checkpoint` signs the stream to its checkpoint stream.
+  await ensureCheckpointStream(jsm, checkpointNames(defaultEventStreamSettings));
+  await jetstream(ctx).publish(checkpointNames(defaultEventStreamSettings).subject, bytes);
   for (const bucket of Object.values(buckets)) {
     await new Kvm(ctx).create(bucket, { ttl: 5_000, history: 1 });
   }
@@ -157,6 +163,10 @@ describe("NATS with the shipped users", () => {
     expect((await jsm.streams.info(events)).config.name).toBe(events);
     expect((await jsm.streams.info(snapshots)).config.name).toBe(snapshots);
     expect(await jsm.direct.getMessage(events, { seq: 1 })).toBeDefined();
+    // The signed checkpoints, for ContextAuditService: read, never written.
+    const checkpoints = checkpointNames(defaultEventStreamSettings);
+    expect(await checkpointMessages(jsm, checkpoints, { limit: 10 })).toHaveLength(1);
+    await refused(js.publish(checkpoints.subject, bytes));
 
     await refused(js.publish("context.events.perm-query.ContextCreated", bytes));
     await refused(js.publish("context.snapshots.perm-query", bytes));

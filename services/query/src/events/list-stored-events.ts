@@ -2,11 +2,13 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { untilAborted } from "@ctx/config";
 import type { StoryId } from "@ctx/domain";
-import type { EventStore } from "@ctx/event-store";
+import type { EventStore, StoredMessage } from "@ctx/event-store";
 import {
   type ListStoredEventsRequest,
   type ListStoredEventsResponse,
   ListStoredEventsResponseSchema,
+  type StoredEventMessage,
+  StoredEventMessageSchema,
 } from "@ctx/proto";
 import { UnknownStoryError } from "../errors.ts";
 import { defaultPageSize } from "./list-events.ts";
@@ -34,7 +36,18 @@ export async function listStoredEvents(
     signal,
   );
   if (read.length === 0 && afterSequence === 0) throw new UnknownStoryError(storyId);
-  const page: (typeof read)[number][] = [];
+  return create(ListStoredEventsResponseSchema, pageOfStored(read, pageSize));
+}
+
+/**
+ * A page of stored messages from a read of up to `pageSize + 1` (the extra one says that another
+ * page follows): at most `pageSize` messages and about storedPageBytes (at least one message).
+ */
+export function pageOfStored(
+  read: readonly StoredMessage[],
+  pageSize: number,
+): { messages: StoredEventMessage[]; nextAfterSequence: bigint } {
+  const page: StoredMessage[] = [];
   let bytes = 0;
   for (const m of read) {
     bytes += m.data.length;
@@ -43,13 +56,15 @@ export async function listStoredEvents(
   }
   const last = page[page.length - 1];
   const more = page.length < read.length;
-  return create(ListStoredEventsResponseSchema, {
-    messages: page.map((m) => ({
-      sequence: BigInt(m.seq),
-      subject: m.subject,
-      data: m.data,
-      storedAt: timestampFromDate(m.time),
-    })),
+  return {
+    messages: page.map((m) =>
+      create(StoredEventMessageSchema, {
+        sequence: BigInt(m.seq),
+        subject: m.subject,
+        data: m.data,
+        storedAt: timestampFromDate(m.time),
+      }),
+    ),
     nextAfterSequence: more && last !== undefined ? BigInt(last.seq) : 0n,
-  });
+  };
 }
