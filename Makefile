@@ -17,6 +17,7 @@ API_REFERENCE := docs/reference
 PROTOC_GEN_DOC := .tools/bin/protoc-gen-doc
 GRPCURL := .tools/bin/grpcurl
 CHROMIUM := .tools/bin/chromium
+PDFTOTEXT := .tools/bin/pdftotext
 # The SDK's own copy of the API's types (see clients/typescript/buf.gen.yaml).
 CLIENT_GEN_DIR := clients/typescript/src/gen
 PACKAGE_JSONS := package.json $(wildcard clients/*/package.json examples/package.json libs/*/package.json services/*/package.json test/package.json bench/package.json)
@@ -52,8 +53,11 @@ $(PROTOC_GEN_DOC): versions.env scripts/go-tool.sh
 $(GRPCURL): versions.env scripts/go-tool.sh
 	@scripts/go-tool.sh grpcurl
 
-$(CHROMIUM): versions.env scripts/chromium.sh
+$(CHROMIUM): versions.env scripts/chromium.sh scripts/apt-tool.sh
 	@scripts/chromium.sh
+
+$(PDFTOTEXT): versions.env scripts/pdftotext.sh scripts/apt-tool.sh
+	@scripts/pdftotext.sh
 
 generate: deps $(PROTOC_GEN_DOC) ## Regenerates libs/proto/src/gen, the SDK's clients/typescript/src/gen and the API reference (docs/reference) from proto/
 	@rm -rf $(GEN_DIR) $(CLIENT_GEN_DIR) $(API_REFERENCE)
@@ -84,7 +88,7 @@ typecheck: deps client ## tsc over the whole workspace (the examples need the bu
 client: deps ## Builds the SDK, @ctx/client, into clients/typescript/dist (JS + declarations)
 	@pnpm --dir clients/typescript --silent run build
 
-test: check-generated lint typecheck breaking test-manifests $(GRPCURL) $(CHROMIUM) ## Every check: generated code, lint, types, buf breaking, all test suites
+test: check-generated lint typecheck breaking test-manifests $(GRPCURL) $(CHROMIUM) $(PDFTOTEXT) ## Every check: generated code, lint, types, buf breaking, all test suites
 	@vitest run
 
 test-manifests: deps ## Renders every k8s/ overlay, validates it offline (schemas, policies, nats.conf): deploy/k8s/check.sh
@@ -97,7 +101,7 @@ test-k8s: deps ## The prod overlay on a real Kubernetes control plane (apply, ro
 test-unit: deps ## Unit tests only (no servers)
 	@vitest run --project unit
 
-test-int: deps $(GRPCURL) ## Integration tests only (starts its own servers)
+test-int: deps $(GRPCURL) $(PDFTOTEXT) ## Integration tests only (starts its own servers)
 	@vitest run --project integration
 
 test-e2e: deps $(CHROMIUM) ## End-to-end tests only (starts its own servers)

@@ -23,6 +23,8 @@ const natsClients = [
   "ctx-provision",
   "ctx-backup",
   "ctx-projections-rebuild",
+  "ctx-audit-checkpoint",
+  "ctx-audit-report",
 ];
 const dns = (workloads: readonly string[]) =>
   workloads.flatMap((w) =>

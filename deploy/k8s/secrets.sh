@@ -66,6 +66,9 @@ make_secrets() {
   f="$dir/neo4j/password"
   [[ -s $f ]] || (umask 077 && openssl rand -hex 24 | tr -d '\n' >"$f")
   [[ -s $dir/auth/jwks.json ]] || "$REPO_ROOT/bin/ctx" token keygen --dir "$dir/auth" >/dev/null
+  # The checkpoint key (docs/AUDIT.md): kept once made; a rotation adds a key beside it.
+  [[ -n $(ls -A "$dir/audit" 2>/dev/null) ]] ||
+    "$REPO_ROOT/bin/ctx" audit keygen --keys "$dir/audit" >/dev/null
   # The NATS nodes' certificate (client TLS and routes, in the prod overlay): every name a client
   # or a route dials. Made again when less than a day is left.
   if ! [[ -f $dir/pki/nats.pem ]] || ! openssl x509 -checkend 86400 -noout -in "$dir/pki/nats.pem" >/dev/null; then
@@ -95,6 +98,8 @@ make_secrets() {
       --from-file=tls.key="$dir/pki/nats-key.pem" --from-file=ca.crt="$dir/pki/ca.pem"
     echo ---
     secret nats-ca --from-file=ca.crt="$dir/pki/ca.pem"
+    echo ---
+    secret audit-keys --from-file="$dir/audit"
   } >"$dir/secrets.yaml.tmp"
   chmod 600 "$dir/secrets.yaml.tmp" && mv "$dir/secrets.yaml.tmp" "$dir/secrets.yaml"
   log "wrote $dir/secrets.yaml (namespace $namespace): kubectl apply -f $dir/secrets.yaml"

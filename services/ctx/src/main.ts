@@ -2,7 +2,12 @@ import { printContextAtTwoTimes } from "@ctx/query-service";
 import { errors as natsErrors } from "@nats-io/transport-node";
 import { Argument, Command, CommanderError, Option } from "commander";
 import { addConnectionOptions, applyConnectionOptions } from "./cli/connection-options.ts";
-import { durationOption, integerListOption, integerOption } from "./cli/option-parsers.ts";
+import {
+  durationOption,
+  integerListOption,
+  integerOption,
+  timeOption,
+} from "./cli/option-parsers.ts";
 import {
   createOutput,
   exitCodes,
@@ -20,6 +25,13 @@ import {
   checkpointKeyView,
   checkpointWrittenView,
 } from "./commands/audit.ts";
+import {
+  auditReportDataView,
+  auditReportWrittenView,
+  collectReport,
+  type ReportFormat,
+  writeReport,
+} from "./commands/audit-report.ts";
 import {
   type BackupCommandOptions,
   backupWrittenView,
@@ -264,9 +276,13 @@ projections
     "events read per write round, at least 1 (default 64000)",
     integerOption(1),
   )
+  .option("--operator <name>", "who runs it, for the operations log (default: user@host)")
   .addOption(jsonOption())
-  .action((which: string, options: { story?: string; batchSize?: number; json?: boolean }) =>
-    report(options, rebuildView, (output) => rebuildProjections(which, options, output)),
+  .action(
+    (
+      which: string,
+      options: { story?: string; batchSize?: number; operator?: string; json?: boolean },
+    ) => report(options, rebuildView, (output) => rebuildProjections(which, options, output)),
   );
 
 const events = program.command("events").description("the stored events and their schema versions");
@@ -379,6 +395,44 @@ audit
   .addOption(jsonOption())
   .action((options: { keys: string; keyId?: string; json?: boolean }) =>
     report(options, checkpointWrittenView, (output) => auditCheckpoint(options, output)),
+  );
+audit
+  .command("report")
+  .description(
+    "a report of a period: events per type, actor and day with charts, the whole history verified (chains, checkpoints), parked events, repairs and rebuilds; exits 1 on a break",
+  )
+  .option(
+    "--from <time>",
+    "start of the period (2026-12-01 or 2026-12-01T08:00:00Z; default: a week before --to)",
+    timeOption,
+  )
+  .option("--to <time>", "end of the period, excluded (default: now)", timeOption)
+  .addOption(
+    new Option("--format <format>", "md, html or pdf").choices(["md", "html", "pdf"]).default("md"),
+  )
+  .option(
+    "--out <file>",
+    "write the report to this file (default: stdout; a PDF needs a file or a pipe)",
+  )
+  .addOption(
+    new Option(
+      "--keys <dir>",
+      "the checkpoint keys: the checkpoints' signatures are checked too",
+    ).env("AUDIT_KEYS_DIR"),
+  )
+  .addOption(jsonOption())
+  .action(
+    (options: {
+      from?: Date;
+      to?: Date;
+      format: ReportFormat;
+      out?: string;
+      keys?: string;
+      json?: boolean;
+    }) =>
+      options.json === true
+        ? report(options, auditReportDataView, () => collectReport(options))
+        : report(options, auditReportWrittenView, () => writeReport(options)),
   );
 audit
   .command("keygen")

@@ -41,3 +41,21 @@ export function durationOption(value: string): number {
   }
   return n;
 }
+
+/**
+ * A point in time: an ISO 8601 date (`2026-12-01`, midnight UTC) or date and time with a zone
+ * (`2026-12-01T08:00:00Z`, `…+01:00`). A time without a zone is refused: it would depend on the
+ * machine ctx runs on.
+ */
+export function timeOption(value: string): Date {
+  const text = value.trim();
+  const dateOnly = /^\d{4}-\d{2}-\d{2}$/.test(text);
+  const zoned = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(text);
+  const time = dateOnly ? new Date(`${text}T00:00:00Z`) : zoned ? new Date(text) : undefined;
+  if (time === undefined || Number.isNaN(time.getTime())) {
+    throw new InvalidArgumentError(
+      "Expected a date (2026-12-01, UTC) or a date and time with its zone (2026-12-01T08:00:00Z).",
+    );
+  }
+  return time;
+}

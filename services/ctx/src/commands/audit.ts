@@ -23,11 +23,12 @@ import {
   lastCheckpoint,
   publishCheckpoint,
   readCheckpoints,
+  type StoredMessage,
   StreamHasher,
   signCheckpoint,
 } from "@ctx/event-store";
 import { type Output, scanProgress, table, type View } from "../cli/output.ts";
-import { withCtxEnv } from "../ctx-env.ts";
+import { type CtxEnv, withCtxEnv } from "../ctx-env.ts";
 
 /** What `ctx audit verify` found. */
 export interface AuditVerification {
@@ -118,35 +119,52 @@ export async function auditVerify(
         breaks: auditor.finish(),
       };
     }
-    const stored = await readCheckpoints(nc, jsm, checkpointNames(names));
-    const signed = new CheckpointAuditor(stored, keys);
-    const total = (await jsm.streams.info(names.stream)).state.messages;
-    const progress = scanProgress(output, total, "verifying");
-    try {
-      for await (const m of store.readAllMessages()) {
-        auditor.add(m);
-        signed.add(m);
-        progress.update(auditor.messages);
-      }
-    } finally {
-      progress.stop(auditor.messages);
-    }
-    const breaks = [...auditor.finish(), ...signed.finish()].sort(
-      (a, b) => a.sequence - b.sequence,
-    );
-    return {
-      stream: names.stream,
-      stories: auditor.stories,
-      messages: auditor.messages,
-      seconds: (performance.now() - started) / 1000,
-      checkpoints: {
-        found: stored.length,
-        matched: signed.verified,
-        signaturesChecked: keys !== undefined,
-      },
-      breaks,
-    };
+    return verifyStream({ nc, jsm, names }, keys, output);
   });
+}
+
+/**
+ * Every story's chain and the stream against its signed checkpoints (with `keys`: their signatures
+ * too), in one pass over the stream in sequence order; `visit` sees each stored message as well
+ * (the audit report counts its period's events in the same pass).
+ */
+export async function verifyStream(
+  env: Pick<CtxEnv, "nc" | "jsm" | "names">,
+  keys: ReadonlyMap<string, Uint8Array> | undefined,
+  output: Output,
+  visit?: (message: StoredMessage) => void,
+): Promise<AuditVerification> {
+  const { nc, jsm, names } = env;
+  const store = createEventStore(nc, { names });
+  const auditor = new ChainAuditor(names);
+  const started = performance.now();
+  const stored = await readCheckpoints(nc, jsm, checkpointNames(names));
+  const signed = new CheckpointAuditor(stored, keys);
+  const total = (await jsm.streams.info(names.stream)).state.messages;
+  const progress = scanProgress(output, total, "verifying");
+  try {
+    for await (const m of store.readAllMessages()) {
+      auditor.add(m);
+      signed.add(m);
+      visit?.(m);
+      progress.update(auditor.messages);
+    }
+  } finally {
+    progress.stop(auditor.messages);
+  }
+  const breaks = [...auditor.finish(), ...signed.finish()].sort((a, b) => a.sequence - b.sequence);
+  return {
+    stream: names.stream,
+    stories: auditor.stories,
+    messages: auditor.messages,
+    seconds: (performance.now() - started) / 1000,
+    checkpoints: {
+      found: stored.length,
+      matched: signed.verified,
+      signaturesChecked: keys !== undefined,
+    },
+    breaks,
+  };
 }
 
 /**

@@ -15,6 +15,7 @@ import { openReadModel, type ReadModelKind, readModelKinds } from "@ctx/projecto
 import { MultiBar } from "cli-progress";
 import { type Output, table, type View } from "../cli/output.ts";
 import { type CtxEnv, withCtxEnv } from "../ctx-env.ts";
+import { operatorName, recordOperation } from "../operations-log.ts";
 
 export function parseProjections(which: string): readonly ReadModelKind[] {
   if (which === "all") return readModelKinds;
@@ -183,13 +184,14 @@ export const rebuildView: View<RebuildResult> = {
  */
 export async function rebuildProjections(
   which: string,
-  options: { story?: string; batchSize?: number },
+  options: { story?: string; batchSize?: number; operator?: string },
   output: Output,
 ): Promise<RebuildResult> {
   const kinds = parseProjections(which);
   return await withCtxEnv(async (env) => {
     const store = createEventStore(env.nc, { names: env.names });
     const models = kinds.map((kind) => ({ kind, model: openReadModel(kind, env.config) }));
+    let result: RebuildResult | undefined;
     try {
       if (options.story) {
         const rebuilds: RebuildOutcome[] = [];
@@ -197,13 +199,51 @@ export async function rebuildProjections(
           const { version } = await rebuildStory(model.projection, store, storyId(options.story));
           rebuilds.push({ projection: kind, story: options.story, version });
         }
-        return { rebuilds, interrupted: false };
+        result = { rebuilds, interrupted: false };
+      } else {
+        result = await rebuildAll(env, models, store, options.batchSize, output);
       }
-      return await rebuildAll(env, models, store, options.batchSize, output);
+      return result;
     } finally {
       await Promise.all(models.map(({ model }) => model.close()));
+      // On the record for the audit report, whatever the outcome (a failure too).
+      await recordOperation(env, {
+        action: "projection-rebuild",
+        at: new Date().toISOString(),
+        operator: operatorName(options.operator),
+        outcome:
+          result === undefined || result.rebuilds.some((r) => "failed" in r)
+            ? "failed"
+            : result.interrupted
+              ? "interrupted"
+              : "done",
+        detail: rebuildDetail(which, options.story, result),
+      }).catch((e: unknown) =>
+        output.note(
+          `warning: the rebuild could not be recorded in the operations log (the audit report will not list it): ${e instanceof Error ? e.message : String(e)}`,
+        ),
+      );
     }
   });
+}
+
+/** A rebuild in a few words, for the operations log. */
+function rebuildDetail(
+  which: string,
+  story: string | undefined,
+  result: RebuildResult | undefined,
+) {
+  const what = `${which}${story === undefined ? "" : ` story ${story}`}`;
+  if (result === undefined) return `${what}: stopped by an error`;
+  return `${what}: ${result.rebuilds
+    .map((r) =>
+      "failed" in r
+        ? `${r.projection} failed (${r.failed.slice(0, 200)})`
+        : "story" in r
+          ? `${r.projection} at version ${r.version}`
+          : `${r.projection} generation ${r.generation}, ${r.events} events in ${r.seconds.toFixed(1)} s${r.switched ? "" : ", not switched"}`,
+    )
+    .join("; ")}`;
 }
 
 type Projection = Parameters<typeof rebuildProjection>[0]["projection"];
