@@ -48,3 +48,4 @@ export function connectTestNats(
   return connectNats(natsConnectionOf(url === undefined ? env : { ...env, NATS_URL: url }), rest);
 }
 export { type CtxRun, runCtx } from "./run-ctx.ts";
+export { runVerifyChain } from "./verify-chain.ts";

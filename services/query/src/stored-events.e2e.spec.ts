@@ -7,7 +7,7 @@ import type { StoryId } from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
 import { eventSubject } from "@ctx/event-store";
 import { ContextAuditService, ContextEventSchema, type StoredEventMessage } from "@ctx/proto";
-import { runCtx, stack, testAuth } from "@ctx/test-support";
+import { runCtx, runVerifyChain, stack, testAuth } from "@ctx/test-support";
 import { jetstream, type StoredMsg } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -74,25 +74,8 @@ interface Verdict {
 }
 
 /** The independent verifier, run as an auditor runs it. */
-function pythonVerify(id: string, ...extra: string[]): Promise<Verdict> {
-  const script = join(repoRoot, "tools/audit/verify_chain.py");
-  const args = [script, "--url", queryUrl, "--story", id, "--json", ...extra];
-  return new Promise((resolve, reject) => {
-    execFile(
-      "python3",
-      args,
-      { env: { ...process.env, CTX_TOKEN: testAuth().token }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === "number" ? error.code : null) : 0;
-        try {
-          resolve({ code, result: JSON.parse(stdout) as Verdict["result"] });
-        } catch {
-          reject(new Error(`verify_chain.py gave no JSON (exit ${code}): ${stderr}`));
-        }
-      },
-    );
-  });
-}
+const pythonVerify = (id: string, ...extra: string[]) =>
+  runVerifyChain<Verdict["result"]>(queryUrl, ["--story", id, ...extra]);
 
 describe("ListStoredEvents", () => {
   it("gives every message of a story as stored, page by page, in stream order", async () => {

@@ -1,11 +1,8 @@
-import { execFile } from "node:child_process";
-import { join } from "node:path";
 import { createLogger } from "@ctx/config";
 import type { EventStreamSettings } from "@ctx/event-store";
 import { loadQueryConfig, startQueryApp } from "@ctx/query-service";
-import { stack, storeEnv, testAuth, uniqueName } from "@ctx/test-support";
+import { runVerifyChain, stack, storeEnv, testAuth, uniqueName } from "@ctx/test-support";
 
-const script = join(import.meta.dirname, "../../../../tools/audit/verify_chain.py");
 const logger = createLogger({ name: "python-verifier", level: "silent", pretty: false });
 
 /** What tools/audit/verify_chain.py --all --json said, and its exit code. */
@@ -47,22 +44,10 @@ export async function pythonVerifyAll(
     logger,
   );
   try {
-    const args = [script, "--url", `http://127.0.0.1:${app.rpcPort}`, "--all", "--json", ...extra];
-    return await new Promise((resolve, reject) => {
-      execFile(
-        "python3",
-        args,
-        { env: { ...process.env, CTX_TOKEN: testAuth().token }, timeout: 60_000 },
-        (error, stdout, stderr) => {
-          const code = error ? (typeof error.code === "number" ? error.code : null) : 0;
-          try {
-            resolve({ code, result: JSON.parse(stdout) as PythonVerdict["result"] });
-          } catch {
-            reject(new Error(`verify_chain.py gave no JSON (exit ${code}): ${stderr}`));
-          }
-        },
-      );
-    });
+    return await runVerifyChain<PythonVerdict["result"]>(`http://127.0.0.1:${app.rpcPort}`, [
+      "--all",
+      ...extra,
+    ]);
   } finally {
     await app.stop();
   }
