@@ -8,6 +8,7 @@
 //      "h2": a minimal gRPC client on node:http2 for the measured AddSubtask calls, which costs the
 //      shared cores less; see h2Client; "go": the measured calls from the Go load generator of
 //      bench/loadgen on one connection, pre-encoded, so that no pause of this process counts).
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
@@ -78,6 +79,8 @@ const settings = {
    * services run.
    */
   tracing: envRatio("BENCH_TRACING"),
+  /** BENCH_SIGNING=1: the command service signs every event (EVENT_SIGNING_KEY_FILE). */
+  signing: process.env.BENCH_SIGNING === "1",
 };
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
 
@@ -169,20 +172,24 @@ async function main(): Promise<void> {
       mkdirSync(join(resultsDir, "profiles"), { recursive: true });
     }
     sink = settings.tracing > 0 ? await startOtlpSink() : undefined;
+    const signingKey = settings.signing ? join(stack.dir, "bench-events-1") : undefined;
+    if (signingKey)
+      writeFileSync(signingKey, randomBytes(32).toString("base64url"), { mode: 0o600 });
     await stack.startCommandService({
       ...(settings.profile
         ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${join(resultsDir, "profiles")}`] }
         : {}),
-      ...(sink
-        ? {
-            env: {
+      env: {
+        ...(sink
+          ? {
               OTEL_TRACES_EXPORTER: "otlp",
               OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
               OTEL_TRACES_SAMPLER: "traceidratio",
               OTEL_TRACES_SAMPLER_ARG: String(settings.tracing),
-            },
-          }
-        : {}),
+            }
+          : {}),
+        ...(signingKey ? { EVENT_SIGNING_KEY_FILE: signingKey } : {}),
+      },
     });
     log(`servers: NATS ${stack.natsUrl}, command service ${stack.commandUrl} (in ${stack.dir})`);
     nc = await stack.connectNats("bench-write-side");
@@ -697,6 +704,9 @@ function report(r: {
     settings.tracing > 0
       ? `Tracing ON in the command service: ${settings.tracing === 1 ? "every call" : `${settings.tracing * 100} % of the calls`} sampled, spans exported over OTLP/HTTP to a loopback sink (${r.tracing?.exportRequests ?? 0} requests, ${fmt((r.tracing?.exportedBytes ?? 0) / 1e6, 1)} MB).`
       : "Tracing off in the command service (as it runs by default).",
+    settings.signing
+      ? "Event signing ON: the command service signs every event (HMAC-SHA256 of its hash, Ctx-Signature header)."
+      : "Event signing off (as it runs by default).",
     `${settings.stories} stories; each measured phase: ${settings.warmupSeconds}s warm-up, then ${settings.seconds}s; one event per call; ${settings.natsCluster > 1 ? `a JetStream cluster of ${settings.natsCluster} nats-servers, streams R3` : "one nats-server, streams R1"}.`,
     "",
     table(

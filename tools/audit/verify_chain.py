@@ -5,13 +5,14 @@ With --story, it asks the query service for one story's messages exactly as the 
 (context.v1.ContextQueryService/ListStoredEvents) and recomputes every link of its hash chain. With
 --all, it reads the whole event stream and its signed checkpoints (context.v1.ContextAuditService,
 the `auditor` role) and checks every story's chain and every checkpoint: the stream hash at the
-checkpoint's position and, with --keys, its HMAC-SHA256 signature. The rules are docs/AUDIT.md's.
+checkpoint's position and, with --keys, its HMAC-SHA256 signature. With --event-keys, each signed
+event's signature (its Ctx-Signature header) is checked too. The rules are docs/AUDIT.md's.
 Connect's JSON protocol over HTTP; Python's standard library only: no generated code, no protobuf
 package.
 
-    verify_chain.py --url http://127.0.0.1:50052 (--story S | --all [--keys DIR]) [--token T] [--json]
+    verify_chain.py --url URL (--story S | --all [--keys DIR]) [--event-keys DIR] [--token T] [--json]
 
-The token comes from --token or CTX_TOKEN. --keys is a folder of checkpoint keys as `ctx audit
+The token comes from --token or CTX_TOKEN. --keys and --event-keys are folders of keys as `ctx audit
 keygen` writes them (a file per key: its name the key id, its content the secret). Exit codes: 0
 intact, 1 a break (each is printed), 2 a usage, network or service error.
 """
@@ -114,11 +115,12 @@ def envelope(data):
 class Chain:
     """One story's hash chain, fed its stored messages in stream order."""
 
-    def __init__(self, story):
-        self.story, self.breaks, self.pending = story, [], {}
+    def __init__(self, story, event_keys=None):
+        self.story, self.breaks, self.pending, self.event_keys = story, [], {}, event_keys
         self.version, self.hash, self.sequence, self.messages = 0, b"", 0, 0
+        self.signed, self.signed_events, self.unsigned_events = False, 0, 0
 
-    def add(self, sequence, data):
+    def add(self, sequence, data, signature="", subject=""):
         self.messages += 1
 
         def brk(kind, version, detail):
@@ -144,10 +146,36 @@ class Chain:
             self.breaks.append(brk("altered", version, f"version {self.version} was changed and hashed again"))
         # Whatever it is, the chain goes on from it: one change is one break.
         self.version, self.hash, self.sequence = version, stored_hash, sequence
+        self.check_signature(signature, stored_hash, brk, version, subject.endswith(".EventsSetAside"))
         for entry_sequence, digest in set_aside:
             held = self.pending.get(entry_sequence)
             if held is not None and held[0] == digest:
                 del self.pending[entry_sequence]
+
+    def check_signature(self, signature, stored_hash, brk, version, repair):
+        """A signed event's Ctx-Signature must be a given key's HMAC of its hash; once a story has a
+        signed event, every later one must be signed, but for a repair (EventsSetAside), which ctx
+        appends and no reader takes state from."""
+        if not signature:
+            self.unsigned_events += 1
+            if self.signed and not repair:
+                self.breaks.append(brk("unsigned", version, "no signature, after signed events of the story"))
+            return
+        self.signed_events += 1
+        self.signed = True
+        if self.event_keys is None:
+            return
+        key_id, _, mac = signature.partition(":")
+        secret = self.event_keys.get(key_id)
+        if secret is None:
+            self.breaks.append(brk("signature", version, f"signed with key {key_id!r}, which is not among the keys given"))
+            return
+        try:
+            given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
+        except ValueError:
+            given = b""
+        if not hmac.compare_digest(hmac.new(secret, stored_hash, hashlib.sha256).digest(), given):
+            self.breaks.append(brk("signature", version, f"not key {key_id!r}'s HMAC of its hash"))
 
     def finish(self):
         return self.breaks + [issue for _, issue in self.pending.values()]
@@ -213,24 +241,26 @@ def pages(url, method, body, token, items, page_size):
     while True:
         page = call(url, method, {**body, "afterSequence": str(after), **({"pageSize": page_size} if page_size else {})}, token)
         for m in page.get(items, []):
-            yield int(m["sequence"]), m.get("subject", ""), base64.b64decode(m.get("data", ""))
+            yield int(m["sequence"]), m.get("subject", ""), base64.b64decode(m.get("data", "")), m.get("signature", "")
         after = int(page.get("nextAfterSequence", "0"))
         if after == 0:
             return
 
 
-def verify_story(args):
-    chain = Chain(args.story)
-    for sequence, _, data in pages(args.url, STORED_EVENTS, {"storyId": args.story}, args.token, "messages", args.page_size):
-        chain.add(sequence, data)
+def verify_story(args, event_keys):
+    chain = Chain(args.story, event_keys)
+    for sequence, subject, data, signature in pages(args.url, STORED_EVENTS, {"storyId": args.story}, args.token, "messages", args.page_size):
+        chain.add(sequence, data, signature, subject)
     breaks = sorted(chain.finish(), key=lambda b: b["sequence"])
     return {"story": args.story, "messages": chain.messages, "version": chain.version,
-            "hash": chain.hash.hex(), "breaks": breaks}
+            "hash": chain.hash.hex(), "breaks": breaks,
+            "event_signatures": {"signed": chain.signed_events, "unsigned": chain.unsigned_events,
+                                 "checked": event_keys is not None}}
 
 
-def verify_all(args, keys):
+def verify_all(args, keys, event_keys):
     breaks, checkpoints = [], []
-    for stored_sequence, _, data in pages(args.url, CHECKPOINTS, {}, args.token, "checkpoints", args.page_size):
+    for stored_sequence, _, data, _ in pages(args.url, CHECKPOINTS, {}, args.token, "checkpoints", args.page_size):
         cp, problem = checkpoint(stored_sequence, data, keys)
         if problem is not None:
             breaks.append({"sequence": cp["last_sequence"] if cp else 0, "story": "", "version": 0,
@@ -255,7 +285,7 @@ def verify_all(args, keys):
                       f"the checkpoint covers the stream up to message {last}, which the stream does not hold: messages were removed")
             breaks.append({"sequence": last, "story": "", "version": 0, "kind": "checkpoint", "detail": detail})
 
-    for sequence, subject, data in pages(args.url, STREAM_MESSAGES, {}, args.token, "messages", args.page_size):
+    for sequence, subject, data, signature in pages(args.url, STREAM_MESSAGES, {}, args.token, "messages", args.page_size):
         settle(sequence - 1)
         stream.add(sequence, subject, data)
         settle(sequence)
@@ -265,7 +295,7 @@ def verify_all(args, keys):
             breaks.append({"sequence": sequence, "story": "", "version": 0, "kind": "unreadable",
                            "detail": f"stored on {subject}, which is not an event subject"})
             continue
-        chains.setdefault(story, Chain(story)).add(sequence, data)
+        chains.setdefault(story, Chain(story, event_keys)).add(sequence, data, signature, subject)
     settle(float("inf"))
     for chain in chains.values():
         breaks.extend(chain.finish())
@@ -273,6 +303,9 @@ def verify_all(args, keys):
     return {"messages": stream.messages, "stories": len(chains), "stream_hash": stream.hash.hex(),
             "checkpoints": {"found": len(checkpoints) + sum(b["kind"] == "checkpoint-signature" for b in breaks),
                             "matched": matched, "signatures_checked": keys is not None},
+            "event_signatures": {"signed": sum(c.signed_events for c in chains.values()),
+                                 "unsigned": sum(c.unsigned_events for c in chains.values()),
+                                 "checked": event_keys is not None},
             "breaks": breaks}
 
 
@@ -296,6 +329,7 @@ def main():
     which.add_argument("--story", help="one story's chain")
     which.add_argument("--all", action="store_true", help="every story of the stream, and the signed checkpoints")
     parser.add_argument("--keys", help="with --all: a folder of checkpoint keys; signatures are checked")
+    parser.add_argument("--event-keys", help="a folder of event signing keys: each signed event's signature is checked")
     parser.add_argument("--token", default=os.environ.get("CTX_TOKEN", ""))
     parser.add_argument("--page-size", type=int, default=0, help="messages per request (default: the service's)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -304,7 +338,8 @@ def main():
         parser.error("--keys goes with --all")
     try:
         keys = load_keys(args.keys) if args.keys else None
-        result = verify_all(args, keys) if args.all else verify_story(args)
+        event_keys = load_keys(args.event_keys) if args.event_keys else None
+        result = verify_all(args, keys, event_keys) if args.all else verify_story(args, event_keys)
     except urllib.error.HTTPError as e:
         print(f"verify_chain: {e.code} {e.read().decode(errors='replace')}", file=sys.stderr)
         return 2

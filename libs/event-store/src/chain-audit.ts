@@ -1,3 +1,4 @@
+import { checkEventSignature } from "./event-signing.ts";
 import { type EventStreamNames, parseStoredSubject } from "./event-stream.ts";
 import { equalBytes } from "./hash-chain.ts";
 import { sha256 } from "./sha256.ts";
@@ -22,6 +23,10 @@ export type ChainBreakKind =
   | "reordered"
   | "foreign-story"
   | "unreadable"
+  // An event's Ctx-Signature is not a valid HMAC of its hash by a key given (`signature`), or an
+  // event has none after signed events of its story (`unsigned`): see "Signed events", AUDIT.md.
+  | "signature"
+  | "unsigned"
   // Found against the signed checkpoints (see CheckpointAuditor), not within a story's chain.
   | "checkpoint"
   | "checkpoint-signature";
@@ -45,6 +50,8 @@ export interface AuditedMessage {
   readonly seq: number;
   readonly subject: string;
   readonly data: Uint8Array;
+  /** Its Ctx-Signature header, if any. */
+  readonly signature?: string;
 }
 
 /** Where a story's chain stands after the messages seen so far. */
@@ -53,12 +60,15 @@ interface StoryChain {
   hash: Uint8Array;
   sequence: number;
   events: number;
+  /** Whether one of its events so far was signed: every later one must be. */
+  signed: boolean;
   /** Message-level problems no EventsSetAside has vouched for yet, by sequence. */
   readonly pending: Map<number, { readonly digest: Uint8Array; readonly issue: ChainBreak }>;
 }
 
 const EMPTY = new Uint8Array(0);
 const HASH_FIELD = 12;
+const SET_ASIDE_TYPE = "EventsSetAside";
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 
 /**
@@ -73,10 +83,23 @@ export class ChainAuditor {
   readonly #names: EventStreamNames;
   readonly #stories = new Map<string, StoryChain>();
   readonly #breaks: ChainBreak[] = [];
+  readonly #eventKeys: ReadonlyMap<string, Uint8Array> | undefined;
   #messages = 0;
+  #signed = 0;
+  #unsigned = 0;
 
-  constructor(names: EventStreamNames) {
+  /** With `eventKeys`, each event's signature is checked against them (see "Signed events"). */
+  constructor(
+    names: EventStreamNames,
+    options: { eventKeys?: ReadonlyMap<string, Uint8Array> } = {},
+  ) {
     this.#names = names;
+    this.#eventKeys = options.eventKeys;
+  }
+
+  /** Events with a Ctx-Signature header, and without, among the links of the chains. */
+  get signatures(): { readonly signed: number; readonly unsigned: number } {
+    return { signed: this.#signed, unsigned: this.#unsigned };
   }
 
   /** The breaks found so far (message-level ones only once no later repair can vouch for them). */
@@ -180,6 +203,7 @@ export class ChainAuditor {
     chain.hash = envelope.hash;
     chain.sequence = message.seq;
     chain.events += 1;
+    this.#checkSignature(chain, message, envelope.hash, at);
     for (const entry of envelope.setAside) {
       const held = chain.pending.get(entry.sequence);
       if (held !== undefined && equalBytes(held.digest, entry.sha256)) {
@@ -201,10 +225,58 @@ export class ChainAuditor {
     return this.#breaks;
   }
 
+  /**
+   * A signed event's signature must be a given key's HMAC of its hash (checked with keys only); an
+   * unsigned event after a signed one of its story is a break with or without keys: whoever can
+   * write the stream but not sign could otherwise add events unseen.
+   */
+  #checkSignature(
+    chain: StoryChain,
+    message: AuditedMessage,
+    hash: Uint8Array,
+    at: { readonly sequence: number; readonly storyId: string; readonly version: number },
+  ): void {
+    if (message.signature === undefined) {
+      this.#unsigned += 1;
+      // A repair (EventsSetAside) is appended by ctx, which holds the key only when given it; no
+      // reader takes state from one (it only vouches for messages no reader reads).
+      if (chain.signed && !message.subject.endsWith(`.${SET_ASIDE_TYPE}`)) {
+        this.#breaks.push({
+          kind: "unsigned",
+          ...at,
+          detail:
+            "no signature, after signed events of the story: not appended by a holder of the signing key (or signing was turned off)",
+        });
+      }
+      return;
+    }
+    this.#signed += 1;
+    chain.signed = true;
+    if (this.#eventKeys === undefined) return;
+    const { verdict, keyId } = checkEventSignature(message.signature, hash, this.#eventKeys);
+    if (verdict === "valid") return;
+    this.#breaks.push({
+      kind: "signature",
+      ...at,
+      actual: keyId,
+      detail:
+        verdict === "unknown-key"
+          ? `signed with key ${JSON.stringify(keyId)}, which is not among the keys given`
+          : `its signature is not key ${JSON.stringify(keyId)}'s HMAC of its hash: not signed by a holder of the key`,
+    });
+  }
+
   #chain(storyId: string): StoryChain {
     let chain = this.#stories.get(storyId);
     if (chain === undefined) {
-      chain = { version: 0, hash: EMPTY, sequence: 0, events: 0, pending: new Map() };
+      chain = {
+        version: 0,
+        hash: EMPTY,
+        sequence: 0,
+        events: 0,
+        signed: false,
+        pending: new Map(),
+      };
       this.#stories.set(storyId, chain);
     }
     return chain;

@@ -58,6 +58,7 @@ import {
   SetAsideRefusedError,
   TRANSIENT_API_ERRORS,
 } from "./errors.ts";
+import { eventSigner, SIGNATURE_HEADER, type SigningKey } from "./event-signing.ts";
 import {
   defaultEventStreamNames,
   type EventStreamNames,
@@ -310,6 +311,11 @@ export interface EventStoreOptions {
   readonly registry?: Registry;
   /** Says, once per message and process, when a read passes over a message set aside. */
   readonly logger?: Logger;
+  /**
+   * Signs every event this store appends: the HMAC-SHA256 of its hash with this key, in its
+   * `Ctx-Signature` header (docs/AUDIT.md, "Signed events"). Off when not given.
+   */
+  readonly signingKey?: SigningKey;
 }
 
 /** JetStream's answer to a publish: an ack (a batch's has `count`), or an error. */
@@ -325,6 +331,8 @@ interface Outgoing {
   readonly envelope: ContextEvent;
   readonly subject: string;
   readonly bytes: Uint8Array;
+  /** The Ctx-Signature header value, when the store signs. */
+  readonly signature: string | undefined;
 }
 
 const WRONG_LAST_SEQUENCE = 10071;
@@ -364,6 +372,7 @@ class JetStreamEventStore implements EventStore {
   readonly #setAsideRead: Counter | undefined;
   readonly #logger: Logger | undefined;
   readonly #setAsideLogged = new Set<string>();
+  readonly #sign: ((hash: Uint8Array) => string) | undefined;
 
   constructor(nc: NatsConnection, options: EventStoreOptions) {
     this.#nc = nc;
@@ -375,6 +384,7 @@ class JetStreamEventStore implements EventStore {
     this.#headCacheSize = options.headCacheSize ?? 10_000;
     this.#maxAnyRetries = options.maxAnyRetries ?? 10;
     this.#logger = options.logger;
+    this.#sign = options.signingKey && eventSigner(options.signingKey);
     const registry = options.registry;
     if (registry) {
       this.#setAsideRead =
@@ -547,7 +557,12 @@ class JetStreamEventStore implements EventStore {
       };
       const bytes = encodeWithHash(envelope);
       prevHash = envelope.hash;
-      return { envelope, subject: eventSubject(this.names, storyId, eventType), bytes };
+      return {
+        envelope,
+        subject: eventSubject(this.names, storyId, eventType),
+        bytes,
+        signature: this.#sign?.(envelope.hash),
+      };
     });
   }
 
@@ -636,6 +651,7 @@ class JetStreamEventStore implements EventStore {
       ...this.#expectation(storyId, expectedSequence),
     };
     if (trace) withTraceHeaders(record, trace);
+    if (only.signature !== undefined) record[SIGNATURE_HEADER] = [only.signature];
     const h = natsHeaders(record);
     const ack = await this.#request([{ subject: only.subject, data: only.bytes, headers: h }]);
     if (ack.error) {
@@ -720,7 +736,7 @@ class JetStreamEventStore implements EventStore {
     batchId: string,
     index: number,
     commit: boolean,
-    message: { envelope: ContextEvent },
+    message: Outgoing,
     storyId: StoryId,
     expectedSequence: number,
     trace: TraceCarrier | undefined,
@@ -733,6 +749,7 @@ class JetStreamEventStore implements EventStore {
     if (index === 0) Object.assign(record, this.#expectation(storyId, expectedSequence));
     if (commit) record["Nats-Batch-Commit"] = ["1"];
     if (trace) withTraceHeaders(record, trace);
+    if (message.signature !== undefined) record[SIGNATURE_HEADER] = [message.signature];
     return natsHeaders(record);
   }
 
@@ -1259,7 +1276,14 @@ class JetStreamEventStore implements EventStore {
     try {
       for await (const msg of messages) {
         if (msg.seq > to) break;
-        yield { seq: msg.seq, subject: msg.subject, data: msg.data, time: msg.time };
+        const signature = msg.headers?.get(SIGNATURE_HEADER);
+        yield {
+          seq: msg.seq,
+          subject: msg.subject,
+          data: msg.data,
+          time: msg.time,
+          ...(signature ? { signature } : {}),
+        };
         if (msg.seq >= to || msg.info.pending === 0) break;
       }
     } finally {
@@ -1295,7 +1319,12 @@ class JetStreamEventStore implements EventStore {
     if (limit < 1) return messages;
     const size = Math.min(READ_BATCH, limit);
     await this.#scan(what, filter, first, size, (msg) => {
-      messages.push(msg);
+      const signature = msg.header?.get(SIGNATURE_HEADER);
+      messages.push(
+        signature
+          ? { seq: msg.seq, subject: msg.subject, data: msg.data, time: msg.time, signature }
+          : msg,
+      );
       bytes += msg.data.length;
       return messages.length < limit && bytes < maxBytes;
     });

@@ -67,6 +67,16 @@ export {
   StreamConfigurationError,
   UnreadableEventError,
 } from "./errors.ts";
+export type { SigningKey } from "./event-signing.ts";
+export {
+  checkEventSignature,
+  eventSignature,
+  eventSigner,
+  KeyFileError,
+  loadKeyFile,
+  loadKeyFolder,
+  SIGNATURE_HEADER,
+} from "./event-signing.ts";
 export type {
   AppendMetadata,
   AppendResult,

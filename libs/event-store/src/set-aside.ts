@@ -46,6 +46,8 @@ export interface StoredMessage {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly time: Date;
+  /** Its Ctx-Signature header, when it has one (reads for audits fill it in). */
+  readonly signature?: string;
 }
 
 /** What one stored message of a story is, for `ctx stories check` and set-aside requests. */

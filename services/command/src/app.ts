@@ -1,5 +1,11 @@
-import type { Logger } from "@ctx/config";
-import { checkEventStream, createEventStore } from "@ctx/event-store";
+import { ConfigError, type Logger } from "@ctx/config";
+import {
+  checkEventStream,
+  createEventStore,
+  KeyFileError,
+  loadKeyFile,
+  type SigningKey,
+} from "@ctx/event-store";
 import { ContextCommandService } from "@ctx/proto";
 import { loadRpcSecurity, Role, rpcLimitsOf } from "@ctx/rpc";
 import { natsConnectionOf, openServiceShell, waitForProvisioning } from "@ctx/service";
@@ -27,11 +33,12 @@ export interface CommandApp {
  * provisioned), the gRPC server.
  */
 export async function startCommandApp(config: CommandConfig, logger: Logger): Promise<CommandApp> {
-  // First: a bad key set or certificate stops the start before any connection is made.
+  // First: a bad key set, certificate or signing key stops the start before any connection is made.
   const security = await loadRpcSecurity(config, {
     rules: [{ service: ContextCommandService, roles: [Role.writer] }],
     logger,
   });
+  const signingKey = signingKeyOf(config);
   const shell = await openServiceShell({
     name: "context-command-service",
     logger,
@@ -66,7 +73,13 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
-  const store = createEventStore(nc, { names: settings, registry, logger });
+  const store = createEventStore(nc, {
+    names: settings,
+    registry,
+    logger,
+    ...(signingKey ? { signingKey } : {}),
+  });
+  if (signingKey) logger.info({ keyId: signingKey.id }, "signing every appended event");
   const handler = createCommandHandler(store, {
     cacheSize: config.STORY_CACHE_SIZE,
     cacheEvents: config.STORY_CACHE_EVENTS,
@@ -112,4 +125,16 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   );
 
   return { rpcPort: rpc.port, opsPort: shell.opsPort, stop: () => shell.stop() };
+}
+
+/** The event signing key EVENT_SIGNING_KEY_FILE names, if any. @throws ConfigError */
+function signingKeyOf(config: CommandConfig): SigningKey | undefined {
+  const file = config.EVENT_SIGNING_KEY_FILE;
+  if (file === undefined) return undefined;
+  try {
+    return loadKeyFile(file);
+  } catch (e) {
+    if (!(e instanceof KeyFileError)) throw e;
+    throw new ConfigError([{ variable: "EVENT_SIGNING_KEY_FILE", message: e.message }]);
+  }
 }

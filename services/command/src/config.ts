@@ -48,6 +48,11 @@ export const commandConfigSchema = eventStreamSchema
     STORY_MAX_DEPENDENCIES: count(defaultStoryLimits.dependencies, 0, 10_000_000),
     /** Bytes of a story's encoded context (its snapshot, Valkey entry and GetContext answer). */
     STORY_MAX_BYTES: count(defaultStoryLimits.contextBytes, 1_024, 64 * 1024 * 1024),
+    /**
+     * A key file (`ctx audit keygen`; its name is the key id): every appended event is signed with
+     * it (docs/AUDIT.md, "Signed events"). Unset: events are not signed.
+     */
+    EVENT_SIGNING_KEY_FILE: z.string().min(1).optional(),
   });
 
 export type CommandConfig = z.infer<typeof commandConfigSchema>;

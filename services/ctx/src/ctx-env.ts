@@ -1,17 +1,38 @@
-import { eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
-import type { EventStreamNames } from "@ctx/event-store";
+import { ConfigError, eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
+import {
+  type EventStreamNames,
+  KeyFileError,
+  loadKeyFile,
+  type SigningKey,
+} from "@ctx/event-store";
 import type { ParkingNames } from "@ctx/projector";
 
 import { connectNats, natsConnectionOf, natsConnectionSchema } from "@ctx/service";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
-import type { z } from "zod";
+import { z } from "zod";
 
 /** ctx reads the same environment variables as the services (see docs/OPERATIONS.md). */
 export const ctxConfigSchema = eventStreamSchema
   .extend(readModelSchema.shape)
-  .extend(natsConnectionSchema.shape);
+  .extend(natsConnectionSchema.shape)
+  .extend({
+    /** The command service's event signing key: ctx signs the repairs it appends with it. */
+    EVENT_SIGNING_KEY_FILE: z.string().min(1).optional(),
+  });
 export type CtxConfig = z.infer<typeof ctxConfigSchema>;
+
+/** The signing key EVENT_SIGNING_KEY_FILE names, if any. @throws ConfigError */
+export function ctxSigningKey(config: CtxConfig): SigningKey | undefined {
+  const file = config.EVENT_SIGNING_KEY_FILE;
+  if (file === undefined) return undefined;
+  try {
+    return loadKeyFile(file);
+  } catch (e) {
+    if (!(e instanceof KeyFileError)) throw e;
+    throw new ConfigError([{ variable: "EVENT_SIGNING_KEY_FILE", message: e.message }]);
+  }
+}
 
 export interface CtxEnv {
   readonly config: CtxConfig;

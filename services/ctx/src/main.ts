@@ -369,10 +369,16 @@ audit
       "the checkpoint keys (a file per key, named by its id): with --all, checks the checkpoints' signatures",
     ).env("AUDIT_KEYS_DIR"),
   )
+  .addOption(
+    new Option(
+      "--event-keys <dir>",
+      "the event signing keys (a file per key): each signed event's signature is checked",
+    ).env("AUDIT_EVENT_KEYS_DIR"),
+  )
   .addOption(jsonOption())
   .action(
     (
-      options: { story?: string; all?: boolean; keys?: string; json?: boolean },
+      options: { story?: string; all?: boolean; keys?: string; eventKeys?: string; json?: boolean },
       command: Command,
     ) => {
       if (options.story === undefined && options.all !== true) {
@@ -420,6 +426,12 @@ audit
       "the checkpoint keys: the checkpoints' signatures are checked too",
     ).env("AUDIT_KEYS_DIR"),
   )
+  .addOption(
+    new Option(
+      "--event-keys <dir>",
+      "the event signing keys (a file per key): each signed event's signature is checked",
+    ).env("AUDIT_EVENT_KEYS_DIR"),
+  )
   .addOption(jsonOption())
   .action(
     (options: {
@@ -428,6 +440,7 @@ audit
       format: ReportFormat;
       out?: string;
       keys?: string;
+      eventKeys?: string;
       json?: boolean;
     }) =>
       options.json === true

@@ -81,7 +81,7 @@ const MONTHS_FROM_DAYS = 92;
 export async function collectAuditReport(
   env: CtxEnv,
   period: { readonly from: Date; readonly to: Date },
-  keys: ReadonlyMap<string, Uint8Array> | undefined,
+  keys: Parameters<typeof verifyStream>[1],
   output: Output,
 ): Promise<AuditReport> {
   const { from, to } = period;

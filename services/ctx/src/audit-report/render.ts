@@ -32,6 +32,9 @@ function sections(r: AuditReport): Section[] {
         cp === undefined || cp.found === 0
           ? "No signed checkpoint exists: nothing proves the history was not rewritten and hashed again (ctx audit checkpoint)."
           : `${cp.matched} of ${cp.found} signed checkpoints match the stream${cp.signaturesChecked ? ", signatures checked" : "; signatures NOT checked (no keys given)"}.`,
+        v.eventSignatures.signed === 0
+          ? "No event is signed (EVENT_SIGNING_KEY_FILE of the command service)."
+          : `${v.eventSignatures.signed} events are signed${v.eventSignatures.checked ? ", signatures checked" : "; signatures NOT checked (no event keys given)"}; ${v.eventSignatures.unsigned} are not.`,
       ],
       tables:
         v.breaks.length === 0

@@ -14,6 +14,7 @@ export interface AuditReportOptions {
   readonly format: ReportFormat;
   readonly out?: string;
   readonly keys?: string;
+  readonly eventKeys?: string;
 }
 
 /** What `ctx audit report` wrote. */
@@ -61,7 +62,13 @@ export function reportPeriod(options: Pick<AuditReportOptions, "from" | "to">): 
  */
 export async function collectReport(options: AuditReportOptions): Promise<AuditReport> {
   const period = reportPeriod(options);
-  const keys = options.keys === undefined ? undefined : loadCheckpointKeys(options.keys);
+  const keys = {
+    keys: options.keys === undefined ? undefined : loadCheckpointKeys(options.keys),
+    eventKeys:
+      options.eventKeys === undefined
+        ? undefined
+        : loadCheckpointKeys(options.eventKeys, "--event-keys"),
+  };
   // Progress goes to stderr: stdout may be the report itself.
   const progress = createOutput({
     json: false,

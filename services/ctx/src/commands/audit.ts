@@ -1,13 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "@ctx/config";
 import { StoryNotFoundError, storyId } from "@ctx/domain";
@@ -20,7 +12,9 @@ import {
   checkpointState,
   createEventStore,
   ensureCheckpointStream,
+  KeyFileError,
   lastCheckpoint,
+  loadKeyFolder,
   publishCheckpoint,
   readCheckpoints,
   type StoredMessage,
@@ -46,6 +40,15 @@ export interface AuditVerification {
     readonly found: number;
     readonly matched: number;
     readonly signaturesChecked: boolean;
+  };
+  /**
+   * Events with a Ctx-Signature header and without (docs/AUDIT.md, "Signed events"), and whether
+   * the signatures were checked (--event-keys).
+   */
+  readonly eventSignatures: {
+    readonly signed: number;
+    readonly unsigned: number;
+    readonly checked: boolean;
   };
   /** Every break, in stream order (exit code 1 when there is one). */
   readonly breaks: readonly ChainBreak[];
@@ -83,6 +86,15 @@ export const auditVerifyView: View<AuditVerification> = {
                 r.checkpoints.signaturesChecked ? "" : " (signatures not checked: give --keys)"
               }`,
         ]),
+    ...(r.eventSignatures.signed === 0
+      ? []
+      : [
+          `${r.eventSignatures.signed} signed event(s)${
+            r.eventSignatures.checked
+              ? ", signatures checked"
+              : " (signatures not checked: give --event-keys)"
+          }, ${r.eventSignatures.unsigned} unsigned`,
+        ]),
     `${r.story ?? r.stream}: ${r.messages} messages of ${r.stories} ${r.stories === 1 ? "story" : "stories"} verified in ${r.seconds.toFixed(1)} s: ${
       r.breaks.length === 0
         ? "every hash chain is intact"
@@ -98,13 +110,17 @@ export const auditVerifyView: View<AuditVerification> = {
  * sequence, story, version, kind, and the expected and actual values. Exits 1 on any break.
  */
 export async function auditVerify(
-  options: { story?: string; all?: boolean; keys?: string },
+  options: { story?: string; all?: boolean; keys?: string; eventKeys?: string },
   output: Output,
 ): Promise<AuditVerification> {
   const keys = options.keys === undefined ? undefined : loadCheckpointKeys(options.keys);
+  const eventKeys =
+    options.eventKeys === undefined
+      ? undefined
+      : loadCheckpointKeys(options.eventKeys, "--event-keys");
   return await withCtxEnv(async ({ nc, jsm, names }) => {
     const store = createEventStore(nc, { names });
-    const auditor = new ChainAuditor(names);
+    const auditor = new ChainAuditor(names, eventKeys ? { eventKeys } : {});
     const started = performance.now();
     if (options.story !== undefined) {
       const messages = await store.storyMessages(storyId(options.story));
@@ -116,10 +132,11 @@ export async function auditVerify(
         stories: auditor.stories,
         messages: auditor.messages,
         seconds: (performance.now() - started) / 1000,
+        eventSignatures: { ...auditor.signatures, checked: eventKeys !== undefined },
         breaks: auditor.finish(),
       };
     }
-    return verifyStream({ nc, jsm, names }, keys, output);
+    return verifyStream({ nc, jsm, names }, { keys, eventKeys }, output);
   });
 }
 
@@ -130,13 +147,17 @@ export async function auditVerify(
  */
 export async function verifyStream(
   env: Pick<CtxEnv, "nc" | "jsm" | "names">,
-  keys: ReadonlyMap<string, Uint8Array> | undefined,
+  given: {
+    readonly keys: ReadonlyMap<string, Uint8Array> | undefined;
+    readonly eventKeys: ReadonlyMap<string, Uint8Array> | undefined;
+  },
   output: Output,
   visit?: (message: StoredMessage) => void,
 ): Promise<AuditVerification> {
   const { nc, jsm, names } = env;
+  const { keys, eventKeys } = given;
   const store = createEventStore(nc, { names });
-  const auditor = new ChainAuditor(names);
+  const auditor = new ChainAuditor(names, eventKeys ? { eventKeys } : {});
   const started = performance.now();
   const stored = await readCheckpoints(nc, jsm, checkpointNames(names));
   const signed = new CheckpointAuditor(stored, keys);
@@ -163,28 +184,23 @@ export async function verifyStream(
       matched: signed.verified,
       signaturesChecked: keys !== undefined,
     },
+    eventSignatures: { ...auditor.signatures, checked: eventKeys !== undefined },
     breaks,
   };
 }
 
 /**
- * The checkpoint keys in a folder: every file is one key, its name the key id, its content (at
- * least 32 characters, surrounding whitespace ignored) the HMAC-SHA256 secret.
- * @throws ConfigError for a folder without keys, or a key too short.
+ * The keys in a folder (checkpoint keys, or event signing keys): every file is one key, its name
+ * the key id, its content (at least 32 characters, surrounding whitespace ignored) the secret.
+ * @throws ConfigError for a folder without keys, or a key too short, naming the option.
  */
-export function loadCheckpointKeys(dir: string): Map<string, Uint8Array> {
-  const keys = new Map<string, Uint8Array>();
-  const problem = (message: string) => new ConfigError([{ variable: "--keys", message }]);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw problem(`${dir} is not a folder`);
-  for (const name of readdirSync(dir).sort()) {
-    const file = join(dir, name);
-    if (name.startsWith(".") || !statSync(file).isFile()) continue;
-    const secret = readFileSync(file, "utf8").trim();
-    if (secret.length < 32) throw problem(`the key ${name} is shorter than 32 characters`);
-    keys.set(name, new TextEncoder().encode(secret));
+export function loadCheckpointKeys(dir: string, option = "--keys"): Map<string, Uint8Array> {
+  try {
+    return loadKeyFolder(dir);
+  } catch (e) {
+    if (!(e instanceof KeyFileError)) throw e;
+    throw new ConfigError([{ variable: option, message: e.message }]);
   }
-  if (keys.size === 0) throw problem(`${dir} holds no key (ctx audit keygen makes one)`);
-  return keys;
 }
 
 /** What `ctx audit keygen` made. */

@@ -1,9 +1,9 @@
-import { userInfo } from "node:os";
 import { storyId } from "@ctx/domain";
 import { createEventStore, type MessageVerdict } from "@ctx/event-store";
 import { listParked, removeParked } from "@ctx/projector";
 import { table, type View } from "../cli/output.ts";
-import { withCtxEnv } from "../ctx-env.ts";
+import { ctxSigningKey, withCtxEnv } from "../ctx-env.ts";
+import { operatorName } from "../operations-log.ts";
 
 /** A stored message of a story as readers take it (`ctx stories check`). */
 export interface CheckedMessage {
@@ -103,13 +103,15 @@ export async function storiesRepair(options: {
   operator?: string;
 }): Promise<StoryRepair> {
   const sequences = options.sequence;
-  return await withCtxEnv(async ({ nc, jsm, names, parking }) => {
-    const store = createEventStore(nc, { names });
+  return await withCtxEnv(async ({ nc, jsm, names, parking, config }) => {
+    // Signed like the command service's events when ctx is given its key (docs/AUDIT.md).
+    const signingKey = ctxSigningKey(config);
+    const store = createEventStore(nc, { names, ...(signingKey ? { signingKey } : {}) });
     const id = storyId(options.story);
     const { event, added } = await store.setAside(id, {
       sequences: [...sequences],
       reason: options.reason,
-      operator: options.operator ?? operatorName(),
+      operator: operatorName(options.operator),
     });
     const parked = (await listParked(jsm, parking)).filter(
       (p) => p.storyId === options.story && sequences.includes(p.originalSequence),
@@ -130,12 +132,4 @@ export async function storiesRepair(options: {
       })),
     };
   });
-}
-
-function operatorName(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return "unknown";
-  }
 }

@@ -63,6 +63,7 @@ export function pageOfStored(
         subject: m.subject,
         data: m.data,
         storedAt: timestampFromDate(m.time),
+        signature: m.signature ?? "",
       }),
     ),
     nextAfterSequence: more && last !== undefined ? BigInt(last.seq) : 0n,

@@ -260,6 +260,14 @@ export declare type StoredEventMessage = Message<"context.v1.StoredEventMessage"
    * @generated from field: google.protobuf.Timestamp stored_at = 4;
    */
   storedAt?: Timestamp | undefined;
+
+  /**
+   * Its Ctx-Signature header as stored, `<key id>:<base64url HMAC-SHA256 of its hash>`, when the
+   * command service signed it (docs/AUDIT.md, "Signed events"); empty otherwise.
+   *
+   * @generated from field: string signature = 5;
+   */
+  signature: string;
 };
 
 /**
