@@ -263,6 +263,18 @@ describe("checking a message against where it was stored", () => {
       });
     }
 
+    it("(an envelope larger than the checker's scratch buffer, and one right at its edge), then each is read", () => {
+      for (const length of [70_000, 65_536 - 180, 65_536 - 100, 65_536]) {
+        const envelope = fromBinary(ContextEventSchema, current);
+        envelope.payload = {
+          case: "subtaskUpdated",
+          value: create(SubtaskUpdatedSchema, { subtaskId: "t-1", assignee: "x".repeat(length) }),
+        };
+        const bytes = hashedAgain(toBinary(ContextEventSchema, envelope));
+        expect(() => decodeEvent(bytes, 9, inStory), String(length)).not.toThrow();
+      }
+    });
+
     it("(the same bytes hashed again, as their writer would have), then it is read", () => {
       expect(() =>
         decodeEvent(hashedAgain(tampered["a changed payload"]), 9, inStory),

@@ -21,8 +21,10 @@ export function storedHashMatches(
   const [start, end] = extent;
   // prev_hash ‖ bytes without [start, end), laid out in a scratch buffer kept between calls: the
   // hash itself costs far less than allocating the concatenation would.
-  const size = prevHash.length + bytes.length - (end - start);
-  const into = size <= SCRATCH_MAX ? scratchOf(size) : new Uint8Array(size);
+  // Both are laid out whole, then the rest moved over the hash field.
+  const total = prevHash.length + bytes.length;
+  const size = total - (end - start);
+  const into = total <= SCRATCH_MAX ? scratchOf(total) : new Uint8Array(total);
   into.set(prevHash, 0);
   into.set(bytes, prevHash.length);
   into.copyWithin(prevHash.length + start, prevHash.length + end, prevHash.length + bytes.length);
