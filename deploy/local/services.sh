@@ -199,7 +199,7 @@ case "${1:-}" in
     else
       [[ -f $AUTH_DIR/dev-token ]] || die "no development token; run 'make up' first"
       token=$(cat "$AUTH_DIR/dev-token")
-      echo "Development token (sub dev, roles writer reader admin, 12 h; also in $AUTH_DIR/dev-token):"
+      echo "Development token (sub dev, roles writer reader auditor admin, 12 h; also in $AUTH_DIR/dev-token):"
       echo "authorization: Bearer $token"
       echo
       echo "Call it:   grpcurl -plaintext -H 'authorization: Bearer $token' \\"
