@@ -1,6 +1,7 @@
 import { createHash, createHmac, hash as digest, timingSafeEqual } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
+import { ConfigError } from "@ctx/config";
 
 /**
  * A secret key with its id (HMAC-SHA256): the checkpoint signer's and, when the command service
@@ -119,4 +120,21 @@ export function checkEventSignature(
       given.length === expected.length && timingSafeEqual(given, expected) ? "valid" : "invalid",
     keyId,
   };
+}
+
+/**
+ * The signing key a configuration variable names (a key file), if it names one.
+ * @throws ConfigError naming `variable` when the file is no usable key.
+ */
+export function signingKeyFromConfig(
+  file: string | undefined,
+  variable: string,
+): SigningKey | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return loadKeyFile(file);
+  } catch (e) {
+    if (!(e instanceof KeyFileError)) throw e;
+    throw new ConfigError([{ variable, message: e.message }]);
+  }
 }

@@ -76,6 +76,7 @@ export {
   loadKeyFile,
   loadKeyFolder,
   SIGNATURE_HEADER,
+  signingKeyFromConfig,
 } from "./event-signing.ts";
 export type {
   AppendMetadata,

@@ -1,11 +1,5 @@
-import { ConfigError, type Logger } from "@ctx/config";
-import {
-  checkEventStream,
-  createEventStore,
-  KeyFileError,
-  loadKeyFile,
-  type SigningKey,
-} from "@ctx/event-store";
+import type { Logger } from "@ctx/config";
+import { checkEventStream, createEventStore, signingKeyFromConfig } from "@ctx/event-store";
 import { ContextCommandService } from "@ctx/proto";
 import { loadRpcSecurity, Role, rpcLimitsOf } from "@ctx/rpc";
 import { natsConnectionOf, openServiceShell, waitForProvisioning } from "@ctx/service";
@@ -38,7 +32,7 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     rules: [{ service: ContextCommandService, roles: [Role.writer] }],
     logger,
   });
-  const signingKey = signingKeyOf(config);
+  const signingKey = signingKeyFromConfig(config.EVENT_SIGNING_KEY_FILE, "EVENT_SIGNING_KEY_FILE");
   const shell = await openServiceShell({
     name: "context-command-service",
     logger,
@@ -125,16 +119,4 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
   );
 
   return { rpcPort: rpc.port, opsPort: shell.opsPort, stop: () => shell.stop() };
-}
-
-/** The event signing key EVENT_SIGNING_KEY_FILE names, if any. @throws ConfigError */
-function signingKeyOf(config: CommandConfig): SigningKey | undefined {
-  const file = config.EVENT_SIGNING_KEY_FILE;
-  if (file === undefined) return undefined;
-  try {
-    return loadKeyFile(file);
-  } catch (e) {
-    if (!(e instanceof KeyFileError)) throw e;
-    throw new ConfigError([{ variable: "EVENT_SIGNING_KEY_FILE", message: e.message }]);
-  }
 }

@@ -1,10 +1,5 @@
-import { ConfigError, eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
-import {
-  type EventStreamNames,
-  KeyFileError,
-  loadKeyFile,
-  type SigningKey,
-} from "@ctx/event-store";
+import { eventStreamSchema, loadConfig, readModelSchema } from "@ctx/config";
+import { type EventStreamNames, type SigningKey, signingKeyFromConfig } from "@ctx/event-store";
 import type { ParkingNames } from "@ctx/projector";
 
 import { connectNats, natsConnectionOf, natsConnectionSchema } from "@ctx/service";
@@ -24,14 +19,7 @@ export type CtxConfig = z.infer<typeof ctxConfigSchema>;
 
 /** The signing key EVENT_SIGNING_KEY_FILE names, if any. @throws ConfigError */
 export function ctxSigningKey(config: CtxConfig): SigningKey | undefined {
-  const file = config.EVENT_SIGNING_KEY_FILE;
-  if (file === undefined) return undefined;
-  try {
-    return loadKeyFile(file);
-  } catch (e) {
-    if (!(e instanceof KeyFileError)) throw e;
-    throw new ConfigError([{ variable: "EVENT_SIGNING_KEY_FILE", message: e.message }]);
-  }
+  return signingKeyFromConfig(config.EVENT_SIGNING_KEY_FILE, "EVENT_SIGNING_KEY_FILE");
 }
 
 export interface CtxEnv {

@@ -348,6 +348,13 @@ stories
     }) => report(options, storyRepairView, () => storiesRepair(options)),
   );
 
+/** --event-keys: the folder of event signing keys (AUDIT_EVENT_KEYS_DIR). */
+const eventKeysOption = () =>
+  new Option(
+    "--event-keys <dir>",
+    "the event signing keys (a file per key): each signed event's signature is checked",
+  ).env("AUDIT_EVENT_KEYS_DIR");
+
 const audit = program
   .command("audit")
   .description("verify the stream's history: every story's hash chain, from the stored bytes");
@@ -369,12 +376,7 @@ audit
       "the checkpoint keys (a file per key, named by its id): with --all, checks the checkpoints' signatures",
     ).env("AUDIT_KEYS_DIR"),
   )
-  .addOption(
-    new Option(
-      "--event-keys <dir>",
-      "the event signing keys (a file per key): each signed event's signature is checked",
-    ).env("AUDIT_EVENT_KEYS_DIR"),
-  )
+  .addOption(eventKeysOption())
   .addOption(jsonOption())
   .action(
     (
@@ -426,12 +428,7 @@ audit
       "the checkpoint keys: the checkpoints' signatures are checked too",
     ).env("AUDIT_KEYS_DIR"),
   )
-  .addOption(
-    new Option(
-      "--event-keys <dir>",
-      "the event signing keys (a file per key): each signed event's signature is checked",
-    ).env("AUDIT_EVENT_KEYS_DIR"),
-  )
+  .addOption(eventKeysOption())
   .addOption(jsonOption())
   .action(
     (options: {
