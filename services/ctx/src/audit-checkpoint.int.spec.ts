@@ -160,6 +160,44 @@ describe("signed checkpoints", () => {
     expect(v.result.breaks).toEqual([]);
   });
 
+  it("with --min-events, sign every N events, or once the last checkpoint is --max-age old", async () => {
+    const s = await stream();
+    await writtenStory(s, "one");
+    const keys = await keysWith("k1");
+    // The first checkpoint is always written.
+    expect(await checkpoint(s, keys, "--min-events", "5")).toMatchObject({
+      written: true,
+      messages: 4,
+    });
+    await writtenStory(s, "two");
+    const early = await checkpoint(s, keys, "--min-events", "5");
+    expect(early).toMatchObject({ written: false, messages: 4, hashed: 0 });
+    expect((early as { waiting?: string }).waiting).toMatch(
+      /^4 message\(s\) since the last checkpoint/,
+    );
+    await writtenStory(s, "three");
+    expect(await checkpoint(s, keys, "--min-events", "5")).toMatchObject({
+      written: true,
+      messages: 12,
+      hashed: 8,
+    });
+    await writtenStory(s, "four");
+    expect(await checkpoint(s, keys, "--min-events", "100", "--max-age", "1h")).toMatchObject({
+      written: false,
+    });
+    // Signed at a whole second: two seconds later it is surely a second old.
+    await new Promise((r) => setTimeout(r, 2_100));
+    expect(await checkpoint(s, keys, "--min-events", "100", "--max-age", "1s")).toMatchObject({
+      written: true,
+      messages: 16,
+    });
+    expect((await verifyAll(s, keys)).result.checkpoints).toEqual({
+      found: 3,
+      matched: 3,
+      signaturesChecked: true,
+    });
+  });
+
   it("find a story rewritten and re-hashed after a checkpoint, whose own chain verifies", async () => {
     const s = await stream();
     const id = await writtenStory(s, "rewritten");

@@ -400,9 +400,35 @@ audit
       .makeOptionMandatory(),
   )
   .option("--key-id <id>", "the key to sign with (needed when the folder holds several)")
+  .option(
+    "--min-events <n>",
+    "sign only once this many messages were stored since the last checkpoint (or --max-age passed)",
+    integerOption(1),
+  )
+  .addOption(
+    new Option(
+      "--max-age <duration>",
+      "with --min-events: sign anyway once the last checkpoint is this old (90s, 15m, 1h)",
+    ).argParser(durationOption),
+  )
   .addOption(jsonOption())
-  .action((options: { keys: string; keyId?: string; json?: boolean }) =>
-    report(options, checkpointWrittenView, (output) => auditCheckpoint(options, output)),
+  .action(
+    (options: {
+      keys: string;
+      keyId?: string;
+      minEvents?: number;
+      maxAge?: number;
+      json?: boolean;
+    }) =>
+      report(options, checkpointWrittenView, (output) =>
+        auditCheckpoint(
+          {
+            ...options,
+            ...(options.maxAge === undefined ? {} : { maxAgeSeconds: options.maxAge }),
+          },
+          output,
+        ),
+      ),
   );
 audit
   .command("report")

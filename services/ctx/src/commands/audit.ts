@@ -21,6 +21,7 @@ import {
   StreamHasher,
   signCheckpoint,
 } from "@ctx/event-store";
+import type { AuditCheckpoint } from "@ctx/proto";
 import { type Output, scanProgress, table, type View } from "../cli/output.ts";
 import { type CtxEnv, withCtxEnv } from "../ctx-env.ts";
 
@@ -247,24 +248,31 @@ export interface CheckpointWritten {
   readonly keyId: string;
   /** Messages hashed by this run (those after the previous checkpoint). */
   readonly hashed: number;
+  /** Why none was written although the stream moved on (--min-events not reached, --max-age not passed). */
+  readonly waiting?: string;
 }
 
 export const checkpointWrittenView: View<CheckpointWritten> = {
   text: (c) => [
     c.written
       ? `signed checkpoint of ${c.stream} up to message ${c.lastSequence} (${c.messages} messages; ${c.hashed} hashed now), stream hash ${c.streamHash.slice(0, 16)}…, key ${c.keyId}`
-      : `${c.stream}: nothing new since the last checkpoint (message ${c.lastSequence}); none written`,
+      : c.waiting !== undefined
+        ? `${c.stream}: none written: ${c.waiting}`
+        : `${c.stream}: nothing new since the last checkpoint (message ${c.lastSequence}); none written`,
   ],
 };
 
 /**
- * `ctx audit checkpoint --keys D [--key-id ID]`: signs what the event stream holds now. Goes on
- * from the last checkpoint (whose signature it checks first) over the messages stored since, and
- * writes the new one to the checkpoint stream, refused by the server if another was written
- * meanwhile (run it again). Run it on a schedule (a cron job, a Kubernetes CronJob).
+ * `ctx audit checkpoint --keys D [--key-id ID] [--min-events N [--max-age T]]`: signs what the
+ * event stream holds now. Goes on from the last checkpoint (whose signature it checks first) over
+ * the messages stored since, and writes the new one to the checkpoint stream, refused by the server
+ * if another was written meanwhile (run it again). Run it on a schedule (a cron job, a Kubernetes
+ * CronJob). With --min-events it signs only once N messages were stored since the last checkpoint,
+ * or (with --max-age) once that checkpoint is older than T: run often, it signs every N events or
+ * every T, whichever comes first.
  */
 export async function auditCheckpoint(
-  options: { keys: string; keyId?: string },
+  options: { keys: string; keyId?: string; minEvents?: number; maxAgeSeconds?: number },
   output: Output,
 ): Promise<CheckpointWritten> {
   const keys = loadCheckpointKeys(options.keys);
@@ -291,7 +299,22 @@ export async function auditCheckpoint(
       }
     }
     const from = last?.checkpoint ? checkpointState(last.checkpoint) : undefined;
-    const upTo = (await jsm.streams.info(names.stream)).state.last_seq;
+    const { state: now } = await jsm.streams.info(names.stream);
+    const upTo = now.last_seq;
+    const fresh = now.messages - (from?.messages ?? 0);
+    const waiting = checkpointDue(options, last?.checkpoint, fresh);
+    if (waiting !== undefined && from !== undefined) {
+      return {
+        stream: names.stream,
+        written: false,
+        lastSequence: from.sequence,
+        messages: from.messages,
+        streamHash: Buffer.from(from.hash).toString("hex"),
+        keyId,
+        hashed: 0,
+        waiting,
+      };
+    }
     const hasher = new StreamHasher(from);
     if (upTo > (from?.sequence ?? 0)) {
       const store = createEventStore(nc, { names });
@@ -327,4 +350,27 @@ export async function auditCheckpoint(
     }
     return { ...base, written: true };
   });
+}
+
+/**
+ * Why a checkpoint is not due yet (undefined: it is): fewer than --min-events messages since the
+ * last one, which is younger than --max-age. Without --min-events, always due.
+ */
+function checkpointDue(
+  options: { readonly minEvents?: number; readonly maxAgeSeconds?: number },
+  last: AuditCheckpoint | undefined,
+  fresh: number,
+): string | undefined {
+  if (options.minEvents === undefined || last === undefined || fresh >= options.minEvents) {
+    return undefined;
+  }
+  const ageSeconds = Date.now() / 1000 - Number(last.signedAt?.seconds ?? 0n);
+  if (options.maxAgeSeconds !== undefined && ageSeconds >= options.maxAgeSeconds && fresh > 0) {
+    return undefined;
+  }
+  return `${fresh} message(s) since the last checkpoint, fewer than --min-events ${options.minEvents}${
+    options.maxAgeSeconds === undefined
+      ? ""
+      : `, and it is ${Math.floor(ageSeconds)} s old, less than --max-age ${options.maxAgeSeconds} s`
+  }`;
 }
