@@ -86,11 +86,13 @@ def without_field(data, field):
 
 
 def envelope(data):
-    """story id, version, prev_hash, hash, the bytes without `hash`, and set-aside entries."""
+    """story id, version, prev_hash, hash, the bytes without `hash` (None when the field is there
+    twice: no rule says which was hashed), and set-aside entries."""
     story, version, prev, stored_hash, unsigned, set_aside = "", 0, b"", b"", bytearray(), []
+    hashes = 0
     for number, wire, value, start, end in fields(data):
         if number == HASH:
-            stored_hash = bytes(value)
+            stored_hash, hashes = bytes(value), hashes + 1
             continue
         unsigned += data[start:end]
         if number == STORY_ID and wire == 2:
@@ -109,7 +111,7 @@ def envelope(data):
                         elif n2 == SHA256 and w2 == 2:
                             digest = bytes(v2)
                     set_aside.append((sequence, digest))
-    return story, version, prev, stored_hash, bytes(unsigned), set_aside
+    return story, version, prev, stored_hash, bytes(unsigned) if hashes <= 1 else None, set_aside
 
 
 class Chain:
@@ -138,7 +140,7 @@ class Chain:
             return pend(brk("foreign-story", version, f"an envelope of story {owner!r} (version {version})"))
         if version <= self.version:
             return pend(brk("reordered", version, f"version {version} after version {self.version} (message {self.sequence})"))
-        if hashlib.sha256(prev + unsigned).digest() != stored_hash:
+        if unsigned is None or hashlib.sha256(prev + unsigned).digest() != stored_hash:
             pend(brk("altered", version, "its content does not hash to its stored hash"))
         elif version > self.version + 1:
             self.breaks.append(brk("missing", version, f"versions {self.version + 1}-{version - 1} are missing"))

@@ -2,6 +2,7 @@ import { checkEventSignature } from "./event-signing.ts";
 import { type EventStreamNames, parseStoredSubject } from "./event-stream.ts";
 import { equalBytes } from "./hash-chain.ts";
 import { sha256 } from "./sha256.ts";
+import { storedEventHash } from "./stored-hash.ts";
 
 /**
  * What a break of a story's hash chain is:
@@ -166,13 +167,13 @@ export class ChainAuditor {
       });
       return;
     }
-    const recomputed = sha256(envelope.prevHash, envelope.unsigned);
-    if (!equalBytes(recomputed, envelope.hash)) {
+    const recomputed = storedEventHash(message.data, envelope.prevHash);
+    if (recomputed === undefined || !equalBytes(recomputed, envelope.hash)) {
       // No reader reads it (they check the same hash): an operator may have set it aside.
       this.#pend(chain, message, {
         kind: "altered",
         ...at,
-        expected: hex(recomputed),
+        expected: recomputed === undefined ? "" : hex(recomputed),
         actual: hex(envelope.hash),
         detail:
           "the event's content does not hash to the hash stored with it: it was changed, or written by someone other than the event store",
@@ -288,36 +289,12 @@ export class ChainAuditor {
   }
 }
 
-/**
- * An event's hash as the stored bytes give it (docs/AUDIT.md): SHA-256 over the previous event's
- * hash (`prev_hash`, as stored in the envelope) followed by the stored bytes with the `hash` field
- * (number 12) taken out, every other byte as it is. The writer hashes the envelope's encoding
- * before the hash is set, and protobuf-es writes fields in number order, so the two agree for
- * every envelope the store wrote. Undefined when the bytes are not a well-formed protobuf message.
- */
-export function storedEventHash(bytes: Uint8Array, prevHash: Uint8Array): Uint8Array | undefined {
-  const unsigned = withoutField(bytes, HASH_FIELD);
-  return unsigned === undefined ? undefined : sha256(prevHash, unsigned);
-}
-
-/** The protobuf wire bytes without every occurrence of one field; undefined when malformed. */
-export function withoutField(bytes: Uint8Array, field: number): Uint8Array | undefined {
-  const kept: Uint8Array[] = [];
-  const wellFormed = forEachField(bytes, (number, _wire, _value, start, end) => {
-    if (number !== field) kept.push(bytes.subarray(start, end));
-    return true;
-  });
-  return wellFormed ? concat(kept) : undefined;
-}
-
 /** What the chain needs of a stored envelope, read straight from its wire bytes in one pass. */
 export interface ChainFields {
   readonly storyId: string;
   readonly version: number;
   readonly prevHash: Uint8Array;
   readonly hash: Uint8Array;
-  /** The stored bytes without field 12 (what the hash is computed over, after prev_hash). */
-  readonly unsigned: Uint8Array;
   /** An EventsSetAside's entries: the sequences and SHA-256 digests it vouches for. */
   readonly setAside: readonly { readonly sequence: number; readonly sha256: Uint8Array }[];
 }
@@ -339,16 +316,12 @@ export function chainFields(bytes: Uint8Array): ChainFields | undefined {
   let version = 0;
   let prevHash: Uint8Array = EMPTY;
   let hash: Uint8Array = EMPTY;
-  const kept: Uint8Array[] = [];
   const setAside: { sequence: number; sha256: Uint8Array }[] = [];
-  const wellFormed = forEachField(bytes, (number, wire, value, start, end) => {
+  const wellFormed = forEachField(bytes, (number, wire, value) => {
     if (number === HASH_FIELD) {
       if (wire !== 2) return false;
       hash = value as Uint8Array;
-      return true;
-    }
-    kept.push(bytes.subarray(start, end));
-    if (number === STORY_ID) {
+    } else if (number === STORY_ID) {
       if (wire !== 2) return false;
       try {
         storyId = utf8.decode(value as Uint8Array);
@@ -380,7 +353,7 @@ export function chainFields(bytes: Uint8Array): ChainFields | undefined {
     return true;
   });
   if (!wellFormed) return undefined;
-  return { storyId, version, prevHash, hash, unsigned: concat(kept), setAside };
+  return { storyId, version, prevHash, hash, setAside };
 }
 
 /**
@@ -430,16 +403,6 @@ function forEachField(
     if (!visit(number, wireType, value, start, at)) return false;
   }
   return true;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** A base-128 varint at `at` (up to 2^53); undefined when cut short or too long. */

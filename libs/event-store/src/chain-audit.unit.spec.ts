@@ -4,15 +4,10 @@ import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/d
 import { eventData } from "@ctx/domain/testing";
 import { ContextEventSchema, EventsSetAsideSchema } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
-import {
-  type AuditedMessage,
-  ChainAuditor,
-  chainFields,
-  storedEventHash,
-  withoutField,
-} from "./chain-audit.ts";
+import { type AuditedMessage, ChainAuditor, chainFields } from "./chain-audit.ts";
 import { encodeWithHash, eventHash } from "./hash-chain.ts";
 import { sha256 } from "./sha256.ts";
+import { storedEventHash } from "./stored-hash.ts";
 
 const names = { stream: "EVENTS", subjectPrefix: "ctx.events" };
 const subject = (story: string, type = "SubtaskAdded") => `ctx.events.3.${story}.${type}`;
@@ -83,7 +78,6 @@ describe("the hash of a stored event", () => {
         version: envelope.version,
         prevHash: envelope.prevHash,
         hash: envelope.hash,
-        unsigned: withoutField(m.data, 12),
         setAside: [],
       });
     }
@@ -109,16 +103,22 @@ describe("the hash of a stored event", () => {
     expect(chainFields(Uint8Array.of(0x12, 0x01, 0xff))).toBeUndefined(); // story id 0xff
   });
 
-  it("takes out every occurrence of the field and nothing else; malformed bytes give none", () => {
+  it("takes out the hash field and nothing else; malformed bytes, or the field twice, give none", () => {
     const [m] = story("s-1", payloads(1)) as [AuditedMessage];
     const envelope = decode(m);
-    expect(withoutField(m.data, 12)).toEqual(
-      toBinary(ContextEventSchema, { ...envelope, hash: new Uint8Array(0) }),
+    const unhashed = toBinary(ContextEventSchema, { ...envelope, hash: new Uint8Array(0) });
+    expect(storedEventHash(m.data, envelope.prevHash)).toEqual(sha256(envelope.prevHash, unhashed));
+    // Without the field, the bytes as they are.
+    expect(storedEventHash(unhashed, envelope.prevHash)).toEqual(
+      sha256(envelope.prevHash, unhashed),
     );
-    expect(withoutField(m.data, 99)).toEqual(m.data);
-    expect(withoutField(m.data.subarray(0, m.data.length - 1), 12)).toBeUndefined();
-    expect(withoutField(Uint8Array.of(0x0b), 12)).toBeUndefined(); // a group: not an envelope
+    expect(
+      storedEventHash(m.data.subarray(0, m.data.length - 1), envelope.prevHash),
+    ).toBeUndefined();
+    expect(storedEventHash(Uint8Array.of(0x0b), new Uint8Array(0))).toBeUndefined(); // a group
     expect(storedEventHash(Uint8Array.of(0xff), new Uint8Array(0))).toBeUndefined();
+    const twice = Uint8Array.of(...m.data, 0x62, 32, ...envelope.hash);
+    expect(storedEventHash(twice, envelope.prevHash)).toBeUndefined();
   });
 });
 

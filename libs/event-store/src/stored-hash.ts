@@ -4,50 +4,53 @@ import { hash as digest } from "node:crypto";
 const HASH_FIELD = 12;
 
 /**
- * Whether a stored envelope's bytes hash to the hash it carries: SHA-256 over its `prev_hash`
- * followed by the stored bytes with field 12 (`hash`) taken out (docs/AUDIT.md). Readers call it
- * on every message they read, so an event whose content was changed after it was written, or one
- * written by someone who did not (or could not) hash it, is never read as an event: it is
- * unreadable, parked, and set aside by an operator like any other. False when the bytes hold the
- * field more than once (the store never writes that) or are not well-formed protobuf.
+ * An event's hash as its stored bytes give it (docs/AUDIT.md): SHA-256 over its `prev_hash` (the
+ * bytes given) followed by the stored bytes with field 12 (`hash`) taken out, every other byte as
+ * it is. The writer hashes the envelope's encoding before the hash is set, and protobuf-es writes
+ * fields in number order, so the two agree for every envelope the store wrote. Undefined when the
+ * bytes are not a well-formed protobuf message, or hold field 12 more than once (the store never
+ * writes that; a reader would take the last, which no rule could say was the one hashed).
+ */
+export function storedEventHash(bytes: Uint8Array, prevHash: Uint8Array): Uint8Array | undefined {
+  const text = storedDigest(bytes, prevHash);
+  if (text === undefined) return undefined;
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = text.charCodeAt(i);
+  return out;
+}
+
+/**
+ * Whether a stored envelope's bytes hash to the hash it carries (see storedEventHash). Readers call
+ * it on every message they read, so an event whose content was changed after it was written, or
+ * one written by someone who did not (or could not) hash it, is never read as an event: it is
+ * unreadable, parked, and set aside by an operator like any other.
  */
 export function storedHashMatches(
   bytes: Uint8Array,
   prevHash: Uint8Array,
   hash: Uint8Array,
 ): boolean {
-  const extent = hashFieldExtent(bytes);
-  if (extent === undefined || hash.length !== 32) return false;
-  const [start, end] = extent;
-  // prev_hash ‖ bytes without [start, end), laid out in a scratch buffer kept between calls: the
-  // hash itself costs far less than allocating the concatenation would.
-  // Both are laid out whole, then the rest moved over the hash field.
-  const total = prevHash.length + bytes.length;
-  const size = total - (end - start);
-  const into = total <= SCRATCH_MAX ? scratchOf(total) : new Uint8Array(total);
-  into.set(prevHash, 0);
-  into.set(bytes, prevHash.length);
-  into.copyWithin(prevHash.length + start, prevHash.length + end, prevHash.length + bytes.length);
-  const actual = digest("sha256", into.subarray(0, size), "binary");
+  if (hash.length !== 32) return false;
+  const actual = storedDigest(bytes, prevHash);
+  if (actual === undefined) return false;
   for (let i = 0; i < 32; i++) if (actual.charCodeAt(i) !== hash[i]) return false;
   return true;
 }
 
-const SCRATCH_MAX = 64 * 1024;
-let scratch = new Uint8Array(1024);
-
-function scratchOf(size: number): Uint8Array {
-  if (scratch.length < size) scratch = new Uint8Array(Math.min(SCRATCH_MAX, size * 2));
-  return scratch;
-}
-
 /**
- * Where field 12 sits in an envelope's top-level fields, [start, end) (start = end when absent);
- * undefined when the bytes are malformed or hold it twice. One pass, no allocation.
+ * The digest as a "binary" string (one character per byte: Node hands a Buffer out of the heap at
+ * the cost of hashing a few hundred bytes). `prev_hash` and the message are laid out whole in a
+ * scratch buffer kept between calls, and the fields after field 12 moved over it once the one pass
+ * over the top-level fields has found it: no allocation but the digest.
  */
-function hashFieldExtent(bytes: Uint8Array): readonly [number, number] | undefined {
-  let start = 0;
-  let end = 0;
+function storedDigest(bytes: Uint8Array, prevHash: Uint8Array): string | undefined {
+  const base = prevHash.length;
+  const total = base + bytes.length;
+  const into = total <= SCRATCH_MAX ? scratchOf(total) : new Uint8Array(total);
+  into.set(prevHash, 0);
+  into.set(bytes, base);
+  let start = -1; // where field 12 starts and ends in `bytes`
+  let end = -1;
   let at = 0;
   const n = bytes.length;
   while (at < n) {
@@ -89,10 +92,20 @@ function hashFieldExtent(bytes: Uint8Array): readonly [number, number] | undefin
     }
     if (at > n) return undefined;
     if (tag >>> 3 === HASH_FIELD) {
-      if (end !== 0) return undefined;
+      if (start >= 0) return undefined;
       start = fieldStart;
       end = at;
     }
   }
-  return [start, end];
+  if (start < 0) return digest("sha256", into.subarray(0, total), "binary");
+  into.copyWithin(base + start, base + end, total);
+  return digest("sha256", into.subarray(0, total - (end - start)), "binary");
+}
+
+const SCRATCH_MAX = 64 * 1024;
+let scratch = new Uint8Array(1024);
+
+function scratchOf(size: number): Uint8Array {
+  if (scratch.length < size) scratch = new Uint8Array(Math.min(SCRATCH_MAX, size * 2));
+  return scratch;
 }
