@@ -13,7 +13,8 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { ChainBreak } from "./chain-audit.ts";
 import { collectDirectBatch } from "./direct-batch.ts";
-import type { EventStreamNames } from "./event-stream.ts";
+import type { SigningKey } from "./event-signing.ts";
+import { type EventStreamNames, streamInfoIfAny } from "./event-stream.ts";
 import { equalBytes } from "./hash-chain.ts";
 import type { StoredMessage } from "./set-aside.ts";
 import { sha256 } from "./sha256.ts";
@@ -30,10 +31,7 @@ export function checkpointNames(events: EventStreamNames): CheckpointNames {
 }
 
 /** A key that signs checkpoints (HMAC-SHA256): its id, recorded in each checkpoint, and secret. */
-export interface CheckpointKey {
-  readonly id: string;
-  readonly secret: Uint8Array;
-}
+export type CheckpointKey = SigningKey;
 
 /** Where a stream hash stands: after `messages` messages, the last at `sequence` (0: none). */
 export interface StreamHashState {
@@ -144,29 +142,48 @@ export function matchesCheckpoint(state: StreamHashState, checkpoint: AuditCheck
   );
 }
 
-/**
- * Creates the checkpoint stream when it does not exist: file storage, kept forever, deletes and
- * purges refused (as the event stream's).
- */
-export async function ensureCheckpointStream(
+/** Creates the checkpoint stream when it does not exist (see ensureRecordStream). */
+export function ensureCheckpointStream(
   jsm: JetStreamManager,
   names: CheckpointNames,
   replicas = 1,
 ): Promise<void> {
-  const exists = await jsm.streams.info(names.stream).catch(() => undefined);
-  if (exists) return;
-  await jsm.streams.add({
-    name: names.stream,
-    description: "Signed checkpoints of the event stream (ctx audit checkpoint)",
-    subjects: [names.subject],
-    storage: StorageType.File,
-    retention: RetentionPolicy.Limits,
-    discard: DiscardPolicy.New,
-    num_replicas: replicas,
-    deny_delete: true,
-    deny_purge: true,
-    allow_direct: true,
-  });
+  return ensureRecordStream(
+    jsm,
+    names,
+    "Signed checkpoints of the event stream (ctx audit checkpoint)",
+    replicas,
+  );
+}
+
+/**
+ * Creates a stream of records beside the event stream (checkpoints, the operations log) when it
+ * does not exist: one subject, file storage, kept forever, deletes and purges refused (as the event
+ * stream's), direct gets on. Another process creating it meanwhile is no error.
+ */
+export async function ensureRecordStream(
+  jsm: JetStreamManager,
+  names: { readonly stream: string; readonly subject: string },
+  description: string,
+  replicas: number,
+): Promise<void> {
+  if (await streamInfoIfAny(jsm, names.stream)) return;
+  await jsm.streams
+    .add({
+      name: names.stream,
+      description,
+      subjects: [names.subject],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.New,
+      num_replicas: replicas,
+      deny_delete: true,
+      deny_purge: true,
+      allow_direct: true,
+    })
+    .catch((e: unknown) => {
+      if (!(e instanceof Error && /already in use/i.test(e.message))) throw e;
+    });
 }
 
 /** A stored checkpoint and its stream sequence in the checkpoint stream. */
@@ -180,9 +197,9 @@ export async function lastCheckpoint(
   jsm: JetStreamManager,
   names: CheckpointNames,
 ): Promise<StoredCheckpoint | undefined> {
-  const msg = await jsm.streams
-    .getMessage(names.stream, { last_by_subj: names.subject })
-    .catch(() => undefined);
+  // An outage is an error, never "no checkpoint": the signer would start the chain again.
+  if ((await streamInfoIfAny(jsm, names.stream)) === undefined) return undefined;
+  const msg = await jsm.streams.getMessage(names.stream, { last_by_subj: names.subject });
   if (!msg) return undefined;
   return { seq: msg.seq, checkpoint: parseCheckpoint(msg.data) };
 }
@@ -193,7 +210,8 @@ export async function readCheckpoints(
   jsm: JetStreamManager,
   names: CheckpointNames,
 ): Promise<StoredCheckpoint[]> {
-  const info = await jsm.streams.info(names.stream).catch(() => undefined);
+  // An outage is an error, never "no checkpoints": a verification would pass without them.
+  const info = await streamInfoIfAny(jsm, names.stream);
   if (info === undefined || info.state.messages === 0) return [];
   const consumer = await jetstream(nc).consumers.get(names.stream, {
     filter_subjects: [names.subject],
@@ -223,10 +241,7 @@ export async function checkpointMessages(
   timeoutMs = 5_000,
 ): Promise<StoredMsg[]> {
   const after = options.afterSequence ?? 0;
-  const info = await jsm.streams.info(names.stream).catch((e: unknown) => {
-    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
-    throw e;
-  });
+  const info = await streamInfoIfAny(jsm, names.stream);
   if (info === undefined || info.state.messages === 0 || after >= info.state.last_seq) return [];
   const request = { seq: after + 1, batch: options.limit, next_by_subj: names.subject };
   return collectDirectBatch(jsm, names.stream, request, timeoutMs);

@@ -14,6 +14,7 @@ export {
   checkpointState,
   emptyStreamHash,
   ensureCheckpointStream,
+  ensureRecordStream,
   lastCheckpoint,
   matchesCheckpoint,
   publishCheckpoint,

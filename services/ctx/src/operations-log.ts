@@ -1,13 +1,11 @@
 import { hostname, userInfo } from "node:os";
-import { collectDirectBatch, type EventStreamNames } from "@ctx/event-store";
 import {
-  type DirectBatchOptions,
-  DiscardPolicy,
-  type JetStreamManager,
-  jetstream,
-  RetentionPolicy,
-  StorageType,
-} from "@nats-io/jetstream";
+  collectDirectBatch,
+  type EventStreamNames,
+  ensureRecordStream,
+  streamInfoIfAny,
+} from "@ctx/event-store";
+import { type DirectBatchOptions, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 
@@ -46,8 +44,8 @@ export function operatorName(given?: string): string {
 }
 
 /**
- * Records an action: creates the log stream the first time (file storage, kept for good, deletes
- * and purges refused, the event stream's replica count), then stores one JSON message.
+ * Records an action: creates the log stream the first time (see ensureRecordStream; the event
+ * stream's replica count), then stores one JSON message.
  */
 export async function recordOperation(
   env: {
@@ -58,30 +56,13 @@ export async function recordOperation(
   action: OperatorAction,
 ): Promise<void> {
   const names = operationsNames(env.names);
-  const exists = await env.jsm.streams.info(names.stream).catch((e: unknown) => {
-    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
-    throw e;
-  });
-  if (exists === undefined) {
-    const events = await env.jsm.streams.info(env.names.stream);
-    await env.jsm.streams
-      .add({
-        name: names.stream,
-        description: "What operators did through ctx (rebuilds): for the audit report",
-        subjects: [names.subject],
-        storage: StorageType.File,
-        retention: RetentionPolicy.Limits,
-        discard: DiscardPolicy.New,
-        num_replicas: events.config.num_replicas,
-        deny_delete: true,
-        deny_purge: true,
-        allow_direct: true,
-      })
-      .catch((e: unknown) => {
-        // Another ctx created it meanwhile.
-        if (!(e instanceof Error && /already in use/i.test(e.message))) throw e;
-      });
-  }
+  const events = await env.jsm.streams.info(env.names.stream);
+  await ensureRecordStream(
+    env.jsm,
+    names,
+    "What operators did through ctx (rebuilds): for the audit report",
+    events.config.num_replicas,
+  );
   await jetstream(env.nc).publish(
     names.subject,
     JSON.stringify(operatorActionSchema.parse(action)),
@@ -99,10 +80,7 @@ export async function readOperations(
   to: Date,
 ): Promise<(OperatorAction | { readonly unreadable: string; readonly at: string })[]> {
   const names = operationsNames(events);
-  const info = await jsm.streams.info(names.stream).catch((e: unknown) => {
-    if (e instanceof Error && /stream not found/i.test(e.message)) return undefined;
-    throw e;
-  });
+  const info = await streamInfoIfAny(jsm, names.stream);
   if (info === undefined || info.state.messages === 0) return [];
   const out: (OperatorAction | { unreadable: string; at: string })[] = [];
   const decoder = new TextDecoder();
