@@ -155,6 +155,10 @@ afterAll(async () => {
 const today = () => new Date().toISOString().slice(0, 10);
 const tomorrow = () => new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
 
+/** `ctx audit report` over today (UTC), with `extra` arguments. */
+const reportOfToday = (...extra: string[]) =>
+  ctx("audit", "report", "--from", today(), "--to", tomorrow(), ...extra);
+
 function textOf(pdf: string): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(pdftotext, ["-layout", pdf, "-"], { timeout: 30_000 }, (error, stdout, stderr) =>
@@ -165,17 +169,7 @@ function textOf(pdf: string): Promise<string> {
 
 describe("ctx audit report", () => {
   it("gives the period's data as JSON: every count, the verification, parked, repairs, rebuilds", async () => {
-    const run = await ctx(
-      "audit",
-      "report",
-      "--from",
-      today(),
-      "--to",
-      tomorrow(),
-      "--keys",
-      keys,
-      "--json",
-    );
+    const run = await reportOfToday("--keys", keys, "--json");
     expect(run.code, run.stderr).toBe(0);
     const r = JSON.parse(run.stdout) as AuditReport;
     expect(r.events.total).toBe(10); // 5 + 2 + 1 + the garbage + the repair
@@ -234,20 +228,7 @@ describe("ctx audit report", () => {
 
   it("renders a PDF whose text says all of it, charts included (pdftotext)", async () => {
     const file = join(dir, "report.pdf");
-    const run = await ctx(
-      "audit",
-      "report",
-      "--from",
-      today(),
-      "--to",
-      tomorrow(),
-      "--keys",
-      keys,
-      "--format",
-      "pdf",
-      "--out",
-      file,
-    );
+    const run = await reportOfToday("--keys", keys, "--format", "pdf", "--out", file);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/audit report \(pdf, \d+ bytes\) written to/);
     expect(readFileSync(file).subarray(0, 5).toString()).toBe("%PDF-");
@@ -275,22 +256,13 @@ describe("ctx audit report", () => {
   });
 
   it("renders Markdown tables and a self-contained HTML page with its charts as SVG", async () => {
-    const md = await ctx("audit", "report", "--from", today(), "--to", tomorrow());
+    const md = await reportOfToday();
     expect(md.code, md.stderr).toBe(0);
     expect(md.stdout).toContain("| SubtaskAdded | 6 |");
     expect(md.stdout).toContain("| jwt:alice | 6 |");
     expect(md.stdout).toContain("signatures NOT checked (no keys given)");
 
-    const html = await ctx(
-      "audit",
-      "report",
-      "--from",
-      today(),
-      "--to",
-      tomorrow(),
-      "--format",
-      "html",
-    );
+    const html = await reportOfToday("--format", "html");
     expect(html.code, html.stderr).toBe(0);
     expect(html.stdout.match(/<svg/g)?.length).toBe(3);
     expect(html.stdout).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
@@ -304,7 +276,7 @@ describe("ctx audit report", () => {
       eventSubject(settings, alice, "SubtaskAdded"),
       toBinary(ContextEventSchema, { ...last, version: last.version + 1, prevHash: last.hash }),
     );
-    const run = await ctx("audit", "report", "--from", today(), "--to", tomorrow());
+    const run = await reportOfToday();
     expect(run.code).toBe(1);
     expect(run.stdout).toContain("1 break(s) of the hash chains");
     expect(run.stdout).toMatch(/\| altered \|/);

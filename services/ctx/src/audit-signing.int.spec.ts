@@ -1,12 +1,11 @@
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { ConfigError, createLogger } from "@ctx/config";
-import { currentSchemaVersion, type StoryId, storyId } from "@ctx/domain";
+import { type StoryId, storyId } from "@ctx/domain";
 import {
   type ChainBreak,
   checkEventSignature,
@@ -18,8 +17,8 @@ import {
   provisionEventStream,
   SIGNATURE_HEADER,
 } from "@ctx/event-store";
-import { envelopeAsWritten, testStreamSettings } from "@ctx/event-store/testing";
-import { ContextCommandService, ContextEventSchema, SubtaskAddedSchema } from "@ctx/proto";
+import { testStreamSettings } from "@ctx/event-store/testing";
+import { ContextCommandService } from "@ctx/proto";
 import {
   connectTestNats,
   runCtx,
@@ -29,9 +28,9 @@ import {
   uniqueName,
 } from "@ctx/test-support";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/nats-core";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { publishForgedEvent } from "./testing/insider-stream.ts";
 import { pythonVerifyAll } from "./testing/python-verifier.ts";
 
 // Issue #25: signed events. With EVENT_SIGNING_KEY_FILE the command service signs every event it
@@ -122,30 +121,9 @@ async function signedStory(): Promise<StoryId> {
   return id;
 }
 
-/** An event after the story's head, hashed by the rule (anyone can), published with `headers`. */
-async function forge(id: StoryId, signature?: string): Promise<number> {
-  const head = await store.head(id);
-  const envelope = envelopeAsWritten(
-    id,
-    (head?.version ?? 0) + 1,
-    head?.hash ?? new Uint8Array(0),
-    {
-      eventType: "SubtaskAdded",
-      schemaVersion: currentSchemaVersion.SubtaskAdded,
-      payloadSchema: SubtaskAddedSchema,
-      payload: create(SubtaskAddedSchema, { subtaskId: "forged", title: "Forged" }),
-      occurredAt: new Date(),
-    },
-  );
-  const h = natsHeaders();
-  if (signature !== undefined) h.set(SIGNATURE_HEADER, signature);
-  const ack = await jetstream(nc).publish(
-    eventSubject(settings, id, "SubtaskAdded"),
-    toBinary(ContextEventSchema, envelope),
-    { headers: h },
-  );
-  return ack.seq;
-}
+/** An event after the story's head, hashed by the rule (anyone can), signed as given. */
+const forge = (id: StoryId, signature?: string) =>
+  publishForgedEvent(nc, store, id, signature === undefined ? {} : { signature });
 
 interface Verified {
   readonly code: number;

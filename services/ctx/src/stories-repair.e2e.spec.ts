@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
-import { currentSchemaVersion, type StoryId, storyId } from "@ctx/domain";
+import { type StoryId, storyId } from "@ctx/domain";
 import {
   createEventStore,
   type EventStore,
@@ -40,6 +40,7 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { publishForgedEvent } from "./testing/insider-stream.ts";
 
 // Issue #20, defect 6: one bad stored event blocked a story for good. Schema version 99 made every
 // read and command on the story FAILED_PRECONDITION, garbage bytes DATA_LOSS, an invalid story id
@@ -192,28 +193,8 @@ const corruptions = {
   },
   // Issue #25: an envelope that reads well, on the right subject, after the story's head, whose
   // hash is not its content's. The command service used to chain the next event onto it.
-  "a forged event with an all-zero hash": async (id: StoryId) => {
-    const head = await store.head(id);
-    const envelope = envelopeAsWritten(
-      id,
-      (head?.version ?? 0) + 1,
-      head?.hash ?? new Uint8Array(0),
-      {
-        eventType: "SubtaskAdded",
-        schemaVersion: currentSchemaVersion.SubtaskAdded,
-        payloadSchema: SubtaskAddedSchema,
-        payload: create(SubtaskAddedSchema, { subtaskId: "s9", title: "forged" }),
-        occurredAt: new Date(),
-      },
-    );
-    envelope.hash = new Uint8Array(32);
-    return (
-      await jetstream(nc).publish(
-        eventSubject(settings, id, "SubtaskAdded"),
-        toBinary(ContextEventSchema, envelope),
-      )
-    ).seq;
-  },
+  "a forged event with an all-zero hash": (id: StoryId) =>
+    publishForgedEvent(nc, store, id, { hash: new Uint8Array(32) }),
 } as const;
 
 describe("a story blocked by one bad stored message", () => {
