@@ -173,6 +173,12 @@ async function project(nc: NatsConnection, keyPrefix: string): Promise<Projectio
   const valkey = createValkeyClient(valkeyLogin(stack()));
   valkeys.push(valkey);
   const projection = createValkeyProjection(valkey, { keyPrefix });
+  await rebuiltFrom(nc, projection);
+  return projection;
+}
+
+/** Rebuilds a model from a server's whole stream; readers switch to it. */
+async function rebuiltFrom(nc: NatsConnection, projection: Projection): Promise<void> {
   const result = await rebuildProjection({
     nc,
     store: createEventStore(nc),
@@ -182,7 +188,6 @@ async function project(nc: NatsConnection, keyPrefix: string): Promise<Projectio
     dropDelayMs: 0,
   });
   expect(result.switched).toBe(true);
-  return projection;
 }
 
 /** The Neo4j graph model of a server's stream, rebuilt from it, and the graph questions' reader. */
@@ -197,15 +202,7 @@ async function projectGraph(
   const projection = createNeo4jProjection(neo4jDriver, { namespace });
   graphs.push(projection);
   await projection.init();
-  const result = await rebuildProjection({
-    nc,
-    store: createEventStore(nc),
-    partitions,
-    projection,
-    logger,
-    dropDelayMs: 0,
-  });
-  expect(result.switched).toBe(true);
+  await rebuiltFrom(nc, projection);
   return { projection, reader: createNeo4jGraphReader(neo4jDriver, { namespace }) };
 }
 
