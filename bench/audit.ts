@@ -31,7 +31,7 @@ async function libraryAudit(nc: NatsConnection) {
   const store = createEventStore(nc, { names });
   const auditor = new ChainAuditor(names);
   const started = performance.now();
-  for await (const m of store.readAllMessages()) auditor.add(m);
+  for await (const m of store.readAllMessages({ signatures: true })) auditor.add(m);
   const breaks = auditor.finish().length;
   return { events: auditor.messages, seconds: (performance.now() - started) / 1000, breaks };
 }

@@ -169,6 +169,11 @@ export interface ReadAllOptions {
   readonly fromSequence?: number;
   /** Last stream sequence to deliver (default: the stream's last sequence when the replay starts). */
   readonly toSequence?: number;
+  /**
+   * readAllMessages: give each message's Ctx-Signature header (audits do). Off, the headers are
+   * not decoded: replays and rebuilds have no use for them.
+   */
+  readonly signatures?: boolean;
 }
 
 /** Where a story's history ends: what the next append must chain onto. */
@@ -1276,7 +1281,7 @@ class JetStreamEventStore implements EventStore {
     try {
       for await (const msg of messages) {
         if (msg.seq > to) break;
-        const signature = msg.headers?.get(SIGNATURE_HEADER);
+        const signature = options.signatures === true ? msg.headers?.get(SIGNATURE_HEADER) : "";
         yield {
           seq: msg.seq,
           subject: msg.subject,

@@ -165,7 +165,7 @@ export async function verifyStream(
   const total = (await jsm.streams.info(names.stream)).state.messages;
   const progress = scanProgress(output, total, "verifying");
   try {
-    for await (const m of store.readAllMessages()) {
+    for await (const m of store.readAllMessages({ signatures: true })) {
       auditor.add(m);
       signed.add(m);
       visit?.(m);
