@@ -68,7 +68,6 @@ interface StoryChain {
 }
 
 const EMPTY = new Uint8Array(0);
-const HASH_FIELD = 12;
 const SET_ASIDE_TYPE = "EventsSetAside";
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
 
@@ -143,7 +142,7 @@ export class ChainAuditor {
       });
       return;
     }
-    if (envelope.storyId !== storyId) {
+    if (envelope.storyId !== undefined && envelope.storyId !== storyId) {
       this.#pend(chain, message, {
         kind: "foreign-story",
         sequence: message.seq,
@@ -167,7 +166,16 @@ export class ChainAuditor {
       });
       return;
     }
-    const recomputed = storedEventHash(message.data, envelope.prevHash);
+    if (envelope.prevHash === undefined && envelope.version > expectedVersion) {
+      // Envelope version 2 keeps no previous hash: after a gap there is nothing to hash it with.
+      this.#breaks.push(missingBreak(at, expectedVersion));
+      this.#advance(chain, message, envelope.hash, at, envelope.setAside);
+      return;
+    }
+    // Version 2 is hashed with the hash of the version before it as the stream holds it: a change
+    // to it, hashed again, shows here as this event not hashing to its stored hash.
+    const prevHash = envelope.prevHash ?? chain.hash;
+    const recomputed = storedEventHash(message.data, prevHash);
     if (recomputed === undefined || !equalBytes(recomputed, envelope.hash)) {
       // No reader reads it (they check the same hash): an operator may have set it aside.
       this.#pend(chain, message, {
@@ -176,20 +184,13 @@ export class ChainAuditor {
         expected: recomputed === undefined ? "" : hex(recomputed),
         actual: hex(envelope.hash),
         detail:
-          "the event's content does not hash to the hash stored with it: it was changed, or written by someone other than the event store",
+          envelope.prevHash === undefined
+            ? `the event's content, after version ${chain.version}'s hash, does not hash to the hash stored with it: it was changed, written by someone other than the event store, or version ${chain.version} (stream message ${chain.sequence}) was changed and hashed again`
+            : "the event's content does not hash to the hash stored with it: it was changed, or written by someone other than the event store",
       });
     } else if (envelope.version > expectedVersion) {
-      this.#breaks.push({
-        kind: "missing",
-        ...at,
-        expected: String(expectedVersion),
-        actual: String(envelope.version),
-        detail:
-          envelope.version === expectedVersion + 1
-            ? `version ${expectedVersion} is not in the stream`
-            : `versions ${expectedVersion}–${envelope.version - 1} are not in the stream`,
-      });
-    } else if (!equalBytes(envelope.prevHash, chain.hash)) {
+      this.#breaks.push(missingBreak(at, expectedVersion));
+    } else if (envelope.prevHash !== undefined && !equalBytes(envelope.prevHash, chain.hash)) {
       this.#breaks.push({
         kind: "altered",
         ...at,
@@ -198,14 +199,26 @@ export class ChainAuditor {
         detail: `written after a version ${chain.version} whose hash was ${hex(envelope.prevHash)}; the stored version ${chain.version} (stream message ${chain.sequence}) hashes to another: it was changed and hashed again`,
       });
     }
-    // Whatever it is, the chain goes on from this event: one change is one break, not every
-    // event after it.
-    chain.version = envelope.version;
-    chain.hash = envelope.hash;
+    this.#advance(chain, message, envelope.hash, at, envelope.setAside);
+  }
+
+  /**
+   * Whatever the event is, the chain goes on from it: one change is one break, not every event
+   * after it.
+   */
+  #advance(
+    chain: StoryChain,
+    message: AuditedMessage,
+    hash: Uint8Array,
+    at: { sequence: number; storyId: string; version: number },
+    setAside: ChainFields["setAside"],
+  ): void {
+    chain.version = at.version;
+    chain.hash = hash;
     chain.sequence = message.seq;
     chain.events += 1;
-    this.#checkSignature(chain, message, envelope.hash, at);
-    for (const entry of envelope.setAside) {
+    this.#checkSignature(chain, message, hash, at);
+    for (const entry of setAside) {
       const held = chain.pending.get(entry.sequence);
       if (held !== undefined && equalBytes(held.digest, entry.sha256)) {
         chain.pending.delete(entry.sequence);
@@ -289,19 +302,39 @@ export class ChainAuditor {
   }
 }
 
+function missingBreak(
+  at: { sequence: number; storyId: string; version: number },
+  expectedVersion: number,
+): ChainBreak {
+  return {
+    kind: "missing",
+    ...at,
+    expected: String(expectedVersion),
+    actual: String(at.version),
+    detail:
+      at.version === expectedVersion + 1
+        ? `version ${expectedVersion} is not in the stream`
+        : `versions ${expectedVersion}–${at.version - 1} are not in the stream`,
+  };
+}
+
 /** What the chain needs of a stored envelope, read straight from its wire bytes in one pass. */
 export interface ChainFields {
-  readonly storyId: string;
+  /** Undefined for a version 2 envelope: its story is its subject's. */
+  readonly storyId: string | undefined;
   readonly version: number;
-  readonly prevHash: Uint8Array;
+  /** Undefined for a version 2 envelope: the previous event's hash, as the stream holds it. */
+  readonly prevHash: Uint8Array | undefined;
   readonly hash: Uint8Array;
   /** An EventsSetAside's entries: the sequences and SHA-256 digests it vouches for. */
   readonly setAside: readonly { readonly sequence: number; readonly sha256: Uint8Array }[];
 }
 
 const STORY_ID = 2;
-const VERSION = 3;
 const PREV_HASH = 11;
+/** Where the version and the hash are: in a ContextEvent (version 1), a StoredContextEvent (2). */
+const V1_FIELDS = { version: 3, hash: 12 } as const;
+const V2_FIELDS = { version: 2, hash: 15 } as const;
 const EVENTS_SET_ASIDE = 27;
 const SET_ASIDE_ENTRY = 3;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -312,26 +345,33 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  * Nothing else of the envelope is decoded: the payload is only walked when it is an EventsSetAside.
  */
 export function chainFields(bytes: Uint8Array): ChainFields | undefined {
-  let storyId = "";
+  // Version 2 (StoredContextEvent, first byte 0x08): version is field 2, the hash field 15.
+  const v2 = bytes[0] === 0x08;
+  const layout = v2 ? V2_FIELDS : V1_FIELDS;
+  let storyId: string | undefined = v2 ? undefined : "";
   let version = 0;
-  let prevHash: Uint8Array = EMPTY;
+  let prevHash: Uint8Array | undefined = v2 ? undefined : EMPTY;
   let hash: Uint8Array = EMPTY;
+  let envelopeVersion = 0;
   const setAside: { sequence: number; sha256: Uint8Array }[] = [];
   const wellFormed = forEachField(bytes, (number, wire, value) => {
-    if (number === HASH_FIELD) {
+    if (v2 && number === 1) {
+      if (wire !== 0) return false;
+      envelopeVersion = value as number;
+    } else if (number === layout.hash) {
       if (wire !== 2) return false;
       hash = value as Uint8Array;
-    } else if (number === STORY_ID) {
+    } else if (!v2 && number === STORY_ID) {
       if (wire !== 2) return false;
       try {
         storyId = utf8.decode(value as Uint8Array);
       } catch {
         return false;
       }
-    } else if (number === VERSION) {
+    } else if (number === layout.version) {
       if (wire !== 0) return false;
       version = value as number;
-    } else if (number === PREV_HASH) {
+    } else if (!v2 && number === PREV_HASH) {
       if (wire !== 2) return false;
       prevHash = value as Uint8Array;
     } else if (number === EVENTS_SET_ASIDE) {
@@ -352,7 +392,7 @@ export function chainFields(bytes: Uint8Array): ChainFields | undefined {
     }
     return true;
   });
-  if (!wellFormed) return undefined;
+  if (!wellFormed || (v2 && envelopeVersion !== 2)) return undefined;
   return { storyId, version, prevHash, hash, setAside };
 }
 

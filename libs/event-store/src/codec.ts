@@ -1,20 +1,29 @@
 import { create, type DescMessage, fromBinary, type Message } from "@bufbuild/protobuf";
-import { EmptySchema, type Timestamp, timestampDate } from "@bufbuild/protobuf/wkt";
+import {
+  EmptySchema,
+  type Timestamp,
+  timestampDate,
+  timestampFromMs,
+} from "@bufbuild/protobuf/wkt";
 import {
   type ContextEventData,
   type DroppedEventData,
+  eventTypeOf,
   payloadCaseOf,
   type StoryId,
   type StreamVersion,
   storyId,
   streamVersion,
 } from "@ctx/domain";
+import { uuidText, uuidv7Of } from "@ctx/ids";
 import {
   type ContextEvent,
   type ContextEventFrame,
   ContextEventFrameSchema,
   ContextEventSchema,
   type SetAsideMessage,
+  type StoredContextEventFrame,
+  StoredContextEventFrameSchema,
 } from "@ctx/proto";
 import { isUpcastError, type UpcasterRegistry, type VersionedEvent } from "@ctx/upcasting";
 import {
@@ -130,14 +139,103 @@ type Frame = ContextEventFrame & {
   readonly payload: { readonly case: ContextEventData["case"]; readonly value: Uint8Array };
 };
 
-/** An envelope's fields, its payload left as bytes. @throws CorruptEventError */
-function decodeFields(bytes: Uint8Array, sequence: number, place: Place): ContextEventFrame {
+/**
+ * Whether stored bytes are an envelope of version 2 (a StoredContextEvent): its first field is its
+ * envelope version, a varint (first byte 0x08), where a version 1 envelope (a ContextEvent) starts
+ * with its event id, a string (0x0a).
+ */
+export function isEnvelopeV2(bytes: Uint8Array): boolean {
+  return bytes[0] === 0x08;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * An envelope's fields, its payload left as bytes, as a ContextEvent's (version 2 envelopes are
+ * filled in from `place` and `prevHash`, see frameOfV2). @throws CorruptEventError
+ */
+function decodeFields(
+  bytes: Uint8Array,
+  sequence: number,
+  place: Place,
+  prevHash?: Uint8Array,
+): ContextEventFrame {
+  if (isEnvelopeV2(bytes)) return frameOfV2(bytes, sequence, place, prevHash);
+  let frame: ContextEventFrame;
   try {
-    return fromBinary(ContextEventFrameSchema, bytes);
+    frame = fromBinary(ContextEventFrameSchema, bytes);
   } catch (e) {
     const problem = { sequence, storyId: place.storyId, reason: "undecodable protobuf" };
     throw new CorruptEventError(problem, { cause: e });
   }
+  // Readers fill envelope_version in; a stored ContextEvent never carries it (it would take the
+  // checks of another version).
+  if (frame.envelopeVersion !== 0) {
+    const reason = `a version 1 envelope that says envelope version ${frame.envelopeVersion}`;
+    throw new CorruptEventError({ sequence, storyId: place.storyId, reason });
+  }
+  return frame;
+}
+
+/**
+ * A version 2 envelope as the ContextEvent it stands for: the story and event type from where it
+ * was stored (the event type from its payload for a copy without a subject), the previous hash as
+ * the reader knows it (empty when it read this event alone), the event id made of the time and
+ * the hash unless one is stored, the correlation id the command id unless one is stored.
+ * @throws CorruptEventError, UnreadableEventError (a later envelope version)
+ */
+function frameOfV2(
+  bytes: Uint8Array,
+  sequence: number,
+  place: Place,
+  prevHash: Uint8Array | undefined,
+): ContextEventFrame {
+  const problem = (reason: string): EventReadProblem => ({
+    sequence,
+    storyId: place.storyId,
+    reason,
+  });
+  let stored: StoredContextEventFrame;
+  try {
+    stored = fromBinary(StoredContextEventFrameSchema, bytes);
+  } catch (e) {
+    throw new CorruptEventError(problem("undecodable protobuf"), { cause: e });
+  }
+  if (stored.envelopeVersion !== 2) {
+    throw new UnreadableEventError(
+      problem(`envelope version ${stored.envelopeVersion}, which this release does not read`),
+    );
+  }
+  const ms = Number(stored.occurredAtMs);
+  if (ms <= 0 || ms >= 2 ** 48) throw new CorruptEventError(problem("no occurred_at"));
+  if (stored.hash.length !== 32) throw new CorruptEventError(problem("no hash"));
+  if (stored.commandUuid.length !== 0 && stored.commandUuid.length !== 16) {
+    throw new CorruptEventError(problem("a command uuid that is not 16 bytes"));
+  }
+  const commandId =
+    stored.commandUuid.length === 16 ? uuidText(stored.commandUuid) : stored.commandId;
+  const c = stored.payload.case;
+  return {
+    $typeName: ContextEventFrameSchema.typeName,
+    eventId: stored.eventId !== "" ? stored.eventId : uuidv7Of(ms, stored.hash),
+    storyId: place.storyId,
+    version: stored.version,
+    occurredAt: timestampFromMs(ms),
+    eventType:
+      place.eventType ?? (c === undefined ? "" : eventTypeOf({ case: c } as ContextEventData)),
+    schemaVersion: stored.schemaVersion,
+    correlationId: stored.correlationId ?? commandId,
+    causationId: stored.causationId,
+    commandId,
+    commandEventIndex: stored.commandEventIndex,
+    prevHash: prevHash ?? EMPTY,
+    hash: stored.hash,
+    commandName: stored.commandName,
+    commandFingerprint: stored.commandFingerprint,
+    principal: stored.principal,
+    envelopeVersion: 2,
+    payload: stored.payload,
+  };
 }
 
 /**
@@ -146,8 +244,13 @@ function decodeFields(bytes: Uint8Array, sequence: number, place: Place): Contex
  * and name the story and event type of the place it was stored at.
  * @throws CorruptEventError, EventMismatchError
  */
-function decodeFrame(bytes: Uint8Array, sequence: number, place: Place): Frame {
-  const frame = decodeFields(bytes, sequence, place);
+function decodeFrame(
+  bytes: Uint8Array,
+  sequence: number,
+  place: Place,
+  prevHash: Uint8Array | undefined,
+): Frame {
+  const frame = decodeFields(bytes, sequence, place, prevHash);
   const problem = (reason: string): EventReadProblem => ({
     sequence,
     storyId: place.storyId,
@@ -174,7 +277,11 @@ function decodeFrame(bytes: Uint8Array, sequence: number, place: Place): Frame {
   }
   // A type the product knows keeps its payload in its own field (old type names may not: upcasters).
   const c = payloadCaseOf(frame.eventType);
-  if (c !== undefined && c !== frame.payload.case) {
+  // A version 2 envelope is written for today's event types only.
+  if (
+    (c === undefined && frame.envelopeVersion === 2) ||
+    (c !== undefined && c !== frame.payload.case)
+  ) {
     throw new CorruptEventError(
       problem(`event type ${frame.eventType} with a ${frame.payload.case} payload`),
     );
@@ -186,7 +293,11 @@ function decodeFrame(bytes: Uint8Array, sequence: number, place: Place): Frame {
       cause: e,
     });
   }
-  if (!storedHashMatches(bytes, frame.prevHash, frame.hash)) {
+  // A version 1 envelope carries the hash it was chained to; a version 2 one is checked against
+  // the previous event's hash when the reader has it (reading the story in order), and only as a
+  // link of the chain by readers that have it not (docs/AUDIT.md, "Envelope version 2").
+  const chainedTo = frame.envelopeVersion === 2 ? prevHash : frame.prevHash;
+  if (chainedTo !== undefined && !storedHashMatches(bytes, chainedTo, frame.hash)) {
     throw new CorruptEventError(
       problem(
         "its content does not hash to its stored hash: changed after it was written, or not written by the event store",
@@ -233,18 +344,14 @@ function envelopeOf(frame: Frame, payload: Message): ContextEvent {
     commandName: frame.commandName,
     commandFingerprint: frame.commandFingerprint,
     principal: frame.principal,
+    envelopeVersion: frame.envelopeVersion,
     payload: { case: frame.payload.case, value: payload } as ContextEvent["payload"],
   };
   if (frame.$unknown) envelope.$unknown = frame.$unknown;
   return envelope;
 }
 
-function storedOf(
-  frame: Frame,
-  bytes: Uint8Array,
-  sequence: number,
-  legacySchemas: LegacySchemas,
-): StoredEvent {
+function storedOf(frame: Frame, sequence: number, legacySchemas: LegacySchemas): StoredEvent {
   const position: Position = {
     sequence: streamSequence(sequence),
     storyId: frame.storyId as StoryId,
@@ -269,7 +376,7 @@ function storedOf(
   return new LegacyStoredEvent(
     position,
     decodePayload(legacy, frame.payload.value, sequence, frame.storyId),
-    bytes,
+    frame,
   );
 }
 
@@ -291,10 +398,10 @@ class LegacyStoredEvent implements StoredEvent {
   readonly schemaVersion: number;
   readonly occurredAt: Date;
   readonly payload: Message;
-  readonly #bytes: Uint8Array;
+  readonly #frame: Frame;
   #envelope: ContextEvent | undefined;
 
-  constructor(position: Position, payload: Message, bytes: Uint8Array) {
+  constructor(position: Position, payload: Message, frame: Frame) {
     this.sequence = position.sequence;
     this.storyId = position.storyId;
     this.version = position.version;
@@ -303,11 +410,16 @@ class LegacyStoredEvent implements StoredEvent {
     this.schemaVersion = position.schemaVersion;
     this.occurredAt = position.occurredAt;
     this.payload = payload;
-    this.#bytes = bytes;
+    this.#frame = frame;
   }
 
   get envelope(): ContextEvent {
-    this.#envelope ??= fromBinary(ContextEventSchema, this.#bytes);
+    // Today's payload message, the old fields kept as unknown ones: what decoding a version 1
+    // envelope's bytes as a ContextEvent gives.
+    this.#envelope ??= envelopeOf(
+      this.#frame,
+      fromBinary(currentPayloadSchema(this.#frame.payload.case), this.#frame.payload.value),
+    );
     return this.#envelope;
   }
 }
@@ -351,7 +463,8 @@ class UpcastEvent implements RecordedEvent {
 
 /**
  * Decodes one stored message as stored, with its payload in its stored schema, checked against
- * where it was stored (`origin`).
+ * where it was stored (`origin`) and, for a version 2 envelope, against the hash of the story's
+ * previous event when the caller read it (`prevHash`: empty for a story's first event).
  * @throws CorruptEventError for bytes that are not a complete envelope; EventMismatchError for an
  * envelope of another story or event type than its origin's.
  */
@@ -359,9 +472,42 @@ export function decodeStoredEvent(
   bytes: Uint8Array,
   sequence: number,
   origin: MessageOrigin,
+  prevHash?: Uint8Array,
   legacySchemas: LegacySchemas = legacyPayloadSchemas,
 ): StoredEvent {
-  return storedOf(decodeFrame(bytes, sequence, placeOf(origin)), bytes, sequence, legacySchemas);
+  const frame = decodeFrame(bytes, sequence, placeOf(origin), prevHash);
+  const event = storedOf(frame, sequence, legacySchemas);
+  if (frame.envelopeVersion === 2 && prevHash === undefined) unlinked.set(event, bytes);
+  return event;
+}
+
+/**
+ * Version 2 events decoded without the previous event's hash, with their stored bytes, until a
+ * reader that read the event before them links them (linkStoredEvent). Weak: events no reader
+ * links (a lone head, a partition's replay) leave with the event.
+ */
+const unlinked = new WeakMap<StoredEvent, Uint8Array>();
+
+/**
+ * Checks a version 2 event decoded alone (decodeStoredEvent without `prevHash`) as the link after
+ * an event whose hash is `prevHash`, as a reader of the story in order can, and fills in its
+ * envelope's previous hash. Nothing to do for a version 1 event (its envelope carries the hash it
+ * was chained to, checked when it was decoded) or one checked already.
+ * @throws CorruptEventError when its content, after `prevHash`, does not hash to its stored hash
+ */
+export function linkStoredEvent(event: StoredEvent, prevHash: Uint8Array): void {
+  const bytes = unlinked.get(event);
+  if (bytes === undefined) return;
+  if (!storedHashMatches(bytes, prevHash, event.envelope.hash)) {
+    throw new CorruptEventError({
+      sequence: event.sequence,
+      storyId: event.storyId,
+      reason:
+        "its content, after the previous event's hash, does not hash to its stored hash: it was changed after it was written, not written by the event store, or the event before it was changed",
+    });
+  }
+  unlinked.delete(event);
+  event.envelope.prevHash = prevHash;
 }
 
 /**
@@ -378,7 +524,7 @@ export function unreadableEvent(
   const place = placeOf(origin);
   let frame: ContextEventFrame | undefined;
   try {
-    frame = decodeFields(bytes, sequence, place);
+    frame = decodeFields(bytes, sequence, place, undefined);
   } catch {
     frame = undefined;
   }
@@ -415,10 +561,11 @@ export function setAsideEvent(
   origin: MessageOrigin,
   entry: SetAsideMessage,
   storedAt: Date,
+  prevHash?: Uint8Array,
 ): StoredEvent | undefined {
   if (entry.version === 0) return undefined;
   const place = placeOf(origin);
-  const frame = decodeFields(bytes, sequence, place);
+  const frame = decodeFields(bytes, sequence, place, prevHash);
   const envelope: ContextEvent = {
     $typeName: ContextEventSchema.typeName,
     eventId: frame.eventId,
@@ -436,6 +583,7 @@ export function setAsideEvent(
     principal: frame.principal,
     prevHash: frame.prevHash,
     hash: frame.hash,
+    envelopeVersion: frame.envelopeVersion,
     payload: { case: undefined },
   };
   return {
@@ -466,10 +614,17 @@ export interface EventUpcaster {
   upcast(stored: StoredEvent): readonly RecordedEvent[];
   /**
    * Decodes and upcasts one stored message, checked against where it was stored (`origin`: its
-   * subject, so that no reader can take a message for another story than its subject's).
+   * subject, so that no reader can take a message for another story than its subject's) and, for
+   * a version 2 envelope, the previous event's hash when the caller read it (see
+   * decodeStoredEvent).
    * @throws CorruptEventError, EventMismatchError, UnreadableEventError (all EventReadErrors)
    */
-  decode(bytes: Uint8Array, sequence: number, origin: MessageOrigin): readonly RecordedEvent[];
+  decode(
+    bytes: Uint8Array,
+    sequence: number,
+    origin: MessageOrigin,
+    prevHash?: Uint8Array,
+  ): readonly RecordedEvent[];
 }
 
 export interface EventUpcasterOptions {
@@ -551,8 +706,8 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
   return {
     registry,
     upcast,
-    decode(bytes, sequence, origin) {
-      const frame = decodeFrame(bytes, sequence, placeOf(origin));
+    decode(bytes, sequence, origin, prevHash) {
+      const frame = decodeFrame(bytes, sequence, placeOf(origin), prevHash);
       if (current.get(frame.eventType) === frame.schemaVersion) {
         const c = frame.payload.case;
         const envelope = envelopeOf(
@@ -573,7 +728,7 @@ export function createEventUpcaster(options: EventUpcasterOptions = {}): EventUp
           },
         ];
       }
-      return upcast(storedOf(frame, bytes, sequence, legacySchemas));
+      return upcast(storedOf(frame, sequence, legacySchemas));
     },
   };
 }
@@ -591,8 +746,9 @@ export function decodeEvent(
   sequence: number,
   origin: MessageOrigin,
   upcaster: EventUpcaster = contextEventUpcaster,
+  prevHash?: Uint8Array,
 ): readonly RecordedEvent[] {
-  return upcaster.decode(bytes, sequence, origin);
+  return upcaster.decode(bytes, sequence, origin, prevHash);
 }
 
 /**

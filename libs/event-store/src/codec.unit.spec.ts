@@ -58,9 +58,9 @@ const legacy = written({
 });
 
 /** The bytes with one more top-level field (number 15, a varint), as a newer writer might add. */
-// Field 16 (a varint: tag 16 << 3 = 128, two bytes), which no release has defined yet.
+// Field 17 (a varint: tag 17 << 3 = 136, two bytes), which no release has defined yet.
 const withUnknownField = (bytes: Uint8Array) =>
-  hashedAgain(new Uint8Array([...bytes, 0x80, 0x01, 42]));
+  hashedAgain(new Uint8Array([...bytes, 0x88, 0x01, 42]));
 
 describe("ContextEventFrame", () => {
   it("has every field of ContextEvent under the same number, with the payloads left as bytes", () => {

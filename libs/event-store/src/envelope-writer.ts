@@ -1,9 +1,11 @@
 import { type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
+import { uuidBytes, uuidv7Of } from "@ctx/ids";
 import {
   type ContextEvent,
   ContextEventSchema,
   type PlainFieldKind,
   plainFieldKind,
+  StoredContextEventSchema,
   varintSize,
 } from "@ctx/proto";
 import { sha256 } from "./sha256.ts";
@@ -30,6 +32,7 @@ export function writeSignedEnvelope(
     !schemaKnown ||
     member === undefined ||
     envelope.$unknown !== undefined ||
+    envelope.envelopeVersion !== 0 ||
     (at !== undefined && (at.$unknown !== undefined || at.seconds < 0n || at.nanos < 0))
   ) {
     return undefined;
@@ -79,6 +82,119 @@ export function writeSignedEnvelope(
   return { bytes: out, hash: digest };
 }
 
+/** An envelope in its version 2 form (StoredContextEvent), with what writing it settled. */
+export interface WrittenV2 {
+  readonly bytes: Uint8Array;
+  readonly hash: Uint8Array;
+  /** The event id: the one given, or the one made of occurred_at and the hash when none was. */
+  readonly eventId: string;
+}
+
+/**
+ * Writes a `ContextEvent` as envelope version 2 (`StoredContextEvent`, docs/ARCHITECTURE.md) and
+ * hashes it: SHA-256 over `prevHash` and the bytes without field 15. What it leaves out a reader
+ * derives: story id and event type (the subject), the previous hash (the previous event), the
+ * event id (made of occurred_at and the hash, unless `eventId` is set and differs from that), the
+ * correlation id when it is the command id. Fields in number order, as `toBinary` writes them.
+ *
+ * Undefined for an envelope it cannot write exactly (a time that is not whole milliseconds after
+ * the epoch, unknown fields, a payload case it does not know): the caller writes version 1.
+ */
+export function writeEnvelopeV2(envelope: ContextEvent): WrittenV2 | undefined {
+  const payload = envelope.payload;
+  const member = payload.case === undefined ? undefined : payloadMembers.get(payload.case);
+  const at = envelope.occurredAt;
+  if (
+    !schemaKnown ||
+    !schemaV2Known ||
+    member === undefined ||
+    envelope.$unknown !== undefined ||
+    at === undefined ||
+    at.$unknown !== undefined ||
+    at.seconds < 0n ||
+    at.nanos % 1_000_000 !== 0
+  ) {
+    return undefined;
+  }
+  const ms = Number(at.seconds) * 1000 + at.nanos / 1_000_000;
+  if (!Number.isSafeInteger(ms) || ms >= 2 ** 48) return undefined;
+  const payloadBytes = writePayload(member, payload.value as Message);
+  const prev = envelope.prevHash;
+  const w = envelopeScratch;
+  w.pos = 0;
+  raw(w, prev);
+  const start = w.pos;
+  varintField(w, 0x08, 2);
+  varintField(w, 0x10, envelope.version);
+  varintField(w, 0x18, ms);
+  varintField(w, 0x20, envelope.schemaVersion);
+  const commandUuid = uuidBytes(envelope.commandId);
+  if (commandUuid !== undefined) bytes(w, 0x2a, commandUuid);
+  else string(w, 0x32, envelope.commandId);
+  varintField(w, 0x38, envelope.commandEventIndex);
+  string(w, 0x42, envelope.commandName);
+  if (envelope.commandFingerprint.length > 0) bytes(w, 0x4a, envelope.commandFingerprint);
+  string(w, 0x52, envelope.principal);
+  // Explicit presence: absent means "the command id", present (even empty) means this value.
+  if (envelope.correlationId !== envelope.commandId) {
+    string(w, 0x5a, envelope.correlationId, true);
+  }
+  string(w, 0x62, envelope.causationId);
+  // The event id goes in only when it is not the one a reader makes: known once the hash is.
+  const idAt = w.pos;
+  const given = envelope.eventId;
+  if (given !== "") string(w, 0x6a, given);
+  const idEnd = w.pos;
+  const payloadAt = w.pos;
+  bytes(w, member.tag, payloadBytes);
+  const payloadEnd = w.pos;
+  // Hash without the given id first: when the id is the derived one, that is the hash.
+  let digest = sha256(concatOut(w.buf, 0, idAt, payloadAt, payloadEnd));
+  let derived = uuidv7Of(ms, digest);
+  let withId = false;
+  if (given !== "" && given !== derived) {
+    digest = sha256(w.buf.subarray(0, payloadEnd));
+    derived = given;
+    withId = true;
+  }
+  const fieldsEnd = withId ? idEnd : idAt;
+  const out = new Uint8Array(fieldsEnd - start + 2 + digest.length + (payloadEnd - payloadAt));
+  out.set(w.buf.subarray(start, fieldsEnd), 0);
+  let o = fieldsEnd - start;
+  out[o++] = 0x7a;
+  out[o++] = digest.length;
+  out.set(digest, o);
+  out.set(w.buf.subarray(payloadAt, payloadEnd), o + digest.length);
+  return { bytes: out, hash: digest, eventId: derived };
+}
+
+/** buf[a, b) followed by buf[c, d), as one array (a copy only when the two are apart). */
+function concatOut(buf: Uint8Array, a: number, b: number, c: number, d: number): Uint8Array {
+  if (b === c) return buf.subarray(a, d);
+  const out = new Uint8Array(b - a + (d - c));
+  out.set(buf.subarray(a, b), 0);
+  out.set(buf.subarray(c, d), b - a);
+  return out;
+}
+
+/** The fields of StoredContextEvent writeEnvelopeV2 writes, by number: the schema must have exactly these. */
+const envelopeV2Fields: Readonly<Record<number, string>> = {
+  1: "envelope_version",
+  2: "version",
+  3: "occurred_at_ms",
+  4: "schema_version",
+  5: "command_uuid",
+  6: "command_id",
+  7: "command_event_index",
+  8: "command_name",
+  9: "command_fingerprint",
+  10: "principal",
+  11: "correlation_id",
+  12: "causation_id",
+  13: "event_id",
+  15: "hash",
+};
+
 /** The fields this writer writes, by number: the schema must have exactly these. */
 const envelopeFields: Readonly<Record<number, string>> = {
   1: "event_id",
@@ -96,6 +212,7 @@ const envelopeFields: Readonly<Record<number, string>> = {
   13: "command_name",
   14: "command_fingerprint",
   15: "principal",
+  16: "envelope_version",
 };
 
 interface PayloadMember {
@@ -128,6 +245,18 @@ for (const field of ContextEventSchema.fields) {
 }
 if (ContextEventSchema.fields.length !== payloadMembers.size + Object.keys(envelopeFields).length) {
   schemaKnown = false;
+}
+
+let schemaV2Known =
+  StoredContextEventSchema.fields.length ===
+  payloadMembers.size + Object.keys(envelopeV2Fields).length;
+for (const field of StoredContextEventSchema.fields) {
+  const payloadTag = (field.number << 3) | 2;
+  if (field.oneof?.name === "payload") {
+    if (payloadMembers.get(field.localName)?.tag !== payloadTag) schemaV2Known = false;
+  } else if (envelopeV2Fields[field.number] !== field.name) {
+    schemaV2Known = false;
+  }
 }
 
 /** The payload cases written from a plan (the others go through `toBinary`): for tests and tools. */

@@ -3,9 +3,16 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { type ContextEventData, currentSchemaVersion, eventTypeOf } from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
-import { type ContextEvent, ContextEventSchema, type SubtaskStatus } from "@ctx/proto";
+import { uuidBytes, uuidv7, uuidv7Of } from "@ctx/ids";
+import {
+  type ContextEvent,
+  ContextEventSchema,
+  type StoredContextEvent,
+  StoredContextEventSchema,
+  type SubtaskStatus,
+} from "@ctx/proto";
 import { describe, expect, it } from "vitest";
-import { plannedPayloadCases, writeSignedEnvelope } from "./envelope-writer.ts";
+import { plannedPayloadCases, writeEnvelopeV2, writeSignedEnvelope } from "./envelope-writer.ts";
 
 /** What the writer must give: toBinary's bytes with the hash set, and the chain's hash. */
 function expected(envelope: ContextEvent) {
@@ -160,5 +167,80 @@ describe("writeSignedEnvelope", () => {
     const unknown = { ...base, $unknown: [{ no: 99, wireType: 0, data: new Uint8Array([1]) }] };
     expect(writeSignedEnvelope(unknown)).toBeUndefined();
     expect(writeSignedEnvelope({ ...base, payload: { case: undefined } })).toBeUndefined();
+  });
+});
+
+/** `e` as envelope version 2 stands for it: what writeEnvelopeV2 must give, by toBinary. */
+function expectedV2(e: ContextEvent, derivedId: (hash: Uint8Array) => string) {
+  const ms = Number(e.occurredAt?.seconds ?? 0n) * 1000 + (e.occurredAt?.nanos ?? 0) / 1_000_000;
+  const uuid = uuidBytes(e.commandId);
+  const stored = (eventId: string, hash: Uint8Array) =>
+    create(StoredContextEventSchema, {
+      envelopeVersion: 2,
+      version: e.version,
+      occurredAtMs: BigInt(ms),
+      schemaVersion: e.schemaVersion,
+      ...(uuid ? { commandUuid: uuid } : { commandId: e.commandId }),
+      commandEventIndex: e.commandEventIndex,
+      commandName: e.commandName,
+      commandFingerprint: e.commandFingerprint,
+      principal: e.principal,
+      ...(e.correlationId !== e.commandId ? { correlationId: e.correlationId } : {}),
+      causationId: e.causationId,
+      eventId,
+      hash,
+      payload: e.payload as StoredContextEvent["payload"],
+    });
+  const hashOf = (eventId: string) =>
+    createHash("sha256")
+      .update(e.prevHash)
+      .update(toBinary(StoredContextEventSchema, stored(eventId, new Uint8Array(0))))
+      .digest();
+  // Without the given id first: when the given id is the one made of the hash, it is left out.
+  let hash = hashOf("");
+  let eventId = derivedId(hash);
+  let storedId = "";
+  if (e.eventId !== "" && e.eventId !== eventId) {
+    hash = hashOf(e.eventId);
+    eventId = e.eventId;
+    storedId = e.eventId;
+  }
+  return { hash, eventId, bytes: toBinary(StoredContextEventSchema, stored(storedId, hash)) };
+}
+
+describe("writeEnvelopeV2", () => {
+  it("gives toBinary's StoredContextEvent, its hash and its event id for every envelope the store writes", () => {
+    const r = random(43);
+    for (let i = 0; i < 2_000; i++) {
+      const e: ContextEvent = {
+        ...envelope(r),
+        envelopeVersion: 2,
+        occurredAt: create(TimestampSchema, {
+          seconds: r.pick([1n, 1_700_000_000n, 253_402_300_799n]),
+          nanos: r.pick([0, 1_000_000, 999_000_000]),
+        }),
+        eventId: r.pick(["", r.text(), uuidv7()]),
+        commandId: r.pick(["", r.text(), uuidv7(), uuidv7().toUpperCase()]),
+        principal: r.pick(["", "jwt:ana", r.text()]),
+      };
+      if (r.next() < 0.5) e.correlationId = e.commandId;
+      const written = writeEnvelopeV2(e);
+      const ms = Number(e.occurredAt?.seconds) * 1000 + (e.occurredAt?.nanos ?? 0) / 1e6;
+      const want = expectedV2(e, (hash) => uuidv7Of(ms, hash));
+      expect(written, `case ${i}`).toBeDefined();
+      expect(Buffer.from(written?.bytes ?? []), `case ${i}`).toEqual(Buffer.from(want.bytes));
+      expect(Buffer.from(written?.hash ?? [])).toEqual(want.hash);
+      expect(written?.eventId).toBe(want.eventId);
+    }
+  });
+
+  it("leaves a time it cannot hold in whole milliseconds to version 1", () => {
+    const base: ContextEvent = { ...envelope(random(2)), envelopeVersion: 2 };
+    const fine = create(TimestampSchema, { seconds: 1_700_000_000n, nanos: 1 });
+    expect(writeEnvelopeV2({ ...base, occurredAt: fine })).toBeUndefined();
+    const before = create(TimestampSchema, { seconds: -1n, nanos: 0 });
+    expect(writeEnvelopeV2({ ...base, occurredAt: before })).toBeUndefined();
+    const { occurredAt: _, ...timeless } = base;
+    expect(writeEnvelopeV2(timeless as ContextEvent)).toBeUndefined();
   });
 });

@@ -38,6 +38,7 @@ import {
   contextEventUpcaster,
   decodeStoredEvent,
   type EventUpcaster,
+  linkStoredEvent,
   originStory,
   type RecordedEvent,
   type StoredEvent,
@@ -143,6 +144,12 @@ export interface ReadOptions {
    * instead of a full batch, and without bounds it can read subject by subject (see readStored).
    */
   readonly afterSequence?: number;
+  /**
+   * The hash of the event at `afterSequence`, when the caller holds it: the first event read is
+   * checked as its link (a version 2 envelope keeps no previous hash of its own), as every later
+   * one is checked against the event before it.
+   */
+  readonly afterHash?: Uint8Array;
   /**
    * How many events the read probably returns, when the caller knows better than the bounds say
    * (from a snapshot: about one snapshot interval). It only sizes the first request to the server;
@@ -321,6 +328,12 @@ export interface EventStoreOptions {
    * `Ctx-Signature` header (docs/AUDIT.md, "Signed events"). Off when not given.
    */
   readonly signingKey?: SigningKey;
+  /**
+   * The envelope version appends are written with (default 2: StoredContextEvent, see
+   * docs/ARCHITECTURE.md). 1 writes ContextEvents, for as long as readers of an older release
+   * still read the stream (a rolling upgrade: readers first, then writers). Readers read both.
+   */
+  readonly envelopeVersion?: 1 | 2;
 }
 
 /** JetStream's answer to a publish: an ack (a batch's has `count`), or an error. */
@@ -338,6 +351,8 @@ interface Outgoing {
   readonly bytes: Uint8Array;
   /** The Ctx-Signature header value, when the store signs. */
   readonly signature: string | undefined;
+  /** Its Nats-Msg-Id, by which the server drops a re-sent copy; see messageIdOf. */
+  readonly messageId: string | undefined;
 }
 
 const WRONG_LAST_SEQUENCE = 10071;
@@ -378,6 +393,7 @@ class JetStreamEventStore implements EventStore {
   readonly #logger: Logger | undefined;
   readonly #setAsideLogged = new Set<string>();
   readonly #sign: ((hash: Uint8Array) => string) | undefined;
+  readonly #envelopeVersion: 1 | 2;
 
   constructor(nc: NatsConnection, options: EventStoreOptions) {
     this.#nc = nc;
@@ -390,6 +406,7 @@ class JetStreamEventStore implements EventStore {
     this.#maxAnyRetries = options.maxAnyRetries ?? 10;
     this.#logger = options.logger;
     this.#sign = options.signingKey && eventSigner(options.signingKey);
+    this.#envelopeVersion = options.envelopeVersion ?? 2;
     const registry = options.registry;
     if (registry) {
       this.#setAsideRead =
@@ -475,9 +492,12 @@ class JetStreamEventStore implements EventStore {
       }
       return { version, events: [], deduplicated: false };
     }
+    // A version 2 envelope without an id of its own gets the one made of its time and hash.
+    const v2 = this.#envelopeVersion === 2;
     const stamped = events.map((e) => ({
       data: e.data,
-      eventId: e.eventId === undefined ? uuidv7() : checkedEventId(e.eventId),
+      eventId: e.eventId !== undefined ? checkedEventId(e.eventId) : v2 ? "" : uuidv7(),
+      named: e.eventId !== undefined,
       occurredAt: e.occurredAt ?? new Date(),
     }));
     if (this.#partitions === undefined && Date.now() - this.#partitionsReadAt > 10_000) {
@@ -532,7 +552,12 @@ class JetStreamEventStore implements EventStore {
   #envelopes(
     storyId: StoryId,
     head: StoryHead | undefined,
-    events: readonly { data: ContextEventData; eventId: string; occurredAt: Date }[],
+    events: readonly {
+      data: ContextEventData;
+      eventId: string;
+      named: boolean;
+      occurredAt: Date;
+    }[],
     metadata: AppendMetadata,
   ): Outgoing[] {
     let prevHash = head?.hash ?? EMPTY;
@@ -558,6 +583,7 @@ class JetStreamEventStore implements EventStore {
         commandName: index === 0 ? (metadata.commandName ?? "") : "",
         commandFingerprint: index === 0 ? (metadata.commandFingerprint ?? EMPTY) : EMPTY,
         principal: metadata.principal ?? "",
+        envelopeVersion: this.#envelopeVersion === 2 ? 2 : 0,
         payload: event.data,
       };
       const bytes = encodeWithHash(envelope);
@@ -567,6 +593,7 @@ class JetStreamEventStore implements EventStore {
         subject: eventSubject(this.names, storyId, eventType),
         bytes,
         signature: this.#sign?.(envelope.hash),
+        messageId: event.named || envelope.envelopeVersion !== 2 ? envelope.eventId : undefined,
       };
     });
   }
@@ -587,6 +614,14 @@ class JetStreamEventStore implements EventStore {
       try {
         outcome = await this.#publishOnce(storyId, expectedSequence, messages, trace);
       } catch (e) {
+        if (e instanceof WrongLastSequence && timeouts + unsettled > 0) {
+          // A re-send refused by the expectation: the attempt before it may have been stored (a
+          // version 2 envelope has no Nats-Msg-Id for the server to drop the copy by).
+          const stored = await this.#storedAlready(storyId, messages);
+          if (stored === undefined) throw e;
+          outcome = stored;
+          continue;
+        }
         if (e instanceof StillInProcess) {
           // The server has not settled an earlier attempt of this append, or another append of the
           // story, yet: a replicated stream waits for its quorum, and a re-send after a timeout (or
@@ -651,10 +686,8 @@ class JetStreamEventStore implements EventStore {
   ): Promise<{ lastSequence: number; deduplicated: boolean }> {
     if (messages.length > 1) return this.#publishBatch(storyId, expectedSequence, messages, trace);
     const [only] = messages as [Outgoing];
-    const record: Record<string, string[]> = {
-      "Nats-Msg-Id": [only.envelope.eventId],
-      ...this.#expectation(storyId, expectedSequence),
-    };
+    const record: Record<string, string[]> = this.#expectation(storyId, expectedSequence);
+    messageIdOf(only, record);
     if (trace) withTraceHeaders(record, trace);
     if (only.signature !== undefined) record[SIGNATURE_HEADER] = [only.signature];
     const h = natsHeaders(record);
@@ -707,15 +740,9 @@ class JetStreamEventStore implements EventStore {
     if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
     if (code === BATCH_DUPLICATE_MSG_ID) {
       // The batch was sent before (its ack was lost): the events are stored if the story's head is
-      // ours. Asked of the leader, which stored them; a follower may not hold them yet.
-      const jsm = await this.#manager();
-      const head = await this.#guard(() =>
-        jsm.streams.getMessage(this.names.stream, {
-          last_by_subj: storySubjects(this.names, storyId),
-        }),
-      );
-      const lastId = messages[last]?.envelope.eventId;
-      if (head && eventIdOf(head) === lastId) return { lastSequence: head.seq, deduplicated: true };
+      // ours.
+      const stored = await this.#storedAlready(storyId, messages);
+      if (stored !== undefined) return stored;
       throw new WrongLastSequence(reply.error?.description ?? "duplicate message id");
     }
     if (reply.error) {
@@ -749,13 +776,33 @@ class JetStreamEventStore implements EventStore {
     const record: Record<string, string[]> = {
       "Nats-Batch-Id": [batchId],
       "Nats-Batch-Sequence": [String(index + 1)],
-      "Nats-Msg-Id": [message.envelope.eventId],
     };
+    messageIdOf(message, record);
     if (index === 0) Object.assign(record, this.#expectation(storyId, expectedSequence));
     if (commit) record["Nats-Batch-Commit"] = ["1"];
     if (trace) withTraceHeaders(record, trace);
     if (message.signature !== undefined) record[SIGNATURE_HEADER] = [message.signature];
     return natsHeaders(record);
+  }
+
+  /**
+   * Whether an append that was sent before is stored: the story's head (asked of the leader, which
+   * stored it; a follower may not hold it yet) is its last event. Undefined when it is not.
+   */
+  async #storedAlready(
+    storyId: StoryId,
+    messages: readonly Outgoing[],
+  ): Promise<{ lastSequence: number; deduplicated: true } | undefined> {
+    const jsm = await this.#manager();
+    const head = await this.#guard(() =>
+      jsm.streams.getMessage(this.names.stream, {
+        last_by_subj: storySubjects(this.names, storyId),
+      }),
+    );
+    const lastId = messages[messages.length - 1]?.envelope.eventId;
+    return head && eventIdOf(head) === lastId
+      ? { lastSequence: head.seq, deduplicated: true }
+      : undefined;
   }
 
   /** The headers of the story-wide expectation, checked by the server (see #expectedSubjects). */
@@ -997,15 +1044,57 @@ class JetStreamEventStore implements EventStore {
 
   async readStored(storyId: StoryId, options: ReadOptions = {}): Promise<readonly StoredEvent[]> {
     try {
-      return await this.#readStoredOnce(storyId, options);
+      return await this.#linked(storyId, await this.#readStoredOnce(storyId, options), options);
     } catch (e) {
       // Any replica answers a direct get, and one catching up after a restart can answer part of
       // a read (versions that do not follow on, where another replica answered the batch before).
       // That is not the last word: the leader reads the story again before a reader is told that
       // it cannot be read. A message that is unreadable indeed is so on the leader too.
       if (options.fromLeader === true || !isEventReadError(e)) throw e;
-      return this.#readStoredOnce(storyId, { ...options, fromLeader: true });
+      const again = await this.#readStoredOnce(storyId, { ...options, fromLeader: true });
+      return this.#linked(storyId, again, options);
     }
+  }
+
+  /**
+   * A story's events read in order, each checked as the link after the one before it (see
+   * linkStoredEvent; the first after version 1's empty hash, or `afterHash`): a version 2 event
+   * whose content does not hash, after the previous event's hash, to its stored hash is refused
+   * like any other unreadable message, unless an operator set it aside.
+   */
+  async #linked(
+    storyId: StoryId,
+    events: readonly StoredEvent[],
+    options: ReadOptions,
+  ): Promise<readonly StoredEvent[]> {
+    const first = events[0];
+    let prev: Uint8Array | undefined =
+      first?.version === 1
+        ? EMPTY
+        : options.afterSequence !== undefined
+          ? options.afterHash
+          : undefined;
+    let replaced: StoredEvent[] | undefined;
+    let index: Promise<SetAsideIndex> | undefined;
+    for (let i = 0; i < events.length; i++) {
+      let event = events[i] as StoredEvent;
+      if (prev !== undefined) {
+        try {
+          linkStoredEvent(event, prev);
+        } catch (e) {
+          if (!isEventReadError(e)) throw e;
+          index ??= this.#setAsideIndex(storyId);
+          event = await this.#setAsideStored(event, index, e);
+          replaced ??= events.slice();
+          replaced[i] = event;
+        }
+        if (event.setAside !== undefined && event.envelope.envelopeVersion === 2) {
+          event.envelope.prevHash = prev;
+        }
+      }
+      prev = event.envelope.hash;
+    }
+    return replaced ?? events;
   }
 
   async #readStoredOnce(storyId: StoryId, options: ReadOptions): Promise<readonly StoredEvent[]> {
@@ -1449,7 +1538,14 @@ class JetStreamEventStore implements EventStore {
     const outgoing = this.#envelopes(
       storyId,
       head,
-      [{ data, eventId: uuidv7(), occurredAt: new Date() }],
+      [
+        {
+          data,
+          eventId: this.#envelopeVersion === 2 ? "" : uuidv7(),
+          named: false,
+          occurredAt: new Date(),
+        },
+      ],
       { correlationId: uuidv7() },
     );
     let result: AppendResult;
@@ -1481,6 +1577,18 @@ function eventIdOf(msg: StoredMsg): string | undefined {
     if (isEventReadError(e)) return undefined;
     throw e;
   }
+}
+
+/**
+ * The Nats-Msg-Id header (the event id), by which the server drops a copy of a message it stored
+ * within its duplicate window: on version 1 envelopes, and on events the caller named (an id
+ * given in NewEvent: the caller may send them again, from any store, and expects them stored
+ * once). A version 2 envelope whose id the store made goes without: the header is stored with the
+ * event (about 10 of its bytes on disk), and a re-send of it is refused by the story-wide
+ * expectation, which the store then tells from a conflict by the story's head (#storedAlready).
+ */
+function messageIdOf(message: Outgoing, record: Record<string, string[]>): void {
+  if (message.messageId !== undefined) record["Nats-Msg-Id"] = [message.messageId];
 }
 
 /** Where an event leaves its story: what the next append chains onto. */

@@ -1,7 +1,8 @@
 import { toBinary } from "@bufbuild/protobuf";
+import { uuidv7 } from "@ctx/ids";
 import { type ContextEvent, ContextEventSchema, type SetAsideMessage } from "@ctx/proto";
 import type { RecordedEvent } from "./codec.ts";
-import { writeSignedEnvelope } from "./envelope-writer.ts";
+import { writeEnvelopeV2, writeSignedEnvelope } from "./envelope-writer.ts";
 import { sha256 } from "./sha256.ts";
 
 /**
@@ -10,20 +11,40 @@ import { sha256 } from "./sha256.ts";
  * the stored bytes can recompute it; changing any stored event breaks every later link.
  */
 export function eventHash(envelope: ContextEvent): Uint8Array {
-  // A shallow copy is enough: toBinary only reads it.
+  // A shallow copy is enough: the writers only read it.
   const unsigned: ContextEvent = { ...envelope, hash: EMPTY };
+  if (envelope.envelopeVersion === 2) {
+    const written = writeEnvelopeV2(unsigned);
+    if (written === undefined) {
+      throw new TypeError("the envelope cannot be written as envelope version 2");
+    }
+    return written.hash;
+  }
   return sha256(envelope.prevHash, toBinary(ContextEventSchema, unsigned));
 }
 
 const EMPTY = new Uint8Array(0);
 
 /**
- * Hashes an envelope whose `hash` is still empty, sets `hash`, and returns the envelope's encoding
- * with the hash in it: the bytes `toBinary` gives once the hash is set. The envelopes the append path
+ * Hashes an envelope whose `hash` is still empty, sets `hash`, and returns its stored bytes: with
+ * `envelopeVersion` 2 a StoredContextEvent (the event id, when empty, is then the one made of the
+ * time and the hash, and is set too), else the bytes `toBinary` gives once the hash is set (an
+ * empty event id then gets a UUIDv7). The envelopes the append path
  * builds are written by `writeSignedEnvelope` in one pass; the rest (see there) by `toBinary`.
  */
 export function encodeWithHash(envelope: ContextEvent): Uint8Array {
   if (envelope.hash.length > 0) throw new TypeError("the envelope is hashed already");
+  if (envelope.envelopeVersion === 2) {
+    const v2 = writeEnvelopeV2(envelope);
+    if (v2 !== undefined) {
+      envelope.hash = v2.hash;
+      envelope.eventId = v2.eventId;
+      return v2.bytes;
+    }
+    // What version 2 cannot hold exactly (a time finer than milliseconds) is written as version 1.
+    envelope.envelopeVersion = 0;
+  }
+  if (envelope.eventId === "") envelope.eventId = uuidv7();
   const written = writeSignedEnvelope(envelope);
   if (written !== undefined) {
     envelope.hash = written.hash;

@@ -1,8 +1,14 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { ContextEventType } from "@ctx/domain";
-import { ContextEventFrameSchema, type SetAsideMessage, SetAsideMessageSchema } from "@ctx/proto";
+import {
+  ContextEventFrameSchema,
+  type SetAsideMessage,
+  SetAsideMessageSchema,
+  StoredContextEventFrameSchema,
+} from "@ctx/proto";
 import {
   type EventUpcaster,
+  isEnvelopeV2,
   type MessageOrigin,
   originStory,
   type RecordedEvent,
@@ -119,7 +125,7 @@ export function planSetAside(
   let hash: Uint8Array = EMPTY;
   for (const msg of messages) {
     const eventType = subjectType(msg.subject);
-    const read = readMessage(msg, version, upcaster);
+    const read = readMessage(msg, version, hash, upcaster);
     if (!isEventReadError(read)) {
       if (wanted.has(msg.seq)) {
         throw new SetAsideRefusedError(
@@ -201,16 +207,18 @@ export function planSetAside(
 }
 
 /**
- * One message as a reader reads it after the story's `version`: its (first) event, or the error
- * that says why it cannot be read (including a version that does not follow).
+ * One message as a reader reads it after the story's `version`, whose hash is `prevHash`: its
+ * (first) event, or the error that says why it cannot be read (including a version that does not
+ * follow).
  */
 function readMessage(
   msg: StoredMessage,
   version: number,
+  prevHash: Uint8Array,
   upcaster: EventUpcaster,
 ): RecordedEvent | EventReadError {
   try {
-    const [event] = upcaster.decode(msg.data, msg.seq, msg.subject as MessageOrigin);
+    const [event] = upcaster.decode(msg.data, msg.seq, msg.subject as MessageOrigin, prevHash);
     if (event === undefined) {
       throw new EventMismatchError({
         sequence: msg.seq,
@@ -265,6 +273,13 @@ function chainLink(
   version: number,
 ): Uint8Array | undefined {
   try {
+    if (isEnvelopeV2(msg.data)) {
+      // Its story and event type are its subject's.
+      const stored = fromBinary(StoredContextEventFrameSchema, msg.data);
+      return stored.envelopeVersion === 2 && stored.version === version + 1
+        ? stored.hash
+        : undefined;
+    }
     const frame = fromBinary(ContextEventFrameSchema, msg.data);
     const sameStory = story === undefined || frame.storyId === story;
     // Its hash may not be its content's (an event changed, or forged, after it was written): the

@@ -1,14 +1,17 @@
 import { hash as digest } from "node:crypto";
 
-/** The envelope's `hash` field (context.v1.ContextEvent, field 12). */
-const HASH_FIELD = 12;
+/**
+ * The envelope's `hash` field: 12 in a version 1 envelope (context.v1.ContextEvent), 15 in a
+ * version 2 one (context.v1.StoredContextEvent, whose first byte is 0x08).
+ */
+const hashFieldOf = (bytes: Uint8Array) => (bytes[0] === 0x08 ? 15 : 12);
 
 /**
  * An event's hash as its stored bytes give it (docs/AUDIT.md): SHA-256 over its `prev_hash` (the
- * bytes given) followed by the stored bytes with field 12 (`hash`) taken out, every other byte as
- * it is. The writer hashes the envelope's encoding before the hash is set, and protobuf-es writes
+ * bytes given: the previous event's hash) followed by the stored bytes with the `hash` field (12;
+ * 15 in a version 2 envelope) taken out, every other byte as it is. The writer hashes the envelope's encoding before the hash is set, and protobuf-es writes
  * fields in number order, so the two agree for every envelope the store wrote. Undefined when the
- * bytes are not a well-formed protobuf message, or hold field 12 more than once (the store never
+ * bytes are not a well-formed protobuf message, or hold the hash field more than once (the store never
  * writes that; a reader would take the last, which no rule could say was the one hashed).
  */
 export function storedEventHash(bytes: Uint8Array, prevHash: Uint8Array): Uint8Array | undefined {
@@ -40,7 +43,7 @@ export function storedHashMatches(
 /**
  * The digest as a "binary" string (one character per byte: Node hands a Buffer out of the heap at
  * the cost of hashing a few hundred bytes). `prev_hash` and the message are laid out whole in a
- * scratch buffer kept between calls, and the fields after field 12 moved over it once the one pass
+ * scratch buffer kept between calls, and the fields after the hash moved over it once the one pass
  * over the top-level fields has found it: no allocation but the digest.
  */
 function storedDigest(bytes: Uint8Array, prevHash: Uint8Array): string | undefined {
@@ -49,7 +52,8 @@ function storedDigest(bytes: Uint8Array, prevHash: Uint8Array): string | undefin
   const into = total <= SCRATCH_MAX ? scratchOf(total) : new Uint8Array(total);
   into.set(prevHash, 0);
   into.set(bytes, base);
-  let start = -1; // where field 12 starts and ends in `bytes`
+  const hashField = hashFieldOf(bytes);
+  let start = -1; // where the hash field starts and ends in `bytes`
   let end = -1;
   let at = 0;
   const n = bytes.length;
@@ -91,7 +95,7 @@ function storedDigest(bytes: Uint8Array, prevHash: Uint8Array): string | undefin
       return undefined;
     }
     if (at > n) return undefined;
-    if (tag >>> 3 === HASH_FIELD) {
+    if (tag >>> 3 === hashField) {
       if (start >= 0) return undefined;
       start = fieldStart;
       end = at;

@@ -1,1 +1,1 @@
-export { uuidv7 } from "./uuid-v7.ts";
+export { uuidBytes, uuidText, uuidv7, uuidv7Of } from "./uuid-v7.ts";

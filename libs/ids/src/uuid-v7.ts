@@ -33,7 +33,7 @@ export function uuidv7(): string {
     if (seq === 0) lastMsecs++;
   }
   v7({ msecs: lastMsecs, seq, random }, bytes);
-  return text(bytes);
+  return uuidText(bytes);
 }
 
 /** The id's bytes, laid out by `uuid`, and its text: reused, the id is returned as a fresh string. */
@@ -42,10 +42,10 @@ const chars = Buffer.alloc(36, "-");
 const hex = Buffer.from("0123456789abcdef", "latin1");
 
 /**
- * The canonical text of 16 bytes, made as one flat string: `uuid` concatenates twenty pieces, which
+ * The canonical text of 16 bytes (lowercase, with hyphens), made as one flat string: `uuid` concatenates twenty pieces, which
  * gives a rope that is flattened again wherever the id is read (hashing, encoding, headers).
  */
-function text(b: Uint8Array): string {
+export function uuidText(b: Uint8Array): string {
   let at = 0;
   for (let i = 0; i < 16; i++) {
     if (i === 4 || i === 6 || i === 8 || i === 10) at++; // the dashes stay
@@ -54,4 +54,54 @@ function text(b: Uint8Array): string {
     chars[at++] = hex[byte & 0x0f] as number;
   }
   return chars.toString("latin1", 0, 36);
+}
+
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUE[hex[i] as number] = i;
+}
+
+/**
+ * The 16 bytes of a UUID in its canonical text form (lowercase hex, hyphens at 8, 13, 18 and 23),
+ * the form uuidText gives back; undefined for any other text, so that bytes and text always make
+ * the round trip unchanged.
+ */
+export function uuidBytes(value: string): Uint8Array | undefined {
+  if (value.length !== 36) return undefined;
+  const out = new Uint8Array(16);
+  let at = 0;
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) {
+      if (value.charCodeAt(at++) !== 0x2d) return undefined;
+    }
+    const hi = HEX_VALUE[value.charCodeAt(at++)] ?? -1;
+    const lo = HEX_VALUE[value.charCodeAt(at++)] ?? -1;
+    if (hi < 0 || lo < 0) return undefined;
+    out[i] = (hi << 4) | lo;
+  }
+  return out;
+}
+
+/**
+ * A UUIDv7 (RFC 9562) made of a time and a digest instead of random bits: 48 bits of milliseconds,
+ * then the version, 12 bits of the digest, the variant and 62 more bits of it. The same time and
+ * digest always give the same id: an id that need not be stored because it can be made again (the
+ * event ids of envelope version 2 are made of occurred_at and the event's hash).
+ */
+export function uuidv7Of(milliseconds: number, digest: Uint8Array): string {
+  if (!Number.isInteger(milliseconds) || milliseconds < 0 || milliseconds >= 2 ** 48) {
+    throw new RangeError(`a UUIDv7 holds 48 bits of milliseconds, not ${milliseconds}`);
+  }
+  if (digest.length < 10) throw new RangeError("a UUIDv7 takes 10 bytes of the digest");
+  const b = new Uint8Array(16);
+  let ms = milliseconds;
+  for (let i = 5; i >= 0; i--) {
+    b[i] = ms % 256;
+    ms = Math.floor(ms / 256);
+  }
+  b[6] = 0x70 | ((digest[0] as number) & 0x0f);
+  b[7] = digest[1] as number;
+  b[8] = 0x80 | ((digest[2] as number) & 0x3f);
+  for (let i = 9; i < 16; i++) b[i] = digest[i - 6] as number;
+  return uuidText(b);
 }

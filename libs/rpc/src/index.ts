@@ -7,7 +7,12 @@ export type { CallConnection } from "./call-connection.ts";
 export { callConnectionOf } from "./call-connection.ts";
 export type { Correlation } from "./correlation.ts";
 // For sibling libs and tests.
-export { correlationHeaders, correlationInterceptor, correlationOf } from "./correlation.ts";
+export {
+  adoptCorrelationId,
+  correlationHeaders,
+  correlationInterceptor,
+  correlationOf,
+} from "./correlation.ts";
 export { errorInterceptor } from "./error-edge.ts";
 export type { ErrorClassifier } from "./errors.ts";
 export type { HealthRegistry } from "./health.ts";

@@ -71,8 +71,12 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     names: settings,
     registry,
     logger,
+    envelopeVersion: config.EVENT_ENVELOPE_VERSION,
     ...(signingKey ? { signingKey } : {}),
   });
+  if (config.EVENT_ENVELOPE_VERSION !== 2) {
+    logger.info({ envelopeVersion: config.EVENT_ENVELOPE_VERSION }, "writing envelope version 1");
+  }
   if (signingKey) logger.info({ keyId: signingKey.id }, "signing every appended event");
   const handler = createCommandHandler(store, {
     cacheSize: config.STORY_CACHE_SIZE,

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { Command } from "@ctx/domain";
 import { SubtaskStatus } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
@@ -20,10 +21,10 @@ const decision = (over: Partial<Extract<Command, { type: "AddDecision" }>> = {})
 });
 
 describe("commandFingerprint", () => {
-  it("is a format byte and a SHA-256, the same for the same commands", () => {
+  it("is a format byte and 8 bytes of a SHA-256, the same for the same commands", () => {
     const fingerprint = commandFingerprint([decision()]);
-    expect(fingerprint).toHaveLength(33);
-    expect(fingerprint.charCodeAt(0)).toBe(1);
+    expect(fingerprint).toHaveLength(9);
+    expect(fingerprint.charCodeAt(0)).toBe(2);
     expect(isComparable(fingerprint)).toBe(true);
     expect(commandFingerprint([decision()])).toBe(fingerprint);
     // Field order in the object does not count: the canonical form fixes it.
@@ -57,11 +58,21 @@ describe("commandFingerprint", () => {
   it("round-trips through the bytes an envelope stores", () => {
     const fingerprint = commandFingerprint([decision({ title: "日本🙂" })]);
     const bytes = fingerprintBytes(fingerprint);
-    expect(bytes).toHaveLength(33);
+    expect(bytes).toHaveLength(9);
     expect(fingerprintOf(bytes)).toBe(fingerprint);
     expect(fingerprintOf(new Uint8Array(0))).toBe("");
     expect(isComparable("")).toBe(false);
-    expect(isComparable(fingerprintOf(new Uint8Array([2, 1, 2])))).toBe(false);
+    expect(isComparable(fingerprintOf(new Uint8Array([3, 1, 2])))).toBe(false);
+  });
+
+  it("reads a format 1 fingerprint (the whole SHA-256, stored by earlier releases) as format 2", () => {
+    const commands = [decision({ title: "older" })];
+    const format1 = new Uint8Array([
+      1,
+      ...createHash("sha256").update(canonicalOf(commands)).digest(),
+    ]);
+    expect(fingerprintOf(format1)).toBe(commandFingerprint(commands));
+    expect(isComparable(fingerprintOf(format1))).toBe(true);
   });
 
   it("reads every byte value, also from a view into a larger buffer (as decoded envelopes are)", () => {
@@ -73,3 +84,21 @@ describe("commandFingerprint", () => {
     expect(fingerprintBytes(fingerprintOf(view))).toEqual(all);
   });
 });
+
+/** Format 1's input, as the release that wrote it built it: the canonical JSON of the commands. */
+function canonicalOf(commands: readonly Command[]): string {
+  return JSON.stringify(
+    commands.map((c) => {
+      if (c.type !== "AddDecision") throw new TypeError("only AddDecision here");
+      return [
+        c.type,
+        c.decisionId,
+        c.title,
+        c.rationale,
+        c.madeBy,
+        c.alternatives,
+        c.affectsSubtaskIds,
+      ];
+    }),
+  );
+}

@@ -1,8 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { type Command, storyId } from "@ctx/domain";
+import { uuidv7 } from "@ctx/ids";
 import { CommandResultSchema, ContextCommandService } from "@ctx/proto";
-import { correlationOf, principalOf } from "@ctx/rpc";
+import { adoptCorrelationId, principalOf } from "@ctx/rpc";
 import type { CommandHandler } from "../handling/command-handler.ts";
 import * as to from "./to-command.ts";
 
@@ -15,13 +16,16 @@ interface CommonFields {
 /** context.v1.ContextCommandService over the command handler. Requests arrive validated. */
 export function registerCommandService(router: ConnectRouter, handler: CommandHandler): void {
   async function run(req: CommonFields, commands: readonly Command[], ctx: HandlerContext) {
-    const { correlationId, causationId } = correlationOf(ctx);
+    // A call without a correlation id of its own is correlated by its command id: the events then
+    // need not store it twice (envelope version 2 leaves out a correlation id that is the command id).
+    const commandId = req.commandId || uuidv7();
+    const { correlationId, causationId } = adoptCorrelationId(ctx, commandId);
     const result = await handler.handle({
       storyId: storyId(req.storyId),
       name: ctx.method.name,
       commands,
       ...(req.expectedVersion !== undefined ? { expectedVersion: req.expectedVersion } : {}),
-      ...(req.commandId !== undefined ? { commandId: req.commandId } : {}),
+      commandId,
       correlationId,
       causationId,
       principal: principalOf(ctx)?.id ?? "",

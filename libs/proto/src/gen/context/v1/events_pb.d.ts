@@ -126,6 +126,16 @@ export declare type ContextEvent = Message<"context.v1.ContextEvent"> & {
   principal: string;
 
   /**
+   * How this event is stored: 0 (or 1) as this message, 2 as a StoredContextEvent, from which
+   * readers rebuild this message (docs/ARCHITECTURE.md, "Stored events"). The hash of a version 2
+   * event is over its stored bytes, not over this message: verify chains on the stored bytes
+   * (ListStoredEvents). Never stored itself.
+   *
+   * @generated from field: uint32 envelope_version = 16;
+   */
+  envelopeVersion: number;
+
+  /**
    * @generated from oneof context.v1.ContextEvent.payload
    */
   payload: {
@@ -271,6 +281,11 @@ export declare type ContextEventFrame = Message<"context.v1.ContextEventFrame"> 
   principal: string;
 
   /**
+   * @generated from field: uint32 envelope_version = 16;
+   */
+  envelopeVersion: number;
+
+  /**
    * @generated from oneof context.v1.ContextEventFrame.payload
    */
   payload: {
@@ -329,6 +344,302 @@ export declare type ContextEventFrame = Message<"context.v1.ContextEventFrame"> 
  * Use `create(ContextEventFrameSchema)` to create a new message.
  */
 export declare const ContextEventFrameSchema: GenMessage<ContextEventFrame>;
+
+/**
+ * Envelope version 2: how an event is stored since release 0.26, on subject
+ * context.events.{partition}.{story_id}.{event_type}. It keeps what a history needs and nothing a
+ * reader can derive: the story and the event type are in the subject, the previous hash is the hash
+ * of the story's previous event, the event id is made from occurred_at and the hash, the
+ * correlation id is the command id unless the caller gave another, and ids that are UUIDs are kept
+ * as their 16 bytes. Readers turn it back into the ContextEvent it stands for (envelope_version 2);
+ * the services' APIs answer ContextEvents, as before. Its hash is SHA-256 over the previous event's
+ * hash followed by these bytes without field 15; the chain runs on across envelope versions 1 and 2.
+ *
+ * @generated from message context.v1.StoredContextEvent
+ */
+export declare type StoredContextEvent = Message<"context.v1.StoredContextEvent"> & {
+  /**
+   * Always 2. A version 1 envelope (a ContextEvent) starts with its event id, field 1 as a string
+   * (first byte 0x0a); this one with this field (first byte 0x08): readers tell them apart by it.
+   *
+   * @generated from field: uint32 envelope_version = 1;
+   */
+  envelopeVersion: number;
+
+  /**
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * ContextEvent.occurred_at, in whole milliseconds since the Unix epoch.
+   *
+   * @generated from field: uint64 occurred_at_ms = 3;
+   */
+  occurredAtMs: bigint;
+
+  /**
+   * @generated from field: uint32 schema_version = 4;
+   */
+  schemaVersion: number;
+
+  /**
+   * The command id, when it is a UUID written in its canonical text form (lowercase, with hyphens):
+   * its 16 bytes. Otherwise command_id holds it as given.
+   *
+   * @generated from field: bytes command_uuid = 5;
+   */
+  commandUuid: Uint8Array;
+
+  /**
+   * @generated from field: string command_id = 6;
+   */
+  commandId: string;
+
+  /**
+   * @generated from field: uint32 command_event_index = 7;
+   */
+  commandEventIndex: number;
+
+  /**
+   * @generated from field: string command_name = 8;
+   */
+  commandName: string;
+
+  /**
+   * @generated from field: bytes command_fingerprint = 9;
+   */
+  commandFingerprint: Uint8Array;
+
+  /**
+   * @generated from field: string principal = 10;
+   */
+  principal: string;
+
+  /**
+   * Absent: the correlation id is the command id.
+   *
+   * @generated from field: optional string correlation_id = 11;
+   */
+  correlationId?: string | undefined;
+
+  /**
+   * @generated from field: string causation_id = 12;
+   */
+  causationId: string;
+
+  /**
+   * Absent: the event id is the UUIDv7 made of occurred_at_ms and the first bytes of the hash (see
+   * docs/ARCHITECTURE.md). Present when the writer was given an id of its own.
+   *
+   * @generated from field: string event_id = 13;
+   */
+  eventId: string;
+
+  /**
+   * SHA-256 over the previous event's hash (none for version 1) and this message encoded without
+   * this field.
+   *
+   * @generated from field: bytes hash = 15;
+   */
+  hash: Uint8Array;
+
+  /**
+   * @generated from oneof context.v1.StoredContextEvent.payload
+   */
+  payload: {
+    /**
+     * @generated from field: context.v1.ContextCreated context_created = 20;
+     */
+    value: ContextCreated;
+    case: "contextCreated";
+  } | {
+    /**
+     * @generated from field: context.v1.DecisionAdded decision_added = 21;
+     */
+    value: DecisionAdded;
+    case: "decisionAdded";
+  } | {
+    /**
+     * @generated from field: context.v1.DecisionSuperseded decision_superseded = 22;
+     */
+    value: DecisionSuperseded;
+    case: "decisionSuperseded";
+  } | {
+    /**
+     * @generated from field: context.v1.SubtaskAdded subtask_added = 23;
+     */
+    value: SubtaskAdded;
+    case: "subtaskAdded";
+  } | {
+    /**
+     * @generated from field: context.v1.SubtaskUpdated subtask_updated = 24;
+     */
+    value: SubtaskUpdated;
+    case: "subtaskUpdated";
+  } | {
+    /**
+     * @generated from field: context.v1.SubtaskDependencyAdded subtask_dependency_added = 25;
+     */
+    value: SubtaskDependencyAdded;
+    case: "subtaskDependencyAdded";
+  } | {
+    /**
+     * @generated from field: context.v1.ContextArchived context_archived = 26;
+     */
+    value: ContextArchived;
+    case: "contextArchived";
+  } | {
+    /**
+     * @generated from field: context.v1.EventsSetAside events_set_aside = 27;
+     */
+    value: EventsSetAside;
+    case: "eventsSetAside";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message context.v1.StoredContextEvent.
+ * Use `create(StoredContextEventSchema)` to create a new message.
+ */
+export declare const StoredContextEventSchema: GenMessage<StoredContextEvent>;
+
+/**
+ * StoredContextEvent as a reader first decodes it, the payload kept as its bytes (see
+ * ContextEventFrame). Never written. Keep the two in step (a unit test compares them).
+ *
+ * @generated from message context.v1.StoredContextEventFrame
+ */
+export declare type StoredContextEventFrame = Message<"context.v1.StoredContextEventFrame"> & {
+  /**
+   * @generated from field: uint32 envelope_version = 1;
+   */
+  envelopeVersion: number;
+
+  /**
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: uint64 occurred_at_ms = 3;
+   */
+  occurredAtMs: bigint;
+
+  /**
+   * @generated from field: uint32 schema_version = 4;
+   */
+  schemaVersion: number;
+
+  /**
+   * @generated from field: bytes command_uuid = 5;
+   */
+  commandUuid: Uint8Array;
+
+  /**
+   * @generated from field: string command_id = 6;
+   */
+  commandId: string;
+
+  /**
+   * @generated from field: uint32 command_event_index = 7;
+   */
+  commandEventIndex: number;
+
+  /**
+   * @generated from field: string command_name = 8;
+   */
+  commandName: string;
+
+  /**
+   * @generated from field: bytes command_fingerprint = 9;
+   */
+  commandFingerprint: Uint8Array;
+
+  /**
+   * @generated from field: string principal = 10;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: optional string correlation_id = 11;
+   */
+  correlationId?: string | undefined;
+
+  /**
+   * @generated from field: string causation_id = 12;
+   */
+  causationId: string;
+
+  /**
+   * @generated from field: string event_id = 13;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: bytes hash = 15;
+   */
+  hash: Uint8Array;
+
+  /**
+   * @generated from oneof context.v1.StoredContextEventFrame.payload
+   */
+  payload: {
+    /**
+     * @generated from field: bytes context_created = 20;
+     */
+    value: Uint8Array;
+    case: "contextCreated";
+  } | {
+    /**
+     * @generated from field: bytes decision_added = 21;
+     */
+    value: Uint8Array;
+    case: "decisionAdded";
+  } | {
+    /**
+     * @generated from field: bytes decision_superseded = 22;
+     */
+    value: Uint8Array;
+    case: "decisionSuperseded";
+  } | {
+    /**
+     * @generated from field: bytes subtask_added = 23;
+     */
+    value: Uint8Array;
+    case: "subtaskAdded";
+  } | {
+    /**
+     * @generated from field: bytes subtask_updated = 24;
+     */
+    value: Uint8Array;
+    case: "subtaskUpdated";
+  } | {
+    /**
+     * @generated from field: bytes subtask_dependency_added = 25;
+     */
+    value: Uint8Array;
+    case: "subtaskDependencyAdded";
+  } | {
+    /**
+     * @generated from field: bytes context_archived = 26;
+     */
+    value: Uint8Array;
+    case: "contextArchived";
+  } | {
+    /**
+     * @generated from field: bytes events_set_aside = 27;
+     */
+    value: Uint8Array;
+    case: "eventsSetAside";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message context.v1.StoredContextEventFrame.
+ * Use `create(StoredContextEventFrameSchema)` to create a new message.
+ */
+export declare const StoredContextEventFrameSchema: GenMessage<StoredContextEventFrame>;
 
 /**
  * A story's context was opened.
