@@ -24,7 +24,7 @@ function envelope(
   prevHash: Uint8Array,
   data: ContextEventData,
   envelopeVersion: 0 | 2,
-  over: Partial<ContextEvent> = {},
+  over: Omit<Partial<ContextEvent>, "$typeName" | "$unknown"> = {},
 ): ContextEvent {
   const commandId = uuidv7();
   return create(ContextEventSchema, {
