@@ -40,6 +40,13 @@ export {
   originStory,
   streamSequence,
 } from "./codec.ts";
+// For the command service (its snapshots) and `ctx provision`: a stream beside the event stream.
+export type { CommandSnapshotNames } from "./command-snapshot-stream.ts";
+export {
+  checkCommandSnapshotStream,
+  commandSnapshotNames,
+  provisionCommandSnapshotStream,
+} from "./command-snapshot-stream.ts";
 // For sibling libs that make batched direct gets of their own (snapshot lookups).
 export { batchExtent, collectDirectBatch, directGet } from "./direct-batch.ts";
 export type { EventReadProblem, StreamBackupProblem } from "./errors.ts";

@@ -1,10 +1,16 @@
 import type { Logger } from "@ctx/config";
-import { checkEventStream, createEventStore, signingKeyFromConfig } from "@ctx/event-store";
+import {
+  checkCommandSnapshotStream,
+  checkEventStream,
+  commandSnapshotNames,
+  createEventStore,
+  signingKeyFromConfig,
+} from "@ctx/event-store";
 import { ContextCommandService } from "@ctx/proto";
 import { loadRpcSecurity, Role, rpcLimitsOf } from "@ctx/rpc";
 import { natsConnectionOf, openServiceShell, waitForProvisioning } from "@ctx/service";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Gauge, Histogram } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 import {
   type CommandConfig,
   checkLimitsFit,
@@ -14,6 +20,11 @@ import {
 import { createCommandHandler } from "./handling/command-handler.ts";
 import { classifyCommandError } from "./rpc/classify-error.ts";
 import { registerCommandService } from "./rpc/command-service.ts";
+import { createCommandSnapshotStore } from "./snapshots/command-snapshot-store.ts";
+import {
+  type CommandSnapshotter,
+  createCommandSnapshotter,
+} from "./snapshots/command-snapshotter.ts";
 
 export interface CommandApp {
   readonly rpcPort: number;
@@ -59,6 +70,14 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     what: `stream ${settings.stream}`,
     logger,
   });
+  const snapshotNames = commandSnapshotNames(settings);
+  const useSnapshots = config.COMMAND_SNAPSHOT_READ || config.COMMAND_SNAPSHOT_EVERY > 0;
+  if (useSnapshots) {
+    await waitForProvisioning(() => checkCommandSnapshotStream(jsm, snapshotNames), {
+      what: `stream ${snapshotNames.stream}`,
+      logger,
+    });
+  }
   provisioned = true;
   const appendSeconds = new Histogram({
     name: "ctx_event_store_append_seconds",
@@ -78,12 +97,90 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     logger.info({ envelopeVersion: config.EVENT_ENVELOPE_VERSION }, "writing envelope version 1");
   }
   if (signingKey) logger.info({ keyId: signingKey.id }, "signing every appended event");
+  const snapshots = useSnapshots ? createCommandSnapshotStore(nc, snapshotNames) : undefined;
+  const coldLoads = new Counter({
+    name: "ctx_command_cold_loads_total",
+    help: "Loads of stories the command service did not hold, by where from (snapshot: newest snapshot and the events after it; events: from the first event) and, for a snapshot not used, why",
+    labelNames: ["from", "fallback"],
+    registers: [registry],
+  });
+  const coldLoadEvents = new Counter({
+    name: "ctx_command_cold_load_events_total",
+    help: "Events read from the event stream by loads of stories the command service did not hold",
+    labelNames: ["from"],
+    registers: [registry],
+  });
+  const coldLoadSeconds = new Histogram({
+    name: "ctx_command_cold_load_seconds",
+    help: "Time to load a story the command service did not hold",
+    labelNames: ["from"],
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const snapshotWrites = new Counter({
+    name: "ctx_command_snapshot_writes_total",
+    help: "Snapshots the command service wrote (written), could not write (failed, too-large) or dropped because its queue was full",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  const snapshotSeconds = new Histogram({
+    name: "ctx_command_snapshot_write_seconds",
+    help: "Time to write a command snapshot (its new pages of command ids and its state)",
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  let snapshotter: CommandSnapshotter | undefined;
+  if (snapshots && config.COMMAND_SNAPSHOT_EVERY > 0) {
+    snapshotter = createCommandSnapshotter(snapshots, {
+      every: config.COMMAND_SNAPSHOT_EVERY,
+      queue: config.COMMAND_SNAPSHOT_QUEUE,
+      onWritten: (outcome, seconds) => {
+        snapshotWrites.inc({ outcome });
+        if (outcome === "written") snapshotSeconds.observe(seconds);
+      },
+      onFailed: (storyId, err) => {
+        snapshotWrites.inc({ outcome: "failed" });
+        logger.warn(
+          { storyId, err },
+          "could not write a command snapshot; the story loads from its events until the next one",
+        );
+      },
+      onDropped: () => snapshotWrites.inc({ outcome: "dropped" }),
+    });
+    const queued = snapshotter;
+    new Gauge({
+      name: "ctx_command_snapshot_queue",
+      help: "Stories waiting for a command snapshot (bounded by COMMAND_SNAPSHOT_QUEUE)",
+      registers: [registry],
+      collect() {
+        this.set(queued.queued);
+      },
+    });
+  }
   const handler = createCommandHandler(store, {
     cacheSize: config.STORY_CACHE_SIZE,
     cacheEvents: config.STORY_CACHE_EVENTS,
     limits: storyLimitsOf(config),
     onAppend: (seconds, events) =>
       appendSeconds.observe({ events: events > 1 ? "many" : "one" }, seconds),
+    ...(snapshots && config.COMMAND_SNAPSHOT_READ ? { snapshots } : {}),
+    ...(snapshotter ? { snapshotter } : {}),
+    onColdLoad: (load) => {
+      coldLoads.inc({ from: load.from, fallback: load.fallback ?? "" });
+      coldLoadEvents.inc({ from: load.from }, load.events);
+      coldLoadSeconds.observe({ from: load.from }, load.seconds);
+      if (load.fallback === "unusable" || load.fallback === "unavailable") {
+        logger.warn(
+          { storyId: load.storyId, err: load.problem },
+          "command snapshot not used; the story was read from its first event",
+        );
+      } else if (load.fallback === "unlinked" || load.fallback === "index") {
+        logger.warn(
+          { storyId: load.storyId, fallback: load.fallback },
+          "command snapshot does not match the event stream; the story was read from its first event",
+        );
+      }
+    },
   });
 
   new Gauge({
@@ -122,5 +219,13 @@ export async function startCommandApp(config: CommandConfig, logger: Logger): Pr
     "command service ready",
   );
 
-  return { rpcPort: rpc.port, opsPort: shell.opsPort, stop: () => shell.stop() };
+  return {
+    rpcPort: rpc.port,
+    opsPort: shell.opsPort,
+    async stop() {
+      // Snapshots are a cache: the queue is dropped, the write under way finishes over NATS.
+      await snapshotter?.stop();
+      await shell.stop();
+    },
+  };
 }

@@ -34,6 +34,16 @@ export const commandConfigSchema = eventStreamSchema
     STORY_CACHE_SIZE: z.coerce.number().int().min(0).default(defaultCacheLimits.stories),
     /** Events the cached stories may hold in all (0: none); bounds the cache's memory. */
     STORY_CACHE_EVENTS: z.coerce.number().int().min(0).default(defaultCacheLimits.events),
+    /**
+     * A story is snapshotted (in the background) once it has grown by this many events since its
+     * last snapshot; 0: this process writes none. Snapshots make a story the process does not hold
+     * load from the snapshot and the events after it instead of from its first event.
+     */
+    COMMAND_SNAPSHOT_EVERY: count(100, 0, 1_000_000),
+    /** Whether loads use snapshots (off: every story is read from its first event). */
+    COMMAND_SNAPSHOT_READ: env.bool(true),
+    /** Stories waiting for a snapshot at most; a story due when the queue is full waits for its next append. */
+    COMMAND_SNAPSHOT_QUEUE: count(1_000, 1, 1_000_000),
     /** How long a stopping service lets calls in flight finish. */
     SHUTDOWN_GRACE_MS: env.int(10_000),
     /** Changes one command may carry; the proto allows 100 at most (ApplyChanges.changes). */

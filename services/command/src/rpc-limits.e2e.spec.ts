@@ -3,7 +3,11 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createLogger } from "@ctx/config";
-import { provisionEventStream } from "@ctx/event-store";
+import {
+  commandSnapshotNames,
+  provisionCommandSnapshotStream,
+  provisionEventStream,
+} from "@ctx/event-store";
 import { ContextCommandService, CreateContextRequestSchema } from "@ctx/proto";
 import { connectTestNats, sendTestToken, stack, testAuth, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -33,7 +37,9 @@ beforeAll(async () => {
     ...testAuth().env,
   });
   nc = await connectTestNats();
-  await provisionEventStream(await jetstreamManager(nc), eventStreamSettingsOf(config));
+  const jsm = await jetstreamManager(nc);
+  await provisionEventStream(jsm, eventStreamSettingsOf(config));
+  await provisionCommandSnapshotStream(jsm, commandSnapshotNames(eventStreamSettingsOf(config)));
   app = await startCommandApp(
     config,
     createLogger({ name: "cmd-rpc", level: "silent", pretty: false }),
@@ -49,7 +55,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.stop();
-  await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.delete(stream).catch(() => undefined);
+  await jsm.streams
+    .delete(commandSnapshotNames({ stream, subjectPrefix: "" }).stream)
+    .catch(() => undefined);
   await nc?.close();
 });
 

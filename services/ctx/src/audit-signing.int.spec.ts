@@ -9,11 +9,13 @@ import { type StoryId, storyId } from "@ctx/domain";
 import {
   type ChainBreak,
   checkEventSignature,
+  commandSnapshotNames,
   createEventStore,
   type EventStore,
   type EventStreamSettings,
   eventSubject,
   loadKeyFolder,
+  provisionCommandSnapshotStream,
   provisionEventStream,
   SIGNATURE_HEADER,
 } from "@ctx/event-store";
@@ -76,6 +78,7 @@ beforeAll(async () => {
   // accepts.
   settings = testStreamSettings(uniqueName("SIGNED"));
   await provisionEventStream(jsm, settings);
+  await provisionCommandSnapshotStream(jsm, commandSnapshotNames(settings));
   store = createEventStore(nc, { names: settings });
   keys = join(await mkdtemp(join(tmpdir(), "ctx-event-keys-")), "keys");
   env = {
@@ -104,6 +107,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const stop of stoppers) await stop().catch(() => undefined);
   await jsm?.streams.delete(settings.stream).catch(() => undefined);
+  await jsm?.streams.delete(commandSnapshotNames(settings).stream).catch(() => undefined);
   await nc?.close();
 });
 

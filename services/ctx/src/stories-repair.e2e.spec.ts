@@ -7,10 +7,12 @@ import { loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
 import { type StoryId, storyId } from "@ctx/domain";
 import {
+  commandSnapshotNames,
   createEventStore,
   type EventStore,
   type EventStreamSettings,
   eventSubject,
+  provisionCommandSnapshotStream,
   provisionEventStream,
 } from "@ctx/event-store";
 import { appendAsWritten, envelopeAsWritten } from "@ctx/event-store/testing";
@@ -76,6 +78,7 @@ beforeAll(async () => {
   };
   parkedStream = `${name}_PARKED`;
   await provisionEventStream(jsm, settings);
+  await provisionCommandSnapshotStream(jsm, commandSnapshotNames(settings));
   store = createEventStore(nc, { names: settings });
   env = {
     ...s.natsEnv,
@@ -129,6 +132,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const stop of stoppers.reverse()) await stop().catch(() => undefined);
   await jsm?.streams.delete(settings.stream).catch(() => undefined);
+  await jsm?.streams.delete(commandSnapshotNames(settings).stream).catch(() => undefined);
   await jsm?.streams.delete(parkedStream).catch(() => undefined);
   await nc?.close();
 });

@@ -16,11 +16,16 @@ import {
   type AppendResult,
   ConcurrencyError,
   type EventStore,
+  equalBytes,
   isConcurrencyError,
+  isEventReadError,
   type RecordedEvent,
+  type StoredEvent,
 } from "@ctx/event-store";
 import { uuidv7 } from "@ctx/ids";
 import { CommandIdReusedError } from "../errors.ts";
+import type { CommandSnapshotStore, StoredSnapshot } from "../snapshots/command-snapshot-store.ts";
+import type { CommandSnapshotter } from "../snapshots/command-snapshotter.ts";
 import {
   commandFingerprint,
   fingerprintBytes,
@@ -28,8 +33,11 @@ import {
   isComparable,
 } from "./command-fingerprint.ts";
 import {
+  type CommandEntry,
   type CommandOutcome,
   defaultCacheLimits,
+  type IndexedCommand,
+  isIndexed,
   type LoadedStory,
   StoryCache,
 } from "./story-cache.ts";
@@ -78,6 +86,41 @@ export interface CommandHandlerOptions {
   readonly limits?: StoryLimits;
   /** Called with the time an append took, for metrics. */
   readonly onAppend?: (seconds: number, events: number) => void;
+  /**
+   * Where a story the handler does not hold is loaded from first: its newest snapshot and the
+   * events after it. Unset, a story is read from its first event.
+   */
+  readonly snapshots?: CommandSnapshotStore;
+  /** Told of every append, to write snapshots in the background. */
+  readonly snapshotter?: CommandSnapshotter;
+  /** Called after each load of a story the handler did not hold, for metrics and logs. */
+  readonly onColdLoad?: (load: ColdLoad) => void;
+}
+
+/** Why a load did not use a snapshot, though the handler has a snapshot store. */
+export type SnapshotFallback =
+  /** The story has none (yet). */
+  | "missing"
+  /** It does not decode, is of another format, or its pages of command ids do not match it. */
+  | "unusable"
+  /** It does not match the event stream: its last event is not there, or the events after it do not chain onto it. */
+  | "unlinked"
+  /** The snapshot stream could not be read. */
+  | "unavailable"
+  /** A retry named a command the snapshot listed and the stream does not hold where it said. */
+  | "index";
+
+/** How a story the handler did not hold was loaded. */
+export interface ColdLoad {
+  readonly storyId: StoryId;
+  readonly from: "snapshot" | "events";
+  /** Events read from the event stream: the tail after the snapshot, or the whole story. */
+  readonly events: number;
+  readonly seconds: number;
+  /** Set when a snapshot store was there and not used: why. */
+  readonly fallback?: SnapshotFallback;
+  /** What went wrong, for "unusable" and "unavailable". */
+  readonly problem?: unknown;
 }
 
 export interface CommandHandler {
@@ -103,6 +146,7 @@ export function createCommandHandler(
   });
   const maxAttempts = options.maxAttempts ?? 10;
   const limits = options.limits ?? defaultStoryLimits;
+  const { snapshots } = options;
 
   /**
    * Brings the story up to date from the store. `fromLeader` after the server said the story
@@ -111,15 +155,123 @@ export function createCommandHandler(
    */
   async function load(storyId: StoryId, fromLeader = false): Promise<LoadedStory> {
     const cached = cache.get(storyId);
-    const base: LoadedStory = cached ?? emptyStory(storyId);
+    if (cached === undefined) return coldLoad(storyId, fromLeader);
     const events = await store.read(storyId, {
-      afterSequence: base.sequence,
-      fromVersion: base.state.version + 1,
+      afterSequence: cached.sequence,
+      fromVersion: cached.state.version + 1,
       ...(fromLeader ? { fromLeader } : {}),
     });
-    const story = apply(base, events);
+    const story = apply(cached, events);
     cache.set(storyId, story);
     return story;
+  }
+
+  /**
+   * Loads a story the handler does not hold: from its newest snapshot and the events after it when
+   * the snapshot matches the stream, else from its first event. A snapshot matches when the stream
+   * holds, at the sequence it names, the event of its version with its hash, and the first event
+   * after it (if any) has the next version and chains onto that hash: the story's history up to
+   * there is then the one the snapshot was folded from (each hash covers the ones before it).
+   */
+  async function coldLoad(storyId: StoryId, fromLeader: boolean): Promise<LoadedStory> {
+    const started = performance.now();
+    const report = (
+      story: LoadedStory,
+      from: ColdLoad["from"],
+      events: number,
+      fallback?: SnapshotFallback,
+      problem?: unknown,
+    ) => {
+      options.onColdLoad?.({
+        storyId,
+        from,
+        events,
+        seconds: (performance.now() - started) / 1000,
+        ...(fallback ? { fallback } : {}),
+        ...(problem !== undefined ? { problem } : {}),
+      });
+      cache.set(storyId, story);
+      return story;
+    };
+    const readAll = async (fallback?: SnapshotFallback, problem?: unknown) => {
+      const events = await store.read(storyId, fromLeader ? { fromLeader } : {});
+      return report(apply(emptyStory(storyId), events), "events", events.length, fallback, problem);
+    };
+    if (snapshots === undefined) return readAll();
+    let snapshot: StoredSnapshot;
+    try {
+      const lookup = await snapshots.load(storyId);
+      if (lookup.found === "none") return readAll("missing");
+      if (lookup.found === "unusable") return readAll("unusable", lookup.why);
+      snapshot = lookup.snapshot;
+    } catch (e) {
+      return readAll("unavailable", e);
+    }
+    const { state, sequence, hash } = snapshot;
+    let anchor: StoredEvent | undefined;
+    let tail: readonly RecordedEvent[];
+    try {
+      [anchor, tail] = await Promise.all([
+        store.readAt(sequence),
+        store.read(storyId, {
+          afterSequence: sequence,
+          fromVersion: state.version + 1,
+          ...(fromLeader ? { fromLeader } : {}),
+        }),
+      ]);
+    } catch (e) {
+      // A message the store cannot read after the snapshot (or at it): the read from the first
+      // event meets it too, and fails as a load without a snapshot would (DATA_LOSS).
+      if (!isEventReadError(e)) throw e;
+      return readAll("unlinked", e);
+    }
+    const first = tail[0];
+    const linked =
+      anchor !== undefined &&
+      anchor.storyId === storyId &&
+      anchor.version === state.version &&
+      equalBytes(anchor.envelope.hash, hash) &&
+      (first === undefined ||
+        (first.version === state.version + 1 &&
+          (first.part ?? 0) === 0 &&
+          equalBytes(first.envelope.prevHash, hash)));
+    if (!linked) return readAll("unlinked");
+    const base: LoadedStory = {
+      state,
+      measure: measureStory(state),
+      sequence,
+      hash,
+      commands: snapshot.commands,
+      snapshot: snapshot.base,
+    };
+    return report(apply(base, tail), "snapshot", tail.length);
+  }
+
+  /**
+   * The outcome of a command a snapshot listed, read from its events as a full read would have
+   * recorded it; undefined when the stream does not hold it where the snapshot said.
+   */
+  async function resolve(
+    storyId: StoryId,
+    commandId: string,
+    indexed: IndexedCommand,
+  ): Promise<CommandOutcome | undefined> {
+    const events = await store.read(storyId, {
+      afterSequence: indexed.firstSequence - 1,
+      fromVersion: indexed.firstVersion,
+      toVersion: indexed.version,
+    });
+    const found = new Map<string, CommandEntry>();
+    record(
+      found,
+      events.filter((e) => e.envelope.commandId === commandId),
+    );
+    const outcome = found.get(commandId);
+    return outcome === undefined ||
+      isIndexed(outcome) ||
+      outcome.firstVersion !== indexed.firstVersion
+      ? undefined
+      : outcome;
   }
 
   async function handle(request: CommandRequest): Promise<CommandResult> {
@@ -129,7 +281,27 @@ export function createCommandHandler(
     for (let attempt = 1; ; attempt++) {
       request.signal?.throwIfAborted();
       const seen = story.commands.get(commandId);
-      if (seen) return repeated(request, commandId, fingerprint, seen);
+      if (seen && !isIndexed(seen)) return repeated(request, commandId, fingerprint, seen);
+      if (seen) {
+        const outcome = await resolve(request.storyId, commandId, seen);
+        if (outcome) {
+          story.commands.set(commandId, outcome);
+          return repeated(request, commandId, fingerprint, outcome);
+        }
+        // The snapshot listed what the stream does not hold: read the story from its first event.
+        cache.delete(request.storyId);
+        const events = await store.read(request.storyId, { fromLeader: true });
+        story = apply(emptyStory(request.storyId), events);
+        options.onColdLoad?.({
+          storyId: request.storyId,
+          from: "events",
+          events: events.length,
+          seconds: 0,
+          fallback: "index",
+        });
+        cache.set(request.storyId, story);
+        continue;
+      }
       const version = story.state.version;
       if (request.expectedVersion !== undefined && request.expectedVersion !== version) {
         // The cache may be behind; decide on what the store says.
@@ -171,6 +343,7 @@ export function createCommandHandler(
           eventIds,
         });
         cache.set(request.storyId, story);
+        options.snapshotter?.appended(story);
         return { version: result.version, eventIds, deduplicated: result.deduplicated };
       } catch (e) {
         if (!isConcurrencyError(e)) throw e;
@@ -225,7 +398,14 @@ function repeated(
 
 function emptyStory(storyId: StoryId): LoadedStory {
   const state = initialState(storyId);
-  return { state, measure: measureStory(state), sequence: 0, commands: new Map() };
+  return {
+    state,
+    measure: measureStory(state),
+    sequence: 0,
+    hash: new Uint8Array(0),
+    commands: new Map(),
+    snapshot: { version: 0, pages: 0, pagesDigest: new Uint8Array(0) },
+  };
 }
 
 /**
@@ -257,8 +437,11 @@ function appended(
   ) {
     return apply(story, events);
   }
+  const firstEvent = events[0] as RecordedEvent;
   if (command.commandId !== "") {
     story.commands.set(command.commandId, {
+      firstVersion: firstEvent.version,
+      firstSequence: Number(firstEvent.sequence),
       version: last.version,
       eventIds: command.eventIds,
       name: internedName(command.name),
@@ -269,7 +452,9 @@ function appended(
     state: { ...decided.state, updatedAt: last.occurredAt },
     measure: decided.measure,
     sequence: Number(last.sequence),
+    hash: last.envelope.hash,
     commands: story.commands,
+    snapshot: story.snapshot,
   };
 }
 
@@ -286,16 +471,32 @@ function apply(story: LoadedStory, events: readonly RecordedEvent[]): LoadedStor
     story.measure,
   );
   const last = events[events.length - 1] as RecordedEvent;
-  return { state, measure, sequence: Number(last.sequence), commands: story.commands };
+  return {
+    state,
+    measure,
+    sequence: Number(last.sequence),
+    hash: last.envelope.hash,
+    commands: story.commands,
+    snapshot: story.snapshot,
+  };
 }
 
-/** Remembers the outcome of the commands that wrote `events`, and what each command was. */
-function record(commands: Map<string, CommandOutcome>, events: readonly RecordedEvent[]): void {
+/**
+ * Remembers the outcome of the commands that wrote `events`, and what each command was. A command
+ * a snapshot listed stays listed, now ending at `event` (a retry reads all its events).
+ */
+function record(commands: Map<string, CommandEntry>, events: readonly RecordedEvent[]): void {
   for (const event of events) {
     const { commandId, commandName, commandFingerprint } = event.envelope;
     if (commandId === "") continue;
     const before = commands.get(commandId);
+    if (before && isIndexed(before)) {
+      commands.set(commandId, { ...before, version: event.version });
+      continue;
+    }
     commands.set(commandId, {
+      firstVersion: before?.firstVersion ?? event.version,
+      firstSequence: before?.firstSequence ?? Number(event.sequence),
       version: event.version,
       eventIds: [...(before?.eventIds ?? []), event.eventId],
       // The first event of a command carries what it was.

@@ -11,7 +11,9 @@ function story(id: string, events: number): [StoryId, LoadedStory] {
       state: { ...initialState(sid), version: streamVersion(events) },
       measure: { bytes: 0, dependencies: 0 },
       sequence: events,
+      hash: new Uint8Array(0),
       commands: new Map(),
+      snapshot: { version: 0, pages: 0, pagesDigest: new Uint8Array(0) },
     },
   ];
 }

@@ -1,7 +1,13 @@
 import { join, resolve } from "node:path";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { createLogger } from "@ctx/config";
-import { createEventStore, type EventStore, provisionEventStream } from "@ctx/event-store";
+import {
+  commandSnapshotNames,
+  createEventStore,
+  type EventStore,
+  provisionCommandSnapshotStream,
+  provisionEventStream,
+} from "@ctx/event-store";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import { stack, testAuth, uniqueName } from "@ctx/test-support";
 import * as grpc from "@grpc/grpc-js";
@@ -318,7 +324,12 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
     reconnectTimeWait: 100,
   });
   // The service only checks for its stream; the test provisions it, as `ctx provision` would.
-  if (own) await provisionEventStream(await jetstreamManager(nc), eventStreamSettingsOf(config));
+  const settings = eventStreamSettingsOf(config);
+  if (own) {
+    const jsm = await jetstreamManager(nc);
+    await provisionEventStream(jsm, settings);
+    await provisionCommandSnapshotStream(jsm, commandSnapshotNames(settings));
+  }
   const app = await startCommandApp(config, logger);
   const store = createEventStore(nc, {
     names: { stream, subjectPrefix: config.EVENT_SUBJECT_PREFIX },
@@ -338,7 +349,9 @@ export async function startCommandHarness(options: CommandHarnessOptions): Promi
       health.close();
       await app.stop();
       if (own) {
-        await (await jetstreamManager(nc)).streams.delete(stream);
+        const jsm = await jetstreamManager(nc);
+        await jsm.streams.delete(stream);
+        await jsm.streams.delete(commandSnapshotNames(settings).stream);
       }
       await nc.close();
     },

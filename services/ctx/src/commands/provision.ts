@@ -1,4 +1,5 @@
 import { env, loadConfig } from "@ctx/config";
+import { commandSnapshotNames, provisionCommandSnapshotStream } from "@ctx/event-store";
 import { leaseBucket, leaseGroup } from "@ctx/projector";
 import { readModelKinds } from "@ctx/projector-service";
 import { provisionSnapshotStream } from "@ctx/snapshots";
@@ -15,8 +16,8 @@ const provisionSchema = z.object({
 });
 
 /**
- * `ctx provision`: creates or updates everything the services expect to find (the event, parked and
- * snapshot streams, the projectors' lease buckets), idempotently. The services only check that it is
+ * `ctx provision`: creates or updates everything the services expect to find (the event, parked,
+ * snapshot and command snapshot streams, the projectors' lease buckets), idempotently. The services only check that it is
  * there, so their NATS users need no right to create, change or delete a stream; run this (a
  * Kubernetes Job, `make up`) with the ctx operator's credentials, before or after the services.
  */
@@ -35,6 +36,17 @@ export async function provision(): Promise<Provisioned> {
       }),
     );
     ready.push({ kind: "stream", name: snapshots.config.name });
+    const commandSnapshots = await withReplicaErrors(replicas, () =>
+      provisionCommandSnapshotStream(
+        jsm,
+        commandSnapshotNames({
+          stream: config.EVENT_STREAM,
+          subjectPrefix: config.EVENT_SUBJECT_PREFIX,
+        }),
+        replicas,
+      ),
+    );
+    ready.push({ kind: "stream", name: commandSnapshots.config.name });
     const kvm = new Kvm(nc);
     for (const kind of readModelKinds) {
       const bucket = leaseBucket(leaseGroup(config.EVENT_STREAM, kind));

@@ -1,4 +1,4 @@
-import { checkpointNames } from "@ctx/event-store";
+import { checkpointNames, commandSnapshotNames } from "@ctx/event-store";
 /**
  * The NATS server's accounts and users for the context service: one application account with
  * JetStream, one NKey user per role, each allowed exactly the subjects its process calls (read off
@@ -76,6 +76,10 @@ function useBucket(bucket: string): string[] {
 /** The permissions of each role for the given names. */
 export function rolePermissions(names: NatsAuthNames): Readonly<Record<NatsRole, Permissions>> {
   const events = names.eventStream;
+  const commandSnapshots = commandSnapshotNames({
+    stream: events,
+    subjectPrefix: names.eventSubjectPrefix,
+  });
   const own = (role: NatsRole) => [`${inboxPrefixOf(role)}.>`];
   const projector = (projection: "neo4j" | "valkey"): Permissions => ({
     publish: {
@@ -108,6 +112,9 @@ export function rolePermissions(names: NatsAuthNames): Readonly<Record<NatsRole,
           ...readStream(events),
           // Appends: `{prefix}.{story}.{type}`, stored as `{prefix}.{partition}.{story}.{type}`.
           `${names.eventSubjectPrefix}.*.*`,
+          // Its own snapshots (loads, and writes: publishes and atomic batches); no other role's.
+          ...readStream(commandSnapshots.stream),
+          `${commandSnapshots.subjectPrefix}.>`,
         ],
       },
       subscribe: { allow: own("command") },

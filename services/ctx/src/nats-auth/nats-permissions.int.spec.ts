@@ -1,8 +1,10 @@
 import {
   checkpointMessages,
   checkpointNames,
+  commandSnapshotNames,
   defaultEventStreamSettings,
   ensureCheckpointStream,
+  provisionCommandSnapshotStream,
   provisionEventStream,
   restoreStream,
   snapshotStream,
@@ -24,6 +26,7 @@ import { inboxPrefixOf, type NatsRole, natsRoles } from "./nats-auth-config.ts";
 const events = defaultEventStreamSettings.stream;
 const parked = defaultParkingNames.stream;
 const snapshots = defaultSnapshotStreamSettings.stream;
+const commandSnapshots = commandSnapshotNames(defaultEventStreamSettings);
 const buckets = {
   neo4j: leaseBucket(leaseGroup(events, "neo4j")),
   valkey: leaseBucket(leaseGroup(events, "valkey")),
@@ -71,6 +74,7 @@ beforeAll(async () => {
   await provisionEventStream(jsm);
   await provisionParking(jsm);
   await provisionSnapshotStream(jsm);
+  await provisionCommandSnapshotStream(jsm, commandSnapshots);
   // `ctx audit checkpoint` signs the stream to its checkpoint stream.
   await ensureCheckpointStream(jsm, checkpointNames(defaultEventStreamSettings));
   await jetstream(ctx).publish(checkpointNames(defaultEventStreamSettings).subject, bytes);
@@ -109,7 +113,18 @@ describe("NATS with the shipped users", () => {
     expect(ack.stream).toBe(events);
     expect((await jsm.streams.info(events)).config.name).toBe(events);
     expect((await jsm.direct.getMessage(events, { seq: ack.seq }))?.seq).toBe(ack.seq);
+    // Its own snapshots: written (plain and atomic batch publishes) and read by direct get.
+    const own = `${commandSnapshots.subjectPrefix}.perm-cmd`;
+    expect((await js.publish(`${own}.c.0`, bytes)).stream).toBe(commandSnapshots.stream);
+    const batch = await js.startBatch(`${own}.recent`, bytes);
+    expect((await batch.commit(`${own}.state`, bytes)).count).toBe(2);
+    expect(
+      (await jsm.direct.getMessage(commandSnapshots.stream, { last_by_subj: `${own}.state` }))
+        ?.subject,
+    ).toBe(`${own}.state`);
 
+    await refused(jsm.streams.delete(commandSnapshots.stream));
+    await refused(jsm.streams.purge(commandSnapshots.stream));
     await refused(jsm.streams.delete(events));
     await refused(jsm.streams.purge(events));
     await refused(jsm.streams.update(events, { description: "changed" }));
@@ -170,6 +185,8 @@ describe("NATS with the shipped users", () => {
 
     await refused(js.publish("context.events.perm-query.ContextCreated", bytes));
     await refused(js.publish("context.snapshots.perm-query", bytes));
+    await refused(js.publish(`${commandSnapshots.subjectPrefix}.perm-query.state`, bytes));
+    await refused(jsm.streams.info(commandSnapshots.stream));
     await refused(
       jsm.consumers.add(events, { durable_name: "snapshotter", ack_policy: AckPolicy.Explicit }),
     );
@@ -189,6 +206,7 @@ describe("NATS with the shipped users", () => {
     expect((await js.publish("context.snapshots.perm.1", bytes)).stream).toBe(snapshots);
 
     await refused(js.publish("context.events.perm-snap.ContextCreated", bytes));
+    await refused(js.publish(`${commandSnapshots.subjectPrefix}.perm-snap.state`, bytes));
     await refused(
       jsm.consumers.add(events, {
         durable_name: "other",

@@ -4,9 +4,11 @@ import { type CommandApp, loadCommandConfig, startCommandApp } from "@ctx/comman
 import { createLogger } from "@ctx/config";
 import { type StoryId, storyId } from "@ctx/domain";
 import {
+  commandSnapshotNames,
   createEventStore,
   type EventStore,
   type EventStreamSettings,
+  provisionCommandSnapshotStream,
   provisionEventStream,
 } from "@ctx/event-store";
 import { type Projection, rebuildStory } from "@ctx/projector";
@@ -80,6 +82,8 @@ export async function startQueryStack(): Promise<QueryStack> {
   const nc = await connectTestNats();
   const jsm = await jetstreamManager(nc);
   await provisionEventStream(jsm, settings);
+  // The command service only checks for its snapshot stream; the test provisions it as ctx would.
+  await provisionCommandSnapshotStream(jsm, commandSnapshotNames(settings));
   const store = createEventStore(nc, { names: settings });
   const valkey: Valkey = createValkeyClient(valkeyLogin(s));
   const driver: Driver = neo4j.driver(s.neo4jUrl, neo4j.auth.basic(s.neo4jUser, s.neo4jPassword));
@@ -174,6 +178,7 @@ export async function startQueryStack(): Promise<QueryStack> {
       await valkey.quit().catch(() => valkey.disconnect());
       await driver.close();
       await jsm.streams.delete(settings.stream).catch(() => undefined);
+      await jsm.streams.delete(commandSnapshotNames(settings).stream).catch(() => undefined);
       for (const stream of snapshotStreams) await jsm.streams.delete(stream).catch(() => undefined);
       await nc.close();
     },
