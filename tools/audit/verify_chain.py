@@ -30,8 +30,11 @@ import urllib.request
 STORED_EVENTS = "/context.v1.ContextQueryService/ListStoredEvents"
 STREAM_MESSAGES = "/context.v1.ContextAuditService/ListStreamMessages"
 CHECKPOINTS = "/context.v1.ContextAuditService/ListAuditCheckpoints"
-# Field numbers of context.v1.ContextEvent (proto/context/v1/events.proto).
+# Field numbers of context.v1.ContextEvent (proto/context/v1/events.proto): envelope version 1.
 STORY_ID, VERSION, PREV_HASH, HASH, EVENTS_SET_ASIDE = 2, 3, 11, 12, 27
+# context.v1.StoredContextEvent: envelope version 2, told apart by its first byte (field 1, a
+# varint); it keeps no story id (the subject's) and no previous hash (the previous event's hash).
+V2_ENVELOPE_VERSION, V2_VERSION, V2_HASH = 1, 2, 15
 # context.v1.EventsSetAside.set_aside, and context.v1.SetAsideMessage's sequence and sha256.
 SET_ASIDE, SEQUENCE, SHA256 = 3, 1, 2
 # context.v1.AuditCheckpoint.
@@ -87,19 +90,26 @@ def without_field(data, field):
 
 def envelope(data):
     """story id, version, prev_hash, hash, the bytes without `hash` (None when the field is there
-    twice: no rule says which was hashed), and set-aside entries."""
+    twice: no rule says which was hashed), and set-aside entries. Story id and prev_hash are None
+    for a version 2 envelope, which keeps neither."""
+    v2 = len(data) > 0 and data[0] == 0x08
+    hash_field, version_field = (V2_HASH, V2_VERSION) if v2 else (HASH, VERSION)
     story, version, prev, stored_hash, unsigned, set_aside = "", 0, b"", b"", bytearray(), []
+    if v2:
+        story, prev = None, None
     hashes = 0
     for number, wire, value, start, end in fields(data):
-        if number == HASH:
+        if number == hash_field:
             stored_hash, hashes = bytes(value), hashes + 1
             continue
         unsigned += data[start:end]
-        if number == STORY_ID and wire == 2:
+        if v2 and number == V2_ENVELOPE_VERSION and (wire != 0 or value != 2):
+            raise Malformed(f"envelope version {value}, which this verifier does not read")
+        if not v2 and number == STORY_ID and wire == 2:
             story = bytes(value).decode("utf-8", errors="replace")
-        elif number == VERSION and wire == 0:
+        elif number == version_field and wire == 0:
             version = value
-        elif number == PREV_HASH and wire == 2:
+        elif not v2 and number == PREV_HASH and wire == 2:
             prev = bytes(value)
         elif number == EVENTS_SET_ASIDE and wire == 2:
             for n, w, entry, _, _ in fields(value):
@@ -136,15 +146,18 @@ class Chain:
             owner, version, prev, stored_hash, unsigned, set_aside = envelope(data)
         except Malformed as e:
             return pend(brk("unreadable", 0, str(e)))
-        if owner != self.story:
+        if owner is not None and owner != self.story:
             return pend(brk("foreign-story", version, f"an envelope of story {owner!r} (version {version})"))
         if version <= self.version:
             return pend(brk("reordered", version, f"version {version} after version {self.version} (message {self.sequence})"))
-        if unsigned is None or hashlib.sha256(prev + unsigned).digest() != stored_hash:
+        if prev is None and version > self.version + 1:
+            # Version 2 keeps no previous hash: after a gap there is nothing to hash it with.
+            self.breaks.append(brk("missing", version, f"versions {self.version + 1}-{version - 1} are missing"))
+        elif unsigned is None or hashlib.sha256(self.hashed_before(prev) + unsigned).digest() != stored_hash:
             pend(brk("altered", version, "its content does not hash to its stored hash"))
         elif version > self.version + 1:
             self.breaks.append(brk("missing", version, f"versions {self.version + 1}-{version - 1} are missing"))
-        elif prev != self.hash:
+        elif prev is not None and prev != self.hash:
             self.breaks.append(brk("altered", version, f"version {self.version} was changed and hashed again"))
         # Whatever it is, the chain goes on from it: one change is one break.
         self.version, self.hash, self.sequence = version, stored_hash, sequence
@@ -153,6 +166,20 @@ class Chain:
             held = self.pending.get(entry_sequence)
             if held is not None and held[0] == digest:
                 del self.pending[entry_sequence]
+
+    def hashed_before(self, prev):
+        """What comes before the stored bytes in the hash: a version 1 envelope's own prev_hash; for
+        a version 2 one (prev None) the chain's hash so far, then the story id as protobuf field 14
+        (tag 0x72, length, UTF-8), which the subject holds and the envelope does not."""
+        if prev is not None:
+            return prev
+        story = self.story.encode("utf-8")
+        length, n = bytearray(), len(story)
+        while n >= 0x80:
+            length.append((n & 0x7F) | 0x80)
+            n >>= 7
+        length.append(n)
+        return self.hash + b"\x72" + bytes(length) + story
 
     def check_signature(self, signature, stored_hash, brk, version, repair):
         """A signed event's Ctx-Signature must be a given key's HMAC of its hash; once a story has a

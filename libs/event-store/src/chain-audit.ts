@@ -175,7 +175,7 @@ export class ChainAuditor {
     // Version 2 is hashed with the hash of the version before it as the stream holds it: a change
     // to it, hashed again, shows here as this event not hashing to its stored hash.
     const prevHash = envelope.prevHash ?? chain.hash;
-    const recomputed = storedEventHash(message.data, prevHash);
+    const recomputed = storedEventHash(message.data, prevHash, storyId);
     if (recomputed === undefined || !equalBytes(recomputed, envelope.hash)) {
       // No reader reads it (they check the same hash): an operator may have set it aside.
       this.#pend(chain, message, {

@@ -65,8 +65,8 @@ describe("the hash of a stored event", () => {
   it("is what the writer computed: the stored bytes without the hash field, after prev_hash", () => {
     for (const m of story("s-1", payloads(5))) {
       const envelope = decode(m);
-      expect(storedEventHash(m.data, envelope.prevHash)).toEqual(envelope.hash);
-      expect(storedEventHash(m.data, envelope.prevHash)).toEqual(eventHash(envelope));
+      expect(storedEventHash(m.data, envelope.prevHash, "s-1")).toEqual(envelope.hash);
+      expect(storedEventHash(m.data, envelope.prevHash, "s-1")).toEqual(eventHash(envelope));
     }
   });
 
@@ -107,18 +107,20 @@ describe("the hash of a stored event", () => {
     const [m] = story("s-1", payloads(1)) as [AuditedMessage];
     const envelope = decode(m);
     const unhashed = toBinary(ContextEventSchema, { ...envelope, hash: new Uint8Array(0) });
-    expect(storedEventHash(m.data, envelope.prevHash)).toEqual(sha256(envelope.prevHash, unhashed));
+    expect(storedEventHash(m.data, envelope.prevHash, "s-1")).toEqual(
+      sha256(envelope.prevHash, unhashed),
+    );
     // Without the field, the bytes as they are.
-    expect(storedEventHash(unhashed, envelope.prevHash)).toEqual(
+    expect(storedEventHash(unhashed, envelope.prevHash, "s-1")).toEqual(
       sha256(envelope.prevHash, unhashed),
     );
     expect(
-      storedEventHash(m.data.subarray(0, m.data.length - 1), envelope.prevHash),
+      storedEventHash(m.data.subarray(0, m.data.length - 1), envelope.prevHash, "s-1"),
     ).toBeUndefined();
-    expect(storedEventHash(Uint8Array.of(0x0b), new Uint8Array(0))).toBeUndefined(); // a group
-    expect(storedEventHash(Uint8Array.of(0xff), new Uint8Array(0))).toBeUndefined();
+    expect(storedEventHash(Uint8Array.of(0x0b), new Uint8Array(0), "s-1")).toBeUndefined(); // a group
+    expect(storedEventHash(Uint8Array.of(0xff), new Uint8Array(0), "s-1")).toBeUndefined();
     const twice = Uint8Array.of(...m.data, 0x62, 32, ...envelope.hash);
-    expect(storedEventHash(twice, envelope.prevHash)).toBeUndefined();
+    expect(storedEventHash(twice, envelope.prevHash, "s-1")).toBeUndefined();
   });
 });
 

@@ -297,7 +297,7 @@ function decodeFrame(
   // the previous event's hash when the reader has it (reading the story in order), and only as a
   // link of the chain by readers that have it not (docs/AUDIT.md, "Envelope version 2").
   const chainedTo = frame.envelopeVersion === 2 ? prevHash : frame.prevHash;
-  if (chainedTo !== undefined && !storedHashMatches(bytes, chainedTo, frame.hash)) {
+  if (chainedTo !== undefined && !storedHashMatches(bytes, chainedTo, frame.hash, frame.storyId)) {
     throw new CorruptEventError(
       problem(
         "its content does not hash to its stored hash: changed after it was written, or not written by the event store",
@@ -498,7 +498,7 @@ const unlinked = new WeakMap<StoredEvent, Uint8Array>();
 export function linkStoredEvent(event: StoredEvent, prevHash: Uint8Array): void {
   const bytes = unlinked.get(event);
   if (bytes === undefined) return;
-  if (!storedHashMatches(bytes, prevHash, event.envelope.hash)) {
+  if (!storedHashMatches(bytes, prevHash, event.envelope.hash, event.storyId)) {
     throw new CorruptEventError({
       sequence: event.sequence,
       storyId: event.storyId,

@@ -13,7 +13,7 @@ import { describe, expect, it } from "vitest";
 import { chainFields } from "./chain-audit.ts";
 import { decodeStoredEvent, isEnvelopeV2, linkStoredEvent } from "./codec.ts";
 import { isCorruptEventError, isEventMismatchError, isUnreadableEventError } from "./errors.ts";
-import { encodeWithHash, eventHash, verifyChain } from "./hash-chain.ts";
+import { encodeWithHash, eventHash, storedEnvelopeBytes, verifyChain } from "./hash-chain.ts";
 import { storedEventHash } from "./stored-hash.ts";
 
 const subjectOf = (data: ContextEventData) => `context.events.3.s-2.${eventTypeOf(data)}`;
@@ -84,7 +84,7 @@ describe("envelope version 2", () => {
     expect(read.envelope).toEqual(e);
     expect(read.eventId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
     expect(eventHash(read.envelope)).toEqual(e.hash);
-    expect(storedEventHash(bytes, prev)).toEqual(e.hash);
+    expect(storedEventHash(bytes, prev, "s-2")).toEqual(e.hash);
   });
 
   it("keeps what cannot be made again: a given event id, a correlation id of its own, a command id that is no UUID", () => {
@@ -171,5 +171,41 @@ describe("envelope version 2", () => {
     const fields = story.map(({ bytes }) => chainFields(bytes));
     expect(fields.map((f) => f?.version)).toEqual([1, 2, 3, 4]);
     expect(fields.map((f) => f?.prevHash === undefined)).toEqual([false, true, false, true]);
+  });
+
+  it("is written again byte for byte from what a reader decoded, also without the previous hash (copies, parking)", () => {
+    for (const { bytes, subject } of mixedStory()) {
+      expect(
+        Buffer.from(storedEnvelopeBytes(decodeStoredEvent(bytes, 1, subject).envelope)),
+      ).toEqual(Buffer.from(bytes));
+    }
+    const data = payloads[0] as ContextEventData;
+    const named = encodeWithHash(envelope(1, new Uint8Array(0), data, 2, { eventId: "evt-1" }));
+    const read = decodeStoredEvent(named, 1, subjectOf(data));
+    expect(Buffer.from(storedEnvelopeBytes(read.envelope))).toEqual(Buffer.from(named));
+  });
+
+  it("binds each event to its story: the same content in two stories hashes apart, and a moved event does not verify", () => {
+    const data = payloads[0] as ContextEventData;
+    const at = { eventId: "", commandId: "cmd-1", correlationId: "cmd-1" };
+    const a = envelope(1, new Uint8Array(0), data, 2, { ...at, storyId: "s-a" });
+    const b = envelope(1, new Uint8Array(0), data, 2, { ...at, storyId: "s-b" });
+    const bytesA = encodeWithHash(a);
+    const bytesB = encodeWithHash(b);
+    // The same bytes but for the hash (field 15, 34 bytes): no story in them.
+    const unhashed = (bytes: Uint8Array, hash: Uint8Array) => {
+      const at = Buffer.from(bytes).indexOf(Buffer.from([0x7a, 0x20, ...hash]));
+      return Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + 34)]);
+    };
+    expect(unhashed(bytesA, a.hash)).toEqual(unhashed(bytesB, b.hash));
+    expect(a.hash).not.toEqual(b.hash);
+    expect(a.eventId).not.toBe(b.eventId);
+    let moved: unknown;
+    try {
+      decodeStoredEvent(bytesA, 1, `context.events.3.s-b.${eventTypeOf(data)}`, new Uint8Array(0));
+    } catch (error) {
+      moved = error;
+    }
+    expect(isCorruptEventError(moved)).toBe(true);
   });
 });

@@ -92,15 +92,21 @@ export interface WrittenV2 {
 
 /**
  * Writes a `ContextEvent` as envelope version 2 (`StoredContextEvent`, docs/ARCHITECTURE.md) and
- * hashes it: SHA-256 over `prevHash` and the bytes without field 15. What it leaves out a reader
+ * hashes it: SHA-256 over `prevHash`, the story id as field 14 and the bytes without field 15. What it leaves out a reader
  * derives: story id and event type (the subject), the previous hash (the previous event), the
  * event id (made of occurred_at and the hash, unless `eventId` is set and differs from that), the
  * correlation id when it is the command id. Fields in number order, as `toBinary` writes them.
  *
+ * With `storedHash`, the envelope is one that was written already (read back): its bytes are
+ * written again with that hash, which is not computed (its previous hash need not be known).
+ *
  * Undefined for an envelope it cannot write exactly (a time that is not whole milliseconds after
  * the epoch, unknown fields, a payload case it does not know): the caller writes version 1.
  */
-export function writeEnvelopeV2(envelope: ContextEvent): WrittenV2 | undefined {
+export function writeEnvelopeV2(
+  envelope: ContextEvent,
+  storedHash?: Uint8Array,
+): WrittenV2 | undefined {
   const payload = envelope.payload;
   const member = payload.case === undefined ? undefined : payloadMembers.get(payload.case);
   const at = envelope.occurredAt;
@@ -122,7 +128,9 @@ export function writeEnvelopeV2(envelope: ContextEvent): WrittenV2 | undefined {
   const prev = envelope.prevHash;
   const w = envelopeScratch;
   w.pos = 0;
+  // Hashed, not stored: the previous hash, then the story id as field 14 (see V2_STORY_TAG).
   raw(w, prev);
+  string(w, V2_STORY_TAG, envelope.storyId, true);
   const start = w.pos;
   varintField(w, 0x08, 2);
   varintField(w, 0x10, envelope.version);
@@ -149,11 +157,11 @@ export function writeEnvelopeV2(envelope: ContextEvent): WrittenV2 | undefined {
   bytes(w, member.tag, payloadBytes);
   const payloadEnd = w.pos;
   // Hash without the given id first: when the id is the derived one, that is the hash.
-  let digest = sha256(concatOut(w.buf, 0, idAt, payloadAt, payloadEnd));
+  let digest = storedHash ?? sha256(concatOut(w.buf, 0, idAt, payloadAt, payloadEnd));
   let derived = uuidv7Of(ms, digest);
   let withId = false;
   if (given !== "" && given !== derived) {
-    digest = sha256(w.buf.subarray(0, payloadEnd));
+    digest = storedHash ?? sha256(w.buf.subarray(0, payloadEnd));
     derived = given;
     withId = true;
   }
@@ -167,6 +175,14 @@ export function writeEnvelopeV2(envelope: ContextEvent): WrittenV2 | undefined {
   out.set(w.buf.subarray(payloadAt, payloadEnd), o + digest.length);
   return { bytes: out, hash: digest, eventId: derived };
 }
+
+/**
+ * The story id goes into a version 2 event's hash, not into its bytes (the subject holds it), as
+ * StoredContextEvent field 14 (a string: tag 0x72) right after the previous hash: two stories'
+ * events of the same content never share a hash (nor the event id made of it), and an event moved
+ * to another story's subject no longer hashes to its stored hash.
+ */
+export const V2_STORY_TAG = 0x72;
 
 /** buf[a, b) followed by buf[c, d), as one array (a copy only when the two are apart). */
 function concatOut(buf: Uint8Array, a: number, b: number, c: number, d: number): Uint8Array {

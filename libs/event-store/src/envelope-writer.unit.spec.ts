@@ -191,9 +191,13 @@ function expectedV2(e: ContextEvent, derivedId: (hash: Uint8Array) => string) {
       hash,
       payload: e.payload as StoredContextEvent["payload"],
     });
+  // The story id is hashed as field 14 right after the previous hash, and not stored.
+  const story = Buffer.from(e.storyId, "utf8");
+  const storyField = Buffer.concat([Buffer.from([0x72]), varintBytes(story.length), story]);
   const hashOf = (eventId: string) =>
     createHash("sha256")
       .update(e.prevHash)
+      .update(storyField)
       .update(toBinary(StoredContextEventSchema, stored(eventId, new Uint8Array(0))))
       .digest();
   // Without the given id first: when the given id is the one made of the hash, it is left out.
@@ -244,3 +248,10 @@ describe("writeEnvelopeV2", () => {
     expect(writeEnvelopeV2(timeless as ContextEvent)).toBeUndefined();
   });
 });
+
+function varintBytes(n: number): Buffer {
+  const out: number[] = [];
+  for (; n >= 0x80; n >>>= 7) out.push((n & 0x7f) | 0x80);
+  out.push(n);
+  return Buffer.from(out);
+}

@@ -1043,8 +1043,14 @@ class JetStreamEventStore implements EventStore {
   }
 
   async readStored(storyId: StoryId, options: ReadOptions = {}): Promise<readonly StoredEvent[]> {
+    const from = options.fromVersion ?? 1;
+    // Linked from where the read started, then cut to the versions asked for.
+    const asked = (events: readonly StoredEvent[]) =>
+      from > 1 ? events.filter((e) => e.version >= from) : events;
     try {
-      return await this.#linked(storyId, await this.#readStoredOnce(storyId, options), options);
+      return asked(
+        await this.#linked(storyId, await this.#readStoredOnce(storyId, options), options),
+      );
     } catch (e) {
       // Any replica answers a direct get, and one catching up after a restart can answer part of
       // a read (versions that do not follow on, where another replica answered the batch before).
@@ -1052,7 +1058,7 @@ class JetStreamEventStore implements EventStore {
       // it cannot be read. A message that is unreadable indeed is so on the leader too.
       if (options.fromLeader === true || !isEventReadError(e)) throw e;
       const again = await this.#readStoredOnce(storyId, { ...options, fromLeader: true });
-      return this.#linked(storyId, again, options);
+      return asked(await this.#linked(storyId, again, options));
     }
   }
 
@@ -1136,7 +1142,7 @@ class JetStreamEventStore implements EventStore {
         } else if (options.mustExist && options.afterSequence === undefined) {
           throw new StoryNotFoundError(storyId);
         }
-        return after === 0 && from > 1 ? events.filter((e) => e.version >= from) : events;
+        return events;
       }
     }
 
@@ -1156,7 +1162,8 @@ class JetStreamEventStore implements EventStore {
       version = event.version;
       last = event;
       if (beyond(event)) return false;
-      if (event.version >= from) events.push(event);
+      // Every event read, for the links; readStored keeps those from `from` on.
+      events.push(event);
       // The range is complete: asking whether the story goes on would cost another request.
       return event.version < to;
     };

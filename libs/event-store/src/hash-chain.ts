@@ -54,6 +54,19 @@ export function encodeWithHash(envelope: ContextEvent): Uint8Array {
   return toBinary(ContextEventSchema, envelope);
 }
 
+/**
+ * The bytes an envelope read from the stream was stored as, with the hash it carries: what a copy
+ * of a stored event holds (snapshot segments, parked events). A version 2 envelope is written
+ * again as its StoredContextEvent (its hash not recomputed), any other with `toBinary`.
+ */
+export function storedEnvelopeBytes(envelope: ContextEvent): Uint8Array {
+  if (envelope.envelopeVersion === 2) {
+    const written = writeEnvelopeV2(envelope, envelope.hash);
+    if (written !== undefined) return written.bytes;
+  }
+  return toBinary(ContextEventSchema, envelope);
+}
+
 export type ChainVerdict =
   | { readonly intact: true; readonly events: number }
   | { readonly intact: false; readonly version: number; readonly reason: string };

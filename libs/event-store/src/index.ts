@@ -116,7 +116,7 @@ export {
   streamInfoIfAny,
 } from "./event-stream.ts";
 export type { ChainItem, ChainVerdict } from "./hash-chain.ts";
-export { equalBytes, eventHash, verifyChain } from "./hash-chain.ts";
+export { equalBytes, eventHash, storedEnvelopeBytes, verifyChain } from "./hash-chain.ts";
 export type { MessageVerdict, StoredMessage } from "./set-aside.ts";
 // For operators (ctx streams backup / restore) and the backup bench: JetStream's snapshot API.
 export type {

@@ -8,14 +8,19 @@ const hashFieldOf = (bytes: Uint8Array) => (bytes[0] === 0x08 ? 15 : 12);
 
 /**
  * An event's hash as its stored bytes give it (docs/AUDIT.md): SHA-256 over its `prev_hash` (the
- * bytes given: the previous event's hash) followed by the stored bytes with the `hash` field (12;
- * 15 in a version 2 envelope) taken out, every other byte as it is. The writer hashes the envelope's encoding before the hash is set, and protobuf-es writes
+ * bytes given: the previous event's hash), for a version 2 envelope its story id as field 14, then
+ * the stored bytes with the `hash` field (12; 15 in a version 2 envelope) taken out, every other
+ * byte as it is. The writer hashes the envelope's encoding before the hash is set, and protobuf-es writes
  * fields in number order, so the two agree for every envelope the store wrote. Undefined when the
  * bytes are not a well-formed protobuf message, or hold the hash field more than once (the store never
  * writes that; a reader would take the last, which no rule could say was the one hashed).
  */
-export function storedEventHash(bytes: Uint8Array, prevHash: Uint8Array): Uint8Array | undefined {
-  const text = storedDigest(bytes, prevHash);
+export function storedEventHash(
+  bytes: Uint8Array,
+  prevHash: Uint8Array,
+  storyId: string,
+): Uint8Array | undefined {
+  const text = storedDigest(bytes, prevHash, storyId);
   if (text === undefined) return undefined;
   const out = new Uint8Array(32);
   for (let i = 0; i < 32; i++) out[i] = text.charCodeAt(i);
@@ -32,9 +37,10 @@ export function storedHashMatches(
   bytes: Uint8Array,
   prevHash: Uint8Array,
   hash: Uint8Array,
+  storyId: string,
 ): boolean {
   if (hash.length !== 32) return false;
-  const actual = storedDigest(bytes, prevHash);
+  const actual = storedDigest(bytes, prevHash, storyId);
   if (actual === undefined) return false;
   for (let i = 0; i < 32; i++) if (actual.charCodeAt(i) !== hash[i]) return false;
   return true;
@@ -46,11 +52,18 @@ export function storedHashMatches(
  * scratch buffer kept between calls, and the fields after the hash moved over it once the one pass
  * over the top-level fields has found it: no allocation but the digest.
  */
-function storedDigest(bytes: Uint8Array, prevHash: Uint8Array): string | undefined {
-  const base = prevHash.length;
+function storedDigest(
+  bytes: Uint8Array,
+  prevHash: Uint8Array,
+  storyId: string,
+): string | undefined {
+  // A version 2 envelope's hash covers its story id too, as field 14 after the previous hash.
+  const story = bytes[0] === 0x08 ? storyField(storyId) : EMPTY;
+  const base = prevHash.length + story.length;
   const total = base + bytes.length;
   const into = total <= SCRATCH_MAX ? scratchOf(total) : new Uint8Array(total);
   into.set(prevHash, 0);
+  into.set(story, prevHash.length);
   into.set(bytes, base);
   const hashField = hashFieldOf(bytes);
   let start = -1; // where the hash field starts and ends in `bytes`
@@ -104,6 +117,26 @@ function storedDigest(bytes: Uint8Array, prevHash: Uint8Array): string | undefin
   if (start < 0) return digest("sha256", into.subarray(0, total), "binary");
   into.copyWithin(base + start, base + end, total);
   return digest("sha256", into.subarray(0, total - (end - start)), "binary");
+}
+
+const EMPTY = new Uint8Array(0);
+const utf8 = new TextEncoder();
+
+/** The story id as StoredContextEvent field 14 (tag 0x72, length, UTF-8), as the writer hashes it. */
+function storyField(storyId: string): Uint8Array {
+  const text = utf8.encode(storyId);
+  const out: number[] = [0x72];
+  for (let n = text.length; ; n >>>= 7) {
+    if (n < 0x80) {
+      out.push(n);
+      break;
+    }
+    out.push((n & 0x7f) | 0x80);
+  }
+  const field = new Uint8Array(out.length + text.length);
+  field.set(out, 0);
+  field.set(text, out.length);
+  return field;
 }
 
 const SCRATCH_MAX = 64 * 1024;

@@ -1,4 +1,3 @@
-import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
 import { fold, type StoryId, streamVersion } from "@ctx/domain";
 import {
@@ -7,8 +6,8 @@ import {
   followsOn,
   isEventReadError,
   type RecordedEvent,
+  storedEnvelopeBytes,
 } from "@ctx/event-store";
-import { ContextEventSchema } from "@ctx/proto";
 import { inSpan, tracing } from "@ctx/telemetry";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { SpanKind } from "@opentelemetry/api";
@@ -274,7 +273,7 @@ export class BatchApplier {
           storyId,
           reason: `version ${broken.version} where version ${at + 1} was expected, and the stream holds nothing between`,
         });
-        const bytes = toBinary(ContextEventSchema, broken.envelope);
+        const bytes = storedEnvelopeBytes(broken.envelope);
         await this.#park(storyId, broken.version, broken.sequence, broken.eventType, bytes, error);
         // What leads up to it is applied first; the story is marked stale after the write.
         const before = pending.slice(0, pending.indexOf(broken));
@@ -387,7 +386,7 @@ export class BatchApplier {
         done += parts.length;
       } catch (e) {
         if (isVersionConflictError(e)) throw e;
-        const bytes = toBinary(ContextEventSchema, event.envelope);
+        const bytes = storedEnvelopeBytes(event.envelope);
         await this.#park(story.storyId, event.version, event.sequence, event.eventType, bytes, e);
         await this.call(() =>
           projection.markStale(generation, story.storyId, `event ${event.version} is parked`),

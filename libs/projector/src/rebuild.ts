@@ -1,8 +1,11 @@
-import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
 import { fold, type StoryId } from "@ctx/domain";
-import type { EventStore, RecordedEvent, StoredEvent } from "@ctx/event-store";
-import { ContextEventSchema } from "@ctx/proto";
+import {
+  type EventStore,
+  type RecordedEvent,
+  type StoredEvent,
+  storedEnvelopeBytes,
+} from "@ctx/event-store";
 import { type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
@@ -122,7 +125,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
         try {
           events = store.upcaster.upcast(stored);
         } catch (e) {
-          const bytes = stored.unreadable?.data ?? toBinary(ContextEventSchema, stored.envelope);
+          const bytes = stored.unreadable?.data ?? storedEnvelopeBytes(stored.envelope);
           await applier.parkRaw(
             stored.storyId,
             stored.sequence,

@@ -1,6 +1,10 @@
-import { toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "@ctx/config";
-import { decodeStoredEvent, type EventStore, isEventStoreUnavailableError } from "@ctx/event-store";
+import {
+  decodeStoredEvent,
+  type EventStore,
+  isEventStoreUnavailableError,
+  storedEnvelopeBytes,
+} from "@ctx/event-store";
 import {
   type BackoffDelays,
   type BackoffSettings,
@@ -8,7 +12,6 @@ import {
   type OutageRetry,
   outageRetry,
 } from "@ctx/projector";
-import { ContextEventSchema } from "@ctx/proto";
 import { consumerParentage, inSpan, spanContextOf, tracing } from "@ctx/telemetry";
 import {
   AckPolicy,
@@ -322,7 +325,7 @@ class JetStreamSnapshotter implements Snapshotter {
       // A message an operator set aside has no envelope a reader could decode from a copy:
       // readers of this stretch read the event stream, which says it is set aside.
       if (event.setAside !== undefined) return;
-      copies.push({ sequence: event.sequence, data: toBinary(ContextEventSchema, event.envelope) });
+      copies.push({ sequence: event.sequence, data: storedEnvelopeBytes(event.envelope) });
     }
     if (copies.length === 0) return;
     const storyId = point.state.storyId;

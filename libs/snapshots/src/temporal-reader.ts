@@ -266,7 +266,8 @@ class SnapshotTemporalReader implements TemporalReader {
     if (loaded !== undefined && (anchor === undefined || !anchors(loaded, anchor)))
       return undefined;
     const events: RecordedEvent[] = [];
-    let prevHash = anchor?.envelope.hash;
+    // What the first copy chains onto: the snapshot's event, or nothing before a story's start.
+    let prevHash = anchor?.envelope.hash ?? (after === 0 ? new Uint8Array(0) : undefined);
     let first: { readonly sequence: number; readonly hash: Uint8Array } | undefined;
     let version = after;
     let reached = false;
@@ -275,7 +276,7 @@ class SnapshotTemporalReader implements TemporalReader {
         // A copy keeps no subject: it is checked against the story it was copied for.
         // A copy that cannot be read (damaged, or not what the stream's event hashed) is no
         // match for the stream either: the stream is read instead.
-        const decoded = decodedCopy(store, copy, storyId);
+        const decoded = decodedCopy(store, copy, storyId, prevHash);
         const stored = decoded?.[0];
         if (
           decoded === undefined ||
@@ -485,14 +486,19 @@ function beyond(bound: Bound, event: Pick<RecordedEvent, "version" | "occurredAt
   );
 }
 
-/** A segment's copy of an event as the store reads it; undefined when it cannot be read. */
+/**
+ * A segment's copy of an event as the store reads it, after the event whose hash is `prevHash`
+ * when known; undefined when it cannot be read.
+ */
 function decodedCopy(
   store: EventStore,
   copy: ContextSegment["events"][number],
   storyId: StoryId,
+  prevHash: Uint8Array | undefined,
 ): readonly RecordedEvent[] | undefined {
   try {
-    return store.upcaster.decode(copy.data, Number(copy.sequence), { storyId });
+    // With the previous event's hash, a version 2 copy is checked as its link (and shows it).
+    return store.upcaster.decode(copy.data, Number(copy.sequence), { storyId }, prevHash);
   } catch (e) {
     if (isEventReadError(e)) return undefined;
     throw e;

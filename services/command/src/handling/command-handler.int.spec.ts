@@ -74,7 +74,8 @@ describe("a handler whose cached story is behind the stream", () => {
     // Given the first handler has the story cached at version 2
     await run(first, story, { type: "CreateContext", title: "Shared", description: "" });
     await run(first, story, addSubtask("a1"));
-    const cachedAt = (await a.store.head(story))?.sequence;
+    const cachedHead = await a.store.head(story);
+    const cachedAt = cachedHead?.sequence;
     // and the second handler has since appended two events it does not know of
     await run(second, story, addSubtask("b1"));
     await run(second, story, addSubtask("b2"));
@@ -84,9 +85,15 @@ describe("a handler whose cached story is behind the stream", () => {
     const result = await run(first, story, addSubtask("a2"));
 
     // Then it read the story once, from where its cache ended, from the stream's leader (which
-    // surely holds what made its append conflict), and appended as version 5
+    // surely holds what made its append conflict), the first event it missed checked as the link
+    // after its cached head, and appended as version 5
     expect(a.reads).toEqual([
-      { afterSequence: Number(cachedAt), fromVersion: 3, fromLeader: true },
+      {
+        afterSequence: Number(cachedAt),
+        afterHash: Uint8Array.from(cachedHead?.hash ?? []),
+        fromVersion: 3,
+        fromLeader: true,
+      },
     ]);
     expect(result.version).toBe(5);
     const events = await a.store.read(story);

@@ -158,6 +158,7 @@ export function createCommandHandler(
     if (cached === undefined) return coldLoad(storyId, fromLeader);
     const events = await store.read(storyId, {
       afterSequence: cached.sequence,
+      afterHash: cached.hash,
       fromVersion: cached.state.version + 1,
       ...(fromLeader ? { fromLeader } : {}),
     });
@@ -215,6 +216,9 @@ export function createCommandHandler(
         store.readAt(sequence),
         store.read(storyId, {
           afterSequence: sequence,
+          // The first event after it is checked as the anchor's link (a version 2 envelope keeps
+          // no previous hash: the store fills it in once the link holds).
+          afterHash: hash,
           fromVersion: state.version + 1,
           ...(fromLeader ? { fromLeader } : {}),
         }),
