@@ -2,7 +2,7 @@ import { statSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { toBinary } from "@bufbuild/protobuf";
 import { eventData } from "@ctx/domain/testing";
 import {
   type ChainBreak,
@@ -13,9 +13,10 @@ import {
   eventHash,
   eventSubject,
   signCheckpoint,
+  storedEnvelopeBytes,
   storySubjects,
 } from "@ctx/event-store";
-import { AuditCheckpointSchema, ContextEventSchema } from "@ctx/proto";
+import { AuditCheckpointSchema } from "@ctx/proto";
 import { connectTestNats, runCtx, stack } from "@ctx/test-support";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -206,11 +207,11 @@ describe("signed checkpoints", () => {
     await checkpoint(s, keys);
 
     // The insider changes version 2 and hashes the whole story again, so that every link holds.
-    const stored = await s.store.storyMessages(id);
+    const stored = await s.store.readStored(id);
     await jsm.streams.purge(s.settings.stream, { filter: storySubjects(s.settings, id) });
     let prevHash: Uint8Array = new Uint8Array(0);
-    for (const m of stored) {
-      const envelope = fromBinary(ContextEventSchema, m.data);
+    for (const event of stored) {
+      const envelope = { ...event.envelope };
       if (envelope.version === 2) {
         envelope.payload = eventData.subtaskAdded({ subtaskId: "t0", title: "rewritten" });
       }
@@ -219,7 +220,7 @@ describe("signed checkpoints", () => {
       prevHash = envelope.hash;
       await jetstream(nc).publish(
         eventSubject(s.settings, id, envelope.eventType),
-        toBinary(ContextEventSchema, envelope),
+        storedEnvelopeBytes(envelope),
       );
     }
 

@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type StoryId, storyId } from "@ctx/domain";
 import { eventData } from "@ctx/domain/testing";
 import {
@@ -13,9 +12,10 @@ import {
   type EventStreamSettings,
   ExpectedVersion,
   eventSubject,
+  type StoredEvent,
+  storedEnvelopeBytes,
 } from "@ctx/event-store";
 import { type ParkingNames, park, provisionParking } from "@ctx/projector";
-import { ContextEventSchema } from "@ctx/proto";
 import { connectTestNats, runCtx, stack, storeEnv, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -270,11 +270,11 @@ describe("ctx audit report", () => {
   });
 
   it("exits 1 and says so when the history does not verify", async () => {
-    const stored = await store.storyMessages(alice);
-    const last = fromBinary(ContextEventSchema, (stored.at(-1) as { data: Uint8Array }).data);
+    // A next version with its predecessor's content and hash: it does not hash to it.
+    const last = ((await store.readStored(alice)).at(-1) as StoredEvent).envelope;
     await jetstream(nc).publish(
       eventSubject(settings, alice, "SubtaskAdded"),
-      toBinary(ContextEventSchema, { ...last, version: last.version + 1, prevHash: last.hash }),
+      storedEnvelopeBytes({ ...last, version: last.version + 1, prevHash: last.hash }),
     );
     const run = await reportOfToday();
     expect(run.code).toBe(1);

@@ -1,8 +1,11 @@
-import { fromBinary } from "@bufbuild/protobuf";
 import { ContextEventType } from "@ctx/domain";
-import { checkpointNames, readCheckpoints, type StoredMessage } from "@ctx/event-store";
+import {
+  checkpointNames,
+  decodeStoredEvent,
+  readCheckpoints,
+  type StoredMessage,
+} from "@ctx/event-store";
 import { listParked } from "@ctx/projector";
-import { ContextEventFrameSchema, ContextEventSchema } from "@ctx/proto";
 import type { Output } from "../cli/output.ts";
 import { type AuditVerification, verifyStream } from "../commands/audit.ts";
 import type { CtxEnv } from "../ctx-env.ts";
@@ -107,10 +110,10 @@ export async function collectAuditReport(
     const type = m.subject.slice(m.subject.lastIndexOf(".") + 1);
     let actor = "(unreadable)";
     try {
-      const frame = fromBinary(ContextEventFrameSchema, m.data);
-      actor = frame.principal === "" ? "(none)" : frame.principal;
-      if (type === ContextEventType.EventsSetAside && frame.storyId !== "") {
-        const event = fromBinary(ContextEventSchema, m.data);
+      // Either envelope version, checked as every reader checks it (without the previous event).
+      const { envelope: event } = decodeStoredEvent(m.data, m.seq, m.subject);
+      actor = event.principal === "" ? "(none)" : event.principal;
+      if (type === ContextEventType.EventsSetAside) {
         if (event.payload.case === "eventsSetAside") {
           const { reason, operator, setAside } = event.payload.value;
           repairs.push({

@@ -1,5 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { ContextEventSchema } from "@ctx/proto";
+import { ContextEventSchema, StoredContextEventSchema } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
 import { eventClaim } from "./event-claim.ts";
 
@@ -25,5 +25,21 @@ describe("eventClaim", () => {
     expect(eventClaim(new Uint8Array())).toBeUndefined();
     const noVersion = create(ContextEventSchema, { storyId: "s-1" });
     expect(eventClaim(toBinary(ContextEventSchema, noVersion))).toBeUndefined();
+  });
+
+  it("reads a version 2 envelope's version, and its story from its subject (the envelope names none)", () => {
+    const stored = create(StoredContextEventSchema, {
+      envelopeVersion: 2,
+      version: 9,
+      hash: new Uint8Array(32),
+      payload: { case: "contextCreated", value: { title: "t" } },
+    });
+    const bytes = toBinary(StoredContextEventSchema, stored);
+    expect(eventClaim(bytes, "context.events.s-2.ContextCreated")).toEqual({
+      storyId: "s-2",
+      version: 9,
+    });
+    expect(eventClaim(bytes, "context.events.4.s-2.ContextCreated")?.storyId).toBe("s-2");
+    expect(eventClaim(bytes)).toBeUndefined();
   });
 });

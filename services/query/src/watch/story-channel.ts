@@ -102,7 +102,7 @@ export class StoryChannel {
     this.storyId = storyId;
     this.#subscription = host.nc.subscribe(`${host.names.subjectPrefix}.${storyId}.*`, {
       callback: (error, msg) => {
-        if (error === null) this.#hint(msg.data);
+        if (error === null) this.#hint(msg.data, msg.subject);
       },
     });
     this.ready = host.nc.flush();
@@ -156,9 +156,9 @@ export class StoryChannel {
     this.#ring.length = 0;
   }
 
-  #hint(data: Uint8Array): void {
+  #hint(data: Uint8Array, subject: string): void {
     if (this.#closed) return;
-    const claim = eventClaim(data);
+    const claim = eventClaim(data, subject);
     if (claim === undefined || claim.storyId !== this.storyId) {
       // Not an envelope of this story: nothing to wait for, but worth one look.
       this.refresh();
