@@ -136,6 +136,17 @@ export const eventStreamSchema = z.object({
   EVENT_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(16),
   EVENT_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   EVENT_DUPLICATE_WINDOW_MS: env.int(120_000),
+  /**
+   * The envelope version events are appended in (the command service, `ctx stories repair`): 2, or
+   * 1 while readers of a release before version 2 still run (docs/OPERATIONS.md, "Upgrading to
+   * envelope version 2"). Readers read both.
+   */
+  EVENT_ENVELOPE_VERSION: z.coerce
+    .number()
+    .int()
+    .refine((v) => v === 1 || v === 2, "must be 1 or 2")
+    .default(2)
+    .transform((v) => v as 1 | 2),
   /** Where projections park the events they cannot apply. */
   PARKED_STREAM: env.name("CONTEXT_PARKED"),
   PARKED_SUBJECT_PREFIX: env.subjectPrefix("context.parked"),

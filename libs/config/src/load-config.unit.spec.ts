@@ -4,6 +4,7 @@ import {
   type ConfigError,
   defaultCallsPerTurn,
   env,
+  eventStreamSchema,
   isConfigError,
   loadConfig,
   rpcServerDefaults,
@@ -17,6 +18,23 @@ describe("loadConfig", () => {
     const config = loadConfig(storesSchema, { NATS_URL: "" });
     expect(config.NATS_URL).toBe("nats://127.0.0.1:4222");
     expect(config.LOG_LEVEL).toBe("info");
+  });
+
+  it("writes envelope version 2 by default, 1 when asked, and refuses any other by name", () => {
+    expect(loadConfig(eventStreamSchema, {}).EVENT_ENVELOPE_VERSION).toBe(2);
+    expect(
+      loadConfig(eventStreamSchema, { EVENT_ENVELOPE_VERSION: "1" }).EVENT_ENVELOPE_VERSION,
+    ).toBe(1);
+    for (const bad of ["3", "0", "two"]) {
+      let error: unknown;
+      try {
+        loadConfig(eventStreamSchema, { EVENT_ENVELOPE_VERSION: bad });
+      } catch (e) {
+        error = e;
+      }
+      expect(isConfigError(error)).toBe(true);
+      expect((error as ConfigError).message).toContain("EVENT_ENVELOPE_VERSION");
+    }
   });
 
   it("parses ports, booleans and listen addresses", () => {

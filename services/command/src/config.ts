@@ -63,16 +63,6 @@ export const commandConfigSchema = eventStreamSchema
      * it (docs/AUDIT.md, "Signed events"). Unset: events are not signed.
      */
     EVENT_SIGNING_KEY_FILE: z.string().min(1).optional(),
-    /**
-     * The envelope version appends are written with: 2 (StoredContextEvent, docs/ARCHITECTURE.md),
-     * or 1 while readers of a release before 2 are still running (docs/OPERATIONS.md, "Upgrading").
-     */
-    EVENT_ENVELOPE_VERSION: z.coerce
-      .number()
-      .int()
-      .refine((v) => v === 1 || v === 2, "must be 1 or 2")
-      .default(2)
-      .transform((v) => v as 1 | 2),
   });
 
 export type CommandConfig = z.infer<typeof commandConfigSchema>;

@@ -106,7 +106,11 @@ export async function storiesRepair(options: {
   return await withCtxEnv(async ({ nc, jsm, names, parking, config }) => {
     // Signed like the command service's events when ctx is given its key (docs/AUDIT.md).
     const signingKey = ctxSigningKey(config);
-    const store = createEventStore(nc, { names, ...(signingKey ? { signingKey } : {}) });
+    const store = createEventStore(nc, {
+      names,
+      envelopeVersion: config.EVENT_ENVELOPE_VERSION,
+      ...(signingKey ? { signingKey } : {}),
+    });
     const id = storyId(options.story);
     const { event, added } = await store.setAside(id, {
       sequences: [...sequences],
