@@ -151,7 +151,7 @@ status: ## Shows what is running and where
 
 # Each benchmark is a script under bench/ that starts its own servers on free ports, prints a table and
 # writes bench/results/<name>.json; they run one after another, in this order.
-BENCHES := bench/write-side.ts bench/query-side.ts bench/upcasting.ts bench/projection.ts bench/story-cache-memory.ts bench/durability.ts bench/backup-restore.ts bench/audit.ts bench/cold-load.ts
+BENCHES := bench/write-side.ts bench/query-side.ts bench/upcasting.ts bench/projection.ts bench/story-cache-memory.ts bench/durability.ts bench/backup-restore.ts bench/audit.ts bench/cold-load.ts bench/storage.ts
 
 bench: deps ## Benchmarks, one script after another (see docs/BENCHMARKS.md)
 	@for b in $(BENCHES); do echo "== $$b"; node "$$b"; done

@@ -166,6 +166,15 @@ describe("envelope version 2", () => {
     });
     expect(read.map((e) => e.envelope.envelopeVersion)).toEqual([0, 2, 0, 2]);
     expect(verifyChain(read.map((e) => e.envelope))).toEqual({ intact: true, events: 4 });
+    // Read alone (a replay: no previous hashes shown), the chain is checked all the same.
+    const alone = story.map(({ bytes, subject }, i) => decodeStoredEvent(bytes, i + 1, subject));
+    expect(verifyChain(alone.map((e) => e.envelope))).toEqual({ intact: true, events: 4 });
+    const [first, second, third, fourth] = alone.map((e) => e.envelope);
+    const changed = { ...(fourth as ContextEvent), principal: "jwt:mallory" };
+    expect(verifyChain([first, second, third, changed] as ContextEvent[])).toMatchObject({
+      intact: false,
+      version: 4,
+    });
     expect(read.map((e) => e.envelope)).toEqual(story.map((s) => s.envelope));
     // The audit's own reading of the bytes: a v2 envelope names no story and no previous hash.
     const fields = story.map(({ bytes }) => chainFields(bytes));

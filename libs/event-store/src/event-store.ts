@@ -246,6 +246,13 @@ export interface EventStore {
   /** The story's last event, or undefined when the story does not exist. */
   head(storyId: StoryId): Promise<StoryHead | undefined>;
   /**
+   * The version of the story's last event stored at or before `time` (0: none), from the server's
+   * subject index (one batched direct get: the last message of each of the story's subjects up
+   * to that time). A temporal read's hint of how far to read; an event that occurred by `time`
+   * may be stored after it.
+   */
+  versionStoredBy(storyId: StoryId, time: Date): Promise<number>;
+  /**
    * The event stored at a stream sequence, as stored; undefined when the stream holds none there
    * (or a message set aside that held no version of its story). One direct get by sequence, which
    * the server answers without scanning.
@@ -915,6 +922,24 @@ class JetStreamEventStore implements EventStore {
 
   head(storyId: StoryId): Promise<StoryHead | undefined> {
     return this.#fetchHead(storyId);
+  }
+
+  async versionStoredBy(storyId: StoryId, time: Date): Promise<number> {
+    const jsm = await this.#manager();
+    const messages = await this.#guard(() =>
+      collectDirectBatch(
+        jsm,
+        this.names.stream,
+        { multi_last: [storySubjects(this.names, storyId)], up_to_time: time },
+        this.#timeout,
+      ),
+    );
+    // One message per event type of the story: the last of each.
+    let version = 0;
+    for (const msg of messages) {
+      version = Math.max(version, decodeStoredEvent(msg.data, msg.seq, msg.subject).version);
+    }
+    return version;
   }
 
   async readAt(sequence: number): Promise<StoredEvent | undefined> {

@@ -47,8 +47,6 @@ export {
   commandSnapshotNames,
   provisionCommandSnapshotStream,
 } from "./command-snapshot-stream.ts";
-// For sibling libs that make batched direct gets of their own (snapshot lookups).
-export { batchExtent, collectDirectBatch, directGet } from "./direct-batch.ts";
 export type { EventReadProblem, StreamBackupProblem } from "./errors.ts";
 export {
   AppendFailedError,

@@ -1,4 +1,4 @@
-import { batchExtent, collectDirectBatch } from "@ctx/event-store";
+import { batchExtent, collectDirectBatch } from "@ctx/event-store/direct-get";
 import {
   type JetStreamClient,
   type JetStreamManager,

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "@ctx/config";
-import { collectDirectBatch } from "@ctx/event-store";
+import { collectDirectBatch } from "@ctx/event-store/direct-get";
 import { type JetStreamManager, jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";

@@ -1,5 +1,6 @@
 import type { StoryId } from "@ctx/domain";
-import { collectDirectBatch, directGet, isNatsOutage } from "@ctx/event-store";
+import { isNatsOutage } from "@ctx/event-store";
+import { collectDirectBatch, directGet } from "@ctx/event-store/direct-get";
 import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
 import {
   type DirectLastFor,

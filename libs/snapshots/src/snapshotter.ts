@@ -114,7 +114,6 @@ class JetStreamSnapshotter implements Snapshotter {
     });
     this.#reopenDelays = backoffDelays(options.backoff);
     this.#reader = createTemporalReader({
-      nc: options.nc,
       store: options.store,
       snapshots: options.snapshots,
       logger: options.logger,

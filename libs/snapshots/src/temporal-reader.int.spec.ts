@@ -73,8 +73,8 @@ beforeAll(async () => {
   consumerName = uniqueName("snapshotter");
   snapshotter = createSnapshotter({ nc, store, snapshots, logger, consumerName });
   await snapshotter.start();
-  withSnapshots = createTemporalReader({ nc, store, snapshots, logger });
-  withoutSnapshots = createTemporalReader({ nc, store, logger });
+  withSnapshots = createTemporalReader({ store, snapshots, logger });
+  withoutSnapshots = createTemporalReader({ store, logger });
 });
 
 afterAll(async () => {
@@ -204,7 +204,6 @@ describe("temporal reader", () => {
     // A reader that looks for snapshots every 9 versions finds none up to 8: it goes on from
     // segment to segment, each linked to the one before.
     const sparse = createTemporalReader({
-      nc,
       store,
       snapshots: createSnapshotStore(nc, snapshotNames, { interval: 9 }),
       logger,
@@ -234,7 +233,7 @@ describe("temporal reader", () => {
         return snapshots.segment(id, afterVersion);
       },
     };
-    const reader = createTemporalReader({ nc, store, snapshots: counting, logger });
+    const reader = createTemporalReader({ store, snapshots: counting, logger });
     const short = newStory();
     const history = await append(short, subtaskHistory(INTERVAL - 1));
     await caughtUp();
@@ -391,7 +390,7 @@ describe("temporal reader", () => {
     await provisionSnapshotStream(jsm, { ...names, replicas: 1, duplicateWindowMs: 60_000 });
     try {
       const own = createSnapshotStore(nc, names, { interval: INTERVAL });
-      const reader = createTemporalReader({ nc, store, snapshots: own, logger });
+      const reader = createTemporalReader({ store, snapshots: own, logger });
       const fourEvents = (title: string) => [
         [eventData.contextCreated({ title })],
         [eventData.subtaskAdded({ subtaskId: "a" })],

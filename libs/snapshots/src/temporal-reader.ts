@@ -1,20 +1,14 @@
 import type { Logger } from "@ctx/config";
 import { type ContextState, evolveAll, fold, type StoryId } from "@ctx/domain";
 import {
-  collectDirectBatch,
-  decodeStoredEvent,
   type EventStore,
-  EventStoreUnavailableError,
   equalBytes,
   isEventReadError,
-  isNatsOutage,
+  isEventStoreUnavailableError,
   type ReadOptions,
   type RecordedEvent,
-  storySubjects,
 } from "@ctx/event-store";
 import type { ContextSegment, ContextSnapshot } from "@ctx/proto";
-import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { type LoadedSnapshot, loadSnapshot, snapshotTime } from "./snapshot-codec.ts";
 import type { SnapshotStore } from "./snapshot-store.ts";
 
@@ -94,7 +88,7 @@ export interface TemporalReader {
 }
 
 export interface TemporalReaderOptions {
-  readonly nc: NatsConnection;
+  /** What it reads events through: it holds no NATS connection of its own. */
   readonly store: EventStore;
   /** Absent: every read folds from the story's first event. */
   readonly snapshots?: SnapshotStore;
@@ -114,9 +108,6 @@ type Bound = Pick<ReadOptions, "toVersion" | "untilTime">;
  */
 const IN_FLIGHT_EVENTS = 8;
 
-/** How long the version-stored-by lookup waits for the rest of a batch cut short on the way. */
-const HINT_STALL_MS = 5_000;
-
 /** Stories a reader remembers as long enough to have snapshots (about 100 bytes each). */
 const LONG_STORIES_REMEMBERED = 100_000;
 
@@ -127,7 +118,6 @@ class SnapshotTemporalReader implements TemporalReader {
   readonly #o: TemporalReaderOptions;
   /** Stories known to have reached an interval of events, oldest first. */
   readonly #long = new Set<StoryId>();
-  #jsm: Promise<JetStreamManager> | undefined;
 
   constructor(options: TemporalReaderOptions) {
     this.#o = options;
@@ -365,33 +355,16 @@ class SnapshotTemporalReader implements TemporalReader {
     return { snapshot: best, storedBy };
   }
 
-  /** Version of the story's last event stored at or before `time` (0: none), one direct get. */
+  /** Version of the story's last event stored at or before `time` (0: none), from the store. */
   async #versionStoredBy(storyId: StoryId, time: Date): Promise<number> {
-    this.#jsm ??= jetstreamManager(this.#o.nc);
-    const { names } = this.#o.store;
-    let version = 0;
     try {
-      const jsm = await this.#jsm;
-      const messages = await collectDirectBatch(
-        jsm,
-        names.stream,
-        { multi_last: [storySubjects(names, storyId)], up_to_time: time },
-        HINT_STALL_MS,
-      );
-      // One message per event type of the story: the last of each.
-      for (const msg of messages) {
-        version = Math.max(version, decodeStoredEvent(msg.data, msg.seq, msg.subject).version);
-      }
+      return await this.#o.store.versionStoredBy(storyId, time);
     } catch (e) {
-      if (isNatsOutage(e)) {
-        throw new EventStoreUnavailableError(`JetStream is unavailable: ${(e as Error).message}`, {
-          cause: e,
-        });
-      }
+      if (isEventStoreUnavailableError(e)) throw e;
       // Only a hint: without it the timeline lookup alone decides.
       this.#o.logger?.debug({ err: e, storyId }, "no version hint for a time lookup");
+      return 0;
     }
-    return version;
   }
 
   async #foldFrom(

@@ -1,10 +1,6 @@
 import { hostname, userInfo } from "node:os";
-import {
-  collectDirectBatch,
-  type EventStreamNames,
-  ensureRecordStream,
-  streamInfoIfAny,
-} from "@ctx/event-store";
+import { type EventStreamNames, ensureRecordStream, streamInfoIfAny } from "@ctx/event-store";
+import { collectDirectBatch } from "@ctx/event-store/direct-get";
 import { type DirectBatchOptions, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";

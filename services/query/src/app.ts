@@ -103,7 +103,6 @@ export async function startQueryApp(config: QueryConfig, logger: Logger): Promis
     snapshots = createSnapshotStore(nc, snapshotNames, { interval: config.SNAPSHOT_INTERVAL });
   }
   const reader = createTemporalReader({
-    nc,
     store,
     logger,
     ...(config.SNAPSHOTS && snapshots ? { snapshots } : {}),

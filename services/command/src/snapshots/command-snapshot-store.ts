@@ -1,5 +1,6 @@
 import type { ContextState, StoryId } from "@ctx/domain";
-import { type CommandSnapshotNames, collectDirectBatch, equalBytes } from "@ctx/event-store";
+import { type CommandSnapshotNames, equalBytes } from "@ctx/event-store";
+import { collectDirectBatch } from "@ctx/event-store/direct-get";
 import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CommandEntry, LoadedStory, SnapshotBase } from "../handling/story-cache.ts";
