@@ -80,5 +80,8 @@ export function adoptCorrelationId(ctx: Pick<HandlerContext, "values">, id: stri
   if (!current.generated || !ID.test(id)) return current;
   const adopted: Correlation = { ...current, correlationId: id, generated: false };
   ctx.values.set(correlationKey, adopted);
+  // The call's span named the generated id: it names the one its events and answer carry.
+  const span = tracing.enabled ? trace.getActiveSpan() : undefined;
+  if (span?.isRecording()) span.setAttribute("ctx.correlation_id", id);
   return adopted;
 }

@@ -79,6 +79,7 @@ describe("ctx provision and the replica count", () => {
       // Each with a leader and two followers, on three different servers.
       expect(replicas).toEqual({
         CONTEXT_EVENTS: [3, 2],
+        CONTEXT_EVENTS_COMMAND_SNAPSHOTS: [3, 2],
         CONTEXT_PARKED: [3, 2],
         CONTEXT_SNAPSHOTS: [3, 2],
         KV_projector_leases_CONTEXT_EVENTS_neo4j: [3, 2],
