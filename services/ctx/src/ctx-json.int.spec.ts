@@ -83,6 +83,7 @@ describe("ctx --json", () => {
     expect(provisioned.ready.map((r) => r.name)).toEqual([
       parking.stream,
       `${stream}_SNAPSHOTS`,
+      `${stream}_COMMAND_SNAPSHOTS`,
       expect.stringContaining(stream),
       expect.stringContaining(stream),
     ]);

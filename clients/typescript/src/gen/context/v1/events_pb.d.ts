@@ -346,7 +346,7 @@ export declare type ContextEventFrame = Message<"context.v1.ContextEventFrame"> 
 export declare const ContextEventFrameSchema: GenMessage<ContextEventFrame>;
 
 /**
- * Envelope version 2: how an event is stored since release 0.26, on subject
+ * Envelope version 2: how the event store writes an event by default, on subject
  * context.events.{partition}.{story_id}.{event_type}. It keeps what a history needs and nothing a
  * reader can derive: the story and the event type are in the subject, the previous hash is the hash
  * of the story's previous event, the event id is made from occurred_at and the hash, the
