@@ -189,6 +189,10 @@ async function main(): Promise<void> {
             }
           : {}),
         ...(signingKey ? { EVENT_SIGNING_KEY_FILE: signingKey } : {}),
+        // BENCH_ENVELOPE_VERSION=1: the command service writes envelope version 1 (default 2).
+        ...(process.env.BENCH_ENVELOPE_VERSION
+          ? { EVENT_ENVELOPE_VERSION: process.env.BENCH_ENVELOPE_VERSION }
+          : {}),
       },
     });
     log(`servers: NATS ${stack.natsUrl}, command service ${stack.commandUrl} (in ${stack.dir})`);
