@@ -2,14 +2,13 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type CommandApp, loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
-import { loadProjectorConfig, startProjectorApp } from "@ctx/projector-service";
 import {
   ContextCommandService,
   ContextQueryService,
   ContextSource,
   SubtaskStatus,
 } from "@ctx/proto";
-import { loadQueryConfig, type QueryApp, startQueryApp } from "@ctx/query-service";
+import type { QueryApp } from "@ctx/query-service";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
   type CtxRun,
@@ -26,6 +25,7 @@ import {
 } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startProjectors, startQuery } from "./testing/service-set.ts";
 
 // Issue #26: a story written partly in envelope version 1 (a command service at
 // EVENT_ENVELOPE_VERSION=1, as before an upgrade) and partly in version 2 (after it), and a story
@@ -82,36 +82,8 @@ beforeAll(async () => {
     LOG_LEVEL: "silent",
   };
   expect((await ctx("provision")).code).toBe(0);
-  for (const projection of ["neo4j", "valkey"] as const) {
-    const app = await startProjectorApp(
-      loadProjectorConfig({
-        ...common,
-        ...server.env(`projector-${projection}`),
-        ...storeEnv(stack(), "projector"),
-        PROJECTION: projection,
-        PROJECTOR_REPLICA_ID: `${projection}-0`,
-        PROJECTOR_OPS_LISTEN: "127.0.0.1:0",
-      }),
-      logger,
-    );
-    stoppers.push(() => app.stop());
-  }
-  const snapshotter = Object.fromEntries(
-    Object.entries(server.env("snapshotter")).map(([k, v]) => [`SNAPSHOTTER_${k}`, v]),
-  );
-  query = await startQueryApp(
-    loadQueryConfig({
-      ...common,
-      ...server.env("query"),
-      ...storeEnv(stack(), "query"),
-      ...snapshotter,
-      ...testAuth().env,
-      QUERY_LISTEN: "127.0.0.1:0",
-      QUERY_OPS_LISTEN: "127.0.0.1:0",
-      SNAPSHOT_INTERVAL: "2",
-    }),
-    logger,
-  );
+  for (const app of await startProjectors(server, common, logger)) stoppers.push(() => app.stop());
+  query = await startQuery(server, common, logger, 2);
   stoppers.push(() => query.stop());
 }, 120_000);
 

@@ -61,7 +61,8 @@ export function isComparable(fingerprint: string): boolean {
   return fingerprint.charCodeAt(0) === FORMAT;
 }
 
-function canonicalJson(commands: readonly Command[]): string {
+/** The fingerprint's input: the commands' canonical JSON (formats 1 and 2 hash the same). */
+export function canonicalJson(commands: readonly Command[]): string {
   return JSON.stringify(commands.map(canonical));
 }
 

@@ -3,6 +3,7 @@ import type { Command } from "@ctx/domain";
 import { SubtaskStatus } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
 import {
+  canonicalJson,
   commandFingerprint,
   fingerprintBytes,
   fingerprintOf,
@@ -69,7 +70,7 @@ describe("commandFingerprint", () => {
     const commands = [decision({ title: "older" })];
     const format1 = new Uint8Array([
       1,
-      ...createHash("sha256").update(canonicalOf(commands)).digest(),
+      ...createHash("sha256").update(canonicalJson(commands)).digest(),
     ]);
     expect(fingerprintOf(format1)).toBe(commandFingerprint(commands));
     expect(isComparable(fingerprintOf(format1))).toBe(true);
@@ -84,21 +85,3 @@ describe("commandFingerprint", () => {
     expect(fingerprintBytes(fingerprintOf(view))).toEqual(all);
   });
 });
-
-/** Format 1's input, as the release that wrote it built it: the canonical JSON of the commands. */
-function canonicalOf(commands: readonly Command[]): string {
-  return JSON.stringify(
-    commands.map((c) => {
-      if (c.type !== "AddDecision") throw new TypeError("only AddDecision here");
-      return [
-        c.type,
-        c.decisionId,
-        c.title,
-        c.rationale,
-        c.madeBy,
-        c.alternatives,
-        c.affectsSubtaskIds,
-      ];
-    }),
-  );
-}

@@ -2,9 +2,9 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type CommandApp, loadCommandConfig, startCommandApp } from "@ctx/command-service";
 import { createLogger } from "@ctx/config";
-import { loadProjectorConfig, type ProjectorApp, startProjectorApp } from "@ctx/projector-service";
+import type { ProjectorApp } from "@ctx/projector-service";
 import { ContextCommandService, ContextQueryService, ContextSource } from "@ctx/proto";
-import { loadQueryConfig, type QueryApp, startQueryApp } from "@ctx/query-service";
+import type { QueryApp } from "@ctx/query-service";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import {
   type CtxRun,
@@ -21,6 +21,7 @@ import {
 } from "@ctx/test-support";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startProjectors, startQuery } from "../testing/service-set.ts";
 
 // Issue #21: every service does its whole job with its own NATS user, on a server that runs the
 // shipped users (deploy/local/nats.sh): the services wait, not ready, until the operator runs
@@ -92,38 +93,12 @@ describe("the services with their own NATS users", () => {
     stoppers.push(() => command.stop());
     await eventually(async () => expect(await readyz(opsPort)).toBe(200));
 
-    for (const projection of ["neo4j", "valkey"] as const) {
-      const app = await startProjectorApp(
-        loadProjectorConfig({
-          ...common,
-          ...server.env(`projector-${projection}`),
-          ...storeEnv(stack(), "projector"),
-          PROJECTION: projection,
-          PROJECTOR_REPLICA_ID: `${projection}-0`,
-          PROJECTOR_OPS_LISTEN: "127.0.0.1:0",
-        }),
-        logger,
-      );
+    for (const app of await startProjectors(server, common, logger)) {
       stoppers.push(() => app.stop());
       projectors.push(app);
     }
     // The snapshotter writes with its own user; the query user only reads.
-    const snapshotter = Object.fromEntries(
-      Object.entries(server.env("snapshotter")).map(([k, v]) => [`SNAPSHOTTER_${k}`, v]),
-    );
-    query = await startQueryApp(
-      loadQueryConfig({
-        ...common,
-        ...server.env("query"),
-        ...storeEnv(stack(), "query"),
-        ...snapshotter,
-        ...testAuth().env,
-        QUERY_LISTEN: "127.0.0.1:0",
-        QUERY_OPS_LISTEN: "127.0.0.1:0",
-        SNAPSHOT_INTERVAL: "2",
-      }),
-      logger,
-    );
+    query = await startQuery(server, common, logger, 2);
     stoppers.push(() => query.stop());
   });
 
