@@ -9,9 +9,9 @@ import {
   SubtaskUpdatedSchema,
 } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
+import { contextEventUpcaster } from "./codec.ts";
 import {
   CorruptEventError,
-  contextEventUpcaster,
   decodeEvent,
   decodeStoredEvent,
   EventMismatchError,

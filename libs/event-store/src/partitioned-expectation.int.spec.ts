@@ -5,12 +5,12 @@ import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { partitionCountOf } from "./event-stream.ts";
 import {
   ConcurrencyError,
   createEventStore,
   type EventStreamSettings,
   parseStoredSubject,
-  partitionCountOf,
   provisionEventStream,
   storyPartition,
 } from "./index.ts";

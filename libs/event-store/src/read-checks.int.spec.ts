@@ -7,6 +7,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SetAsideRefusedError } from "./errors.ts";
 import {
   CorruptEventError,
   createEventStore,
@@ -16,7 +17,6 @@ import {
   eventSubject,
   provisionEventStream,
   type RecordedEvent,
-  SetAsideRefusedError,
   type StoredEvent,
   UnreadableEventError,
   verifyChain,

@@ -1,7 +1,8 @@
 import { create, type DescMessage, type Message, toBinary } from "@bufbuild/protobuf";
 import { ContextEventSchema, SetAsideMessageSchema, SubtaskAddedSchema } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
-import { contextEventUpcaster, type RecordedEvent, verifyChain } from "./index.ts";
+import { contextEventUpcaster } from "./codec.ts";
+import { type RecordedEvent, verifyChain } from "./index.ts";
 import {
   planSetAside,
   type SetAsideIndex,

@@ -9,19 +9,17 @@ import {
 } from "@ctx/proto";
 import { createUpcasterRegistry, drop, split } from "@ctx/upcasting";
 import { describe, expect, it } from "vitest";
+import { createEventUpcaster } from "../codec.ts";
 import {
-  contextUpcasters,
-  createEventUpcaster,
   currentEnvelope,
   decodeEvent,
   decodeStoredEvent,
   followsOn,
-  legacyPayloadSchemas,
-  subtaskStatusOfV1,
   UnreadableEventError,
   verifyChain,
 } from "../index.ts";
 import { envelopeAsWritten } from "../testing/index.ts";
+import { contextUpcasters, legacyPayloadSchemas, subtaskStatusOfV1 } from "./context-upcasters.ts";
 
 /** Where the test messages were stored: story s-1 (a copy without its subject). */
 const inStory = { storyId: "s-1" };
