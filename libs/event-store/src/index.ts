@@ -1,5 +1,11 @@
-export type { ChainBreak } from "./chain-audit.ts";
+export type { AuditedMessage, ChainBreak, ChainBreakKind } from "./chain-audit.ts";
 export { ChainAuditor } from "./chain-audit.ts";
+export type {
+  CheckpointKey,
+  CheckpointNames,
+  StoredCheckpoint,
+  StreamHashState,
+} from "./checkpoints.ts";
 export {
   CheckpointAuditor,
   checkpointMessages,
@@ -14,8 +20,17 @@ export {
   StreamHasher,
   signCheckpoint,
 } from "./checkpoints.ts";
-export type { RecordedEvent, StoredEvent } from "./codec.ts";
+export type {
+  EventUpcaster,
+  EventUpcasterOptions,
+  MessageOrigin,
+  RecordedEvent,
+  StoredEvent,
+  StreamSequence,
+} from "./codec.ts";
 export {
+  contextEventUpcaster,
+  createEventUpcaster,
   currentEnvelope,
   decodeEvent,
   decodeStoredEvent,
@@ -29,17 +44,28 @@ export {
   commandSnapshotNames,
   provisionCommandSnapshotStream,
 } from "./command-snapshot-stream.ts";
+// The store's errors, each with its guard (errors cross package copies: guards, not instanceof).
+export type { EventReadError, EventReadProblem, StreamBackupProblem } from "./errors.ts";
 export {
+  AppendFailedError,
   ConcurrencyError,
   CorruptEventError,
   EventMismatchError,
+  EventStoreError,
   EventStoreUnavailableError,
+  isAppendFailedError,
   isConcurrencyError,
+  isCorruptEventError,
+  isEventMismatchError,
   isEventReadError,
+  isEventStoreError,
   isEventStoreUnavailableError,
   isNatsOutage,
+  isSetAsideRefusedError,
   isStreamBackupError,
+  isStreamConfigurationError,
   isUnreadableEventError,
+  SetAsideRefusedError,
   StreamBackupError,
   StreamConfigurationError,
   UnreadableEventError,
@@ -52,7 +78,20 @@ export {
   SIGNATURE_HEADER,
   signingKeyFromConfig,
 } from "./event-signing.ts";
-export type { AppendResult, EventStore, NewEvent, ReadOptions } from "./event-store.ts";
+// The EventStore interface and every type its methods and createEventStore take or give.
+export type {
+  AppendMetadata,
+  AppendResult,
+  EventStore,
+  EventStoreOptions,
+  NewEvent,
+  ReadAllOptions,
+  ReadOptions,
+  SetAsideRequest,
+  SetAsideResult,
+  StoryHead,
+  StoryMessagesOptions,
+} from "./event-store.ts";
 export { createEventStore, ExpectedVersion } from "./event-store.ts";
 export type { EventStreamNames, EventStreamSettings } from "./event-stream.ts";
 export {
@@ -68,9 +107,25 @@ export {
   storySubjectsInPartition,
   streamInfoIfAny,
 } from "./event-stream.ts";
+export type { ChainItem, ChainVerdict } from "./hash-chain.ts";
 export { equalBytes, eventHash, storedEnvelopeBytes, verifyChain } from "./hash-chain.ts";
 export type { MessageVerdict, StoredMessage } from "./set-aside.ts";
 // For operators (ctx streams backup / restore) and the backup bench: JetStream's snapshot API.
-export type { BackupManifest, BackupProgress, VerifiedBackup } from "./stream-backup.ts";
+export type {
+  BackedUpStream,
+  BackupManifest,
+  BackupOptions,
+  BackupProgress,
+  RestoreBackupOptions,
+  RestoredStream,
+  VerifiedBackup,
+} from "./stream-backup.ts";
 export { backupStreams, openBackup, restoreBackup } from "./stream-backup.ts";
+export type {
+  RestoreOptions,
+  RestoreProgress,
+  SnapshotOptions,
+  SnapshotProgress,
+  StreamSnapshotMeta,
+} from "./stream-snapshot.ts";
 export { restoreStream, snapshotStream } from "./stream-snapshot.ts";
