@@ -2,7 +2,7 @@ import { checkEventSignature } from "./event-signing.ts";
 import { type EventStreamNames, parseStoredSubject } from "./event-stream.ts";
 import { equalBytes } from "./hash-chain.ts";
 import { sha256 } from "./sha256.ts";
-import { storedEventHash } from "./stored-hash.ts";
+import { isEnvelopeV2, storedEventHash } from "./stored-hash.ts";
 
 /**
  * What a break of a story's hash chain is:
@@ -346,7 +346,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  */
 export function chainFields(bytes: Uint8Array): ChainFields | undefined {
   // Version 2 (StoredContextEvent, first byte 0x08): version is field 2, the hash field 15.
-  const v2 = bytes[0] === 0x08;
+  const v2 = isEnvelopeV2(bytes);
   const layout = v2 ? V2_FIELDS : V1_FIELDS;
   let storyId: string | undefined = v2 ? undefined : "";
   let version = 0;

@@ -33,7 +33,7 @@ import {
   type EventReadProblem,
   UnreadableEventError,
 } from "./errors.ts";
-import { storedHashMatches } from "./stored-hash.ts";
+import { isEnvelopeV2, storedHashMatches } from "./stored-hash.ts";
 import { contextUpcasters, legacyPayloadSchemas } from "./upcasting/context-upcasters.ts";
 
 /** Position of a message in the JetStream stream (not a story version). */
@@ -139,14 +139,7 @@ type Frame = ContextEventFrame & {
   readonly payload: { readonly case: ContextEventData["case"]; readonly value: Uint8Array };
 };
 
-/**
- * Whether stored bytes are an envelope of version 2 (a StoredContextEvent): its first field is its
- * envelope version, a varint (first byte 0x08), where a version 1 envelope (a ContextEvent) starts
- * with its event id, a string (0x0a).
- */
-export function isEnvelopeV2(bytes: Uint8Array): boolean {
-  return bytes[0] === 0x08;
-}
+export { isEnvelopeV2 };
 
 const EMPTY = new Uint8Array(0);
 

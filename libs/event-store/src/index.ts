@@ -35,6 +35,8 @@ export {
   decodeEvent,
   decodeStoredEvent,
   followsOn,
+  isEnvelopeV2,
+  originStory,
   streamSequence,
 } from "./codec.ts";
 // For the command service (its snapshots) and `ctx provision`: a stream beside the event stream.

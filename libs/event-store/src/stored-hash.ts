@@ -4,7 +4,16 @@ import { hash as digest } from "node:crypto";
  * The envelope's `hash` field: 12 in a version 1 envelope (context.v1.ContextEvent), 15 in a
  * version 2 one (context.v1.StoredContextEvent, whose first byte is 0x08).
  */
-const hashFieldOf = (bytes: Uint8Array) => (bytes[0] === 0x08 ? 15 : 12);
+const hashFieldOf = (bytes: Uint8Array) => (isEnvelopeV2(bytes) ? 15 : 12);
+
+/**
+ * Whether stored bytes are an envelope of version 2 (a StoredContextEvent): its first field is its
+ * envelope version, a varint (first byte 0x08), where a version 1 envelope (a ContextEvent) starts
+ * with its event id, a string (0x0a).
+ */
+export function isEnvelopeV2(bytes: Uint8Array): boolean {
+  return bytes[0] === 0x08;
+}
 
 /**
  * An event's hash as its stored bytes give it (docs/AUDIT.md): SHA-256 over its `prev_hash` (the
@@ -58,7 +67,7 @@ function storedDigest(
   storyId: string,
 ): string | undefined {
   // A version 2 envelope's hash covers its story id too, as field 14 after the previous hash.
-  const story = bytes[0] === 0x08 ? storyField(storyId) : EMPTY;
+  const story = isEnvelopeV2(bytes) ? storyField(storyId) : EMPTY;
   const base = prevHash.length + story.length;
   const total = base + bytes.length;
   const into = total <= SCRATCH_MAX ? scratchOf(total) : new Uint8Array(total);

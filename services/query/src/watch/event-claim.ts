@@ -1,4 +1,5 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { isEnvelopeV2, originStory } from "@ctx/event-store";
 
 /** What a published event says about itself: its story and version. */
 export interface EventClaim {
@@ -26,8 +27,8 @@ const V2_VERSION = 2;
 export function eventClaim(data: Uint8Array, subject = ""): EventClaim | undefined {
   try {
     const reader = new BinaryReader(data);
-    const v2 = data[0] === 0x08;
-    let storyId: string | undefined = v2 ? subjectStory(subject) : undefined;
+    const v2 = isEnvelopeV2(data);
+    let storyId = v2 && subject.includes(".") ? originStory(subject) || undefined : undefined;
     let version: number | undefined;
     while (reader.pos < reader.len && (storyId === undefined || version === undefined)) {
       const [field, wireType] = reader.tag();
@@ -42,12 +43,4 @@ export function eventClaim(data: Uint8Array, subject = ""): EventClaim | undefin
   } catch {
     return undefined;
   }
-}
-
-/** The story token of an event subject: the one before the event type; undefined if none. */
-function subjectStory(subject: string): string | undefined {
-  const typeAt = subject.lastIndexOf(".");
-  const storyAt = subject.lastIndexOf(".", typeAt - 1);
-  const story = typeAt > 0 ? subject.slice(storyAt + 1, typeAt) : "";
-  return story === "" ? undefined : story;
 }
