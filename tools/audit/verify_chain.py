@@ -35,6 +35,8 @@ STORY_ID, VERSION, PREV_HASH, HASH, EVENTS_SET_ASIDE = 2, 3, 11, 12, 27
 # context.v1.StoredContextEvent: envelope version 2, told apart by its first byte (field 1, a
 # varint); it keeps no story id (the subject's) and no previous hash (the previous event's hash).
 V2_ENVELOPE_VERSION, V2_VERSION, V2_HASH = 1, 2, 15
+# A version 2 hash is SHA-256 truncated to its first 16 bytes (docs/AUDIT.md, "Envelope version 2").
+V2_HASH_BYTES = 16
 # context.v1.EventsSetAside.set_aside, and context.v1.SetAsideMessage's sequence and sha256.
 SET_ASIDE, SEQUENCE, SHA256 = 3, 1, 2
 # context.v1.AuditCheckpoint.
@@ -153,7 +155,7 @@ class Chain:
         if prev is None and version > self.version + 1:
             # Version 2 keeps no previous hash: after a gap there is nothing to hash it with.
             self.breaks.append(brk("missing", version, f"versions {self.version + 1}-{version - 1} are missing"))
-        elif unsigned is None or hashlib.sha256(self.hashed_before(prev) + unsigned).digest() != stored_hash:
+        elif unsigned is None or self.link_hash(prev, unsigned) != stored_hash:
             pend(brk("altered", version, "its content does not hash to its stored hash"))
         elif version > self.version + 1:
             self.breaks.append(brk("missing", version, f"versions {self.version + 1}-{version - 1} are missing"))
@@ -166,6 +168,12 @@ class Chain:
             held = self.pending.get(entry_sequence)
             if held is not None and held[0] == digest:
                 del self.pending[entry_sequence]
+
+    def link_hash(self, prev, unsigned):
+        """The hash the rule gives: the whole SHA-256 digest for a version 1 envelope (prev not
+        None), its first 16 bytes for a version 2 one."""
+        digest = hashlib.sha256(self.hashed_before(prev) + unsigned).digest()
+        return digest if prev is not None else digest[:V2_HASH_BYTES]
 
     def hashed_before(self, prev):
         """What comes before the stored bytes in the hash: a version 1 envelope's own prev_hash; for

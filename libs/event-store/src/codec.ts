@@ -33,7 +33,7 @@ import {
   type EventReadProblem,
   UnreadableEventError,
 } from "./errors.ts";
-import { isEnvelopeV2, storedHashMatches } from "./stored-hash.ts";
+import { isEnvelopeV2, storedHashMatches, V2_HASH_BYTES } from "./stored-hash.ts";
 import { contextUpcasters, legacyPayloadSchemas } from "./upcasting/context-upcasters.ts";
 
 /** Position of a message in the JetStream stream (not a story version). */
@@ -201,7 +201,7 @@ function frameOfV2(
   }
   const ms = Number(stored.occurredAtMs);
   if (ms <= 0 || ms >= 2 ** 48) throw new CorruptEventError(problem("no occurred_at"));
-  if (stored.hash.length !== 32) throw new CorruptEventError(problem("no hash"));
+  if (stored.hash.length !== V2_HASH_BYTES) throw new CorruptEventError(problem("no hash"));
   if (stored.commandUuid.length !== 0 && stored.commandUuid.length !== 16) {
     throw new CorruptEventError(problem("a command uuid that is not 16 bytes"));
   }

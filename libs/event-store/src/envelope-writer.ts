@@ -8,7 +8,8 @@ import {
   StoredContextEventSchema,
   varintSize,
 } from "@ctx/proto";
-import { sha256 } from "./sha256.ts";
+import { sha256, sha256Head } from "./sha256.ts";
+import { V2_HASH_BYTES } from "./stored-hash.ts";
 
 /**
  * Writes a `ContextEvent` the way protobuf-es's `toBinary` does (fields in number order, proto3
@@ -92,7 +93,8 @@ export interface WrittenV2 {
 
 /**
  * Writes a `ContextEvent` as envelope version 2 (`StoredContextEvent`, docs/ARCHITECTURE.md) and
- * hashes it: SHA-256 over `prevHash`, the story id as field 14 and the bytes without field 15. What it leaves out a reader
+ * hashes it: SHA-256 over `prevHash`, the story id as field 14 and the bytes without field 15,
+ * truncated to its first 16 bytes (V2_HASH_BYTES). What it leaves out a reader
  * derives: story id and event type (the subject), the previous hash (the previous event), the
  * event id (made of occurred_at and the hash, unless `eventId` is set and differs from that), the
  * correlation id when it is the command id. Fields in number order, as `toBinary` writes them.
@@ -157,11 +159,12 @@ export function writeEnvelopeV2(
   bytes(w, member.tag, payloadBytes);
   const payloadEnd = w.pos;
   // Hash without the given id first: when the id is the derived one, that is the hash.
-  let digest = storedHash ?? sha256(concatOut(w.buf, 0, idAt, payloadAt, payloadEnd));
+  let digest =
+    storedHash ?? sha256Head(concatOut(w.buf, 0, idAt, payloadAt, payloadEnd), V2_HASH_BYTES);
   let derived = uuidv7Of(ms, digest);
   let withId = false;
   if (given !== "" && given !== derived) {
-    digest = storedHash ?? sha256(w.buf.subarray(0, payloadEnd));
+    digest = storedHash ?? sha256Head(w.buf.subarray(0, payloadEnd), V2_HASH_BYTES);
     derived = given;
     withId = true;
   }

@@ -234,6 +234,7 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
   ): Outgoing[] {
     let prevHash = head?.hash ?? EMPTY;
     let version = head?.version ?? 0;
+    const v2 = this.#envelopeVersion === 2;
     return events.map((event, index) => {
       const eventType = eventTypeOf(event.data);
       version += 1;
@@ -253,9 +254,12 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
         prevHash,
         hash: EMPTY,
         commandName: index === 0 ? (metadata.commandName ?? "") : "",
-        commandFingerprint: index === 0 ? (metadata.commandFingerprint ?? EMPTY) : EMPTY,
+        commandFingerprint:
+          index === 0 && !(v2 && metadata.fingerprintDerivable === true)
+            ? (metadata.commandFingerprint ?? EMPTY)
+            : EMPTY,
         principal: metadata.principal ?? "",
-        envelopeVersion: this.#envelopeVersion === 2 ? 2 : 0,
+        envelopeVersion: v2 ? 2 : 0,
         payload: event.data,
       };
       const bytes = encodeWithHash(envelope);

@@ -38,6 +38,12 @@ export interface AppendMetadata {
    */
   readonly commandName?: string;
   readonly commandFingerprint?: Uint8Array;
+  /**
+   * The fingerprint is one a reader can compute from the command's events (the caller checked that
+   * the events map back to exactly the request it fingerprinted): a version 2 envelope leaves it
+   * out, and a reader of version 2 events without one derives it. Version 1 envelopes keep it.
+   */
+  readonly fingerprintDerivable?: boolean;
   /** Who issued the command (e.g. "jwt:alice"), written into every envelope; empty when unknown. */
   readonly principal?: string;
 }

@@ -8,13 +8,14 @@ import { hash } from "node:crypto";
  * byte, the digest costs next to nothing, and its 32 characters are copied into a small array.
  */
 export function sha256(...parts: Uint8Array[]): Uint8Array {
-  const text = hash(
-    "sha256",
-    parts.length === 1 ? (parts[0] as Uint8Array) : concat(parts),
-    "binary",
-  );
-  const digest = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) digest[i] = text.charCodeAt(i);
+  return sha256Head(parts.length === 1 ? (parts[0] as Uint8Array) : concat(parts), 32);
+}
+
+/** The first `length` bytes (at most 32) of the SHA-256 digest of `data` (SHA-256 truncated). */
+export function sha256Head(data: Uint8Array, length: number): Uint8Array {
+  const text = hash("sha256", data, "binary");
+  const digest = new Uint8Array(length);
+  for (let i = 0; i < length; i++) digest[i] = text.charCodeAt(i);
   return digest;
 }
 

@@ -7,6 +7,17 @@ import { hash as digest } from "node:crypto";
 const hashFieldOf = (bytes: Uint8Array) => (isEnvelopeV2(bytes) ? 15 : 12);
 
 /**
+ * Bytes of a version 2 envelope's hash: the first 16 of the SHA-256 digest (a version 1 hash is the
+ * whole digest, 32). docs/AUDIT.md ("Envelope version 2") says why 128 bits are enough for a link.
+ */
+export const V2_HASH_BYTES = 16;
+
+/** Bytes of the hash an envelope of the version of `bytes` carries: 16 (version 2) or 32. */
+export function hashBytesOf(bytes: Uint8Array): number {
+  return isEnvelopeV2(bytes) ? V2_HASH_BYTES : 32;
+}
+
+/**
  * Whether stored bytes are an envelope of version 2 (a StoredContextEvent): its first field is its
  * envelope version, a varint (first byte 0x08), where a version 1 envelope (a ContextEvent) starts
  * with its event id, a string (0x0a).
@@ -31,8 +42,9 @@ export function storedEventHash(
 ): Uint8Array | undefined {
   const text = storedDigest(bytes, prevHash, storyId);
   if (text === undefined) return undefined;
-  const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) out[i] = text.charCodeAt(i);
+  const length = hashBytesOf(bytes);
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = text.charCodeAt(i);
   return out;
 }
 
@@ -48,10 +60,11 @@ export function storedHashMatches(
   hash: Uint8Array,
   storyId: string,
 ): boolean {
-  if (hash.length !== 32) return false;
+  const length = hashBytesOf(bytes);
+  if (hash.length !== length) return false;
   const actual = storedDigest(bytes, prevHash, storyId);
   if (actual === undefined) return false;
-  for (let i = 0; i < 32; i++) if (actual.charCodeAt(i) !== hash[i]) return false;
+  for (let i = 0; i < length; i++) if (actual.charCodeAt(i) !== hash[i]) return false;
   return true;
 }
 

@@ -1,5 +1,5 @@
 import { hash } from "node:crypto";
-import type { Command } from "@ctx/domain";
+import type { Command, ContextEventData, DroppedEventData } from "@ctx/domain";
 
 /**
  * The format of the fingerprints this release computes: the first byte of each. A later release
@@ -26,8 +26,99 @@ const DIGEST_BYTES = 8;
  * story cache at a fraction of what a byte array costs.
  */
 export function commandFingerprint(commands: readonly Command[]): string {
-  const digest = hash("sha256", canonicalJson(commands), "binary");
+  return fingerprintOfCanonical(canonicalJson(commands));
+}
+
+/** The fingerprint of commands given as their canonical JSON (see canonicalJson). */
+export function fingerprintOfCanonical(canonical: string): string {
+  const digest = hash("sha256", canonical, "binary");
   return String.fromCharCode(FORMAT) + digest.slice(0, DIGEST_BYTES);
+}
+
+/**
+ * The commands that decide into exactly `events`, one command per event, read back from the
+ * events' fields; undefined when one of them is not made by a command from its fields alone (a set
+ * aside, an upcaster's drop). What it gives back need not be the request: a command that decided
+ * into no event, or into an event with fields it did not give (an UpdateSubtask that named only the
+ * status), is not among them. The handler compares: when the canonical JSON of these commands is
+ * that of the request, the request's fingerprint is the fingerprint of these, and a version 2
+ * envelope leaves it out (AppendMetadata.fingerprintDerivable): a reader derives it from the events
+ * (fingerprintFromEvents), at no cost to the writer but this comparison.
+ */
+export function commandsOf(
+  events: readonly (ContextEventData | DroppedEventData)[],
+): Command[] | undefined {
+  const commands: Command[] = [];
+  for (const event of events) {
+    const command = commandOf(event);
+    if (command === undefined) return undefined;
+    commands.push(command);
+  }
+  return commands;
+}
+
+/**
+ * The fingerprint of the request that wrote `events` (a command's events, in order), when they
+ * give it (commandsOf); `""` when they do not.
+ */
+export function fingerprintFromEvents(
+  events: readonly (ContextEventData | DroppedEventData)[],
+): string {
+  const commands = commandsOf(events);
+  return commands === undefined || commands.length === 0 ? "" : commandFingerprint(commands);
+}
+
+function commandOf(event: ContextEventData | DroppedEventData): Command | undefined {
+  switch (event.case) {
+    case "contextCreated":
+      return {
+        type: "CreateContext",
+        title: event.value.title,
+        description: event.value.description,
+      };
+    case "decisionAdded": {
+      const v = event.value;
+      return {
+        type: "AddDecision",
+        decisionId: v.decisionId,
+        title: v.title,
+        rationale: v.rationale,
+        madeBy: v.madeBy,
+        alternatives: v.alternatives,
+        affectsSubtaskIds: v.affectsSubtaskIds,
+      };
+    }
+    case "decisionSuperseded":
+      return {
+        type: "SupersedeDecision",
+        decisionId: event.value.decisionId,
+        supersededByDecisionId: event.value.supersededByDecisionId,
+      };
+    case "subtaskAdded":
+      return {
+        type: "AddSubtask",
+        subtaskId: event.value.subtaskId,
+        title: event.value.title,
+        dependsOn: event.value.dependsOn,
+      };
+    case "subtaskUpdated":
+      return {
+        type: "UpdateSubtask",
+        subtaskId: event.value.subtaskId,
+        status: event.value.status,
+        assignee: event.value.assignee,
+      };
+    case "subtaskDependencyAdded":
+      return {
+        type: "AddSubtaskDependency",
+        subtaskId: event.value.subtaskId,
+        dependsOnSubtaskId: event.value.dependsOnSubtaskId,
+      };
+    case "contextArchived":
+      return { type: "ArchiveContext", reason: event.value.reason };
+    default:
+      return undefined;
+  }
 }
 
 /** A fingerprint as stored in an envelope (`command_fingerprint`). */
@@ -52,6 +143,13 @@ export function fingerprintOf(bytes: Uint8Array): string {
   }
   return text;
 }
+
+/**
+ * What a story's command entry holds for a command whose first event is a version 2 envelope
+ * without a fingerprint: the one the command's events give, to be derived from them when a retry
+ * needs it (fingerprintFromEvents). No fingerprint starts with a 0 byte.
+ */
+export const FROM_EVENTS = "\u0000";
 
 /**
  * Whether a stored fingerprint can be compared with the ones this release computes: false for an

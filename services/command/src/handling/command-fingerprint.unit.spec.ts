@@ -1,11 +1,13 @@
 import { createHash } from "node:crypto";
-import type { Command } from "@ctx/domain";
+import { type Command, decideAll, initialState, storyId } from "@ctx/domain";
 import { SubtaskStatus } from "@ctx/proto";
 import { describe, expect, it } from "vitest";
 import {
   canonicalJson,
   commandFingerprint,
+  commandsOf,
   fingerprintBytes,
+  fingerprintFromEvents,
   fingerprintOf,
   isComparable,
 } from "./command-fingerprint.ts";
@@ -83,5 +85,48 @@ describe("commandFingerprint", () => {
     const view = framed.subarray(7, 7 + 256);
     expect(fingerprintOf(view)).toBe(String.fromCharCode(...all));
     expect(fingerprintBytes(fingerprintOf(view))).toEqual(all);
+  });
+});
+
+describe("commandsOf", () => {
+  // Given a request of every kind of command, each giving every field its event keeps...
+  const full: Command[] = [
+    { type: "CreateContext", title: "Story", description: "What it is" },
+    { type: "AddSubtask", subtaskId: "a", title: "First", dependsOn: [] },
+    { type: "AddSubtask", subtaskId: "b", title: "Second", dependsOn: ["a"] },
+    { type: "AddSubtask", subtaskId: "c", title: "Third", dependsOn: [] },
+    decision({ decisionId: "d1", affectsSubtaskIds: ["a"] }),
+    decision({ decisionId: "d2", alternatives: [] }),
+    { type: "SupersedeDecision", decisionId: "d1", supersededByDecisionId: "d2" },
+    { type: "AddSubtaskDependency", subtaskId: "c", dependsOnSubtaskId: "b" },
+    { type: "UpdateSubtask", subtaskId: "a", status: SubtaskStatus.IN_PROGRESS, assignee: "ana" },
+    { type: "ArchiveContext", reason: "done" },
+  ];
+
+  it("gives back the request from the events it decided into, and so its fingerprint", () => {
+    // ...when it is decided...
+    const events = decideAll(full, initialState(storyId("s-1")));
+    // ...then the events give the request back: same canonical JSON, same fingerprint.
+    expect(canonicalJson(commandsOf(events) ?? [])).toBe(canonicalJson(full));
+    expect(fingerprintFromEvents(events)).toBe(commandFingerprint(full));
+  });
+
+  it("gives something else when the request said less than its events (the handler then stores the fingerprint)", () => {
+    // An UpdateSubtask naming only the status: its event carries the assignee as well.
+    const partial: Command = {
+      type: "UpdateSubtask",
+      subtaskId: "a",
+      status: SubtaskStatus.BLOCKED,
+    };
+    const events = decideAll([...full.slice(0, 2), partial], initialState(storyId("s-1")));
+    const derived = commandsOf(events.slice(2));
+    expect(derived).toHaveLength(1);
+    expect(canonicalJson(derived ?? [])).not.toBe(canonicalJson([partial]));
+  });
+
+  it("gives nothing for events no command makes", () => {
+    expect(commandsOf([{ case: undefined }])).toBeUndefined();
+    expect(fingerprintFromEvents([{ case: undefined }])).toBe("");
+    expect(fingerprintFromEvents([])).toBe("");
   });
 });

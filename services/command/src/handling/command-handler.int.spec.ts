@@ -8,6 +8,7 @@ import {
   type ReadOptions,
 } from "@ctx/event-store";
 import { testStreamSettings } from "@ctx/event-store/testing";
+import { SubtaskStatus } from "@ctx/proto";
 import { connectTestNats, uniqueName } from "@ctx/test-support";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -159,5 +160,65 @@ describe("a handler whose cached story is behind the stream", () => {
     await run(second, story, addSubtask("t2"));
 
     await expect(run(first, story, addSubtask("t2"))).rejects.toThrow(/t2/);
+  });
+});
+
+describe("a command's fingerprint", () => {
+  const request = (story: StoryId, commandId: string, command: Command) => ({
+    storyId: story,
+    name: command.type,
+    commands: [command],
+    commandId,
+    correlationId: "",
+    causationId: "",
+  });
+  const blocked: Command = { type: "UpdateSubtask", subtaskId: "a", status: SubtaskStatus.BLOCKED };
+
+  it("is left out of a version 2 envelope when the events give it back, and still guards the id after a cold load", async () => {
+    const story = storyId(uniqueName("story"));
+    const store = createEventStore(nc, { names: settings });
+    const writer = createCommandHandler(store);
+    // Given an AddSubtask (its event gives the request back) and an UpdateSubtask that named only
+    // the status (its event also carries the assignee), each under a command id of its own
+    await run(writer, story, { type: "CreateContext", title: "Fingerprints", description: "" });
+    const added = await writer.handle(request(story, "k-add", addSubtask("a")));
+    await writer.handle(request(story, "k-update", blocked));
+
+    // Then the first stores no fingerprint, the second its 9 bytes
+    const events = await store.read(story);
+    const byCommand = (id: string) => events.find((e) => e.envelope.commandId === id)?.envelope;
+    expect(byCommand("k-add")?.envelopeVersion).toBe(2);
+    expect(byCommand("k-add")?.commandFingerprint).toHaveLength(0);
+    expect(byCommand("k-add")?.commandName).toBe("AddSubtask");
+    expect(byCommand("k-update")?.commandFingerprint).toHaveLength(9);
+
+    // When a handler that has not seen the story gets the ids again: another request is refused,
+    // the same one answered as a retry
+    const cold = createCommandHandler(createEventStore(nc, { names: settings }));
+    const other = await cold
+      .handle(request(story, "k-add", { ...addSubtask("a"), title: "Another title" }))
+      .catch((e: unknown) => e);
+    expect(isCommandIdReusedError(other)).toBe(true);
+    expect(await cold.handle(request(story, "k-add", addSubtask("a")))).toEqual({
+      ...added,
+      deduplicated: true,
+    });
+    const otherUpdate = await createCommandHandler(createEventStore(nc, { names: settings }))
+      .handle(request(story, "k-update", { ...blocked, assignee: "" }))
+      .catch((e: unknown) => e);
+    expect(isCommandIdReusedError(otherUpdate)).toBe(true);
+  });
+
+  it("is kept in a version 1 envelope, which a reader never derives", async () => {
+    const story = storyId(uniqueName("story"));
+    const store = createEventStore(nc, { names: settings, envelopeVersion: 1 });
+    const writer = createCommandHandler(store);
+    await run(writer, story, { type: "CreateContext", title: "Version 1", description: "" });
+    await writer.handle(request(story, "k-add", addSubtask("a")));
+
+    const events = await store.read(story);
+    const stored = events.find((e) => e.envelope.commandId === "k-add")?.envelope;
+    expect(stored?.envelopeVersion).toBe(0);
+    expect(stored?.commandFingerprint).toHaveLength(9);
   });
 });

@@ -27,9 +27,13 @@ import { CommandIdReusedError } from "../errors.ts";
 import type { CommandSnapshotStore, StoredSnapshot } from "../snapshots/command-snapshot-store.ts";
 import type { CommandSnapshotter } from "../snapshots/command-snapshotter.ts";
 import {
-  commandFingerprint,
+  canonicalJson,
+  commandsOf,
+  FROM_EVENTS,
   fingerprintBytes,
+  fingerprintFromEvents,
   fingerprintOf,
+  fingerprintOfCanonical,
   isComparable,
 } from "./command-fingerprint.ts";
 import {
@@ -265,27 +269,51 @@ export function createCommandHandler(
       fromVersion: indexed.firstVersion,
       toVersion: indexed.version,
     });
+    const own = events.filter((e) => e.envelope.commandId === commandId);
     const found = new Map<string, CommandEntry>();
-    record(
-      found,
-      events.filter((e) => e.envelope.commandId === commandId),
-    );
+    record(found, own);
     const outcome = found.get(commandId);
     return outcome === undefined ||
       isIndexed(outcome) ||
       outcome.firstVersion !== indexed.firstVersion
       ? undefined
-      : outcome;
+      : derived(outcome, own);
+  }
+
+  /**
+   * `seen` with its fingerprint, when it is one to derive from the command's events (FROM_EVENTS):
+   * read back from the stream, where `seen` says they lie.
+   */
+  async function fingerprinted(
+    storyId: StoryId,
+    commandId: string,
+    seen: CommandOutcome,
+  ): Promise<CommandOutcome> {
+    if (seen.fingerprint !== FROM_EVENTS) return seen;
+    const events = await store.read(storyId, {
+      afterSequence: seen.firstSequence - 1,
+      fromVersion: seen.firstVersion,
+      toVersion: seen.version,
+    });
+    return derived(
+      seen,
+      events.filter((e) => e.envelope.commandId === commandId),
+    );
   }
 
   async function handle(request: CommandRequest): Promise<CommandResult> {
     const commandId = request.commandId ?? uuidv7();
-    const fingerprint = commandFingerprint(request.commands);
+    const canonical = canonicalJson(request.commands);
+    const fingerprint = fingerprintOfCanonical(canonical);
     let story = cache.get(request.storyId) ?? (await load(request.storyId));
     for (let attempt = 1; ; attempt++) {
       request.signal?.throwIfAborted();
       const seen = story.commands.get(commandId);
-      if (seen && !isIndexed(seen)) return repeated(request, commandId, fingerprint, seen);
+      if (seen && !isIndexed(seen)) {
+        const known = await fingerprinted(request.storyId, commandId, seen);
+        if (known !== seen) story.commands.set(commandId, known);
+        return repeated(request, commandId, fingerprint, known);
+      }
       if (seen) {
         const outcome = await resolve(request.storyId, commandId, seen);
         if (outcome) {
@@ -335,6 +363,7 @@ export function createCommandHandler(
             causationId: request.causationId,
             commandName: request.name,
             commandFingerprint: fingerprintBytes(fingerprint),
+            fingerprintDerivable: isDerivable(events, canonical),
             principal: request.principal ?? "",
           },
         );
@@ -505,9 +534,27 @@ function record(commands: Map<string, CommandEntry>, events: readonly RecordedEv
       eventIds: [...(before?.eventIds ?? []), event.eventId],
       // The first event of a command carries what it was.
       name: before?.name ?? internedName(commandName),
-      fingerprint: before?.fingerprint ?? fingerprintOf(commandFingerprint),
+      fingerprint:
+        before?.fingerprint ??
+        (commandFingerprint.length === 0 &&
+        event.envelope.envelopeVersion === 2 &&
+        commandName !== ""
+          ? FROM_EVENTS
+          : fingerprintOf(commandFingerprint)),
     });
   }
+}
+
+/** Whether the events give back the request whose canonical JSON is `canonical` (commandsOf). */
+function isDerivable(events: Decided["events"], canonical: string): boolean {
+  const commands = commandsOf(events);
+  return commands !== undefined && canonicalJson(commands) === canonical;
+}
+
+/** `outcome` with the fingerprint its command's events give, when it was one to derive. */
+function derived(outcome: CommandOutcome, events: readonly RecordedEvent[]): CommandOutcome {
+  if (outcome.fingerprint !== FROM_EVENTS) return outcome;
+  return { ...outcome, fingerprint: fingerprintFromEvents(events.map((e) => e.data)) };
 }
 
 // Request names are few (the service's methods): a cached story keeps one string for each, not

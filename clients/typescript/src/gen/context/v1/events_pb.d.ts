@@ -407,6 +407,9 @@ export declare type StoredContextEvent = Message<"context.v1.StoredContextEvent"
   commandName: string;
 
   /**
+   * Absent on a command's first event: the fingerprint of the commands its events give back (see
+   * docs/ARCHITECTURE.md, "Envelope version 2").
+   *
    * @generated from field: bytes command_fingerprint = 9;
    */
   commandFingerprint: Uint8Array;
@@ -437,8 +440,8 @@ export declare type StoredContextEvent = Message<"context.v1.StoredContextEvent"
   eventId: string;
 
   /**
-   * SHA-256 over the previous event's hash (none for version 1) and this message encoded without
-   * this field.
+   * The first 16 bytes of the SHA-256 over the previous event's hash (none for the story's first
+   * event), the story id as field 14 (never stored) and this message encoded without this field.
    *
    * @generated from field: bytes hash = 15;
    */
