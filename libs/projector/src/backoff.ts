@@ -1,3 +1,4 @@
+import { untilAborted } from "@ctx/config";
 import {
   BrokenCircuitError,
   ConsecutiveBreaker,
@@ -106,21 +107,7 @@ export function outageRetry(options: OutageRetryOptions): OutageRetry {
       signal.throwIfAborted();
       return fn();
     }, signal);
-    run.catch(() => undefined);
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      run.then(
-        (value) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(value);
-        },
-        (e: unknown) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      );
-    });
+    return untilAborted(run, signal);
   }
   return { execute };
 }

@@ -54,14 +54,33 @@ const addSubtask = (id: string): Command => ({
   dependsOn: [],
 });
 
-function run(handler: CommandHandler, story: StoryId, command: Command) {
-  return handler.handle({
+/** A request of one command, under `commandId` when given. */
+function requestOf(story: StoryId, command: Command, commandId?: string) {
+  return {
     storyId: story,
     name: command.type,
     commands: [command],
+    ...(commandId === undefined ? {} : { commandId }),
     correlationId: "",
     causationId: "",
-  });
+  };
+}
+
+function run(handler: CommandHandler, story: StoryId, command: Command) {
+  return handler.handle(requestOf(story, command));
+}
+
+/**
+ * Two replicas' handlers on a new story: the first created it, the second added a subtask the
+ * first has not seen (its cached story is one event behind).
+ */
+async function replicasOneBehind(title: string) {
+  const story = storyId(uniqueName("story"));
+  const first = createCommandHandler(recordingStore().store);
+  const second = createCommandHandler(recordingStore().store);
+  await run(first, story, { type: "CreateContext", title, description: "" });
+  await run(second, story, addSubtask("cached"));
+  return { story, first, second };
 }
 
 describe("a handler whose cached story is behind the stream", () => {
@@ -126,20 +145,9 @@ describe("a handler whose cached story is behind the stream", () => {
   });
 
   it("refuses a command id another replica used for another request, found on the conflict", async () => {
-    const story = storyId(uniqueName("story"));
-    const first = createCommandHandler(recordingStore().store);
-    const second = createCommandHandler(recordingStore().store);
-    await run(first, story, { type: "CreateContext", title: "Shared", description: "" });
-    await run(second, story, addSubtask("cached"));
+    const { story, first, second } = await replicasOneBehind("Shared");
     // The first replica, behind by one event, stores the command id "k" for one request...
-    const request = (command: Command) => ({
-      storyId: story,
-      name: command.type,
-      commands: [command],
-      commandId: "k",
-      correlationId: "",
-      causationId: "",
-    });
+    const request = (command: Command) => requestOf(story, command, "k");
     const stored = await first.handle(request(addSubtask("a")));
     // ...and the second, whose cached story does not hold it, learns of it from the conflict.
     const refused = await second.handle(request(addSubtask("b"))).catch((e: unknown) => e);
@@ -164,14 +172,8 @@ describe("a handler whose cached story is behind the stream", () => {
 });
 
 describe("a command's fingerprint", () => {
-  const request = (story: StoryId, commandId: string, command: Command) => ({
-    storyId: story,
-    name: command.type,
-    commands: [command],
-    commandId,
-    correlationId: "",
-    causationId: "",
-  });
+  const request = (story: StoryId, commandId: string, command: Command) =>
+    requestOf(story, command, commandId);
   const blocked: Command = { type: "UpdateSubtask", subtaskId: "a", status: SubtaskStatus.BLOCKED };
 
   it("is left out of a version 2 envelope when the events give it back, and still guards the id after a cold load", async () => {
@@ -196,7 +198,14 @@ describe("a command's fingerprint", () => {
     // the same one answered as a retry
     const cold = createCommandHandler(createEventStore(nc, { names: settings }));
     const other = await cold
-      .handle(request(story, "k-add", { ...addSubtask("a"), title: "Another title" }))
+      .handle(
+        request(story, "k-add", {
+          type: "AddSubtask",
+          subtaskId: "a",
+          title: "Another title",
+          dependsOn: [],
+        }),
+      )
       .catch((e: unknown) => e);
     expect(isCommandIdReusedError(other)).toBe(true);
     expect(await cold.handle(request(story, "k-add", addSubtask("a")))).toEqual({
@@ -220,5 +229,33 @@ describe("a command's fingerprint", () => {
     const stored = events.find((e) => e.envelope.commandId === "k-add")?.envelope;
     expect(stored?.envelopeVersion).toBe(0);
     expect(stored?.commandFingerprint).toHaveLength(9);
+  });
+});
+
+describe("commands of one story at once in one process", () => {
+  it("are decided one after another: none races another, none is refused", async () => {
+    // Given a handler that gives up at the first lost race
+    const story = storyId(uniqueName("story"));
+    const handler = createCommandHandler(recordingStore().store, { maxAttempts: 1 });
+    await run(handler, story, { type: "CreateContext", title: "Burst", description: "" });
+
+    // When 40 commands of the story arrive together
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => run(handler, story, addSubtask(`t${i}`))),
+    );
+
+    // Then each appended after the one before it, in arrival order
+    expect(results.map((r) => r.version)).toEqual(Array.from({ length: 40 }, (_, i) => i + 2));
+  });
+
+  it("still meet other processes' writes through the expectation", async () => {
+    const { story, first, second } = await replicasOneBehind("Two");
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        run(i % 2 === 0 ? first : second, story, addSubtask(`u${i}`)),
+      ),
+    );
+    expect(new Set(results.map((r) => r.version)).size).toBe(20);
+    expect(Math.max(...results.map((r) => r.version))).toBe(22);
   });
 });

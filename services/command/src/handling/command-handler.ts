@@ -45,6 +45,7 @@ import {
   type LoadedStory,
   StoryCache,
 } from "./story-cache.ts";
+import { StoryLanes } from "./story-lanes.ts";
 
 export interface CommandRequest {
   readonly storyId: StoryId;
@@ -99,6 +100,11 @@ export interface CommandHandlerOptions {
   readonly snapshotter?: CommandSnapshotter;
   /** Called after each load of a story the handler did not hold, for metrics and logs. */
   readonly onColdLoad?: (load: ColdLoad) => void;
+  /**
+   * Commands of one story that wait for the one in flight before them, at most (see StoryLanes);
+   * past that a command runs at once and may race the others. Default 256.
+   */
+  readonly laneDepth?: number;
 }
 
 /** Why a load did not use a snapshot, though the handler has a snapshot store. */
@@ -135,8 +141,10 @@ export interface CommandHandler {
 
 /**
  * Runs commands: load the story (cache, else the event store), decide within the limits, append
- * with the story's version as the server-checked expectation. A lost race reloads and decides
- * again, unless the caller pinned an expected version, which then fails with ConcurrencyError.
+ * with the story's version as the server-checked expectation. Commands of one story run one after
+ * another in arrival order (StoryLanes), so that this process never races itself; a race lost to
+ * another process reloads and decides again, unless the caller pinned an expected version, which
+ * then fails with ConcurrencyError.
  * A command id the story holds already answers the first result when the request is the same
  * one, and CommandIdReusedError otherwise.
  */
@@ -301,7 +309,13 @@ export function createCommandHandler(
     );
   }
 
-  async function handle(request: CommandRequest): Promise<CommandResult> {
+  const lanes = new StoryLanes(options.laneDepth ?? 256);
+
+  function handle(request: CommandRequest): Promise<CommandResult> {
+    return lanes.run(request.storyId, () => decideAndAppend(request), request.signal);
+  }
+
+  async function decideAndAppend(request: CommandRequest): Promise<CommandResult> {
     const commandId = request.commandId ?? uuidv7();
     const canonical = canonicalJson(request.commands);
     const fingerprint = fingerprintOfCanonical(canonical);
