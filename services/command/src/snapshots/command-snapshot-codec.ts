@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   type ContextState,
   fromContextMessage,
@@ -8,7 +7,7 @@ import {
   streamVersion,
   toContextMessage,
 } from "@ctx/domain";
-import { ContextSchema } from "@ctx/proto";
+import { CommandSnapshotPageSchema, CommandSnapshotStateSchema } from "@ctx/proto";
 import type { CommandEntry, IndexedCommand } from "../handling/story-cache.ts";
 
 /**
@@ -29,7 +28,7 @@ import type { CommandEntry, IndexedCommand } from "../handling/story-cache.ts";
  * holds at most PAGE_SPAN commands of at most 128-character ids, about 9 KB. Each command is listed
  * as its id and where its events lie, not their ids and fingerprint: a retry of it reads them.
  *
- * The messages are protobuf-encoded by hand (field numbers below), not declared in proto/: they are
+ * The messages are context.v1.CommandSnapshotState and CommandSnapshotPage (command_service.proto):
  * the command service's private cache, which no client reads, and which it may drop at any time.
  */
 export const commandSnapshotFormat = 1;
@@ -63,38 +62,26 @@ export interface IndexedEntry extends IndexedCommand {
   readonly commandId: string;
 }
 
-// Field numbers. State: 1 format, 2 story id, 3 version, 4 occurred-at (ms since the epoch),
-// 5 event sequence, 6 event hash, 7 context (context.v1.Context), 8 pages, 9 pages digest,
-// 10 recent digest. Page: 1 format, 2 story id, 3 after, 4 to, 5 entries. Entry: 1 command id,
-// 2 first version, 3 first sequence, 4 last version.
-
 export function encodeState(snapshot: SnapshotState): Uint8Array {
   const { state } = snapshot;
   if (state.version === 0 || state.updatedAt === undefined) {
     throw new RangeError(`story ${state.storyId} has no events: there is nothing to snapshot`);
   }
-  return new BinaryWriter()
-    .tag(1, WireType.Varint)
-    .uint32(commandSnapshotFormat)
-    .tag(2, WireType.LengthDelimited)
-    .string(state.storyId)
-    .tag(3, WireType.Varint)
-    .uint32(state.version)
-    .tag(4, WireType.Varint)
-    .int64(state.updatedAt.getTime())
-    .tag(5, WireType.Varint)
-    .uint64(snapshot.sequence)
-    .tag(6, WireType.LengthDelimited)
-    .bytes(snapshot.hash)
-    .tag(7, WireType.LengthDelimited)
-    .bytes(toBinary(ContextSchema, toContextMessage(state)))
-    .tag(8, WireType.Varint)
-    .uint32(snapshot.pages)
-    .tag(9, WireType.LengthDelimited)
-    .bytes(snapshot.pagesDigest)
-    .tag(10, WireType.LengthDelimited)
-    .bytes(snapshot.recentDigest)
-    .finish();
+  return toBinary(
+    CommandSnapshotStateSchema,
+    create(CommandSnapshotStateSchema, {
+      format: commandSnapshotFormat,
+      storyId: state.storyId,
+      version: state.version,
+      occurredAtMs: BigInt(state.updatedAt.getTime()),
+      sequence: BigInt(snapshot.sequence),
+      hash: snapshot.hash,
+      context: toContextMessage(state),
+      pages: snapshot.pages,
+      pagesDigest: snapshot.pagesDigest,
+      recentDigest: snapshot.recentDigest,
+    }),
+  );
 }
 
 /**
@@ -104,47 +91,32 @@ export function encodeState(snapshot: SnapshotState): Uint8Array {
  */
 export function decodeState(storyId: StoryId, bytes: Uint8Array): SnapshotState | undefined {
   try {
-    let format = 0;
-    let story = "";
-    let version = 0;
-    let occurredAt = Number.NaN;
-    let sequence = 0;
-    let hash: Uint8Array = new Uint8Array(0);
-    let context: Uint8Array | undefined;
-    let pages = -1;
-    let pagesDigest: Uint8Array = new Uint8Array(0);
-    let recentDigest: Uint8Array = new Uint8Array(0);
-    const r = new BinaryReader(bytes);
-    while (r.pos < r.len) {
-      const [field, wireType] = r.tag();
-      if (field === 1) format = r.uint32();
-      else if (field === 2) story = r.string();
-      else if (field === 3) version = r.uint32();
-      else if (field === 4) occurredAt = Number(r.int64());
-      else if (field === 5) sequence = Number(r.uint64());
-      else if (field === 6) hash = r.bytes();
-      else if (field === 7) context = r.bytes();
-      else if (field === 8) pages = r.uint32();
-      else if (field === 9) pagesDigest = r.bytes();
-      else if (field === 10) recentDigest = r.bytes();
-      else r.skip(wireType);
-    }
+    const m = fromBinary(CommandSnapshotStateSchema, bytes);
+    const occurredAt = Number(m.occurredAtMs);
+    const sequence = Number(m.sequence);
+    const pages = m.pages ?? -1;
     if (
-      format !== commandSnapshotFormat ||
-      story !== storyId ||
-      version < 1 ||
-      !Number.isFinite(occurredAt) ||
+      m.format !== commandSnapshotFormat ||
+      m.storyId !== storyId ||
+      m.version < 1 ||
+      occurredAt === 0 ||
       sequence < 1 ||
-      hash.length === 0 ||
-      context === undefined ||
-      pages !== Math.floor(version / PAGE_SPAN)
+      m.hash.length === 0 ||
+      m.context === undefined ||
+      m.context.storyId !== storyId ||
+      pages !== Math.floor(m.version / PAGE_SPAN)
     ) {
       return undefined;
     }
-    const message = fromBinary(ContextSchema, context);
-    if (message.storyId !== storyId) return undefined;
-    const state = fromContextMessage(message, streamVersion(version), new Date(occurredAt));
-    return { state, sequence, hash, pages, pagesDigest, recentDigest };
+    const state = fromContextMessage(m.context, streamVersion(m.version), new Date(occurredAt));
+    return {
+      state,
+      sequence,
+      hash: m.hash,
+      pages,
+      pagesDigest: m.pagesDigest ?? new Uint8Array(0),
+      recentDigest: m.recentDigest,
+    };
   } catch {
     // Not a snapshot this code can read (truncated, another shape, a status it does not know).
     return undefined;
@@ -158,29 +130,21 @@ export function encodePage(
   to: number,
   commands: readonly IndexedEntry[],
 ): Uint8Array {
-  const w = new BinaryWriter()
-    .tag(1, WireType.Varint)
-    .uint32(commandSnapshotFormat)
-    .tag(2, WireType.LengthDelimited)
-    .string(storyId)
-    .tag(3, WireType.Varint)
-    .uint32(after)
-    .tag(4, WireType.Varint)
-    .uint32(to);
-  for (const c of commands) {
-    w.tag(5, WireType.LengthDelimited)
-      .fork()
-      .tag(1, WireType.LengthDelimited)
-      .string(c.commandId)
-      .tag(2, WireType.Varint)
-      .uint32(c.firstVersion)
-      .tag(3, WireType.Varint)
-      .uint64(c.firstSequence)
-      .tag(4, WireType.Varint)
-      .uint32(c.version)
-      .join();
-  }
-  return w.finish();
+  return toBinary(
+    CommandSnapshotPageSchema,
+    create(CommandSnapshotPageSchema, {
+      format: commandSnapshotFormat,
+      storyId,
+      after,
+      to,
+      commands: commands.map((c) => ({
+        commandId: c.commandId,
+        firstVersion: c.firstVersion,
+        firstSequence: BigInt(c.firstSequence),
+        version: c.version,
+      })),
+    }),
+  );
 }
 
 /**
@@ -193,56 +157,32 @@ export function decodePage(
   bytes: Uint8Array,
 ): CommandPage | undefined {
   try {
-    let format = 0;
-    let story = "";
-    let from = -1;
-    let to = -1;
-    const commands: IndexedEntry[] = [];
-    const r = new BinaryReader(bytes);
-    while (r.pos < r.len) {
-      const [field, wireType] = r.tag();
-      if (field === 1) format = r.uint32();
-      else if (field === 2) story = r.string();
-      else if (field === 3) from = r.uint32();
-      else if (field === 4) to = r.uint32();
-      else if (field === 5) commands.push(decodeEntry(new BinaryReader(r.bytes())));
-      else r.skip(wireType);
+    const m = fromBinary(CommandSnapshotPageSchema, bytes);
+    if (
+      m.format !== commandSnapshotFormat ||
+      m.storyId !== storyId ||
+      (m.after ?? -1) !== after ||
+      m.to < after
+    ) {
+      return undefined;
     }
+    const commands: IndexedEntry[] = m.commands.map((c) => ({
+      indexed: true,
+      commandId: c.commandId,
+      firstVersion: streamVersion(c.firstVersion),
+      firstSequence: Number(c.firstSequence),
+      version: streamVersion(c.version),
+    }));
     const fits = (c: IndexedEntry) =>
       c.commandId !== "" &&
       c.firstVersion > after &&
-      c.firstVersion <= to &&
+      c.firstVersion <= m.to &&
       c.version >= c.firstVersion &&
       c.firstSequence > 0;
-    if (format !== commandSnapshotFormat || story !== storyId || from !== after || to < after) {
-      return undefined;
-    }
-    return commands.every(fits) ? { after, to, commands } : undefined;
+    return commands.every(fits) ? { after, to: m.to, commands } : undefined;
   } catch {
     return undefined;
   }
-}
-
-function decodeEntry(r: BinaryReader): IndexedEntry {
-  let commandId = "";
-  let firstVersion = 0;
-  let firstSequence = 0;
-  let version = 0;
-  while (r.pos < r.len) {
-    const [field, wireType] = r.tag();
-    if (field === 1) commandId = r.string();
-    else if (field === 2) firstVersion = r.uint32();
-    else if (field === 3) firstSequence = Number(r.uint64());
-    else if (field === 4) version = r.uint32();
-    else r.skip(wireType);
-  }
-  return {
-    indexed: true,
-    commandId,
-    firstVersion: streamVersion(firstVersion),
-    firstSequence,
-    version: streamVersion(version),
-  };
 }
 
 /**

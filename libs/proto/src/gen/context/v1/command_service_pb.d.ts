@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
-import type { SubtaskStatus } from "./context_pb.js";
+import type { Context, SubtaskStatus } from "./context_pb.js";
 
 /**
  * Describes the file context/v1/command_service.proto.
@@ -712,6 +712,157 @@ export declare type ApplyChangesResponse = Message<"context.v1.ApplyChangesRespo
  * Use `create(ApplyChangesResponseSchema)` to create a new message.
  */
 export declare const ApplyChangesResponseSchema: GenMessage<ApplyChangesResponse>;
+
+/**
+ * The command service's snapshot of a story's state (`{prefix}.{story}.state` in the command
+ * snapshot stream), anchored to the event it was folded up to. A private cache of the command
+ * service, which it may drop at any time: no client reads it. See
+ * services/command/src/snapshots/command-snapshot-codec.ts.
+ *
+ * @generated from message context.v1.CommandSnapshotState
+ */
+export declare type CommandSnapshotState = Message<"context.v1.CommandSnapshotState"> & {
+  /**
+   * The snapshot format (1).
+   *
+   * @generated from field: uint32 format = 1;
+   */
+  format: number;
+
+  /**
+   * @generated from field: string story_id = 2;
+   */
+  storyId: string;
+
+  /**
+   * @generated from field: uint32 version = 3;
+   */
+  version: number;
+
+  /**
+   * The time of the event at `version`, in milliseconds since the Unix epoch.
+   *
+   * @generated from field: int64 occurred_at_ms = 4;
+   */
+  occurredAtMs: bigint;
+
+  /**
+   * Stream sequence and hash of that event.
+   *
+   * @generated from field: uint64 sequence = 5;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: bytes hash = 6;
+   */
+  hash: Uint8Array;
+
+  /**
+   * @generated from field: context.v1.Context context = 7;
+   */
+  context?: Context | undefined;
+
+  /**
+   * Full pages of command ids it relies on (version / 64), and their chained digest. Written even
+   * when 0 and empty (explicit presence), as the first release of the format wrote them.
+   *
+   * @generated from field: optional uint32 pages = 8;
+   */
+  pages?: number | undefined;
+
+  /**
+   * @generated from field: optional bytes pages_digest = 9;
+   */
+  pagesDigest?: Uint8Array | undefined;
+
+  /**
+   * SHA-256 of the recent page written with it.
+   *
+   * @generated from field: bytes recent_digest = 10;
+   */
+  recentDigest: Uint8Array;
+};
+
+/**
+ * Describes the message context.v1.CommandSnapshotState.
+ * Use `create(CommandSnapshotStateSchema)` to create a new message.
+ */
+export declare const CommandSnapshotStateSchema: GenMessage<CommandSnapshotState>;
+
+/**
+ * A page of command ids (`{prefix}.{story}.c.{k}`, or `.recent`): the commands whose first event
+ * has a version in (after, to], in version order.
+ *
+ * @generated from message context.v1.CommandSnapshotPage
+ */
+export declare type CommandSnapshotPage = Message<"context.v1.CommandSnapshotPage"> & {
+  /**
+   * @generated from field: uint32 format = 1;
+   */
+  format: number;
+
+  /**
+   * @generated from field: string story_id = 2;
+   */
+  storyId: string;
+
+  /**
+   * Written even when 0 (explicit presence), as the first release of the format wrote it.
+   *
+   * @generated from field: optional uint32 after = 3;
+   */
+  after?: number | undefined;
+
+  /**
+   * @generated from field: uint32 to = 4;
+   */
+  to: number;
+
+  /**
+   * @generated from field: repeated context.v1.CommandSnapshotEntry commands = 5;
+   */
+  commands: CommandSnapshotEntry[];
+};
+
+/**
+ * Describes the message context.v1.CommandSnapshotPage.
+ * Use `create(CommandSnapshotPageSchema)` to create a new message.
+ */
+export declare const CommandSnapshotPageSchema: GenMessage<CommandSnapshotPage>;
+
+/**
+ * One command of a page: its id and where its events lie.
+ *
+ * @generated from message context.v1.CommandSnapshotEntry
+ */
+export declare type CommandSnapshotEntry = Message<"context.v1.CommandSnapshotEntry"> & {
+  /**
+   * @generated from field: string command_id = 1;
+   */
+  commandId: string;
+
+  /**
+   * @generated from field: uint32 first_version = 2;
+   */
+  firstVersion: number;
+
+  /**
+   * @generated from field: uint64 first_sequence = 3;
+   */
+  firstSequence: bigint;
+
+  /**
+   * @generated from field: uint32 version = 4;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message context.v1.CommandSnapshotEntry.
+ * Use `create(CommandSnapshotEntrySchema)` to create a new message.
+ */
+export declare const CommandSnapshotEntrySchema: GenMessage<CommandSnapshotEntry>;
 
 /**
  * Changes a story's context. Every call appends one or more events to the story atomically, or nothing.
