@@ -263,6 +263,20 @@ export function createCommandHandler(
     return report(apply(base, tail), "snapshot", tail.length);
   }
 
+  /** The events of `commandId`, read where `where` (a command entry) says they lie. */
+  async function commandEvents(
+    storyId: StoryId,
+    commandId: string,
+    where: Pick<CommandEntry, "firstSequence" | "firstVersion" | "version">,
+  ): Promise<RecordedEvent[]> {
+    const events = await store.read(storyId, {
+      afterSequence: where.firstSequence - 1,
+      fromVersion: where.firstVersion,
+      toVersion: where.version,
+    });
+    return events.filter((e) => e.envelope.commandId === commandId);
+  }
+
   /**
    * The outcome of a command a snapshot listed, read from its events as a full read would have
    * recorded it; undefined when the stream does not hold it where the snapshot said.
@@ -272,12 +286,7 @@ export function createCommandHandler(
     commandId: string,
     indexed: IndexedCommand,
   ): Promise<CommandOutcome | undefined> {
-    const events = await store.read(storyId, {
-      afterSequence: indexed.firstSequence - 1,
-      fromVersion: indexed.firstVersion,
-      toVersion: indexed.version,
-    });
-    const own = events.filter((e) => e.envelope.commandId === commandId);
+    const own = await commandEvents(storyId, commandId, indexed);
     const found = new Map<string, CommandEntry>();
     record(found, own);
     const outcome = found.get(commandId);
@@ -298,15 +307,7 @@ export function createCommandHandler(
     seen: CommandOutcome,
   ): Promise<CommandOutcome> {
     if (seen.fingerprint !== FROM_EVENTS) return seen;
-    const events = await store.read(storyId, {
-      afterSequence: seen.firstSequence - 1,
-      fromVersion: seen.firstVersion,
-      toVersion: seen.version,
-    });
-    return derived(
-      seen,
-      events.filter((e) => e.envelope.commandId === commandId),
-    );
+    return derived(seen, await commandEvents(storyId, commandId, seen));
   }
 
   const lanes = new StoryLanes(options.laneDepth ?? 256);
