@@ -8,7 +8,7 @@ import {
   type StreamInfo,
 } from "@nats-io/jetstream";
 import { StreamConfigurationError } from "./errors.ts";
-import { type EventStreamNames, streamInfoIfAny } from "./event-stream.ts";
+import { type EventStreamNames, provisionDerivedStream, streamInfoIfAny } from "./event-stream.ts";
 
 /**
  * Where the command service keeps its snapshots of the stories it decides on, beside an event
@@ -91,21 +91,10 @@ export async function provisionCommandSnapshotStream(
   names: CommandSnapshotNames,
   replicas = 1,
 ): Promise<StreamInfo> {
-  const desired = desiredConfig(names, replicas);
-  const existing = await streamInfoIfAny(jsm, names.stream);
-  if (!existing) return jsm.streams.add(desired);
-  const current = existing.config;
-  if (current.storage !== desired.storage) {
-    throw new StreamConfigurationError(
-      `stream ${names.stream} uses ${current.storage} storage, not ${desired.storage}; delete it (command snapshots are rewritten from the events)`,
-    );
-  }
-  const same =
-    current.num_replicas === desired.num_replicas &&
-    current.max_msgs_per_subject === desired.max_msgs_per_subject &&
-    current.allow_atomic === desired.allow_atomic &&
-    current.allow_direct === desired.allow_direct &&
-    JSON.stringify(current.subjects) === JSON.stringify(desired.subjects);
-  if (same) return existing;
-  return jsm.streams.update(names.stream, { ...current, ...desired });
+  return provisionDerivedStream(
+    jsm,
+    desiredConfig(names, replicas),
+    ["num_replicas", "max_msgs_per_subject", "allow_atomic", "allow_direct", "subjects"],
+    "command snapshots are rewritten from the events",
+  );
 }

@@ -179,6 +179,33 @@ export async function streamInfoIfAny(
 }
 
 /**
+ * Creates a stream that holds derived data (a cache the services rewrite from the events), or
+ * brings an existing one to `desired` when it differs in one of `compared`. Its storage type
+ * cannot change in place: a stream of the other type is refused, `rebuilt` saying why deleting it
+ * is safe. Idempotent: what `ctx provision` runs for the snapshot streams.
+ */
+export async function provisionDerivedStream(
+  jsm: JetStreamManager,
+  desired: Partial<StreamConfig> & { name: string },
+  compared: readonly (keyof StreamConfig)[],
+  rebuilt: string,
+): Promise<StreamInfo> {
+  const existing = await streamInfoIfAny(jsm, desired.name);
+  if (!existing) return jsm.streams.add(desired);
+  const current = existing.config;
+  if (current.storage !== desired.storage) {
+    throw new StreamConfigurationError(
+      `stream ${desired.name} uses ${current.storage} storage, not ${desired.storage}; delete it (${rebuilt})`,
+    );
+  }
+  const same = compared.every(
+    (key) => JSON.stringify(current[key]) === JSON.stringify(desired[key]),
+  );
+  if (same) return existing;
+  return jsm.streams.update(desired.name, { ...current, ...desired });
+}
+
+/**
  * The settings the services rely on in which a stream differs from the desired one. Replicas,
  * compression and the duplicate window are the operator's (ctx provision) and not checked.
  */

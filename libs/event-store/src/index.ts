@@ -103,6 +103,7 @@ export {
   eventSubject,
   parseStoredSubject,
   partitionSubjects,
+  provisionDerivedStream,
   provisionEventStream,
   storyPartition,
   storySubjects,

@@ -1,4 +1,8 @@
-import { StreamConfigurationError, streamInfoIfAny } from "@ctx/event-store";
+import {
+  provisionDerivedStream,
+  StreamConfigurationError,
+  streamInfoIfAny,
+} from "@ctx/event-store";
 import {
   type JetStreamManager,
   StorageType,
@@ -96,21 +100,10 @@ export async function provisionSnapshotStream(
   jsm: JetStreamManager,
   settings: SnapshotStreamSettings = defaultSnapshotStreamSettings,
 ): Promise<StreamInfo> {
-  const desired = desiredConfig(settings);
-  const existing = await streamInfoIfAny(jsm, settings.stream);
-  if (!existing) return jsm.streams.add(desired);
-  const current = existing.config;
-  if (current.storage !== desired.storage) {
-    throw new StreamConfigurationError(
-      `stream ${settings.stream} uses ${current.storage} storage, not ${desired.storage}; delete it (snapshots are rebuilt from the events)`,
-    );
-  }
-  const same =
-    current.num_replicas === desired.num_replicas &&
-    current.duplicate_window === desired.duplicate_window &&
-    current.compression === desired.compression &&
-    current.allow_direct === desired.allow_direct &&
-    JSON.stringify(current.subjects) === JSON.stringify(desired.subjects);
-  if (same) return existing;
-  return jsm.streams.update(settings.stream, { ...current, ...desired });
+  return provisionDerivedStream(
+    jsm,
+    desiredConfig(settings),
+    ["num_replicas", "duplicate_window", "compression", "allow_direct", "subjects"],
+    "snapshots are rebuilt from the events",
+  );
 }
