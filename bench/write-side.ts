@@ -7,7 +7,10 @@
 //      bench/results/profiles/ when it stops), BENCH_CLIENT ("connect": connect-node's gRPC client;
 //      "h2": a minimal gRPC client on node:http2 for the measured AddSubtask calls, which costs the
 //      shared cores less; see h2Client; "go": the measured calls from the Go load generator of
-//      bench/loadgen on one connection, pre-encoded, so that no pause of this process counts).
+//      bench/loadgen on one connection, pre-encoded, so that no pause of this process counts),
+//      BENCH_FLOORS ("publish,store" with the Go client; "none": none): the floors of the write
+//      path, node:http2 servers that append one event per call and do nothing else (see
+//      bench/support/append-floor-server.ts), driven like the command service.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
@@ -44,7 +47,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { bearer } from "./support/bearer.ts";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop, StoryPicker } from "./support/load.ts";
-import { buildLoadgen, goClosedLoop } from "./support/loadgen.ts";
+import {
+  buildLoadgen,
+  type FloorServer,
+  goClosedLoop,
+  startAppendFloorServer,
+} from "./support/loadgen.ts";
 import { histogram, loopDelayMs, meanMs, scrape } from "./support/metrics.ts";
 import { type OtlpSink, startOtlpSink } from "./support/otlp-sink.ts";
 import {
@@ -73,6 +81,8 @@ const settings = {
   natsCluster: envNumber("BENCH_NATS_CLUSTER", 1),
   /** The read phases after the writes; BENCH_READS=0 leaves them out. */
   reads: process.env.BENCH_READS !== "0",
+  /** Floor servers measured at each level (only with the Go client, which drives them). */
+  floors: floorModes(process.env.BENCH_FLOORS ?? "publish,store"),
   /**
    * BENCH_TRACING=<ratio>: the command service traces (OTEL_* variables, OTLP/HTTP protobuf to a
    * sink on loopback), sampling that share of the calls (1: every call); off (0) by default, as
@@ -103,6 +113,8 @@ interface Level {
   readonly rawPreEncoded: Phase;
   /** Command service rate / raw rate (envelope built per event, like the service does). */
   readonly ratio: number;
+  /** The floors of the write path at this level (Go client only; see BENCH_FLOORS). */
+  readonly floors: readonly { readonly mode: FloorMode; readonly phase: Phase }[];
   /** Means from the service's own histograms over the phase (warm-up included), in ms. */
   readonly serviceSideMs: {
     readonly handling: number;
@@ -129,6 +141,24 @@ interface ReadStrategies {
   readonly reads: number;
   readonly directGetMs: LatencySummary;
   readonly orderedConsumerMs: LatencySummary;
+}
+
+type FloorMode = "publish" | "store";
+
+/** What each floor server does per call, as the report names it. */
+const floorLabels: Record<FloorMode, string> = {
+  publish: "floor: HTTP/2 + one publish, pre-encoded",
+  store: "floor: HTTP/2 + EventStore.append",
+};
+
+function floorModes(value: string): FloorMode[] {
+  if (value === "none" || value === "") return [];
+  return value.split(",").map((m) => {
+    if (m !== "publish" && m !== "store") {
+      throw new Error("BENCH_FLOORS must be none or a list of publish, store");
+    }
+    return m;
+  });
 }
 
 function clientKind(value: string): "connect" | "h2" | "go" {
@@ -159,7 +189,9 @@ async function main(): Promise<void> {
   const h2Sessions: http2.ClientHttp2Session[] = [];
   let nc: NatsConnection | undefined;
   let sink: OtlpSink | undefined;
+  const floorServers = new Map<FloorMode, FloorServer>();
   const shutdown = onShutdown(async () => {
+    for (const f of floorServers.values()) await f.stop();
     await sink?.close();
     for (const s of sessions) s.abort();
     for (const s of h2Sessions) s.destroy();
@@ -270,6 +302,20 @@ async function main(): Promise<void> {
     const store = createEventStore(nc, { names: serviceNames, timeoutMs: 10_000 });
     await writeReadStories(store);
 
+    if (settings.client === "go") {
+      // Started before the phases, so that their start-up is in none of them. They append to the
+      // raw stream, as the admin the raw baseline publishes as, on stories of their own.
+      const floorEnv = {
+        ...stack.natsEnv("admin"),
+        FLOOR_STREAM: rawNames.stream,
+        FLOOR_SUBJECT_PREFIX: rawNames.subjectPrefix,
+        FLOOR_STORIES: String(settings.stories),
+      };
+      for (const mode of settings.floors) {
+        floorServers.set(mode, await startAppendFloorServer(mode, floorEnv));
+      }
+    }
+
     const levels: Level[] = [];
     for (const concurrency of settings.levels) {
       const connections = settings.client === "go" ? 1 : connectionsFor(concurrency);
@@ -306,6 +352,23 @@ async function main(): Promise<void> {
           : closedLoop({ ...window, call: (worker) => service.append(worker % connections) }),
       );
       const after = await scrape(stack.commandMetricsUrl);
+      const floors: Level["floors"][number][] = [];
+      for (const [mode, floor] of floorServers) {
+        log(`${concurrency} in flight: ${floorLabels[mode]}…`);
+        const phase = await withCpu(
+          { service: floor.pid, nats: stack.natsPids() },
+          ["service"],
+          () =>
+            goClosedLoop({
+              ...window,
+              target: floor.target,
+              method: service.appendPath,
+              requests: goRequests,
+              sequential: true,
+            }),
+        );
+        floors.push({ mode, phase });
+      }
       const handling = ["grpc_server_handling_seconds", ['grpc_method="AddSubtask"']] as const;
       const append = ["ctx_event_store_append_seconds", ['events="one"']] as const;
       levels.push({
@@ -315,6 +378,7 @@ async function main(): Promise<void> {
         rawJetStream: rawPhase,
         rawPreEncoded,
         ratio: servicePhase.perSecond / rawPhase.perSecond,
+        floors,
         serviceSideMs: {
           handling: meanMs(histogram(before, ...handling), histogram(after, ...handling)),
           append: meanMs(histogram(before, ...append), histogram(after, ...append)),
@@ -745,6 +809,7 @@ function report(r: {
         row(`${l.concurrency} · command service (gRPC)`, l.commandService, String(l.connections)),
         row(`${l.concurrency} · raw publish, envelope per event`, l.rawJetStream, "1 (NATS)"),
         row(`${l.concurrency} · raw publish, pre-encoded`, l.rawPreEncoded, "1 (NATS)"),
+        ...l.floors.map((f) => row(`${l.concurrency} · ${floorLabels[f.mode]}`, f.phase, "1")),
       ]),
     ),
     "",
@@ -770,13 +835,50 @@ function report(r: {
         fmt(l.commandService.benchLoopLagMs.p99, 1),
       ]),
     ),
+    ...ratioLines(r.levels),
     ...(r.storyReads === undefined ? [] : readLines(r.reads, r.storyReads)),
   ];
   const errors = [
-    ...r.levels.flatMap((l) => [...l.commandService.errorSamples, ...l.rawJetStream.errorSamples]),
+    ...r.levels.flatMap((l) => [
+      ...l.commandService.errorSamples,
+      ...l.rawJetStream.errorSamples,
+      ...l.floors.flatMap((f) => f.phase.errorSamples),
+    ]),
   ];
   if (errors.length > 0) lines.push("", "Errors seen:", ...errors.map((e) => `  ${e}`));
   return lines.join("\n");
+}
+
+/**
+ * Every path's rate over the pre-encoded raw publish of the same level (what issue #26's target is
+ * stated against), and the command service's over each floor: how much of what a Node process
+ * appending one event per call reaches on this machine the service keeps.
+ */
+function ratioLines(levels: readonly Level[]): string[] {
+  const modes = [...new Set(levels.flatMap((l) => l.floors.map((f) => f.mode)))];
+  const share = (a: number, b: number) => `${fmt((a / b) * 100, 0)} %`;
+  return [
+    "",
+    table(
+      [
+        "in flight",
+        "service / raw pre-encoded",
+        ...modes.map((m) => `${floorLabels[m]} / raw pre-encoded`),
+        ...modes.map((m) => `service / ${m} floor`),
+      ],
+      levels.map((l) => {
+        const raw = l.rawPreEncoded.perSecond;
+        const floorRate = (m: FloorMode) =>
+          l.floors.find((f) => f.mode === m)?.phase.perSecond ?? Number.NaN;
+        return [
+          String(l.concurrency),
+          share(l.commandService.perSecond, raw),
+          ...modes.map((m) => share(floorRate(m), raw)),
+          ...modes.map((m) => share(l.commandService.perSecond, floorRate(m))),
+        ];
+      }),
+    ),
+  ];
 }
 
 function readLines(reads: readonly ReadStrategies[], storyReads: StoryReadCost): string[] {

@@ -140,7 +140,7 @@ async function runLoadgen(
   return JSON.parse(out) as LoadgenOutput;
 }
 
-export interface NoopGrpcServer {
+export interface FloorServer {
   /** host:port it listens on. */
   readonly target: string;
   readonly pid: number;
@@ -151,13 +151,36 @@ export interface NoopGrpcServer {
  * Starts bench/support/noop-grpc-server.ts, a node:http2 gRPC server that answers every call with
  * its request: the floor of a Node HTTP/2 service on this machine, for the same load.
  */
-export async function startNoopGrpcServer(): Promise<NoopGrpcServer> {
-  // Started like the services, so that the floor differs from them in nothing but the work.
-  const entry = join(repoRoot, "bench/support/noop-grpc-server.ts");
+export function startNoopGrpcServer(): Promise<FloorServer> {
+  return startFloorServer("bench/support/noop-grpc-server.ts");
+}
+
+/**
+ * Starts bench/support/append-floor-server.ts: a node:http2 gRPC server that appends one event per
+ * call and does nothing else (`mode`: through the ack publisher, pre-encoded, or EventStore.append),
+ * as the floor of the write path. `env` holds its NATS variables (URL and login).
+ */
+export function startAppendFloorServer(
+  mode: "publish" | "store",
+  env: Readonly<Record<string, string>>,
+): Promise<FloorServer> {
+  return startFloorServer("bench/support/append-floor-server.ts", { ...env, FLOOR_MODE: mode });
+}
+
+/**
+ * Starts a floor server (a script that prints `{"port":N}` once it listens and exits when its stdin
+ * ends) like the services are started, so that it differs from them in nothing but the work.
+ */
+async function startFloorServer(
+  script: string,
+  env: Readonly<Record<string, string>> = {},
+): Promise<FloorServer> {
+  const entry = join(repoRoot, script);
   const child = spawn(process.execPath, [...serviceNodeFlags(), entry], {
-    // stdin stays open while this process lives: the server exits when it closes (bench/support/
-    // noop-grpc-server.ts), so a bench that crashes leaves no server behind.
+    // stdin stays open while this process lives: the server exits when it closes, so a bench that
+    // crashes leaves no server behind.
     stdio: ["pipe", "pipe", "inherit"],
+    env: { ...process.env, ...env },
   });
   const port = await new Promise<number>((resolve, reject) => {
     let out: string | undefined = "";
@@ -172,7 +195,7 @@ export async function startNoopGrpcServer(): Promise<NoopGrpcServer> {
       resolve(Number(found[1]));
     });
     child.once("error", reject);
-    child.once("exit", (code) => reject(new Error(`the no-op gRPC server exited with ${code}`)));
+    child.once("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   return {
