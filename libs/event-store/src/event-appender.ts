@@ -15,11 +15,12 @@ import { type ApiError, JetStreamApiError } from "@nats-io/jetstream";
 import { type MsgHdrs, MsgHdrsImpl, errors as natsErrors } from "@nats-io/transport-node";
 import { trace as otelTrace, SpanKind } from "@opentelemetry/api";
 import { type AckPublisher, createAckPublisher, type OutgoingMessage } from "./ack-publisher.ts";
-import { type RecordedEvent, streamSequence } from "./codec.ts";
+import { type RecordedEvent, type StoredEvent, streamSequence } from "./codec.ts";
 import {
   AppendFailedError,
   ConcurrencyError,
   EventStoreUnavailableError,
+  isEventReadError,
   SetAsideRefusedError,
   TRANSIENT_API_ERRORS,
 } from "./errors.ts";
@@ -293,7 +294,7 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
         if (e instanceof WrongLastSequence && timeouts + unsettled > 0) {
           // A re-send refused by the expectation: the attempt before it may have been stored (a
           // version 2 envelope has no Nats-Msg-Id for the server to drop the copy by).
-          const stored = await this.#storedAlready(storyId, messages);
+          const stored = await this.#storedAlready(storyId, expectedSequence, messages);
           if (stored === undefined) throw e;
           outcome = stored;
           continue;
@@ -415,9 +416,9 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
     const code = reply.error?.err_code;
     if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
     if (code === BATCH_DUPLICATE_MSG_ID) {
-      // The batch was sent before (its ack was lost): the events are stored if the story's head is
-      // ours.
-      const stored = await this.#storedAlready(storyId, messages);
+      // The batch was sent before (its ack was lost): the events are stored if the versions after
+      // the expectation are ours.
+      const stored = await this.#storedAlready(storyId, expectedSequence, messages);
       if (stored !== undefined) return stored;
       throw new WrongLastSequence(reply.error?.description ?? "duplicate message id");
     }
@@ -462,18 +463,44 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
   }
 
   /**
-   * Whether an append that was sent before is stored: the story's head (asked of the leader, which
-   * stored it; a follower may not hold it yet) is its last event. Undefined when it is not.
+   * Whether an append that was sent before is stored, asked of the stream's leader (which stored
+   * it; a follower may not hold it yet). Either the story's head is its last event (the usual case,
+   * and the only one for named events sent again by a caller, whose first attempt carried another
+   * expectation), or, since this attempt's expectation was the first one's too, its events are the
+   * story's first ones after `expectedSequence`, at the versions they were given, and other writers'
+   * events followed them before the re-send. Undefined when neither holds, or they cannot be read.
    */
   async #storedAlready(
     storyId: StoryId,
+    expectedSequence: number,
     messages: readonly Outgoing[],
   ): Promise<{ lastSequence: number; deduplicated: true } | undefined> {
     const head = await this.#reader.lastOnLeader(storyId);
     const lastId = messages[messages.length - 1]?.envelope.eventId;
-    return head && head.eventId === lastId
-      ? { lastSequence: head.sequence, deduplicated: true }
-      : undefined;
+    if (head === undefined) return undefined;
+    if (head.eventId === lastId) return { lastSequence: head.sequence, deduplicated: true };
+    const first = (messages[0] as Outgoing).envelope;
+    let stored: readonly StoredEvent[];
+    try {
+      stored = await this.#reader.readStored(storyId, {
+        fromVersion: first.version,
+        toVersion: first.version + messages.length - 1,
+        afterSequence: expectedSequence,
+        ...(first.version > 1 ? { afterHash: first.prevHash } : {}),
+        fromLeader: true,
+      });
+    } catch (e) {
+      if (isEventReadError(e)) return undefined;
+      throw e;
+    }
+    if (stored.length !== messages.length) return undefined;
+    for (const [i, event] of stored.entries()) {
+      if (event.eventId !== messages[i]?.envelope.eventId) return undefined;
+    }
+    return {
+      lastSequence: Number((stored[stored.length - 1] as StoredEvent).sequence),
+      deduplicated: true,
+    };
   }
 
   /** The headers of the story-wide expectation, checked by the server (see #expectedSubjects). */
@@ -578,7 +605,8 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
  * given in NewEvent: the caller may send them again, from any store, and expects them stored
  * once). A version 2 envelope whose id the store made goes without: the header is stored with the
  * event (about 10 of its bytes on disk), and a re-send of it is refused by the story-wide
- * expectation, which the store then tells from a conflict by the story's head (#storedAlready).
+ * expectation, which the store then tells from a conflict by reading what was stored after the
+ * expected sequence (#storedAlready).
  */
 function messageIdOf(message: Outgoing, record: Record<string, string[]>): void {
   if (message.messageId !== undefined) record["Nats-Msg-Id"] = [message.messageId];

@@ -19,6 +19,7 @@ import {
   type EventStore,
   type EventStreamSettings,
   ExpectedVersion,
+  eventSubject,
   isConcurrencyError,
   provisionEventStream,
   type ReadOptions,
@@ -572,6 +573,35 @@ describe("deduplication", () => {
     expect((await store.read(story)).length).toBe(2);
   });
 
+  it("an unnamed event whose ack was lost is stored once, even when another writer appended after it before the re-send", async () => {
+    for (const expected of [ExpectedVersion.Any, streamVersion(1)]) {
+      const story = newStory();
+      await store.append(story, [{ data: created() }], ExpectedVersion.NoStory);
+      const resend = Promise.withResolvers<void>();
+      const lossy = createEventStore(
+        connectionLosingFirstAck(nc, eventSubject(settings, story, "SubtaskAdded"), resend.promise),
+        { names: settings, timeoutMs: 1_000, envelopeVersion: 2 },
+      );
+      // Given an append whose first attempt is stored but whose ack never arrives…
+      const appending = lossy.append(story, [{ data: subtask("ours") }], expected);
+      await until(async () => (await store.read(story)).length === 2);
+      // …when another writer appends after it before the re-send…
+      await store.append(story, [{ data: subtask("theirs") }], streamVersion(2));
+      resend.resolve();
+      // …then the re-send, refused by its expectation, finds its event stored: no conflict, no copy.
+      const result = await appending;
+      expect(result.deduplicated).toBe(true);
+      expect(result.version).toBe(2);
+      expect(result.events.map((e) => e.eventId)).toEqual([
+        (await store.read(story, { fromVersion: 2, toVersion: 2 }))[0]?.eventId,
+      ]);
+      const titles = (await store.read(story)).map((e) =>
+        e.data.case === "subtaskAdded" ? e.data.value.subtaskId : e.data.case,
+      );
+      expect(titles).toEqual(["contextCreated", "ours", "theirs"]);
+    }
+  });
+
   it("an event id that cannot be a Nats-Msg-Id is refused before anything is published", async () => {
     const story = newStory();
     for (const eventId of ["", "two words", "line\r\nNats-Msg-Id: other", "x".repeat(129)]) {
@@ -655,3 +685,33 @@ describe("readAll", () => {
     expect(sequences).toEqual([...sequences].sort((a, b) => a - b));
   });
 });
+
+/**
+ * `nc`, except that the first publish to `subject` reaches the server with a reply subject nobody
+ * listens on (stored, its ack lost), and every later one waits for `resend` before it is sent.
+ */
+function connectionLosingFirstAck(
+  nc: NatsConnection,
+  subject: string,
+  resend: Promise<void>,
+): NatsConnection {
+  let sent = 0;
+  const publish: NatsConnection["publish"] = (to, data, options) => {
+    if (to !== subject) return nc.publish(to, data, options);
+    sent += 1;
+    if (sent === 1) return nc.publish(to, data, { ...options, reply: uniqueName("_LOST.ack") });
+    void resend.then(() => nc.publish(to, data, options));
+  };
+  return new Proxy(nc, {
+    get(target, property) {
+      if (property === "publish") return publish;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+/** Resolves once `condition` holds, asking every 20 ms. */
+async function until(condition: () => Promise<boolean>): Promise<void> {
+  while (!(await condition())) await new Promise((r) => setTimeout(r, 20));
+}
