@@ -857,6 +857,9 @@ function report(r: {
 function ratioLines(levels: readonly Level[]): string[] {
   const modes = [...new Set(levels.flatMap((l) => l.floors.map((f) => f.mode)))];
   const share = (a: number, b: number) => `${fmt((a / b) * 100, 0)} %`;
+  // The main thread's busy time per call: what a Node process pays per call on this machine.
+  const perCall = (p: Phase | undefined) =>
+    p === undefined ? "–" : fmt(((p.cpuPercent.serviceMain ?? Number.NaN) * 1e4) / p.perSecond, 0);
   return [
     "",
     table(
@@ -865,16 +868,18 @@ function ratioLines(levels: readonly Level[]): string[] {
         "service / raw pre-encoded",
         ...modes.map((m) => `${floorLabels[m]} / raw pre-encoded`),
         ...modes.map((m) => `service / ${m} floor`),
+        `main thread µs per call: service${modes.map((m) => ` / ${m} floor`).join("")}`,
       ],
       levels.map((l) => {
         const raw = l.rawPreEncoded.perSecond;
-        const floorRate = (m: FloorMode) =>
-          l.floors.find((f) => f.mode === m)?.phase.perSecond ?? Number.NaN;
+        const floor = (m: FloorMode) => l.floors.find((f) => f.mode === m)?.phase;
+        const floorRate = (m: FloorMode) => floor(m)?.perSecond ?? Number.NaN;
         return [
           String(l.concurrency),
           share(l.commandService.perSecond, raw),
           ...modes.map((m) => share(floorRate(m), raw)),
           ...modes.map((m) => share(l.commandService.perSecond, floorRate(m))),
+          [perCall(l.commandService), ...modes.map((m) => perCall(floor(m)))].join(" / "),
         ];
       }),
     ),
