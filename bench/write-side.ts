@@ -32,7 +32,6 @@ import {
   eventSubject,
   provisionEventStream,
   storySubjects,
-  storySubjectsInPartition,
 } from "@ctx/event-store";
 import { uuidv7 } from "@ctx/ids";
 import {
@@ -45,6 +44,7 @@ import {
 import { type JetStreamClient, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { bearer } from "./support/bearer.ts";
+import { expectedSubjects } from "./support/expectation.ts";
 import { type H2Client, h2Client } from "./support/h2-client.ts";
 import { closedLoop, StoryPicker } from "./support/load.ts";
 import {
@@ -94,12 +94,6 @@ const settings = {
 };
 const rawNames: EventStreamNames = { stream: "BENCH_RAW", subjectPrefix: "bench.raw" };
 
-/** The expectation's subjects as the store sends them: the story's partition once it has events. */
-function rawExpectedSubjects(storyId: string, lastSequence: number): string {
-  return lastSequence > 0
-    ? storySubjectsInPartition(rawNames, storyId, defaultEventStreamSettings.partitions)
-    : storySubjects(rawNames, storyId);
-}
 const serviceNames = defaultEventStreamNames;
 
 type Commands = Client<typeof ContextCommandService>;
@@ -528,7 +522,7 @@ function rawWriter(js: JetStreamClient, ids: readonly string[]) {
         msgID: envelope.eventId,
         expect: {
           lastSubjectSequence: head.sequence,
-          lastSubjectSequenceSubject: rawExpectedSubjects(id, head.sequence),
+          lastSubjectSequenceSubject: expectedSubjects(rawNames, id, head.sequence),
         },
       },
     );
@@ -592,7 +586,7 @@ function rawWriter(js: JetStreamClient, ids: readonly string[]) {
           msgID: `${run}-${n}`,
           expect: {
             lastSubjectSequence: head.sequence,
-            lastSubjectSequenceSubject: rawExpectedSubjects(id, head.sequence),
+            lastSubjectSequenceSubject: expectedSubjects(rawNames, id, head.sequence),
           },
         });
         heads[story] = { ...head, sequence: ack.seq };

@@ -26,16 +26,14 @@ import { storyId as toStoryId } from "@ctx/domain";
 import {
   createEventStore,
   defaultEventStreamNames,
-  defaultEventStreamSettings,
   type EventStreamNames,
   eventSubject,
-  storySubjects,
-  storySubjectsInPartition,
 } from "@ctx/event-store";
 import { createAckPublisher } from "@ctx/event-store/ack-publisher";
 import { ContextEventSchema, SubtaskAddedSchema } from "@ctx/proto";
 import { connectNats, natsConnectionOf } from "@ctx/service";
 import { MsgHdrsImpl } from "@nats-io/transport-node";
+import { expectedSubjects } from "./expectation.ts";
 
 // The services run with this flag (libs/config runService); the floor should not differ in it.
 setFlagsFromString("--no-allocation-site-pretenuring");
@@ -85,11 +83,7 @@ function publisher(): (index: number) => Promise<void> {
     const last = sequences[index] as number;
     const headers = MsgHdrsImpl.fromRecord({
       "Nats-Expected-Last-Subject-Sequence": [String(last)],
-      "Nats-Expected-Last-Subject-Sequence-Subject": [
-        last > 0
-          ? storySubjectsInPartition(names, id, defaultEventStreamSettings.partitions)
-          : storySubjects(names, id),
-      ],
+      "Nats-Expected-Last-Subject-Sequence-Subject": [expectedSubjects(names, id, last)],
     });
     const reply = await acks.request([
       { subject: eventSubject(names, id, "SubtaskAdded"), data: bytes, headers },

@@ -416,8 +416,8 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
     const code = reply.error?.err_code;
     if (code === WRONG_LAST_SEQUENCE) throw new WrongLastSequence(reply.error?.description ?? "");
     if (code === BATCH_DUPLICATE_MSG_ID) {
-      // The batch was sent before (its ack was lost): the events are stored if the versions after
-      // the expectation are ours.
+      // The batch was sent before (its ack was lost): the events are stored if the story's head,
+      // or the versions after the expectation, are ours.
       const stored = await this.#storedAlready(storyId, expectedSequence, messages);
       if (stored !== undefined) return stored;
       throw new WrongLastSequence(reply.error?.description ?? "duplicate message id");
@@ -605,8 +605,8 @@ export class EventAppender implements Pick<EventStore, "append" | "setAside"> {
  * given in NewEvent: the caller may send them again, from any store, and expects them stored
  * once). A version 2 envelope whose id the store made goes without: the header is stored with the
  * event (about 10 of its bytes on disk), and a re-send of it is refused by the story-wide
- * expectation, which the store then tells from a conflict by reading what was stored after the
- * expected sequence (#storedAlready).
+ * expectation, which the store then tells from a conflict by the story's head or what was stored
+ * right after the expected sequence (#storedAlready).
  */
 function messageIdOf(message: Outgoing, record: Record<string, string[]>): void {
   if (message.messageId !== undefined) record["Nats-Msg-Id"] = [message.messageId];
