@@ -50,7 +50,7 @@ FROM runtime AS command
 ENV COMMAND_LISTEN=0.0.0.0:50051 COMMAND_OPS_LISTEN=0.0.0.0:9551
 EXPOSE 50051/tcp 9551/tcp
 LABEL org.opencontainers.image.title=ctx-command
-ENTRYPOINT ["/usr/local/bin/node", "--no-memory-reducer", "/app/services/command/src/main.ts"]
+ENTRYPOINT ["/usr/local/bin/node", "--no-memory-reducer", "--max-semi-space-size=16", "/app/services/command/src/main.ts"]
 
 FROM runtime AS query
 ENV QUERY_LISTEN=0.0.0.0:50052 QUERY_OPS_LISTEN=0.0.0.0:9552

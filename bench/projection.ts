@@ -32,7 +32,13 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { type CpuShares, measureCpu } from "./support/cpu.ts";
 import { currentEnvelopes, fillInterleaved } from "./support/fill.ts";
 import { histogram, scrape } from "./support/metrics.ts";
-import { type BenchStack, onShutdown, repoRoot, startBenchStack } from "./support/servers.ts";
+import {
+  type BenchStack,
+  imageNodeFlags,
+  onShutdown,
+  repoRoot,
+  startBenchStack,
+} from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
 
@@ -300,7 +306,7 @@ async function project(
     opsListenVariable: "PROJECTOR_OPS_LISTEN",
     // As deploy/local/services.sh starts projectors.
     nodeArgs: [
-      "--max-semi-space-size=64",
+      ...imageNodeFlags("projector"),
       ...(settings.profile ? ["--cpu-prof", `--cpu-prof-dir=${join(profilesDir, model)}`] : []),
     ],
     natsRole: `projector-${model}`,

@@ -19,7 +19,12 @@ import { bearer } from "./support/bearer.ts";
 import { gauge, scrape } from "./support/metrics.ts";
 import { openLoop } from "./support/open-loop.ts";
 import { describeMachine, gitState, natsServerVersion } from "./support/run-info.ts";
-import { type BenchService, onShutdown, startBenchStack } from "./support/servers.ts";
+import {
+  type BenchService,
+  imageNodeFlags,
+  onShutdown,
+  startBenchStack,
+} from "./support/servers.ts";
 import { envNumber, resultsDir } from "./support/settings.ts";
 import { fmt, table } from "./support/stats.ts";
 
@@ -157,7 +162,7 @@ async function main(): Promise<void> {
             entry: "services/projector/src/main.ts",
             opsListenVariable: "PROJECTOR_OPS_LISTEN",
             // As deploy/local/services.sh starts projectors.
-            nodeArgs: ["--max-semi-space-size=64"],
+            nodeArgs: imageNodeFlags("projector"),
             natsRole: `projector-${model}`,
             env: { PROJECTION: model, PROJECTOR_REPLICA_ID: `${model}-${r}`, LOG_LEVEL: "warn" },
           }),

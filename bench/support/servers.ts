@@ -32,6 +32,22 @@ export function serviceNodeFlags(): string[] {
     .filter((line) => line !== "" && !line.startsWith("#"));
 }
 
+/**
+ * The Node/V8 flags of one service's image beyond the shared ones (serviceNodeFlags), as its
+ * container and deploy/local/services.sh start it (source: deploy/images/images.json): the young
+ * generation's size of the command service and the projectors. A bench starts each service as it
+ * is deployed.
+ */
+export function imageNodeFlags(image: "command" | "projector"): string[] {
+  const spec = JSON.parse(readFileSync(join(repoRoot, "deploy/images/images.json"), "utf8")) as {
+    images: Record<string, { entrypoint: string[] }>;
+  };
+  const shared = new Set(serviceNodeFlags());
+  const entrypoint = spec.images[image]?.entrypoint ?? [];
+  // The node binary first, the script last; the flags between.
+  return entrypoint.slice(1, -1).filter((flag) => !shared.has(flag));
+}
+
 /** A Node service a bench started as a child process (see BenchStack.startService). */
 export interface BenchService {
   readonly name: string;
@@ -392,7 +408,11 @@ export async function startBenchStack(
       await spawnService(
         dir,
         "command",
-        [...(options.nodeArgs ?? []), join(repoRoot, "services/command/src/main.ts")],
+        [
+          ...imageNodeFlags("command"),
+          ...(options.nodeArgs ?? []),
+          join(repoRoot, "services/command/src/main.ts"),
+        ],
         {
           ...natsEnv(options.natsRole ?? "command"),
           COMMAND_LISTEN: `127.0.0.1:${ports.COMMAND_PORT}`,

@@ -136,4 +136,12 @@ describe("the node flags", () => {
     expect(spec.images.cli?.entrypoint).toContain("--max-semi-space-size=64");
     expect(read("bin/ctx")).toContain("--max-semi-space-size=64");
   });
+
+  it("give the command service the smaller young generation deploy/local gives it", () => {
+    expect(spec.images.command?.entrypoint).toContain("--max-semi-space-size=16");
+    const local = read("deploy/local/services.sh");
+    const from = local.indexOf("start_service command");
+    const command = local.slice(from, local.indexOf("start_service", from + 1));
+    expect(command).toContain("--max-semi-space-size=16");
+  });
 });

@@ -123,9 +123,12 @@ case "${1:-}" in
     read -r -a AUTH_VARS <<<"$(auth_env)"
     command_env=()
     role_env command_env command
+    # A smaller young generation than V8 grows to by itself (64 MB semi-spaces here): each young
+    # collection copies the story cache's new entries, and at 64 MB it paused the command service
+    # for 15-22 ms, which set the p99 of its calls (docs/OPERATIONS.md, docs/BENCHMARKS.md).
     start_service command "$COMMAND_OPS_PORT" services/command/src/main.ts "${command_env[@]}" \
       COMMAND_LISTEN="$BIND_HOST:$COMMAND_PORT" COMMAND_OPS_LISTEN="$BIND_HOST:$COMMAND_OPS_PORT" \
-      "${AUTH_VARS[@]}"
+      "${AUTH_VARS[@]}" NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--max-semi-space-size=16"
     # The snapshotter in the query process writes with its own user; the query user only reads.
     query_env=()
     role_env query_env query
