@@ -98,6 +98,36 @@ const serviceNames = defaultEventStreamNames;
 
 type Commands = Client<typeof ContextCommandService>;
 
+/**
+ * The command service's garbage collection between two scrapes (prom-client's
+ * `nodejs_gc_duration_seconds`, warm-up included): its pauses per call handled, and the count and
+ * mean pause of the young collections, which set the tail of the calls' latency (docs/OPERATIONS.md).
+ */
+interface Collector {
+  readonly usPerCall: number;
+  readonly youngCount: number;
+  readonly youngMeanMs: number;
+}
+
+function collectorOf(
+  before: string,
+  after: string,
+  calls: readonly [string, readonly string[]],
+): Collector {
+  const gc = "nodejs_gc_duration_seconds";
+  const all = [histogram(before, gc), histogram(after, gc)] as const;
+  const young = [
+    histogram(before, gc, ['kind="minor"']),
+    histogram(after, gc, ['kind="minor"']),
+  ] as const;
+  const handled = histogram(after, ...calls).count - histogram(before, ...calls).count;
+  return {
+    usPerCall: handled > 0 ? ((all[1].sum - all[0].sum) / handled) * 1e6 : Number.NaN,
+    youngCount: young[1].count - young[0].count,
+    youngMeanMs: meanMs(...young),
+  };
+}
+
 interface Level {
   readonly concurrency: number;
   readonly connections: number;
@@ -116,6 +146,8 @@ interface Level {
     /** Event-loop delay of the service over the phase (prom-client resets it at every scrape). */
     readonly loopLagP99: number;
     readonly loopLagMax: number;
+    /** The service's garbage collector over the phase (see collectorOf). */
+    readonly collector: Collector;
   };
 }
 
@@ -377,6 +409,7 @@ async function main(): Promise<void> {
           handling: meanMs(histogram(before, ...handling), histogram(after, ...handling)),
           append: meanMs(histogram(before, ...append), histogram(after, ...append)),
           loopLagP99: loopDelayMs(after, "nodejs_eventloop_lag_p99_seconds"),
+          collector: collectorOf(before, after, handling),
           loopLagMax: loopDelayMs(after, "nodejs_eventloop_lag_max_seconds"),
         },
       });
@@ -817,6 +850,9 @@ function report(r: {
         "raw publish",
         "loop delay p99 ms (beyond 10 ms sampling): service",
         "bench",
+        "service GC: µs per call",
+        "young GCs",
+        "young GC mean ms",
       ],
       r.levels.map((l) => [
         String(l.concurrency),
@@ -827,6 +863,9 @@ function report(r: {
         fmt(l.rawJetStream.latencyMs.mean, 2),
         fmt(l.serviceSideMs.loopLagP99, 1),
         fmt(l.commandService.benchLoopLagMs.p99, 1),
+        fmt(l.serviceSideMs.collector.usPerCall, 1),
+        String(l.serviceSideMs.collector.youngCount),
+        fmt(l.serviceSideMs.collector.youngMeanMs, 2),
       ]),
     ),
     ...ratioLines(r.levels),
