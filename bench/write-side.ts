@@ -409,8 +409,8 @@ async function main(): Promise<void> {
           handling: meanMs(histogram(before, ...handling), histogram(after, ...handling)),
           append: meanMs(histogram(before, ...append), histogram(after, ...append)),
           loopLagP99: loopDelayMs(after, "nodejs_eventloop_lag_p99_seconds"),
-          collector: collectorOf(before, after, handling),
           loopLagMax: loopDelayMs(after, "nodejs_eventloop_lag_max_seconds"),
+          collector: collectorOf(before, after, handling),
         },
       });
     }
